@@ -1,0 +1,505 @@
+"""A Parquet dataset as an index of units: the pieces of data streamgd reads one at a time.
+
+A *unit* is a whole row group, or a slice of one when the row group is larger than the row limit a memory
+budget allows. Opening a dataset reads file footers only, never data.
+
+>>> import tempfile, os, pyarrow as pa, pyarrow.parquet as pq
+>>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
+>>> pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": [1, 0, 1], "y": [0.5, 1.5, 2.5]}), path, row_group_size=2)
+>>> data = open_dataset(path, target="y")
+>>> data.feature_names, data.n_rows, [u.n_rows for u in data.units]
+(['a', 'b'], 3, [2, 1])
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .errors import DataError, SchemaError
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a dataset read at once: rows [offset, offset + n_rows) of a row group of a source file."""
+
+    source: int  # index into Dataset.sources
+    row_group: int  # row group of that file (partition index for a dask source)
+    offset: int  # first row inside the row group
+    n_rows: int
+    first_row: int  # position of the unit's first row in the whole dataset, in file order
+
+    @property
+    def group_key(self) -> tuple[int, int]:
+        """The row group this unit belongs to; slices of one row group share it."""
+        return (self.source, self.row_group)
+
+
+@dataclass
+class Dataset:
+    """Schema, feature and target columns, and the unit index of a Parquet dataset (or dask DataFrame)."""
+
+    sources: list[str]
+    schema: pa.Schema
+    feature_names: list[str]
+    target: str | None
+    units: list[Unit]
+    filesystem: Any = None
+    partition_values: list[dict[str, Any]] = field(default_factory=list)
+    ignored_columns: dict[str, str] = field(default_factory=dict)
+    dask_frame: Any = None
+    row_group_rows: list[list[int]] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(u.n_rows for u in self.units)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns training reads: the features, then the target if any."""
+        return self.feature_names + ([self.target] if self.target else [])
+
+    @property
+    def n_row_groups(self) -> int:
+        return sum(len(r) for r in self.row_group_rows)
+
+    def subset(self, units: Sequence[Unit]) -> Dataset:
+        """The same dataset restricted to some of its units (for example a validation split)."""
+        clone = Dataset(**{**self.__dict__})
+        clone.units = list(units)
+        return clone
+
+    def describe_row(self, unit: Unit, row_in_unit: int) -> str:
+        """A human pointer to one row: file, row group and row index inside that row group."""
+        return (f"file {self.sources[unit.source]}, row group {unit.row_group}, "
+                f"row {unit.offset + row_in_unit}")
+
+
+def open_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
+                 max_unit_rows: int | None = None, allow_string_target: bool = True) -> Dataset:
+    """Open a Parquet file, directory, glob, list of paths, ``pyarrow.dataset.Dataset`` or dask DataFrame.
+
+    ``features`` defaults to every numeric or boolean column except the target. Row groups with more rows than
+    ``max_unit_rows`` are split into slices.
+    """
+    if isinstance(source, Dataset):
+        return source
+    if max_unit_rows is not None and max_unit_rows < 1:
+        raise DataError(f"max_unit_rows must be at least 1, got {max_unit_rows}")
+    if _is_dask_frame(source):
+        return _open_dask(source, target, features, allow_string_target)
+    files, filesystem, partitions = _resolve_files(source)
+    metadata = _read_footers(files, filesystem)
+    schema = _merged_schema(files, metadata, partitions)
+    feature_names, ignored = _resolve_columns(schema, target, features, files[0], allow_string_target)
+    _check_same_schema(files, metadata, partitions, feature_names + ([target] if target else []))
+    units, row_group_rows = _build_units(metadata, max_unit_rows)
+    if not units:
+        raise DataError(f"the dataset {_describe_source(source)} has no rows")
+    return Dataset(sources=files, schema=schema, feature_names=feature_names, target=target, units=units,
+                   filesystem=filesystem, partition_values=partitions, ignored_columns=ignored,
+                   row_group_rows=row_group_rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resolving what the user named into files
+# ---------------------------------------------------------------------------------------------------------------
+
+def _describe_source(source: Any) -> str:
+    if isinstance(source, (list, tuple)):
+        return f"[{len(source)} paths]"
+    return str(source)
+
+
+def _resolve_files(source: Any) -> tuple[list[str], Any, list[dict[str, Any]]]:
+    """Return (files, filesystem, hive partition values per file)."""
+    try:
+        import pyarrow.dataset as pads
+    except ImportError:  # pragma: no cover - pyarrow always ships it
+        pads = None
+    if pads is not None and isinstance(source, pads.FileSystemDataset):
+        files, parts = [], []
+        for fragment in source.get_fragments():
+            files.append(fragment.path)
+            parts.append(dict(pads.get_partition_keys(fragment.partition_expression)))
+        if not files:
+            raise DataError("the pyarrow dataset has no files")
+        return files, source.filesystem, parts
+    if isinstance(source, (str, os.PathLike)):
+        paths = [os.fspath(source)]
+    elif isinstance(source, (list, tuple)):
+        if not source:
+            raise DataError("the list of paths is empty")
+        paths = [os.fspath(p) for p in source]
+    else:
+        raise DataError(f"cannot read data from a {type(source).__name__}; give a path, a glob, a list of paths, "
+                        "a pyarrow dataset or a dask DataFrame")
+    files: list[str] = []
+    filesystem = None
+    for path in paths:
+        found, fs = _expand_path(path)
+        if filesystem is not None and fs is not None and type(fs) is not type(filesystem):
+            raise DataError(f"{path} is on another filesystem than the other paths")
+        filesystem = filesystem or fs
+        files.extend(found)
+    duplicates = {f for f in files if files.count(f) > 1}
+    if duplicates:
+        raise DataError(f"the file {sorted(duplicates)[0]} is named more than once")
+    return files, filesystem, [_hive_values(f) for f in files]
+
+
+def _expand_path(path: str) -> tuple[list[str], Any]:
+    if "://" in path:
+        try:
+            fs, inner = pafs.FileSystem.from_uri(path)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise DataError(f"cannot open {path}: {exc}") from None
+        info = fs.get_file_info(inner)
+        if info.type == pafs.FileType.NotFound:
+            raise DataError(f"no such file or directory: {path}")
+        if info.type == pafs.FileType.Directory:
+            selector = pafs.FileSelector(inner, recursive=True)
+            found = sorted(i.path for i in fs.get_file_info(selector)
+                           if i.type == pafs.FileType.File and _is_data_file(i.path))
+            if not found:
+                raise DataError(f"the directory {path} holds no Parquet files")
+            return found, fs
+        return [inner], fs
+    if _GLOB_CHARS.search(path):
+        found = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise DataError(f"no file matches the pattern {path}")
+        return found, None
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            found.extend(os.path.join(root, n) for n in sorted(names) if _is_data_file(n))
+        if not found:
+            raise DataError(f"the directory {path} holds no Parquet files")
+        return found, None
+    if not os.path.exists(path):
+        raise DataError(f"no such file or directory: {path}")
+    return [path], None
+
+
+def _is_data_file(path: str) -> bool:
+    name = os.path.basename(path)
+    if name.startswith((".", "_")):
+        return False
+    return name.endswith(PARQUET_SUFFIXES) or "." not in name
+
+
+def _hive_values(path: str) -> dict[str, Any]:
+    """Hive partition values encoded in the directories of a path (``year=2024/...``)."""
+    values: dict[str, Any] = {}
+    for part in path.replace("\\", "/").split("/")[:-1]:
+        if "=" in part:
+            key, _, raw = part.partition("=")
+            if key:
+                values[key] = _parse_partition_value(raw)
+    return values
+
+
+def _parse_partition_value(raw: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Footers, schema, columns
+# ---------------------------------------------------------------------------------------------------------------
+
+def open_parquet_file(path: str, filesystem: Any = None, **options: Any) -> pq.ParquetFile:
+    """Open one Parquet file, turning pyarrow's errors into a DataError that names the file."""
+    try:
+        if filesystem is not None:
+            handle = filesystem.open_input_file(path)
+            return pq.ParquetFile(handle, **options)
+        return pq.ParquetFile(path, **options)
+    except FileNotFoundError:
+        raise DataError(f"no such file: {path}") from None
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _read_footer(path: str, filesystem: Any) -> pq.FileMetaData:
+    return open_parquet_file(path, filesystem).metadata
+
+
+def _read_footers(files: list[str], filesystem: Any) -> list[pq.FileMetaData]:
+    if len(files) <= 4:
+        return [_read_footer(f, filesystem) for f in files]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda f: _read_footer(f, filesystem), files))
+
+
+def _partition_type(values: list[Any]) -> pa.DataType:
+    if all(isinstance(v, int) for v in values):
+        return pa.int64()
+    if all(isinstance(v, (int, float)) for v in values):
+        return pa.float64()
+    return pa.string()
+
+
+def _merged_schema(files: list[str], metadata: list[pq.FileMetaData], partitions: list[dict]) -> pa.Schema:
+    schema = metadata[0].schema.to_arrow_schema()
+    keys = [k for k in partitions[0] if k not in schema.names] if partitions else []
+    for key in keys:
+        values = [p.get(key) for p in partitions]
+        if any(v is None for v in values):
+            missing = files[values.index(None)]
+            raise SchemaError(f"the partition column {key!r} is missing from the path of {missing}")
+        schema = schema.append(pa.field(key, _partition_type(values)))
+    return schema
+
+
+def is_numeric_type(dtype: pa.DataType) -> bool:
+    """Whether a column of this Arrow type can be a feature as it is (ints, floats, booleans, decimals)."""
+    return (pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+            or pa.types.is_decimal(dtype))
+
+
+def _why_unusable(dtype: pa.DataType) -> str:
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype):
+        return f"holds text ({dtype}); features must be numeric or boolean"
+    if pa.types.is_nested(dtype):
+        return f"is nested ({dtype}); features must be flat numeric columns"
+    return f"has type {dtype}, which is not numeric"
+
+
+def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[str] | None, first_file: str,
+                     allow_string_target: bool) -> tuple[list[str], dict[str, str]]:
+    names = schema.names
+    if target is not None:
+        if target not in names:
+            raise DataError(f"the target column {target!r} is not in {first_file} (columns: {_short_list(names)})")
+        target_type = schema.field(target).type
+        textual = pa.types.is_string(target_type) or pa.types.is_large_string(target_type) \
+            or pa.types.is_dictionary(target_type)
+        if not (is_numeric_type(target_type) or (allow_string_target and textual)):
+            raise DataError(f"the target column {target!r} in {first_file} {_why_unusable(target_type)}")
+    ignored: dict[str, str] = {}
+    if features is None:
+        chosen = []
+        for f in schema:
+            if f.name == target:
+                continue
+            if is_numeric_type(f.type):
+                chosen.append(f.name)
+            else:
+                ignored[f.name] = _why_unusable(f.type)
+        if not chosen:
+            raise DataError(f"{first_file} has no numeric column to use as a feature")
+        return chosen, ignored
+    features = list(features)
+    if not features:
+        raise DataError("the list of feature columns is empty")
+    for name in features:
+        if name not in names:
+            raise DataError(f"the feature column {name!r} is not in {first_file} (columns: {_short_list(names)})")
+        if name == target:
+            raise DataError(f"the column {name!r} cannot be both a feature and the target")
+        if not is_numeric_type(schema.field(name).type):
+            raise DataError(f"the feature column {name!r} in {first_file} {_why_unusable(schema.field(name).type)}")
+    if len(set(features)) != len(features):
+        raise DataError("a feature column is named twice")
+    ignored = {f.name: "not selected" for f in schema if f.name not in features and f.name != target}
+    return features, ignored
+
+
+def _short_list(names: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _check_same_schema(files: list[str], metadata: list[pq.FileMetaData], partitions: list[dict],
+                       columns: list[str]) -> None:
+    reference = metadata[0].schema.to_arrow_schema()
+    for path, meta, parts in zip(files[1:], metadata[1:], partitions[1:]):
+        schema = meta.schema.to_arrow_schema()
+        for name in columns:
+            if name in parts and name not in schema.names:
+                continue
+            if name not in schema.names:
+                raise SchemaError(f"{path} has no column {name!r}, which {files[0]} has")
+            if name in reference.names and schema.field(name).type != reference.field(name).type:
+                raise SchemaError(f"the column {name!r} is {schema.field(name).type} in {path} "
+                                  f"but {reference.field(name).type} in {files[0]}")
+
+
+def _build_units(metadata: list[pq.FileMetaData], max_unit_rows: int | None) -> tuple[list[Unit], list[list[int]]]:
+    units: list[Unit] = []
+    row_group_rows: list[list[int]] = []
+    position = 0
+    for source, meta in enumerate(metadata):
+        rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        row_group_rows.append(rows)
+        for group, n in enumerate(rows):
+            step = n if not max_unit_rows else max_unit_rows
+            for offset in range(0, n, max(step, 1)):
+                count = min(step, n - offset)
+                units.append(Unit(source, group, offset, count, position))
+                position += count
+    return units, row_group_rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dask DataFrames: each partition is a unit
+# ---------------------------------------------------------------------------------------------------------------
+
+def _is_dask_frame(source: Any) -> bool:
+    module = type(source).__module__
+    return module.startswith("dask") and hasattr(source, "npartitions") and hasattr(source, "get_partition")
+
+
+def _open_dask(frame: Any, target: str | None, features: Sequence[str] | None,
+               allow_string_target: bool) -> Dataset:
+    empty = frame._meta
+    schema = pa.Schema.from_pandas(empty, preserve_index=False)
+    feature_names, ignored = _resolve_columns(schema, target, features, "the dask DataFrame", allow_string_target)
+    lengths = frame.map_partitions(len).compute()
+    units, position = [], 0
+    for index, n in enumerate(lengths):
+        if n:
+            units.append(Unit(0, index, 0, int(n), position))
+            position += int(n)
+    if not units:
+        raise DataError("the dask DataFrame has no rows")
+    return Dataset(sources=["<dask DataFrame>"], schema=schema, feature_names=feature_names, target=target,
+                   units=units, partition_values=[{}], ignored_columns=ignored, dask_frame=frame,
+                   row_group_rows=[[int(n) for n in lengths]])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading units as Arrow tables
+# ---------------------------------------------------------------------------------------------------------------
+
+class UnitTableReader:
+    """Reads units of one dataset as Arrow tables; keeps a few files open. Use from one thread at a time.
+
+    Whole row groups are read with ``read_row_group``. Slices of a big row group are read from a streaming
+    ``iter_batches`` cursor over unbuffered column chunks, which is what bounds memory: a plan visits the slices
+    of a row group in order, so the cursor only moves forward.
+    """
+
+    def __init__(self, dataset: Dataset, columns: Sequence[str], max_open_files: int = 8):
+        self.dataset = dataset
+        self.columns = list(columns)
+        self.max_open_files = max_open_files
+        self._files: dict[int, pq.ParquetFile] = {}
+        self._cursor: tuple[tuple[int, int], int, Any, list[pa.RecordBatch]] | None = None
+
+    def read(self, unit: Unit) -> pa.Table:
+        """The unit's rows of the projected columns (partition columns filled in)."""
+        data = self.dataset
+        if data.dask_frame is not None:
+            return self._read_dask(unit)
+        file_columns, partition_columns = self._split_columns(unit.source)
+        size = data.row_group_rows[unit.source][unit.row_group]
+        try:
+            if unit.offset == 0 and unit.n_rows == size:
+                table = self._file(unit.source).read_row_group(unit.row_group, columns=file_columns,
+                                                               use_threads=False)
+            else:
+                table = self._read_slice(unit, file_columns)
+        except DataError:
+            raise
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataError(f"cannot read row group {unit.row_group} of {data.sources[unit.source]} "
+                            f"({_first_line(exc)})") from None
+        if table.num_rows != unit.n_rows:
+            raise DataError(f"row group {unit.row_group} of {data.sources[unit.source]} has {table.num_rows} rows, "
+                            f"its footer says {unit.n_rows}")
+        for name in partition_columns:
+            value = data.partition_values[unit.source][name]
+            table = table.append_column(name, pa.array([value] * unit.n_rows, type=data.schema.field(name).type))
+        return table.select(self.columns)
+
+    def close(self) -> None:
+        self._files.clear()
+        self._cursor = None
+
+    def _split_columns(self, source: int) -> tuple[list[str], list[str]]:
+        partitions = self.dataset.partition_values[source] if self.dataset.partition_values else {}
+        file_columns = [c for c in self.columns if c not in partitions]
+        return file_columns, [c for c in self.columns if c in partitions]
+
+    def _file(self, source: int, streaming: bool = False) -> pq.ParquetFile:
+        key = -source - 1 if streaming else source
+        handle = self._files.get(key)
+        if handle is None:
+            if len(self._files) >= self.max_open_files:
+                self._files.pop(next(iter(self._files)))
+            options = {"pre_buffer": False, "buffer_size": 1 << 20} if streaming else {}
+            handle = open_parquet_file(self.dataset.sources[source], self.dataset.filesystem, **options)
+            self._files[key] = handle
+        return handle
+
+    def _read_slice(self, unit: Unit, columns: list[str]) -> pa.Table:
+        if self._cursor is None or self._cursor[0] != unit.group_key or self._cursor[1] != unit.offset:
+            handle = self._file(unit.source, streaming=True)
+            batches = handle.iter_batches(batch_size=unit.n_rows, row_groups=[unit.row_group], columns=columns,
+                                          use_threads=False)
+            self._cursor = (unit.group_key, 0, batches, [])
+            self._skip_to(unit.offset)
+        key, position, batches, pending = self._cursor
+        taken: list[pa.RecordBatch] = []
+        needed = unit.n_rows
+        while needed > 0:
+            batch = pending.pop(0) if pending else next(batches, None)
+            if batch is None:
+                break
+            if batch.num_rows > needed:
+                pending.insert(0, batch.slice(needed))
+                batch = batch.slice(0, needed)
+            taken.append(batch)
+            needed -= batch.num_rows
+        self._cursor = (key, position + unit.n_rows, batches, pending)
+        if needed > 0:
+            raise DataError(f"row group {unit.row_group} of {self.dataset.sources[unit.source]} ended after "
+                            f"{unit.offset + unit.n_rows - needed} rows, its footer says more")
+        return pa.Table.from_batches(taken)
+
+    def _skip_to(self, offset: int) -> None:
+        key, position, batches, pending = self._cursor
+        while position < offset:
+            batch = next(batches, None)
+            if batch is None:
+                break
+            if position + batch.num_rows > offset:
+                pending.append(batch.slice(offset - position))
+                position = offset
+            else:
+                position += batch.num_rows
+        self._cursor = (key, position, batches, pending)
+
+    def _read_dask(self, unit: Unit) -> pa.Table:
+        frame = self.dataset.dask_frame.get_partition(unit.row_group)[self.columns].compute()
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        return table.slice(unit.offset, unit.n_rows)

@@ -1,0 +1,25 @@
+"""Errors streamgd raises for bad input: one clear sentence, never a traceback at the CLI."""
+
+
+class StreamgdError(Exception):
+    """Base class of every error streamgd reports to a user."""
+
+
+class DataError(StreamgdError):
+    """The data cannot be used: a missing path, a corrupt file, a wrong column, NaN or inf."""
+
+
+class SchemaError(DataError):
+    """Files of one dataset disagree on their columns or types."""
+
+
+class ModelFileError(StreamgdError):
+    """A model or checkpoint file is not one streamgd can load."""
+
+
+class ConfigError(StreamgdError, ValueError):
+    """A parameter has a value streamgd does not accept."""
+
+
+class DivergenceError(StreamgdError):
+    """Training produced a NaN or inf loss or parameter."""

@@ -1,0 +1,259 @@
+"""Units to NumPy chunks: read a plan's steps with pyarrow, convert to column-major float arrays with the plan's
+row permutation fused into the one copy, and prefetch the next chunks on a background thread.
+
+Column-major because Arrow stores columns: one contiguous copy per column, no transpose (the design measured a
+row-major layout at 1.7x the cost). The mini-batch kernels read consecutive rows of each column, which is the
+contiguous direction of a column-major array.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .dataset import Dataset, Unit, UnitTableReader
+from .errors import ConfigError, DataError
+from .schedule import Plan, ShuffleQualityMeter, Step
+
+DEFAULT_PREFETCH_DEPTH = 2
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "K": 10**3, "M": 10**6, "G": 10**9}
+
+TargetEncoder = Callable[[pa.ChunkedArray], np.ndarray]
+
+
+@dataclass
+class Chunk:
+    """Rows of one plan step: features ``X`` (n_rows, n_features), column-major, and target ``y`` (float64)."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    step: Step
+    row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
+
+    @property
+    def n_rows(self) -> int:
+        return self.X.shape[0]
+
+    def locate(self, row: int) -> tuple[Unit, int]:
+        """The unit and the row inside it that delivered row ``row`` came from."""
+        original = int(self.row_order[row]) if self.row_order is not None else row
+        for unit in self.step.units:
+            if original < unit.n_rows:
+                return unit, original
+            original -= unit.n_rows
+        raise IndexError(row)
+
+
+def parse_memory_budget(budget: str | int | None) -> int | None:
+    """Bytes in a budget such as ``"256MB"``, ``"1GiB"`` or ``1000000``.
+
+    >>> parse_memory_budget("64MB"), parse_memory_budget("1GiB"), parse_memory_budget(None)
+    (64000000, 1073741824, None)
+    """
+    if budget is None or isinstance(budget, int):
+        if isinstance(budget, int) and budget <= 0:
+            raise ConfigError(f"memory budget must be positive, got {budget}")
+        return budget
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(budget))
+    if not match or match.group(2).upper() not in _UNITS:
+        raise ConfigError(f"memory budget {budget!r} is not a size such as 256MB or 1GiB")
+    value = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    if value <= 0:
+        raise ConfigError(f"memory budget must be positive, got {budget!r}")
+    return value
+
+
+def rows_per_unit_for_budget(budget_bytes: int, n_columns: int, itemsize: int = 4,
+                             prefetch_depth: int = DEFAULT_PREFETCH_DEPTH, units_per_step: int = 1) -> int:
+    """The largest unit (in rows) whose chunks in flight fit in ``budget_bytes``.
+
+    In flight at once: ``prefetch_depth`` finished chunks in the queue, the chunk being trained on, and the one
+    being built (its Arrow columns as decoded, in float64 at worst, plus the NumPy copy). A step reads
+    ``units_per_step`` units.
+    """
+    bytes_per_row = n_columns * itemsize + 8  # features + float64 target
+    arrow_bytes_per_row = (n_columns + 1) * 8
+    per_row = (prefetch_depth + 2) * bytes_per_row + arrow_bytes_per_row
+    return max(1024, int(budget_bytes // (per_row * units_per_step)))
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather_into(source, order, out):  # pragma: no cover - compiled
+    for i in range(order.shape[0]):
+        out[i] = source[order[i]]
+
+
+@numba.njit(nogil=True, cache=True)
+def _copy_into(source, out):  # pragma: no cover - compiled
+    for i in range(source.shape[0]):
+        out[i] = source[i]
+
+
+def _column_to_numpy(column: pa.ChunkedArray, name: str) -> np.ndarray:
+    dtype = column.type
+    if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype)) or column.null_count:
+        try:
+            column = pc.cast(column, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DataError(f"the column {name!r} of type {dtype} cannot be read as numbers ({exc})") from None
+        column = column.fill_null(np.nan) if column.null_count else column
+    if column.num_chunks == 1:
+        return column.chunk(0).to_numpy(zero_copy_only=False)
+    return column.to_numpy()
+
+
+def default_target_encoder(column: pa.ChunkedArray) -> np.ndarray:
+    """Numeric and boolean targets as float64; nulls become NaN (which training reports as bad data)."""
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+            or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
+        raise DataError(f"the target column has type {column.type}; this model needs a numeric target")
+    return np.asarray(_column_to_numpy(column, "target"), dtype=np.float64)
+
+
+def table_to_chunk_arrays(table: pa.Table, feature_names: list[str], target: str | None,
+                          order: np.ndarray | None, dtype: np.dtype,
+                          target_encoder: TargetEncoder = default_target_encoder) -> tuple[np.ndarray, np.ndarray | None]:
+    """Convert an Arrow table to a column-major feature matrix and a target vector, rows taken in ``order``."""
+    n = table.num_rows
+    X = np.empty((n, len(feature_names)), dtype=dtype, order="F")
+    for j, name in enumerate(feature_names):
+        source = _column_to_numpy(table.column(name), name)
+        if order is None:
+            _copy_into(source, X[:, j])
+        else:
+            _gather_into(source, order, X[:, j])
+    y = None
+    if target is not None:
+        values = target_encoder(table.column(target))
+        y = values if order is None else values[order]
+        y = np.ascontiguousarray(y, dtype=np.float64)
+    return X, y
+
+
+class ChunkStream:
+    """Iterate the chunks of a plan, prefetched ``prefetch_depth`` ahead on a thread (0: read inline).
+
+    Closing the stream (or leaving a ``with`` block) stops the thread.
+    """
+
+    def __init__(self, dataset: Dataset, plan: Plan, dtype: np.dtype | str = np.float32,
+                 prefetch_depth: int = DEFAULT_PREFETCH_DEPTH, with_target: bool = True,
+                 target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
+                 quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None):
+        if prefetch_depth < 0:
+            raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
+        self.dataset = dataset
+        self.steps = plan.steps[start_step:]
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.prefetch_depth = prefetch_depth
+        self.target = dataset.target if with_target else None
+        self.target_encoder = target_encoder
+        self.quality = quality
+        self.extra_columns = extra_columns or []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._queue: queue.Queue | None = None
+
+    def _build(self, tables: UnitTableReader, step: Step) -> Chunk:
+        parts = [tables.read(unit) for unit in step.units]
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        del parts
+        order = step.row_order()
+        X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
+                                     self.target_encoder)
+        chunk = Chunk(X, y, step, order)
+        if self.extra_columns:
+            chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
+        del table
+        if self.quality is not None:
+            self.quality.add(step.file_positions())
+        return chunk
+
+    def _columns(self) -> list[str]:
+        columns = self.dataset.feature_names + ([self.target] if self.target else [])
+        return columns + [c for c in self.extra_columns if c not in columns]
+
+    def __iter__(self) -> Iterator[Chunk]:
+        if self.prefetch_depth == 0:
+            tables = UnitTableReader(self.dataset, self._columns())
+            try:
+                for step in self.steps:
+                    yield self._build(tables, step)
+            finally:
+                tables.close()
+            return
+        self._queue = queue.Queue(maxsize=self.prefetch_depth)
+        self._thread = threading.Thread(target=self._produce, name="streamgd-prefetch", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                del item
+        finally:
+            self.close()
+
+    def _produce(self) -> None:
+        tables = UnitTableReader(self.dataset, self._columns())
+        try:
+            for step in self.steps:
+                if self._stop.is_set():
+                    return
+                chunk = self._build(tables, step)
+                if not self._put(chunk):
+                    return
+                del chunk
+            self._put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+        finally:
+            tables.close()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        """Stop the prefetch thread and drop chunks not yet consumed."""
+        self._stop.set()
+        if self._queue is not None:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def __enter__(self) -> ChunkStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_chunks(dataset: Dataset, plan: Plan, **options) -> Iterator[Chunk]:
+    """Iterate the chunks of ``plan`` (see ``ChunkStream`` for the options)."""
+    with ChunkStream(dataset, plan, **options) as stream:
+        yield from stream

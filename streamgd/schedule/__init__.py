@@ -1,0 +1,147 @@
+"""Epoch plans: which units are read in which order, and how rows are permuted, as a pure function of
+(seed, epoch, shard index, shard count). A plan never touches I/O.
+
+Modes live one per module behind the ``MODES`` registry: ``none``, ``row-groups`` and ``buffer:K``.
+
+>>> from streamgd.dataset import Unit
+>>> units = [Unit(0, g, 0, 4, 4 * g) for g in range(6)]
+>>> plan = make_plan(units, "row-groups", seed=1, epoch=0)
+>>> sorted(u.row_group for step in plan.steps for u in step.units)
+[0, 1, 2, 3, 4, 5]
+>>> plan == make_plan(units, "row-groups", seed=1, epoch=0)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from ..dataset import Unit
+from ..errors import ConfigError
+from . import buffer, none, row_groups
+from .quality import ShuffleQuality, ShuffleQualityMeter
+
+MODES: dict[str, ModuleType] = {"none": none, "row-groups": row_groups, "buffer": buffer}
+
+__all__ = ["MODES", "Plan", "Step", "ShuffleMode", "ShuffleQuality", "ShuffleQualityMeter", "make_plan",
+           "parse_shuffle", "shard_units"]
+
+
+@dataclass(frozen=True)
+class ShuffleMode:
+    """A parsed shuffle mode: its name and the number of units read together."""
+
+    name: str
+    units_per_step: int = 1
+
+    def __str__(self) -> str:
+        return f"buffer:{self.units_per_step}" if self.name == "buffer" else self.name
+
+
+def parse_shuffle(text: str | ShuffleMode) -> ShuffleMode:
+    """Parse ``none``, ``row-groups`` or ``buffer:K``.
+
+    >>> parse_shuffle("buffer:8")
+    ShuffleMode(name='buffer', units_per_step=8)
+    """
+    if isinstance(text, ShuffleMode):
+        return text
+    name, _, arg = str(text).partition(":")
+    if name == "buffer":
+        try:
+            k = int(arg)
+        except ValueError:
+            k = 0
+        if k < 1:
+            raise ConfigError(f"shuffle mode {text!r}: buffer needs a unit count, for example buffer:8")
+        return ShuffleMode("buffer", k)
+    if name in MODES and not arg:
+        return ShuffleMode(name)
+    raise ConfigError(f"unknown shuffle mode {text!r}; use none, row-groups or buffer:K")
+
+
+@dataclass(frozen=True)
+class Step:
+    """Units read together into one chunk, and the seed of the permutation of their rows."""
+
+    index: int
+    units: tuple[Unit, ...]
+    row_seed: tuple[int, ...] | None  # None: rows stay in file order
+
+    @property
+    def n_rows(self) -> int:
+        return sum(u.n_rows for u in self.units)
+
+    def row_order(self) -> np.ndarray | None:
+        """The order in which the step's concatenated rows are delivered (None: as stored)."""
+        if self.row_seed is None:
+            return None
+        return np.random.default_rng(list(self.row_seed)).permutation(self.n_rows)
+
+    def file_positions(self) -> np.ndarray:
+        """Positions in the whole dataset's file order of the rows, in delivery order."""
+        positions = np.concatenate([np.arange(u.first_row, u.first_row + u.n_rows, dtype=np.int64)
+                                    for u in self.units])
+        order = self.row_order()
+        return positions if order is None else positions[order]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered steps of one epoch for one shard."""
+
+    mode: ShuffleMode
+    seed: int
+    epoch: int
+    shard: int
+    n_shards: int
+    steps: tuple[Step, ...]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(s.n_rows for s in self.steps)
+
+    @property
+    def units(self) -> list[Unit]:
+        return [u for s in self.steps for u in s.units]
+
+    def shuffle_quality(self) -> ShuffleQuality:
+        """Mixing figures of this plan's row order (one pass over its permutations; memory of one step)."""
+        meter = ShuffleQualityMeter()
+        for step in self.steps:
+            meter.add(step.file_positions())
+        return meter.result()
+
+
+def shard_units(ordered: list[Unit], shard: int, n_shards: int) -> list[Unit]:
+    """Shard ``shard`` of ``n_shards``: a contiguous block of the epoch order, with balanced row counts.
+
+    Contiguous blocks keep the slices of one row group together; together the shards cover every unit once.
+    """
+    if n_shards < 1 or not 0 <= shard < n_shards:
+        raise ConfigError(f"shard {shard} of {n_shards} does not exist")
+    if n_shards == 1:
+        return list(ordered)
+    cumulative = np.cumsum([0] + [u.n_rows for u in ordered])
+    total = cumulative[-1]
+    # each unit goes to the shard in which its first row falls when rows are split evenly
+    owner = np.minimum((cumulative[:-1] * n_shards) // max(total, 1), n_shards - 1)
+    return [u for u, k in zip(ordered, owner) if k == shard]
+
+
+def make_plan(units: list[Unit], mode: str | ShuffleMode = "row-groups", seed: int = 0, epoch: int = 0,
+              shard: int = 0, n_shards: int = 1) -> Plan:
+    """The plan of one epoch: a pure function of the units and (mode, seed, epoch, shard, n_shards)."""
+    parsed = parse_shuffle(mode)
+    module = MODES[parsed.name]
+    rng = np.random.default_rng([seed, epoch, 0x5EED])
+    ordered = shard_units(module.order_units(list(units), rng), shard, n_shards)
+    k = parsed.units_per_step
+    steps = []
+    for index, start in enumerate(range(0, len(ordered), k)):
+        row_seed = (seed, epoch, shard, n_shards, index) if module.SHUFFLES_ROWS else None
+        steps.append(Step(index, tuple(ordered[start:start + k]), row_seed))
+    return Plan(parsed, seed, epoch, shard, n_shards, tuple(steps))
