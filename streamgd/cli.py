@@ -1,0 +1,162 @@
+"""The ``streamgd`` command line: thin commands over the Python API (parse, validate, call, print).
+
+Errors a user can fix print one line on stderr and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .errors import StreamgdError
+
+EXIT_USAGE = 2
+
+
+def _friendly_errors(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except StreamgdError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+    return run
+
+
+def _split_columns(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="streamgd")
+def main() -> None:
+    """Out-of-core gradient descent (full batch, SGD, mini-batch) on Parquet data."""
+
+
+# ---- inspect ----------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("path", nargs=-1, required=True)
+@click.option("--target", help="Target column (to show what would be used as features).")
+@click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
+@click.option("--shuffle", "shuffle", default=None, help="Show the shuffle quality of a mode: none, row-groups, buffer:K.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--memory-budget", default=None, help="Show the units a memory budget such as 256MB gives.")
+@_friendly_errors
+def inspect(path: tuple[str, ...], target: str | None, features: str | None, shuffle: str | None, seed: int,
+            memory_budget: str | None) -> None:
+    """Show files, rows, row groups, columns and what training would use."""
+    from .describe import describe_dataset
+
+    source = list(path) if len(path) > 1 else path[0]
+    click.echo(describe_dataset(source, target=target, features=_split_columns(features), shuffle=shuffle,
+                                seed=seed, memory_budget=memory_budget))
+
+
+# ---- fit --------------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--target", required=True, help="Target column.")
+@click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
+@click.option("--model", default="logistic", show_default=True, help="linear | logistic")
+@click.option("--batch-size", default="1024", show_default=True, help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
+@click.option("--epochs", default=5, show_default=True, type=int)
+@click.option("--lr", default=None, type=float, help="Learning rate (default 0.05; 0.5 for --batch-size full).")
+@click.option("--schedule", default="invscaling", show_default=True, help="constant | invscaling")
+@click.option("--lr-decay", default=1e-4, show_default=True, type=float, help="invscaling: lr / (1 + decay t)^power.")
+@click.option("--lr-power", default=0.5, show_default=True, type=float)
+@click.option("--penalty", default="l2", show_default=True, help="l2 | l1 | elasticnet | none")
+@click.option("--alpha", default=1e-4, show_default=True, type=float, help="Penalty strength.")
+@click.option("--l1-ratio", default=0.15, show_default=True, type=float, help="Elastic-net mixing (1 = L1).")
+@click.option("--clip-norm", default=0.0, show_default=True, type=float, help="Clip each step's gradient to this norm (0 = off).")
+@click.option("--shuffle", default="row-groups", show_default=True, help="none | row-groups | buffer:K")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--prefetch", "prefetch_depth", default=2, show_default=True, type=int, help="Chunks read ahead.")
+@click.option("--memory-budget", default=None, help="Bound the bytes of chunks in flight, e.g. 256MB.")
+@click.option("--out", default=None, help="Model file to write (.safetensors).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
+@click.option("--quiet", is_flag=True, help="No progress output on stderr.")
+@_friendly_errors
+def fit(data: tuple[str, ...], target: str, features: str | None, model: str, out: str | None, as_json: bool,
+        quiet: bool, **options: Any) -> None:
+    """Train a model on DATA (Parquet files, directories or globs) streamed from disk."""
+    from .progress import TrainingProgress
+    from .train import Trainer
+
+    source = list(data) if len(data) > 1 else data[0]
+    started = time.perf_counter()
+    with TrainingProgress(enabled=not quiet and not as_json) as progress:
+        trainer = Trainer(model=model, on_chunk=progress.update, **options)
+        fitted = trainer.fit(source, target=target, features=_split_columns(features))
+    if out:
+        fitted.save(out)
+    keys = ("epoch", "loss", "rows", "seconds", "rows_per_s", "peak_rss_mb", "steps", "shuffle_quality")
+    epochs = [{k: e[k] for k in keys if k in e} for e in fitted.history]
+    if as_json:
+        click.echo(json.dumps({"model": out, "kind": fitted.kind, "seconds": round(time.perf_counter() - started, 3),
+                               "epochs": epochs}))
+        return
+    last = epochs[-1]
+    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}, "
+               f"{last['rows_per_s']:,.0f} rows/s, peak RSS {last['peak_rss_mb']:.0f} MB"
+               + (f", model written to {out}" if out else ""))
+
+
+# ---- predict ----------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data", nargs=-1, required=True)
+@click.option("--out", required=True, help="Parquet file to write the predictions to.")
+@click.option("--keep", default=None, help="Comma-separated columns copied through (ids).")
+@_friendly_errors
+def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None) -> None:
+    """Stream predictions of MODEL over DATA into a Parquet file, in input row order."""
+    from .models import load
+    from .predict import predict_to_parquet
+
+    model = load(model_path)
+    source = list(data) if len(data) > 1 else data[0]
+    rows = predict_to_parquet(model, source, out, keep=_split_columns(keep) or ())
+    click.echo(f"{rows:,} predictions written to {out}")
+
+
+# ---- make-data --------------------------------------------------------------------------------------------------
+@main.command("make-data")
+@click.argument("out")
+@click.option("--rows", default=1_000_000, show_default=True, type=int)
+@click.option("--features", default=32, show_default=True, type=int)
+@click.option("--task", default="binary", show_default=True, type=click.Choice(["regression", "binary", "multiclass"]))
+@click.option("--classes", "n_classes", default=3, show_default=True, type=int)
+@click.option("--row-group-size", default=65_536, show_default=True, type=int)
+@click.option("--files", "n_files", default=1, show_default=True, type=int)
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--nan-fraction", default=0.0, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@_friendly_errors
+def make_data(out: str, rows: int, features: int, task: str, n_classes: int, row_group_size: int, n_files: int,
+              dtype: str, nan_fraction: float, seed: int) -> None:
+    """Write a synthetic Parquet dataset with a known true model, in bounded memory."""
+    from .synthetic import make_dataset
+
+    started = time.perf_counter()
+    info = make_dataset(out, n_rows=rows, n_features=features, task=task, n_classes=n_classes,
+                        row_group_size=row_group_size, n_files=n_files, dtype=dtype, nan_fraction=nan_fraction,
+                        seed=seed)
+    click.echo(f"wrote {info.n_rows:,} rows x {info.n_features} features to {out} "
+               f"({len(info.files)} file(s), {time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

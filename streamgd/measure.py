@@ -1,0 +1,48 @@
+"""Throughput and peak resident memory of a run, sampled cheaply once per chunk."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import psutil
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MB (10^6 bytes)."""
+    return psutil.Process(os.getpid()).memory_info().rss / 1e6
+
+
+def lifetime_peak_rss_mb() -> float:
+    """The operating system's record of this process's peak RSS, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
+class EpochMeter:
+    """Rows, wall time and the peak of RSS samples over one epoch."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process(os.getpid())
+        self.start = time.perf_counter()
+        self.rows = 0
+        self.peak_rss_mb = self.sample()
+
+    def sample(self) -> float:
+        rss = self._process.memory_info().rss / 1e6
+        if rss > getattr(self, "peak_rss_mb", 0.0):
+            self.peak_rss_mb = rss
+        return rss
+
+    def add(self, rows: int) -> float:
+        """Count rows done; return the current RSS in MB."""
+        self.rows += rows
+        return self.sample()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / max(self.seconds, 1e-9)

@@ -1,0 +1,198 @@
+"""Linear models: parameters, prediction, and model files.
+
+A model file is one ``.safetensors`` file: the arrays as tensors (``coef``, ``intercept``, ``optimizer_state``)
+and everything else as JSON in the header's metadata. Loading never executes code (no pickle).
+
+>>> import numpy as np, tempfile, os
+>>> model = LinearRegression(np.array([[2.0, -1.0]]), np.array([0.5]), ["a", "b"], target="y")
+>>> model.predict(np.array([[1.0, 1.0]]))
+array([1.5])
+>>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+>>> model.save(path)
+>>> load(path).coef_.tolist()
+[[2.0, -1.0]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from . import __version__, kernels
+from .errors import DataError, ModelFileError
+from .fileio import atomic_write
+
+MODEL_FORMAT = "streamgd.model"
+FORMAT_VERSION = 1
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    out = np.empty_like(z, dtype=np.float64)
+    positive = z >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
+    ez = np.exp(z[~positive])
+    out[~positive] = ez / (1.0 + ez)
+    return out
+
+
+class LinearModel:
+    """Coefficients ``coef_`` (n_outputs, n_features), intercepts ``intercept_`` (n_outputs,), and metadata."""
+
+    kind = "base"
+    loss_kind = -1
+    is_classifier = False
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, feature_names: list[str], target: str | None = None,
+                 classes: list | None = None, config: dict | None = None, history: list | None = None,
+                 optimizer_state: np.ndarray | None = None, summary: dict | None = None):
+        self.coef_ = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+        self.intercept_ = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
+        self.feature_names = list(feature_names)
+        self.target = target
+        self.classes_ = list(classes) if classes is not None else None
+        self.config = dict(config or {})
+        self.history = list(history or [])
+        self.optimizer_state = optimizer_state
+        self.summary = dict(summary or {})
+        if self.coef_.shape != (self.intercept_.shape[0], len(self.feature_names)):
+            raise ValueError(f"coef has shape {self.coef_.shape}, expected ({self.intercept_.shape[0]}, "
+                             f"{len(self.feature_names)})")
+
+    @staticmethod
+    def n_outputs(n_classes: int | None) -> int:
+        """Number of rows of ``coef_`` for a target with ``n_classes`` classes."""
+        return 1
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def params(self) -> np.ndarray:
+        """The flat parameter vector in the kernels' layout (coef row-major, then intercepts)."""
+        return np.concatenate([self.coef_.ravel(), self.intercept_])
+
+    def _matrix(self, X: Any) -> np.ndarray:
+        if hasattr(X, "columns") and not isinstance(X, np.ndarray):  # pandas DataFrame or pyarrow Table
+            names = list(X.columns) if not hasattr(X, "column_names") else X.column_names
+            missing = [n for n in self.feature_names if n not in names]
+            if missing:
+                raise DataError(f"the input has no column {missing[0]!r}, which the model was trained on")
+            if hasattr(X, "column_names"):
+                X = np.column_stack([X.column(n).to_numpy(zero_copy_only=False) for n in self.feature_names])
+            else:
+                X = X[self.feature_names].to_numpy()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise DataError(f"expected {self.n_features} features, got an array of shape {X.shape}")
+        return X
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Margins ``X @ coef.T + intercept``: shape (n,) for one output, (n, n_outputs) otherwise."""
+        X = self._matrix(X)
+        margins = X @ self.coef_.T + self.intercept_
+        return margins[:, 0] if margins.shape[1] == 1 else margins
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.decision_function(X)
+
+    def loss(self, X: Any, y: np.ndarray) -> float:
+        """Mean data loss (no penalty) on encoded targets ``y``, computed by the same kernel as training."""
+        X = self._matrix(X)
+        hyper = np.zeros(kernels.N_HYPER)
+        hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
+        total = kernels.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
+                                   self.coef_.shape[0], self.loss_kind, hyper)
+        return float(total) / max(len(X), 1)
+
+    # ---- files -------------------------------------------------------------------------------------------------
+    def metadata(self) -> dict:
+        return {"kind": self.kind, "feature_names": self.feature_names, "target": self.target,
+                "classes": self.classes_, "config": self.config, "history": self.history,
+                "summary": self.summary, "streamgd_version": __version__}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model as one safetensors file, atomically."""
+        from safetensors.numpy import save_file
+
+        tensors = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
+        if self.optimizer_state is not None and self.optimizer_state.size:
+            tensors["optimizer_state"] = np.ascontiguousarray(self.optimizer_state)
+        header = {"format": MODEL_FORMAT, "format_version": str(FORMAT_VERSION),
+                  "streamgd": json.dumps(self.metadata(), default=_json_default)}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_features={self.n_features}, target={self.target!r})"
+
+
+class LinearRegression(LinearModel):
+    """Least squares: squared loss, ``predict`` returns the margin."""
+
+    kind = "linear"
+    loss_kind = kernels.LOSS_SQUARED
+
+
+class LogisticRegression(LinearModel):
+    """Binary logistic regression: log loss; ``predict_proba`` is the probability of ``classes_[1]``."""
+
+    kind = "logistic"
+    loss_kind = kernels.LOSS_LOG
+    is_classifier = True
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities of (classes_[0], classes_[1]) per row, shape (n, 2)."""
+        p = _sigmoid(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        positive = self.decision_function(X) > 0
+        classes = self.classes_ if self.classes_ is not None else [0, 1]
+        return np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)[positive.astype(int)]
+
+
+MODEL_KINDS: dict[str, type[LinearModel]] = {"linear": LinearRegression, "logistic": LogisticRegression}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store a {type(value).__name__} in a model file")
+
+
+def load(path: str | os.PathLike) -> LinearModel:
+    """Read a model file written by ``save``; anything else fails with ModelFileError."""
+    from safetensors import SafetensorError, safe_open
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"no such model file: {path}")
+    try:
+        with safe_open(path, framework="numpy") as handle:
+            header = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a streamgd model file (not a readable safetensors file: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if header.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path} is a safetensors file but not a streamgd model")
+    try:
+        version = int(header.get("format_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{path} has an unreadable format version") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} was written by a newer streamgd (model format {version}); this streamgd "
+                             f"{__version__} reads format {FORMAT_VERSION} and older: upgrade streamgd")
+    try:
+        meta = json.loads(header["streamgd"])
+        cls = MODEL_KINDS[meta["kind"]]
+        return cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
+                   classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
+                   optimizer_state=tensors.get("optimizer_state"), summary=meta.get("summary"))
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None

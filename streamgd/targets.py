@@ -1,0 +1,87 @@
+"""Class labels of a target column: found by one streaming pass over that column, mapped to indices 0..K-1.
+
+Labels keep the type the column holds (ints, strings, booleans); models store them and ``predict`` returns them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .dataset import Dataset, UnitTableReader
+from .errors import DataError
+
+MAX_CLASSES = 1000
+
+
+def _python_labels(values: pa.Array) -> list:
+    return [v.item() if isinstance(v, np.generic) else v for v in values.to_pylist()]
+
+
+def scan_classes(dataset: Dataset, max_classes: int = MAX_CLASSES) -> list:
+    """The sorted distinct non-null values of the target column, read column by column (bounded memory)."""
+    if dataset.target is None:
+        raise DataError("a classifier needs a target column")
+    tables = UnitTableReader(dataset, [dataset.target])
+    seen: set = set()
+    try:
+        for unit in dataset.units:
+            column = tables.read(unit).column(0)
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            if pa.types.is_floating(column.type):
+                values = column.to_numpy()
+                if not np.isfinite(values[~np.isnan(values)]).all():
+                    raise DataError(f"the target column {dataset.target!r} holds inf in "
+                                    f"{dataset.describe_row(unit, 0).rsplit(',', 1)[0]}")
+            seen.update(_python_labels(pc.unique(column.drop_null())))
+            if len(seen) > max_classes:
+                raise DataError(f"the target column {dataset.target!r} has more than {max_classes} distinct values; "
+                                "is it a regression target?")
+    finally:
+        tables.close()
+    seen = {v for v in seen if not (isinstance(v, float) and np.isnan(v))}
+    try:
+        return sorted(seen)
+    except TypeError:
+        return sorted(seen, key=repr)
+
+
+class LabelEncoder:
+    """Maps class labels to indices 0..K-1 (as float64, the kernels' target type) and back."""
+
+    def __init__(self, classes: list):
+        self.classes = list(classes)
+        self._value_set = pa.array(self.classes)
+
+    def encode(self, column: pa.ChunkedArray) -> np.ndarray:
+        """Indices of the labels; a null target becomes NaN, a label not among the classes is an error."""
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+        try:
+            index = pc.index_in(column, value_set=self._value_set.cast(column.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            index = pc.index_in(column.cast(self._value_set.type), value_set=self._value_set)
+        unknown = pc.sum(pc.and_(pc.is_null(index), pc.is_valid(column))).as_py() or 0
+        if unknown:
+            bad = pc.filter(column, pc.and_(pc.is_null(index), pc.is_valid(column)))[0].as_py()
+            raise DataError(f"the target holds the label {bad!r}, which is not among the classes {self.classes}")
+        return np.asarray(pc.cast(index, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    def decode(self, indices: np.ndarray) -> np.ndarray:
+        """Labels for class indices."""
+        labels = np.asarray(self.classes, dtype=object if isinstance(self.classes[0], str) else None)
+        return labels[np.asarray(indices, dtype=np.int64)]
+
+    def __call__(self, column: pa.ChunkedArray) -> np.ndarray:
+        return self.encode(column)
+
+
+def to_json_labels(classes: list) -> list[Any]:
+    """Labels as JSON values (numpy scalars become Python numbers)."""
+    return [c.item() if isinstance(c, np.generic) else c for c in classes]

@@ -1,0 +1,84 @@
+"""The command line: exit codes, stdout/stderr contracts, and the real console script once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from streamgd.cli import main
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2000, 3))
+    y = (X @ [1.0, 2.0, -1.0] > 0).astype(np.int64)
+    path = tmp_path_factory.mktemp("cli") / "d.parquet"
+    pq.write_table(pa.table({"id": np.arange(2000), "a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y,
+                             "name": ["r"] * 2000}), path, row_group_size=500)
+    return str(path)
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_fit_json_prints_one_object_and_writes_the_model(data, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = run("fit", data, "--target", "y", "--features", "a,b,c", "--epochs", "2", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["model"] == str(out) and len(payload["epochs"]) == 2
+    assert set(payload["epochs"][0]) >= {"epoch", "loss", "rows", "seconds", "rows_per_s", "peak_rss_mb"}
+    assert payload["epochs"][0]["rows"] == 2000
+    assert out.exists()
+
+
+def test_predict_writes_predictions_in_row_order(data, tmp_path):
+    model = tmp_path / "m.safetensors"
+    assert run("fit", data, "--target", "y", "--features", "a,b,c", "--out", str(model), "--quiet").exit_code == 0
+    result = run("predict", str(model), data, "--out", str(tmp_path / "p.parquet"), "--keep", "id")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.column("id").to_pylist() == list(range(2000))
+    truth = pq.read_table(data).column("y").to_numpy()
+    assert (table.column("prediction").to_numpy() == truth).mean() > 0.95
+
+
+def test_inspect_shows_columns_and_shuffle_quality(data):
+    result = run("inspect", data, "--target", "y", "--shuffle", "buffer:2")
+    assert result.exit_code == 0, result.output
+    assert "rows:       2,000" in result.output and "row groups: 4" in result.output
+    assert "name" in result.output and "ignored" in result.output
+    assert "local mixing" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fit", "missing.parquet", "--target", "y"], "no such file"),
+    (["fit", "{data}", "--target", "nope"], "target column 'nope'"),
+    (["fit", "{data}", "--target", "y", "--features", "name"], "holds text"),
+    (["fit", "{data}", "--target", "y", "--batch-size", "0"], "batch_size"),
+    (["predict", "{data}", "{data}", "--out", "x.parquet"], "not a streamgd model"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_traceback(data, args, message):
+    result = run(*[a.format(data=data) for a in args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_console_script_runs_in_a_subprocess(data):
+    done = subprocess.run([sys.executable, "-m", "streamgd.cli", "fit", data, "--target", "y", "--epochs", "1",
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["epochs"][0]["rows"] == 2000
+    bad = subprocess.run([sys.executable, "-m", "streamgd.cli", "fit", "nowhere.parquet", "--target", "y"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr

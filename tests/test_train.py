@@ -1,0 +1,170 @@
+"""Training core: convergence to exact solutions for full batch, SGD and mini-batch; determinism; one kernel
+call per chunk; bad data and divergence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.linear_model import LogisticRegression as SkLogistic
+
+import streamgd
+from streamgd import DataError, DivergenceError, Trainer
+
+
+def _write(path, X, y, row_group_size):
+    columns = {f"x{j}": X[:, j] for j in range(X.shape[1])}
+    columns["y"] = y
+    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    n, d = 3000, 5
+    X = rng.standard_normal((n, d))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.7 + 0.5 * rng.standard_normal(n)
+    return _write(tmp_path_factory.mktemp("reg") / "r.parquet", X, y, 512), X, y
+
+
+@pytest.fixture(scope="module")
+def classification(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    n, d = 3000, 4
+    X = rng.standard_normal((n, d))
+    p = 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0, 0.5, 0.0]) - 0.3)))
+    y = (rng.random(n) < p).astype(np.int64)
+    return _write(tmp_path_factory.mktemp("clf") / "c.parquet", X, y, 512), X, y
+
+
+def ridge_objective(X, y, coef, intercept, alpha):
+    r = X @ coef + intercept - y
+    return 0.5 * np.mean(r ** 2) + 0.5 * alpha * coef @ coef
+
+
+def ridge_exact(X, y, alpha):
+    n, d = X.shape
+    A = np.hstack([X, np.ones((n, 1))])
+    reg = np.diag([alpha] * d + [0.0]) * n
+    sol = np.linalg.solve(A.T @ A + reg, A.T @ y)
+    return sol[:d], sol[d]
+
+
+def logistic_objective(X, y, coef, intercept, alpha):
+    m = X @ coef + intercept
+    return np.mean(np.logaddexp(0, m) - y * m) + 0.5 * alpha * coef @ coef
+
+
+ALPHA = 1e-3
+RUNS = {
+    "full-batch": dict(batch_size="full", epochs=300, lr=1.0, schedule="constant"),
+    "mini-batch": dict(batch_size=32, epochs=60, lr=0.05, schedule="invscaling", lr_decay=0.01, lr_power=1.0),
+    "sgd": dict(batch_size=1, epochs=40, lr=0.02, schedule="invscaling", lr_decay=0.002, lr_power=1.0),
+}
+
+
+@pytest.mark.parametrize("method", list(RUNS))
+def test_linear_regression_reaches_the_closed_form_solution(regression, method):
+    path, X, y = regression
+    model = streamgd.fit(path, target="y", model="linear", alpha=ALPHA, dtype="float64", seed=1, **RUNS[method])
+    coef_star, b_star = ridge_exact(X, y, ALPHA)
+    best = ridge_objective(X, y, coef_star, b_star, ALPHA)
+    got = ridge_objective(X, y, model.coef_[0], model.intercept_[0], ALPHA)
+    assert (got - best) / best < 1e-4, (method, got, best)
+
+
+LOGISTIC_RUNS = {
+    "full-batch": dict(batch_size="full", epochs=400, lr=4.0, schedule="constant"),
+    "mini-batch": dict(batch_size=32, epochs=60, lr=0.2, schedule="invscaling", lr_decay=0.01, lr_power=1.0),
+    "sgd": dict(batch_size=1, epochs=40, lr=0.1, schedule="invscaling", lr_decay=0.002, lr_power=1.0),
+}
+
+
+@pytest.mark.parametrize("method", list(LOGISTIC_RUNS))
+def test_logistic_regression_reaches_lbfgs_objective(classification, method):
+    path, X, y = classification
+    n = len(y)
+    reference = SkLogistic(C=1.0 / (ALPHA * n), solver="lbfgs", tol=1e-12, max_iter=10_000).fit(X, y)
+    best = logistic_objective(X, y, reference.coef_[0], reference.intercept_[0], ALPHA)
+    model = streamgd.fit(path, target="y", model="logistic", alpha=ALPHA, dtype="float64", seed=2,
+                         **LOGISTIC_RUNS[method])
+    got = logistic_objective(X, y, model.coef_[0], model.intercept_[0], ALPHA)
+    assert (got - best) / best < 1e-4, (method, got, best)
+
+
+def test_same_seed_gives_bit_identical_weights_and_other_seeds_differ(classification):
+    path = classification[0]
+    options = dict(target="y", model="logistic", batch_size=16, epochs=2)
+    a = streamgd.fit(path, seed=5, **options)
+    b = streamgd.fit(path, seed=5, **options)
+    c = streamgd.fit(path, seed=6, **options)
+    assert np.array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, c.params)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1024, "full"])
+def test_one_kernel_call_per_chunk_whatever_the_batch_size(classification, batch_size):
+    path = classification[0]
+    trainer = Trainer(model="logistic", batch_size=batch_size, epochs=3)
+    trainer.fit(path, target="y")
+    chunks_per_epoch = len(trainer.dataset.units)
+    assert chunks_per_epoch == 6
+    assert trainer.kernel_calls == 3 * chunks_per_epoch
+
+
+def test_history_records_every_epoch(classification):
+    model = streamgd.fit(classification[0], target="y", epochs=3, batch_size=64)
+    assert [e["epoch"] for e in model.history] == [0, 1, 2]
+    for record in model.history:
+        assert record["rows"] == 3000
+        assert record["rows_per_s"] > 0 and record["peak_rss_mb"] > 10
+        assert -1 <= record["shuffle_quality"]["rank_correlation"] <= 1
+    assert model.history[-1]["loss"] < model.history[0]["loss"] < np.log(2)
+
+
+def test_nan_feature_is_reported_with_column_and_row_group(tmp_path):
+    X = np.ones((300, 3))
+    X[250, 1] = np.nan
+    path = _write(tmp_path / "nan.parquet", X, np.arange(300.0), 100)
+    with pytest.raises(DataError, match=r"'x1'.*row group 2, row 50"):
+        streamgd.fit(path, target="y", model="linear", shuffle="none")
+
+
+def test_null_target_is_never_trained_on(tmp_path):
+    y = pa.array([1.0, None, 2.0] * 50)
+    pq.write_table(pa.table({"a": np.ones(150), "y": y}), tmp_path / "t.parquet")
+    with pytest.raises(DataError, match="target column 'y' is missing"):
+        streamgd.fit(tmp_path / "t.parquet", target="y", model="linear", shuffle="none")
+
+
+def test_huge_learning_rate_raises_divergence_with_advice(regression):
+    with pytest.raises(DivergenceError, match="lower the learning rate"):
+        streamgd.fit(regression[0], target="y", model="linear", lr=1e6, schedule="constant", batch_size=1, epochs=1)
+
+
+def test_logistic_needs_two_classes(tmp_path):
+    path = _write(tmp_path / "one.parquet", np.ones((10, 2)), np.ones(10, dtype=np.int64), 5)
+    with pytest.raises(DataError, match="single class"):
+        streamgd.fit(path, target="y", model="logistic")
+
+
+def test_string_labels_are_mapped_and_returned(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 2))
+    labels = np.where(X[:, 0] > 0, "spam", "ham")
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "label": labels}), tmp_path / "s.parquet")
+    model = streamgd.fit(tmp_path / "s.parquet", target="label", epochs=20, lr=0.5, batch_size=16)
+    assert model.classes_ == ["ham", "spam"]
+    assert (model.predict(X) == labels).mean() > 0.97
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(batch_size=0), "batch_size"), (dict(batch_size="most"), "batch_size"), (dict(epochs=0), "epochs"),
+    (dict(lr=-1.0), "lr"), (dict(model="forest"), "model"), (dict(shuffle="buffer:x"), "shuffle mode"),
+    (dict(penalty="l3"), "penalty"), (dict(memory_budget="lots"), "memory budget"), (dict(dtype="int8"), "dtype"),
+])
+def test_bad_parameters_name_themselves(bad, message):
+    with pytest.raises(streamgd.ConfigError, match=message):
+        Trainer(**bad)
