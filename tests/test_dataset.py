@@ -1,0 +1,117 @@
+"""Opening datasets: every kind of source, column resolution, unit index, and each bad input's error."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import write_table
+
+from streamgd import DataError, SchemaError, open_dataset
+from streamgd.dataset import UnitTableReader
+
+
+def read_all(dataset, columns):
+    reader = UnitTableReader(dataset, columns)
+    return pa.concat_tables([reader.read(u) for u in dataset.units])
+
+
+def test_a_file_gives_numeric_features_and_row_group_units(numbered):
+    data = open_dataset(numbered, target="y")
+    assert data.feature_names == ["row_id", "f", "i", "b"]
+    assert [u.n_rows for u in data.units] == [300] * 6 + [200]
+    assert [u.first_row for u in data.units] == list(range(0, 2000, 300))
+
+
+def test_big_row_groups_are_sliced_and_slices_cover_them(numbered):
+    data = open_dataset(numbered, target="y", max_unit_rows=128)
+    assert sum(u.n_rows for u in data.units) == 2000 and max(u.n_rows for u in data.units) == 128
+    ids = read_all(data, ["row_id"]).column("row_id").to_numpy()
+    assert np.array_equal(ids, np.arange(2000))
+
+
+def test_directory_glob_list_and_pyarrow_dataset_agree(tmp_path):
+    for k in range(3):
+        os.makedirs(tmp_path / "d" / f"sub{k}", exist_ok=True)
+        write_table(tmp_path / "d" / f"sub{k}" / "p.parquet", {"a": np.arange(10.0) + 10 * k, "y": np.ones(10)}, 4)
+    import pyarrow.dataset as pads
+    sources = [str(tmp_path / "d"), str(tmp_path / "d" / "*" / "*.parquet"),
+               [str(tmp_path / "d" / f"sub{k}" / "p.parquet") for k in range(3)], pads.dataset(str(tmp_path / "d"))]
+    for source in sources:
+        data = open_dataset(source, target="y")
+        values = np.sort(read_all(data, ["a"]).column("a").to_numpy())
+        assert np.array_equal(values, np.arange(30.0)), source
+
+
+def test_hive_partition_columns_are_usable_as_features_and_target(tmp_path):
+    for year in (2023, 2024):
+        os.makedirs(tmp_path / f"year={year}")
+        write_table(tmp_path / f"year={year}" / "part.parquet", {"a": np.arange(5.0)}, 2)
+    data = open_dataset(str(tmp_path), target="year")
+    assert data.feature_names == ["a"]
+    years = read_all(data, ["a", "year"]).column("year").to_pylist()
+    assert years == [2023] * 5 + [2024] * 5
+    assert "year" in open_dataset(str(tmp_path), target="a").feature_names
+
+
+def test_a_dask_dataframe_partitions_become_units(tmp_path):
+    import dask.dataframe as dd
+    for k in range(2):
+        write_table(tmp_path / f"p{k}.parquet", {"a": np.arange(7.0) + 7 * k, "y": np.zeros(7)}, 7)
+    frame = dd.read_parquet(str(tmp_path))
+    data = open_dataset(frame, target="y")
+    assert sum(u.n_rows for u in data.units) == 14
+    assert np.array_equal(np.sort(read_all(data, ["a", "y"]).column("a").to_numpy()), np.arange(14.0))
+
+
+def test_text_columns_are_ignored_unless_named(tmp_path):
+    path = write_table(tmp_path / "t.parquet", {"a": [1.0, 2.0], "name": ["x", "y"], "y": [0, 1]}, 2)
+    data = open_dataset(path, target="y")
+    assert data.feature_names == ["a"] and "holds text" in data.ignored_columns["name"]
+    with pytest.raises(DataError, match=r"feature column 'name' in .*t.parquet holds text"):
+        open_dataset(path, target="y", features=["name"])
+
+
+@pytest.mark.parametrize("case", ["missing", "not-parquet", "truncated", "empty", "nested", "unknown-target",
+                                  "glob-nothing", "empty-dir"])
+def test_each_bad_input_gives_a_clear_data_error(tmp_path, numbered, case):
+    path = str(tmp_path / "bad.parquet")
+    expected = {"missing": "no such file", "not-parquet": "not a readable Parquet file",
+                "truncated": "not a readable Parquet file", "empty": "has no rows",
+                "nested": "is nested", "unknown-target": "target column 'nope'",
+                "glob-nothing": "no file matches", "empty-dir": "holds no Parquet files"}[case]
+    target, features = "y", None
+    if case == "missing":
+        path = str(tmp_path / "nowhere.parquet")
+    elif case == "not-parquet":
+        (tmp_path / "bad.parquet").write_bytes(os.urandom(2000))
+    elif case == "truncated":
+        data = open(numbered, "rb").read()
+        (tmp_path / "bad.parquet").write_bytes(data[:-100])
+    elif case == "empty":
+        pq.write_table(pa.table({"a": pa.array([], pa.float64()), "y": pa.array([], pa.float64())}), path)
+    elif case == "nested":
+        write_table(path, {"a": [[1.0], [2.0]], "y": [0.0, 1.0]}, 2)
+        features = ["a"]
+    elif case == "unknown-target":
+        path, target = numbered, "nope"
+    elif case == "glob-nothing":
+        path = str(tmp_path / "*.nothing")
+    elif case == "empty-dir":
+        os.makedirs(tmp_path / "empty")
+        path = str(tmp_path / "empty")
+    with pytest.raises(DataError, match=expected) as raised:
+        open_dataset(path, target=target, features=features)
+    assert "\n" not in str(raised.value)
+    if case in ("not-parquet", "truncated", "missing"):
+        assert os.path.basename(path) in str(raised.value)
+
+
+def test_schema_mismatch_names_both_files_and_the_column(tmp_path):
+    write_table(tmp_path / "a.parquet", {"x": [1.0, 2.0], "y": [0, 1]}, 2)
+    write_table(tmp_path / "b.parquet", {"x": ["1", "2"], "y": [0, 1]}, 2)
+    with pytest.raises(SchemaError, match=r"column 'x' is string in .*b.parquet but double in .*a.parquet"):
+        open_dataset([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], target="y", features=["x"])
