@@ -85,6 +85,8 @@ def inspect(path: tuple[str, ...], target: str | None, features: str | None, shu
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--prefetch", "prefetch_depth", default=2, show_default=True, type=int, help="Chunks read ahead.")
 @click.option("--memory-budget", default=None, help="Bound the bytes of chunks in flight, e.g. 256MB.")
+@click.option("--no-standardize", "standardize", flag_value=False, default=True,
+              help="Train on raw features (default: standardize from one statistics pass).")
 @click.option("--out", default=None, help="Model file to write (.safetensors).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", is_flag=True, help="No progress output on stderr.")

@@ -148,7 +148,8 @@ class ChunkStream:
     def __init__(self, dataset: Dataset, plan: Plan, dtype: np.dtype | str = np.float32,
                  prefetch_depth: int = DEFAULT_PREFETCH_DEPTH, with_target: bool = True,
                  target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
-                 quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None):
+                 quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -161,6 +162,7 @@ class ChunkStream:
         self.target_encoder = target_encoder
         self.quality = quality
         self.extra_columns = extra_columns or []
+        self.transform = transform  # applied to X on the reader thread (for example standardization)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -172,6 +174,8 @@ class ChunkStream:
         order = step.row_order()
         X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
                                      self.target_encoder)
+        if self.transform is not None:
+            X = self.transform(X)
         chunk = Chunk(X, y, step, order)
         if self.extra_columns:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from .optim import make_optimizer, make_schedule
 from .reader import (DEFAULT_PREFETCH_DEPTH, Chunk, ChunkStream, default_target_encoder, parse_memory_budget,
                      rows_per_unit_for_budget)
 from .schedule import ShuffleQualityMeter, make_plan, parse_shuffle
+from .standardize import Standardizer
 from .targets import LabelEncoder, scan_classes, to_json_labels
 
 PENALTIES = ("l2", "l1", "elasticnet", "none")
@@ -50,6 +51,7 @@ class TrainConfig:
     dtype: str = "float32"
     prefetch_depth: int = DEFAULT_PREFETCH_DEPTH
     memory_budget: str | int | None = None
+    standardize: bool = True
 
     def validate(self) -> TrainConfig:
         """Check every field, raising ConfigError with the field, its value and what is accepted."""
@@ -184,6 +186,7 @@ class Trainer:
         n_params = kernels.n_params(dataset.n_features, n_out)
         state = TrainState(params=np.zeros(n_params), opt_state=optimizer.init_state(n_params))
         hyper = self._hyper(optimizer)
+        self.standardizer = Standardizer.fit(dataset) if cfg.standardize else None
         schedule = make_schedule(cfg.schedule, cfg.learning_rate, **cfg.schedule_options())
         for epoch in range(cfg.epochs):
             state.epoch = epoch
@@ -191,7 +194,12 @@ class Trainer:
                                      encoder)
             state.history.append(record)
         coef, intercept = kernels.split_params(state.params, dataset.n_features, n_out)
-        summary = {"rows": dataset.n_rows, "epochs": cfg.epochs, "steps": state.step,
+        transform = None
+        if self.standardizer is not None:
+            # the model predicts on raw inputs: fold the standardization into the coefficients
+            coef, intercept = self.standardizer.raw_coefficients(coef, intercept)
+            transform = self.standardizer.to_dict()
+        summary = {"feature_transform": transform, "rows": dataset.n_rows, "epochs": cfg.epochs, "steps": state.step,
                    "final_loss": state.history[-1]["loss"], "peak_rss_mb": round(lifetime_peak_rss_mb(), 1)}
         return model_cls(coef.copy(), intercept.copy(), dataset.feature_names, target=dataset.target,
                          classes=to_json_labels(classes) if classes else None, config=asdict(cfg),
@@ -230,7 +238,8 @@ class Trainer:
         empty_weights = np.empty(0)
         grad_sum = np.zeros_like(state.params) if cfg.full_batch else None
         stream = ChunkStream(dataset, plan, dtype=cfg.dtype, prefetch_depth=cfg.prefetch_depth,
-                             target_encoder=encoder, quality=quality)
+                             target_encoder=encoder, quality=quality,
+                             transform=self.standardizer.apply if self.standardizer is not None else None)
         with stream:
             for chunk in stream:
                 if cfg.full_batch:

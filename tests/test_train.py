@@ -68,7 +68,8 @@ RUNS = {
 @pytest.mark.parametrize("method", list(RUNS))
 def test_linear_regression_reaches_the_closed_form_solution(regression, method):
     path, X, y = regression
-    model = streamgd.fit(path, target="y", model="linear", alpha=ALPHA, dtype="float64", seed=1, **RUNS[method])
+    model = streamgd.fit(path, target="y", model="linear", alpha=ALPHA, dtype="float64", seed=1,
+                         standardize=False, **RUNS[method])
     coef_star, b_star = ridge_exact(X, y, ALPHA)
     best = ridge_objective(X, y, coef_star, b_star, ALPHA)
     got = ridge_objective(X, y, model.coef_[0], model.intercept_[0], ALPHA)
@@ -88,7 +89,7 @@ def test_logistic_regression_reaches_lbfgs_objective(classification, method):
     n = len(y)
     reference = SkLogistic(C=1.0 / (ALPHA * n), solver="lbfgs", tol=1e-12, max_iter=10_000).fit(X, y)
     best = logistic_objective(X, y, reference.coef_[0], reference.intercept_[0], ALPHA)
-    model = streamgd.fit(path, target="y", model="logistic", alpha=ALPHA, dtype="float64", seed=2,
+    model = streamgd.fit(path, target="y", model="logistic", alpha=ALPHA, dtype="float64", seed=2, standardize=False,
                          **LOGISTIC_RUNS[method])
     got = logistic_objective(X, y, model.coef_[0], model.intercept_[0], ALPHA)
     assert (got - best) / best < 1e-4, (method, got, best)
@@ -168,3 +169,19 @@ def test_string_labels_are_mapped_and_returned(tmp_path):
 def test_bad_parameters_name_themselves(bad, message):
     with pytest.raises(streamgd.ConfigError, match=message):
         Trainer(**bad)
+
+
+def test_standardization_converges_on_ill_scaled_features_where_raw_sgd_diverges(tmp_path):
+    rng = np.random.default_rng(5)
+    scales = np.array([1e-3, 1.0, 1e3])
+    Z = rng.standard_normal((2000, 3))
+    X = Z * scales + np.array([5.0, -2.0, 1e3])
+    y = Z @ np.array([1.0, -1.0, 0.5]) + 0.1 * rng.standard_normal(2000)
+    path = _write(tmp_path / "scaled.parquet", X, y, 500)
+    with pytest.raises(DivergenceError):
+        streamgd.fit(path, target="y", model="linear", standardize=False, batch_size=8, epochs=2, lr=0.05)
+    model = streamgd.fit(path, target="y", model="linear", batch_size=8, epochs=10, lr=0.05, alpha=0.0,
+                         dtype="float64")
+    residual = model.predict(X) - y
+    assert np.sqrt(np.mean(residual ** 2)) < 0.12  # the noise level is 0.1
+    assert model.summary["feature_transform"]["kind"] == "standardize"
