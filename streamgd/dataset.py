@@ -425,7 +425,7 @@ class UnitTableReader:
         try:
             if unit.offset == 0 and unit.n_rows == size:
                 table = self._file(unit.source).read_row_group(unit.row_group, columns=file_columns,
-                                                               use_threads=False)
+                                                               use_threads=True)
             else:
                 table = self._read_slice(unit, file_columns)
         except DataError:

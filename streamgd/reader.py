@@ -181,7 +181,7 @@ class ChunkStream:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
         del table
         if self.quality is not None:
-            self.quality.add(step.file_positions())
+            self.quality.add(step.file_positions(order))
         return chunk
 
     def _columns(self) -> list[str]:

@@ -81,11 +81,12 @@ class Step:
             return None
         return np.random.default_rng(list(self.row_seed)).permutation(self.n_rows)
 
-    def file_positions(self) -> np.ndarray:
-        """Positions in the whole dataset's file order of the rows, in delivery order."""
+    def file_positions(self, order: np.ndarray | None = None) -> np.ndarray:
+        """Positions in the whole dataset's file order of the rows, in delivery order (``order``: this step's
+        ``row_order()`` if the caller has it already)."""
         positions = np.concatenate([np.arange(u.first_row, u.first_row + u.n_rows, dtype=np.int64)
                                     for u in self.units])
-        order = self.row_order()
+        order = self.row_order() if order is None and self.row_seed is not None else order
         return positions if order is None else positions[order]
 
 
