@@ -1,18 +1,34 @@
 """Compiled kernels: loss and gradient of mini-batches and the chunk loop, one compiled call per chunk.
 
-One generic loop, specialised by integer codes for the loss and the optimizer (as scikit-learn's ``_sgd_fast``
-takes a loss object): the mini-batch loop, the loss, the gradient and the update all run inside Numba.
+One generic chunk loop, specialised by integer codes for the loss and the optimizer (as scikit-learn's
+``_sgd_fast`` takes a loss object): the mini-batch loop, the loss, the gradient and the update all run inside
+Numba, and Python touches each chunk once.
 
 Parameter layout, shared by optimizers, models and checkpoints: ``params`` is a flat float64 vector of length
-``n_out * (d + 1)``: the coefficients row-major ``(n_out, d)``, then the ``n_out`` intercepts.
+``n_out * (d + 1)``: the coefficients row-major ``(n_out, d)`` (``coef[k, j] = params[k * d + j]``), then the
+``n_out`` intercepts. Gradients use the same layout.
 
 Rows arrive in the plan's order (the reader permutes them while converting), so a mini-batch is a run of
-consecutive rows; with column-major chunks the inner loops walk each column contiguously.
+consecutive rows. ``X`` may be float32 or float64, column-major (the reader's layout) or row-major; rows are
+staged into a small float64 tile and every sum is accumulated in float64, so both layouts and both dtypes (on the
+same values) give bitwise identical results.
+
+Objective: mean weighted data loss + ``alpha * ((1 - l1_ratio) / 2 * ||coef||^2 + l1_ratio * ||coef||_1)``; the
+intercepts are never penalised. The L2 part enters the gradient; the L1 part is a proximal soft-threshold applied
+after each optimizer step (truncated gradient), so coefficients become exactly zero.
+
+Status codes: 0 is success; ``-(row) - 1`` names the first row (in the chunk) whose features, target, weight,
+margin or loss are not finite, or else the start row of the batch whose update would not be finite. A failed
+batch is never applied: parameters and optimizer state stay as they were before it.
+
+The public functions are thin Python wrappers: they check shapes (compiled code does not check bounds), allocate
+the scratch once per call and hand the chunk to the compiled loop as a flat float32 or float64 vector, so the
+loop is compiled once for every dtype and layout of X. The compiled loops allocate nothing.
 
 >>> import numpy as np
 >>> X = np.asfortranarray([[1.0, 2.0], [3.0, 4.0]]); y = np.array([1.0, 2.0]); params = np.zeros(3)
 >>> grad = np.zeros(3)
->>> float(batch_loss_grad(X, y, np.empty(0), 0, 2, params, 1, LOSS_SQUARED, np.zeros(N_HYPER), grad))
+>>> batch_loss_grad(X, y, np.empty(0), 0, 2, params, 1, LOSS_SQUARED, np.zeros(N_HYPER), grad)
 2.5
 >>> grad.tolist()
 [-7.0, -10.0, -3.0]
@@ -25,6 +41,7 @@ import math
 import numba
 import numpy as np
 
+# loss codes
 LOSS_SQUARED = 0
 LOSS_LOG = 1
 LOSS_SOFTMAX = 2
@@ -32,49 +49,65 @@ LOSS_HINGE = 3
 LOSS_SQUARED_HINGE = 4
 LOSS_HUBER = 5
 LOSS_POISSON = 6
+N_LOSSES = 7
 
+# optimizer codes (streamgd.optim adds rules as branches of _optimizer_step)
 OPT_SGD = 0
 
+# indices into the hyperparameter array
 H_ALPHA = 0
 H_L1_RATIO = 1
 H_CLIP_NORM = 2
 H_HUBER_EPS = 3
-H_OPT0 = 4
+H_OPT0 = 4  # H_OPT0 .. N_HYPER - 1: optimizer hyperparameters (beta1, beta2, eps, weight decay, ...)
 N_HYPER = 12
 
+# never nnan/ninf: the divergence and bad-data guards rely on NaN and inf surviving the arithmetic
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-_jit = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 _inline = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+# The compiled loops run without the Numba runtime (NRT): there an array view or argument costs no atomic
+# reference count (with it, SGD with batch size 1 spent half its time on them), and nothing can be allocated.
+# ``_nrt`` is a Numba compiler flag; without it the loops are still correct, only slower.
+_jit = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, _nrt=False)
 
 
 def n_params(n_features: int, n_out: int = 1) -> int:
-    """Length of the parameter vector for ``n_features`` features and ``n_out`` outputs."""
+    """Length of the parameter vector for ``n_features`` features and ``n_out`` outputs.
+
+    >>> n_params(32), n_params(4, n_out=3)
+    (33, 15)
+    """
     return n_out * (n_features + 1)
 
 
 def split_params(params: np.ndarray, n_features: int, n_out: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Views of the coefficient matrix ``(n_out, d)`` and the intercepts ``(n_out,)``."""
-    return params[: n_out * n_features].reshape(n_out, n_features), params[n_out * n_features:]
+    """Views of the coefficient matrix ``(n_out, n_features)`` and the intercepts ``(n_out,)``.
+
+    >>> coef, intercept = split_params(np.arange(6.0), 2, n_out=2)
+    >>> coef.tolist(), intercept.tolist()
+    ([[0.0, 1.0], [2.0, 3.0]], [4.0, 5.0])
+    """
+    n_coef = n_out * n_features
+    return params[:n_coef].reshape(n_out, n_features), params[n_coef:]
 
 
 # ---- scalar losses ----------------------------------------------------------------------------------------------
 @_inline
 def _log1pexp(m):
-    if m > 0.0:
-        return m + math.log1p(math.exp(-m))
-    return math.log1p(math.exp(m))
+    """log(1 + exp(m)) without overflow."""
+    return max(m, 0.0) + math.log1p(math.exp(-abs(m)))
 
 
 @_inline
 def _sigmoid(m):
-    if m >= 0.0:
-        return 1.0 / (1.0 + math.exp(-m))
-    e = math.exp(m)
-    return e / (1.0 + e)
+    """1 / (1 + exp(-m)) without overflow (and without a branch on the sign of m)."""
+    e = math.exp(-abs(m))
+    return (e if m < 0.0 else 1.0) / (1.0 + e)
 
 
 @_inline
 def _pointwise_loss(kind, m, y, eps):
+    """Loss of one row with margin ``m`` and target ``y`` (every loss but softmax); NaN inputs give NaN."""
     if kind == LOSS_SQUARED:
         r = m - y
         return 0.5 * r * r
@@ -82,19 +115,20 @@ def _pointwise_loss(kind, m, y, eps):
         return _log1pexp(m) - y * m
     if kind == LOSS_HINGE:
         z = 1.0 - (2.0 * y - 1.0) * m
-        return z if z > 0.0 else 0.0
+        return 0.0 if z <= 0.0 else z  # written so that a NaN z reaches the result
     if kind == LOSS_SQUARED_HINGE:
         z = 1.0 - (2.0 * y - 1.0) * m
-        return z * z if z > 0.0 else 0.0
+        return 0.0 if z <= 0.0 else z * z
     if kind == LOSS_HUBER:
         r = abs(m - y)
         return 0.5 * r * r if r <= eps else eps * (r - 0.5 * eps)
-    # LOSS_POISSON
+    # LOSS_POISSON (log link; the constant log(y!) is dropped). No clamp: an overflow is a divergence.
     return math.exp(m) - y * m
 
 
 @_inline
 def _pointwise_dloss(kind, m, y, eps):
+    """Derivative of ``_pointwise_loss`` with respect to the margin."""
     if kind == LOSS_SQUARED:
         return m - y
     if kind == LOSS_LOG:
@@ -112,95 +146,195 @@ def _pointwise_dloss(kind, m, y, eps):
     return math.exp(m) - y
 
 
-# ---- one batch --------------------------------------------------------------------------------------------------
-@_jit
-def _batch_margins(X, start, stop, params, n_out, margins):
-    """margins[b, k] = x_{start+b} . w_k + b_k, walking each column contiguously."""
-    d = X.shape[1]
-    nb = stop - start
+@_inline
+def _softmax_loss_dloss(margins, b, n_out, label, dloss):
+    """Multinomial loss logsumexp(m) - m[label] of row ``b``; writes softmax - onehot into ``dloss[:, b]``."""
+    top = margins[0, b]
+    for k in range(1, n_out):
+        if margins[k, b] > top:
+            top = margins[k, b]
+    norm = 0.0
     for k in range(n_out):
-        b0 = params[n_out * d + k]
-        for b in range(nb):
-            margins[b, k] = b0
+        e = math.exp(margins[k, b] - top)
+        dloss[k, b] = e
+        norm += e
+    inv = 1.0 / norm
+    for k in range(n_out):
+        dloss[k, b] *= inv
+    if label >= 0.0 and label < n_out:
+        index = int(label)
+        dloss[index, b] -= 1.0
+        return top + math.log(norm) - margins[index, b]
+    return math.nan  # NaN or out-of-range label: a bad row
+
+
+@_inline
+def _row_loss_dloss(margins, b, n_out, loss_kind, label, weight, eps, dloss):
+    """Weighted loss of row ``b`` of a tile; writes its weighted margin derivatives into ``dloss[:, b]``."""
+    if loss_kind == LOSS_SOFTMAX:
+        loss = _softmax_loss_dloss(margins, b, n_out, label, dloss)
+        for k in range(n_out):
+            dloss[k, b] *= weight
+        return weight * loss
+    m = margins[0, b]
+    dloss[0, b] = weight * _pointwise_dloss(loss_kind, m, label, eps)
+    return weight * _pointwise_loss(loss_kind, m, label, eps)
+
+
+# ---- tiles: rows of X staged as float64 -------------------------------------------------------------------------
+# The loops compute on a small float64 tile, not on X: each float32 value is converted once, and the arithmetic
+# never sees the layout of X. The tile's layout suits the batch: mini-batches use a column-major tile (d, T), so
+# the loops over a batch's rows are contiguous and vectorise; SGD-sized batches use a row-major tile (T, d), so a
+# row's features are contiguous (read straight from a column-major chunk, one row touches a cache line per
+# feature). X reaches the compiled code as a flat vector ``x32`` or ``x64`` (the other one is a placeholder) in
+# column-major (``fortran``) or row-major order.
+_TILE_VALUES = 8192  # float64 values in a column-major tile (64 KiB): it stays in cache between the two passes
+_ROW_TILE_VALUES = 2048  # a row-major tile is filled by a transpose, which is fastest when it fits in L1
+_ROW_MAJOR_BELOW = 8  # batches of fewer rows are computed on a row-major tile
+_PLACEHOLDER32 = np.zeros(1, np.float32)
+_PLACEHOLDER64 = np.zeros(1, np.float64)
+
+
+@_inline
+def _stage_from(x, fortran, n, d, r0, r1, tile, rows_major):
+    """Copy rows [r0, r1) of the chunk held in the flat vector ``x`` into the first rows of the tile."""
+    nr = r1 - r0
+    if fortran:  # column j of the chunk is x[j * n: (j + 1) * n]
+        for j in range(d):
+            col = x[j * n + r0: j * n + r1]
+            if rows_major:
+                for b in range(nr):
+                    tile[b, j] = col[b]
+            else:
+                dst = tile[j]
+                for b in range(nr):
+                    dst[b] = col[b]
+    else:  # row r of the chunk is x[r * d: (r + 1) * d]
+        for b in range(nr):
+            row = x[(r0 + b) * d: (r0 + b + 1) * d]
+            if rows_major:
+                dst = tile[b]
+                for j in range(d):
+                    dst[j] = row[j]
+            else:
+                for j in range(d):
+                    tile[j, b] = row[j]
+
+
+@_inline
+def _stage(x32, x64, is32, fortran, n, d, r0, r1, tile, rows_major):
+    """Copy rows [r0, r1) of the chunk into the first rows of the tile as float64."""
+    if is32:
+        _stage_from(x32, fortran, n, d, r0, r1, tile, rows_major)
+    else:
+        _stage_from(x64, fortran, n, d, r0, r1, tile, rows_major)
+
+
+@_inline
+def _tile_end(tile_start, stop, origin, batch_size, tile_rows):
+    """End of the tile that starts at chunk row ``tile_start``, for batches starting at origin + k * batch_size.
+
+    A tile holds a whole number of batches smaller than it (``tile_rows`` is then a multiple of the batch size);
+    a larger batch is walked in tile-sized pieces and every batch starts a new tile, so a batch is always summed
+    the same way, whatever rows precede it.
+    """
+    end = min(tile_start + tile_rows, stop)
+    if batch_size > tile_rows:
+        end = min(end, origin + ((tile_start - origin) // batch_size + 1) * batch_size)
+    return end
+
+
+@_inline
+def _tile_margins(tile, rows_major, lo, hi, params, n_out, margins):
+    """margins[k, b] = x_b . w_k + b_k for the tile rows b in [lo, hi)."""
+    d = tile.shape[1] if rows_major else tile.shape[0]
+    n_coef = n_out * d
+    if rows_major:
+        for b in range(lo, hi):
+            for k in range(n_out):
+                base = k * d
+                acc = 0.0
+                for j in range(d):
+                    acc += tile[b, j] * params[base + j]
+                margins[k, b] = acc + params[n_coef + k]
+        return
+    # unsigned row indices: Numba adds no negative-index wraparound, so the loops over rows vectorise
+    ulo = np.uint64(lo)
+    uhi = np.uint64(hi)
+    for k in range(n_out):
+        intercept = params[n_coef + k]
+        for b in range(ulo, uhi):
+            margins[k, b] = intercept
         base = k * d
         for j in range(d):
             w = params[base + j]
-            for b in range(nb):  # no skip for w == 0: NaN in X must reach the margin
-                margins[b, k] += X[start + b, j] * w
+            for b in range(ulo, uhi):  # no skip when w == 0: a NaN in X must reach the margin
+                margins[k, b] += tile[j, b] * w
 
 
-@_jit
-def _batch_dloss(y, sample_weight, start, stop, n_out, loss_kind, eps, margins, dloss):
-    """Fill dloss[b, k] (weighted) from margins; return the weighted loss sum (NaN/inf propagate)."""
-    nb = stop - start
-    total = 0.0
-    weighted = sample_weight.shape[0] > 0
-    for b in range(nb):
-        r = start + b
-        w = sample_weight[r] if weighted else 1.0
-        if loss_kind == LOSS_SOFTMAX:
-            top = margins[b, 0]
-            for k in range(1, n_out):
-                if margins[b, k] > top:
-                    top = margins[b, k]
-            norm = 0.0
+@_inline
+def _tile_grad_add(tile, rows_major, lo, hi, n_out, dloss, grad):
+    """grad += sum over the tile rows b in [lo, hi) of dloss[k, b] * [x_b, 1]."""
+    d = tile.shape[1] if rows_major else tile.shape[0]
+    n_coef = n_out * d
+    if rows_major:
+        for b in range(lo, hi):
             for k in range(n_out):
-                norm += math.exp(margins[b, k] - top)
-            lse = top + math.log(norm)
-            label = y[r]
-            if not (label >= 0.0 and label < n_out):  # NaN or out of range: poison the loss
-                total += math.nan
-                label_index = 0
-            else:
-                label_index = int(label)
-            total += w * (lse - margins[b, label_index])
-            for k in range(n_out):
-                p = math.exp(margins[b, k] - lse)
-                dloss[b, k] = w * (p - (1.0 if k == label_index else 0.0))
-        else:
-            m = margins[b, 0]
-            total += w * _pointwise_loss(loss_kind, m, y[r], eps)
-            dloss[b, 0] = w * _pointwise_dloss(loss_kind, m, y[r], eps)
-    return total
-
-
-@_jit
-def _batch_grad(X, start, stop, n_out, dloss, grad):
-    """grad = sum over the batch of dloss[b, k] * [x_b, 1] (overwrites grad)."""
-    d = X.shape[1]
-    nb = stop - start
+                g = dloss[k, b]
+                base = k * d
+                for j in range(d):
+                    grad[base + j] += g * tile[b, j]
+                grad[n_coef + k] += g
+        return
+    ulo = np.uint64(lo)
+    uhi = np.uint64(hi)
     for k in range(n_out):
         base = k * d
         for j in range(d):
             acc = 0.0
-            for b in range(nb):
-                acc += X[start + b, j] * dloss[b, k]
-            grad[base + j] = acc
+            for b in range(ulo, uhi):
+                acc += tile[j, b] * dloss[k, b]
+            grad[base + j] += acc
         acc = 0.0
-        for b in range(nb):
-            acc += dloss[b, k]
-        grad[n_out * d + k] = acc
+        for b in range(ulo, uhi):
+            acc += dloss[k, b]
+        grad[n_coef + k] += acc
 
 
-@_jit
-def batch_loss_grad(X, y, sample_weight, start, stop, params, n_out, loss_kind, hyper, grad):  # pragma: no cover
-    """Overwrite ``grad`` with the summed data-loss gradient of rows [start, stop); return the summed loss."""
-    nb = stop - start
-    margins = np.empty((nb, n_out))
-    dloss = np.empty((nb, n_out))
-    _batch_margins(X, start, stop, params, n_out, margins)
-    total = _batch_dloss(y, sample_weight, start, stop, n_out, loss_kind, hyper[H_HUBER_EPS], margins, dloss)
-    _batch_grad(X, start, stop, n_out, dloss, grad)
+@_inline
+def _tile_loss_grad(tile, rows_major, lo, hi, row0, y, sample_weight, params, n_out, loss_kind, eps, margins, dloss,
+                    grad):
+    """Weighted loss sum of the tile rows [lo, hi) (chunk rows row0 + lo ...); adds their summed weighted gradient
+    into ``grad`` unless it is empty.
+
+    The one pass over rows that every loop shares: margins, per-row loss and dloss, gradient. NaN and inf
+    propagate into the result; callers check it once.
+    """
+    _tile_margins(tile, rows_major, lo, hi, params, n_out, margins)
+    weighted = sample_weight.shape[0] > 0
+    total = 0.0
+    for b in range(lo, hi):
+        r = row0 + b
+        weight = sample_weight[r] if weighted else 1.0
+        total += _row_loss_dloss(margins, b, n_out, loss_kind, y[r], weight, eps, dloss)
+    if grad.shape[0] > 0:
+        _tile_grad_add(tile, rows_major, lo, hi, n_out, dloss, grad)
     return total
 
 
-# ---- penalty, clipping, optimizer -------------------------------------------------------------------------------
-@_jit
-def _add_l2_and_clip(params, grad, n_coef, hyper):
+# ---- penalty, clipping, optimizer, L1 proximal step -------------------------------------------------------------
+@_inline
+def _add_l2(params, grad, n_coef, hyper):
+    """grad += alpha * (1 - l1_ratio) * coef (intercepts are not penalised)."""
     l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
     if l2 != 0.0:
         for i in range(n_coef):
             grad[i] += l2 * params[i]
+
+
+@_inline
+def _clip_by_global_norm(grad, hyper):
+    """Scale grad down to the global L2 norm hyper[H_CLIP_NORM] if it is longer (0 = no clipping)."""
     clip = hyper[H_CLIP_NORM]
     if clip > 0.0:
         norm = 0.0
@@ -213,19 +347,28 @@ def _add_l2_and_clip(params, grad, n_coef, hyper):
                 grad[i] *= scale
 
 
-@_jit
+@_inline
 def _optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper):
-    """Apply one update of optimizer ``opt_kind`` in place (state rows in ``opt_state``)."""
-    # OPT_SGD; other optimizers add branches here
+    """Apply one update of rule ``opt_kind`` to ``params`` (and its state rows ``opt_state``) in place.
+
+    ``step`` is the 0-based global step before this update; optimizer hyperparameters live in ``hyper[H_OPT0:]``.
+    Other rules are added here as branches on ``opt_kind``; ``_apply_update`` rolls back a rule with state whose
+    result is not finite.
+    """
+    # OPT_SGD (Robbins and Monro, 1951)
     for i in range(params.shape[0]):
         params[i] -= lr * grad[i]
 
 
-@_jit
+@_inline
 def _l1_prox(params, n_coef, lr, hyper):
-    """Soft-threshold the coefficients by lr * alpha * l1_ratio: exact zeros (truncated gradient)."""
+    """Soft-threshold the coefficients by lr * alpha * l1_ratio: exact zeros (truncated gradient).
+
+    Tsuruoka, Tsujii and Ananiadou (2009) accumulate the penalty to correct the drift of stochastic updates;
+    this is the plain version, kept apart so it can be replaced.
+    """
     threshold = lr * hyper[H_ALPHA] * hyper[H_L1_RATIO]
-    if threshold <= 0.0:
+    if not threshold > 0.0:
         return
     for i in range(n_coef):
         w = params[i]
@@ -237,138 +380,351 @@ def _l1_prox(params, n_coef, lr, hyper):
             params[i] = 0.0
 
 
-@_jit
-def _all_finite(values):
-    for i in range(values.shape[0]):
-        if not math.isfinite(values[i]):
+@_inline
+def _all_finite(values, n):
+    """Whether values[:n] are all finite: x * 0 is NaN exactly for NaN and inf, and the loop vectorises."""
+    acc = 0.0
+    for i in range(n):
+        acc += values[i] * 0.0
+    return acc == 0.0
+
+
+@_inline
+def _sgd_step_is_finite(params, grad, lr):
+    """Whether params - lr * grad is finite everywhere, computed without writing anything."""
+    acc = lr * 0.0
+    for i in range(params.shape[0]):
+        acc += (params[i] - lr * grad[i]) * 0.0
+    return acc == 0.0
+
+
+@_inline
+def _copy_params_and_state(params, opt_state, params_to, state_to):
+    for i in range(params.shape[0]):
+        params_to[i] = params[i]
+    for s in range(opt_state.shape[0]):
+        for i in range(opt_state.shape[1]):
+            state_to[s, i] = opt_state[s, i]
+
+
+@_inline
+def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup):
+    """L2 penalty, clipping, optimizer step and L1 prox on a mean data gradient; False, with nothing changed, if
+    the result would not be finite.
+
+    Plain SGD is checked before it writes (its result is known from grad and lr), so the per-row path copies
+    nothing; a rule with state is applied to the live arrays and rolled back from the backups if needed.
+    """
+    _add_l2(params, grad, n_coef, hyper)
+    _clip_by_global_norm(grad, hyper)
+    if opt_kind == OPT_SGD:
+        if not _sgd_step_is_finite(params, grad, lr):
             return False
-    return True
-
-
-@_jit
-def _update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup):
-    """Penalty, clipping, optimizer step and L1 prox; on a non-finite result restore and return False."""
-    _add_l2_and_clip(params, grad, n_coef, hyper)
-    if not _all_finite(grad):
+        _optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper)
+        _l1_prox(params, n_coef, lr, hyper)  # soft-thresholding finite values keeps them finite
+        return True
+    if not _all_finite(grad, grad.shape[0]):
         return False
-    backup[:] = params
-    if opt_state.shape[0] > 0:
-        state_backup[:, :] = opt_state
+    _copy_params_and_state(params, opt_state, backup, state_backup)
     _optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper)
     _l1_prox(params, n_coef, lr, hyper)
-    if not _all_finite(params):
-        params[:] = backup
-        if opt_state.shape[0] > 0:
-            opt_state[:, :] = state_backup
-        return False
-    return True
+    ok = _all_finite(params, params.shape[0])
+    for s in range(opt_state.shape[0]):
+        ok = ok and _all_finite(opt_state[s], opt_state.shape[1])
+    if not ok:
+        _copy_params_and_state(backup, state_backup, params, opt_state)
+    return ok
+
+
+# ---- compiled loops over a chunk (one signature for every chunk type) -------------------------------------------
+@_jit
+def _train_loop(x32, x64, is32, fortran, n, d, y, sample_weight, params, opt_state, hyper, lrs, batch_size, n_out,
+                loss_kind, opt_kind, step0, rows_major, tile_rows, tile, margins, dloss, grad, backup, state_backup):
+    """The loop of ``train_chunk``; returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
+    n_coef = n_out * d
+    n_par = params.shape[0]
+    eps = hyper[H_HUBER_EPS]
+    total = 0.0
+    batch_loss = 0.0
+    batch = 0
+    batch_start = 0
+    batch_stop = min(batch_size, n)
+    tile_start = 0
+    while tile_start < n:
+        tile_stop = _tile_end(tile_start, n, 0, batch_size, tile_rows)
+        _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, rows_major)
+        r = tile_start
+        while r < tile_stop:  # the pieces of batches in this tile
+            if r == batch_start:
+                for i in range(n_par):
+                    grad[i] = 0.0
+                batch_loss = 0.0
+            e = min(batch_stop, tile_stop)
+            batch_loss += _tile_loss_grad(tile, rows_major, r - tile_start, e - tile_start, tile_start, y,
+                                          sample_weight, params, n_out, loss_kind, eps, margins, dloss, grad)
+            if e == batch_stop:  # the batch is complete: step
+                if not math.isfinite(batch_loss):
+                    return total, batch_start, batch_start
+                inv = 1.0 / (batch_stop - batch_start)
+                for i in range(n_par):
+                    grad[i] *= inv
+                if not _apply_update(params, grad, opt_state, hyper, lrs[batch], opt_kind, step0 + batch, n_coef,
+                                     backup, state_backup):
+                    return total, batch_start, batch_start
+                total += batch_loss
+                batch += 1
+                batch_start = batch_stop
+                batch_stop = min(batch_start + batch_size, n)
+            r = e
+        tile_start = tile_stop
+    return total, n, -1
 
 
 @_jit
-def _first_bad_row(margins, dloss, start, nb, n_out):
-    for b in range(nb):
-        for k in range(n_out):
-            if not (math.isfinite(margins[b, k]) and math.isfinite(dloss[b, k])):
-                return start + b
+def _sum_loop(x32, x64, is32, fortran, n, d, y, sample_weight, start, stop, params, n_out, loss_kind, eps, batch_size,
+              rows_major, tile_rows, tile, margins, dloss, grad):
+    """Weighted loss sum of rows [start, stop), adding their summed gradient into ``grad`` unless it is empty;
+    tiled as ``_train_loop`` tiles batches of ``batch_size`` rows starting at ``start``."""
+    total = 0.0
+    tile_start = start
+    while tile_start < stop:
+        tile_stop = _tile_end(tile_start, stop, start, batch_size, tile_rows)
+        _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, rows_major)
+        total += _tile_loss_grad(tile, rows_major, 0, tile_stop - tile_start, tile_start, y, sample_weight, params,
+                                 n_out, loss_kind, eps, margins, dloss, grad)
+        tile_start = tile_stop
+    return total
+
+
+@_jit
+def _first_bad_row_loop(x32, x64, is32, fortran, n, d, y, sample_weight, start, stop, params, n_out, loss_kind, eps,
+                        tile_rows, tile, margins, dloss):
+    """The first row of [start, stop) whose features, target, weight, margins, loss or dloss are not finite, else
+    ``start``. Runs only after a failure, so it recomputes rather than keep per-row results on the hot path."""
+    for tile_start in range(start, stop, tile_rows):
+        tile_stop = min(tile_start + tile_rows, stop)
+        _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, True)
+        _tile_margins(tile, True, 0, tile_stop - tile_start, params, n_out, margins)
+        weighted = sample_weight.shape[0] > 0
+        for b in range(tile_stop - tile_start):
+            r = tile_start + b
+            weight = sample_weight[r] if weighted else 1.0
+            probe = _row_loss_dloss(margins, b, n_out, loss_kind, y[r], weight, eps, dloss) * 0.0
+            probe += (y[r] + weight) * 0.0
+            for j in range(d):
+                probe += tile[b, j] * 0.0
+            for k in range(n_out):
+                probe += (margins[k, b] + dloss[k, b]) * 0.0
+            if probe != 0.0:
+                return r
     return start
 
 
-# ---- chunk loops ------------------------------------------------------------------------------------------------
 @_jit
-def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, n_out, loss_kind, opt_kind,
-                step0):  # pragma: no cover
-    """Train on every mini-batch of a chunk; return (progressive loss sum, rows done, status).
+def _predict_loop(x32, x64, is32, fortran, n, d, params, n_out, tile_rows, tile, margins, out):
+    """out[r, k] = margin k of row r, for every row of the chunk."""
+    for tile_start in range(0, n, tile_rows):
+        tile_stop = min(tile_start + tile_rows, n)
+        _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, False)
+        _tile_margins(tile, False, 0, tile_stop - tile_start, params, n_out, margins)
+        for b in range(tile_stop - tile_start):
+            for k in range(n_out):
+                out[tile_start + b, k] = margins[k, b]
 
-    status is 0, or -(row) - 1 for the first row whose loss or gradient is not finite (params are left as they
-    were before that batch).
-    """
-    n = X.shape[0]
-    d = X.shape[1]
-    n_coef = n_out * d
-    bs = min(batch_size, max(n, 1))
-    margins = np.empty((bs, n_out))
-    dloss = np.empty((bs, n_out))
-    grad = np.empty(params.shape[0])
-    backup = np.empty(params.shape[0])
-    state_backup = np.empty_like(opt_state)
-    eps = hyper[H_HUBER_EPS]
-    total = 0.0
-    batch = 0
-    for start in range(0, n, bs):
-        stop = min(start + bs, n)
-        nb = stop - start
-        _batch_margins(X, start, stop, params, n_out, margins)
-        loss = _batch_dloss(y, sample_weight, start, stop, n_out, loss_kind, eps, margins, dloss)
-        if not math.isfinite(loss):
-            return total, start, -_first_bad_row(margins, dloss, start, nb, n_out) - 1
-        _batch_grad(X, start, stop, n_out, dloss, grad)
-        inv = 1.0 / nb
-        for i in range(grad.shape[0]):
-            grad[i] *= inv
-        if not _update(params, grad, opt_state, hyper, lrs[batch], opt_kind, step0 + batch, n_coef, backup,
+
+@_jit
+def _full_batch_update(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_kind, step, n_coef, grad, backup,
                        state_backup):
-            return total, start, -start - 1
-        total += loss
-        batch += 1
-    return total, n, 0
+    """The step of ``full_batch_step``: mean gradient, then ``_apply_update``."""
+    inv = 1.0 / n_rows_total
+    for i in range(params.shape[0]):
+        grad[i] = grad_sum[i] * inv
+    return _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup)
 
 
-@_jit
-def accumulate_chunk(X, y, sample_weight, params, n_out, loss_kind, hyper, grad_sum):  # pragma: no cover
-    """Add the chunk's summed data-loss gradient into ``grad_sum``; return (loss sum, status)."""
-    n = X.shape[0]
-    bs = 4096
-    margins = np.empty((bs, n_out))
-    dloss = np.empty((bs, n_out))
-    grad = np.empty(params.shape[0])
+# ---- public functions -------------------------------------------------------------------------------------------
+def _chunk(X):
+    """(x32, x64, is32, fortran, n, d): the chunk as the flat vector the compiled loops read, without a copy
+    for any contiguous float32 or float64 array (anything else is converted once)."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array, got shape {X.shape}")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if not (X.flags.f_contiguous or X.flags.c_contiguous):
+        X = np.asfortranarray(X)
+    fortran = bool(X.flags.f_contiguous)
+    flat = X.ravel(order="F" if fortran else "C")  # a view
+    is32 = X.dtype == np.float32
+    return (flat if is32 else _PLACEHOLDER32, _PLACEHOLDER64 if is32 else flat, is32, fortran, X.shape[0],
+            X.shape[1])
+
+
+def _vector(values, name, length=None):
+    """``values`` as a contiguous float64 vector (copied only if needed), checking its length."""
+    out = np.ascontiguousarray(values, dtype=np.float64)
+    if out.ndim != 1 or (length is not None and out.shape[0] != length):
+        raise ValueError(f"{name} must be a 1-D array of length {length}, got shape {out.shape}")
+    return out
+
+
+def _targets(y, sample_weight, n):
+    y = _vector(y, "y", n)
+    sample_weight = _vector(sample_weight, "sample_weight")
+    if sample_weight.shape[0] not in (0, n):
+        raise ValueError(f"sample_weight must have length 0 (all ones) or {n}, got {sample_weight.shape[0]}")
+    return y, sample_weight
+
+
+def _check_params(params, n_features, n_out):
+    expected = n_params(n_features, n_out)
+    if not (isinstance(params, np.ndarray) and params.dtype == np.float64 and params.ndim == 1
+            and params.flags.c_contiguous and params.shape[0] == expected):
+        raise ValueError(f"params must be a contiguous float64 vector of length n_out * (n_features + 1) = {expected} "
+                         f"(updated in place), got {getattr(params, 'dtype', type(params))} "
+                         f"{getattr(params, 'shape', '')}")
+
+
+def _check_in_place(array, name, shape):
+    if not (isinstance(array, np.ndarray) and array.dtype == np.float64 and array.flags.c_contiguous
+            and array.shape == shape):
+        raise ValueError(f"{name} must be a contiguous float64 array of shape {shape} (updated in place), got "
+                         f"{getattr(array, 'dtype', type(array))} {getattr(array, 'shape', '')}")
+
+
+def _hyper(hyper):
+    return _vector(hyper, "hyper", N_HYPER)
+
+
+def _workspace(n_features, n_out, batch_size):
+    """Scratch for batches of ``batch_size`` rows: (rows_major, rows per tile, tile, margins, dloss)."""
+    rows_major = batch_size < _ROW_MAJOR_BELOW
+    capacity = max(16, (_ROW_TILE_VALUES if rows_major else _TILE_VALUES) // max(n_features, 1))
+    tile = np.empty((capacity, n_features) if rows_major else (n_features, capacity))
+    tile_rows = (capacity // batch_size) * batch_size if batch_size < capacity else capacity
+    return rows_major, tile_rows, tile, np.empty((n_out, capacity)), np.empty((n_out, capacity))
+
+
+def _first_bad_row(chunk, y, sample_weight, start, stop, params, n_out, loss_kind, eps):
+    rows_major, tile_rows, tile, margins, dloss = _workspace(chunk[5], n_out, 1)
+    return _first_bad_row_loop(*chunk, y, sample_weight, start, stop, params, n_out, loss_kind, eps, tile_rows, tile,
+                               margins, dloss)
+
+
+def batch_loss_grad(X, y, sample_weight, start, stop, params, n_out, loss_kind, hyper, grad) -> float:
+    """Overwrite ``grad`` with the summed weighted data-loss gradient of rows [start, stop); return the loss sum.
+
+    No penalty and no division by the number of rows; computed exactly as ``train_chunk`` computes a batch of
+    ``stop - start`` rows.
+    """
+    chunk = _chunk(X)
+    n, d = chunk[4], chunk[5]
+    y, sample_weight = _targets(y, sample_weight, n)
+    _check_params(params, d, n_out)
+    _check_in_place(grad, "grad", params.shape)
+    start, stop = int(start), int(stop)
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"rows [{start}, {stop}) are not within the chunk's {n} rows")
+    grad[:] = 0.0
+    batch_size = max(stop - start, 1)
+    rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, batch_size)
+    return _sum_loop(*chunk, y, sample_weight, start, stop, params, int(n_out), int(loss_kind),
+                     float(_hyper(hyper)[H_HUBER_EPS]), batch_size, rows_major, tile_rows, tile, margins, dloss, grad)
+
+
+def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, n_out, loss_kind, opt_kind,
+                step0) -> tuple[float, int, int]:
+    """Train on every consecutive mini-batch of a chunk; return (progressive loss sum, rows done, status).
+
+    Batch ``b`` covers rows [b * batch_size, min((b + 1) * batch_size, n)); its mean gradient, plus the L2
+    penalty, clipped, is stepped with rate ``lrs[b]`` at step ``step0 + b``, then the L1 prox. Its loss enters
+    the sum as evaluated before its update. A non-finite batch is not applied and ends the call: rows done = its
+    start, status ``-(row) - 1`` (see the module docstring).
+    """
+    chunk = _chunk(X)
+    n, d = chunk[4], chunk[5]
+    y, sample_weight = _targets(y, sample_weight, n)
+    _check_params(params, d, n_out)
+    _check_in_place(opt_state, "opt_state", (opt_state.shape[0] if opt_state.ndim == 2 else -1, params.shape[0]))
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    bs = max(1, min(batch_size, n))
+    lrs = _vector(lrs, "lrs")
+    if lrs.shape[0] < -(-n // bs):
+        raise ValueError(f"lrs needs one rate per mini-batch: {-(-n // bs)}, got {lrs.shape[0]}")
+    hyper = _hyper(hyper)
+    rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, bs)
+    n_par = params.shape[0]
+    stateful = opt_kind != OPT_SGD  # plain SGD is checked before it writes, so it needs no backup
+    backup = np.empty(n_par if stateful else 0)
+    state_backup = np.empty((opt_state.shape[0] if stateful else 0, n_par))
+    total, done, failed = _train_loop(*chunk, y, sample_weight, params, opt_state, hyper, lrs, bs, int(n_out),
+                                      int(loss_kind), int(opt_kind), int(step0), rows_major, tile_rows, tile,
+                                      margins, dloss, np.empty(n_par), backup, state_backup)
+    if failed < 0:
+        return total, done, 0
+    bad = _first_bad_row(chunk, y, sample_weight, failed, min(failed + bs, n), params, int(n_out), int(loss_kind),
+                         hyper[H_HUBER_EPS])
+    return total, done, -bad - 1
+
+
+def accumulate_chunk(X, y, sample_weight, params, n_out, loss_kind, hyper, grad_sum) -> tuple[float, int]:
+    """Add the chunk's summed weighted data-loss gradient into ``grad_sum``; return (loss sum, status).
+
+    The full-batch half of gradient descent: call it on every chunk of an epoch, then ``full_batch_step``. On a
+    bad chunk ``grad_sum`` is left untouched and status names the first bad row as ``-(row) - 1``.
+    """
+    chunk = _chunk(X)
+    n, d = chunk[4], chunk[5]
+    y, sample_weight = _targets(y, sample_weight, n)
+    _check_params(params, d, n_out)
+    _check_in_place(grad_sum, "grad_sum", params.shape)
+    eps = float(_hyper(hyper)[H_HUBER_EPS])
     local = np.zeros(params.shape[0])
-    eps = hyper[H_HUBER_EPS]
-    total = 0.0
-    for start in range(0, n, bs):
-        stop = min(start + bs, n)
-        _batch_margins(X, start, stop, params, n_out, margins)
-        loss = _batch_dloss(y, sample_weight, start, stop, n_out, loss_kind, eps, margins, dloss)
-        if not math.isfinite(loss):
-            return total, -_first_bad_row(margins, dloss, start, stop - start, n_out) - 1
-        _batch_grad(X, start, stop, n_out, dloss, grad)
-        for i in range(grad.shape[0]):
-            local[i] += grad[i]
-        total += loss
-    if not _all_finite(local):
-        return total, -1
-    for i in range(local.shape[0]):
-        grad_sum[i] += local[i]
+    rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, max(n, 1))
+    total = _sum_loop(*chunk, y, sample_weight, 0, n, params, int(n_out), int(loss_kind), eps, max(n, 1),
+                      rows_major, tile_rows, tile, margins, dloss, local)
+    if not (math.isfinite(total) and np.isfinite(local).all()):
+        return total, -_first_bad_row(chunk, y, sample_weight, 0, n, params, int(n_out), int(loss_kind), eps) - 1
+    grad_sum += local
     return total, 0
 
 
-@_jit
-def full_batch_step(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_kind, step, n_coef):  # pragma: no cover
-    """One gradient-descent step with the mean of the streamed gradient sum; 0 or -1 (params untouched).
+def full_batch_step(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_kind, step, n_coef) -> int:
+    """One gradient-descent step on the mean of a streamed gradient sum; status 0, or -1 (nothing changed).
 
-    ``n_coef`` is the number of coefficients (n_out * d): the intercepts after them are never penalised.
+    ``n_coef`` = n_out * n_features: the entries after it are the intercepts, which are never penalised.
     """
-    grad = grad_sum / n_rows_total
-    backup = np.empty(params.shape[0])
-    state_backup = np.empty_like(opt_state)
-    return 0 if _update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup) else -1
+    n_par = params.shape[0]
+    _check_in_place(params, "params", (n_par,))
+    _check_in_place(opt_state, "opt_state", (opt_state.shape[0] if opt_state.ndim == 2 else -1, n_par))
+    grad_sum = _vector(grad_sum, "grad_sum", n_par)
+    if not 0 <= n_coef <= n_par:
+        raise ValueError(f"n_coef must be within [0, {n_par}], got {n_coef}")
+    ok = _full_batch_update(params, grad_sum, float(n_rows_total), opt_state, _hyper(hyper), float(lr),
+                            int(opt_kind), int(step), int(n_coef), np.empty(n_par), np.empty(n_par),
+                            np.empty_like(opt_state))
+    return 0 if ok else -1
 
 
-@_jit
-def predict_margins(X, params, n_out, out):  # pragma: no cover
-    """Write the (n_rows, n_out) margins of every row into ``out``."""
-    _batch_margins(X, 0, X.shape[0], params, n_out, out)
+def predict_margins(X, params, n_out, out) -> None:
+    """Write the margins of every row, shape (n_rows, n_out), into the float64 array ``out``."""
+    chunk = _chunk(X)
+    n, d = chunk[4], chunk[5]
+    _check_params(params, d, n_out)
+    _check_in_place(out, "out", (n, n_out))
+    _, tile_rows, tile, margins, _ = _workspace(d, n_out, max(n, _ROW_MAJOR_BELOW))
+    _predict_loop(*chunk, params, int(n_out), tile_rows, tile, margins, out)
 
 
-@_jit
-def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper):  # pragma: no cover
-    """Sum of weighted data losses over the chunk (no penalty)."""
-    n = X.shape[0]
-    bs = 4096
-    margins = np.empty((bs, n_out))
-    dloss = np.empty((bs, n_out))
-    total = 0.0
-    for start in range(0, n, bs):
-        stop = min(start + bs, n)
-        _batch_margins(X, start, stop, params, n_out, margins)
-        total += _batch_dloss(y, sample_weight, start, stop, n_out, loss_kind, hyper[H_HUBER_EPS], margins, dloss)
-    return total
+def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper) -> float:
+    """Sum of the weighted data losses over the chunk (no penalty), for evaluation."""
+    chunk = _chunk(X)
+    n, d = chunk[4], chunk[5]
+    y, sample_weight = _targets(y, sample_weight, n)
+    _check_params(params, d, n_out)
+    rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, max(n, 1))
+    return _sum_loop(*chunk, y, sample_weight, 0, n, params, int(n_out), int(loss_kind),
+                     float(_hyper(hyper)[H_HUBER_EPS]), max(n, 1), rows_major, tile_rows, tile, margins, dloss,
+                     np.empty(0))
