@@ -134,14 +134,22 @@ def main() -> None:
                     "pq.write_table(pa.table({'a':np.ones(64,np.float32),'y':np.arange(64)%2}),p);"
                     "[streamgd.fit(p,target='y',batch_size=b,epochs=1,shuffle=s) for b in (1,'full') for s in ('none','row-groups')]"],
                    check=True)
+    with open(path, "rb") as stream:  # warm the page cache: every variant reads the file from memory
+        while stream.read(1 << 24):
+            pass
     results = {}
-    for name in args.variants.split(","):
+    names = args.variants.split(",")
+    if "decode-floor" in names:  # the floor runs first and last; the faster run counts (noisy shared machines)
+        names.append("decode-floor")
+    for name in names:
         done = subprocess.run([sys.executable, __file__, "--variant", name, "--path", path, "--shuffle", args.shuffle],
                               capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{name}: skipped ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'})")
             continue
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        if name not in results or result["seconds"] < results[name]["seconds"]:
+            results[name] = result
     floor = results["decode-floor"]["rows"] / results["decode-floor"]["seconds"]
     print(f"\n{args.rows:,} rows x {args.features} float32 features, shuffle {args.shuffle}, one epoch\n")
     print("| variant | rows/s | x floor | peak RSS MB | log loss |")
