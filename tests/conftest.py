@@ -7,6 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from problems import write_xy
+
 
 def write_table(path, columns: dict, row_group_size: int) -> str:
     pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
@@ -21,3 +23,22 @@ def numbered(tmp_path):
     return write_table(tmp_path / "numbered.parquet", {
         "row_id": np.arange(n, dtype=np.int64), "f": rng.standard_normal(n), "i": rng.integers(0, 9, n),
         "b": rng.random(n) < 0.5, "y": rng.standard_normal(n)}, 300)
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    n, d = 3000, 5
+    X = rng.standard_normal((n, d))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.7 + 0.5 * rng.standard_normal(n)
+    return write_xy(tmp_path_factory.mktemp("reg") / "r.parquet", X, y, 512), X, y
+
+
+@pytest.fixture(scope="module")
+def classification(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    n, d = 3000, 4
+    X = rng.standard_normal((n, d))
+    p = 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0, 0.5, 0.0]) - 0.3)))
+    y = (rng.random(n) < p).astype(np.int64)
+    return write_xy(tmp_path_factory.mktemp("clf") / "c.parquet", X, y, 512), X, y

@@ -7,54 +7,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sklearn.linear_model import LogisticRegression as SkLogistic
 
 import streamgd
+from problems import logistic_exact, logistic_objective, ridge_exact, ridge_objective, write_xy
 from streamgd import DataError, DivergenceError, Trainer
-
-
-def _write(path, X, y, row_group_size):
-    columns = {f"x{j}": X[:, j] for j in range(X.shape[1])}
-    columns["y"] = y
-    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def regression(tmp_path_factory):
-    rng = np.random.default_rng(7)
-    n, d = 3000, 5
-    X = rng.standard_normal((n, d))
-    y = X @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.7 + 0.5 * rng.standard_normal(n)
-    return _write(tmp_path_factory.mktemp("reg") / "r.parquet", X, y, 512), X, y
-
-
-@pytest.fixture(scope="module")
-def classification(tmp_path_factory):
-    rng = np.random.default_rng(11)
-    n, d = 3000, 4
-    X = rng.standard_normal((n, d))
-    p = 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0, 0.5, 0.0]) - 0.3)))
-    y = (rng.random(n) < p).astype(np.int64)
-    return _write(tmp_path_factory.mktemp("clf") / "c.parquet", X, y, 512), X, y
-
-
-def ridge_objective(X, y, coef, intercept, alpha):
-    r = X @ coef + intercept - y
-    return 0.5 * np.mean(r ** 2) + 0.5 * alpha * coef @ coef
-
-
-def ridge_exact(X, y, alpha):
-    n, d = X.shape
-    A = np.hstack([X, np.ones((n, 1))])
-    reg = np.diag([alpha] * d + [0.0]) * n
-    sol = np.linalg.solve(A.T @ A + reg, A.T @ y)
-    return sol[:d], sol[d]
-
-
-def logistic_objective(X, y, coef, intercept, alpha):
-    m = X @ coef + intercept
-    return np.mean(np.logaddexp(0, m) - y * m) + 0.5 * alpha * coef @ coef
 
 
 ALPHA = 1e-3
@@ -86,9 +42,7 @@ LOGISTIC_RUNS = {
 @pytest.mark.parametrize("method", list(LOGISTIC_RUNS))
 def test_logistic_regression_reaches_lbfgs_objective(classification, method):
     path, X, y = classification
-    n = len(y)
-    reference = SkLogistic(C=1.0 / (ALPHA * n), solver="lbfgs", tol=1e-12, max_iter=10_000).fit(X, y)
-    best = logistic_objective(X, y, reference.coef_[0], reference.intercept_[0], ALPHA)
+    best = logistic_objective(X, y, *logistic_exact(X, y, ALPHA), ALPHA)
     model = streamgd.fit(path, target="y", model="logistic", alpha=ALPHA, dtype="float64", seed=2, standardize=False,
                          **LOGISTIC_RUNS[method])
     got = logistic_objective(X, y, model.coef_[0], model.intercept_[0], ALPHA)
@@ -128,7 +82,7 @@ def test_history_records_every_epoch(classification):
 def test_nan_feature_is_reported_with_column_and_row_group(tmp_path):
     X = np.ones((300, 3))
     X[250, 1] = np.nan
-    path = _write(tmp_path / "nan.parquet", X, np.arange(300.0), 100)
+    path = write_xy(tmp_path / "nan.parquet", X, np.arange(300.0), 100)
     with pytest.raises(DataError, match=r"'x1'.*row group 2, row 50"):
         streamgd.fit(path, target="y", model="linear", shuffle="none")
 
@@ -146,7 +100,7 @@ def test_huge_learning_rate_raises_divergence_with_advice(regression):
 
 
 def test_logistic_needs_two_classes(tmp_path):
-    path = _write(tmp_path / "one.parquet", np.ones((10, 2)), np.ones(10, dtype=np.int64), 5)
+    path = write_xy(tmp_path / "one.parquet", np.ones((10, 2)), np.ones(10, dtype=np.int64), 5)
     with pytest.raises(DataError, match="single class"):
         streamgd.fit(path, target="y", model="logistic")
 
@@ -177,7 +131,7 @@ def test_standardization_converges_on_ill_scaled_features_where_raw_sgd_diverges
     Z = rng.standard_normal((2000, 3))
     X = Z * scales + np.array([5.0, -2.0, 1e3])
     y = Z @ np.array([1.0, -1.0, 0.5]) + 0.1 * rng.standard_normal(2000)
-    path = _write(tmp_path / "scaled.parquet", X, y, 500)
+    path = write_xy(tmp_path / "scaled.parquet", X, y, 500)
     with pytest.raises(DivergenceError):
         streamgd.fit(path, target="y", model="linear", standardize=False, batch_size=8, epochs=2, lr=0.05)
     model = streamgd.fit(path, target="y", model="linear", batch_size=8, epochs=10, lr=0.05, alpha=0.0,
