@@ -14,8 +14,9 @@ staged into a small float64 tile and every sum is accumulated in float64, so bot
 same values) give bitwise identical results.
 
 Objective: mean weighted data loss + ``alpha * ((1 - l1_ratio) / 2 * ||coef||^2 + l1_ratio * ||coef||_1)``; the
-intercepts are never penalised. The L2 part enters the gradient; the L1 part is a proximal soft-threshold applied
-after each optimizer step (truncated gradient), so coefficients become exactly zero.
+intercepts are never penalised. The L2 part enters the gradient; the L1 part is applied after each optimizer step
+as a proximal soft-threshold, or as Tsuruoka et al.'s cumulative penalty (see ``_l1_prox``), so coefficients
+become exactly zero.
 
 Status codes: 0 is success; ``-(row) - 1`` names the first row (in the chunk) whose features, target, weight,
 margin or loss are not finite, or else the start row of the batch whose update would not be finite. A failed
@@ -41,6 +42,10 @@ import math
 import numba
 import numpy as np
 
+from .optim.rules import (H_AVERAGE_START, H_BETA1, H_BETA2, H_EPS, H_OPT0, H_WEIGHT_DECAY, OPT_ADAGRAD,
+                          OPT_ADAM, OPT_ADAMW, OPT_ASGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_RMSPROP, OPT_SGD,
+                          after_step, optimizer_step)
+
 # loss codes
 LOSS_SQUARED = 0
 LOSS_LOG = 1
@@ -51,16 +56,15 @@ LOSS_HUBER = 5
 LOSS_POISSON = 6
 N_LOSSES = 7
 
-# optimizer codes (streamgd.optim adds rules as branches of _optimizer_step)
-OPT_SGD = 0
+# optimizer codes (OPT_*) and their hyperparameter slots (H_OPT0 on) come from streamgd.optim.rules
 
 # indices into the hyperparameter array
 H_ALPHA = 0
 H_L1_RATIO = 1
 H_CLIP_NORM = 2
 H_HUBER_EPS = 3
-H_OPT0 = 4  # H_OPT0 .. N_HYPER - 1: optimizer hyperparameters (beta1, beta2, eps, weight decay, ...)
-N_HYPER = 12
+H_L1_ROW = 11  # 1 + the row of the optimizer state that holds the cumulative L1 penalty; 0: none (plain prox)
+N_HYPER = 12  # H_OPT0 .. N_HYPER - 1: optimizer hyperparameters (beta1, beta2, eps, weight decay, ...)
 
 # never nnan/ninf: the divergence and bad-data guards rely on NaN and inf surviving the arithmetic
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -348,36 +352,40 @@ def _clip_by_global_norm(grad, hyper):
 
 
 @_inline
-def _optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper):
-    """Apply one update of rule ``opt_kind`` to ``params`` (and its state rows ``opt_state``) in place.
+def _l1_prox(params, n_coef, lr, hyper, opt_state):
+    """The L1 part of the penalty, after the optimizer step; coefficients it crosses over zero become exactly 0.
 
-    ``step`` is the 0-based global step before this update; optimizer hyperparameters live in ``hyper[H_OPT0:]``.
-    Other rules are added here as branches on ``opt_kind``; ``_apply_update`` rolls back a rule with state whose
-    result is not finite.
-    """
-    # OPT_SGD (Robbins and Monro, 1951)
-    for i in range(params.shape[0]):
-        params[i] -= lr * grad[i]
-
-
-@_inline
-def _l1_prox(params, n_coef, lr, hyper):
-    """Soft-threshold the coefficients by lr * alpha * l1_ratio: exact zeros (truncated gradient).
-
-    Tsuruoka, Tsujii and Ananiadou (2009) accumulate the penalty to correct the drift of stochastic updates;
-    this is the plain version, kept apart so it can be replaced.
+    With no penalty row in the state (``hyper[H_L1_ROW] == 0``): soft-thresholding by ``lr * alpha * l1_ratio``,
+    the proximal step of the L1 norm (ISTA when the gradient is exact). With one, the cumulative penalty of
+    Tsuruoka, Tsujii and Ananiadou (2009), as scikit-learn's SGD applies it: ``u`` is the penalty every
+    coefficient could have received so far and ``q[i]`` what coefficient i did receive, so a coefficient that
+    noise pushes off zero is pulled back by what it escaped. Row ``hyper[H_L1_ROW] - 1`` of the state holds ``q``
+    for the coefficients and ``u`` in the first intercept's slot (intercepts are not penalised).
     """
     threshold = lr * hyper[H_ALPHA] * hyper[H_L1_RATIO]
     if not threshold > 0.0:
         return
+    row = int(hyper[H_L1_ROW]) - 1
+    if row < 0:
+        for i in range(n_coef):
+            w = params[i]
+            if w > threshold:
+                params[i] = w - threshold
+            elif w < -threshold:
+                params[i] = w + threshold
+            else:
+                params[i] = 0.0
+        return
+    applied = opt_state[row]
+    u = applied[n_coef] + threshold
+    applied[n_coef] = u
     for i in range(n_coef):
         w = params[i]
-        if w > threshold:
-            params[i] = w - threshold
-        elif w < -threshold:
-            params[i] = w + threshold
-        else:
-            params[i] = 0.0
+        if w > 0.0:
+            params[i] = max(0.0, w - (u + applied[i]))
+        elif w < 0.0:
+            params[i] = min(0.0, w + (u - applied[i]))
+        applied[i] += params[i] - w
 
 
 @_inline
@@ -420,14 +428,15 @@ def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, ba
     if opt_kind == OPT_SGD:
         if not _sgd_step_is_finite(params, grad, lr):
             return False
-        _optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper)
-        _l1_prox(params, n_coef, lr, hyper)  # soft-thresholding finite values keeps them finite
+        optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper, n_coef)
+        _l1_prox(params, n_coef, lr, hyper, opt_state)  # shrinking finite values keeps them finite
         return True
     if not _all_finite(grad, grad.shape[0]):
         return False
     _copy_params_and_state(params, opt_state, backup, state_backup)
-    _optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper)
-    _l1_prox(params, n_coef, lr, hyper)
+    optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper, n_coef)
+    _l1_prox(params, n_coef, lr, hyper, opt_state)
+    after_step(opt_kind, params, opt_state, step, hyper)
     ok = _all_finite(params, params.shape[0])
     for s in range(opt_state.shape[0]):
         ok = ok and _all_finite(opt_state[s], opt_state.shape[1])
@@ -592,8 +601,14 @@ def _check_in_place(array, name, shape):
                          f"{getattr(array, 'dtype', type(array))} {getattr(array, 'shape', '')}")
 
 
-def _hyper(hyper):
-    return _vector(hyper, "hyper", N_HYPER)
+def _hyper(hyper, opt_state=None):
+    """``hyper`` as a float64 vector; with ``opt_state``, checks that its L1 row exists (compiled code does not)."""
+    hyper = _vector(hyper, "hyper", N_HYPER)
+    if opt_state is not None and not (hyper[H_L1_ROW] == int(hyper[H_L1_ROW])
+                                      and 0 <= hyper[H_L1_ROW] <= opt_state.shape[0]):
+        raise ValueError(f"hyper[H_L1_ROW] = {hyper[H_L1_ROW]} names no row of an optimizer state with "
+                         f"{opt_state.shape[0]} rows")
+    return hyper
 
 
 def _workspace(n_features, n_out, batch_size):
@@ -653,7 +668,7 @@ def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, 
     lrs = _vector(lrs, "lrs")
     if lrs.shape[0] < -(-n // bs):
         raise ValueError(f"lrs needs one rate per mini-batch: {-(-n // bs)}, got {lrs.shape[0]}")
-    hyper = _hyper(hyper)
+    hyper = _hyper(hyper, opt_state)
     rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, bs)
     n_par = params.shape[0]
     stateful = opt_kind != OPT_SGD  # plain SGD is checked before it writes, so it needs no backup
@@ -702,7 +717,7 @@ def full_batch_step(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_ki
     grad_sum = _vector(grad_sum, "grad_sum", n_par)
     if not 0 <= n_coef <= n_par:
         raise ValueError(f"n_coef must be within [0, {n_par}], got {n_coef}")
-    ok = _full_batch_update(params, grad_sum, float(n_rows_total), opt_state, _hyper(hyper), float(lr),
+    ok = _full_batch_update(params, grad_sum, float(n_rows_total), opt_state, _hyper(hyper, opt_state), float(lr),
                             int(opt_kind), int(step), int(n_coef), np.empty(n_par), np.empty(n_par),
                             np.empty_like(opt_state))
     return 0 if ok else -1

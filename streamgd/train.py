@@ -19,7 +19,8 @@ from .dataset import Dataset, open_dataset
 from .errors import ConfigError, DataError, DivergenceError
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import MODEL_KINDS, LinearModel
-from .optim import make_optimizer, make_schedule
+from .optim import Optimizer, make_optimizer, make_schedule
+from .optim.schedules import Schedule
 from .reader import (DEFAULT_PREFETCH_DEPTH, Chunk, ChunkStream, default_target_encoder, parse_memory_budget,
                      rows_per_unit_for_budget)
 from .schedule import ShuffleQualityMeter, make_plan, parse_shuffle
@@ -27,7 +28,6 @@ from .standardize import Standardizer
 from .targets import LabelEncoder, scan_classes, to_json_labels
 
 PENALTIES = ("l2", "l1", "elasticnet", "none")
-DEFAULT_LR = {"minibatch": 0.05, "full": 0.5}
 
 
 @dataclass
@@ -37,11 +37,16 @@ class TrainConfig:
     model: str = "logistic"
     batch_size: int | str = 1024
     epochs: int = 5
-    lr: float | None = None  # None: 0.05 for SGD and mini-batch, 0.5 for full batch
-    schedule: str = "invscaling"  # constant | invscaling
-    lr_decay: float = 1e-4
-    lr_power: float = 0.5
-    optimizer: str = "sgd"
+    lr: float | None = None  # None: the optimizer's default for mini-batches or full batch
+    schedule: str = "invscaling"  # constant | invscaling | step | exponential | cosine
+    lr_decay: float = 1e-4  # invscaling
+    lr_power: float = 0.5  # invscaling
+    lr_gamma: float | None = None  # step (default 0.5) and exponential (default: to 1% at the last step)
+    lr_step_size: int | None = None  # step (default: one epoch)
+    lr_min: float = 0.0  # cosine
+    warmup: int = 0  # steps of linear warm-up before the schedule
+    optimizer: str | Optimizer = "sgd"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw | asgd
+    optimizer_options: dict = field(default_factory=dict)  # e.g. {"beta2": 0.99}
     penalty: str = "l2"
     alpha: float = 1e-4
     l1_ratio: float = 0.15
@@ -86,22 +91,38 @@ class TrainConfig:
             _bad("seed", self.seed, "an integer >= 0")
         parse_shuffle(self.shuffle)
         parse_memory_budget(self.memory_budget)
-        make_optimizer(self.optimizer)
-        make_schedule(self.schedule, self.learning_rate, **self.schedule_options())
+        self.make_schedule(steps_per_epoch=1)
         return self
 
     @property
     def full_batch(self) -> bool:
         return self.batch_size == "full"
 
+    def make_optimizer(self) -> Optimizer:
+        return make_optimizer(self.optimizer, **self.optimizer_options)
+
     @property
     def learning_rate(self) -> float:
+        """The base learning rate: ``lr``, else the optimizer's own, else its default for this batch size."""
         if self.lr is not None:
             return float(self.lr)
-        return DEFAULT_LR["full" if self.full_batch else "minibatch"]
+        return self.make_optimizer().base_lr(self.full_batch)
 
-    def schedule_options(self) -> dict:
-        return {"decay": self.lr_decay, "power": self.lr_power} if self.schedule == "invscaling" else {}
+    def make_schedule(self, steps_per_epoch: int) -> Schedule:
+        """The learning-rate schedule of a run of ``epochs`` epochs of ``steps_per_epoch`` steps."""
+        return make_schedule(self.schedule, self.learning_rate, total_steps=steps_per_epoch * self.epochs,
+                             steps_per_epoch=steps_per_epoch, warmup_steps=self.warmup, decay=self.lr_decay,
+                             power=self.lr_power, gamma=self.lr_gamma, step_size=self.lr_step_size,
+                             lr_min=self.lr_min)
+
+    def to_dict(self) -> dict:
+        """JSON-ready settings, the optimizer written out with all its hyperparameters."""
+        settings = asdict(self)
+        optimizer = self.make_optimizer().config()
+        settings["optimizer"] = optimizer["name"]
+        settings["optimizer_options"] = {k: v for k, v in optimizer.items() if k not in ("name", "state")}
+        settings["lr"] = self.learning_rate
+        return settings
 
     @property
     def effective_l1_ratio(self) -> float:
@@ -182,27 +203,36 @@ class Trainer:
         model_cls = MODEL_KINDS[cfg.model]
         classes, encoder = self._classes(dataset, model_cls)
         n_out = model_cls.n_outputs(len(classes) if classes else None)
-        optimizer = make_optimizer(cfg.optimizer)
+        optimizer = cfg.make_optimizer()
         n_params = kernels.n_params(dataset.n_features, n_out)
-        state = TrainState(params=np.zeros(n_params), opt_state=optimizer.init_state(n_params))
+        opt_state = optimizer.init_state(n_params)
         hyper = self._hyper(optimizer)
+        if hyper[kernels.H_ALPHA] * hyper[kernels.H_L1_RATIO] > 0 and not cfg.full_batch:
+            # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record
+            # is one more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
+            opt_state = np.vstack([opt_state, np.zeros((1, n_params))])
+            hyper[kernels.H_L1_ROW] = opt_state.shape[0]
+        state = TrainState(params=np.zeros(n_params), opt_state=opt_state)
         self.standardizer = Standardizer.fit(dataset) if cfg.standardize else None
-        schedule = make_schedule(cfg.schedule, cfg.learning_rate, **cfg.schedule_options())
+        schedule = cfg.make_schedule(self._steps_per_epoch(dataset))
         for epoch in range(cfg.epochs):
             state.epoch = epoch
             record = self._run_epoch(dataset, state, hyper, schedule, optimizer, n_out, model_cls.loss_kind,
                                      encoder)
             state.history.append(record)
-        coef, intercept = kernels.split_params(state.params, dataset.n_features, n_out)
+        params = optimizer.final_params(state.params, state.opt_state, state.step)
+        coef, intercept = kernels.split_params(params, dataset.n_features, n_out)
         transform = None
         if self.standardizer is not None:
             # the model predicts on raw inputs: fold the standardization into the coefficients
             coef, intercept = self.standardizer.raw_coefficients(coef, intercept)
             transform = self.standardizer.to_dict()
+        state_rows = list(optimizer.state_names) + (["l1_applied"] if hyper[kernels.H_L1_ROW] else [])
         summary = {"feature_transform": transform, "rows": dataset.n_rows, "epochs": cfg.epochs, "steps": state.step,
+                   "optimizer_state_rows": state_rows,
                    "final_loss": state.history[-1]["loss"], "peak_rss_mb": round(lifetime_peak_rss_mb(), 1)}
         return model_cls(coef.copy(), intercept.copy(), dataset.feature_names, target=dataset.target,
-                         classes=to_json_labels(classes) if classes else None, config=asdict(cfg),
+                         classes=to_json_labels(classes) if classes else None, config=cfg.to_dict(),
                          history=state.history, optimizer_state=state.opt_state, summary=summary)
 
     def _classes(self, dataset: Dataset, model_cls: type[LinearModel]):
@@ -217,7 +247,15 @@ class Trainer:
                             f"model {model_cls.kind!r} is binary (use a multiclass model)")
         return classes, LabelEncoder(classes)
 
-    def _hyper(self, optimizer: Any) -> np.ndarray:
+    def _steps_per_epoch(self, dataset: Dataset) -> int:
+        """Optimizer steps in one epoch (the first epoch's plan; other epochs differ by a few at most)."""
+        cfg = self.config
+        if cfg.full_batch:
+            return 1
+        plan = make_plan(dataset.units, cfg.shuffle, seed=cfg.seed, epoch=0)
+        return sum(-(-sum(unit.n_rows for unit in step.units) // cfg.batch_size) for step in plan.steps)
+
+    def _hyper(self, optimizer: Optimizer) -> np.ndarray:
         cfg = self.config
         hyper = np.zeros(kernels.N_HYPER)
         hyper[kernels.H_ALPHA] = cfg.effective_alpha

@@ -1,34 +1,87 @@
-"""Optimizers (state layout + compiled update rule) and learning-rate schedules."""
+"""Optimizers (hyperparameters + state layout + a compiled update rule) and learning-rate schedules.
+
+>>> make_optimizer("adam", beta2=0.99).config()
+{'name': 'adam', 'lr': None, 'beta1': 0.9, 'beta2': 0.99, 'eps': 1e-08, 'state': ['m', 'v']}
+>>> make_schedule("cosine", 0.1, total_steps=1000, warmup_steps=100).config["name"]
+'cosine'
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 from ..errors import ConfigError
-from .schedules import SCHEDULES, Schedule, constant, inverse_scaling
-from .sgd import SGD
+from .adaptive import AdaGrad, Adam, AdamW, RMSProp
+from .base import Optimizer
+from .schedules import (SCHEDULES, Schedule, constant, cosine, exponential, inverse_scaling, step_decay,
+                        warmup)
+from .sgd import SGD, AveragedSGD, Momentum, Nesterov
 
-OPTIMIZERS: dict[str, Any] = {"sgd": SGD}
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSProp,
+                                                                     Adam, AdamW, AveragedSGD)}
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "SGD", "Schedule", "constant", "inverse_scaling", "make_optimizer",
-           "make_schedule"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "SGD", "AdaGrad", "Adam", "AdamW", "AveragedSGD", "Momentum", "Nesterov",
+           "Optimizer", "RMSProp", "Schedule", "constant", "cosine", "exponential", "inverse_scaling",
+           "make_optimizer", "make_schedule", "optimizer_options", "step_decay", "warmup"]
 
 
-def make_optimizer(name: str | Any = "sgd", **hyper: Any) -> Any:
-    """An optimizer by name (``sgd``, ...) or the optimizer object itself."""
-    if not isinstance(name, str):
+def optimizer_options(name: str) -> list[str]:
+    """The hyperparameters optimizer ``name`` accepts."""
+    return [f.name for f in dataclasses.fields(OPTIMIZERS[name])]
+
+
+def make_optimizer(name: str | Optimizer = "sgd", **options: Any) -> Optimizer:
+    """An optimizer by name (``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adam``, ``adamw``,
+    ``asgd``) with its options, or an Optimizer object itself."""
+    if isinstance(name, Optimizer):
+        if options:
+            raise ConfigError(f"options {sorted(options)} given with an optimizer object; set them on the object")
         return name
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](**hyper)
+    accepted = optimizer_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"optimizer {name!r} has no option {unknown[0]!r}; it takes {', '.join(accepted)}")
+    return OPTIMIZERS[name](**options)
 
 
-def make_schedule(name: str | Schedule = "constant", lr: float = 0.01, **options: Any) -> Schedule:
-    """A learning-rate schedule by name (``constant``, ``invscaling``) or the callable itself."""
+def make_schedule(name: str | Schedule = "constant", lr: float = 0.01, *, total_steps: int | None = None,
+                  steps_per_epoch: int | None = None, warmup_steps: int = 0, decay: float = 1e-4,
+                  power: float = 0.5, gamma: float | None = None, step_size: int | None = None,
+                  lr_min: float = 0.0) -> Schedule:
+    """A learning-rate schedule by name, or the callable itself, with linear warm-up if ``warmup_steps``.
+
+    Defaults that depend on the run: ``step`` halves the rate every ``step_size`` steps (default: one epoch);
+    ``exponential`` decays by ``gamma`` a step (default: to 1% of ``lr`` at the last step); ``cosine`` reaches
+    ``lr_min`` at the last step. ``total_steps`` counts the warm-up.
+    """
     if callable(name):
-        return name
+        return warmup(name, warmup_steps)
     if name not in SCHEDULES:
         raise ConfigError(f"unknown learning-rate schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
-    if not lr > 0:
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ConfigError(f"the learning rate must be positive, got {lr}")
-    return SCHEDULES[name](lr, **options)
+    if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
+        raise ConfigError(f"warmup must be a number of steps >= 0, got {warmup_steps!r}")
+    total = max(int(total_steps or 1) - warmup_steps, 1)
+    if gamma is not None and not 0.0 < gamma <= 1.0:
+        raise ConfigError(f"lr_gamma must be in (0, 1], got {gamma}")
+    if step_size is not None and not (int(step_size) == step_size and step_size >= 1):
+        raise ConfigError(f"lr_step_size must be a positive number of steps, got {step_size}")
+    if not 0.0 <= lr_min <= lr:
+        raise ConfigError(f"lr_min must be in [0, lr={lr}], got {lr_min}")
+    if name == "constant":
+        schedule = constant(lr)
+    elif name == "invscaling":
+        schedule = inverse_scaling(lr, decay=decay, power=power)
+    elif name == "step":
+        schedule = step_decay(lr, gamma=0.5 if gamma is None else gamma,
+                              step_size=int(step_size or steps_per_epoch or 1000))
+    elif name == "exponential":
+        schedule = exponential(lr, gamma=0.01 ** (1.0 / total) if gamma is None else gamma)
+    else:
+        schedule = cosine(lr, total_steps=total, lr_min=lr_min)
+    return warmup(schedule, warmup_steps)

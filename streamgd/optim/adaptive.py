@@ -1,0 +1,78 @@
+"""Per-coordinate adaptive rates: AdaGrad (Duchi, Hazan and Singer, 2011), RMSProp (Tieleman and Hinton, 2012),
+Adam (Kingma and Ba, 2015) and AdamW (Loshchilov and Hutter, 2019); the rules are in ``streamgd.optim.rules``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import rules
+from .base import Optimizer
+
+
+@dataclass(frozen=True)
+class AdaGrad(Optimizer):
+    """``G += g^2; w -= lr * g / (sqrt(G) + eps)``."""
+
+    eps: float = 1e-10
+
+    name = "adagrad"
+    code = rules.OPT_ADAGRAD
+    state_names = ("sum_squares",)
+    slots = {"eps": rules.H_EPS}
+    default_lr = (0.3, 0.5)
+
+    def check(self) -> None:
+        self._positive("eps")
+
+
+@dataclass(frozen=True)
+class RMSProp(Optimizer):
+    """``s = rho * s + (1 - rho) * g^2; w -= lr * g / (sqrt(s) + eps)``."""
+
+    rho: float = 0.99
+    eps: float = 1e-8
+
+    name = "rmsprop"
+    code = rules.OPT_RMSPROP
+    state_names = ("mean_square",)
+    slots = {"rho": rules.H_BETA2, "eps": rules.H_EPS}
+    default_lr = (0.03, 0.1)
+
+    def check(self) -> None:
+        self._in_unit_interval("rho")
+        self._positive("eps")
+
+
+@dataclass(frozen=True)
+class Adam(Optimizer):
+    """Moment estimates with bias correction: ``w -= lr * m_hat / (sqrt(v_hat) + eps)``."""
+
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    name = "adam"
+    code = rules.OPT_ADAM
+    state_names = ("m", "v")
+    slots = {"beta1": rules.H_BETA1, "beta2": rules.H_BETA2, "eps": rules.H_EPS}
+    default_lr = (0.03, 0.1)
+
+    def check(self) -> None:
+        self._in_unit_interval("beta1", "beta2")
+        self._positive("eps")
+
+
+@dataclass(frozen=True)
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``coef *= 1 - lr * weight_decay`` before each Adam step (the intercepts
+    are not decayed)."""
+
+    weight_decay: float = 0.01
+
+    name = "adamw"
+    code = rules.OPT_ADAMW
+    slots = {**Adam.slots, "weight_decay": rules.H_WEIGHT_DECAY}
+
+    def check(self) -> None:
+        super().check()
+        self._positive("weight_decay", allow_zero=True)

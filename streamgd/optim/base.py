@@ -1,0 +1,79 @@
+"""What every optimizer is: a frozen set of hyperparameters, a state layout and the code of its compiled rule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """Base of the optimizers; subclasses name their rule, state rows and hyperparameter slots.
+
+    ``lr`` is optional: the base learning rate the schedule starts from when the training run names none.
+    """
+
+    lr: float | None = None
+
+    name: ClassVar[str] = ""
+    code: ClassVar[int] = -1
+    state_names: ClassVar[tuple[str, ...]] = ()  # one row of the state per name, each as long as the params
+    slots: ClassVar[dict[str, int]] = {}  # hyperparameter -> its index in the kernels' ``hyper`` array
+    default_lr: ClassVar[tuple[float, float]] = (0.2, 0.5)  # (mini-batch, full batch) when nothing is named
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None and item.name == "lr":
+                continue
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+                raise ConfigError(f"{self.name} option {item.name}={value!r} is not accepted; expected a number")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"{self.name} option lr={self.lr!r} is not accepted; expected a positive number")
+        self.check()
+
+    def check(self) -> None:
+        """Range checks of the subclass's hyperparameters (raise ConfigError)."""
+
+    def _in_unit_interval(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{self.name} option {name}={value!r} is not accepted; expected a number in [0, 1)")
+
+    def _positive(self, *names: str, allow_zero: bool = False) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not (value >= 0.0 if allow_zero else value > 0.0):
+                raise ConfigError(f"{self.name} option {name}={value!r} is not accepted; expected a number "
+                                  f"{'>= 0' if allow_zero else '> 0'}")
+
+    @property
+    def state_rows(self) -> int:
+        return len(self.state_names)
+
+    def base_lr(self, full_batch: bool) -> float:
+        """This optimizer's own learning rate, or its default for mini-batches or full batch."""
+        return float(self.lr) if self.lr is not None else self.default_lr[1 if full_batch else 0]
+
+    def init_state(self, n_params: int) -> np.ndarray:
+        """The initial optimizer state: zeros of shape ``(state_rows, n_params)``."""
+        return np.zeros((self.state_rows, n_params), dtype=np.float64)
+
+    def write_hyper(self, hyper: np.ndarray) -> None:
+        """Write the hyperparameters into their slots of the kernels' ``hyper`` array."""
+        for name, slot in self.slots.items():
+            hyper[slot] = float(getattr(self, name))
+
+    def final_params(self, params: np.ndarray, state: np.ndarray, steps: int) -> np.ndarray:
+        """The parameters a trained model keeps after ``steps`` updates (the last iterate)."""
+        return params
+
+    def config(self) -> dict:
+        """JSON-ready description: the name, every hyperparameter and the names of the state rows."""
+        return {"name": self.name, **asdict(self), "state": list(self.state_names)}
