@@ -3,6 +3,7 @@ Parquet decode floor, scikit-learn's ``SGDClassifier.partial_fit`` and torch (if
 reader, all in one run. Each variant runs in its own subprocess so its peak RSS is its own.
 
     python3 scripts/bench_train.py --rows 10000000          # data cached under bench-data/
+    python3 scripts/bench_train.py --variants decode-floor,streamgd-1024 --optimizers all
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
     if name.startswith("streamgd"):
         import streamgd
 
-        batch = name.split("-", 1)[1]
-        lr = {"1": 0.01, "32": 0.05, "1024": 0.5, "full": 2.0}[batch]
+        _, batch, *rest = name.split("-")
+        optimizer = rest[0] if rest else "sgd"
+        lr = {"1": 0.01, "32": 0.05, "1024": 0.5, "full": 2.0}[batch] if optimizer == "sgd" else None
         options = dict(model="logistic", batch_size=batch, epochs=1, lr=lr, schedule="constant", shuffle=shuffle,
-                       standardize=False, alpha=0.0)
+                       standardize=False, alpha=0.0, optimizer=optimizer)
         data = streamgd.open_dataset(path, target="y")
         streamgd.Trainer(**options).fit(data.subset(data.units[:1]))  # load compiled kernels outside the timing
         trainer = streamgd.Trainer(**options)
@@ -117,6 +119,8 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--optimizers", default="",
+                        help="comma-separated optimizers to add as streamgd-1024-<optimizer> (or 'all')")
     args = parser.parse_args()
     if args.variant:
         result = run_variant(args.variant, args.path, args.shuffle)
@@ -139,6 +143,11 @@ def main() -> None:
             pass
     results = {}
     names = args.variants.split(",")
+    if args.optimizers:
+        from streamgd.optim import OPTIMIZERS
+
+        chosen = list(OPTIMIZERS) if args.optimizers == "all" else args.optimizers.split(",")
+        names += [f"streamgd-1024-{name}" for name in chosen if name != "sgd"]
     if "decode-floor" in names:  # the floor runs first and last; the faster run counts (noisy shared machines)
         names.append("decode-floor")
     for name in names:
@@ -152,14 +161,16 @@ def main() -> None:
             results[name] = result
     floor = results["decode-floor"]["rows"] / results["decode-floor"]["seconds"]
     print(f"\n{args.rows:,} rows x {args.features} float32 features, shuffle {args.shuffle}, one epoch\n")
-    print("| variant | rows/s | x floor | peak RSS MB | log loss |")
-    print("|---|---|---|---|---|")
+    sgd = results.get("streamgd-1024")
+    print("| variant | rows/s | x floor | x streamgd-1024 (sgd) | peak RSS MB | log loss |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
         rate = r["rows"] / r["seconds"]
         r["rows_per_s"] = rate
         r["ratio_to_floor"] = rate / floor
         loss = f"{r['log_loss']:.4f}" if r.get("log_loss") is not None else "-"
-        print(f"| {name} | {rate:,.0f} | {rate / floor:.2f} | {r['peak_rss_mb']:.0f} | {loss} |")
+        versus_sgd = f"{rate / (sgd['rows'] / sgd['seconds']):.2f}" if sgd else "-"
+        print(f"| {name} | {rate:,.0f} | {rate / floor:.2f} | {versus_sgd} | {r['peak_rss_mb']:.0f} | {loss} |")
     if args.json_out:
         with open(args.json_out, "w") as stream:
             json.dump({"rows": args.rows, "features": args.features, "shuffle": args.shuffle, "results": results},

@@ -65,6 +65,9 @@ def inspect(path: tuple[str, ...], target: str | None, features: str | None, shu
 
 
 # ---- fit --------------------------------------------------------------------------------------------------------
+OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay", "average_start")
+
+
 @main.command()
 @click.argument("data", nargs=-1, required=True)
 @click.option("--target", required=True, help="Target column.")
@@ -72,10 +75,25 @@ def inspect(path: tuple[str, ...], target: str | None, features: str | None, shu
 @click.option("--model", default="logistic", show_default=True, help="linear | logistic")
 @click.option("--batch-size", default="1024", show_default=True, help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
 @click.option("--epochs", default=5, show_default=True, type=int)
-@click.option("--lr", default=None, type=float, help="Learning rate (default 0.05; 0.5 for --batch-size full).")
-@click.option("--schedule", default="invscaling", show_default=True, help="constant | invscaling")
+@click.option("--optimizer", default="sgd", show_default=True,
+              help="sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw | asgd")
+@click.option("--lr", default=None, type=float, help="Base learning rate (default: the optimizer's own).")
+@click.option("--schedule", default="invscaling", show_default=True,
+              help="constant | invscaling | step | exponential | cosine")
+@click.option("--warmup", default=0, show_default=True, type=int, help="Steps of linear warm-up.")
 @click.option("--lr-decay", default=1e-4, show_default=True, type=float, help="invscaling: lr / (1 + decay t)^power.")
 @click.option("--lr-power", default=0.5, show_default=True, type=float)
+@click.option("--lr-gamma", default=None, type=float,
+              help="step: factor per drop (0.5); exponential: factor per step (default: 1% at the end).")
+@click.option("--lr-step-size", default=None, type=int, help="step: steps between drops (default: one epoch).")
+@click.option("--lr-min", default=0.0, show_default=True, type=float, help="cosine: the final rate.")
+@click.option("--momentum", default=None, type=float, help="momentum, nesterov: the velocity's decay (0.9).")
+@click.option("--beta1", default=None, type=float, help="adam, adamw: first-moment decay (0.9).")
+@click.option("--beta2", default=None, type=float, help="adam, adamw: second-moment decay (0.999).")
+@click.option("--rho", default=None, type=float, help="rmsprop: mean-square decay (0.99).")
+@click.option("--eps", default=None, type=float, help="adagrad, rmsprop, adam, adamw: the denominator's floor.")
+@click.option("--weight-decay", default=None, type=float, help="adamw: decoupled decay (0.01).")
+@click.option("--average-start", default=None, type=int, help="asgd: first step in the average (0).")
 @click.option("--penalty", default="l2", show_default=True, help="l2 | l1 | elasticnet | none")
 @click.option("--alpha", default=1e-4, show_default=True, type=float, help="Penalty strength.")
 @click.option("--l1-ratio", default=0.15, show_default=True, type=float, help="Elastic-net mixing (1 = L1).")
@@ -98,6 +116,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     from .train import Trainer
 
     source = list(data) if len(data) > 1 else data[0]
+    given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
+    options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     started = time.perf_counter()
     with TrainingProgress(enabled=not quiet and not as_json) as progress:
         trainer = Trainer(model=model, on_chunk=progress.update, **options)

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import streamgd
 from streamgd.cli import main
 
 
@@ -52,6 +53,21 @@ def test_predict_writes_predictions_in_row_order(data, tmp_path):
     assert (table.column("prediction").to_numpy() == truth).mean() > 0.95
 
 
+def test_fit_takes_the_optimizer_schedule_and_their_options(data, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = run("fit", data, "--target", "y", "--features", "a,b,c", "--optimizer", "adamw", "--lr", "0.02",
+                 "--beta2", "0.99", "--weight-decay", "0.001", "--schedule", "cosine", "--warmup", "5",
+                 "--lr-min", "0.001", "--penalty", "elasticnet", "--l1-ratio", "0.5", "--clip-norm", "5",
+                 "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    config = streamgd.load(out).config
+    assert config["optimizer"] == "adamw" and config["lr"] == 0.02
+    assert config["optimizer_options"] == {"lr": None, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8,
+                                           "weight_decay": 0.001}
+    assert (config["schedule"], config["warmup"], config["lr_min"]) == ("cosine", 5, 0.001)
+    assert (config["penalty"], config["l1_ratio"], config["clip_norm"]) == ("elasticnet", 0.5, 5.0)
+
+
 def test_inspect_shows_columns_and_shuffle_quality(data):
     result = run("inspect", data, "--target", "y", "--shuffle", "buffer:2")
     assert result.exit_code == 0, result.output
@@ -66,6 +82,10 @@ def test_inspect_shows_columns_and_shuffle_quality(data):
     (["fit", "{data}", "--target", "y", "--features", "name"], "holds text"),
     (["fit", "{data}", "--target", "y", "--batch-size", "0"], "batch_size"),
     (["predict", "{data}", "{data}", "--out", "x.parquet"], "not a streamgd model"),
+    (["fit", "{data}", "--target", "y", "--optimizer", "adam", "--rho", "0.9"], "optimizer 'adam' has no option 'rho'"),
+    (["fit", "{data}", "--target", "y", "--optimizer", "lion"], "unknown optimizer 'lion'"),
+    (["fit", "{data}", "--target", "y", "--schedule", "cosin"], "unknown learning-rate schedule 'cosin'"),
+    (["fit", "{data}", "--target", "y", "--warmup", "-3"], "warmup"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_traceback(data, args, message):
     result = run(*[a.format(data=data) for a in args])
