@@ -14,9 +14,16 @@ from typing import Any
 
 import click
 
-from .errors import StreamgdError
+from .errors import StreamgdError, TrainingInterrupted
+from .fileio import atomic_write
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as stream:
+        stream.write(text)
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -24,12 +31,15 @@ def _friendly_errors(command: Callable) -> Callable:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except TrainingInterrupted as exc:
+            click.echo(f"{exc}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except StreamgdError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
     return run
 
 
@@ -105,12 +115,25 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
 @click.option("--memory-budget", default=None, help="Bound the bytes of chunks in flight, e.g. 256MB.")
 @click.option("--no-standardize", "standardize", flag_value=False, default=True,
               help="Train on raw features (default: standardize from one statistics pass).")
+@click.option("--validation", default=0.0, show_default=True, type=float,
+              help="Fraction of row groups held out (chosen from --seed) and evaluated after each epoch.")
+@click.option("--validation-data", default=None, help="A separate dataset to evaluate after each epoch.")
+@click.option("--early-stopping", default=0, show_default=True, type=int,
+              help="Stop after this many epochs without improvement of the validation (else training) loss; "
+                   "the best epoch's model is saved.")
+@click.option("--tol", default=1e-4, show_default=True, type=float, help="Smallest improvement that counts.")
+@click.option("--checkpoint-dir", default=None, help="Write checkpoints here (atomically).")
+@click.option("--checkpoint-every", default=0, show_default=True, type=int,
+              help="Chunks between checkpoints (0: at the end of each epoch).")
+@click.option("--keep-checkpoints", default=3, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --checkpoint-dir.")
+@click.option("--history", "history_path", default=None, help="Write the per-epoch history as JSON here.")
 @click.option("--out", default=None, help="Model file to write (.safetensors).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", is_flag=True, help="No progress output on stderr.")
 @_friendly_errors
 def fit(data: tuple[str, ...], target: str, features: str | None, model: str, out: str | None, as_json: bool,
-        quiet: bool, **options: Any) -> None:
+        quiet: bool, history_path: str | None, **options: Any) -> None:
     """Train a model on DATA (Parquet files, directories or globs) streamed from disk."""
     from .progress import TrainingProgress
     from .train import Trainer
@@ -124,16 +147,23 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
         fitted = trainer.fit(source, target=target, features=_split_columns(features))
     if out:
         fitted.save(out)
-    keys = ("epoch", "loss", "rows", "seconds", "rows_per_s", "peak_rss_mb", "steps", "shuffle_quality")
+    if history_path:
+        atomic_write(history_path, lambda tmp: _write_text(tmp, json.dumps(fitted.history, indent=1)))
+    keys = ("epoch", "loss", "baseline_loss", "validation_loss", "rows", "seconds", "rows_per_s", "peak_rss_mb",
+            "steps", "shuffle_quality")
     epochs = [{k: e[k] for k in keys if k in e} for e in fitted.history]
     if as_json:
         click.echo(json.dumps({"model": out, "kind": fitted.kind, "seconds": round(time.perf_counter() - started, 3),
                                "epochs": epochs}))
         return
     last = epochs[-1]
-    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}, "
-               f"{last['rows_per_s']:,.0f} rows/s, peak RSS {last['peak_rss_mb']:.0f} MB"
-               + (f", model written to {out}" if out else ""))
+    validation = f", validation loss {last['validation_loss']:.6g}" if "validation_loss" in last else ""
+    best = (f", best epoch {fitted.summary['best_epoch'] + 1} kept" if "best_epoch" in fitted.summary else "")
+    resumed = (f", resumed from checkpoint {fitted.summary['resumed_from']}"
+               if fitted.summary.get("resumed_from") is not None else "")
+    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g} "
+               f"(constant {last['baseline_loss']:.6g}){validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
+               f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
 
 
 # ---- predict ----------------------------------------------------------------------------------------------------

@@ -23,3 +23,7 @@ class ConfigError(StreamgdError, ValueError):
 
 class DivergenceError(StreamgdError):
     """Training produced a NaN or inf loss or parameter."""
+
+
+class TrainingInterrupted(StreamgdError):
+    """Training was stopped by the user (Ctrl-C) after a chunk; a checkpoint holds the state if one was asked."""

@@ -25,8 +25,8 @@ class TrainingProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]} rows/s  loss {task.fields[loss]}  "
-                                            "RSS {task.fields[rss]} MB"),
+                                 TextColumn("{task.fields[rate]} rows/s  loss {task.fields[loss]}"
+                                            "{task.fields[validation]}  RSS {task.fields[rss]} MB"),
                                  TimeRemainingColumn(), console=Console(file=self.stream), transient=False)
             self._bar.__enter__()
         return self
@@ -39,11 +39,13 @@ class TrainingProgress:
             self._epoch = info.epoch
             if self._bar is not None:
                 self._task = self._bar.add_task("", total=info.rows_total, epoch=f"{info.epoch + 1}/{info.epochs}",
-                                                rate="-", loss="-", rss="-")
+                                                rate="-", loss="-", rss="-", validation="")
         self._last = info
         if self._bar is not None:
             self._bar.update(self._task, completed=info.rows_done, rate=f"{info.rows_per_s:,.0f}",
-                             loss=f"{info.loss:.5g}", rss=f"{info.rss_mb:.0f}")
+                             loss=f"{info.loss:.5g}", rss=f"{info.rss_mb:.0f}",
+                             validation=(f"  validation {info.validation_loss:.5g}"
+                                         if info.validation_loss is not None else ""))
 
     def _finish_epoch(self) -> None:
         info = self._last

@@ -2,139 +2,36 @@
 
 Full batch, SGD and mini-batch are one code path that differs in batch size only: ``batch_size=1`` is SGD,
 ``batch_size=n`` mini-batch, and ``batch_size="full"`` sums the gradient over the whole stream and steps once
-per epoch (gradient descent on data that does not fit in memory).
+per epoch (gradient descent on data that does not fit in memory). Around that loop: held-out validation, early
+stopping, checkpoints with exact resume, a divergence guard and Ctrl-C handling.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import kernels
+from .checkpoint import Checkpoint, latest_checkpoint, write_checkpoint
+from .config import TrainConfig
 from .dataset import Dataset, open_dataset
-from .errors import ConfigError, DataError, DivergenceError
+from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import MODEL_KINDS, LinearModel
-from .optim import Optimizer, make_optimizer, make_schedule
-from .optim.schedules import Schedule
-from .reader import (DEFAULT_PREFETCH_DEPTH, Chunk, ChunkStream, default_target_encoder, parse_memory_budget,
-                     rows_per_unit_for_budget)
+from .optim import Optimizer
+from .reader import Chunk, ChunkStream, default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
 from .schedule import ShuffleQualityMeter, make_plan, parse_shuffle
 from .standardize import Standardizer
 from .targets import LabelEncoder, scan_classes, to_json_labels
+from .validation import constant_loss, holdout_units, mean_loss
 
-PENALTIES = ("l2", "l1", "elasticnet", "none")
-
-
-@dataclass
-class TrainConfig:
-    """Every choice of a training run; validated once, stored in the model file."""
-
-    model: str = "logistic"
-    batch_size: int | str = 1024
-    epochs: int = 5
-    lr: float | None = None  # None: the optimizer's default for mini-batches or full batch
-    schedule: str = "invscaling"  # constant | invscaling | step | exponential | cosine
-    lr_decay: float = 1e-4  # invscaling
-    lr_power: float = 0.5  # invscaling
-    lr_gamma: float | None = None  # step (default 0.5) and exponential (default: to 1% at the last step)
-    lr_step_size: int | None = None  # step (default: one epoch)
-    lr_min: float = 0.0  # cosine
-    warmup: int = 0  # steps of linear warm-up before the schedule
-    optimizer: str | Optimizer = "sgd"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw | asgd
-    optimizer_options: dict = field(default_factory=dict)  # e.g. {"beta2": 0.99}
-    penalty: str = "l2"
-    alpha: float = 1e-4
-    l1_ratio: float = 0.15
-    clip_norm: float = 0.0
-    shuffle: str = "row-groups"
-    seed: int = 0
-    dtype: str = "float32"
-    prefetch_depth: int = DEFAULT_PREFETCH_DEPTH
-    memory_budget: str | int | None = None
-    standardize: bool = True
-
-    def validate(self) -> TrainConfig:
-        """Check every field, raising ConfigError with the field, its value and what is accepted."""
-        if self.model not in MODEL_KINDS:
-            _bad("model", self.model, f"one of {', '.join(MODEL_KINDS)}")
-        if isinstance(self.batch_size, str):
-            if self.batch_size != "full":
-                try:
-                    self.batch_size = int(self.batch_size)
-                except ValueError:
-                    _bad("batch_size", self.batch_size, "a positive integer or 'full'")
-        if not isinstance(self.batch_size, str) and (not isinstance(self.batch_size, (int, np.integer))
-                                                     or self.batch_size < 1):
-            _bad("batch_size", self.batch_size, "a positive integer or 'full'")
-        if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
-            _bad("epochs", self.epochs, "a positive integer")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            _bad("lr", self.lr, "a positive number")
-        if self.penalty not in PENALTIES:
-            _bad("penalty", self.penalty, f"one of {', '.join(PENALTIES)}")
-        for name in ("alpha", "clip_norm", "lr_decay", "lr_power"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                _bad(name, value, "a number >= 0")
-        if not 0.0 <= self.l1_ratio <= 1.0:
-            _bad("l1_ratio", self.l1_ratio, "a number in [0, 1]")
-        if self.dtype not in ("float32", "float64"):
-            _bad("dtype", self.dtype, "float32 or float64")
-        if not isinstance(self.prefetch_depth, int) or self.prefetch_depth < 0:
-            _bad("prefetch_depth", self.prefetch_depth, "an integer >= 0")
-        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            _bad("seed", self.seed, "an integer >= 0")
-        parse_shuffle(self.shuffle)
-        parse_memory_budget(self.memory_budget)
-        self.make_schedule(steps_per_epoch=1)
-        return self
-
-    @property
-    def full_batch(self) -> bool:
-        return self.batch_size == "full"
-
-    def make_optimizer(self) -> Optimizer:
-        return make_optimizer(self.optimizer, **self.optimizer_options)
-
-    @property
-    def learning_rate(self) -> float:
-        """The base learning rate: ``lr``, else the optimizer's own, else its default for this batch size."""
-        if self.lr is not None:
-            return float(self.lr)
-        return self.make_optimizer().base_lr(self.full_batch)
-
-    def make_schedule(self, steps_per_epoch: int) -> Schedule:
-        """The learning-rate schedule of a run of ``epochs`` epochs of ``steps_per_epoch`` steps."""
-        return make_schedule(self.schedule, self.learning_rate, total_steps=steps_per_epoch * self.epochs,
-                             steps_per_epoch=steps_per_epoch, warmup_steps=self.warmup, decay=self.lr_decay,
-                             power=self.lr_power, gamma=self.lr_gamma, step_size=self.lr_step_size,
-                             lr_min=self.lr_min)
-
-    def to_dict(self) -> dict:
-        """JSON-ready settings, the optimizer written out with all its hyperparameters."""
-        settings = asdict(self)
-        optimizer = self.make_optimizer().config()
-        settings["optimizer"] = optimizer["name"]
-        settings["optimizer_options"] = {k: v for k, v in optimizer.items() if k not in ("name", "state")}
-        settings["lr"] = self.learning_rate
-        return settings
-
-    @property
-    def effective_l1_ratio(self) -> float:
-        return {"l2": 0.0, "l1": 1.0, "none": 0.0}.get(self.penalty, self.l1_ratio)
-
-    @property
-    def effective_alpha(self) -> float:
-        return 0.0 if self.penalty == "none" else float(self.alpha)
-
-
-def _bad(name: str, value: Any, accepted: str) -> None:
-    raise ConfigError(f"{name}={value!r} is not accepted; expected {accepted}")
+__all__ = ["ChunkProgress", "TrainConfig", "TrainState", "Trainer", "fit"]
 
 
 @dataclass
@@ -148,17 +45,66 @@ class ChunkProgress:
     rows_per_s: float
     loss: float
     rss_mb: float
+    validation_loss: float | None = None  # of the previous epoch, when there is validation data
 
 
 @dataclass
 class TrainState:
-    """Everything that changes during training: parameters, optimizer state, step, cursor and history."""
+    """Everything that changes during training, and all a checkpoint stores: parameters, optimizer state, the
+    cursor (epoch, next chunk of its plan, global step, chunks done) and the epoch's partial sums."""
 
     params: np.ndarray
     opt_state: np.ndarray
     step: int = 0
     epoch: int = 0
+    next_chunk: int = 0
+    chunks_done: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_rows: int = 0
+    epoch_y_sum: float = 0.0
+    epoch_y_sq_sum: float = 0.0
+    grad_sum: np.ndarray | None = None  # full batch: the gradient summed so far this epoch
     history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=dict)  # early stopping: params, loss, epoch, waited
+    finished: bool = False
+
+    def start_epoch(self, full_batch: bool) -> None:
+        self.next_chunk = 0
+        self.epoch_loss_sum = self.epoch_y_sum = self.epoch_y_sq_sum = 0.0
+        self.epoch_rows = 0
+        self.grad_sum = np.zeros_like(self.params) if full_batch else None
+
+    def cursor(self) -> dict:
+        return {"epoch": self.epoch, "next_chunk": self.next_chunk, "step": self.step,
+                "chunks_done": self.chunks_done, "epoch_loss_sum": self.epoch_loss_sum,
+                "epoch_rows": self.epoch_rows, "epoch_y_sum": self.epoch_y_sum,
+                "epoch_y_sq_sum": self.epoch_y_sq_sum, "finished": self.finished}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> TrainState:
+        cursor = checkpoint.cursor
+        return cls(params=checkpoint.params.copy(), opt_state=checkpoint.opt_state.copy(), step=cursor["step"],
+                   epoch=cursor["epoch"], next_chunk=cursor["next_chunk"], chunks_done=cursor["chunks_done"],
+                   epoch_loss_sum=cursor["epoch_loss_sum"], epoch_rows=cursor["epoch_rows"],
+                   epoch_y_sum=cursor["epoch_y_sum"], epoch_y_sq_sum=cursor["epoch_y_sq_sum"],
+                   grad_sum=None if checkpoint.grad_sum is None else checkpoint.grad_sum.copy(),
+                   history=list(checkpoint.history), best=dict(checkpoint.best), finished=cursor["finished"])
+
+
+@dataclass
+class _Run:
+    """What stays fixed during a run: the data split, the model's shape and the compiled settings."""
+
+    train: Dataset
+    validation: Dataset | None
+    model_cls: type[LinearModel]
+    classes: list | None
+    encoder: Any
+    n_out: int
+    optimizer: Optimizer
+    hyper: np.ndarray
+    schedule: Any
+    standardizer: Standardizer | None
 
 
 class Trainer:
@@ -179,6 +125,9 @@ class Trainer:
         self.on_chunk = on_chunk
         self.kernel_calls = 0
         self.dataset: Dataset | None = None
+        self.standardizer: Standardizer | None = None
+        self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
+        self._interrupted = False
 
     # ---- set-up ------------------------------------------------------------------------------------------------
     def open(self, data: Any, target: str | None = None, features: Sequence[str] | None = None) -> Dataset:
@@ -200,6 +149,23 @@ class Trainer:
         if dataset.target is None:
             raise ConfigError("training needs a target column (target=...)")
         self.dataset = dataset
+        checkpoint = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
+        run, state = self._set_up(dataset, checkpoint)
+        with self._stop_on_ctrl_c():
+            while not state.finished and state.epoch < cfg.epochs:
+                record = self._run_epoch(run, state)
+                stop = self._update_best(run, state, record)
+                state.history.append(record)
+                state.epoch += 1
+                state.finished = stop or state.epoch >= cfg.epochs
+                state.start_epoch(cfg.full_batch)
+                self._write_checkpoint(run, state)
+        return self._model(run, state)
+
+    # ---- set-up ------------------------------------------------------------------------------------------------
+    def _set_up(self, dataset: Dataset, checkpoint: Checkpoint | None) -> tuple[_Run, TrainState]:
+        cfg = self.config
+        train, validation = self._split(dataset)
         model_cls = MODEL_KINDS[cfg.model]
         classes, encoder = self._classes(dataset, model_cls)
         n_out = model_cls.n_outputs(len(classes) if classes else None)
@@ -212,28 +178,44 @@ class Trainer:
             # is one more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
             opt_state = np.vstack([opt_state, np.zeros((1, n_params))])
             hyper[kernels.H_L1_ROW] = opt_state.shape[0]
-        state = TrainState(params=np.zeros(n_params), opt_state=opt_state)
-        self.standardizer = Standardizer.fit(dataset) if cfg.standardize else None
-        schedule = cfg.make_schedule(self._steps_per_epoch(dataset))
-        for epoch in range(cfg.epochs):
-            state.epoch = epoch
-            record = self._run_epoch(dataset, state, hyper, schedule, optimizer, n_out, model_cls.loss_kind,
-                                     encoder)
-            state.history.append(record)
-        params = optimizer.final_params(state.params, state.opt_state, state.step)
-        coef, intercept = kernels.split_params(params, dataset.n_features, n_out)
-        transform = None
-        if self.standardizer is not None:
-            # the model predicts on raw inputs: fold the standardization into the coefficients
-            coef, intercept = self.standardizer.raw_coefficients(coef, intercept)
-            transform = self.standardizer.to_dict()
-        state_rows = list(optimizer.state_names) + (["l1_applied"] if hyper[kernels.H_L1_ROW] else [])
-        summary = {"feature_transform": transform, "rows": dataset.n_rows, "epochs": cfg.epochs, "steps": state.step,
-                   "optimizer_state_rows": state_rows,
-                   "final_loss": state.history[-1]["loss"], "peak_rss_mb": round(lifetime_peak_rss_mb(), 1)}
-        return model_cls(coef.copy(), intercept.copy(), dataset.feature_names, target=dataset.target,
-                         classes=to_json_labels(classes) if classes else None, config=cfg.to_dict(),
-                         history=state.history, optimizer_state=state.opt_state, summary=summary)
+        if checkpoint is not None:
+            self._check_resumable(checkpoint, dataset)
+            state = TrainState.from_checkpoint(checkpoint)
+            self.resumed_from = checkpoint.serial
+            standardizer = Standardizer(*checkpoint.standardizer) if checkpoint.standardizer else None
+        else:
+            state = TrainState(params=np.zeros(n_params), opt_state=opt_state)
+            state.start_epoch(cfg.full_batch)
+            standardizer = Standardizer.fit(train) if cfg.standardize else None
+        self.standardizer = standardizer
+        schedule = cfg.make_schedule(self._steps_per_epoch(train))
+        return _Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule,
+                    standardizer), state
+
+    def _split(self, dataset: Dataset) -> tuple[Dataset, Dataset | None]:
+        cfg = self.config
+        if cfg.validation:
+            train_units, held_units = holdout_units(dataset.units, cfg.validation, cfg.seed)
+            return dataset.subset(train_units), dataset.subset(held_units)
+        if cfg.validation_data is not None:
+            held = open_dataset(cfg.validation_data, target=dataset.target, features=dataset.feature_names)
+            return dataset, held
+        return dataset, None
+
+    def _fingerprint(self, dataset: Dataset) -> dict:
+        return {"rows": dataset.n_rows, "units": len(dataset.units), "features": dataset.feature_names,
+                "target": dataset.target}
+
+    def _check_resumable(self, checkpoint: Checkpoint, dataset: Dataset) -> None:
+        wanted, found = self.config.resume_key(), checkpoint.settings
+        for name in wanted:
+            if wanted[name] != found.get(name):
+                raise ConfigError(f"the checkpoint in {self.config.checkpoint_dir} was written with {name}="
+                                  f"{found.get(name)!r} and this run has {name}={wanted[name]!r}; resume with the "
+                                  "same settings, or train afresh in another checkpoint directory")
+        if checkpoint.fingerprint != self._fingerprint(dataset):
+            raise ConfigError(f"the checkpoint in {self.config.checkpoint_dir} was written for other data "
+                              f"({checkpoint.fingerprint}); resume on the same data")
 
     def _classes(self, dataset: Dataset, model_cls: type[LinearModel]):
         if not model_cls.is_classifier:
@@ -266,51 +248,147 @@ class Trainer:
         return hyper
 
     # ---- one epoch ---------------------------------------------------------------------------------------------
-    def _run_epoch(self, dataset: Dataset, state: TrainState, hyper: np.ndarray, schedule: Any, optimizer: Any,
-                   n_out: int, loss_kind: int, encoder: Any) -> dict:
+    def _run_epoch(self, run: _Run, state: TrainState) -> dict:
+        """Train from the state's cursor to the end of its epoch; return the epoch's record."""
         cfg = self.config
-        plan = make_plan(dataset.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch)
+        plan = make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch)
         quality = ShuffleQualityMeter()
         meter = EpochMeter()
-        loss_sum = 0.0
         empty_weights = np.empty(0)
-        grad_sum = np.zeros_like(state.params) if cfg.full_batch else None
-        stream = ChunkStream(dataset, plan, dtype=cfg.dtype, prefetch_depth=cfg.prefetch_depth,
-                             target_encoder=encoder, quality=quality,
-                             transform=self.standardizer.apply if self.standardizer is not None else None)
+        stream = ChunkStream(run.train, plan, dtype=cfg.dtype, prefetch_depth=cfg.prefetch_depth,
+                             target_encoder=run.encoder, quality=quality, start_step=state.next_chunk,
+                             transform=run.standardizer.apply if run.standardizer is not None else None)
         with stream:
             for chunk in stream:
                 if cfg.full_batch:
                     chunk_loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, empty_weights, state.params,
-                                                                  n_out, loss_kind, hyper, grad_sum)
+                                                                  run.n_out, run.model_cls.loss_kind, run.hyper,
+                                                                  state.grad_sum)
                     self.kernel_calls += 1
                     self._check(status, chunk, state)
                 else:
                     n_batches = -(-chunk.n_rows // cfg.batch_size)
-                    lrs = np.ascontiguousarray(schedule(state.step + np.arange(n_batches)), dtype=np.float64)
+                    lrs = np.ascontiguousarray(run.schedule(state.step + np.arange(n_batches)), dtype=np.float64)
                     chunk_loss, _, status = kernels.train_chunk(
-                        chunk.X, chunk.y, empty_weights, state.params, state.opt_state, hyper, lrs,
-                        cfg.batch_size, n_out, loss_kind, optimizer.code, state.step)
+                        chunk.X, chunk.y, empty_weights, state.params, state.opt_state, run.hyper, lrs,
+                        cfg.batch_size, run.n_out, run.model_cls.loss_kind, run.optimizer.code, state.step)
                     self.kernel_calls += 1
                     self._check(status, chunk, state)
                     state.step += n_batches
-                loss_sum += chunk_loss
+                state.epoch_loss_sum += chunk_loss
+                state.epoch_rows += chunk.n_rows
+                state.epoch_y_sum += float(chunk.y.sum())
+                state.epoch_y_sq_sum += float(np.dot(chunk.y, chunk.y))
+                state.next_chunk += 1
+                state.chunks_done += 1
                 rss = meter.add(chunk.n_rows)
+                if self._interrupted or (cfg.checkpoint_every and state.chunks_done % cfg.checkpoint_every == 0):
+                    self._write_checkpoint(run, state)
+                if self._interrupted:
+                    where = f"; resume with the same command and --resume" if cfg.checkpoint_dir else ""
+                    raise TrainingInterrupted(f"interrupted at epoch {state.epoch}, chunk {state.next_chunk} of "
+                                              f"{len(plan.steps)}{where}")
                 if self.on_chunk is not None:
-                    self.on_chunk(ChunkProgress(state.epoch, cfg.epochs, meter.rows, plan.n_rows, meter.rows_per_s,
-                                                loss_sum / meter.rows, rss))
+                    previous = state.history[-1].get("validation_loss") if state.history else None
+                    self.on_chunk(ChunkProgress(state.epoch, cfg.epochs, state.epoch_rows, plan.n_rows,
+                                                meter.rows_per_s, state.epoch_loss_sum / state.epoch_rows, rss,
+                                                previous))
         if cfg.full_batch:
-            lr = float(schedule(np.array([state.step]))[0])
-            status = kernels.full_batch_step(state.params, grad_sum, float(meter.rows), state.opt_state, hyper, lr,
-                                             optimizer.code, state.step, n_out * dataset.n_features)
+            lr = float(run.schedule(np.array([state.step]))[0])
+            status = kernels.full_batch_step(state.params, state.grad_sum, float(state.epoch_rows),
+                                             state.opt_state, run.hyper, lr, run.optimizer.code, state.step,
+                                             run.n_out * run.train.n_features)
             if status != 0:
                 raise DivergenceError(self._divergence_message(state))
             state.step += 1
+        return self._epoch_record(run, state, meter, quality)
+
+    def _epoch_record(self, run: _Run, state: TrainState, meter: EpochMeter, quality: ShuffleQualityMeter) -> dict:
         seconds = meter.seconds
-        return {"epoch": state.epoch, "loss": loss_sum / max(meter.rows, 1), "rows": meter.rows,
-                "seconds": round(seconds, 4), "rows_per_s": round(meter.rows / max(seconds, 1e-9), 1),
-                "peak_rss_mb": round(meter.peak_rss_mb, 1), "steps": state.step,
-                "shuffle_quality": quality.result().as_dict()}
+        record = {"epoch": state.epoch, "loss": state.epoch_loss_sum / max(state.epoch_rows, 1),
+                  "baseline_loss": constant_loss(run.model_cls.loss_kind, state.epoch_rows, state.epoch_y_sum,
+                                                 state.epoch_y_sq_sum),
+                  "rows": state.epoch_rows, "seconds": round(seconds, 4),
+                  "rows_per_s": round(meter.rows / max(seconds, 1e-9), 1),
+                  "peak_rss_mb": round(meter.peak_rss_mb, 1), "steps": state.step,
+                  "shuffle_quality": quality.result().as_dict()}
+        if run.validation is not None:
+            params = run.optimizer.final_params(state.params, state.opt_state, state.step)
+            record["validation_loss"] = mean_loss(run.validation, params, run.n_out, run.model_cls.loss_kind,
+                                                  run.hyper, self.config.dtype, run.encoder,
+                                                  run.standardizer.apply if run.standardizer else None)
+        return record
+
+    # ---- early stopping, checkpoints, the model ----------------------------------------------------------------
+    def _update_best(self, run: _Run, state: TrainState, record: dict) -> bool:
+        """Track the best epoch of the monitored loss; True when early stopping's patience has run out."""
+        cfg = self.config
+        if not cfg.early_stopping:
+            return False
+        monitored = record.get("validation_loss", record["loss"])
+        best = state.best
+        if not best or monitored < best["loss"] - cfg.tol:
+            params = run.optimizer.final_params(state.params, state.opt_state, state.step)
+            state.best = {"params": params.copy(), "loss": monitored, "epoch": state.epoch, "waited": 0}
+            return False
+        best["waited"] += 1
+        record["epochs_without_improvement"] = best["waited"]
+        return best["waited"] >= cfg.early_stopping
+
+    def _write_checkpoint(self, run: _Run, state: TrainState) -> None:
+        cfg = self.config
+        if not cfg.checkpoint_dir:
+            return
+        standardizer = (run.standardizer.mean, run.standardizer.scale) if run.standardizer else None
+        write_checkpoint(cfg.checkpoint_dir, Checkpoint(
+            serial=state.chunks_done + state.epoch, params=state.params, opt_state=state.opt_state,
+            cursor=state.cursor(), history=state.history, settings=cfg.to_dict(),
+            fingerprint=self._fingerprint(self.dataset), grad_sum=state.grad_sum, standardizer=standardizer,
+            best=state.best), keep=cfg.keep_checkpoints)
+
+    def _model(self, run: _Run, state: TrainState) -> LinearModel:
+        cfg = self.config
+        dataset = self.dataset
+        if state.best:  # early stopping keeps the best epoch's parameters
+            params = state.best["params"]
+        else:
+            params = run.optimizer.final_params(state.params, state.opt_state, state.step)
+        coef, intercept = kernels.split_params(params, dataset.n_features, run.n_out)
+        transform = None
+        if run.standardizer is not None:
+            # the model predicts on raw inputs: fold the standardization into the coefficients
+            coef, intercept = run.standardizer.raw_coefficients(coef, intercept)
+            transform = run.standardizer.to_dict()
+        state_rows = list(run.optimizer.state_names) + (["l1_applied"] if run.hyper[kernels.H_L1_ROW] else [])
+        summary = {"feature_transform": transform, "rows": run.train.n_rows, "epochs": len(state.history),
+                   "steps": state.step, "optimizer_state_rows": state_rows,
+                   "final_loss": state.history[-1]["loss"] if state.history else None,
+                   "peak_rss_mb": round(lifetime_peak_rss_mb(), 1), "resumed_from": self.resumed_from}
+        if run.validation is not None:
+            summary["validation_rows"] = run.validation.n_rows
+        if state.best:
+            summary["best_epoch"] = state.best["epoch"]
+            summary["best_loss"] = state.best["loss"]
+        return run.model_cls(coef.copy(), intercept.copy(), dataset.feature_names, target=dataset.target,
+                             classes=to_json_labels(run.classes) if run.classes else None, config=cfg.to_dict(),
+                             history=state.history, optimizer_state=state.opt_state, summary=summary)
+
+    @contextlib.contextmanager
+    def _stop_on_ctrl_c(self) -> Iterator[None]:
+        """Turn Ctrl-C (SIGINT) into a stop after the current chunk (with a checkpoint if asked)."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._interrupted = True
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _check(self, status: int, chunk: Chunk, state: TrainState) -> None:
         if status == 0:

@@ -1,0 +1,133 @@
+"""Checkpoints: everything a run needs to continue exactly where it stopped, in one safetensors file.
+
+Tensors: the parameters, the optimizer state, the partial gradient sum of a full-batch epoch, the standardizer,
+the best parameters so far (early stopping). JSON in the header: the cursor (epoch, next chunk of the epoch's
+plan, global optimizer step, the epoch's partial loss and rows), the history, the training settings and a
+fingerprint of the data. Files are ``ckpt-<serial>.safetensors`` where the serial counts chunks trained since the
+start, written atomically; the newest ``keep`` are kept. A file that cannot be read (a crash while it was being
+written by something other than ``atomic_write``, a truncated copy) is skipped with a warning, and the previous
+one is used.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ModelFileError
+from .fileio import atomic_write
+
+CHECKPOINT_FORMAT = "streamgd.checkpoint"
+CHECKPOINT_VERSION = 1
+_NAME = re.compile(r"ckpt-(\d+)\.safetensors$")
+
+
+@dataclass
+class Checkpoint:
+    """The state of a run after ``serial`` chunks."""
+
+    serial: int
+    params: np.ndarray
+    opt_state: np.ndarray
+    cursor: dict  # epoch, next_chunk, step, epoch_loss_sum, epoch_rows, epoch_y_sum, epoch_y_sq_sum
+    history: list[dict]
+    settings: dict
+    fingerprint: dict
+    grad_sum: np.ndarray | None = None
+    standardizer: tuple[np.ndarray, np.ndarray] | None = None  # (mean, scale)
+    best: dict = field(default_factory=dict)  # early stopping: {"params", "loss", "epoch", "waited"}
+
+
+def checkpoint_path(directory: str, serial: int) -> str:
+    return os.path.join(directory, f"ckpt-{serial:010d}.safetensors")
+
+
+def write_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint, keep: int = 3) -> str:
+    """Write ``checkpoint`` atomically into ``directory``; delete all but the newest ``keep``; return its path."""
+    from safetensors.numpy import save_file
+
+    directory = os.fspath(directory)
+    tensors = {"params": checkpoint.params, "opt_state": checkpoint.opt_state}
+    if checkpoint.grad_sum is not None:
+        tensors["grad_sum"] = checkpoint.grad_sum
+    if checkpoint.standardizer is not None:
+        tensors["standardize_mean"], tensors["standardize_scale"] = checkpoint.standardizer
+    best = dict(checkpoint.best)
+    if best.get("params") is not None:
+        tensors["best_params"] = best.pop("params")
+    tensors = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in tensors.items()}
+    meta = {"serial": checkpoint.serial, "cursor": checkpoint.cursor, "history": checkpoint.history,
+            "settings": checkpoint.settings, "fingerprint": checkpoint.fingerprint, "best": best}
+    header = {"format": CHECKPOINT_FORMAT, "format_version": str(CHECKPOINT_VERSION),
+              "streamgd": json.dumps(meta, default=_plain)}
+    path = checkpoint_path(directory, checkpoint.serial)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        os.unlink(old)
+    return path
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[str]:
+    """Checkpoint files in ``directory``, oldest first."""
+    found = [p for p in glob.glob(os.path.join(os.fspath(directory), "ckpt-*.safetensors")) if _NAME.search(p)]
+    return sorted(found, key=lambda p: int(_NAME.search(p).group(1)))
+
+
+def read_checkpoint(path: str) -> Checkpoint:
+    """Read one checkpoint file; ModelFileError if it is not a complete streamgd checkpoint."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="numpy") as handle:
+            header = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a readable checkpoint ({_first_line(exc)})") from None
+    if header.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{path} is not a streamgd checkpoint")
+    if int(header.get("format_version", "0")) > CHECKPOINT_VERSION:
+        raise ModelFileError(f"{path} was written by a newer streamgd (checkpoint format "
+                             f"{header['format_version']}); upgrade streamgd")
+    try:
+        meta = json.loads(header["streamgd"])
+        best = dict(meta.get("best") or {})
+        if "best_params" in tensors:
+            best["params"] = tensors["best_params"]
+        standardizer = None
+        if "standardize_mean" in tensors:
+            standardizer = (tensors["standardize_mean"], tensors["standardize_scale"])
+        return Checkpoint(serial=int(meta["serial"]), params=tensors["params"], opt_state=tensors["opt_state"],
+                          cursor=meta["cursor"], history=meta["history"], settings=meta["settings"],
+                          fingerprint=meta["fingerprint"], grad_sum=tensors.get("grad_sum"),
+                          standardizer=standardizer, best=best)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path} is a damaged checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
+    """The newest checkpoint in ``directory`` that reads completely, or None; unreadable ones are skipped."""
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            return read_checkpoint(path)
+        except ModelFileError as exc:
+            warnings.warn(f"skipping checkpoint: {exc}", stacklevel=2)
+    return None
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

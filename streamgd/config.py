@@ -1,0 +1,155 @@
+"""The settings of a training run: one dataclass, validated in one place, stored in model files and checkpoints."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .models import MODEL_KINDS
+from .optim import Optimizer, make_optimizer, make_schedule
+from .optim.schedules import Schedule
+from .reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
+from .schedule import parse_shuffle
+
+PENALTIES = ("l2", "l1", "elasticnet", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Every choice of a training run; validated once, stored in the model file."""
+
+    model: str = "logistic"
+    batch_size: int | str = 1024
+    epochs: int = 5
+    lr: float | None = None  # None: the optimizer's default for mini-batches or full batch
+    schedule: str = "invscaling"  # constant | invscaling | step | exponential | cosine
+    lr_decay: float = 1e-4  # invscaling
+    lr_power: float = 0.5  # invscaling
+    lr_gamma: float | None = None  # step (default 0.5) and exponential (default: to 1% at the last step)
+    lr_step_size: int | None = None  # step (default: one epoch)
+    lr_min: float = 0.0  # cosine
+    warmup: int = 0  # steps of linear warm-up before the schedule
+    optimizer: str | Optimizer = "sgd"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw | asgd
+    optimizer_options: dict = field(default_factory=dict)  # e.g. {"beta2": 0.99}
+    penalty: str = "l2"
+    alpha: float = 1e-4
+    l1_ratio: float = 0.15
+    clip_norm: float = 0.0
+    shuffle: str = "row-groups"
+    seed: int = 0
+    dtype: str = "float32"
+    prefetch_depth: int = DEFAULT_PREFETCH_DEPTH
+    memory_budget: str | int | None = None
+    standardize: bool = True
+    validation: float = 0.0  # fraction of units held out (chosen from the seed) and evaluated after each epoch
+    validation_data: Any = None  # or a separate dataset (anything open_dataset accepts)
+    early_stopping: int = 0  # stop after this many epochs without improvement (0: off)
+    tol: float = 1e-4  # an improvement is a monitored loss below the best by more than tol
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0  # chunks between checkpoints (0: at the end of each epoch only)
+    keep_checkpoints: int = 3
+    resume: bool = False  # continue from the newest checkpoint in checkpoint_dir (if there is one)
+
+    def validate(self) -> TrainConfig:
+        """Check every field, raising ConfigError with the field, its value and what is accepted."""
+        if self.model not in MODEL_KINDS:
+            _bad("model", self.model, f"one of {', '.join(MODEL_KINDS)}")
+        if isinstance(self.batch_size, str):
+            if self.batch_size != "full":
+                try:
+                    self.batch_size = int(self.batch_size)
+                except ValueError:
+                    _bad("batch_size", self.batch_size, "a positive integer or 'full'")
+        if not isinstance(self.batch_size, str) and (not isinstance(self.batch_size, (int, np.integer))
+                                                     or self.batch_size < 1):
+            _bad("batch_size", self.batch_size, "a positive integer or 'full'")
+        if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
+            _bad("epochs", self.epochs, "a positive integer")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            _bad("lr", self.lr, "a positive number")
+        if self.penalty not in PENALTIES:
+            _bad("penalty", self.penalty, f"one of {', '.join(PENALTIES)}")
+        for name in ("alpha", "clip_norm", "lr_decay", "lr_power"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                _bad(name, value, "a number >= 0")
+        if not 0.0 <= self.l1_ratio <= 1.0:
+            _bad("l1_ratio", self.l1_ratio, "a number in [0, 1]")
+        if self.dtype not in ("float32", "float64"):
+            _bad("dtype", self.dtype, "float32 or float64")
+        if not isinstance(self.prefetch_depth, int) or self.prefetch_depth < 0:
+            _bad("prefetch_depth", self.prefetch_depth, "an integer >= 0")
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            _bad("seed", self.seed, "an integer >= 0")
+        if not (isinstance(self.validation, (int, float)) and 0.0 <= self.validation < 1.0):
+            _bad("validation", self.validation, "a fraction in [0, 1)")
+        if self.validation and self.validation_data is not None:
+            raise ConfigError("give validation (a fraction to hold out) or validation_data, not both")
+        for name in ("early_stopping", "checkpoint_every"):
+            if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 0:
+                _bad(name, getattr(self, name), "an integer >= 0")
+        if not isinstance(self.keep_checkpoints, (int, np.integer)) or self.keep_checkpoints < 1:
+            _bad("keep_checkpoints", self.keep_checkpoints, "an integer >= 1")
+        if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol >= 0):
+            _bad("tol", self.tol, "a number >= 0")
+        if self.resume and not self.checkpoint_dir:
+            raise ConfigError("resume needs checkpoint_dir (the directory the interrupted run wrote to)")
+        parse_shuffle(self.shuffle)
+        parse_memory_budget(self.memory_budget)
+        self.make_schedule(steps_per_epoch=1)
+        return self
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size == "full"
+
+    def make_optimizer(self) -> Optimizer:
+        return make_optimizer(self.optimizer, **self.optimizer_options)
+
+    @property
+    def learning_rate(self) -> float:
+        """The base learning rate: ``lr``, else the optimizer's own, else its default for this batch size."""
+        if self.lr is not None:
+            return float(self.lr)
+        return self.make_optimizer().base_lr(self.full_batch)
+
+    def make_schedule(self, steps_per_epoch: int) -> Schedule:
+        """The learning-rate schedule of a run of ``epochs`` epochs of ``steps_per_epoch`` steps."""
+        return make_schedule(self.schedule, self.learning_rate, total_steps=steps_per_epoch * self.epochs,
+                             steps_per_epoch=steps_per_epoch, warmup_steps=self.warmup, decay=self.lr_decay,
+                             power=self.lr_power, gamma=self.lr_gamma, step_size=self.lr_step_size,
+                             lr_min=self.lr_min)
+
+    def to_dict(self) -> dict:
+        """JSON-ready settings, the optimizer written out with all its hyperparameters."""
+        settings = asdict(self)
+        optimizer = self.make_optimizer().config()
+        settings["optimizer"] = optimizer["name"]
+        settings["optimizer_options"] = {k: v for k, v in optimizer.items() if k not in ("name", "state")}
+        settings["lr"] = self.learning_rate
+        if settings["validation_data"] is not None:
+            settings["validation_data"] = str(settings["validation_data"])
+        return settings
+
+    def resume_key(self) -> dict:
+        """The settings a checkpoint must share with a run that resumes from it (all that shape the result)."""
+        settings = self.to_dict()
+        for name in ("checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume", "prefetch_depth"):
+            settings.pop(name)
+        return settings
+
+    @property
+    def effective_l1_ratio(self) -> float:
+        return {"l2": 0.0, "l1": 1.0, "none": 0.0}.get(self.penalty, self.l1_ratio)
+
+    @property
+    def effective_alpha(self) -> float:
+        return 0.0 if self.penalty == "none" else float(self.alpha)
+
+
+def _bad(name: str, value: Any, accepted: str) -> None:
+    raise ConfigError(f"{name}={value!r} is not accepted; expected {accepted}")
