@@ -2,7 +2,7 @@
 
 >>> import streamgd
 >>> sorted(streamgd.MODEL_KINDS)
-['linear', 'logistic']
+['huber', 'linear', 'logistic', 'poisson', 'softmax', 'squared-hinge', 'svm']
 """
 
 __version__ = "0.1.0"
@@ -10,10 +10,12 @@ __version__ = "0.1.0"
 from .errors import (ConfigError, DataError, DivergenceError, ModelFileError, SchemaError,  # noqa: E402
                      StreamgdError)
 from .dataset import Dataset, Unit, open_dataset  # noqa: E402
-from .models import MODEL_KINDS, LinearModel, LinearRegression, LogisticRegression, load  # noqa: E402
+from .models import (MODEL_KINDS, HuberRegression, LinearModel, LinearRegression, LinearSVM,  # noqa: E402
+                     LogisticRegression, PoissonRegression, SoftmaxRegression, SquaredHingeSVM, load)
 from .train import TrainConfig, Trainer, fit  # noqa: E402
 from .predict import predict_to_parquet  # noqa: E402
 
-__all__ = ["ConfigError", "DataError", "Dataset", "DivergenceError", "LinearModel", "LinearRegression",
-           "LogisticRegression", "MODEL_KINDS", "ModelFileError", "SchemaError", "StreamgdError", "TrainConfig",
+__all__ = ["ConfigError", "DataError", "Dataset", "DivergenceError", "HuberRegression", "LinearModel",
+           "LinearRegression", "LinearSVM", "LogisticRegression", "PoissonRegression", "SoftmaxRegression",
+           "SquaredHingeSVM", "MODEL_KINDS", "ModelFileError", "SchemaError", "StreamgdError", "TrainConfig",
            "Trainer", "Unit", "fit", "load", "open_dataset", "predict_to_parquet"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .errors import StreamgdError, TrainingInterrupted
+from .errors import ConfigError, StreamgdError, TrainingInterrupted
 from .fileio import atomic_write
 
 EXIT_USAGE = 2
@@ -41,6 +41,24 @@ def _friendly_errors(command: Callable) -> Callable:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
     return run
+
+
+def _parse_class_weight(text: str | None) -> str | dict | None:
+    """``balanced`` or ``label=weight,...``; labels that look like integers become integers."""
+    if text is None or text == "balanced":
+        return text
+    weights: dict = {}
+    for pair in text.split(","):
+        label, sep, weight = pair.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if not sep or value is None:
+            raise ConfigError(f"--class-weight {text!r}: expected 'balanced' or label=weight pairs such as 1=5,0=1")
+        label = label.strip()
+        weights[int(label) if label.lstrip("-").isdigit() else label] = value
+    return weights
 
 
 def _split_columns(text: str | None) -> list[str] | None:
@@ -82,7 +100,12 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
 @click.argument("data", nargs=-1, required=True)
 @click.option("--target", required=True, help="Target column.")
 @click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
-@click.option("--model", default="logistic", show_default=True, help="linear | logistic")
+@click.option("--model", default="logistic", show_default=True,
+              help="linear | logistic | softmax | svm | squared-hinge | huber | poisson")
+@click.option("--epsilon", default=1.35, show_default=True, type=float, help="huber: where the loss turns linear.")
+@click.option("--class-weight", default=None,
+              help="balanced, or label=weight pairs such as 1=5,0=1 (classifiers).")
+@click.option("--sample-weight", default=None, help="A column of per-row weights.")
 @click.option("--batch-size", default="1024", show_default=True, help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
 @click.option("--epochs", default=5, show_default=True, type=int)
 @click.option("--optimizer", default="sgd", show_default=True,
@@ -139,6 +162,7 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     from .train import Trainer
 
     source = list(data) if len(data) > 1 else data[0]
+    options["class_weight"] = _parse_class_weight(options["class_weight"])
     given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     started = time.perf_counter()
@@ -161,8 +185,9 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     best = (f", best epoch {fitted.summary['best_epoch'] + 1} kept" if "best_epoch" in fitted.summary else "")
     resumed = (f", resumed from checkpoint {fitted.summary['resumed_from']}"
                if fitted.summary.get("resumed_from") is not None else "")
-    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g} "
-               f"(constant {last['baseline_loss']:.6g}){validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
+    baseline = f" (constant {last['baseline_loss']:.6g})" if last.get("baseline_loss") is not None else ""
+    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}"
+               f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
                f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
 
 

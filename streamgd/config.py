@@ -45,6 +45,9 @@ class TrainConfig:
     prefetch_depth: int = DEFAULT_PREFETCH_DEPTH
     memory_budget: str | int | None = None
     standardize: bool = True
+    epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
+    class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
+    sample_weight: str | None = None  # a column of per-row weights
     validation: float = 0.0  # fraction of units held out (chosen from the seed) and evaluated after each epoch
     validation_data: Any = None  # or a separate dataset (anything open_dataset accepts)
     early_stopping: int = 0  # stop after this many epochs without improvement (0: off)
@@ -85,6 +88,15 @@ class TrainConfig:
             _bad("prefetch_depth", self.prefetch_depth, "an integer >= 0")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             _bad("seed", self.seed, "an integer >= 0")
+        if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon > 0):
+            _bad("epsilon", self.epsilon, "a positive number")
+        if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
+            _bad("class_weight", self.class_weight, "None, 'balanced' or a mapping of label to weight")
+        if isinstance(self.class_weight, dict) and not all(
+                isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in self.class_weight.values()):
+            _bad("class_weight", self.class_weight, "weights that are finite numbers >= 0")
+        if self.class_weight is not None and not MODEL_KINDS[self.model].is_classifier:
+            raise ConfigError(f"class_weight applies to classifiers; model {self.model!r} is a regressor")
         if not (isinstance(self.validation, (int, float)) and 0.0 <= self.validation < 1.0):
             _bad("validation", self.validation, "a fraction in [0, 1)")
         if self.validation and self.validation_data is not None:

@@ -44,6 +44,7 @@ class LinearModel:
     kind = "base"
     loss_kind = -1
     is_classifier = False
+    needs_nonnegative_target = False
 
     def __init__(self, coef: np.ndarray, intercept: np.ndarray, feature_names: list[str], target: str | None = None,
                  classes: list | None = None, config: dict | None = None, history: list | None = None,
@@ -149,12 +150,82 @@ class LogisticRegression(LinearModel):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
-        positive = self.decision_function(X) > 0
-        classes = self.classes_ if self.classes_ is not None else [0, 1]
-        return np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)[positive.astype(int)]
+        return _labels(self.classes_, (self.decision_function(X) > 0).astype(np.int64))
 
 
-MODEL_KINDS: dict[str, type[LinearModel]] = {"linear": LinearRegression, "logistic": LogisticRegression}
+class SoftmaxRegression(LinearModel):
+    """Multinomial logistic regression over K classes: one coefficient row per class, softmax probabilities."""
+
+    kind = "softmax"
+    loss_kind = kernels.LOSS_SOFTMAX
+    is_classifier = True
+
+    @staticmethod
+    def n_outputs(n_classes: int | None) -> int:
+        return int(n_classes or 2)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        X = self._matrix(X)
+        return X @ self.coef_.T + self.intercept_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities of each class in ``classes_`` order, shape (n, K)."""
+        margins = self.decision_function(X)
+        margins -= margins.max(axis=1, keepdims=True)
+        np.exp(margins, out=margins)
+        return margins / margins.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return _labels(self.classes_, self.decision_function(X).argmax(axis=1))
+
+
+class LinearSVM(LinearModel):
+    """Linear support vector machine: hinge loss ``max(0, 1 - s m)`` with s = +-1 (scikit-learn's LinearSVC
+    and SGDClassifier(loss="hinge")). No probabilities; ``decision_function`` is the signed margin."""
+
+    kind = "svm"
+    loss_kind = kernels.LOSS_HINGE
+    is_classifier = True
+
+    def predict(self, X: Any) -> np.ndarray:
+        return _labels(self.classes_, (self.decision_function(X) > 0).astype(np.int64))
+
+
+class SquaredHingeSVM(LinearSVM):
+    """Linear SVM with the squared hinge ``max(0, 1 - s m)^2`` (LinearSVC's default loss): smooth, so it
+    converges with larger steps."""
+
+    kind = "squared-hinge"
+    loss_kind = kernels.LOSS_SQUARED_HINGE
+
+
+class HuberRegression(LinearModel):
+    """Robust regression: squared loss for residuals within ``epsilon``, linear beyond (config ``epsilon``)."""
+
+    kind = "huber"
+    loss_kind = kernels.LOSS_HUBER
+
+
+class PoissonRegression(LinearModel):
+    """Counts with a log link: loss ``exp(m) - y m``; ``predict`` returns the expected count ``exp(m)``."""
+
+    kind = "poisson"
+    loss_kind = kernels.LOSS_POISSON
+    needs_nonnegative_target = True
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.exp(self.decision_function(X))
+
+
+MODEL_KINDS: dict[str, type[LinearModel]] = {cls.kind: cls for cls in (
+    LinearRegression, LogisticRegression, SoftmaxRegression, LinearSVM, SquaredHingeSVM, HuberRegression,
+    PoissonRegression)}
+
+
+def _labels(classes: list | None, indices: np.ndarray) -> np.ndarray:
+    """Class labels (of the type the target held) for class indices."""
+    classes = classes if classes is not None else [0, 1]
+    return np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)[indices]
 
 
 def _json_default(value: Any) -> Any:

@@ -45,7 +45,7 @@ def prediction_table(model: LinearModel, X: np.ndarray, kept: pa.Table | None = 
             columns[name] = kept.column(name)
     labels = model.predict(X)
     columns["prediction"] = pa.array(labels.tolist() if labels.dtype == object else labels)
-    if model.is_classifier:
+    if hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         if proba.shape[1] == 2:
             columns["proba"] = pa.array(proba[:, 1])

@@ -50,6 +50,20 @@ def scan_classes(dataset: Dataset, max_classes: int = MAX_CLASSES) -> list:
         return sorted(seen, key=repr)
 
 
+def class_counts(dataset: Dataset, encoder: LabelEncoder) -> np.ndarray:
+    """Rows per class (in the encoder's order), from one pass over the target column."""
+    tables = UnitTableReader(dataset, [dataset.target])
+    counts = np.zeros(len(encoder.classes), dtype=np.int64)
+    try:
+        for unit in dataset.units:
+            index = encoder.encode(tables.read(unit).column(0))
+            index = index[np.isfinite(index)].astype(np.int64)
+            counts += np.bincount(index, minlength=len(counts))
+    finally:
+        tables.close()
+    return counts
+
+
 class LabelEncoder:
     """Maps class labels to indices 0..K-1 (as float64, the kernels' target type) and back."""
 

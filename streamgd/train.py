@@ -20,7 +20,7 @@ import numpy as np
 from . import kernels
 from .checkpoint import Checkpoint, latest_checkpoint, write_checkpoint
 from .config import TrainConfig
-from .dataset import Dataset, open_dataset
+from .dataset import Dataset, is_numeric_type, open_dataset
 from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import MODEL_KINDS, LinearModel
@@ -28,7 +28,7 @@ from .optim import Optimizer
 from .reader import Chunk, ChunkStream, default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
 from .schedule import ShuffleQualityMeter, make_plan, parse_shuffle
 from .standardize import Standardizer
-from .targets import LabelEncoder, scan_classes, to_json_labels
+from .targets import LabelEncoder, class_counts, scan_classes, to_json_labels
 from .validation import constant_loss, holdout_units, mean_loss
 
 __all__ = ["ChunkProgress", "TrainConfig", "TrainState", "Trainer", "fit"]
@@ -105,6 +105,7 @@ class _Run:
     hyper: np.ndarray
     schedule: Any
     standardizer: Standardizer | None
+    class_weights: np.ndarray | None = None
 
 
 class Trainer:
@@ -133,13 +134,27 @@ class Trainer:
     def open(self, data: Any, target: str | None = None, features: Sequence[str] | None = None) -> Dataset:
         """Open the data with units sized to the memory budget."""
         cfg = self.config
+        probe = open_dataset(data, target=target, features=features)
+        weight = cfg.sample_weight
+        if weight is not None:
+            if weight not in probe.schema.names:
+                raise DataError(f"the sample weight column {weight!r} is not in the data (columns: "
+                                f"{', '.join(probe.schema.names)})")
+            if not is_numeric_type(probe.schema.field(weight).type):
+                raise DataError(f"the sample weight column {weight!r} has type {probe.schema.field(weight).type}; "
+                                "weights must be numbers")
+            if weight in probe.feature_names:
+                if features is not None:
+                    raise ConfigError(f"the column {weight!r} is named both as a feature and as the sample weight")
+                features = [name for name in probe.feature_names if name != weight]
         max_rows = None
         budget = parse_memory_budget(cfg.memory_budget)
         if budget is not None:
-            probe = open_dataset(data, target=target, features=features)
             itemsize = np.dtype(cfg.dtype).itemsize
             max_rows = rows_per_unit_for_budget(budget, probe.n_features, itemsize, cfg.prefetch_depth,
                                                 parse_shuffle(cfg.shuffle).units_per_step)
+        if features is None and max_rows is None:
+            return probe
         return open_dataset(data, target=target, features=features, max_unit_rows=max_rows)
 
     def fit(self, data: Any, target: str | None = None, features: Sequence[str] | None = None) -> LinearModel:
@@ -168,6 +183,9 @@ class Trainer:
         train, validation = self._split(dataset)
         model_cls = MODEL_KINDS[cfg.model]
         classes, encoder = self._classes(dataset, model_cls)
+        if model_cls.needs_nonnegative_target:
+            encoder = _nonnegative(encoder, dataset.target, model_cls.kind)
+        class_weights = self._class_weights(train, classes, encoder)
         n_out = model_cls.n_outputs(len(classes) if classes else None)
         optimizer = cfg.make_optimizer()
         n_params = kernels.n_params(dataset.n_features, n_out)
@@ -190,7 +208,7 @@ class Trainer:
         self.standardizer = standardizer
         schedule = cfg.make_schedule(self._steps_per_epoch(train))
         return _Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule,
-                    standardizer), state
+                    standardizer, class_weights), state
 
     def _split(self, dataset: Dataset) -> tuple[Dataset, Dataset | None]:
         cfg = self.config
@@ -226,8 +244,42 @@ class Trainer:
                             "a classifier needs at least two")
         if model_cls.n_outputs(len(classes)) == 1 and len(classes) != 2:
             raise DataError(f"the target column {dataset.target!r} has {len(classes)} classes; "
-                            f"model {model_cls.kind!r} is binary (use a multiclass model)")
+                            f"model {model_cls.kind!r} is binary (use --model softmax)")
         return classes, LabelEncoder(classes)
+
+    def _class_weights(self, dataset: Dataset, classes: list | None, encoder: Any) -> np.ndarray | None:
+        """Weight per class index, from ``class_weight``: 'balanced' is n / (K * rows of the class)."""
+        wanted = self.config.class_weight
+        if wanted is None:
+            return None
+        if wanted == "balanced":
+            counts = class_counts(dataset, encoder)
+            return counts.sum() / (len(classes) * np.maximum(counts, 1))
+        unknown = [label for label in wanted if label not in classes]
+        if unknown:
+            raise ConfigError(f"class_weight names {unknown[0]!r}, which is not a class of {dataset.target!r} "
+                              f"(classes: {classes})")
+        return np.array([float(wanted.get(label, 1.0)) for label in classes])
+
+    def _chunk_weights(self, run: _Run, chunk: Chunk) -> np.ndarray:
+        """Per-row weights of a chunk in its row order (sample weight column x class weight), or empty."""
+        weights = None
+        name = self.config.sample_weight
+        if name is not None:
+            column = chunk.extra.column(name)
+            weights = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+            if chunk.row_order is not None:
+                weights = weights[chunk.row_order]
+            usable = np.isfinite(weights) & (weights >= 0)
+            if not usable.all():
+                row = int(np.flatnonzero(~usable)[0])
+                unit, row_in_unit = chunk.locate(row)
+                raise DataError(f"the sample weight column {name!r} holds {weights[row]} at "
+                                f"{self.dataset.describe_row(unit, row_in_unit)}; weights must be numbers >= 0")
+        if run.class_weights is not None:
+            per_row = run.class_weights[np.nan_to_num(chunk.y).astype(np.int64)]
+            weights = per_row if weights is None else weights * per_row
+        return np.empty(0) if weights is None else np.ascontiguousarray(weights)
 
     def _steps_per_epoch(self, dataset: Dataset) -> int:
         """Optimizer steps in one epoch (the first epoch's plan; other epochs differ by a few at most)."""
@@ -243,7 +295,7 @@ class Trainer:
         hyper[kernels.H_ALPHA] = cfg.effective_alpha
         hyper[kernels.H_L1_RATIO] = cfg.effective_l1_ratio
         hyper[kernels.H_CLIP_NORM] = cfg.clip_norm
-        hyper[kernels.H_HUBER_EPS] = 1.0
+        hyper[kernels.H_HUBER_EPS] = cfg.epsilon
         optimizer.write_hyper(hyper)
         return hyper
 
@@ -254,14 +306,15 @@ class Trainer:
         plan = make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch)
         quality = ShuffleQualityMeter()
         meter = EpochMeter()
-        empty_weights = np.empty(0)
         stream = ChunkStream(run.train, plan, dtype=cfg.dtype, prefetch_depth=cfg.prefetch_depth,
                              target_encoder=run.encoder, quality=quality, start_step=state.next_chunk,
+                             extra_columns=[cfg.sample_weight] if cfg.sample_weight else None,
                              transform=run.standardizer.apply if run.standardizer is not None else None)
         with stream:
             for chunk in stream:
+                weights = self._chunk_weights(run, chunk)
                 if cfg.full_batch:
-                    chunk_loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, empty_weights, state.params,
+                    chunk_loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, weights, state.params,
                                                                   run.n_out, run.model_cls.loss_kind, run.hyper,
                                                                   state.grad_sum)
                     self.kernel_calls += 1
@@ -270,7 +323,7 @@ class Trainer:
                     n_batches = -(-chunk.n_rows // cfg.batch_size)
                     lrs = np.ascontiguousarray(run.schedule(state.step + np.arange(n_batches)), dtype=np.float64)
                     chunk_loss, _, status = kernels.train_chunk(
-                        chunk.X, chunk.y, empty_weights, state.params, state.opt_state, run.hyper, lrs,
+                        chunk.X, chunk.y, weights, state.params, state.opt_state, run.hyper, lrs,
                         cfg.batch_size, run.n_out, run.model_cls.loss_kind, run.optimizer.code, state.step)
                     self.kernel_calls += 1
                     self._check(status, chunk, state)
@@ -408,6 +461,17 @@ class Trainer:
     def _divergence_message(self, state: TrainState) -> str:
         return (f"training diverged at epoch {state.epoch}, step {state.step}: the loss or a parameter became "
                 f"NaN or inf; lower the learning rate (now {self.config.learning_rate}) or standardize the features")
+
+
+def _nonnegative(encoder: Callable, target: str, kind: str) -> Callable:
+    """Wrap a target encoder to refuse negative values (counts)."""
+    def encode(column: Any) -> np.ndarray:
+        values = encoder(column)
+        if (values < 0).any():
+            raise DataError(f"the target column {target!r} holds {values[values < 0][0]}; model {kind!r} needs "
+                            "counts >= 0")
+        return values
+    return encode
 
 
 def fit(data: Any, target: str | None = None, model: str = "logistic", features: Sequence[str] | None = None,

@@ -61,4 +61,6 @@ def constant_loss(loss_kind: int, rows: int, y_sum: float, y_sq_sum: float) -> f
         if mean <= 0.0 or mean >= 1.0:
             return 0.0
         return -(mean * math.log(mean) + (1.0 - mean) * math.log(1.0 - mean))
+    if loss_kind == kernels.LOSS_POISSON and mean > 0.0:
+        return mean - mean * math.log(mean)  # exp(m) - y m at exp(m) = mean(y)
     return None

@@ -68,6 +68,25 @@ def test_fit_takes_the_optimizer_schedule_and_their_options(data, tmp_path):
     assert (config["penalty"], config["l1_ratio"], config["clip_norm"]) == ("elasticnet", 0.5, 5.0)
 
 
+@pytest.mark.parametrize("model", ["softmax", "svm", "squared-hinge", "huber", "poisson"])
+def test_every_model_kind_trains_saves_and_predicts_from_the_cli(data, tmp_path, model):
+    out = tmp_path / "m.safetensors"
+    classifier = model in ("softmax", "svm", "squared-hinge")
+    weights = ["--class-weight", "balanced"] if classifier else []
+    result = run("fit", data, "--target", "y", "--features", "a,b,c", "--model", model, *weights, "--out", str(out),
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{model}: 5 epochs")
+    result = run("predict", str(out), data, "--out", str(tmp_path / "p.parquet"))
+    assert result.exit_code == 0, result.output
+    predictions = pq.read_table(tmp_path / "p.parquet").column("prediction").to_numpy()
+    truth = pq.read_table(data).column("y").to_numpy()
+    if classifier:
+        assert (predictions == truth).mean() > 0.95
+    else:
+        assert len(predictions) == 2000 and np.isfinite(predictions).all()
+
+
 def test_inspect_shows_columns_and_shuffle_quality(data):
     result = run("inspect", data, "--target", "y", "--shuffle", "buffer:2")
     assert result.exit_code == 0, result.output
@@ -86,6 +105,9 @@ def test_inspect_shows_columns_and_shuffle_quality(data):
     (["fit", "{data}", "--target", "y", "--optimizer", "lion"], "unknown optimizer 'lion'"),
     (["fit", "{data}", "--target", "y", "--schedule", "cosin"], "unknown learning-rate schedule 'cosin'"),
     (["fit", "{data}", "--target", "y", "--warmup", "-3"], "warmup"),
+    (["fit", "{data}", "--target", "y", "--class-weight", "1:5"], "expected 'balanced' or label=weight pairs"),
+    (["fit", "{data}", "--target", "y", "--model", "linear", "--class-weight", "balanced"], "applies to classifiers"),
+    (["fit", "{data}", "--target", "y", "--sample-weight", "nope"], "nope"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_traceback(data, args, message):
     result = run(*[a.format(data=data) for a in args])
