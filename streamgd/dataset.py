@@ -61,6 +61,7 @@ class Dataset:
     ignored_columns: dict[str, str] = field(default_factory=dict)
     dask_frame: Any = None
     row_group_rows: list[list[int]] = field(default_factory=list)
+    table: pa.Table | None = None  # an in-memory source: units are slices of it
 
     @property
     def n_rows(self) -> int:
@@ -104,6 +105,9 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
         raise DataError(f"max_unit_rows must be at least 1, got {max_unit_rows}")
     if _is_dask_frame(source):
         return _open_dask(source, target, features, allow_string_target)
+    if isinstance(source, pa.Table):
+        return open_table(source, target, features, unit_rows=max_unit_rows or DEFAULT_TABLE_UNIT_ROWS,
+                          allow_string_target=allow_string_target)
     files, filesystem, partitions = _resolve_files(source)
     metadata = _read_footers(files, filesystem)
     schema = _merged_schema(files, metadata, partitions)
@@ -370,6 +374,29 @@ def _build_units(metadata: list[pq.FileMetaData], max_unit_rows: int | None) -> 
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# In-memory tables: slices of ``unit_rows`` rows are the units (as row groups of that size would be)
+# ---------------------------------------------------------------------------------------------------------------
+
+DEFAULT_TABLE_UNIT_ROWS = 65_536
+
+
+def open_table(table: pa.Table, target: str | None = None, features: Sequence[str] | None = None,
+               unit_rows: int = DEFAULT_TABLE_UNIT_ROWS, allow_string_target: bool = True) -> Dataset:
+    """A dataset over an in-memory Arrow table, cut into units of ``unit_rows`` rows: the same units, and so the
+    same plans, as a Parquet file of the same rows written with row groups of ``unit_rows``."""
+    if unit_rows < 1:
+        raise DataError(f"unit_rows must be at least 1, got {unit_rows}")
+    feature_names, ignored = _resolve_columns(table.schema, target, features, "the table", allow_string_target)
+    sizes = [min(unit_rows, table.num_rows - start) for start in range(0, table.num_rows, unit_rows)]
+    if not sizes:
+        raise DataError("the table has no rows")
+    units = [Unit(0, index, 0, n, index * unit_rows) for index, n in enumerate(sizes)]
+    return Dataset(sources=["<in-memory table>"], schema=table.schema, feature_names=feature_names, target=target,
+                   units=units, partition_values=[{}], ignored_columns=ignored, row_group_rows=[sizes],
+                   table=table)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # dask DataFrames: each partition is a unit
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -420,6 +447,8 @@ class UnitTableReader:
         data = self.dataset
         if data.dask_frame is not None:
             return self._read_dask(unit)
+        if data.table is not None:
+            return data.table.select(self.columns).slice(unit.first_row, unit.n_rows)
         file_columns, partition_columns = self._split_columns(unit.source)
         size = data.row_group_rows[unit.source][unit.row_group]
         try:

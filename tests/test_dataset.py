@@ -115,3 +115,19 @@ def test_schema_mismatch_names_both_files_and_the_column(tmp_path):
     write_table(tmp_path / "b.parquet", {"x": ["1", "2"], "y": [0, 1]}, 2)
     with pytest.raises(SchemaError, match=r"column 'x' is string in .*b.parquet but double in .*a.parquet"):
         open_dataset([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], target="y", features=["x"])
+
+
+def test_an_in_memory_table_trains_exactly_as_its_parquet_file(tmp_path):
+    import streamgd
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 3))
+    table = pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": (X @ [1, 2, -1] > 0).astype(np.int64)})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=700)
+    in_memory = open_dataset(table, target="y", max_unit_rows=700)
+    assert [u.n_rows for u in in_memory.units] == [700] * 7 + [100]
+    options = dict(target="y", batch_size=16, epochs=3, shuffle="buffer:2")
+    from_file = streamgd.fit(str(tmp_path / "t.parquet"), **options)
+    from_memory = streamgd.fit(in_memory, **options)
+    np.testing.assert_array_equal(from_memory.coef_, from_file.coef_)
+    np.testing.assert_array_equal(from_memory.intercept_, from_file.intercept_)
