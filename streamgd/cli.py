@@ -151,12 +151,18 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
 @click.option("--keep-checkpoints", default=3, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --checkpoint-dir.")
 @click.option("--history", "history_path", default=None, help="Write the per-epoch history as JSON here.")
+@click.option("--workers", default=0, show_default=True, type=int,
+              help="Train on a local dask cluster of this many worker processes (0: in this process).")
+@click.option("--dask", "dask_address", default=None, help="Train on the dask.distributed scheduler at this address.")
+@click.option("--round-chunks", default=4, show_default=True, type=int,
+              help="Distributed mini-batch: chunks per worker between model averages.")
 @click.option("--out", default=None, help="Model file to write (.safetensors).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", is_flag=True, help="No progress output on stderr.")
 @_friendly_errors
 def fit(data: tuple[str, ...], target: str, features: str | None, model: str, out: str | None, as_json: bool,
-        quiet: bool, history_path: str | None, **options: Any) -> None:
+        quiet: bool, history_path: str | None, workers: int, dask_address: str | None, round_chunks: int,
+        **options: Any) -> None:
     """Train a model on DATA (Parquet files, directories or globs) streamed from disk."""
     from .progress import TrainingProgress
     from .train import Trainer
@@ -166,9 +172,13 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     started = time.perf_counter()
-    with TrainingProgress(enabled=not quiet and not as_json) as progress:
-        trainer = Trainer(model=model, on_chunk=progress.update, **options)
-        fitted = trainer.fit(source, target=target, features=_split_columns(features))
+    if workers or dask_address:
+        fitted = _fit_on_dask(source, target, _split_columns(features), model, workers, dask_address, round_chunks,
+                              options)
+    else:
+        with TrainingProgress(enabled=not quiet and not as_json) as progress:
+            trainer = Trainer(model=model, on_chunk=progress.update, **options)
+            fitted = trainer.fit(source, target=target, features=_split_columns(features))
     if out:
         fitted.save(out)
     if history_path:
@@ -189,6 +199,24 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}"
                f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
                f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
+
+
+def _fit_on_dask(source: Any, target: str, features: list[str] | None, model: str, workers: int,
+                 address: str | None, round_chunks: int, options: dict) -> Any:
+    from .distributed import fit_distributed
+
+    if address:
+        from dask.distributed import Client
+
+        try:
+            client = Client(address, timeout=30)
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the dask scheduler at {address} ({exc})") from None
+        with client:
+            return fit_distributed(source, target, features, client=client, round_chunks=round_chunks,
+                                   model=model, **options)
+    return fit_distributed(source, target, features, n_workers=workers, round_chunks=round_chunks, model=model,
+                           **options)
 
 
 # ---- predict ----------------------------------------------------------------------------------------------------
