@@ -225,14 +225,31 @@ def _fit_on_dask(source: Any, target: str, features: list[str] | None, model: st
 @click.argument("data", nargs=-1, required=True)
 @click.option("--out", required=True, help="Parquet file to write the predictions to.")
 @click.option("--keep", default=None, help="Comma-separated columns copied through (ids).")
+@click.option("--workers", default=0, show_default=True, type=int,
+              help="Predict on a local dask cluster; --out is then a directory of part files.")
+@click.option("--dask", "dask_address", default=None, help="Predict on this dask scheduler (--out: a directory).")
 @_friendly_errors
-def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None) -> None:
+def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, workers: int,
+            dask_address: str | None) -> None:
     """Stream predictions of MODEL over DATA into a Parquet file, in input row order."""
     from .models import load
     from .predict import predict_to_parquet
 
     model = load(model_path)
     source = list(data) if len(data) > 1 else data[0]
+    if workers or dask_address:
+        from dask.distributed import Client, LocalCluster
+
+        from .distributed import predict_distributed
+
+        cluster = None if dask_address else LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                         dashboard_address=None)
+        with Client(dask_address or cluster) as client:
+            rows = predict_distributed(model, source, out, client=client, keep=_split_columns(keep) or ())
+        if cluster is not None:
+            cluster.close()
+        click.echo(f"{rows:,} predictions written to {out}/part-*.parquet")
+        return
     rows = predict_to_parquet(model, source, out, keep=_split_columns(keep) or ())
     click.echo(f"{rows:,} predictions written to {out}")
 

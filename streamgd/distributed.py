@@ -38,7 +38,7 @@ from .schedule import Plan, make_plan
 from .standardize import ColumnMoments, Standardizer, chunk_moments, merge_moments
 from .targets import to_json_labels
 
-__all__ = ["fit_distributed"]
+__all__ = ["fit_distributed", "predict_distributed"]
 
 _UNSUPPORTED = ("validation", "validation_data", "early_stopping", "checkpoint_dir", "class_weight", "sample_weight",
                 "memory_budget")
@@ -266,3 +266,30 @@ def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:
     if got != sorted(expected):
         raise RuntimeError(f"epoch {epoch}: the workers covered {len(got)} chunks, the plan has {len(expected)}")
 
+
+
+# ---- prediction -------------------------------------------------------------------------------------------------
+def _predict_task(model: LinearModel, dataset: Dataset, shard: int, n_shards: int, keep: list[str], out_dir: str,
+                  ) -> tuple[str, int]:
+    """Write the predictions of one shard (a contiguous block of units, in file order) to its own part file."""
+    from .predict import iter_prediction_tables, write_tables
+
+    shard_units = make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units
+    path = os.path.join(out_dir, f"part-{shard:05d}.parquet")
+    rows = write_tables(iter_prediction_tables(model, dataset.subset(shard_units), keep), path)
+    return path, rows
+
+
+def predict_distributed(model: LinearModel, data: Any, out_dir: str | os.PathLike, *, client: Any,
+                        keep: Sequence[str] = ()) -> int:
+    """Predict every row of ``data`` on the cluster, one Parquet part per worker shard in ``out_dir``
+    (``part-00000.parquet``, ...): read in name order, the parts hold the rows in input order."""
+    from .predict import open_for_model
+
+    dataset = open_for_model(model, data, keep)
+    n_shards = len(client.scheduler_info()["workers"])
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    futures = [client.submit(_predict_task, model, dataset, k, n_shards, list(keep), out_dir, pure=False)
+               for k in range(n_shards)]
+    return sum(rows for _, rows in client.gather(futures))

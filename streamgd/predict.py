@@ -55,17 +55,15 @@ def prediction_table(model: LinearModel, X: np.ndarray, kept: pa.Table | None = 
     return pa.table(columns)
 
 
-def predict_to_parquet(model: LinearModel, data: Any, out: str | os.PathLike, keep: Sequence[str] = (),
-                       prefetch_depth: int = 2) -> int:
-    """Write predictions for every row of ``data`` to ``out`` (atomically); return the number of rows."""
-    dataset = open_for_model(model, data, keep)
+def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike) -> int:
+    """Write a stream of tables as one Parquet file, atomically; return the number of rows."""
     rows = 0
 
     def write(temporary: str) -> None:
         nonlocal rows
         writer = None
         try:
-            for table in iter_prediction_tables(model, dataset, keep, prefetch_depth):
+            for table in tables:
                 if writer is None:
                     writer = pq.ParquetWriter(temporary, table.schema)
                 writer.write_table(table)
@@ -76,3 +74,10 @@ def predict_to_parquet(model: LinearModel, data: Any, out: str | os.PathLike, ke
 
     atomic_write(out, write)
     return rows
+
+
+def predict_to_parquet(model: LinearModel, data: Any, out: str | os.PathLike, keep: Sequence[str] = (),
+                       prefetch_depth: int = 2) -> int:
+    """Write predictions for every row of ``data`` to ``out`` (atomically); return the number of rows."""
+    dataset = open_for_model(model, data, keep)
+    return write_tables(iter_prediction_tables(model, dataset, keep, prefetch_depth), out)

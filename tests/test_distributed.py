@@ -81,3 +81,16 @@ def test_shards_of_a_plan_are_disjoint_and_complete(n_shards):
     for mode in ("none", "row-groups", "buffer:3"):
         shards = [make_plan(units, mode, seed=5, epoch=2, shard=k, n_shards=n_shards).units for k in range(n_shards)]
         assert sorted(u.row_group for s in shards for u in s) == list(range(23))
+
+
+def test_predictions_on_the_cluster_are_one_part_per_worker_in_input_order(client, local_sgd, regression, tmp_path):
+    from streamgd.distributed import predict_distributed
+
+    path, X, _ = regression
+    rows = predict_distributed(local_sgd, path, tmp_path / "pred", client=client)
+    parts = sorted(os.listdir(tmp_path / "pred"))
+    assert rows == 6000 and parts == ["part-00000.parquet", "part-00001.parquet"]
+    import pyarrow.parquet as pq
+
+    predicted = np.concatenate([pq.read_table(tmp_path / "pred" / p).column("prediction").to_numpy() for p in parts])
+    np.testing.assert_allclose(predicted, local_sgd.predict(X), rtol=1e-12)
