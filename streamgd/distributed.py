@@ -8,7 +8,10 @@
 
 A task is a pure function of (dataset, shard, epoch, round, parameters, settings): the shard's plan comes from
 ``make_plan(..., shard=k, n_shards=n)``, so when a worker dies dask reruns its task elsewhere with the same
-result, and the client checks that every chunk of the round was trained on exactly once.
+result, and the client checks that every chunk of the round was trained on exactly once. With
+``checkpoint_dir`` the client writes a checkpoint every ``checkpoint_every`` rounds and at each epoch's end; a
+lost client resumes from it (``resume=True``) with the same final model. ("Chunks" in the checkpoint cursor
+count rounds here.)
 
 >>> from streamgd.schedule import make_plan
 >>> from streamgd.dataset import Unit
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels
+from .checkpoint import Checkpoint, latest_checkpoint, write_checkpoint
 from .config import TrainConfig
 from .dataset import Dataset, open_dataset
 from .errors import ConfigError, DivergenceError
@@ -40,8 +44,7 @@ from .targets import to_json_labels
 
 __all__ = ["fit_distributed", "predict_distributed"]
 
-_UNSUPPORTED = ("validation", "validation_data", "early_stopping", "checkpoint_dir", "class_weight", "sample_weight",
-                "memory_budget")
+_UNSUPPORTED = ("validation", "validation_data", "early_stopping", "class_weight", "sample_weight", "memory_budget")
 
 
 @dataclass(frozen=True)
@@ -163,99 +166,146 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
 
 
 def _fit(client: Any, dataset: Dataset, cfg: TrainConfig, round_chunks: int) -> LinearModel:
-    from .train import Trainer
+    from .train import Trainer, TrainState
 
     if dataset.target is None:
         raise ConfigError("training needs a target column (target=...)")
     n_shards = len(client.scheduler_info()["workers"])
     helper = Trainer(cfg)
+    helper.dataset = dataset
     model_cls = MODEL_KINDS[cfg.model]
     classes, encoder = helper._classes(dataset, model_cls)
     n_out = model_cls.n_outputs(len(classes) if classes else None)
     optimizer = cfg.make_optimizer()
     hyper = helper._hyper(optimizer)
     n_params = kernels.n_params(dataset.n_features, n_out)
-    params, opt_state = np.zeros(n_params), optimizer.init_state(n_params)
-    standardizer = None
-    if cfg.standardize:
-        parts = client.gather(client.map(_shard_moments, [dataset] * n_shards, range(n_shards),
-                                         [n_shards] * n_shards, pure=False))
-        total = parts[0]
-        for part in parts[1:]:
-            total = merge_moments(total, part)
-        std = np.sqrt(total.var)
-        standardizer = Standardizer(total.mean, np.where(std > 0, std, 1.0))
+    settings = {**cfg.to_dict(), "workers": n_shards, "round_chunks": round_chunks}
+    checkpoint = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
+    if checkpoint is not None:
+        _check_resumable(checkpoint, settings, helper._fingerprint(dataset), cfg.checkpoint_dir)
+        state = TrainState.from_checkpoint(checkpoint)
+        standardizer = Standardizer(*checkpoint.standardizer) if checkpoint.standardizer else None
+    else:
+        state = TrainState(params=np.zeros(n_params), opt_state=optimizer.init_state(n_params))
+        standardizer = _parallel_standardizer(client, dataset, n_shards) if cfg.standardize else None
     job = _Job(dataset, n_shards, cfg.shuffle, cfg.seed, cfg.dtype, cfg.batch_size, n_out, model_cls.loss_kind,
                optimizer.code, hyper, encoder, standardizer)
     [job_future] = client.scatter([job], broadcast=True)
     schedule = cfg.make_schedule(helper._steps_per_epoch(dataset))
-    history: list[dict] = []
-    step = 0
-    for epoch in range(cfg.epochs):
+
+    def save() -> None:
+        if cfg.checkpoint_dir:
+            write_checkpoint(cfg.checkpoint_dir, Checkpoint(
+                serial=state.chunks_done, params=state.params, opt_state=state.opt_state, cursor=state.cursor(),
+                history=state.history, settings=settings, fingerprint=helper._fingerprint(dataset),
+                standardizer=(standardizer.mean, standardizer.scale) if standardizer else None),
+                keep=cfg.keep_checkpoints)
+
+    while state.epoch < cfg.epochs and not state.finished:
         meter = EpochMeter()
         if cfg.full_batch:
-            results = client.gather([client.submit(_gradient_task, job_future, k, params, pure=False)
-                                     for k in range(n_shards)])
-            _check_coverage([r[3] for r in results], make_plan(dataset.units, "none"), epoch)
-            grad_sum = np.sum([r[0] for r in results], axis=0)
-            loss_sum, rows = sum(r[1] for r in results), sum(r[2] for r in results)
-            lr = float(schedule(np.array([step]))[0])
-            if kernels.full_batch_step(params, grad_sum, float(rows), opt_state, hyper, lr, optimizer.code, step,
-                                       n_out * dataset.n_features) != 0:
-                raise DivergenceError(f"training diverged at epoch {epoch}; lower the learning rate")
-            step += 1
+            _full_batch_epoch(client, job_future, dataset, state, schedule, optimizer, hyper, n_out, n_shards)
             rounds = 1
         else:
-            params, opt_state, step, loss_sum, rows, rounds = _local_sgd_epoch(
-                client, job_future, dataset, cfg, epoch, n_shards, round_chunks, params, opt_state, step, schedule)
-        meter.rows = rows
-        history.append({"epoch": epoch, "loss": loss_sum / max(rows, 1), "rows": rows,
-                        "seconds": round(meter.seconds, 4), "rows_per_s": round(meter.rows_per_s, 1),
-                        "peak_rss_mb": round(meter.peak_rss_mb, 1), "steps": step, "rounds": rounds,
-                        "workers": n_shards})
-    params = optimizer.final_params(params, opt_state, step)
+            rounds = _local_sgd_epoch(client, job_future, dataset, cfg, state, n_shards, round_chunks, schedule,
+                                      save)
+        meter.rows = state.epoch_rows
+        state.history.append({"epoch": state.epoch, "loss": state.epoch_loss_sum / max(state.epoch_rows, 1),
+                              "rows": state.epoch_rows, "seconds": round(meter.seconds, 4),
+                              "rows_per_s": round(meter.rows_per_s, 1), "peak_rss_mb": round(meter.peak_rss_mb, 1),
+                              "steps": state.step, "rounds": rounds, "workers": n_shards})
+        state.epoch += 1
+        state.finished = state.epoch >= cfg.epochs
+        state.start_epoch(full_batch=False)
+        state.chunks_done += 1  # the serial of the end-of-epoch checkpoint
+        save()
+    params = optimizer.final_params(state.params, state.opt_state, state.step)
     coef, intercept = kernels.split_params(params, dataset.n_features, n_out)
     transform = None
     if standardizer is not None:
         coef, intercept = standardizer.raw_coefficients(coef, intercept)
         transform = standardizer.to_dict()
-    summary = {"feature_transform": transform, "rows": dataset.n_rows, "epochs": cfg.epochs, "steps": step,
-               "workers": n_shards, "round_chunks": round_chunks, "final_loss": history[-1]["loss"],
-               "peak_rss_mb": round(lifetime_peak_rss_mb(), 1)}
+    summary = {"feature_transform": transform, "rows": dataset.n_rows, "epochs": cfg.epochs, "steps": state.step,
+               "workers": n_shards, "round_chunks": round_chunks, "final_loss": state.history[-1]["loss"],
+               "peak_rss_mb": round(lifetime_peak_rss_mb(), 1),
+               "resumed_from": checkpoint.serial if checkpoint is not None else None}
     return model_cls(coef.copy(), intercept.copy(), dataset.feature_names, target=dataset.target,
                      classes=to_json_labels(classes) if classes else None,
-                     config={**cfg.to_dict(), "distributed": True}, history=history, optimizer_state=opt_state,
-                     summary=summary)
+                     config={**cfg.to_dict(), "distributed": True}, history=state.history,
+                     optimizer_state=state.opt_state, summary=summary)
 
 
-def _local_sgd_epoch(client: Any, job_future: Any, dataset: Dataset, cfg: TrainConfig, epoch: int, n_shards: int,
-                     round_chunks: int, params: np.ndarray, opt_state: np.ndarray, step: int, schedule: Any):
-    """One epoch of synchronous local-SGD rounds; returns the averaged state and the epoch's sums."""
+def _parallel_standardizer(client: Any, dataset: Dataset, n_shards: int) -> Standardizer:
+    """The statistics pass, one task per shard, merged on the client."""
+    parts = client.gather(client.map(_shard_moments, [dataset] * n_shards, range(n_shards), [n_shards] * n_shards,
+                                     pure=False))
+    total = parts[0]
+    for part in parts[1:]:
+        total = merge_moments(total, part)
+    std = np.sqrt(total.var)
+    return Standardizer(total.mean, np.where(std > 0, std, 1.0))
+
+
+def _check_resumable(checkpoint: Checkpoint, settings: dict, fingerprint: dict, directory: str) -> None:
+    for name, value in settings.items():
+        if name in ("checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume", "prefetch_depth"):
+            continue
+        if checkpoint.settings.get(name) != value:
+            raise ConfigError(f"the checkpoint in {directory} was written with {name}="
+                              f"{checkpoint.settings.get(name)!r} and this run has {name}={value!r}; resume with "
+                              "the same settings and number of workers")
+    if checkpoint.fingerprint != fingerprint:
+        raise ConfigError(f"the checkpoint in {directory} was written for other data; resume on the same data")
+
+
+def _full_batch_epoch(client: Any, job_future: Any, dataset: Dataset, state: Any, schedule: Any,
+                      optimizer: Any, hyper: np.ndarray, n_out: int, n_shards: int) -> None:
+    results = client.gather([client.submit(_gradient_task, job_future, k, state.params, pure=False)
+                             for k in range(n_shards)])
+    _check_coverage([r[3] for r in results], make_plan(dataset.units, "none"), state.epoch)
+    grad_sum = np.sum([r[0] for r in results], axis=0)
+    state.epoch_loss_sum, state.epoch_rows = sum(r[1] for r in results), sum(r[2] for r in results)
+    lr = float(schedule(np.array([state.step]))[0])
+    if kernels.full_batch_step(state.params, grad_sum, float(state.epoch_rows), state.opt_state, hyper, lr,
+                               optimizer.code, state.step, n_out * dataset.n_features) != 0:
+        raise DivergenceError(f"training diverged at epoch {state.epoch}; lower the learning rate")
+    state.step += 1
+
+
+def _local_sgd_epoch(client: Any, job_future: Any, dataset: Dataset, cfg: TrainConfig, state: Any, n_shards: int,
+                     round_chunks: int, schedule: Any, save: Any) -> int:
+    """The epoch's synchronous local-SGD rounds from the state's cursor (``next_chunk``: the first chunk of the
+    next round in every shard's plan); checkpoints after every ``checkpoint_every`` rounds. Returns the number
+    of rounds in the epoch."""
+    epoch = state.epoch
     plans = [make_plan(dataset.units, cfg.shuffle, seed=cfg.seed, epoch=epoch, shard=k, n_shards=n_shards)
              for k in range(n_shards)]
     longest = max(len(p.steps) for p in plans)
-    loss_sum, rows, rounds = 0.0, 0, 0
-    for first in range(0, longest, round_chunks):
+    for first in range(state.next_chunk, longest, round_chunks):
         active = [k for k in range(n_shards) if first < len(plans[k].steps)]
         batches_needed = [sum(-(-s.n_rows // cfg.batch_size) for s in plans[k].steps[first:first + round_chunks])
                           for k in active]
-        lrs = np.ascontiguousarray(schedule(step + np.arange(max(batches_needed))), dtype=np.float64)
-        futures = [client.submit(_round_task, job_future, k, epoch, first, round_chunks, params, opt_state, step,
-                                 lrs, pure=False) for k in active]
+        lrs = np.ascontiguousarray(schedule(state.step + np.arange(max(batches_needed))), dtype=np.float64)
+        futures = [client.submit(_round_task, job_future, k, epoch, first, round_chunks, state.params,
+                                 state.opt_state, state.step, lrs, pure=False) for k in active]
         results = client.gather(futures)
         expected = [_chunk_id(s) for k in active for s in plans[k].steps[first:first + round_chunks]]
         _check_coverage([r[5] for r in results], expected, epoch)
         weights = np.array([r[3] for r in results], dtype=np.float64)
         weights /= weights.sum()
         params = np.sum([w * r[0] for w, r in zip(weights, results)], axis=0)
-        opt_state = np.sum([w * r[1] for w, r in zip(weights, results)], axis=0)
+        opt_state = np.sum([w * r[1] for w, r in zip(weights, results)], axis=0).reshape(state.opt_state.shape)
         if not (np.isfinite(params).all() and np.isfinite(opt_state).all()):
             raise DivergenceError(f"training diverged at epoch {epoch}; lower the learning rate")
-        loss_sum += sum(r[2] for r in results)
-        rows += sum(r[3] for r in results)
-        step += max(r[4] for r in results)
-        rounds += 1
-    return params, opt_state, step, loss_sum, rows, rounds
+        state.params, state.opt_state = params, opt_state
+        state.epoch_loss_sum += sum(r[2] for r in results)
+        state.epoch_rows += sum(r[3] for r in results)
+        state.step += max(r[4] for r in results)
+        state.next_chunk = first + round_chunks
+        state.chunks_done += 1
+        if cfg.checkpoint_every and state.chunks_done % cfg.checkpoint_every == 0:
+            save()
+    return -(-longest // round_chunks)
 
 
 def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:

@@ -94,3 +94,21 @@ def test_predictions_on_the_cluster_are_one_part_per_worker_in_input_order(clien
 
     predicted = np.concatenate([pq.read_table(tmp_path / "pred" / p).column("prediction").to_numpy() for p in parts])
     np.testing.assert_allclose(predicted, local_sgd.predict(X), rtol=1e-12)
+
+
+def test_a_lost_client_resumes_from_its_last_checkpoint(client, regression, local_sgd, tmp_path):
+    from streamgd.checkpoint import list_checkpoints, read_checkpoint
+
+    directory = str(tmp_path / "ck")
+    options = dict(LOCAL_SGD, checkpoint_dir=directory, checkpoint_every=2, keep_checkpoints=1000)
+    checkpointed = fit_distributed(regression[0], target="y", client=client, round_chunks=2, **options)
+    np.testing.assert_array_equal(checkpointed.coef_, local_sgd.coef_)  # checkpointing changes nothing
+    written = list_checkpoints(directory)
+    for later in written[7:]:  # the client died after its seventh checkpoint
+        os.unlink(later)
+    cursor = read_checkpoint(written[6]).cursor
+    assert 0 < cursor["next_chunk"] and not cursor["finished"]  # mid-epoch
+    resumed = fit_distributed(regression[0], target="y", client=client, round_chunks=2, resume=True, **options)
+    assert resumed.summary["resumed_from"] == read_checkpoint(written[6]).serial
+    np.testing.assert_array_equal(resumed.coef_, local_sgd.coef_)
+    np.testing.assert_array_equal(resumed.intercept_, local_sgd.intercept_)
