@@ -81,15 +81,19 @@ def main() -> None:
 @click.option("--shuffle", "shuffle", default=None, help="Show the shuffle quality of a mode: none, row-groups, buffer:K.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--memory-budget", default=None, help="Show the units a memory budget such as 256MB gives.")
+@click.option("--categorical", default=None, help="Comma-separated columns to treat as categories.")
+@click.option("--stats", "statistics", is_flag=True,
+              help="Also compute column statistics (count, missing, mean, std, min, max; distinct values).")
 @_friendly_errors
 def inspect(path: tuple[str, ...], target: str | None, features: str | None, shuffle: str | None, seed: int,
-            memory_budget: str | None) -> None:
+            memory_budget: str | None, categorical: str | None, statistics: bool) -> None:
     """Show files, rows, row groups, columns and what training would use."""
     from .describe import describe_dataset
 
     source = list(path) if len(path) > 1 else path[0]
     click.echo(describe_dataset(source, target=target, features=_split_columns(features), shuffle=shuffle,
-                                seed=seed, memory_budget=memory_budget))
+                                seed=seed, memory_budget=memory_budget,
+                                categorical=_split_columns(categorical) or (), statistics=statistics))
 
 
 # ---- fit --------------------------------------------------------------------------------------------------------
@@ -136,6 +140,15 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--prefetch", "prefetch_depth", default=2, show_default=True, type=int, help="Chunks read ahead.")
 @click.option("--memory-budget", default=None, help="Bound the bytes of chunks in flight, e.g. 256MB.")
+@click.option("--categorical", default=None,
+              help="Comma-separated columns to encode as categories (text features are categorical anyway).")
+@click.option("--missing", default="error", show_default=True, type=click.Choice(["error", "drop-rows", "impute"]),
+              help="Missing or NaN features: stop with the column and row group, skip the row, or impute the mean "
+                   "plus a missing indicator.")
+@click.option("--hash-bits", default=None, type=int,
+              help="Hash categorical values into 2^B columns (signed, as Vowpal Wabbit's -b) instead of one-hot.")
+@click.option("--max-categories", default=1000, show_default=True, type=int,
+              help="One-hot: most frequent values kept per column; the rest share an __other__ column.")
 @click.option("--no-standardize", "standardize", flag_value=False, default=True,
               help="Train on raw features (default: standardize from one statistics pass).")
 @click.option("--validation", default=0.0, show_default=True, type=float,
@@ -169,6 +182,10 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
 
     source = list(data) if len(data) > 1 else data[0]
     options["class_weight"] = _parse_class_weight(options["class_weight"])
+    options["categorical"] = _split_columns(options["categorical"])
+    hash_bits = options.pop("hash_bits")
+    if hash_bits is not None:
+        options.update(encoding="hash", hash_bits=hash_bits)
     given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     started = time.perf_counter()

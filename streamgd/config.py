@@ -45,6 +45,11 @@ class TrainConfig:
     prefetch_depth: int = DEFAULT_PREFETCH_DEPTH
     memory_budget: str | int | None = None
     standardize: bool = True
+    categorical: list[str] | None = None  # columns to one-hot encode or hash (text features are categorical anyway)
+    missing: str = "error"  # error | drop-rows | impute (mean + a missing indicator)
+    encoding: str = "onehot"  # onehot | hash (categorical columns)
+    hash_bits: int = 18  # hash: 2^hash_bits shared columns
+    max_categories: int = 1000  # onehot: the most frequent values kept per column, the rest go to __other__
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
     class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
     sample_weight: str | None = None  # a column of per-row weights
@@ -88,6 +93,14 @@ class TrainConfig:
             _bad("prefetch_depth", self.prefetch_depth, "an integer >= 0")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             _bad("seed", self.seed, "an integer >= 0")
+        if self.missing not in ("error", "drop-rows", "impute"):
+            _bad("missing", self.missing, "error, drop-rows or impute")
+        if self.encoding not in ("onehot", "hash"):
+            _bad("encoding", self.encoding, "onehot or hash")
+        if not isinstance(self.hash_bits, (int, np.integer)) or not 1 <= self.hash_bits <= 30:
+            _bad("hash_bits", self.hash_bits, "an integer in [1, 30]")
+        if not isinstance(self.max_categories, (int, np.integer)) or self.max_categories < 1:
+            _bad("max_categories", self.max_categories, "an integer >= 1")
         if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon > 0):
             _bad("epsilon", self.epsilon, "a positive number")
         if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):

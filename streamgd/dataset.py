@@ -62,6 +62,7 @@ class Dataset:
     dask_frame: Any = None
     row_group_rows: list[list[int]] = field(default_factory=list)
     table: pa.Table | None = None  # an in-memory source: units are slices of it
+    categorical: list[str] = field(default_factory=list)  # features to one-hot encode or hash
 
     @property
     def n_rows(self) -> int:
@@ -93,10 +94,12 @@ class Dataset:
 
 
 def open_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
-                 max_unit_rows: int | None = None, allow_string_target: bool = True) -> Dataset:
+                 max_unit_rows: int | None = None, allow_string_target: bool = True,
+                 categorical: Sequence[str] = ()) -> Dataset:
     """Open a Parquet file, directory, glob, list of paths, ``pyarrow.dataset.Dataset`` or dask DataFrame.
 
-    ``features`` defaults to every numeric or boolean column except the target. Row groups with more rows than
+    ``features`` defaults to every numeric, boolean, date or timestamp column except the target, plus the
+    ``categorical`` columns; text columns named as features are categorical. Row groups with more rows than
     ``max_unit_rows`` are split into slices.
     """
     if isinstance(source, Dataset):
@@ -104,21 +107,22 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
     if max_unit_rows is not None and max_unit_rows < 1:
         raise DataError(f"max_unit_rows must be at least 1, got {max_unit_rows}")
     if _is_dask_frame(source):
-        return _open_dask(source, target, features, allow_string_target)
+        return _open_dask(source, target, features, allow_string_target, categorical)
     if isinstance(source, pa.Table):
         return open_table(source, target, features, unit_rows=max_unit_rows or DEFAULT_TABLE_UNIT_ROWS,
-                          allow_string_target=allow_string_target)
+                          allow_string_target=allow_string_target, categorical=categorical)
     files, filesystem, partitions = _resolve_files(source)
     metadata = _read_footers(files, filesystem)
     schema = _merged_schema(files, metadata, partitions)
-    feature_names, ignored = _resolve_columns(schema, target, features, files[0], allow_string_target)
+    feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
+                                                           categorical)
     _check_same_schema(files, metadata, partitions, feature_names + ([target] if target else []))
     units, row_group_rows = _build_units(metadata, max_unit_rows)
     if not units:
         raise DataError(f"the dataset {_describe_source(source)} has no rows")
     return Dataset(sources=files, schema=schema, feature_names=feature_names, target=target, units=units,
                    filesystem=filesystem, partition_values=partitions, ignored_columns=ignored,
-                   row_group_rows=row_group_rows)
+                   row_group_rows=row_group_rows, categorical=categorical)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -290,37 +294,55 @@ def is_numeric_type(dtype: pa.DataType) -> bool:
 
 
 def _why_unusable(dtype: pa.DataType) -> str:
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype):
-        return f"holds text ({dtype}); features must be numeric or boolean"
+    if is_text_type(dtype):
+        return f"holds text ({dtype}); name it with --categorical (categorical=[...]) to one-hot encode or hash it"
     if pa.types.is_nested(dtype):
         return f"is nested ({dtype}); features must be flat numeric columns"
     return f"has type {dtype}, which is not numeric"
 
 
+def is_temporal_type(dtype: pa.DataType) -> bool:
+    """Dates, timestamps, times and durations: features as numbers (days or seconds)."""
+    return (pa.types.is_date(dtype) or pa.types.is_timestamp(dtype) or pa.types.is_time(dtype)
+            or pa.types.is_duration(dtype))
+
+
+def is_text_type(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype)
+
+
 def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[str] | None, first_file: str,
-                     allow_string_target: bool) -> tuple[list[str], dict[str, str]]:
+                     allow_string_target: bool, categorical: Sequence[str] = ()
+                     ) -> tuple[list[str], dict[str, str], list[str]]:
+    """(feature columns, ignored columns with the reason, the categorical features)."""
     names = schema.names
     if target is not None:
         if target not in names:
             raise DataError(f"the target column {target!r} is not in {first_file} (columns: {_short_list(names)})")
         target_type = schema.field(target).type
-        textual = pa.types.is_string(target_type) or pa.types.is_large_string(target_type) \
-            or pa.types.is_dictionary(target_type)
-        if not (is_numeric_type(target_type) or (allow_string_target and textual)):
+        if not (is_numeric_type(target_type) or (allow_string_target and is_text_type(target_type))):
             raise DataError(f"the target column {target!r} in {first_file} {_why_unusable(target_type)}")
+    categorical = list(categorical)
+    for name in categorical:
+        if name not in names:
+            raise DataError(f"the categorical column {name!r} is not in {first_file} (columns: {_short_list(names)})")
+        if name == target:
+            raise DataError(f"the column {name!r} cannot be both categorical and the target")
+        if pa.types.is_nested(schema.field(name).type):
+            raise DataError(f"the categorical column {name!r} in {first_file} {_why_unusable(schema.field(name).type)}")
     ignored: dict[str, str] = {}
     if features is None:
         chosen = []
         for f in schema:
             if f.name == target:
                 continue
-            if is_numeric_type(f.type):
+            if f.name in categorical or is_numeric_type(f.type) or is_temporal_type(f.type):
                 chosen.append(f.name)
             else:
                 ignored[f.name] = _why_unusable(f.type)
         if not chosen:
             raise DataError(f"{first_file} has no numeric column to use as a feature")
-        return chosen, ignored
+        return chosen, ignored, [n for n in chosen if n in categorical]
     features = list(features)
     if not features:
         raise DataError("the list of feature columns is empty")
@@ -329,12 +351,17 @@ def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[s
             raise DataError(f"the feature column {name!r} is not in {first_file} (columns: {_short_list(names)})")
         if name == target:
             raise DataError(f"the column {name!r} cannot be both a feature and the target")
-        if not is_numeric_type(schema.field(name).type):
-            raise DataError(f"the feature column {name!r} in {first_file} {_why_unusable(schema.field(name).type)}")
+        dtype = schema.field(name).type
+        if not (name in categorical or is_numeric_type(dtype) or is_temporal_type(dtype) or is_text_type(dtype)):
+            raise DataError(f"the feature column {name!r} in {first_file} {_why_unusable(dtype)}")
     if len(set(features)) != len(features):
         raise DataError("a feature column is named twice")
+    missing = [n for n in categorical if n not in features]
+    if missing:
+        raise DataError(f"the categorical column {missing[0]!r} is not among the features")
     ignored = {f.name: "not selected" for f in schema if f.name not in features and f.name != target}
-    return features, ignored
+    chosen_categorical = [n for n in features if n in categorical or is_text_type(schema.field(n).type)]
+    return features, ignored, chosen_categorical
 
 
 def _short_list(names: Sequence[str], limit: int = 12) -> str:
@@ -381,19 +408,21 @@ DEFAULT_TABLE_UNIT_ROWS = 65_536
 
 
 def open_table(table: pa.Table, target: str | None = None, features: Sequence[str] | None = None,
-               unit_rows: int = DEFAULT_TABLE_UNIT_ROWS, allow_string_target: bool = True) -> Dataset:
+               unit_rows: int = DEFAULT_TABLE_UNIT_ROWS, allow_string_target: bool = True,
+               categorical: Sequence[str] = ()) -> Dataset:
     """A dataset over an in-memory Arrow table, cut into units of ``unit_rows`` rows: the same units, and so the
     same plans, as a Parquet file of the same rows written with row groups of ``unit_rows``."""
     if unit_rows < 1:
         raise DataError(f"unit_rows must be at least 1, got {unit_rows}")
-    feature_names, ignored = _resolve_columns(table.schema, target, features, "the table", allow_string_target)
+    feature_names, ignored, categorical = _resolve_columns(table.schema, target, features, "the table",
+                                                           allow_string_target, categorical)
     sizes = [min(unit_rows, table.num_rows - start) for start in range(0, table.num_rows, unit_rows)]
     if not sizes:
         raise DataError("the table has no rows")
     units = [Unit(0, index, 0, n, index * unit_rows) for index, n in enumerate(sizes)]
     return Dataset(sources=["<in-memory table>"], schema=table.schema, feature_names=feature_names, target=target,
                    units=units, partition_values=[{}], ignored_columns=ignored, row_group_rows=[sizes],
-                   table=table)
+                   table=table, categorical=categorical)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -406,10 +435,11 @@ def _is_dask_frame(source: Any) -> bool:
 
 
 def _open_dask(frame: Any, target: str | None, features: Sequence[str] | None,
-               allow_string_target: bool) -> Dataset:
+               allow_string_target: bool, categorical: Sequence[str] = ()) -> Dataset:
     empty = frame._meta
     schema = pa.Schema.from_pandas(empty, preserve_index=False)
-    feature_names, ignored = _resolve_columns(schema, target, features, "the dask DataFrame", allow_string_target)
+    feature_names, ignored, categorical = _resolve_columns(schema, target, features, "the dask DataFrame",
+                                                           allow_string_target, categorical)
     lengths = frame.map_partitions(len).compute()
     units, position = [], 0
     for index, n in enumerate(lengths):
@@ -420,7 +450,7 @@ def _open_dask(frame: Any, target: str | None, features: Sequence[str] | None,
         raise DataError("the dask DataFrame has no rows")
     return Dataset(sources=["<dask DataFrame>"], schema=schema, feature_names=feature_names, target=target,
                    units=units, partition_values=[{}], ignored_columns=ignored, dask_frame=frame,
-                   row_group_rows=[[int(n) for n in lengths]])
+                   row_group_rows=[[int(n) for n in lengths]], categorical=categorical)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,14 +11,17 @@ from .schedule import make_plan, parse_shuffle
 
 
 def describe_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
-                     shuffle: str | None = None, seed: int = 0, memory_budget: str | None = None) -> str:
-    """A plain-text report: files, rows, row groups, columns with types, features, target, shuffle quality."""
-    dataset = open_dataset(source, target=target, features=features)
+                     shuffle: str | None = None, seed: int = 0, memory_budget: str | None = None,
+                     categorical: Sequence[str] = (), statistics: bool = False) -> str:
+    """A plain-text report: files, rows, row groups, columns with types, features, target, shuffle quality and,
+    with ``statistics``, one streaming pass of column statistics."""
+    dataset = open_dataset(source, target=target, features=features, categorical=categorical)
     budget = parse_memory_budget(memory_budget)
     if budget is not None:
         units_per_step = parse_shuffle(shuffle).units_per_step if shuffle else 1
         limit = rows_per_unit_for_budget(budget, dataset.n_features, 4, 2, units_per_step)
-        dataset = open_dataset(source, target=target, features=features, max_unit_rows=limit)
+        dataset = open_dataset(source, target=target, features=features, max_unit_rows=limit,
+                               categorical=categorical)
     lines = [f"files:      {len(dataset.sources)}"]
     for path in dataset.sources[:10]:
         lines.append(f"  {path}")
@@ -32,6 +35,7 @@ def describe_dataset(source: Any, target: str | None = None, features: Sequence[
     lines.append("columns:")
     for field in dataset.schema:
         role = ("target" if field.name == dataset.target else
+                "feature (categorical)" if field.name in dataset.categorical else
                 "feature" if field.name in dataset.feature_names else
                 f"ignored: {dataset.ignored_columns.get(field.name, '')}")
         lines.append(f"  {field.name:<24} {str(field.type):<14} {role}")
@@ -42,4 +46,29 @@ def describe_dataset(source: Any, target: str | None = None, features: Sequence[
         lines.append(f"shuffle {parse_shuffle(shuffle)} (seed {seed}): rank correlation {quality.rank_correlation:+.4f} "
                      f"(1 = file order, 0 = mixed), local mixing {quality.local_mixing:.4f} "
                      f"(0 = neighbours stay together, 1 = uniform shuffle)")
+    if statistics:
+        lines += _statistics_lines(dataset)
     return "\n".join(lines)
+
+
+def _statistics_lines(dataset: Any) -> list[str]:
+    from .stats import compute_stats
+
+    columns = dataset.feature_names + ([dataset.target] if dataset.target else [])
+    stats = compute_stats(dataset, columns, dataset.categorical)
+    lines = ["statistics (one streaming pass):",
+             f"  {'column':<24} {'count':>10} {'missing':>9} {'mean':>12} {'std':>12} {'min':>12} {'max':>12}"]
+    for name in columns:
+        column = stats.columns[name]
+        if column.values is not None:
+            top = sorted(column.values.items(), key=lambda item: -item[1])[:3]
+            shown = ", ".join(f"{value}: {count:,}" for value, count in top)
+            more = "+" if column.overflow else ""
+            lines.append(f"  {name:<24} {column.count:>10,} {column.missing:>9,}   {len(column.values)}{more} "
+                         f"distinct ({shown}{', ...' if len(column.values) > 3 else ''})")
+        elif column.count:
+            lines.append(f"  {name:<24} {column.count:>10,} {column.missing:>9,} {column.mean:>12.5g} "
+                         f"{column.std:>12.5g} {column.min:>12.5g} {column.max:>12.5g}")
+        else:
+            lines.append(f"  {name:<24} {0:>10} {column.missing:>9,}   (no finite values)")
+    return lines

@@ -173,6 +173,9 @@ def _fit(client: Any, dataset: Dataset, cfg: TrainConfig, round_chunks: int) -> 
     n_shards = len(client.scheduler_info()["workers"])
     helper = Trainer(cfg)
     helper.dataset = dataset
+    if helper._needs_spec(dataset):
+        raise ConfigError("categorical, date or timestamp features and --missing drop-rows|impute are not "
+                          "supported with distributed training yet; train in one process")
     model_cls = MODEL_KINDS[cfg.model]
     classes, encoder = helper._classes(dataset, model_cls)
     n_out = model_cls.n_outputs(len(classes) if classes else None)

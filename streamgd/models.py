@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from . import __version__, kernels
 from .errors import DataError, ModelFileError
@@ -48,7 +49,8 @@ class LinearModel:
 
     def __init__(self, coef: np.ndarray, intercept: np.ndarray, feature_names: list[str], target: str | None = None,
                  classes: list | None = None, config: dict | None = None, history: list | None = None,
-                 optimizer_state: np.ndarray | None = None, summary: dict | None = None):
+                 optimizer_state: np.ndarray | None = None, summary: dict | None = None,
+                 feature_spec: dict | None = None):
         self.coef_ = np.atleast_2d(np.asarray(coef, dtype=np.float64))
         self.intercept_ = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
         self.feature_names = list(feature_names)
@@ -58,6 +60,7 @@ class LinearModel:
         self.history = list(history or [])
         self.optimizer_state = optimizer_state
         self.summary = dict(summary or {})
+        self.feature_spec = feature_spec  # FeatureSpec.to_dict(): how input columns become feature_names
         if self.coef_.shape != (self.intercept_.shape[0], len(self.feature_names)):
             raise ValueError(f"coef has shape {self.coef_.shape}, expected ({self.intercept_.shape[0]}, "
                              f"{len(self.feature_names)})")
@@ -72,11 +75,32 @@ class LinearModel:
         return len(self.feature_names)
 
     @property
+    def input_columns(self) -> list[str]:
+        """The data columns the model reads (its features, or the FeatureSpec's inputs)."""
+        return self.spec.input_columns if self.spec is not None else self.feature_names
+
+    @property
+    def spec(self) -> Any:
+        """The FeatureSpec of the inputs, or None when the features are the numeric columns themselves."""
+        if self.feature_spec is None:
+            return None
+        from .features import FeatureSpec
+
+        return FeatureSpec.from_dict(self.feature_spec)
+
+    @property
     def params(self) -> np.ndarray:
         """The flat parameter vector in the kernels' layout (coef row-major, then intercepts)."""
         return np.concatenate([self.coef_.ravel(), self.intercept_])
 
     def _matrix(self, X: Any) -> np.ndarray:
+        spec = self.spec
+        if spec is not None and hasattr(X, "columns") and not isinstance(X, np.ndarray):
+            table = X if isinstance(X, pa.Table) else pa.Table.from_pandas(X, preserve_index=False)
+            missing = [n for n in spec.input_columns if n not in table.column_names]
+            if missing:
+                raise DataError(f"the input has no column {missing[0]!r}, which the model was trained on")
+            return spec.to_matrix(table, None, np.float64)[0]
         if hasattr(X, "columns") and not isinstance(X, np.ndarray):  # pandas DataFrame or pyarrow Table
             names = list(X.columns) if not hasattr(X, "column_names") else X.column_names
             missing = [n for n in self.feature_names if n not in names]
@@ -111,7 +135,8 @@ class LinearModel:
 
     # ---- files -------------------------------------------------------------------------------------------------
     def metadata(self) -> dict:
-        return {"kind": self.kind, "feature_names": self.feature_names, "target": self.target,
+        return {"kind": self.kind, "feature_names": self.feature_names, "feature_spec": self.feature_spec,
+                "target": self.target,
                 "classes": self.classes_, "config": self.config, "history": self.history,
                 "summary": self.summary, "streamgd_version": __version__}
 
@@ -264,6 +289,7 @@ def load(path: str | os.PathLike) -> LinearModel:
         cls = MODEL_KINDS[meta["kind"]]
         return cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
                    classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
-                   optimizer_state=tensors.get("optimizer_state"), summary=meta.get("summary"))
+                   optimizer_state=tensors.get("optimizer_state"), summary=meta.get("summary"),
+                   feature_spec=meta.get("feature_spec"))
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None

@@ -20,7 +20,9 @@ from .schedule import make_plan
 
 def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = ()) -> Dataset:
     """Open ``data`` with the model's feature columns (the target is not needed)."""
-    dataset = open_dataset(data, target=None, features=model.feature_names)
+    spec = model.spec
+    dataset = open_dataset(data, target=None, features=model.input_columns,
+                           categorical=[c.name for c in spec.categorical] if spec is not None else ())
     missing = [c for c in keep if c not in dataset.schema.names]
     if missing:
         raise DataError(f"the column {missing[0]!r} to keep is not in the data")
@@ -32,7 +34,7 @@ def iter_prediction_tables(model: LinearModel, dataset: Dataset, keep: Sequence[
     """One Arrow table of predictions per unit, in file order."""
     plan = make_plan(dataset.units, "none")
     with ChunkStream(dataset, plan, dtype=np.float64, prefetch_depth=prefetch_depth, with_target=False,
-                     extra_columns=list(keep)) as stream:
+                     extra_columns=list(keep), features=model.spec) as stream:
         for chunk in stream:
             yield prediction_table(model, chunk.X, chunk.extra if keep else None)
 

@@ -13,6 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -149,7 +150,7 @@ class ChunkStream:
                  prefetch_depth: int = DEFAULT_PREFETCH_DEPTH, with_target: bool = True,
                  target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
-                 transform: Callable[[np.ndarray], np.ndarray] | None = None):
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -163,6 +164,7 @@ class ChunkStream:
         self.quality = quality
         self.extra_columns = extra_columns or []
         self.transform = transform  # applied to X on the reader thread (for example standardization)
+        self.features = features  # a FeatureSpec: input columns -> feature matrix (None: the numeric columns as they are)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -172,8 +174,11 @@ class ChunkStream:
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         del parts
         order = step.row_order()
-        X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
-                                     self.target_encoder)
+        if self.features is None:
+            X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
+                                         self.target_encoder)
+        else:
+            X, y, order = self._featurize(table, order)
         if self.transform is not None:
             X = self.transform(X)
         chunk = Chunk(X, y, step, order)
@@ -184,8 +189,27 @@ class ChunkStream:
             self.quality.add(step.file_positions(order))
         return chunk
 
+    def _featurize(self, table: pa.Table, order: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The FeatureSpec's matrix; under ``drop-rows`` the rows with a missing feature or target are left out
+        (the returned order then lists the rows kept, as positions in the unit)."""
+        X, keep = self.features.to_matrix(table, order, self.dtype)
+        y = None
+        if self.target is not None:
+            y = self.target_encoder(table.column(self.target))
+            y = np.ascontiguousarray(y if order is None else y[order], dtype=np.float64)
+            if self.features.missing == "drop-rows" and np.isnan(y).any():
+                keep = ~np.isnan(y) if keep is None else keep & ~np.isnan(y)
+        if keep is not None and not keep.all():
+            positions = np.arange(table.num_rows) if order is None else order
+            order = positions[keep]
+            X = np.asfortranarray(X[keep])
+            y = None if y is None else y[keep]
+        return X, y, order
+
     def _columns(self) -> list[str]:
-        columns = self.dataset.feature_names + ([self.target] if self.target else [])
+        inputs = self.dataset.feature_names if self.features is None else self.features.input_columns
+        columns = inputs + ([self.target] if self.target else [])
         return columns + [c for c in self.extra_columns if c not in columns]
 
     def __iter__(self) -> Iterator[Chunk]:

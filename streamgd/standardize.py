@@ -78,6 +78,13 @@ class Standardizer:
         std = np.sqrt(moments.var)
         return cls(moments.mean, np.where(std > 0, std, 1.0))
 
+    @classmethod
+    def from_stats(cls, means: np.ndarray, stds: np.ndarray) -> Standardizer:
+        """From the statistics pass: a column with no spread (or no values) gets scale 1."""
+        means = np.nan_to_num(np.asarray(means, dtype=np.float64))
+        stds = np.asarray(stds, dtype=np.float64)
+        return cls(means, np.where(stds > 0, stds, 1.0))
+
     def apply(self, X: np.ndarray) -> np.ndarray:
         """Standardize a chunk in place and return it."""
         _standardize_in_place(X, self.mean.astype(X.dtype), self.scale.astype(X.dtype))

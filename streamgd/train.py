@@ -20,7 +20,8 @@ import numpy as np
 from . import kernels
 from .checkpoint import Checkpoint, latest_checkpoint, write_checkpoint
 from .config import TrainConfig
-from .dataset import Dataset, is_numeric_type, open_dataset
+from .dataset import Dataset, is_numeric_type, is_temporal_type, open_dataset
+from .features import FeatureSpec
 from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import MODEL_KINDS, LinearModel
@@ -28,6 +29,7 @@ from .optim import Optimizer
 from .reader import Chunk, ChunkStream, default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
 from .schedule import ShuffleQualityMeter, make_plan, parse_shuffle
 from .standardize import Standardizer
+from .stats import DatasetStats, compute_stats
 from .targets import LabelEncoder, class_counts, scan_classes, to_json_labels
 from .validation import constant_loss, holdout_units, mean_loss
 
@@ -106,6 +108,9 @@ class _Run:
     schedule: Any
     standardizer: Standardizer | None
     class_weights: np.ndarray | None = None
+    spec: FeatureSpec | None = None
+    feature_names: list[str] | None = None  # the model's features (the spec's outputs, or the numeric inputs)
+    stats: DatasetStats | None = None
 
 
 class Trainer:
@@ -134,7 +139,8 @@ class Trainer:
     def open(self, data: Any, target: str | None = None, features: Sequence[str] | None = None) -> Dataset:
         """Open the data with units sized to the memory budget."""
         cfg = self.config
-        probe = open_dataset(data, target=target, features=features)
+        categorical = cfg.categorical or ()
+        probe = open_dataset(data, target=target, features=features, categorical=categorical)
         weight = cfg.sample_weight
         if weight is not None:
             if weight not in probe.schema.names:
@@ -155,7 +161,7 @@ class Trainer:
                                                 parse_shuffle(cfg.shuffle).units_per_step)
         if features is None and max_rows is None:
             return probe
-        return open_dataset(data, target=target, features=features, max_unit_rows=max_rows)
+        return open_dataset(data, target=target, features=features, max_unit_rows=max_rows, categorical=categorical)
 
     def fit(self, data: Any, target: str | None = None, features: Sequence[str] | None = None) -> LinearModel:
         """Train on ``data`` (anything ``open_dataset`` accepts) and return the model."""
@@ -187,8 +193,11 @@ class Trainer:
             encoder = _nonnegative(encoder, dataset.target, model_cls.kind)
         class_weights = self._class_weights(train, classes, encoder)
         n_out = model_cls.n_outputs(len(classes) if classes else None)
+        stats = self._statistics(train)
+        spec = self._feature_spec(train, stats)
+        feature_names = spec.output_names if spec is not None else list(dataset.feature_names)
         optimizer = cfg.make_optimizer()
-        n_params = kernels.n_params(dataset.n_features, n_out)
+        n_params = kernels.n_params(len(feature_names), n_out)
         opt_state = optimizer.init_state(n_params)
         hyper = self._hyper(optimizer)
         if hyper[kernels.H_ALPHA] * hyper[kernels.H_L1_RATIO] > 0 and not cfg.full_batch:
@@ -204,11 +213,43 @@ class Trainer:
         else:
             state = TrainState(params=np.zeros(n_params), opt_state=opt_state)
             state.start_epoch(cfg.full_batch)
-            standardizer = Standardizer.fit(train) if cfg.standardize else None
+            standardizer = self._standardizer(stats, spec) if cfg.standardize else None
         self.standardizer = standardizer
         schedule = cfg.make_schedule(self._steps_per_epoch(train))
         return _Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule,
-                    standardizer, class_weights), state
+                    standardizer, class_weights, spec, feature_names, stats), state
+
+    def _statistics(self, train: Dataset) -> DatasetStats | None:
+        """The statistics pass over the input columns, when standardization or a FeatureSpec needs it."""
+        cfg = self.config
+        if not (cfg.standardize or self._needs_spec(train)):
+            return None
+        return compute_stats(train, train.feature_names, train.categorical, cfg.max_categories)
+
+    def _needs_spec(self, dataset: Dataset) -> bool:
+        """Whether the inputs need more than reading numeric columns as they are."""
+        temporal = any(is_temporal_type(dataset.schema.field(name).type) for name in dataset.feature_names)
+        return bool(dataset.categorical) or self.config.missing != "error" or temporal
+
+    def _feature_spec(self, train: Dataset, stats: DatasetStats | None) -> FeatureSpec | None:
+        if not self._needs_spec(train):
+            return None
+        cfg = self.config
+        numeric = [name for name in train.feature_names if name not in train.categorical]
+        return FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
+                               hash_bits=cfg.hash_bits, max_categories=cfg.max_categories)
+
+    @staticmethod
+    def _standardizer(stats: DatasetStats, spec: FeatureSpec | None) -> Standardizer:
+        """Mean and scale of every feature: the numeric columns' from the statistics pass; indicators and
+        encoded categories are left as they are."""
+        if spec is None:
+            columns = list(stats.columns.values())
+            return Standardizer.from_stats(np.array([c.mean for c in columns]), np.array([c.std for c in columns]))
+        means, stds = np.zeros(spec.n_outputs), np.ones(spec.n_outputs)
+        for j, numeric in enumerate(spec.numeric):
+            means[j], stds[j] = stats.columns[numeric.name].mean, stats.columns[numeric.name].std
+        return Standardizer.from_stats(means, stds)
 
     def _split(self, dataset: Dataset) -> tuple[Dataset, Dataset | None]:
         cfg = self.config
@@ -308,7 +349,7 @@ class Trainer:
         meter = EpochMeter()
         stream = ChunkStream(run.train, plan, dtype=cfg.dtype, prefetch_depth=cfg.prefetch_depth,
                              target_encoder=run.encoder, quality=quality, start_step=state.next_chunk,
-                             extra_columns=[cfg.sample_weight] if cfg.sample_weight else None,
+                             extra_columns=[cfg.sample_weight] if cfg.sample_weight else None, features=run.spec,
                              transform=run.standardizer.apply if run.standardizer is not None else None)
         with stream:
             for chunk in stream:
@@ -318,7 +359,7 @@ class Trainer:
                                                                   run.n_out, run.model_cls.loss_kind, run.hyper,
                                                                   state.grad_sum)
                     self.kernel_calls += 1
-                    self._check(status, chunk, state)
+                    self._check(status, chunk, state, run.feature_names)
                 else:
                     n_batches = -(-chunk.n_rows // cfg.batch_size)
                     lrs = np.ascontiguousarray(run.schedule(state.step + np.arange(n_batches)), dtype=np.float64)
@@ -326,7 +367,7 @@ class Trainer:
                         chunk.X, chunk.y, weights, state.params, state.opt_state, run.hyper, lrs,
                         cfg.batch_size, run.n_out, run.model_cls.loss_kind, run.optimizer.code, state.step)
                     self.kernel_calls += 1
-                    self._check(status, chunk, state)
+                    self._check(status, chunk, state, run.feature_names)
                     state.step += n_batches
                 state.epoch_loss_sum += chunk_loss
                 state.epoch_rows += chunk.n_rows
@@ -350,7 +391,7 @@ class Trainer:
             lr = float(run.schedule(np.array([state.step]))[0])
             status = kernels.full_batch_step(state.params, state.grad_sum, float(state.epoch_rows),
                                              state.opt_state, run.hyper, lr, run.optimizer.code, state.step,
-                                             run.n_out * run.train.n_features)
+                                             run.n_out * len(run.feature_names))
             if status != 0:
                 raise DivergenceError(self._divergence_message(state))
             state.step += 1
@@ -369,7 +410,7 @@ class Trainer:
             params = run.optimizer.final_params(state.params, state.opt_state, state.step)
             record["validation_loss"] = mean_loss(run.validation, params, run.n_out, run.model_cls.loss_kind,
                                                   run.hyper, self.config.dtype, run.encoder,
-                                                  run.standardizer.apply if run.standardizer else None)
+                                                  run.standardizer.apply if run.standardizer else None, run.spec)
         return record
 
     # ---- early stopping, checkpoints, the model ----------------------------------------------------------------
@@ -406,7 +447,7 @@ class Trainer:
             params = state.best["params"]
         else:
             params = run.optimizer.final_params(state.params, state.opt_state, state.step)
-        coef, intercept = kernels.split_params(params, dataset.n_features, run.n_out)
+        coef, intercept = kernels.split_params(params, len(run.feature_names), run.n_out)
         transform = None
         if run.standardizer is not None:
             # the model predicts on raw inputs: fold the standardization into the coefficients
@@ -422,9 +463,12 @@ class Trainer:
         if state.best:
             summary["best_epoch"] = state.best["epoch"]
             summary["best_loss"] = state.best["loss"]
-        return run.model_cls(coef.copy(), intercept.copy(), dataset.feature_names, target=dataset.target,
+        if run.stats is not None:
+            summary["statistics"] = run.stats.as_dict()
+        return run.model_cls(coef.copy(), intercept.copy(), run.feature_names, target=dataset.target,
                              classes=to_json_labels(run.classes) if run.classes else None, config=cfg.to_dict(),
-                             history=state.history, optimizer_state=state.opt_state, summary=summary)
+                             history=state.history, optimizer_state=state.opt_state, summary=summary,
+                             feature_spec=run.spec.to_dict() if run.spec is not None else None)
 
     @contextlib.contextmanager
     def _stop_on_ctrl_c(self) -> Iterator[None]:
@@ -443,17 +487,17 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _check(self, status: int, chunk: Chunk, state: TrainState) -> None:
+    def _check(self, status: int, chunk: Chunk, state: TrainState, names: list[str]) -> None:
         if status == 0:
             return
         row = -int(status) - 1
         unit, row_in_unit = chunk.locate(row)
         where = self.dataset.describe_row(unit, row_in_unit)
         values = chunk.X[row]
-        bad = [name for name, v in zip(self.dataset.feature_names, values) if not np.isfinite(v)]
+        bad = [j for j, v in enumerate(values) if not np.isfinite(v)]
         if bad:
-            raise DataError(f"the feature column {bad[0]!r} holds {values[self.dataset.feature_names.index(bad[0])]} "
-                            f"at {where}; clean the data or drop those rows")
+            raise DataError(f"the feature column {names[bad[0]]!r} holds {values[bad[0]]} at {where}; clean the "
+                            "data, or train with --missing drop-rows or --missing impute")
         if chunk.y is not None and not np.isfinite(chunk.y[row]):
             raise DataError(f"the target column {self.dataset.target!r} is missing (null or NaN) at {where}")
         raise DivergenceError(self._divergence_message(state))

@@ -87,6 +87,27 @@ def test_every_model_kind_trains_saves_and_predicts_from_the_cli(data, tmp_path,
         assert len(predictions) == 2000 and np.isfinite(predictions).all()
 
 
+def test_inspect_stats_shows_streamed_column_statistics(data):
+    result = run("inspect", data, "--target", "y", "--categorical", "name", "--stats")
+    assert result.exit_code == 0, result.output
+    a = pq.read_table(data).column("a").to_numpy()
+    statistics = result.output.split("statistics (one streaming pass):")[1].splitlines()
+    line = next(row for row in statistics if row.strip().startswith("a "))
+    assert line.split()[1:4] == ["2,000", "0", f"{a.mean():.5g}"]
+    assert "name (categorical)" not in result.output and "feature (categorical)" in result.output
+    assert "1 distinct (r: 2,000)" in result.output
+
+
+def test_fit_with_a_categorical_column_and_impute(data, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = run("fit", data, "--target", "y", "--features", "a,b,c,name", "--missing", "impute", "--hash-bits", "4",
+                 "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    model = streamgd.load(out)
+    assert model.feature_names[:3] == ["a", "b", "c"] and len(model.feature_names) == 3 + 16
+    assert model.spec.encoding == "hash" and model.spec.missing == "impute"
+
+
 def test_inspect_shows_columns_and_shuffle_quality(data):
     result = run("inspect", data, "--target", "y", "--shuffle", "buffer:2")
     assert result.exit_code == 0, result.output
@@ -98,7 +119,7 @@ def test_inspect_shows_columns_and_shuffle_quality(data):
 @pytest.mark.parametrize("args, message", [
     (["fit", "missing.parquet", "--target", "y"], "no such file"),
     (["fit", "{data}", "--target", "nope"], "target column 'nope'"),
-    (["fit", "{data}", "--target", "y", "--features", "name"], "holds text"),
+    (["fit", "{data}", "--target", "y", "--categorical", "nope"], "the categorical column 'nope' is not in"),
     (["fit", "{data}", "--target", "y", "--batch-size", "0"], "batch_size"),
     (["predict", "{data}", "{data}", "--out", "x.parquet"], "not a streamgd model"),
     (["fit", "{data}", "--target", "y", "--optimizer", "adam", "--rho", "0.9"], "optimizer 'adam' has no option 'rho'"),

@@ -1,0 +1,177 @@
+"""The statistics pass: per column count, missing values, mean, variance, min and max (numeric) or value counts
+up to a cap (categorical), in one streaming pass whose per-unit results merge exactly (Chan et al.'s update),
+so units can be summarised in parallel and in any grouping.
+
+>>> import pyarrow as pa
+>>> a = column_stats(pa.chunked_array([[1.0, 2.0, None]]), categorical=False)
+>>> b = column_stats(pa.chunked_array([[3.0, float("nan")]]), categorical=False)
+>>> s = a.merge(b)
+>>> (s.count, s.missing, s.mean, round(s.var, 6), s.min, s.max)
+(3, 2, 2.0, 0.666667, 1.0, 3.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .dataset import Dataset, Unit, UnitTableReader
+from .errors import DataError
+
+DEFAULT_MAX_CATEGORIES = 1000
+
+
+@dataclass
+class ColumnStats:
+    """Summary of one column: finite values (count, mean, population variance, min, max), missing values (null
+    or NaN), infinities, and for categorical columns the count of each value (``overflow``: more distinct values
+    than the cap were seen, the rarest were dropped)."""
+
+    count: int = 0
+    missing: int = 0
+    infinite: int = 0
+    mean: float = 0.0
+    var: float = 0.0
+    min: float = math.inf
+    max: float = -math.inf
+    values: dict | None = None
+    overflow: bool = False
+
+    def merge(self, other: ColumnStats, max_categories: int = DEFAULT_MAX_CATEGORIES) -> ColumnStats:
+        """The statistics of both row sets together (Chan, Golub and LeVeque's pairwise update)."""
+        count = self.count + other.count
+        if count:
+            delta = other.mean - self.mean
+            mean = self.mean + delta * other.count / count
+            var = (self.var * self.count + other.var * other.count + delta * delta * self.count * other.count / count
+                   ) / count
+        else:
+            mean = var = 0.0
+        values, overflow = None, self.overflow or other.overflow
+        if self.values is not None or other.values is not None:
+            values = dict(self.values or {})
+            for value, n in (other.values or {}).items():
+                values[value] = values.get(value, 0) + n
+            if len(values) > max_categories:
+                values = dict(sorted(values.items(), key=lambda item: (-item[1], repr(item[0])))[:max_categories])
+                overflow = True
+        return ColumnStats(count, self.missing + other.missing, self.infinite + other.infinite, mean, var,
+                           min(self.min, other.min), max(self.max, other.max), values, overflow)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var)
+
+    def as_dict(self) -> dict:
+        out = {"count": self.count, "missing": self.missing, "infinite": self.infinite}
+        if self.values is not None:
+            out.update(distinct=len(self.values), overflow=self.overflow)
+        else:
+            out.update(mean=self.mean, std=self.std, min=self.min if self.count else None,
+                       max=self.max if self.count else None)
+        return out
+
+
+def numeric_values(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as float64 with NaN for nulls: numbers, booleans, decimals, and dates (days since 1970-01-01),
+    timestamps (seconds since the epoch), times and durations (seconds)."""
+    dtype = column.type
+    if pa.types.is_date(dtype):
+        column = pc.cast(pc.cast(column, pa.date32()), pa.int32())
+    elif pa.types.is_timestamp(dtype) or pa.types.is_duration(dtype) or pa.types.is_time(dtype):
+        scale = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[dtype.unit]
+        values = np.asarray(pc.cast(pc.cast(column, pa.int64()), pa.float64()).to_numpy(zero_copy_only=False),
+                            dtype=np.float64)
+        return values / scale
+    try:
+        column = pc.cast(column, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DataError(f"the column of type {dtype} cannot be read as numbers ({exc})") from None
+    if column.null_count:
+        column = column.fill_null(np.nan)
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def category_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A categorical column as strings (dictionaries decoded, numbers and booleans written out)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    return column
+
+
+def column_stats(column: pa.ChunkedArray, categorical: bool,
+                 max_categories: int = DEFAULT_MAX_CATEGORIES) -> ColumnStats:
+    """Statistics of one column of one chunk."""
+    if categorical:
+        strings = category_strings(column)
+        counts = pc.value_counts(strings.drop_null())
+        values = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+        stats = ColumnStats(count=len(strings) - strings.null_count, missing=strings.null_count, values={})
+        return stats.merge(ColumnStats(values=values), max_categories)
+    values = numeric_values(column)
+    finite = np.isfinite(values)
+    good = values[finite]
+    n = int(good.size)
+    missing = int(np.isnan(values).sum())
+    if n == 0:
+        return ColumnStats(0, missing, int(values.size - missing))
+    mean = float(good.mean())
+    return ColumnStats(n, missing, int(values.size - n - missing), mean, float(((good - mean) ** 2).mean()),
+                       float(good.min()), float(good.max()))
+
+
+@dataclass
+class DatasetStats:
+    """Statistics of every column, by name, and the number of rows."""
+
+    rows: int
+    columns: dict[str, ColumnStats] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "columns": {name: s.as_dict() for name, s in self.columns.items()}}
+
+
+def _units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str], categorical: set[str],
+                 max_categories: int) -> DatasetStats:
+    tables = UnitTableReader(dataset, columns)
+    total = DatasetStats(0, {name: ColumnStats(values={} if name in categorical else None) for name in columns})
+    try:
+        for unit in units:
+            table = tables.read(unit)
+            total.rows += table.num_rows
+            for name in columns:
+                part = column_stats(table.column(name), name in categorical, max_categories)
+                total.columns[name] = total.columns[name].merge(part, max_categories)
+    finally:
+        tables.close()
+    return total
+
+
+def compute_stats(dataset: Dataset, columns: Sequence[str], categorical: Sequence[str] = (),
+                  max_categories: int = DEFAULT_MAX_CATEGORIES, workers: int = 2) -> DatasetStats:
+    """One pass over ``columns`` of the dataset, ``workers`` threads each summarising a contiguous block of
+    units (pyarrow decodes without the GIL); the blocks merge exactly. Memory: one unit per thread."""
+    categorical = set(categorical)
+    units = list(dataset.units)
+    workers = max(1, min(workers, len(units)))
+    blocks = [units[len(units) * k // workers: len(units) * (k + 1) // workers] for k in range(workers)]
+    if len(blocks) == 1:
+        parts = [_units_stats(dataset, blocks[0], columns, categorical, max_categories)]
+    else:
+        with ThreadPoolExecutor(max_workers=len(blocks), thread_name_prefix="streamgd-stats") as pool:
+            parts = list(pool.map(lambda block: _units_stats(dataset, block, columns, categorical, max_categories),
+                                  blocks))
+    total = parts[0]
+    for part in parts[1:]:
+        total.rows += part.rows
+        for name in columns:
+            total.columns[name] = total.columns[name].merge(part.columns[name], max_categories)
+    return total
