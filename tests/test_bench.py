@@ -1,0 +1,117 @@
+"""The benchmark's regression gates on fabricated measurements, and the quick benchmark end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from streamgd.bench import check_gates, compare_to_baseline, markdown_report, parse_sizes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def results(rss: dict | None = None, rates: dict | None = None, zero_rss: float = 260.0, budget_mb: int = 64) -> dict:
+    """A results dict with every method at 1M and 16M rows: flat memory and healthy throughput unless
+    ``rss[(method, rows)]`` or ``rates[(method, rows)]`` say otherwise."""
+    rss, rates = rss or {}, rates or {}
+    defaults = {"sgd": (300.0, 1.2e6), "minibatch": (300.0, 2.4e6), "full-batch": (300.0, 2.3e6),
+                "minibatch-budget": (300.0, 2.3e6), "decode-floor": (180.0, 8.0e6),
+                "numpy-in-memory": (450.0, 1.0e6), "sklearn-partial-fit": (400.0, 1.7e6)}
+    measurements = []
+    for n in (1_000_000, 16_000_000):
+        for method, (peak, rate) in defaults.items():
+            if method == "numpy-in-memory":
+                peak *= n / 1_000_000  # grows with the data, but it is a baseline: no gate
+            measurements.append({"method": method, "rows": n, "status": "ok",
+                                 "kind": "baseline" if method in ("decode-floor", "numpy-in-memory",
+                                                                  "sklearn-partial-fit") else "streamgd",
+                                 "peak_rss_mb": rss.get((method, n), peak), "rows_per_s": rates.get((method, n), rate),
+                                 "sampled_peak_rss_mb": peak, "ru_maxrss_mb": peak, "wall_seconds": 1.0})
+    return {"config": {"n_features": 32, "memory_budget_mb": budget_mb},
+            "zero_rows": {m: {"peak_rss_mb": zero_rss, "status": "ok"}
+                          for m in ("sgd", "minibatch", "full-batch", "minibatch-budget")},
+            "measurements": measurements}
+
+
+def test_flat_memory_and_healthy_throughput_pass():
+    assert check_gates(results(), None, min_throughput_ratio=0.2) == []
+    assert check_gates(results(), results(), min_throughput_ratio=0.2) == []
+
+
+def test_rss_growth_of_25_percent_fails_naming_the_method():
+    grown = results(rss={("full-batch", 16_000_000): 375.0})
+    failures = check_gates(grown, None, min_throughput_ratio=0.2)
+    assert len(failures) == 1, failures
+    assert failures[0].startswith("rss-growth: full-batch:") and "+25.0%" in failures[0]
+    # within the limit: +8%
+    assert check_gates(results(rss={("sgd", 16_000_000): 324.0}), None, min_throughput_ratio=0.2) == []
+
+
+def test_throughput_below_the_ratio_of_the_decode_floor_fails():
+    slow = results(rates={("minibatch", 16_000_000): 1.0e6})  # 0.125x the floor
+    failures = check_gates(slow, None, min_throughput_ratio=0.2)
+    assert len(failures) == 1 and failures[0].startswith("throughput: minibatch"), failures
+    assert "0.12x" in failures[0] or "0.13x" in failures[0]
+    assert check_gates(slow, None, min_throughput_ratio=0.1) == []
+
+
+def test_memory_budget_overrun_fails():
+    over = results(rss={("minibatch-budget", 1_000_000): 380.0, ("minibatch-budget", 16_000_000): 390.0})
+    failures = check_gates(over, None, min_throughput_ratio=0.2, budget_allowance_mb=32)
+    assert [f.split(":")[0] for f in failures] == ["memory-budget", "memory-budget"], failures
+    assert "zero-rows 260 MB + budget 64 MB + allowance 32 MB" in failures[0]
+    # 356 MB is exactly the limit
+    at_limit = results(rss={("minibatch-budget", 1_000_000): 356.0, ("minibatch-budget", 16_000_000): 356.0})
+    assert check_gates(at_limit, None, min_throughput_ratio=0.2, budget_allowance_mb=32) == []
+
+
+def test_baseline_comparison_with_a_50_percent_throughput_drop_fails():
+    before = results()
+    now = results(rates={("minibatch", 1_000_000): 1.2e6, ("minibatch", 16_000_000): 1.2e6})
+    failures = check_gates(now, before, min_throughput_ratio=0.1)
+    assert len(failures) == 1 and failures[0].startswith("baseline: minibatch rows/s at 16,000,000 rows fell 50%")
+    assert check_gates(now, before, min_throughput_ratio=0.1, max_throughput_drop=0.6) == []
+    change = {(c["method"], c["rows"]): c for c in compare_to_baseline(now, before)}
+    assert change[("minibatch", 16_000_000)]["rows_per_s"]["change"] == pytest.approx(-0.5)
+    assert "-50.0%" in markdown_report(now, failures, compare_to_baseline(now, before))
+
+
+def test_failed_runs_are_gate_failures():
+    broken = results()
+    broken["measurements"][0].update(status="failed", error="exit status 2: error: boom")
+    failures = check_gates(broken, None, min_throughput_ratio=0.2)
+    assert failures == ["run failed: sgd at 1,000,000 rows: exit status 2: error: boom"]
+
+
+def test_parse_sizes():
+    assert parse_sizes("4M,1000000, 50k") == [50_000, 1_000_000, 4_000_000]
+    with pytest.raises(ValueError):
+        parse_sizes("many")
+
+
+def test_quick_benchmark_end_to_end(tmp_path):
+    out, data = tmp_path / "out", tmp_path / "data"
+    # quick mode's own sizes (50k and 200k rows x 8 features, row groups of 16,384): ~20-25 s here
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_memory.py"), "--quick",
+                           "--data-dir", str(data), "--out-dir", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| rows | method |" in done.stdout
+    report = json.loads((out / "bench.json").read_text())
+    methods = set(report["config"]["methods"])
+    assert methods == {"minibatch", "minibatch-budget", "decode-floor", "numpy-in-memory"}
+    measured = {(m["method"], m["rows"]) for m in report["measurements"] if m["status"] == "ok"}
+    assert measured == {(m, n) for m in methods for n in (50_000, 200_000)}
+    assert set(report["zero_rows"]) == {"minibatch", "minibatch-budget"}
+    for m in report["measurements"]:
+        assert m["peak_rss_mb"] > 50 and m["ru_maxrss_mb"] > 50 and m["rss_samples"] >= 1
+        assert m["rows_per_s"] > 0 and m["rows_done"] == m["rows"]
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["versions"]["pyarrow"]
+    assert report["gates"]["passed"] and report["gates"]["failures"] == []
+    for name in ("peak_rss.png", "rows_per_s.png", "bench.md"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "peak_rss.png").read_bytes()[:4] == b"\x89PNG"
