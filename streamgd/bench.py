@@ -76,11 +76,11 @@ DEFAULT_MAX_THROUGHPUT_DROP = 0.30
 # tenth of that, only catches a collapse of throughput.
 QUICK_MIN_THROUGHPUT_RATIO = 0.002
 # What the memory-budget gate allows above the zero-rows RSS + the budget: pyarrow's allocator (mimalloc by
-# default) keeps freed pages of decoded row groups. Measured on the 2-core machine (pyarrow 26, 1M-2M rows x 32
-# float32 features, row groups of 65,536, --memory-budget 64MB): with --no-standardize the run peaks at the
-# zero-rows RSS + 92-94 MB, of which the chunks in flight account for ~53 MB (inside the budget) and ~30 MB
-# exceed the budget; 32 MB allows that. With the default (standardize) the statistics pass adds ~70 MB more
-# (zero-rows + 160-175 MB), which the budget does not bound; the gate reports it.
+# default) keeps freed pages of decoded row groups. Measured on the 2-core machine (pyarrow 26 with mimalloc,
+# 1M-4M rows x 32 float32 features, row groups of 65,536, --memory-budget 64MB, zero-rows RSS 263 MB): with
+# --no-standardize the run peaks at the zero-rows RSS + 74-94 MB, i.e. 10-30 MB over the budget (the chunks in
+# flight are ~53 MB by streamgd's own accounting); 32 MB allows that. With the default (standardize) the
+# statistics pass adds 45-80 MB more (zero-rows + 121-175 MB), which the budget does not bound: the gate fails.
 BUDGET_ALLOWANCE_MB = 32.0
 # The in-memory NumPy baseline is skipped when it would need more than this fraction of the available memory.
 NUMPY_MEMORY_FRACTION = 0.5
