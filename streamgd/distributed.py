@@ -166,7 +166,7 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
 
 
 def _fit(client: Any, dataset: Dataset, cfg: TrainConfig, round_chunks: int) -> LinearModel:
-    from .train import Trainer, TrainState
+    from .train import Trainer, TrainState, kernel_hyper
 
     if dataset.target is None:
         raise ConfigError("training needs a target column (target=...)")
@@ -180,7 +180,7 @@ def _fit(client: Any, dataset: Dataset, cfg: TrainConfig, round_chunks: int) -> 
     classes, encoder = helper._classes(dataset, model_cls)
     n_out = model_cls.n_outputs(len(classes) if classes else None)
     optimizer = cfg.make_optimizer()
-    hyper = helper._hyper(optimizer)
+    hyper = kernel_hyper(cfg, optimizer)
     n_params = kernels.n_params(dataset.n_features, n_out)
     settings = {**cfg.to_dict(), "workers": n_shards, "round_chunks": round_chunks}
     checkpoint = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
@@ -194,7 +194,7 @@ def _fit(client: Any, dataset: Dataset, cfg: TrainConfig, round_chunks: int) -> 
     job = _Job(dataset, n_shards, cfg.shuffle, cfg.seed, cfg.dtype, cfg.batch_size, n_out, model_cls.loss_kind,
                optimizer.code, hyper, encoder, standardizer)
     [job_future] = client.scatter([job], broadcast=True)
-    schedule = cfg.make_schedule(helper._steps_per_epoch(dataset))
+    schedule = cfg.make_schedule(helper.steps_per_epoch(dataset))
 
     def save() -> None:
         if cfg.checkpoint_dir:

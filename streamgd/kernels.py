@@ -180,6 +180,16 @@ def _row_loss_dloss(margins, b, n_out, loss_kind, label, weight, eps, dloss):
         for k in range(n_out):
             dloss[k, b] *= weight
         return weight * loss
+    if n_out > 1:  # hinge losses over K classes: one-vs-rest, class k's binary loss on "label == k", summed
+        if not (label >= 0.0 and label < n_out):
+            return math.nan  # NaN or out-of-range label: a bad row
+        index = int(label)
+        total = 0.0
+        for k in range(n_out):
+            yk = 1.0 if k == index else 0.0
+            dloss[k, b] = weight * _pointwise_dloss(loss_kind, margins[k, b], yk, eps)
+            total += _pointwise_loss(loss_kind, margins[k, b], yk, eps)
+        return weight * total
     m = margins[0, b]
     dloss[0, b] = weight * _pointwise_dloss(loss_kind, m, label, eps)
     return weight * _pointwise_loss(loss_kind, m, label, eps)

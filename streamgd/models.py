@@ -206,14 +206,22 @@ class SoftmaxRegression(LinearModel):
 
 class LinearSVM(LinearModel):
     """Linear support vector machine: hinge loss ``max(0, 1 - s m)`` with s = +-1 (scikit-learn's LinearSVC
-    and SGDClassifier(loss="hinge")). No probabilities; ``decision_function`` is the signed margin."""
+    and SGDClassifier(loss="hinge")); more than two classes are one-vs-rest (a margin per class, the largest
+    wins). No probabilities; ``decision_function`` is the signed margin."""
 
     kind = "svm"
     loss_kind = kernels.LOSS_HINGE
     is_classifier = True
 
+    @staticmethod
+    def n_outputs(n_classes: int | None) -> int:
+        """One margin for two classes; one-vs-rest margins (one row per class) for more."""
+        return 1 if (n_classes or 2) <= 2 else int(n_classes)
+
     def predict(self, X: Any) -> np.ndarray:
-        return _labels(self.classes_, (self.decision_function(X) > 0).astype(np.int64))
+        margins = self.decision_function(X)
+        index = margins.argmax(axis=1) if margins.ndim == 2 else (margins > 0).astype(np.int64)
+        return _labels(self.classes_, index)
 
 
 class SquaredHingeSVM(LinearSVM):

@@ -133,6 +133,8 @@ class Trainer:
         self.dataset: Dataset | None = None
         self.standardizer: Standardizer | None = None
         self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
+        self.run: _Run | None = None  # the last fit's settings and its final state (to continue training from)
+        self.state: TrainState | None = None
         self._interrupted = False
 
     # ---- set-up ------------------------------------------------------------------------------------------------
@@ -172,6 +174,7 @@ class Trainer:
         self.dataset = dataset
         checkpoint = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
         run, state = self._set_up(dataset, checkpoint)
+        self.run, self.state = run, state
         with self._stop_on_ctrl_c():
             while not state.finished and state.epoch < cfg.epochs:
                 record = self._run_epoch(run, state)
@@ -196,26 +199,18 @@ class Trainer:
         stats = self._statistics(train)
         spec = self._feature_spec(train, stats)
         feature_names = spec.output_names if spec is not None else list(dataset.feature_names)
-        optimizer = cfg.make_optimizer()
-        n_params = kernels.n_params(len(feature_names), n_out)
-        opt_state = optimizer.init_state(n_params)
-        hyper = self._hyper(optimizer)
-        if hyper[kernels.H_ALPHA] * hyper[kernels.H_L1_RATIO] > 0 and not cfg.full_batch:
-            # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record
-            # is one more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
-            opt_state = np.vstack([opt_state, np.zeros((1, n_params))])
-            hyper[kernels.H_L1_ROW] = opt_state.shape[0]
+        optimizer, params, opt_state, hyper = initial_state(cfg, len(feature_names), n_out)
         if checkpoint is not None:
             self._check_resumable(checkpoint, dataset)
             state = TrainState.from_checkpoint(checkpoint)
             self.resumed_from = checkpoint.serial
             standardizer = Standardizer(*checkpoint.standardizer) if checkpoint.standardizer else None
         else:
-            state = TrainState(params=np.zeros(n_params), opt_state=opt_state)
+            state = TrainState(params=params, opt_state=opt_state)
             state.start_epoch(cfg.full_batch)
             standardizer = self._standardizer(stats, spec) if cfg.standardize else None
         self.standardizer = standardizer
-        schedule = cfg.make_schedule(self._steps_per_epoch(train))
+        schedule = cfg.make_schedule(self.steps_per_epoch(train))
         return _Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule,
                     standardizer, class_weights, spec, feature_names, stats), state
 
@@ -322,23 +317,13 @@ class Trainer:
             weights = per_row if weights is None else weights * per_row
         return np.empty(0) if weights is None else np.ascontiguousarray(weights)
 
-    def _steps_per_epoch(self, dataset: Dataset) -> int:
+    def steps_per_epoch(self, dataset: Dataset) -> int:
         """Optimizer steps in one epoch (the first epoch's plan; other epochs differ by a few at most)."""
         cfg = self.config
         if cfg.full_batch:
             return 1
         plan = make_plan(dataset.units, cfg.shuffle, seed=cfg.seed, epoch=0)
         return sum(-(-sum(unit.n_rows for unit in step.units) // cfg.batch_size) for step in plan.steps)
-
-    def _hyper(self, optimizer: Optimizer) -> np.ndarray:
-        cfg = self.config
-        hyper = np.zeros(kernels.N_HYPER)
-        hyper[kernels.H_ALPHA] = cfg.effective_alpha
-        hyper[kernels.H_L1_RATIO] = cfg.effective_l1_ratio
-        hyper[kernels.H_CLIP_NORM] = cfg.clip_norm
-        hyper[kernels.H_HUBER_EPS] = cfg.epsilon
-        optimizer.write_hyper(hyper)
-        return hyper
 
     # ---- one epoch ---------------------------------------------------------------------------------------------
     def _run_epoch(self, run: _Run, state: TrainState) -> dict:
@@ -505,6 +490,32 @@ class Trainer:
     def _divergence_message(self, state: TrainState) -> str:
         return (f"training diverged at epoch {state.epoch}, step {state.step}: the loss or a parameter became "
                 f"NaN or inf; lower the learning rate (now {self.config.learning_rate}) or standardize the features")
+
+
+def kernel_hyper(cfg: TrainConfig, optimizer: Optimizer) -> np.ndarray:
+    """The kernels' hyperparameter vector: penalty, clipping, Huber's epsilon and the optimizer's own."""
+    hyper = np.zeros(kernels.N_HYPER)
+    hyper[kernels.H_ALPHA] = cfg.effective_alpha
+    hyper[kernels.H_L1_RATIO] = cfg.effective_l1_ratio
+    hyper[kernels.H_CLIP_NORM] = cfg.clip_norm
+    hyper[kernels.H_HUBER_EPS] = cfg.epsilon
+    optimizer.write_hyper(hyper)
+    return hyper
+
+
+def initial_state(cfg: TrainConfig, n_features: int, n_out: int
+                  ) -> tuple[Optimizer, np.ndarray, np.ndarray, np.ndarray]:
+    """The optimizer, zero parameters, its initial state and the kernels' hyperparameters for a fresh run."""
+    optimizer = cfg.make_optimizer()
+    n_params = kernels.n_params(n_features, n_out)
+    opt_state = optimizer.init_state(n_params)
+    hyper = kernel_hyper(cfg, optimizer)
+    if hyper[kernels.H_ALPHA] * hyper[kernels.H_L1_RATIO] > 0 and not cfg.full_batch:
+        # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record
+        # is one more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
+        opt_state = np.vstack([opt_state, np.zeros((1, n_params))])
+        hyper[kernels.H_L1_ROW] = opt_state.shape[0]
+    return optimizer, np.zeros(n_params), opt_state, hyper
 
 
 def _nonnegative(encoder: Callable, target: str, kind: str) -> Callable:

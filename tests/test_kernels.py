@@ -88,6 +88,34 @@ def test_batch_gradient_equals_numpy_in_float64(name, layout):
         np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-12)
 
 
+def numpy_one_vs_rest(kind, X, y, w, params, n_out):
+    """A hinge loss over ``n_out`` classes: class k's binary loss on ``y == k``, summed; gradient assembled."""
+    d = X.shape[1]
+    coef, intercept = params[: n_out * d].reshape(n_out, d), params[n_out * d:]
+    total, grad = 0.0, np.zeros_like(params)
+    for k in range(n_out):
+        loss, g = numpy_loss_grad(kind, X, (y == k).astype(np.float64), w, np.append(coef[k], intercept[k]), 1)
+        total += loss
+        grad[k * d:(k + 1) * d], grad[n_out * d + k] = g[:d], g[d]
+    return total, grad
+
+
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+def test_hinge_over_three_classes_is_one_vs_rest(name):
+    kind = ALL_LOSSES[name]
+    X, _, w, _, _ = problem(kind, seed=5)
+    rng = np.random.default_rng(5)
+    y, params = rng.integers(0, 3, len(w)).astype(np.float64), rng.standard_normal(3 * (X.shape[1] + 1)) * 0.5
+    grad = np.zeros_like(params)
+    loss = K.batch_loss_grad(np.asfortranarray(X), y, w, 0, len(y), params, 3, kind, hyper(), grad)
+    ref_loss, ref_grad = numpy_one_vs_rest(kind, X, y, w, params, 3)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-12)
+    y[4] = 3.0  # a label outside the classes is a bad row, not a silent zero
+    assert not np.isfinite(K.batch_loss_grad(np.asfortranarray(X), y, w, 0, len(y), params, 3, kind, hyper(),
+                                             np.zeros_like(params)))
+
+
 @pytest.mark.parametrize("name", list(ALL_LOSSES))
 def test_float32_chunks_agree_within_float32_tolerance(name):
     kind = ALL_LOSSES[name]
