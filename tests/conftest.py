@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pytest
+import os
 
-from problems import write_xy
+# scikit-learn's estimator checks include check_array_api_input (with NumPy), which skips itself unless SciPy's
+# array API support is on; it is read when SciPy is first imported, so set it before anything imports SciPy.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import pytest  # noqa: E402
+
+from problems import write_xy  # noqa: E402
 
 
 def write_table(path, columns: dict, row_group_size: int) -> str:

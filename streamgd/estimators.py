@@ -1,0 +1,428 @@
+"""scikit-learn estimators over streamgd's trainer.
+
+``SGDClassifier`` mirrors ``sklearn.linear_model.SGDClassifier`` (losses ``log_loss``, ``hinge``,
+``squared_hinge``) and ``SGDRegressor`` mirrors ``sklearn.linear_model.SGDRegressor`` (``squared_error``,
+``huber``, and ``poisson``). ``fit`` trains on arrays or data frames with the same Trainer as ``streamgd fit``
+(the rows become an in-memory table cut into units of 65,536 rows, so a Parquet file written with row groups of
+that size trains to the same model), ``fit_parquet`` streams a Parquet dataset out of core, and ``partial_fit``
+takes one pass over each batch it is given, continuing the optimizer's state.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0); X = rng.standard_normal((500, 3)); y = (X @ [2.0, -1.0, 0.5] > 0)
+>>> clf = SGDClassifier(random_state=0).fit(X, y)
+>>> clf.classes_.tolist(), clf.coef_.shape, round(clf.score(X, y), 2) >= 0.95
+([False, True], (1, 3), True)
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from . import kernels
+from .config import TrainConfig
+from .dataset import open_dataset, open_table
+from .errors import DataError, DivergenceError
+from .models import MODEL_KINDS, LinearModel
+from .standardize import Standardizer
+from .targets import scan_classes
+from .train import Trainer, initial_state
+
+TARGET_COLUMN = "__target__"
+WEIGHT_COLUMN = "__sample_weight__"
+CLASSIFIER_LOSSES = {"log_loss": "logistic", "hinge": "svm", "squared_hinge": "squared-hinge"}
+REGRESSOR_LOSSES = {"squared_error": "linear", "huber": "huber", "poisson": "poisson"}
+
+
+def _seed(random_state: Any) -> int:
+    """streamgd's seed from scikit-learn's ``random_state``: None is seed 0 (streamgd is deterministic by
+    default), an int is itself, a RandomState draws one."""
+    if random_state is None:
+        return 0
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.ndim == 0:
+        weights = np.full(n_rows, float(weights))
+    if weights.shape != (n_rows,):
+        raise ValueError(f"sample_weight.shape == {weights.shape}, expected {(n_rows,)}")
+    if not np.all(np.isfinite(weights)) or (weights < 0).any():
+        raise ValueError("sample_weight must hold finite numbers >= 0")
+    if n_rows and not weights.any():
+        raise ValueError("the sample weights are all zero: there is nothing to train on")
+    return weights
+
+
+class _Session:
+    """What ``partial_fit`` continues from: the kernels' parameters, optimizer state and step, and the fixed
+    settings of the run (optimizer, steps per epoch of the schedule, standardizer, model class)."""
+
+    def __init__(self, config: TrainConfig, model_cls: type[LinearModel], n_features: int, n_out: int,
+                 standardizer: Standardizer | None, steps_per_call: int):
+        self.config, self.model_cls, self.n_out, self.standardizer = config, model_cls, n_out, standardizer
+        self.optimizer, self.params, self.opt_state, self.hyper = initial_state(config, n_features, n_out)
+        self.steps_per_epoch = steps_per_call
+        self.step = 0
+        self.calls = 0
+
+    @classmethod
+    def from_trainer(cls, trainer: Trainer) -> _Session:
+        """Continue where ``Trainer.fit`` stopped (its last state, not an early-stopping best)."""
+        run, state = trainer.run, trainer.state
+        session = cls.__new__(cls)
+        session.config, session.model_cls, session.n_out = trainer.config, run.model_cls, run.n_out
+        session.standardizer = run.standardizer
+        session.optimizer, session.hyper = run.optimizer, run.hyper
+        session.steps_per_epoch = trainer.steps_per_epoch(run.train)
+        session.params, session.opt_state, session.step = state.params.copy(), state.opt_state.copy(), state.step
+        session.calls = len(state.history)
+        return session
+
+    def train(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+        """One pass over the rows (shuffled from the seed unless shuffle is 'none'); the mean progressive loss."""
+        cfg = self.config
+        order = np.arange(X.shape[0])
+        if cfg.shuffle != "none":
+            order = np.random.default_rng([cfg.seed, self.calls]).permutation(X.shape[0])
+        chunk = np.asfortranarray(X[order], dtype=cfg.dtype)
+        if self.standardizer is not None:
+            self.standardizer.apply(chunk)
+        batch_size = X.shape[0] if cfg.full_batch else int(cfg.batch_size)
+        n_batches = -(-X.shape[0] // batch_size)
+        schedule = cfg.make_schedule(self.steps_per_epoch)  # rebuilt, not stored: schedules are closures
+        lrs = np.ascontiguousarray(schedule(self.step + np.arange(n_batches)), dtype=np.float64)
+        weights = np.empty(0) if weights is None else np.ascontiguousarray(weights[order])
+        loss, _, status = kernels.train_chunk(chunk, np.ascontiguousarray(y[order], dtype=np.float64), weights,
+                                              self.params, self.opt_state, self.hyper, lrs, batch_size, self.n_out,
+                                              self.model_cls.loss_kind, self.optimizer.code, self.step)
+        if status != 0:
+            raise DivergenceError(f"partial_fit diverged at step {self.step} (a NaN or inf loss or parameter); "
+                                  "lower the learning rate (lr=...)")
+        self.step += n_batches
+        self.calls += 1
+        return float(loss) / X.shape[0]
+
+    def model(self, feature_names: list[str], classes: list | None) -> LinearModel:
+        """The model of the current parameters, on raw (unstandardized) inputs."""
+        params = self.optimizer.final_params(self.params, self.opt_state, self.step)
+        coef, intercept = kernels.split_params(params, len(feature_names), self.n_out)
+        if self.standardizer is not None:
+            coef, intercept = self.standardizer.raw_coefficients(coef, intercept)
+        return self.model_cls(coef.copy(), intercept.copy(), feature_names, target=TARGET_COLUMN, classes=classes,
+                              config=self.config.to_dict(), optimizer_state=self.opt_state.copy(),
+                              summary={"steps": self.step, "partial_fit_calls": self.calls})
+
+
+class _StreamgdSGD(BaseEstimator):
+    """What the classifier and the regressor share: the settings, fitting in memory, from Parquet and in parts."""
+
+    _losses: dict[str, str] = {}
+
+    # ---- settings ----------------------------------------------------------------------------------------------
+    def _kind(self, n_classes: int | None) -> str:
+        if self.loss not in self._losses:
+            raise ValueError(f"loss={self.loss!r} is not supported; expected one of {', '.join(self._losses)}")
+        return self._losses[self.loss]
+
+    def _config(self, kind: str, **extra: Any) -> TrainConfig:
+        return TrainConfig(model=kind, batch_size=self.batch_size, epochs=self.max_iter, lr=self.lr,
+                           schedule=self.schedule, optimizer=self.optimizer, penalty=self.penalty,
+                           alpha=self.alpha, l1_ratio=self.l1_ratio, shuffle=self.shuffle,
+                           seed=_seed(self.random_state), dtype="float64", standardize=self.standardize,
+                           early_stopping=self.n_iter_no_change, tol=self.tol, **extra).validate()
+
+    def _feature_names(self) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        return [str(name) for name in names] if names is not None else [f"x{j}" for j in range(self.n_features_in_)]
+
+    # ---- fitting -----------------------------------------------------------------------------------------------
+    def _fit_arrays(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, kind: str,
+                    **extra: Any) -> Trainer:
+        names = self._feature_names()
+        columns = {name: X[:, j] for j, name in enumerate(names)}
+        columns[TARGET_COLUMN] = y
+        if weights is not None:
+            columns[WEIGHT_COLUMN] = weights
+            extra["sample_weight"] = WEIGHT_COLUMN
+        dataset = open_table(pa.table(columns), target=TARGET_COLUMN, features=names)
+        trainer = Trainer(self._config(kind, **extra))
+        try:
+            self.model_ = trainer.fit(dataset)
+        except DataError as error:  # scikit-learn's contract: bad data is a ValueError
+            raise ValueError(str(error)) from None
+        self._session = _Session.from_trainer(trainer)
+        self._set_fitted(self.model_)
+        return trainer
+
+    def fit_parquet(self, data: Any, target: str, features: list[str] | None = None,
+                    sample_weight: str | None = None) -> _StreamgdSGD:
+        """Train out of core on a Parquet file, directory or glob (anything ``streamgd.open_dataset`` takes),
+        streamed chunk by chunk; ``sample_weight`` names a column of per-row weights."""
+        self._reset()
+        extra: dict[str, Any] = {"sample_weight": sample_weight}
+        if getattr(self, "class_weight", None) is not None:
+            extra["class_weight"] = self.class_weight
+        trainer = Trainer(self._config(self._kind(self._count_classes(data, target, features)), **extra))
+        model = trainer.fit(data, target=target, features=features)
+        if model.spec is not None:
+            raise ValueError("fit_parquet takes numeric feature columns; for categorical, date or missing-value "
+                             "handling use streamgd.fit, whose model predicts on tables")
+        self.model_ = model
+        self.feature_names_in_ = np.asarray(model.feature_names, dtype=object)
+        self.n_features_in_ = len(model.feature_names)
+        if model.classes_ is not None:
+            self.classes_ = np.asarray(model.classes_)
+        self._session = _Session.from_trainer(trainer)
+        self._set_fitted(model)
+        return self
+
+    def _count_classes(self, data: Any, target: str, features: list[str] | None) -> int | None:
+        """The number of classes of a dataset's target (None for regressors)."""
+        return None
+
+    def _reset(self) -> None:
+        for name in ("feature_names_in_", "classes_", "_session"):
+            if hasattr(self, name):
+                delattr(self, name)
+
+    def _set_fitted(self, model: LinearModel) -> None:
+        self.coef_ = model.coef_.copy()
+        self.intercept_ = model.intercept_.copy()
+        self.n_iter_ = max(len(model.history), int(model.summary.get("partial_fit_calls", 0)))
+        self.history_ = list(model.history)
+
+    # ---- predicting --------------------------------------------------------------------------------------------
+    def _margins(self, X: Any) -> np.ndarray:
+        """``X @ coef_.T + intercept_``, shape (n, n_outputs), after checking X against the fitted inputs."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return X @ np.atleast_2d(self.coef_).T + self.intercept_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False
+        return tags
+
+
+class SGDClassifier(ClassifierMixin, _StreamgdSGD):
+    """Linear classifier trained by streamgd (mirrors ``sklearn.linear_model.SGDClassifier``).
+
+    ``loss="log_loss"`` is logistic regression (binary) or multinomial softmax regression (more classes),
+    ``"hinge"`` a linear SVM and ``"squared_hinge"`` its smooth variant (one-vs-rest for more classes). ``max_iter`` is the number
+    of epochs, ``n_iter_no_change`` stops early on the training loss (0: off), ``lr``, ``schedule`` and
+    ``optimizer`` are streamgd's (see ``streamgd.optim``), and inputs are standardized unless
+    ``standardize=False``: the fitted ``coef_`` apply to raw inputs. ``random_state=None`` is seed 0.
+    """
+
+    _losses = CLASSIFIER_LOSSES
+
+    def __init__(self, loss: str = "log_loss", *, penalty: str = "l2", alpha: float = 1e-4, l1_ratio: float = 0.15,
+                 max_iter: int = 20, tol: float = 1e-4, n_iter_no_change: int = 5, batch_size: int | str = 32,
+                 optimizer: str = "sgd", lr: float | None = None, schedule: str = "invscaling",
+                 shuffle: str = "row-groups", standardize: bool = True, class_weight: Any = None,
+                 random_state: Any = None):
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.schedule = schedule
+        self.shuffle = shuffle
+        self.standardize = standardize
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def _kind(self, n_classes: int | None) -> str:
+        kind = super()._kind(n_classes)
+        return "softmax" if kind == "logistic" and n_classes is not None and n_classes > 2 else kind
+
+    def _count_classes(self, data: Any, target: str, features: list[str] | None) -> int | None:
+        return len(scan_classes(open_dataset(data, target=target, features=features)))
+
+    def _class_weight_by_index(self) -> Any:
+        if self.class_weight is None or isinstance(self.class_weight, str):
+            return self.class_weight
+        unknown = [label for label in self.class_weight if label not in self.classes_]
+        if unknown:
+            raise ValueError(f"class_weight names {unknown[0]!r}, which is not a class (classes: "
+                             f"{self.classes_.tolist()})")
+        index = {label: k for k, label in enumerate(self.classes_.tolist())}
+        return {index[label]: float(weight) for label, weight in self.class_weight.items()}
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> SGDClassifier:
+        """Train ``max_iter`` epochs on the rows in memory (a fresh model each call)."""
+        self._reset()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"the target needs samples of at least 2 classes; got 1 class: {self.classes_[0]!r}")
+        kind = self._kind(len(self.classes_))
+        weights = _sample_weight(sample_weight, X.shape[0])
+        self._fit_arrays(X, y_index.astype(np.int64), weights, kind, class_weight=self._class_weight_by_index())
+        return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> SGDClassifier:
+        """One pass over this batch, continuing the optimizer's state; the first call needs ``classes``.
+
+        Without an earlier ``fit``, inputs are standardized with the mean and scale of the first batch (fixed
+        afterwards)."""
+        first = not hasattr(self, "_session")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
+        check_classification_targets(y)
+        if first:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            self.classes_ = np.unique(np.asarray(classes))
+            if len(self.classes_) < 2:
+                raise ValueError("partial_fit needs at least 2 classes")
+            if isinstance(self.class_weight, str):
+                raise ValueError(f"class_weight={self.class_weight!r} is not supported for partial_fit; "
+                                 "pass a mapping {label: weight}")
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes={classes!r} is not the same as on the first call ({self.classes_.tolist()})")
+        y_index = np.searchsorted(self.classes_, y)
+        unknown = (y_index >= len(self.classes_)) | (self.classes_[np.minimum(y_index, len(self.classes_) - 1)] != y)
+        if unknown.any():
+            raise ValueError(f"the label {y[np.flatnonzero(unknown)[0]]!r} is not one of classes "
+                             f"{self.classes_.tolist()}")
+        weights = _sample_weight(sample_weight, X.shape[0])
+        class_weight = self._class_weight_by_index()
+        if class_weight:
+            per_row = np.array([class_weight.get(k, 1.0) for k in range(len(self.classes_))])[y_index]
+            weights = per_row if weights is None else weights * per_row
+        if first:
+            kind = self._kind(len(self.classes_))
+            self._session = _first_session(self, X, kind, MODEL_KINDS[kind].n_outputs(len(self.classes_)))
+        self._session.train(X, y_index.astype(np.float64), weights)
+        self.model_ = self._session.model(self._feature_names(), self.classes_.tolist())
+        self._set_fitted(self.model_)
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Margins ``X @ coef_.T + intercept_``: shape (n,) for two classes, (n, n_classes) otherwise."""
+        margins = self._margins(X)
+        return margins[:, 0] if margins.shape[1] == 1 else margins
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The class labels of the largest margin."""
+        margins = self.decision_function(X)
+        index = (margins > 0).astype(np.int64) if margins.ndim == 1 else np.argmax(margins, axis=1)
+        return self.classes_[index]
+
+    def _has_proba(self) -> bool:
+        return self.loss == "log_loss"
+
+    @available_if(_has_proba)
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes), columns in the order of ``classes_``."""
+        margins = self.decision_function(X)
+        if margins.ndim == 1:
+            positive = 0.5 * (1.0 + np.tanh(0.5 * margins))  # the logistic function, without overflow
+            return np.column_stack([1.0 - positive, positive])
+        shifted = np.exp(margins - margins.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    @available_if(_has_proba)
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """The logarithm of ``predict_proba``."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+
+class SGDRegressor(RegressorMixin, _StreamgdSGD):
+    """Linear regressor trained by streamgd (mirrors ``sklearn.linear_model.SGDRegressor``).
+
+    ``loss="squared_error"`` is least squares, ``"huber"`` robust regression (``epsilon``) and ``"poisson"``
+    Poisson regression with a log link (``predict`` returns the expected count). Settings as ``SGDClassifier``.
+    """
+
+    _losses = REGRESSOR_LOSSES
+
+    def __init__(self, loss: str = "squared_error", *, penalty: str = "l2", alpha: float = 1e-4,
+                 l1_ratio: float = 0.15, epsilon: float = 1.35, max_iter: int = 20, tol: float = 1e-4,
+                 n_iter_no_change: int = 5, batch_size: int | str = 32, optimizer: str = "sgd",
+                 lr: float | None = None, schedule: str = "invscaling", shuffle: str = "row-groups",
+                 standardize: bool = True, random_state: Any = None):
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.epsilon = epsilon
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.schedule = schedule
+        self.shuffle = shuffle
+        self.standardize = standardize
+        self.random_state = random_state
+
+    def _config(self, kind: str, **extra: Any) -> TrainConfig:
+        return super()._config(kind, epsilon=self.epsilon, **extra)
+
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        if self.loss == "poisson" and (y < 0).any():
+            raise ValueError("loss='poisson' needs a target of counts >= 0")
+        return y
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> SGDRegressor:
+        """Train ``max_iter`` epochs on the rows in memory (a fresh model each call)."""
+        self._reset()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True)
+        y = self._targets(column_or_1d(y, warn=True))
+        self._fit_arrays(X, y, _sample_weight(sample_weight, X.shape[0]), self._kind(None))
+        return self
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> SGDRegressor:
+        """One pass over this batch, continuing the optimizer's state (standardized as the first batch, unless
+        ``fit`` came first)."""
+        first = not hasattr(self, "_session")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, reset=first)
+        y = self._targets(column_or_1d(y, warn=True))
+        if first:
+            self._session = _first_session(self, X, self._kind(None), 1)
+        self._session.train(X, y, _sample_weight(sample_weight, X.shape[0]))
+        self.model_ = self._session.model(self._feature_names(), None)
+        self._set_fitted(self.model_)
+        return self
+
+    def _set_fitted(self, model: LinearModel) -> None:
+        super()._set_fitted(model)
+        self.coef_ = self.coef_[0]  # scikit-learn's regressors: coef_ (n_features,), intercept_ (1,)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted values (poisson: the expected counts, ``exp`` of the linear predictor)."""
+        margins = self._margins(X)[:, 0]
+        return np.exp(margins) if self.loss == "poisson" else margins
+
+
+def _first_session(estimator: _StreamgdSGD, X: np.ndarray, kind: str, n_out: int) -> _Session:
+    """A fresh ``partial_fit`` session, standardizing with the first batch's mean and scale."""
+    config = estimator._config(kind)
+    standardizer = Standardizer.from_stats(X.mean(axis=0), X.std(axis=0)) if config.standardize else None
+    steps = 1 if config.full_batch else -(-X.shape[0] // int(config.batch_size))
+    return _Session(config, MODEL_KINDS[kind], X.shape[1], n_out, standardizer, steps)

@@ -1,0 +1,176 @@
+"""The scikit-learn estimators: scikit-learn's own estimator checks, solutions against exact solvers, fitting out
+of core equal to fitting in memory, and partial_fit."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.svm import LinearSVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from problems import logistic_exact, logistic_objective, ridge_exact, ridge_objective
+from streamgd.estimators import SGDClassifier, SGDRegressor
+
+# Checks that cannot apply, with scikit-learn's own expected-failure mechanism.
+EXPECTED_FAILED_CHECKS = {
+    # A row of weight 2 is not the same as the row twice: the rows are shuffled and cut into mini-batches, so a
+    # repeated row lands in another batch and moves the trajectory; standardization's mean and scale count the
+    # repeated row twice; and the objective is the weighted loss summed over the batch's rows divided by its
+    # number of rows (as scikit-learn's SGD), so n changes with repetition. scikit-learn's own SGDClassifier
+    # and SGDRegressor are marked the same way.
+    "check_sample_weight_equivalence_on_dense_data": "stochastic mini-batches and standardization count rows, "
+                                                     "not weights",
+}
+
+
+@parametrize_with_checks(
+    [SGDClassifier(), SGDClassifier(loss="hinge"), SGDClassifier(optimizer="adam", batch_size="full",
+                                                                 penalty="elasticnet"),
+     SGDRegressor(), SGDRegressor(loss="huber")],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+# ---- solutions ------------------------------------------------------------------------------------------------
+
+ALPHA = 1e-3
+
+
+@pytest.fixture(scope="module")
+def standardized():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3000, 5))
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    return X, rng
+
+
+def test_regressor_full_batch_reaches_the_ridge_solution(standardized):
+    X, rng = standardized
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 1.5 + 0.3 * rng.standard_normal(len(X))
+    model = SGDRegressor(batch_size="full", max_iter=300, lr=0.5, schedule="constant", alpha=ALPHA,
+                         standardize=False, n_iter_no_change=0).fit(X, y)
+    assert model.coef_.shape == (5,) and model.intercept_.shape == (1,) and model.n_iter_ == 300
+    best = ridge_objective(X, y, *ridge_exact(X, y, ALPHA), ALPHA)
+    gap = (ridge_objective(X, y, model.coef_, model.intercept_[0], ALPHA) - best) / best
+    assert 0 <= gap < 1e-6
+
+
+def test_classifier_reaches_lbfgs_with_string_labels(standardized):
+    X, rng = standardized
+    p = 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0, 0.0, 0.5, 2.0]) - 0.3)))
+    positive = rng.random(len(X)) < p
+    y = np.where(positive, "spam", "ham")
+    model = SGDClassifier(batch_size="full", max_iter=400, lr=2.0, schedule="constant", alpha=ALPHA,
+                          standardize=False, n_iter_no_change=0).fit(X, y)
+    assert model.classes_.tolist() == ["ham", "spam"]
+    best = logistic_objective(X, positive, *logistic_exact(X, positive, ALPHA), ALPHA)
+    gap = (logistic_objective(X, positive, model.coef_[0], model.intercept_[0], ALPHA) - best) / best
+    assert 0 <= gap < 1e-4
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-model.decision_function(X))), rtol=1e-12)
+    assert set(model.predict(X)) == {"ham", "spam"}
+
+
+def test_hinge_over_three_classes_matches_linear_svc_accuracy():
+    X, y = make_blobs(n_samples=3000, centers=3, cluster_std=1.5, random_state=2)
+    alpha = 1e-3  # the same objective: LinearSVC's C = 1 / (alpha * n), one-vs-rest hinge
+    svc = LinearSVC(loss="hinge", C=1.0 / (alpha * len(X)), max_iter=100_000).fit(X, y)
+    model = SGDClassifier(loss="hinge", alpha=alpha, max_iter=50, n_iter_no_change=0, random_state=0).fit(X, y)
+    assert model.coef_.shape == (3, 2)
+    # measured: 0.8793 against LinearSVC's 0.8787
+    assert abs(model.score(X, y) - svc.score(X, y)) <= 0.005
+
+
+# ---- out of core equals in memory -----------------------------------------------------------------------------
+
+def write(path, X, y, target, weights=None):
+    columns = {f"x{j}": X[:, j] for j in range(X.shape[1])}
+    columns[target] = y
+    if weights is not None:
+        columns["w"] = weights
+    pq.write_table(pa.table(columns), path, row_group_size=65_536)  # the estimator's in-memory unit
+    return str(path)
+
+
+def test_classifier_from_parquet_equals_classifier_in_memory(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150_000, 6))
+    y = np.array(["cat", "dog", "eel"])[np.argmax(X[:, :3] + 0.5 * rng.standard_normal((len(X), 3)), axis=1)]
+    path = write(tmp_path / "d.parquet", X, y, "species")
+    settings = dict(max_iter=2, batch_size=256, optimizer="adam", random_state=7)
+    in_memory = SGDClassifier(**settings).fit(X, y)
+    streamed = SGDClassifier(**settings).fit_parquet(path, target="species")
+    assert streamed.classes_.tolist() == in_memory.classes_.tolist() == ["cat", "dog", "eel"]
+    np.testing.assert_allclose(streamed.coef_, in_memory.coef_, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(streamed.intercept_, in_memory.intercept_, rtol=1e-12, atol=1e-14)
+    frame = pd.DataFrame(X[:1000], columns=[f"x{j}" for j in range(6)])  # fitted from Parquet: names known
+    assert (streamed.predict(frame) == in_memory.predict(X[:1000])).all()
+    assert in_memory.score(X, y) > 0.7
+
+
+def test_regressor_with_weights_from_parquet_equals_in_memory(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((70_000, 4)) * [1.0, 10.0, 0.1, 5.0]
+    y = X @ np.array([1.0, 0.2, -3.0, 0.0]) + rng.standard_normal(len(X))
+    weights = rng.uniform(0.5, 2.0, len(X))
+    path = write(tmp_path / "r.parquet", X, y, "y", weights)
+    settings = dict(loss="huber", max_iter=2, random_state=3)
+    in_memory = SGDRegressor(**settings).fit(X, y, sample_weight=weights)
+    streamed = SGDRegressor(**settings).fit_parquet(path, target="y", sample_weight="w")
+    np.testing.assert_allclose(streamed.coef_, in_memory.coef_, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(streamed.intercept_, in_memory.intercept_, rtol=1e-12, atol=1e-14)
+    assert streamed.feature_names_in_.tolist() == ["x0", "x1", "x2", "x3"]
+
+
+# ---- partial_fit ----------------------------------------------------------------------------------------------
+
+def test_partial_fit_learns_batch_by_batch_and_survives_pickling():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((4000, 3)) * [1.0, 100.0, 0.01]
+    y = X @ np.array([2.0, 0.03, 100.0]) - 1.0 + 0.1 * rng.standard_normal(len(X))
+    model = SGDRegressor(random_state=0)
+    for epoch in range(5):
+        for start in range(0, len(X), 500):
+            model.partial_fit(X[start:start + 500], y[start:start + 500])
+            if epoch == 0 and start == 500:
+                model = pickle.loads(pickle.dumps(model))  # the state survives a round trip mid-stream
+    assert model.n_iter_ == 40
+    np.testing.assert_allclose(model.coef_, [2.0, 0.03, 100.0], rtol=0.02)
+    assert model.intercept_[0] == pytest.approx(-1.0, abs=0.02)
+
+
+def test_partial_fit_classes_and_continuation():
+    X, y = make_blobs(n_samples=600, centers=3, random_state=0)
+    labels = np.array(["a", "b", "c"])[y]
+    model = SGDClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        model.partial_fit(X, labels)
+    model.partial_fit(X[:300], labels[:300], classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match="not one of classes"):
+        model.partial_fit(X[:2], ["a", "z"])
+    before = model.coef_.copy()
+    model.partial_fit(X[300:], labels[300:])
+    assert not np.array_equal(before, model.coef_) and model.score(X, labels) > 0.9
+    fitted = SGDClassifier(max_iter=3, n_iter_no_change=0, random_state=0).fit(X, labels)
+    steps = fitted._session.step
+    fitted.partial_fit(X, labels)  # continues the fitted run's optimizer state
+    assert fitted._session.step == steps + -(-len(X) // 32)
+
+
+def test_bad_input_is_a_value_error():
+    X = np.ones((10, 2))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        SGDClassifier().fit(X, np.zeros(10))
+    with pytest.raises(ValueError, match="all zero"):
+        SGDRegressor().fit(X, np.arange(10.0), sample_weight=np.zeros(10))
+    with pytest.raises(ValueError, match="counts >= 0"):
+        SGDRegressor(loss="poisson").fit(X, -np.arange(10.0))
+    with pytest.raises(ValueError, match="loss='logistic' is not supported"):
+        SGDRegressor(loss="logistic").fit(X, np.arange(10.0))
