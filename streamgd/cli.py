@@ -271,6 +271,25 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
     click.echo(f"{rows:,} predictions written to {out}")
 
 
+# ---- evaluate ---------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data", nargs=-1, required=True)
+@click.option("--target", default=None, help="Target column (default: the one the model was trained on).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
+@_friendly_errors
+def evaluate(model_path: str, data: tuple[str, ...], target: str | None, as_json: bool) -> None:
+    """Stream DATA through MODEL and print the metrics that fit it (loss, accuracy, ROC AUC, confusion matrix;
+    RMSE, MAE, R²)."""
+    from .evaluate import evaluate as evaluate_model
+    from .evaluate import format_report
+    from .models import load
+
+    model = load(model_path)
+    result = evaluate_model(model, list(data) if len(data) > 1 else data[0], target=target)
+    click.echo(json.dumps(result) if as_json else format_report(result))
+
+
 # ---- make-data --------------------------------------------------------------------------------------------------
 @main.command("make-data")
 @click.argument("out")

@@ -18,11 +18,12 @@ from .reader import ChunkStream
 from .schedule import make_plan
 
 
-def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = ()) -> Dataset:
-    """Open ``data`` with the model's feature columns (the target is not needed)."""
+def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = (), target: str | None = None) -> Dataset:
+    """Open ``data`` with the model's feature columns, and the ``target`` column if one is named (evaluation)."""
     spec = model.spec
-    dataset = open_dataset(data, target=None, features=model.input_columns,
-                           categorical=[c.name for c in spec.categorical] if spec is not None else ())
+    dataset = open_dataset(data, target=target, features=model.input_columns,
+                           categorical=[c.name for c in spec.categorical] if spec is not None else (),
+                           allow_string_target=model.is_classifier)
     missing = [c for c in keep if c not in dataset.schema.names]
     if missing:
         raise DataError(f"the column {missing[0]!r} to keep is not in the data")
