@@ -159,8 +159,8 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
                    "the best epoch's model is saved.")
 @click.option("--tol", default=1e-4, show_default=True, type=float, help="Smallest improvement that counts.")
 @click.option("--checkpoint-dir", default=None, help="Write checkpoints here (atomically).")
-@click.option("--checkpoint-every", default=0, show_default=True, type=int,
-              help="Chunks between checkpoints (0: at the end of each epoch).")
+@click.option("--checkpoint-every", default="0", show_default=True,
+              help="Chunks between checkpoints, or a time such as 30s, 5m, 1h (0: at the end of each epoch).")
 @click.option("--keep-checkpoints", default=3, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --checkpoint-dir.")
 @click.option("--history", "history_path", default=None, help="Write the per-epoch history as JSON here.")

@@ -58,7 +58,7 @@ class TrainConfig:
     early_stopping: int = 0  # stop after this many epochs without improvement (0: off)
     tol: float = 1e-4  # an improvement is a monitored loss below the best by more than tol
     checkpoint_dir: str | None = None
-    checkpoint_every: int = 0  # chunks between checkpoints (0: at the end of each epoch only)
+    checkpoint_every: int | str = 0  # chunks between checkpoints, or a time such as "30s" or "5m" (0: epoch ends)
     keep_checkpoints: int = 3
     resume: bool = False  # continue from the newest checkpoint in checkpoint_dir (if there is one)
 
@@ -114,9 +114,9 @@ class TrainConfig:
             _bad("validation", self.validation, "a fraction in [0, 1)")
         if self.validation and self.validation_data is not None:
             raise ConfigError("give validation (a fraction to hold out) or validation_data, not both")
-        for name in ("early_stopping", "checkpoint_every"):
-            if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 0:
-                _bad(name, getattr(self, name), "an integer >= 0")
+        if not isinstance(self.early_stopping, (int, np.integer)) or self.early_stopping < 0:
+            _bad("early_stopping", self.early_stopping, "an integer >= 0")
+        self.checkpoint_every = parse_checkpoint_every(self.checkpoint_every)
         if not isinstance(self.keep_checkpoints, (int, np.integer)) or self.keep_checkpoints < 1:
             _bad("keep_checkpoints", self.keep_checkpoints, "an integer >= 1")
         if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol >= 0):
@@ -131,6 +131,14 @@ class TrainConfig:
     @property
     def full_batch(self) -> bool:
         return self.batch_size == "full"
+
+    def checkpoint_due(self, chunks_done: int, seconds_since_last: float) -> bool:
+        """Whether a checkpoint is due after a chunk (or round): every N chunks, or once the interval passed."""
+        every = self.checkpoint_every
+        seconds = checkpoint_interval_seconds(every)
+        if seconds is not None:
+            return seconds_since_last >= seconds
+        return bool(every) and chunks_done % every == 0
 
     def make_optimizer(self) -> Optimizer:
         return make_optimizer(self.optimizer, **self.optimizer_options)
@@ -174,6 +182,38 @@ class TrainConfig:
     @property
     def effective_alpha(self) -> float:
         return 0.0 if self.penalty == "none" else float(self.alpha)
+
+
+_TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_checkpoint_every(value: int | str) -> int | str:
+    """A number of chunks (an int, or digits) or a time ("30s", "5m", "1.5h"), checked; returned normalized.
+
+    >>> parse_checkpoint_every("100"), parse_checkpoint_every("30s"), checkpoint_interval_seconds("2m")
+    (100, '30s', 120.0)
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    if isinstance(value, str) and checkpoint_interval_seconds(value) is not None:
+        return value.strip()
+    _bad("checkpoint_every", value, "a number of chunks >= 0 or a time such as 30s, 5m or 1h")
+
+
+def checkpoint_interval_seconds(value: int | str) -> float | None:
+    """The seconds of a time interval such as "30s" (None for a number of chunks or a malformed text)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if len(text) < 2 or text[-1] not in _TIME_UNITS:
+        return None
+    try:
+        seconds = float(text[:-1]) * _TIME_UNITS[text[-1]]
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 def _bad(name: str, value: Any, accepted: str) -> None:

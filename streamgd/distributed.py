@@ -24,7 +24,8 @@ True
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,13 +197,15 @@ def _fit(client: Any, dataset: Dataset, cfg: TrainConfig, round_chunks: int) -> 
     [job_future] = client.scatter([job], broadcast=True)
     schedule = cfg.make_schedule(helper.steps_per_epoch(dataset))
 
-    def save() -> None:
+    def write() -> None:
         if cfg.checkpoint_dir:
             write_checkpoint(cfg.checkpoint_dir, Checkpoint(
                 serial=state.chunks_done, params=state.params, opt_state=state.opt_state, cursor=state.cursor(),
                 history=state.history, settings=settings, fingerprint=helper._fingerprint(dataset),
                 standardizer=(standardizer.mean, standardizer.scale) if standardizer else None),
                 keep=cfg.keep_checkpoints)
+
+    save = _Saver(cfg, write)
 
     while state.epoch < cfg.epochs and not state.finished:
         meter = EpochMeter()
@@ -276,7 +279,7 @@ def _full_batch_epoch(client: Any, job_future: Any, dataset: Dataset, state: Any
 
 
 def _local_sgd_epoch(client: Any, job_future: Any, dataset: Dataset, cfg: TrainConfig, state: Any, n_shards: int,
-                     round_chunks: int, schedule: Any, save: Any) -> int:
+                     round_chunks: int, schedule: Any, save: _Saver) -> int:
     """The epoch's synchronous local-SGD rounds from the state's cursor (``next_chunk``: the first chunk of the
     next round in every shard's plan); checkpoints after every ``checkpoint_every`` rounds. Returns the number
     of rounds in the epoch."""
@@ -306,9 +309,23 @@ def _local_sgd_epoch(client: Any, job_future: Any, dataset: Dataset, cfg: TrainC
         state.step += max(r[4] for r in results)
         state.next_chunk = first + round_chunks
         state.chunks_done += 1
-        if cfg.checkpoint_every and state.chunks_done % cfg.checkpoint_every == 0:
+        if save.due(state.chunks_done):
             save()
     return -(-longest // round_chunks)
+
+
+class _Saver:
+    """Writes the client's checkpoint and knows when the next one is due (every N rounds, or after a time)."""
+
+    def __init__(self, cfg: TrainConfig, write: Callable[[], None]):
+        self.cfg, self.write, self.saved_at = cfg, write, time.monotonic()
+
+    def __call__(self) -> None:
+        self.write()
+        self.saved_at = time.monotonic()
+
+    def due(self, rounds_done: int) -> bool:
+        return self.cfg.checkpoint_due(rounds_done, time.monotonic() - self.saved_at)
 
 
 def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:

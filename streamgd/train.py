@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +176,7 @@ class Trainer:
         checkpoint = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
         run, state = self._set_up(dataset, checkpoint)
         self.run, self.state = run, state
+        self._checkpointed_at = time.monotonic()
         with self._stop_on_ctrl_c():
             while not state.finished and state.epoch < cfg.epochs:
                 record = self._run_epoch(run, state)
@@ -361,7 +363,7 @@ class Trainer:
                 state.next_chunk += 1
                 state.chunks_done += 1
                 rss = meter.add(chunk.n_rows)
-                if self._interrupted or (cfg.checkpoint_every and state.chunks_done % cfg.checkpoint_every == 0):
+                if self._interrupted or cfg.checkpoint_due(state.chunks_done, time.monotonic() - self._checkpointed_at):
                     self._write_checkpoint(run, state)
                 if self._interrupted:
                     where = f"; resume with the same command and --resume" if cfg.checkpoint_dir else ""
@@ -416,6 +418,7 @@ class Trainer:
 
     def _write_checkpoint(self, run: _Run, state: TrainState) -> None:
         cfg = self.config
+        self._checkpointed_at = time.monotonic()
         if not cfg.checkpoint_dir:
             return
         standardizer = (run.standardizer.mean, run.standardizer.scale) if run.standardizer else None

@@ -180,3 +180,31 @@ def test_divergence_stops_with_advice_and_leaves_the_last_good_model_and_checkpo
     assert model_path.read_bytes() == before
     for checkpoint in list_checkpoints(tmp_path / "ck"):
         assert np.isfinite(read_checkpoint(checkpoint).params).all()
+
+
+class TenSecondsPerLook:
+    """A clock that moves 10 s each time it is read: every time-based checkpoint check finds its interval over."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        self.now += 10.0
+        return self.now
+
+
+def test_checkpoint_every_a_time_interval(many_groups, uninterrupted, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "time", TenSecondsPerLook())
+    every_chunk = tmp_path / "often"
+    model = streamgd.fit(many_groups, target="y", checkpoint_dir=str(every_chunk), checkpoint_every="5s",
+                         keep_checkpoints=1000, **{**SETTINGS, "epochs": 2})
+    assert len(list_checkpoints(every_chunk)) == 2 * 60 + 2  # after each of the 120 chunks, and at both epoch ends
+    rarely = tmp_path / "rarely"
+    streamgd.fit(many_groups, target="y", checkpoint_dir=str(rarely), checkpoint_every="1h", keep_checkpoints=1000,
+                 **{**SETTINGS, "epochs": 2})
+    assert len(list_checkpoints(rarely)) == 2  # an epoch is ~60 looks (600 s), never an hour: epoch ends only
+    resumed = streamgd.fit(many_groups, target="y", checkpoint_dir=str(every_chunk), resume=True,
+                           **{**SETTINGS, "epochs": 2})
+    np.testing.assert_array_equal(resumed.coef_, model.coef_)
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        streamgd.fit(many_groups, target="y", checkpoint_every="soon", **SETTINGS)
