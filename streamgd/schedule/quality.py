@@ -43,9 +43,11 @@ class ShuffleQualityMeter:
         y = np.arange(self.n, self.n + x.size, dtype=np.float64)
         self.sum_x += float(x.sum())
         self.sum_y += float(y.sum())
-        self.sum_xx += float(np.dot(x, x))
-        self.sum_yy += float(np.dot(y, y))
-        self.sum_xy += float(np.dot(x, y))
+        # einsum, not np.dot: a BLAS dot of this size wakes OpenBLAS's threads, whose spinning takes the core
+        # the other stage of the pipeline needs (measured: 30-40% of an epoch's throughput on 2 cores)
+        self.sum_xx += float(np.einsum("i,i->", x, x))
+        self.sum_yy += float(np.einsum("i,i->", y, y))
+        self.sum_xy += float(np.einsum("i,i->", x, y))
         gaps = np.abs(np.diff(x)).sum()
         if self.last is not None:
             gaps += abs(x[0] - self.last)
