@@ -80,7 +80,7 @@ def _crash_if_asked() -> None:
 def _stream(job: _Job, plan: Plan, start: int = 0) -> ChunkStream:
     transform = job.standardizer.apply if job.standardizer is not None else None
     return ChunkStream(job.dataset, plan, dtype=job.dtype, target_encoder=job.encoder, start_step=start,
-                       transform=transform)
+                       transform=transform, defer_shuffle=True)
 
 
 def _shard_moments(dataset: Dataset, shard: int, n_shards: int) -> ColumnMoments:
@@ -102,6 +102,7 @@ def _gradient_task(job: _Job, shard: int, params: np.ndarray) -> tuple[np.ndarra
     loss_sum, rows, covered = 0.0, 0, []
     with _stream(job, plan) as stream:
         for chunk in stream:
+            chunk.shuffle_features()
             loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, np.empty(0), params, job.n_out,
                                                     job.loss_kind, job.hyper, grad_sum)
             if status != 0:
@@ -123,6 +124,7 @@ def _round_task(job: _Job, shard: int, epoch: int, first: int, count: int, param
     loss_sum, rows, batches, covered = 0.0, 0, 0, []
     with _stream(job, plan) as stream:
         for chunk in stream:
+            chunk.shuffle_features()
             n_batches = -(-chunk.n_rows // job.batch_size)
             loss, _, status = kernels.train_chunk(chunk.X, chunk.y, np.empty(0), params, opt_state, job.hyper,
                                                   lrs[batches:batches + n_batches], job.batch_size, job.n_out,

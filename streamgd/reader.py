@@ -39,10 +39,17 @@ class Chunk:
     y: np.ndarray | None
     step: Step
     row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
+    x_order: np.ndarray | None = None  # a deferred shuffle: X is in unit order until ``shuffle_features()``
 
     @property
     def n_rows(self) -> int:
         return self.X.shape[0]
+
+    def shuffle_features(self) -> None:
+        """Put the rows of X in delivery order (the target is in it already), on the calling thread."""
+        if self.x_order is not None:
+            self.X = gather_rows(self.X, self.x_order)
+            self.x_order = None
 
     def locate(self, row: int) -> tuple[Unit, int]:
         """The unit and the row inside it that delivered row ``row`` came from."""
@@ -120,15 +127,25 @@ def default_target_encoder(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(_column_to_numpy(column, "target"), dtype=np.float64)
 
 
+def gather_rows(X: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """A column-major copy of ``X[order]``, gathered column by column (each column stays in cache)."""
+    out = np.empty(X.shape, dtype=X.dtype, order="F")
+    for j in range(X.shape[1]):
+        _gather_into(X[:, j], order, out[:, j])
+    return out
+
+
 def table_to_chunk_arrays(table: pa.Table, feature_names: list[str], target: str | None,
                           order: np.ndarray | None, dtype: np.dtype,
-                          target_encoder: TargetEncoder = default_target_encoder) -> tuple[np.ndarray, np.ndarray | None]:
-    """Convert an Arrow table to a column-major feature matrix and a target vector, rows taken in ``order``."""
+                          target_encoder: TargetEncoder = default_target_encoder,
+                          defer_order: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Convert an Arrow table to a column-major feature matrix and a target vector, rows taken in ``order``
+    (``defer_order``: the features stay in table order; ``gather_rows`` applies the order later)."""
     n = table.num_rows
     X = np.empty((n, len(feature_names)), dtype=dtype, order="F")
     for j, name in enumerate(feature_names):
         source = _column_to_numpy(table.column(name), name)
-        if order is None:
+        if order is None or defer_order:
             _copy_into(source, X[:, j])
         else:
             _gather_into(source, order, X[:, j])
@@ -150,7 +167,8 @@ class ChunkStream:
                  prefetch_depth: int = DEFAULT_PREFETCH_DEPTH, with_target: bool = True,
                  target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
-                 transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None):
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
+                 defer_shuffle: bool = False):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -165,6 +183,9 @@ class ChunkStream:
         self.extra_columns = extra_columns or []
         self.transform = transform  # applied to X on the reader thread (for example standardization)
         self.features = features  # a FeatureSpec: input columns -> feature matrix (None: the numeric columns as they are)
+        # leave X in unit order (chunk.x_order holds the shuffle) for the consumer to gather with
+        # chunk.shuffle_features(): the gather moves from the reader thread, the busier one, to the consumer's
+        self.defer_shuffle = defer_shuffle
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -174,14 +195,16 @@ class ChunkStream:
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         del parts
         order = step.row_order()
+        x_order = None
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
-                                         self.target_encoder)
+                                         self.target_encoder, self.defer_shuffle)
+            x_order = order if self.defer_shuffle else None
         else:
             X, y, order = self._featurize(table, order)
         if self.transform is not None:
             X = self.transform(X)
-        chunk = Chunk(X, y, step, order)
+        chunk = Chunk(X, y, step, order, x_order)
         if self.extra_columns:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
         del table

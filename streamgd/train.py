@@ -340,9 +340,11 @@ class Trainer:
         stream = ChunkStream(run.train, plan, dtype=cfg.dtype, prefetch_depth=cfg.prefetch_depth,
                              target_encoder=run.encoder, quality=quality, start_step=state.next_chunk,
                              extra_columns=[cfg.sample_weight] if cfg.sample_weight else None, features=run.spec,
-                             transform=run.standardizer.apply if run.standardizer is not None else None)
+                             transform=run.standardizer.apply if run.standardizer is not None else None,
+                             defer_shuffle=True)
         with stream:
             for chunk in stream:
+                chunk.shuffle_features()  # here, on the thread that waits for the reader
                 weights = self._chunk_weights(run, chunk)
                 if cfg.full_batch:
                     chunk_loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, weights, state.params,

@@ -34,6 +34,22 @@ def test_chunks_equal_pyarrow_reference_rows(numbered, dtype, depth, mode, max_r
     assert seen == 2000
 
 
+@pytest.mark.parametrize("mode", ["none", "row-groups", "buffer:3"])
+def test_a_deferred_shuffle_gives_the_same_chunks_once_applied(numbered, mode):
+    data = open_dataset(numbered, target="y")
+    plan = make_plan(data.units, mode, seed=4)
+    eager = list(iter_chunks(data, plan))
+    deferred = list(iter_chunks(data, plan, defer_shuffle=True))
+    assert len(eager) == len(deferred)
+    for now, later in zip(eager, deferred):
+        np.testing.assert_array_equal(later.y, now.y)  # the target is delivered in order at once
+        if mode != "none":
+            assert not np.array_equal(later.X, now.X)  # the features wait for their gather
+        later.shuffle_features()
+        assert later.X.flags.f_contiguous and later.x_order is None
+        np.testing.assert_array_equal(later.X, now.X)
+
+
 def test_nulls_become_nan(tmp_path):
     pq.write_table(pa.table({"a": pa.array([1.0, None, 3.0]), "i": pa.array([1, None, 2]), "y": [0, 1, 0]}),
                    tmp_path / "n.parquet")
