@@ -22,6 +22,7 @@ import numpy as np
 from ..dataset import Unit
 from ..errors import ConfigError
 from . import buffer, none, row_groups
+from .permute import permutation
 from .quality import ShuffleQuality, ShuffleQualityMeter
 
 MODES: dict[str, ModuleType] = {"none": none, "row-groups": row_groups, "buffer": buffer}
@@ -79,7 +80,7 @@ class Step:
         """The order in which the step's concatenated rows are delivered (None: as stored)."""
         if self.row_seed is None:
             return None
-        return np.random.default_rng(list(self.row_seed)).permutation(self.n_rows)
+        return permutation(self.row_seed, self.n_rows)
 
     def file_positions(self, order: np.ndarray | None = None) -> np.ndarray:
         """Positions in the whole dataset's file order of the rows, in delivery order (``order``: this step's
