@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -64,15 +65,42 @@ def class_counts(dataset: Dataset, encoder: LabelEncoder) -> np.ndarray:
     return counts
 
 
+@numba.njit(nogil=True, cache=True)
+def _index_numbers(values, classes, out):  # pragma: no cover - compiled
+    """out[i] = the index of values[i] in classes, NaN for NaN; returns the first unknown row or -1. One
+    branch-free pass per class (K is small), so random labels cost no mispredicted branches."""
+    n = values.shape[0]
+    for i in range(n):
+        out[i] = -1.0
+    for k in range(classes.shape[0]):
+        label = classes[k]
+        index = np.float64(k)
+        for i in range(n):
+            out[i] = index if np.float64(values[i]) == label else out[i]
+    for i in range(n):
+        if out[i] < 0.0:
+            if values[i] != values[i]:
+                out[i] = np.nan
+            else:
+                return i
+    return -1
+
+
 class LabelEncoder:
     """Maps class labels to indices 0..K-1 (as float64, the kernels' target type) and back."""
 
     def __init__(self, classes: list):
         self.classes = list(classes)
         self._value_set = pa.array(self.classes)
+        numeric = all(isinstance(c, (bool, int, float, np.number, np.bool_)) for c in self.classes)
+        self._numbers = np.array(self.classes, dtype=np.float64) if numeric else None
 
     def encode(self, column: pa.ChunkedArray) -> np.ndarray:
         """Indices of the labels; a null target becomes NaN, a label not among the classes is an error."""
+        if self._numbers is not None and column.null_count == 0 and (
+                pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                or pa.types.is_boolean(column.type)):
+            return self._encode_numbers(column)
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
         if pa.types.is_floating(column.type):
@@ -86,6 +114,18 @@ class LabelEncoder:
             bad = pc.filter(column, pc.and_(pc.is_null(index), pc.is_valid(column)))[0].as_py()
             raise DataError(f"the target holds the label {bad!r}, which is not among the classes {self.classes}")
         return np.asarray(pc.cast(index, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    def _encode_numbers(self, column: pa.ChunkedArray) -> np.ndarray:
+        """The compiled path for numeric labels (a linear scan of the K classes per row, K is small)."""
+        values = column.chunk(0).to_numpy(zero_copy_only=False) if column.num_chunks == 1 else column.to_numpy()
+        if values.dtype == np.bool_:
+            values = values.view(np.uint8)
+        out = np.empty(values.shape[0])
+        bad = _index_numbers(values, self._numbers, out)
+        if bad >= 0:
+            raise DataError(f"the target holds the label {column[int(bad)].as_py()!r}, which is not among the "
+                            f"classes {self.classes}")
+        return out
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
         """Labels for class indices."""
