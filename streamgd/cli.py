@@ -71,6 +71,9 @@ def _split_columns(text: str | None) -> list[str] | None:
 @click.version_option(package_name="streamgd")
 def main() -> None:
     """Out-of-core gradient descent (full batch, SGD, mini-batch) on Parquet data."""
+    from .dataset import prefer_jemalloc
+
+    prefer_jemalloc()
 
 
 # ---- inspect ----------------------------------------------------------------------------------------------------

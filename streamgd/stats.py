@@ -169,6 +169,7 @@ def compute_stats(dataset: Dataset, columns: Sequence[str], categorical: Sequenc
         with ThreadPoolExecutor(max_workers=len(blocks), thread_name_prefix="streamgd-stats") as pool:
             parts = list(pool.map(lambda block: _units_stats(dataset, block, columns, categorical, max_categories),
                                   blocks))
+    pa.default_memory_pool().release_unused()  # the pass's freed buffers, before training reads the data again
     total = parts[0]
     for part in parts[1:]:
         total.rows += part.rows
