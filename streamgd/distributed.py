@@ -102,7 +102,6 @@ def _gradient_task(job: _Job, shard: int, params: np.ndarray) -> tuple[np.ndarra
     loss_sum, rows, covered = 0.0, 0, []
     with _stream(job, plan) as stream:
         for chunk in stream:
-            chunk.shuffle_features()
             loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, np.empty(0), params, job.n_out,
                                                     job.loss_kind, job.hyper, grad_sum)
             if status != 0:
@@ -124,7 +123,6 @@ def _round_task(job: _Job, shard: int, epoch: int, first: int, count: int, param
     loss_sum, rows, batches, covered = 0.0, 0, 0, []
     with _stream(job, plan) as stream:
         for chunk in stream:
-            chunk.shuffle_features()
             n_batches = -(-chunk.n_rows // job.batch_size)
             loss, _, status = kernels.train_chunk(chunk.X, chunk.y, np.empty(0), params, opt_state, job.hyper,
                                                   lrs[batches:batches + n_batches], job.batch_size, job.n_out,

@@ -39,17 +39,22 @@ class Chunk:
     y: np.ndarray | None
     step: Step
     row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
-    x_order: np.ndarray | None = None  # a deferred shuffle: X is in unit order until ``shuffle_features()``
+    shuffled: bool = True  # False: rows still in unit order, the step's permutation not yet applied
 
     @property
     def n_rows(self) -> int:
         return self.X.shape[0]
 
-    def shuffle_features(self) -> None:
-        """Put the rows of X in delivery order (the target is in it already), on the calling thread."""
-        if self.x_order is not None:
-            self.X = gather_rows(self.X, self.x_order)
-            self.x_order = None
+    def shuffle(self) -> None:
+        """Apply the step's row permutation to X and y (on the calling thread), if it is still pending."""
+        if self.shuffled:
+            return
+        order = self.step.row_order()
+        if order is not None:
+            self.X = gather_rows(self.X, order)
+            self.y = None if self.y is None else self.y[order]
+            self.row_order = order
+        self.shuffled = True
 
     def locate(self, row: int) -> tuple[Unit, int]:
         """The unit and the row inside it that delivered row ``row`` came from."""
@@ -137,15 +142,13 @@ def gather_rows(X: np.ndarray, order: np.ndarray) -> np.ndarray:
 
 def table_to_chunk_arrays(table: pa.Table, feature_names: list[str], target: str | None,
                           order: np.ndarray | None, dtype: np.dtype,
-                          target_encoder: TargetEncoder = default_target_encoder,
-                          defer_order: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Convert an Arrow table to a column-major feature matrix and a target vector, rows taken in ``order``
-    (``defer_order``: the features stay in table order; ``gather_rows`` applies the order later)."""
+                          target_encoder: TargetEncoder = default_target_encoder) -> tuple[np.ndarray, np.ndarray | None]:
+    """Convert an Arrow table to a column-major feature matrix and a target vector, rows taken in ``order``."""
     n = table.num_rows
     X = np.empty((n, len(feature_names)), dtype=dtype, order="F")
     for j, name in enumerate(feature_names):
         source = _column_to_numpy(table.column(name), name)
-        if order is None or defer_order:
+        if order is None:
             _copy_into(source, X[:, j])
         else:
             _gather_into(source, order, X[:, j])
@@ -183,9 +186,9 @@ class ChunkStream:
         self.extra_columns = extra_columns or []
         self.transform = transform  # applied to X on the reader thread (for example standardization)
         self.features = features  # a FeatureSpec: input columns -> feature matrix (None: the numeric columns as they are)
-        # leave X in unit order (chunk.x_order holds the shuffle) for the consumer to gather with
-        # chunk.shuffle_features(): the gather moves from the reader thread, the busier one, to the consumer's
-        self.defer_shuffle = defer_shuffle
+        # build chunks in unit order and shuffle them (permutation, gather, shuffle-quality figures) on the
+        # consuming thread: that work moves off the reader thread, the pipeline's bottleneck while training
+        self.defer_shuffle = defer_shuffle and features is None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -194,22 +197,24 @@ class ChunkStream:
         parts = [tables.read(unit) for unit in step.units]
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         del parts
-        order = step.row_order()
-        x_order = None
+        order = None if self.defer_shuffle else step.row_order()
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
-                                         self.target_encoder, self.defer_shuffle)
-            x_order = order if self.defer_shuffle else None
+                                         self.target_encoder)
         else:
             X, y, order = self._featurize(table, order)
         if self.transform is not None:
             X = self.transform(X)
-        chunk = Chunk(X, y, step, order, x_order)
+        chunk = Chunk(X, y, step, order, shuffled=not self.defer_shuffle)
         if self.extra_columns:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
-        del table
+        return chunk
+
+    def _deliver(self, chunk: Chunk) -> Chunk:
+        """The consumer's side: a pending shuffle applied, the shuffle-quality figures taken (in plan order)."""
+        chunk.shuffle()
         if self.quality is not None:
-            self.quality.add(step.file_positions(order))
+            self.quality.add(chunk.step.file_positions(chunk.row_order))
         return chunk
 
     def _featurize(self, table: pa.Table, order: np.ndarray | None
@@ -240,7 +245,7 @@ class ChunkStream:
             tables = UnitTableReader(self.dataset, self._columns())
             try:
                 for step in self.steps:
-                    yield self._build(tables, step)
+                    yield self._deliver(self._build(tables, step))
             finally:
                 tables.close()
             return
@@ -254,7 +259,7 @@ class ChunkStream:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                yield self._deliver(item)
                 del item
         finally:
             self.close()

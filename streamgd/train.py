@@ -344,7 +344,6 @@ class Trainer:
                              defer_shuffle=cfg.memory_budget is None)  # a budget counts one copy per chunk
         with stream:
             for chunk in stream:
-                chunk.shuffle_features()  # here, on the thread that waits for the reader
                 weights = self._chunk_weights(run, chunk)
                 if cfg.full_batch:
                     chunk_loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, weights, state.params,

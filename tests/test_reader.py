@@ -12,7 +12,7 @@ import pytest
 
 from streamgd import ConfigError, DataError, open_dataset
 from streamgd.reader import ChunkStream, iter_chunks, parse_memory_budget, rows_per_unit_for_budget
-from streamgd.schedule import make_plan
+from streamgd.schedule import ShuffleQualityMeter, make_plan
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -35,19 +35,20 @@ def test_chunks_equal_pyarrow_reference_rows(numbered, dtype, depth, mode, max_r
 
 
 @pytest.mark.parametrize("mode", ["none", "row-groups", "buffer:3"])
-def test_a_deferred_shuffle_gives_the_same_chunks_once_applied(numbered, mode):
+@pytest.mark.parametrize("depth", [0, 2])
+def test_a_shuffle_deferred_to_the_consumer_gives_the_same_chunks(numbered, mode, depth):
     data = open_dataset(numbered, target="y")
     plan = make_plan(data.units, mode, seed=4)
-    eager = list(iter_chunks(data, plan))
-    deferred = list(iter_chunks(data, plan, defer_shuffle=True))
-    assert len(eager) == len(deferred)
-    for now, later in zip(eager, deferred):
-        np.testing.assert_array_equal(later.y, now.y)  # the target is delivered in order at once
-        if mode != "none":
-            assert not np.array_equal(later.X, now.X)  # the features wait for their gather
-        later.shuffle_features()
-        assert later.X.flags.f_contiguous and later.x_order is None
+    eager, late = ShuffleQualityMeter(), ShuffleQualityMeter()
+    reference = list(iter_chunks(data, plan, quality=eager, prefetch_depth=depth))
+    deferred = list(iter_chunks(data, plan, quality=late, prefetch_depth=depth, defer_shuffle=True))
+    assert len(reference) == len(deferred)
+    for now, later in zip(reference, deferred):
+        assert later.shuffled and later.X.flags.f_contiguous
         np.testing.assert_array_equal(later.X, now.X)
+        np.testing.assert_array_equal(later.y, now.y)
+        np.testing.assert_array_equal(later.row_order, now.row_order)
+    assert late.result() == eager.result()
 
 
 def test_nulls_become_nan(tmp_path):
