@@ -293,6 +293,17 @@ def evaluate(model_path: str, data: tuple[str, ...], target: str | None, as_json
     click.echo(json.dumps(result) if as_json else format_report(result))
 
 
+# ---- bench ------------------------------------------------------------------------------------------------------
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """The nightly memory and throughput benchmark (scripts/bench_memory.py); `streamgd bench --help` for its
+    options, e.g. --quick, --sizes 1000000,4000000, --baseline previous/bench.json."""
+    from . import bench as benchmark
+
+    ctx.exit(benchmark.main(list(ctx.args), prog="streamgd bench"))
+
+
 # ---- make-data --------------------------------------------------------------------------------------------------
 @main.command("make-data")
 @click.argument("out")

@@ -115,3 +115,14 @@ def test_quick_benchmark_end_to_end(tmp_path):
     for name in ("peak_rss.png", "rows_per_s.png", "bench.md"):
         assert (out / name).stat().st_size > 0
     assert (out / "peak_rss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_streamgd_bench_is_the_same_command():
+    from click.testing import CliRunner
+
+    from streamgd.cli import main
+
+    shown = CliRunner().invoke(main, ["bench", "--help"])
+    assert shown.exit_code == 0 and "--baseline" in shown.output and "streamgd bench" in shown.output
+    refused = CliRunner().invoke(main, ["bench", "--sizes", "lots"])
+    assert refused.exit_code == 2
