@@ -71,7 +71,7 @@ def _split_columns(text: str | None) -> list[str] | None:
 @click.version_option(package_name="streamgd")
 def main() -> None:
     """Out-of-core gradient descent (full batch, SGD, mini-batch) on Parquet data."""
-    from .dataset import prefer_jemalloc
+    from .allocators import prefer_jemalloc
 
     prefer_jemalloc()
 
@@ -192,6 +192,10 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     started = time.perf_counter()
+    if options.get("memory_budget") is not None:
+        from .allocators import map_large_arrays_directly
+
+        map_large_arrays_directly()
     if workers or dask_address:
         fitted = _fit_on_dask(source, target, _split_columns(features), model, workers, dask_address, round_chunks,
                               options)

@@ -457,21 +457,6 @@ def _open_dask(frame: Any, target: str | None, features: Sequence[str] | None,
 # Reading units as Arrow tables
 # ---------------------------------------------------------------------------------------------------------------
 
-def prefer_jemalloc() -> bool:
-    """Make jemalloc pyarrow's allocator in this process unless ``ARROW_DEFAULT_MEMORY_POOL`` names one; True if
-    switched. Measured (``streamgd fit`` on 4M rows x 32 float32, row groups of 65,536, --memory-budget 64MB):
-    peak RSS 73 MiB over the zero-rows run with jemalloc, 103-113 MiB with mimalloc (pyarrow's default, which
-    keeps the pages of freed row groups), at the same throughput. The CLI calls it; a library does not change
-    its host process's allocator, so Python users choose with the environment variable."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return False
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:  # a pyarrow built without jemalloc
-        return False
-    return True
-
-
 class UnitTableReader:
     """Reads units of one dataset as Arrow tables; keeps a few files open. Use from one thread at a time.
 
