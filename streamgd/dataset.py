@@ -515,7 +515,10 @@ class UnitTableReader:
         if handle is None:
             if len(self._files) >= self.max_open_files:
                 self._files.pop(next(iter(self._files)))
-            options = {"pre_buffer": False, "buffer_size": 1 << 20} if streaming else {}
+            # slices stream each column through its own buffer: 64 KiB each, not 1 MiB (33 columns x 1 MiB was
+            # most of the slice reader's memory: reading 4M rows in 16k-32k-row slices peaked +90 MiB with 1 MiB
+            # buffers, +45 MiB with 64 KiB, and ran 20% faster; a 2M-row row group peaks the same either way)
+            options = {"pre_buffer": False, "buffer_size": 1 << 16} if streaming else {}
             handle = open_parquet_file(self.dataset.sources[source], self.dataset.filesystem, **options)
             self._files[key] = handle
         return handle
