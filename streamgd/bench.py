@@ -414,7 +414,6 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
             f"{os.path.getsize(path) / MB:,.0f} MB)")
 
     streamgd_methods = [m for m in config.methods if m in STREAMGD_METHODS]
-    baselines = [m for m in config.methods if m in BASELINE_METHODS]
     tiny = data[str(TINY_ROWS)]["path"]
     warmup, zero_rows = {}, {}
     for method in streamgd_methods:  # the first run may compile and cache the kernels: not measured

@@ -370,7 +370,7 @@ class Trainer:
                 if self._interrupted or cfg.checkpoint_due(state.chunks_done, time.monotonic() - self._checkpointed_at):
                     self._write_checkpoint(run, state)
                 if self._interrupted:
-                    where = f"; resume with the same command and --resume" if cfg.checkpoint_dir else ""
+                    where = "; resume with the same command and --resume" if cfg.checkpoint_dir else ""
                     raise TrainingInterrupted(f"interrupted at epoch {state.epoch}, chunk {state.next_chunk} of "
                                               f"{len(plan.steps)}{where}")
                 if self.on_chunk is not None:
