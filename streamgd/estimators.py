@@ -37,7 +37,7 @@ from .dataset import open_dataset, open_table
 from .errors import DataError, DivergenceError
 from .models import MODEL_KINDS, LinearModel
 from .standardize import Standardizer
-from .targets import scan_classes
+from .targets import scan_classes, to_json_labels
 from .train import Trainer, initial_state
 
 TARGET_COLUMN = "__target__"
@@ -284,6 +284,7 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         kind = self._kind(len(self.classes_))
         weights = _sample_weight(sample_weight, X.shape[0])
         self._fit_arrays(X, y_index.astype(np.int64), weights, kind, class_weight=self._class_weight_by_index())
+        self.model_.classes_ = to_json_labels(self.classes_.tolist())  # trained on indices; saved with the labels
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> SGDClassifier:

@@ -76,6 +76,7 @@ def test_classifier_reaches_lbfgs_with_string_labels(standardized):
     proba = model.predict_proba(X)
     np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-model.decision_function(X))), rtol=1e-12)
     assert set(model.predict(X)) == {"ham", "spam"}
+    assert (model.model_.predict(X) == model.predict(X)).all()  # the streamgd model predicts the same labels
 
 
 def test_hinge_over_three_classes_matches_linear_svc_accuracy():
