@@ -68,13 +68,16 @@ class _Job:
 
 # ---- tasks (run on the workers) ---------------------------------------------------------------------------------
 def _crash_if_asked() -> None:
-    """Test hook for fault tolerance: ``STREAMGD_TEST_CRASH_ONCE=path`` kills the first task that finds no file
-    at ``path`` (after creating it), as a worker dying mid-round would."""
+    """Test hook for fault tolerance: ``STREAMGD_TEST_CRASH_ONCE=path`` kills the one task that creates the file
+    at ``path``, as a worker dying mid-round would."""
     marker = os.environ.get("STREAMGD_TEST_CRASH_ONCE")
-    if marker and not os.path.exists(marker):
-        with open(marker, "w"):
-            pass
-        os._exit(1)
+    if not marker:
+        return
+    try:  # created atomically: when two workers start a task at once, exactly one of them dies
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(1)
 
 
 def _stream(job: _Job, plan: Plan, start: int = 0) -> ChunkStream:
