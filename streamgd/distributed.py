@@ -80,6 +80,10 @@ def _crash_if_asked() -> None:
     os._exit(1)
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
 def _stream(job: _Job, plan: Plan, start: int = 0) -> ChunkStream:
     transform = job.standardizer.apply if job.standardizer is not None else None
     return ChunkStream(job.dataset, plan, dtype=job.dtype, target_encoder=job.encoder, start_step=start,
@@ -197,7 +201,9 @@ def _fit(client: Any, dataset: Dataset, cfg: TrainConfig, round_chunks: int) -> 
         standardizer = _parallel_standardizer(client, dataset, n_shards) if cfg.standardize else None
     job = _Job(dataset, n_shards, cfg.shuffle, cfg.seed, cfg.dtype, cfg.batch_size, n_out, model_cls.loss_kind,
                optimizer.code, hyper, encoder, standardizer)
-    [job_future] = client.scatter([job], broadcast=True)
+    # the job (dataset index, settings, standardizer) as the result of a task rather than scattered data: when a
+    # worker dies, dask recomputes a lost task result, while scattered data lost with its workers is gone for good
+    job_future = client.submit(_identity, job, pure=False)
     schedule = cfg.make_schedule(helper.steps_per_epoch(dataset))
 
     def write() -> None:
