@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,3 +134,39 @@ def _plain(value: object) -> object:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+_TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def checkpoint_interval_seconds(value: int | str) -> float | None:
+    """The seconds of a time interval such as "30s" (None for a number of chunks or a malformed text)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if len(text) < 2 or text[-1] not in _TIME_UNITS:
+        return None
+    try:
+        seconds = float(text[:-1]) * _TIME_UNITS[text[-1]]
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+class CheckpointClock:
+    """When the next checkpoint is due: after every ``every`` chunks (or dask rounds), or, for a time such as
+    "30s", once that long has passed since the last checkpoint (``written()`` restarts the wait)."""
+
+    def __init__(self, every: int | str, now: Callable[[], float] = time.monotonic):
+        self.seconds = checkpoint_interval_seconds(every)
+        self.chunks = 0 if self.seconds is not None else int(every)
+        self.now = now
+        self.last = now()
+
+    def due(self, chunks_done: int) -> bool:
+        if self.seconds is not None:
+            return self.now() - self.last >= self.seconds
+        return bool(self.chunks) and chunks_done % self.chunks == 0
+
+    def written(self) -> None:
+        self.last = self.now()

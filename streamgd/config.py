@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint import checkpoint_interval_seconds
 from .errors import ConfigError
 from .models import MODEL_KINDS
 from .optim import Optimizer, make_optimizer, make_schedule
@@ -132,14 +133,6 @@ class TrainConfig:
     def full_batch(self) -> bool:
         return self.batch_size == "full"
 
-    def checkpoint_due(self, chunks_done: int, seconds_since_last: float) -> bool:
-        """Whether a checkpoint is due after a chunk (or round): every N chunks, or once the interval passed."""
-        every = self.checkpoint_every
-        seconds = checkpoint_interval_seconds(every)
-        if seconds is not None:
-            return seconds_since_last >= seconds
-        return bool(every) and chunks_done % every == 0
-
     def make_optimizer(self) -> Optimizer:
         return make_optimizer(self.optimizer, **self.optimizer_options)
 
@@ -184,9 +177,6 @@ class TrainConfig:
         return 0.0 if self.penalty == "none" else float(self.alpha)
 
 
-_TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_checkpoint_every(value: int | str) -> int | str:
     """A number of chunks (an int, or digits) or a time ("30s", "5m", "1.5h"), checked; returned normalized.
 
@@ -200,20 +190,6 @@ def parse_checkpoint_every(value: int | str) -> int | str:
     if isinstance(value, str) and checkpoint_interval_seconds(value) is not None:
         return value.strip()
     _bad("checkpoint_every", value, "a number of chunks >= 0 or a time such as 30s, 5m or 1h")
-
-
-def checkpoint_interval_seconds(value: int | str) -> float | None:
-    """The seconds of a time interval such as "30s" (None for a number of chunks or a malformed text)."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip().lower()
-    if len(text) < 2 or text[-1] not in _TIME_UNITS:
-        return None
-    try:
-        seconds = float(text[:-1]) * _TIME_UNITS[text[-1]]
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 def _bad(name: str, value: Any, accepted: str) -> None:

@@ -24,7 +24,6 @@ True
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from .checkpoint import Checkpoint, latest_checkpoint, write_checkpoint
+from .checkpoint import Checkpoint, CheckpointClock, latest_checkpoint, write_checkpoint
 from .config import TrainConfig
 from .dataset import Dataset, open_dataset
 from .errors import ConfigError, DivergenceError
@@ -324,17 +323,17 @@ def _local_sgd_epoch(client: Any, job_future: Any, dataset: Dataset, cfg: TrainC
 
 
 class _Saver:
-    """Writes the client's checkpoint and knows when the next one is due (every N rounds, or after a time)."""
+    """Writes the client's checkpoint, and knows when the next is due (every N rounds, or after a time)."""
 
     def __init__(self, cfg: TrainConfig, write: Callable[[], None]):
-        self.cfg, self.write, self.saved_at = cfg, write, time.monotonic()
+        self.write, self.clock = write, CheckpointClock(cfg.checkpoint_every)
 
     def __call__(self) -> None:
         self.write()
-        self.saved_at = time.monotonic()
+        self.clock.written()
 
     def due(self, rounds_done: int) -> bool:
-        return self.cfg.checkpoint_due(rounds_done, time.monotonic() - self.saved_at)
+        return self.clock.due(rounds_done)
 
 
 def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:

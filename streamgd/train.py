@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from .checkpoint import Checkpoint, latest_checkpoint, write_checkpoint
+from .checkpoint import Checkpoint, CheckpointClock, latest_checkpoint, write_checkpoint
 from .config import TrainConfig
 from .dataset import Dataset, is_numeric_type, is_temporal_type, open_dataset
 from .features import FeatureSpec
@@ -136,6 +136,7 @@ class Trainer:
         self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
         self.run: _Run | None = None  # the last fit's settings and its final state (to continue training from)
         self.state: TrainState | None = None
+        self._clock = CheckpointClock(self.config.checkpoint_every)  # restarted by each fit
         self._interrupted = False
 
     # ---- set-up ------------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class Trainer:
         checkpoint = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
         run, state = self._set_up(dataset, checkpoint)
         self.run, self.state = run, state
-        self._checkpointed_at = time.monotonic()
+        self._clock = CheckpointClock(cfg.checkpoint_every, now=time.monotonic)
         with self._stop_on_ctrl_c():
             while not state.finished and state.epoch < cfg.epochs:
                 record = self._run_epoch(run, state)
@@ -367,7 +368,7 @@ class Trainer:
                 state.next_chunk += 1
                 state.chunks_done += 1
                 rss = meter.add(chunk.n_rows)
-                if self._interrupted or cfg.checkpoint_due(state.chunks_done, time.monotonic() - self._checkpointed_at):
+                if self._interrupted or self._clock.due(state.chunks_done):
                     self._write_checkpoint(run, state)
                 if self._interrupted:
                     where = "; resume with the same command and --resume" if cfg.checkpoint_dir else ""
@@ -422,7 +423,7 @@ class Trainer:
 
     def _write_checkpoint(self, run: _Run, state: TrainState) -> None:
         cfg = self.config
-        self._checkpointed_at = time.monotonic()
+        self._clock.written()
         if not cfg.checkpoint_dir:
             return
         standardizer = (run.standardizer.mean, run.standardizer.scale) if run.standardizer else None
