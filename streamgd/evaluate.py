@@ -113,9 +113,9 @@ def evaluate(model: LinearModel | str, data: Any, target: str | None = None, pre
             for chunk in stream:
                 consumed += 1
                 skipped += sum(unit.n_rows for unit in chunk.step.units) - chunk.n_rows
-                _check_features(model, dataset, chunk)
                 margins = model.decision_function(chunk.X)
-                metrics.update(chunk.y, margins if model.is_classifier else model.predict(chunk.X))
+                _check_features(model, dataset, chunk, margins)
+                metrics.update(chunk.y, margins if model.is_classifier else model.values_from_margins(margins))
                 if loss is not None:
                     loss.update(chunk.y, margins)
     except _BadTarget as exc:
@@ -135,11 +135,14 @@ def evaluate(model: LinearModel | str, data: Any, target: str | None = None, pre
     return result
 
 
-def _check_features(model: LinearModel, dataset: Dataset, chunk: Chunk) -> None:
-    """A missing or infinite feature would turn the row's score into NaN: name it and where it is."""
+def _check_features(model: LinearModel, dataset: Dataset, chunk: Chunk, margins: np.ndarray) -> None:
+    """A missing or infinite feature turns the row's margins into NaN or inf: name it and where it is. Only the
+    margins are checked on the way (a feature pass happens only when one is not finite)."""
+    if np.isfinite(margins).all():
+        return
     finite = np.isfinite(chunk.X)
     if finite.all():
-        return
+        return  # finite features with a non-finite margin: an overflowing model, which the metrics report
     row, column = np.argwhere(~finite)[0]
     unit, row_in_unit = chunk.locate(int(row))
     raise DataError(f"the feature {model.feature_names[column]!r} holds {chunk.X[row, column]} at "

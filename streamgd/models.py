@@ -129,7 +129,11 @@ class LinearModel:
         return out
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.decision_function(X)
+        return self.values_from_margins(self.decision_function(X))
+
+    def values_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        """A regressor's predicted values from its margins (the inverse link: identity here)."""
+        return margins
 
     def loss(self, X: Any, y: np.ndarray) -> float:
         """Mean data loss (no penalty) on encoded targets ``y``, computed by the same kernel as training."""
@@ -252,8 +256,8 @@ class PoissonRegression(LinearModel):
     loss_kind = kernels.LOSS_POISSON
     needs_nonnegative_target = True
 
-    def predict(self, X: Any) -> np.ndarray:
-        return np.exp(self.decision_function(X))
+    def values_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        return np.exp(margins)
 
 
 MODEL_KINDS: dict[str, type[LinearModel]] = {cls.kind: cls for cls in (
