@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .stats import ColumnStats, array_stats
+
 AUC_BINS = 1 << 16
 AUC_LIMIT = 40.0
 AUC_MAX_COUNTERS = 1 << 23  # 64 MB of int64 counts at most, whatever the number of classes
@@ -234,40 +236,30 @@ class ClassificationMetrics:
 
 
 class RegressionMetrics:
-    """RMSE, MAE and R² of predictions; the target's mean and sum of squared deviations are merged chunk by
-    chunk with Chan et al.'s parallel update, never as a sum of squares minus a squared sum.
-
-    References: Chan, Golub and LeVeque, "Updating formulae and a pairwise algorithm for computing sample
-    variances" (1979).
+    """RMSE, MAE and R² of predictions; the target's mean and spread are merged chunk by chunk as the statistics
+    pass merges columns (``ColumnStats.merge``: Chan et al.'s parallel update), never as a sum of squares minus
+    a squared sum.
     """
 
     def __init__(self) -> None:
-        self.rows = 0
-        self.mean = 0.0  # of the target
-        self.m2 = 0.0  # sum of squared deviations of the target from its mean
+        self.target = ColumnStats()
         self.squared_error = 0.0
         self.absolute_error = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.target.count
 
     def update(self, y: np.ndarray, predicted: np.ndarray) -> None:
         if len(y) == 0:
             return
-        chunk = RegressionMetrics()
         residual = predicted - y
-        chunk.rows = len(y)
-        chunk.mean = float(y.mean())
-        chunk.m2 = float(((y - chunk.mean) ** 2).sum())
-        chunk.squared_error = float((residual ** 2).sum())
-        chunk.absolute_error = float(np.abs(residual).sum())
-        self.merge(chunk)
+        self.target = self.target.merge(array_stats(y))
+        self.squared_error += float((residual ** 2).sum())
+        self.absolute_error += float(np.abs(residual).sum())
 
     def merge(self, other: RegressionMetrics) -> None:
-        rows = self.rows + other.rows
-        if rows == 0:
-            return
-        delta = other.mean - self.mean
-        self.m2 += other.m2 + delta * delta * self.rows * other.rows / rows
-        self.mean += delta * other.rows / rows
-        self.rows = rows
+        self.target = self.target.merge(other.target)
         self.squared_error += other.squared_error
         self.absolute_error += other.absolute_error
 
@@ -275,9 +267,10 @@ class RegressionMetrics:
         """1 - SSE / SST; as scikit-learn's ``r2_score``, 1 for a perfect fit of a constant target, else 0 there."""
         if self.rows == 0:
             return None
-        if self.m2 == 0.0:
+        total = self.target.var * self.rows
+        if total == 0.0:
             return 1.0 if self.squared_error == 0.0 else 0.0
-        return 1.0 - self.squared_error / self.m2
+        return 1.0 - self.squared_error / total
 
     def result(self) -> dict[str, int | float | None]:
         mse = _ratio(self.squared_error, self.rows)

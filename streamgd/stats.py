@@ -155,8 +155,11 @@ def column_stats(column: pa.ChunkedArray, categorical: bool,
         stats = ColumnStats(count=len(strings) - strings.null_count, missing=strings.null_count, values={})
         return stats.merge(ColumnStats(values=values), max_categories)
     values = _plain_numbers(column)
-    if values is None:
-        values = numeric_values(column)
+    return array_stats(numeric_values(column) if values is None else values)
+
+
+def array_stats(values: np.ndarray) -> ColumnStats:
+    """Statistics of a 1-D array of numbers (NaN counts as missing), by one compiled two-pass kernel."""
     n, missing, mean, var, low, high = _moments(values)
     if n == 0:
         return ColumnStats(0, missing, int(values.size - missing))
