@@ -17,6 +17,7 @@ takes one pass over each batch it is given, continuing the optimizer's state.
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,30 +72,36 @@ def _sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray | None:
     return weights
 
 
+@dataclass
 class _Session:
     """What ``partial_fit`` continues from: the kernels' parameters, optimizer state and step, and the fixed
     settings of the run (optimizer, steps per epoch of the schedule, standardizer, model class)."""
 
-    def __init__(self, config: TrainConfig, model_cls: type[LinearModel], n_features: int, n_out: int,
-                 standardizer: Standardizer | None, steps_per_call: int):
-        self.config, self.model_cls, self.n_out, self.standardizer = config, model_cls, n_out, standardizer
-        self.optimizer, self.params, self.opt_state, self.hyper = initial_state(config, n_features, n_out)
-        self.steps_per_epoch = steps_per_call
-        self.step = 0
-        self.calls = 0
+    config: TrainConfig
+    model_cls: type[LinearModel]
+    n_out: int
+    standardizer: Standardizer | None
+    optimizer: Any
+    hyper: np.ndarray
+    steps_per_epoch: int
+    params: np.ndarray
+    opt_state: np.ndarray
+    step: int = 0
+    calls: int = 0
+
+    @classmethod
+    def fresh(cls, config: TrainConfig, model_cls: type[LinearModel], n_features: int, n_out: int,
+              standardizer: Standardizer | None, steps_per_epoch: int) -> _Session:
+        optimizer, params, opt_state, hyper = initial_state(config, n_features, n_out)
+        return cls(config, model_cls, n_out, standardizer, optimizer, hyper, steps_per_epoch, params, opt_state)
 
     @classmethod
     def from_trainer(cls, trainer: Trainer) -> _Session:
         """Continue where ``Trainer.fit`` stopped (its last state, not an early-stopping best)."""
         run, state = trainer.run, trainer.state
-        session = cls.__new__(cls)
-        session.config, session.model_cls, session.n_out = trainer.config, run.model_cls, run.n_out
-        session.standardizer = run.standardizer
-        session.optimizer, session.hyper = run.optimizer, run.hyper
-        session.steps_per_epoch = trainer.steps_per_epoch(run.train)
-        session.params, session.opt_state, session.step = state.params.copy(), state.opt_state.copy(), state.step
-        session.calls = len(state.history)
-        return session
+        return cls(trainer.config, run.model_cls, run.n_out, run.standardizer, run.optimizer, run.hyper,
+                   trainer.steps_per_epoch(run.train), state.params.copy(), state.opt_state.copy(), state.step,
+                   len(state.history))
 
     def train(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
         """One pass over the rows (shuffled from the seed unless shuffle is 'none'); the mean progressive loss."""
@@ -430,4 +437,4 @@ def _first_session(estimator: _StreamgdSGD, X: np.ndarray, kind: str, n_out: int
     config = estimator._config(kind)
     standardizer = Standardizer.from_stats(X.mean(axis=0), X.std(axis=0)) if config.standardize else None
     steps = 1 if config.full_batch else -(-X.shape[0] // int(config.batch_size))
-    return _Session(config, MODEL_KINDS[kind], X.shape[1], n_out, standardizer, steps)
+    return _Session.fresh(config, MODEL_KINDS[kind], X.shape[1], n_out, standardizer, steps)
