@@ -45,6 +45,7 @@ import numpy as np
 from .optim.rules import (H_AVERAGE_START, H_BETA1, H_BETA2, H_EPS, H_OPT0, H_WEIGHT_DECAY, OPT_ADAGRAD,
                           OPT_ADAM, OPT_ADAMW, OPT_ASGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_RMSPROP, OPT_SGD,
                           after_step, optimizer_step)
+from .vecmath import exp_nonpositive, log1p_unit
 
 # loss codes
 LOSS_SQUARED = 0
@@ -72,7 +73,7 @@ _inline = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always"
 # The compiled loops run without the Numba runtime (NRT): there an array view or argument costs no atomic
 # reference count (with it, SGD with batch size 1 spent half its time on them), and nothing can be allocated.
 # ``_nrt`` is a Numba compiler flag; without it the loops are still correct, only slower.
-_jit = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, _nrt=False)
+_jit = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, _nrt=False, error_model="numpy")
 
 
 def n_params(n_features: int, n_out: int = 1) -> int:
@@ -259,19 +260,10 @@ def _tile_end(tile_start, stop, origin, batch_size, tile_rows):
 
 
 @_inline
-def _tile_margins(tile, rows_major, lo, hi, params, n_out, margins):
-    """margins[k, b] = x_b . w_k + b_k for the tile rows b in [lo, hi)."""
-    d = tile.shape[1] if rows_major else tile.shape[0]
+def _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins):
+    """margins[k, b] = x_b . w_k + b_k for b in [lo, hi), where feature j of row b is src[j * stride + offset + b]:
+    a column-major tile (stride = its capacity, offset 0) or a column-major chunk read in place (stride = n)."""
     n_coef = n_out * d
-    if rows_major:
-        for b in range(lo, hi):
-            for k in range(n_out):
-                base = k * d
-                acc = 0.0
-                for j in range(d):
-                    acc += tile[b, j] * params[base + j]
-                margins[k, b] = acc + params[n_coef + k]
-        return
     # unsigned row indices: Numba adds no negative-index wraparound, so the loops over rows vectorise
     ulo = np.uint64(lo)
     uhi = np.uint64(hi)
@@ -282,32 +274,24 @@ def _tile_margins(tile, rows_major, lo, hi, params, n_out, margins):
         base = k * d
         for j in range(d):
             w = params[base + j]
+            col = src[j * stride + offset: j * stride + offset + hi]
             for b in range(ulo, uhi):  # no skip when w == 0: a NaN in X must reach the margin
-                margins[k, b] += tile[j, b] * w
+                margins[k, b] += col[b] * w
 
 
 @_inline
-def _tile_grad_add(tile, rows_major, lo, hi, n_out, dloss, grad):
-    """grad += sum over the tile rows b in [lo, hi) of dloss[k, b] * [x_b, 1]."""
-    d = tile.shape[1] if rows_major else tile.shape[0]
+def _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad):
+    """grad += sum over b in [lo, hi) of dloss[k, b] * [x_b, 1], rows laid out as in ``_cols_margins``."""
     n_coef = n_out * d
-    if rows_major:
-        for b in range(lo, hi):
-            for k in range(n_out):
-                g = dloss[k, b]
-                base = k * d
-                for j in range(d):
-                    grad[base + j] += g * tile[b, j]
-                grad[n_coef + k] += g
-        return
     ulo = np.uint64(lo)
     uhi = np.uint64(hi)
     for k in range(n_out):
         base = k * d
         for j in range(d):
+            col = src[j * stride + offset: j * stride + offset + hi]
             acc = 0.0
             for b in range(ulo, uhi):
-                acc += tile[j, b] * dloss[k, b]
+                acc += col[b] * dloss[k, b]
             grad[base + j] += acc
         acc = 0.0
         for b in range(ulo, uhi):
@@ -316,24 +300,97 @@ def _tile_grad_add(tile, rows_major, lo, hi, n_out, dloss, grad):
 
 
 @_inline
-def _tile_loss_grad(tile, rows_major, lo, hi, row0, y, sample_weight, params, n_out, loss_kind, eps, margins, dloss,
-                    grad):
-    """Weighted loss sum of the tile rows [lo, hi) (chunk rows row0 + lo ...); adds their summed weighted gradient
-    into ``grad`` unless it is empty.
+def _row_tile_margins(tile, lo, hi, params, n_out, margins):
+    """margins[k, b] = x_b . w_k + b_k for the rows b in [lo, hi) of a row-major tile."""
+    d = tile.shape[1]
+    n_coef = n_out * d
+    for b in range(lo, hi):
+        for k in range(n_out):
+            base = k * d
+            acc = 0.0
+            for j in range(d):
+                acc += tile[b, j] * params[base + j]
+            margins[k, b] = acc + params[n_coef + k]
+
+
+@_inline
+def _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad):
+    """grad += sum over the rows b in [lo, hi) of a row-major tile of dloss[k, b] * [x_b, 1]."""
+    d = tile.shape[1]
+    n_coef = n_out * d
+    for b in range(lo, hi):
+        for k in range(n_out):
+            g = dloss[k, b]
+            base = k * d
+            for j in range(d):
+                grad[base + j] += g * tile[b, j]
+            grad[n_coef + k] += g
+
+
+@_inline
+def _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss):
+    """``_row_loss_dloss`` of binary log loss for the rows [lo, hi), summed; exp and log1p from ``vecmath``, so
+    the loop vectorises (with ``math``'s it made one libm call per row and function)."""
+    weighted = sample_weight.shape[0] > 0
+    total = 0.0
+    ulo = np.uint64(lo)
+    uhi = np.uint64(hi)
+    urow0 = np.uint64(row0)
+    for b in range(ulo, uhi):
+        m = margins[0, b]
+        label = y[urow0 + b]
+        weight = sample_weight[urow0 + b] if weighted else 1.0
+        e = exp_nonpositive(-abs(m))
+        dloss[0, b] = weight * ((e if m < 0.0 else 1.0) / (1.0 + e) - label)
+        total += weight * ((m if m > 0.0 else 0.0) + log1p_unit(e) - label * m)
+    return total
+
+
+@_inline
+def _rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, sample_weight, params, n_out,
+                    loss_kind, eps, margins, dloss, grad):
+    """Weighted loss sum of the rows [lo, hi) of a block (chunk rows row0 + lo ...); adds their summed weighted
+    gradient into ``grad`` unless it is empty. The block is the row-major ``tile``, or else the columns
+    ``(src, stride, offset)`` of ``_cols_margins``.
 
     The one pass over rows that every loop shares: margins, per-row loss and dloss, gradient. NaN and inf
     propagate into the result; callers check it once.
     """
-    _tile_margins(tile, rows_major, lo, hi, params, n_out, margins)
-    weighted = sample_weight.shape[0] > 0
-    total = 0.0
-    for b in range(lo, hi):
-        r = row0 + b
-        weight = sample_weight[r] if weighted else 1.0
-        total += _row_loss_dloss(margins, b, n_out, loss_kind, y[r], weight, eps, dloss)
+    if rows_major:
+        _row_tile_margins(tile, lo, hi, params, n_out, margins)
+    else:
+        _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins)
+    if loss_kind == LOSS_LOG and n_out == 1 and not rows_major:  # SGD-sized batches: libm is quicker per row
+        total = _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss)
+    else:
+        weighted = sample_weight.shape[0] > 0
+        total = 0.0
+        for b in range(lo, hi):
+            r = row0 + b
+            weight = sample_weight[r] if weighted else 1.0
+            total += _row_loss_dloss(margins, b, n_out, loss_kind, y[r], weight, eps, dloss)
     if grad.shape[0] > 0:
-        _tile_grad_add(tile, rows_major, lo, hi, n_out, dloss, grad)
+        if rows_major:
+            _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad)
+        else:
+            _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad)
     return total
+
+
+@_inline
+def _block_loss_grad(x32, x64, is32, in_place, n, d, tile_start, tile, rows_major, lo, hi, y, sample_weight, params,
+                     n_out, loss_kind, eps, margins, dloss, grad):
+    """``_rows_loss_grad`` of the tile that starts at chunk row ``tile_start``: read in place from a column-major
+    chunk (``in_place``), else from the tile it was staged into."""
+    if in_place:
+        if is32:
+            return _rows_loss_grad(x32, n, tile_start, d, tile, False, lo, hi, tile_start, y, sample_weight, params,
+                                   n_out, loss_kind, eps, margins, dloss, grad)
+        return _rows_loss_grad(x64, n, tile_start, d, tile, False, lo, hi, tile_start, y, sample_weight, params,
+                               n_out, loss_kind, eps, margins, dloss, grad)
+    flat = tile.reshape(tile.size)
+    return _rows_loss_grad(flat, tile.shape[1], 0, d, tile, rows_major, lo, hi, tile_start, y, sample_weight, params,
+                           n_out, loss_kind, eps, margins, dloss, grad)
 
 
 # ---- penalty, clipping, optimizer, L1 proximal step -------------------------------------------------------------
@@ -468,10 +525,12 @@ def _train_loop(x32, x64, is32, fortran, n, d, y, sample_weight, params, opt_sta
     batch = 0
     batch_start = 0
     batch_stop = min(batch_size, n)
+    in_place = fortran and not rows_major  # column-major mini-batches are read from X itself, not staged
     tile_start = 0
     while tile_start < n:
         tile_stop = _tile_end(tile_start, n, 0, batch_size, tile_rows)
-        _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, rows_major)
+        if not in_place:
+            _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, rows_major)
         r = tile_start
         while r < tile_stop:  # the pieces of batches in this tile
             if r == batch_start:
@@ -479,8 +538,9 @@ def _train_loop(x32, x64, is32, fortran, n, d, y, sample_weight, params, opt_sta
                     grad[i] = 0.0
                 batch_loss = 0.0
             e = min(batch_stop, tile_stop)
-            batch_loss += _tile_loss_grad(tile, rows_major, r - tile_start, e - tile_start, tile_start, y,
-                                          sample_weight, params, n_out, loss_kind, eps, margins, dloss, grad)
+            batch_loss += _block_loss_grad(x32, x64, is32, in_place, n, d, tile_start, tile, rows_major,
+                                           r - tile_start, e - tile_start, y, sample_weight, params, n_out,
+                                           loss_kind, eps, margins, dloss, grad)
             if e == batch_stop:  # the batch is complete: step
                 if not math.isfinite(batch_loss):
                     return total, batch_start, batch_start
@@ -504,13 +564,16 @@ def _sum_loop(x32, x64, is32, fortran, n, d, y, sample_weight, start, stop, para
               rows_major, tile_rows, tile, margins, dloss, grad):
     """Weighted loss sum of rows [start, stop), adding their summed gradient into ``grad`` unless it is empty;
     tiled as ``_train_loop`` tiles batches of ``batch_size`` rows starting at ``start``."""
+    in_place = fortran and not rows_major
     total = 0.0
     tile_start = start
     while tile_start < stop:
         tile_stop = _tile_end(tile_start, stop, start, batch_size, tile_rows)
-        _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, rows_major)
-        total += _tile_loss_grad(tile, rows_major, 0, tile_stop - tile_start, tile_start, y, sample_weight, params,
-                                 n_out, loss_kind, eps, margins, dloss, grad)
+        if not in_place:
+            _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, rows_major)
+        total += _block_loss_grad(x32, x64, is32, in_place, n, d, tile_start, tile, rows_major, 0,
+                                  tile_stop - tile_start, y, sample_weight, params, n_out, loss_kind, eps, margins,
+                                  dloss, grad)
         tile_start = tile_stop
     return total
 
@@ -523,7 +586,7 @@ def _first_bad_row_loop(x32, x64, is32, fortran, n, d, y, sample_weight, start, 
     for tile_start in range(start, stop, tile_rows):
         tile_stop = min(tile_start + tile_rows, stop)
         _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, True)
-        _tile_margins(tile, True, 0, tile_stop - tile_start, params, n_out, margins)
+        _row_tile_margins(tile, 0, tile_stop - tile_start, params, n_out, margins)
         weighted = sample_weight.shape[0] > 0
         for b in range(tile_stop - tile_start):
             r = tile_start + b
@@ -544,8 +607,14 @@ def _predict_loop(x32, x64, is32, fortran, n, d, params, n_out, tile_rows, tile,
     """out[r, k] = margin k of row r, for every row of the chunk."""
     for tile_start in range(0, n, tile_rows):
         tile_stop = min(tile_start + tile_rows, n)
-        _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, False)
-        _tile_margins(tile, False, 0, tile_stop - tile_start, params, n_out, margins)
+        if not fortran:
+            _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, False)
+            _cols_margins(tile.reshape(tile.size), tile.shape[1], 0, d, 0, tile_stop - tile_start, params, n_out,
+                          margins)
+        elif is32:
+            _cols_margins(x32, n, tile_start, d, 0, tile_stop - tile_start, params, n_out, margins)
+        else:
+            _cols_margins(x64, n, tile_start, d, 0, tile_stop - tile_start, params, n_out, margins)
         for b in range(tile_stop - tile_start):
             for k in range(n_out):
                 out[tile_start + b, k] = margins[k, b]
