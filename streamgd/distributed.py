@@ -86,7 +86,7 @@ def _identity(value: Any) -> Any:
 def _stream(job: _Job, plan: Plan, start: int = 0) -> ChunkStream:
     transform = job.standardizer.apply if job.standardizer is not None else None
     return ChunkStream(job.dataset, plan, dtype=job.dtype, target_encoder=job.encoder, start_step=start,
-                       transform=transform, defer_shuffle=True)
+                       transform=transform, defer_conversion=True)
 
 
 def _shard_moments(dataset: Dataset, shard: int, n_shards: int) -> ColumnMoments:

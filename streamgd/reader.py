@@ -1,6 +1,9 @@
 """Units to NumPy chunks: read a plan's steps with pyarrow, convert to column-major float arrays with the plan's
 row permutation fused into the one copy, and prefetch the next chunks on a background thread.
 
+The prefetch thread decodes; the conversion runs on it too, or, with ``defer_conversion``, on the consuming
+thread, which then holds the decoded Arrow table until the copy.
+
 Column-major because Arrow stores columns: one contiguous copy per column, no transpose (the design measured a
 row-major layout at 1.7x the cost). The mini-batch kernels read consecutive rows of each column, which is the
 contiguous direction of a column-major array.
@@ -32,6 +35,14 @@ TargetEncoder = Callable[[pa.ChunkedArray], np.ndarray]
 
 
 @dataclass
+class _Decoded:
+    """A step's units as read on the prefetch thread, not yet converted into a chunk."""
+
+    table: pa.Table
+    step: Step
+
+
+@dataclass
 class Chunk:
     """Rows of one plan step: features ``X`` (n_rows, n_features), column-major, and target ``y`` (float64)."""
 
@@ -39,22 +50,10 @@ class Chunk:
     y: np.ndarray | None
     step: Step
     row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
-    shuffled: bool = True  # False: rows still in unit order, the step's permutation not yet applied
 
     @property
     def n_rows(self) -> int:
         return self.X.shape[0]
-
-    def shuffle(self) -> None:
-        """Apply the step's row permutation to X and y (on the calling thread), if it is still pending."""
-        if self.shuffled:
-            return
-        order = self.step.row_order()
-        if order is not None:
-            self.X = gather_rows(self.X, order)
-            self.y = None if self.y is None else self.y[order]
-            self.row_order = order
-        self.shuffled = True
 
     def locate(self, row: int) -> tuple[Unit, int]:
         """The unit and the row inside it that delivered row ``row`` came from."""
@@ -132,14 +131,6 @@ def default_target_encoder(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(_column_to_numpy(column, "target"), dtype=np.float64)
 
 
-def gather_rows(X: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """A column-major copy of ``X[order]``, gathered column by column (each column stays in cache)."""
-    out = np.empty(X.shape, dtype=X.dtype, order="F")
-    for j in range(X.shape[1]):
-        _gather_into(X[:, j], order, out[:, j])
-    return out
-
-
 def table_to_chunk_arrays(table: pa.Table, feature_names: list[str], target: str | None,
                           order: np.ndarray | None, dtype: np.dtype,
                           target_encoder: TargetEncoder = default_target_encoder) -> tuple[np.ndarray, np.ndarray | None]:
@@ -171,7 +162,7 @@ class ChunkStream:
                  target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
-                 defer_shuffle: bool = False):
+                 defer_conversion: bool = False):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -186,18 +177,23 @@ class ChunkStream:
         self.extra_columns = extra_columns or []
         self.transform = transform  # applied to X on the reader thread (for example standardization)
         self.features = features  # a FeatureSpec: input columns -> feature matrix (None: the numeric columns as they are)
-        # build chunks in unit order and shuffle them (permutation, gather, shuffle-quality figures) on the
-        # consuming thread: that work moves off the reader thread, the pipeline's bottleneck while training
-        self.defer_shuffle = defer_shuffle and features is None
+        # the copy of a decoded table into a chunk (with the row permutation) on the consuming thread: off the
+        # prefetch thread, which decoding alone keeps busy while training. Featurizing stays on the prefetch thread.
+        self.defer_conversion = defer_conversion and features is None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
 
-    def _build(self, tables: UnitTableReader, step: Step) -> Chunk:
+    def _build(self, tables: UnitTableReader, step: Step) -> Chunk | _Decoded:
+        """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred."""
         parts = [tables.read(unit) for unit in step.units]
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         del parts
-        order = None if self.defer_shuffle else step.row_order()
+        return _Decoded(table, step) if self.defer_conversion else self._convert(table, step)
+
+    def _convert(self, table: pa.Table, step: Step) -> Chunk:
+        """The step's table as a chunk: features and target in the step's row order, then the transform."""
+        order = step.row_order()
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
                                          self.target_encoder)
@@ -205,14 +201,14 @@ class ChunkStream:
             X, y, order = self._featurize(table, order)
         if self.transform is not None:
             X = self.transform(X)
-        chunk = Chunk(X, y, step, order, shuffled=not self.defer_shuffle)
+        chunk = Chunk(X, y, step, order)
         if self.extra_columns:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
         return chunk
 
-    def _deliver(self, chunk: Chunk) -> Chunk:
-        """The consumer's side: a pending shuffle applied, the shuffle-quality figures taken (in plan order)."""
-        chunk.shuffle()
+    def _deliver(self, item: Chunk | _Decoded) -> Chunk:
+        """The consumer's side: a deferred conversion done, the shuffle-quality figures taken (in plan order)."""
+        chunk = self._convert(item.table, item.step) if isinstance(item, _Decoded) else item
         if self.quality is not None:
             self.quality.add(chunk.step.file_positions(chunk.row_order))
         return chunk

@@ -342,7 +342,7 @@ class Trainer:
                              target_encoder=run.encoder, quality=quality, start_step=state.next_chunk,
                              extra_columns=[cfg.sample_weight] if cfg.sample_weight else None, features=run.spec,
                              transform=run.standardizer.apply if run.standardizer is not None else None,
-                             defer_shuffle=cfg.memory_budget is None)  # a budget counts one copy per chunk
+                             defer_conversion=cfg.memory_budget is None)  # a budget counts one copy per chunk
         with stream:
             for chunk in stream:
                 weights = self._chunk_weights(run, chunk)

@@ -36,15 +36,15 @@ def test_chunks_equal_pyarrow_reference_rows(numbered, dtype, depth, mode, max_r
 
 @pytest.mark.parametrize("mode", ["none", "row-groups", "buffer:3"])
 @pytest.mark.parametrize("depth", [0, 2])
-def test_a_shuffle_deferred_to_the_consumer_gives_the_same_chunks(numbered, mode, depth):
+def test_a_conversion_deferred_to_the_consumer_gives_the_same_chunks(numbered, mode, depth):
     data = open_dataset(numbered, target="y")
     plan = make_plan(data.units, mode, seed=4)
     eager, late = ShuffleQualityMeter(), ShuffleQualityMeter()
     reference = list(iter_chunks(data, plan, quality=eager, prefetch_depth=depth))
-    deferred = list(iter_chunks(data, plan, quality=late, prefetch_depth=depth, defer_shuffle=True))
+    deferred = list(iter_chunks(data, plan, quality=late, prefetch_depth=depth, defer_conversion=True))
     assert len(reference) == len(deferred)
     for now, later in zip(reference, deferred):
-        assert later.shuffled and later.X.flags.f_contiguous
+        assert later.X.flags.f_contiguous
         np.testing.assert_array_equal(later.X, now.X)
         np.testing.assert_array_equal(later.y, now.y)
         np.testing.assert_array_equal(later.row_order, now.row_order)
