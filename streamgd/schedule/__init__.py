@@ -85,9 +85,11 @@ class Step:
     def file_positions(self, order: np.ndarray | None = None) -> np.ndarray:
         """Positions in the whole dataset's file order of the rows, in delivery order (``order``: this step's
         ``row_order()`` if the caller has it already)."""
+        order = self.row_order() if order is None and self.row_seed is not None else order
+        if len(self.units) == 1 and order is not None:
+            return order + self.units[0].first_row
         positions = np.concatenate([np.arange(u.first_row, u.first_row + u.n_rows, dtype=np.int64)
                                     for u in self.units])
-        order = self.row_order() if order is None and self.row_seed is not None else order
         return positions if order is None else positions[order]
 
 
