@@ -8,7 +8,8 @@ reader, all in one run. Each variant runs in its own subprocess so its peak RSS 
 Every variant runs ``--repeat`` times, in rounds (each round runs every variant once, so a slow spell of a
 shared machine falls on all of them); the fastest run of each counts, with the median peak RSS of its runs.
 ``reader-decode`` is the decode floor read the way streamgd's reader reads (memory-mapped, see
-streamgd/mapped.py): the decoding that training overlaps with its own work.
+streamgd/mapped.py): the decoding that training overlaps with its own work. Every variant makes jemalloc
+pyarrow's allocator, as ``streamgd fit`` does.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def _log_loss(path: str, coef: np.ndarray, intercept: float) -> float:
 def run_variant(name: str, path: str, shuffle: str) -> dict:
     """Run one variant in this process and return its measurements."""
     import pyarrow.parquet as pq
+
+    from streamgd.allocators import prefer_jemalloc
+
+    prefer_jemalloc()  # every variant with the allocator `streamgd fit` runs with (the floor too)
 
     if name in ("decode-floor", "reader-decode"):
         from streamgd.mapped import MappedParquetFile
