@@ -9,9 +9,10 @@ Parameter layout, shared by optimizers, models and checkpoints: ``params`` is a 
 ``n_out`` intercepts. Gradients use the same layout.
 
 Rows arrive in the plan's order (the reader permutes them while converting), so a mini-batch is a run of
-consecutive rows. ``X`` may be float32 or float64, column-major (the reader's layout) or row-major; rows are
-staged into a small float64 tile and every sum is accumulated in float64, so both layouts and both dtypes (on the
-same values) give bitwise identical results.
+consecutive rows. ``X`` may be float32 or float64, column-major (the reader's layout) or row-major. Mini-batches
+of a column-major chunk are read in place; other chunks, and batches of fewer than 8 rows, are staged into a
+small float64 tile. Every value is converted to float64 before use and every sum is accumulated in float64 in
+the same order, so both layouts and both dtypes (on the same values) give bitwise identical results.
 
 Objective: mean weighted data loss + ``alpha * ((1 - l1_ratio) / 2 * ||coef||^2 + l1_ratio * ||coef||_1)``; the
 intercepts are never penalised. The L2 part enters the gradient; the L1 part is applied after each optimizer step
@@ -196,13 +197,13 @@ def _row_loss_dloss(margins, b, n_out, loss_kind, label, weight, eps, dloss):
     return weight * _pointwise_loss(loss_kind, m, label, eps)
 
 
-# ---- tiles: rows of X staged as float64 -------------------------------------------------------------------------
-# The loops compute on a small float64 tile, not on X: each float32 value is converted once, and the arithmetic
-# never sees the layout of X. The tile's layout suits the batch: mini-batches use a column-major tile (d, T), so
-# the loops over a batch's rows are contiguous and vectorise; SGD-sized batches use a row-major tile (T, d), so a
-# row's features are contiguous (read straight from a column-major chunk, one row touches a cache line per
-# feature). X reaches the compiled code as a flat vector ``x32`` or ``x64`` (the other one is a placeholder) in
-# column-major (``fortran``) or row-major order.
+# ---- tiles: blocks of rows, read in place or staged as float64 -------------------------------------------------
+# Mini-batches need a batch's rows of each feature contiguous, so the loops over rows vectorise: a column-major
+# chunk has them already and is read in place (a tile's worth of rows at a time, so the margins and the gradient
+# pass find them in cache); a row-major chunk is staged into a column-major float64 tile (d, T). SGD-sized batches
+# use a row-major tile (T, d), so a row's features are contiguous (read straight from a column-major chunk, one
+# row touches a cache line per feature). X reaches the compiled code as a flat vector ``x32`` or ``x64`` (the other
+# one is a placeholder) in column-major (``fortran``) or row-major order.
 _TILE_VALUES = 8192  # float64 values in a column-major tile (64 KiB): it stays in cache between the two passes
 _ROW_TILE_VALUES = 2048  # a row-major tile is filled by a transpose, which is fastest when it fits in L1
 _ROW_MAJOR_BELOW = 8  # batches of fewer rows are computed on a row-major tile
