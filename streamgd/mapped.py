@@ -21,16 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+_FAULT_AROUND = 1 << 16  # Linux's default fault_around_bytes
 
 
 class MappedParquetFile:
-    """A ``pq.ParquetFile`` over a read-only memory map of a local file (``read_row_group`` and ``metadata``)."""
+    """A ``pq.ParquetFile`` over a read-only memory map of a local file (``read_row_group`` and ``metadata``);
+    ``metadata``: the file's footer, already parsed."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, metadata: pq.FileMetaData | None = None):
         with open(path, "rb") as stream:
             self._map = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         self._buffer = pa.py_buffer(self._map)
-        self.file = pq.ParquetFile(pa.BufferReader(self._buffer))
+        self.file = pq.ParquetFile(pa.BufferReader(self._buffer), metadata=metadata)
         self.metadata = self.file.metadata
         self._spans = [_row_group_span(self.metadata.row_group(g), len(self._map))
                        for g in range(self.metadata.num_row_groups)]
@@ -43,7 +45,11 @@ class MappedParquetFile:
             self._release(*self._spans[index])
 
     def _release(self, start: int, stop: int) -> None:
+        # the kernel maps up to 64 KiB around each page fault (fault-around), so the pages of the neighbouring row
+        # groups that reading this one mapped go too; without the margin they stayed (+9 MB over 245 row groups)
+        start = max(0, start - _FAULT_AROUND)
         start -= start % mmap.PAGESIZE
+        stop = min(stop + _FAULT_AROUND, len(self._map))
         if _DONTNEED is None or stop <= start:
             return
         try:
