@@ -261,8 +261,10 @@ class ChunkStream:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield self._deliver(item)
-                del item
+                chunk = self._deliver(item)
+                del item  # a deferred conversion's table goes now, not after the chunk is trained on
+                yield chunk
+                del chunk
         finally:
             self.close()
 

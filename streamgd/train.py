@@ -379,6 +379,7 @@ class Trainer:
                     self.on_chunk(ChunkProgress(state.epoch, cfg.epochs, state.epoch_rows, plan.n_rows,
                                                 meter.rows_per_s, state.epoch_loss_sum / state.epoch_rows, rss,
                                                 previous))
+                del chunk, weights  # before the next chunk is built, so its arrays can take this one's memory
         if cfg.full_batch:
             lr = float(run.schedule(np.array([state.step]))[0])
             status = kernels.full_batch_step(state.params, state.grad_sum, float(state.epoch_rows),
