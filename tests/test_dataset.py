@@ -134,3 +134,29 @@ def test_an_in_memory_table_trains_exactly_as_its_parquet_file(tmp_path):
     from_memory = streamgd.fit(in_memory, **options)
     np.testing.assert_array_equal(from_memory.coef_, from_file.coef_)
     np.testing.assert_array_equal(from_memory.intercept_, from_file.intercept_)
+
+
+def test_a_file_footer_is_parsed_once_for_every_reader_of_a_run(numbered, monkeypatch):
+    """Training reads with a reader per epoch and the statistics pass with one per thread; all take the footer
+    parsed when the dataset was opened (each parse of a big footer stays in the process's memory)."""
+    import pickle
+
+    import streamgd
+
+    parses = []
+    original = pq.ParquetFile.__init__
+
+    def counting(self, source, *args, metadata=None, **kwargs):
+        if metadata is None:
+            parses.append(source)
+        original(self, source, *args, metadata=metadata, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "__init__", counting)
+    streamgd.fit(numbered, target="y", model="linear", epochs=3, batch_size=64, standardize=True)
+    assert len(parses) == 1
+    data = open_dataset(numbered, target="y")
+    clone = pickle.loads(pickle.dumps(data))  # a dask task's copy: the cache travels empty
+    assert clone.footers.get(0) is None and data.footers.get(0) is not None
+    assert UnitTableReader(clone, clone.columns).read(clone.units[0]).equals(
+        UnitTableReader(data, data.columns).read(data.units[0]))
+    assert clone.footers.get(0) is not None
