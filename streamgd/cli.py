@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -334,5 +335,25 @@ def make_data(out: str, rows: int, features: int, task: str, n_classes: int, row
                f"({len(info.files)} file(s), {time.perf_counter() - started:.1f} s)")
 
 
+def run() -> None:
+    """The ``streamgd`` command: ``main``, then an exit that skips C++ static destructors.
+
+    pyarrow can abort a process at exit, after all its work is done, with "terminate called without an active
+    exception" (apache/arrow#34314: its thread pool torn down while a worker thread is still alive); seen here
+    twice in some hundreds of runs, once under the nightly benchmark. The command's work is over by then: its
+    files are written and closed, and its output is flushed here, so it exits at once with its status.
+    """
+    try:
+        main()
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()
