@@ -181,7 +181,7 @@ class ChunkStream:
         self.target_encoder = target_encoder
         self.quality = quality
         self.extra_columns = extra_columns or []
-        self.transform = transform  # applied to X on the reader thread (for example standardization)
+        self.transform = transform  # applied to X where it is converted (for example standardization)
         self.features = features  # a FeatureSpec: input columns -> feature matrix (None: the numeric columns as they are)
         # the copy of a decoded table into a chunk (with the row permutation) on the consuming thread: off the
         # prefetch thread, which decoding alone keeps busy while training. Featurizing stays on the prefetch thread.
