@@ -29,6 +29,8 @@ _EXP_COEFFS = tuple(1.0 / float(np.prod(np.arange(1, i + 1, dtype=np.float64))) 
 _ATANH_COEFFS = tuple(1.0 / (2 * i + 1) for i in range(18))  # 1 / (2i + 1)
 
 _inline = numba.njit(nogil=True, cache=True, inline="always", error_model="numpy")
+# The Horner chains below are written out: as a loop over the coefficient tuple, the log-loss loop no longer
+# vectorised (one 65,536 x 32 chunk at batch 1,024: 1.51-1.67 ms instead of 0.74-0.88 ms).
 
 
 @_inline

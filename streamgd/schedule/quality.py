@@ -30,21 +30,18 @@ class ShuffleQuality:
 @numba.njit(nogil=True, cache=True)
 def _sums(positions, n0, last):  # pragma: no cover - compiled
     """One pass over rows delivered as numbers n0, n0 + 1, ... from file positions ``positions``: the sums of
-    x, y, x^2, y^2 and x*y (x the file position, y the delivery number), and the gaps |x_i - x_(i-1)| (the first
-    one from ``last`` unless it is negative)."""
-    sx = sy = sxx = syy = sxy = gaps = 0.0
+    x, x^2 and x*y (x the file position, y the delivery number), and the gaps |x_i - x_(i-1)| (the first one from
+    ``last`` unless it is negative)."""
+    sx = sxx = sxy = gaps = 0.0
     prev = float(positions[0]) if last < 0 else last
     for i in range(positions.shape[0]):
         x = float(positions[i])
-        y = float(n0 + i)
         sx += x
-        sy += y
         sxx += x * x
-        syy += y * y
-        sxy += x * y
+        sxy += x * float(n0 + i)
         gaps += abs(x - prev)
         prev = x
-    return sx, sy, sxx, syy, sxy, gaps
+    return sx, sxx, sxy, gaps
 
 
 class ShuffleQualityMeter:
@@ -52,7 +49,7 @@ class ShuffleQualityMeter:
 
     def __init__(self) -> None:
         self.n = 0
-        self.sum_x = self.sum_y = self.sum_xx = self.sum_yy = self.sum_xy = 0.0
+        self.sum_x = self.sum_xx = self.sum_xy = 0.0
         self.sum_gap = 0.0
         self.last = -1.0  # the file position of the last row delivered (-1: none yet)
 
@@ -61,11 +58,9 @@ class ShuffleQualityMeter:
         positions = np.ascontiguousarray(file_positions, dtype=np.int64)
         if positions.size == 0:
             return
-        sx, sy, sxx, syy, sxy, gaps = _sums(positions, self.n, self.last)
+        sx, sxx, sxy, gaps = _sums(positions, self.n, self.last)
         self.sum_x += sx
-        self.sum_y += sy
         self.sum_xx += sxx
-        self.sum_yy += syy
         self.sum_xy += sxy
         self.sum_gap += gaps
         self.last = float(positions[-1])
@@ -75,9 +70,10 @@ class ShuffleQualityMeter:
         n = self.n
         if n < 2:
             return ShuffleQuality(1.0, 0.0, n)
-        cov = self.sum_xy - self.sum_x * self.sum_y / n
+        # the delivery numbers y are 0 .. n-1: their sum and variance have closed forms
+        cov = self.sum_xy - self.sum_x * ((n - 1) / 2.0)
         var_x = self.sum_xx - self.sum_x ** 2 / n
-        var_y = self.sum_yy - self.sum_y ** 2 / n
+        var_y = n * (n * n - 1.0) / 12.0
         corr = cov / np.sqrt(var_x * var_y) if var_x > 0 and var_y > 0 else 1.0
         mixing = (self.sum_gap / (n - 1)) / ((n + 1) / 3.0)
         return ShuffleQuality(round(float(corr), 6), round(float(mixing), 6), n)
