@@ -389,8 +389,11 @@ def _block_loss_grad(x32, x64, is32, in_place, n, d, tile_start, tile, rows_majo
                                    n_out, loss_kind, eps, margins, dloss, grad)
         return _rows_loss_grad(x64, n, tile_start, d, tile, False, lo, hi, tile_start, y, sample_weight, params,
                                n_out, loss_kind, eps, margins, dloss, grad)
+    if rows_major:  # the columns are not read: tile[0] only fills the slot
+        return _rows_loss_grad(tile[0], 0, 0, d, tile, True, lo, hi, tile_start, y, sample_weight, params, n_out,
+                               loss_kind, eps, margins, dloss, grad)
     flat = tile.reshape(tile.size)
-    return _rows_loss_grad(flat, tile.shape[1], 0, d, tile, rows_major, lo, hi, tile_start, y, sample_weight, params,
+    return _rows_loss_grad(flat, tile.shape[1], 0, d, tile, False, lo, hi, tile_start, y, sample_weight, params,
                            n_out, loss_kind, eps, margins, dloss, grad)
 
 
