@@ -7,6 +7,10 @@
 
 __version__ = "0.1.0"
 
+from .numba_cache import use_user_cache_dir  # noqa: E402
+
+use_user_cache_dir()  # before any compiled function is defined
+
 from .errors import (ConfigError, DataError, DivergenceError, ModelFileError, SchemaError,  # noqa: E402
                      StreamgdError)
 from .dataset import Dataset, Unit, open_dataset  # noqa: E402
