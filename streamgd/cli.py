@@ -108,6 +108,8 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
 @click.argument("data", nargs=-1, required=True)
 @click.option("--target", required=True, help="Target column.")
 @click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
+@click.option("--exclude", default=None,
+              help="Comma-separated columns left out of the default features (an id, a partition key).")
 @click.option("--model", default="logistic", show_default=True,
               help="linear | logistic | softmax | svm | squared-hinge | huber | poisson")
 @click.option("--epsilon", default=1.35, show_default=True, type=float, help="huber: where the loss turns linear.")
@@ -115,7 +117,7 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
               help="balanced, or label=weight pairs such as 1=5,0=1 (classifiers).")
 @click.option("--sample-weight", default=None, help="A column of per-row weights.")
 @click.option("--batch-size", default="1024", show_default=True, help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
-@click.option("--epochs", default=5, show_default=True, type=int)
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--optimizer", default="sgd", show_default=True,
               help="sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw | asgd")
 @click.option("--lr", default=None, type=float, help="Base learning rate (default: the optimizer's own).")
@@ -142,7 +144,7 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
 @click.option("--shuffle", default="row-groups", show_default=True, help="none | row-groups | buffer:K")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
-@click.option("--prefetch", "prefetch_depth", default=2, show_default=True, type=int, help="Chunks read ahead.")
+@click.option("--prefetch", "prefetch_depth", default=2, show_default=True, type=click.IntRange(min=0), help="Chunks read ahead.")
 @click.option("--memory-budget", default=None, help="Bound the bytes of chunks in flight, e.g. 256MB.")
 @click.option("--categorical", default=None,
               help="Comma-separated columns to encode as categories (text features are categorical anyway).")
@@ -165,21 +167,21 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
 @click.option("--checkpoint-dir", default=None, help="Write checkpoints here (atomically).")
 @click.option("--checkpoint-every", default="0", show_default=True,
               help="Chunks between checkpoints, or a time such as 30s, 5m, 1h (0: at the end of each epoch).")
-@click.option("--keep-checkpoints", default=3, show_default=True, type=int)
+@click.option("--keep-checkpoints", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --checkpoint-dir.")
 @click.option("--history", "history_path", default=None, help="Write the per-epoch history as JSON here.")
-@click.option("--workers", default=0, show_default=True, type=int,
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="Train on a local dask cluster of this many worker processes (0: in this process).")
 @click.option("--dask", "dask_address", default=None, help="Train on the dask.distributed scheduler at this address.")
-@click.option("--round-chunks", default=4, show_default=True, type=int,
+@click.option("--round-chunks", default=4, show_default=True, type=click.IntRange(min=1),
               help="Distributed mini-batch: chunks per worker between model averages.")
 @click.option("--out", default=None, help="Model file to write (.safetensors).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", is_flag=True, help="No progress output on stderr.")
 @_friendly_errors
-def fit(data: tuple[str, ...], target: str, features: str | None, model: str, out: str | None, as_json: bool,
-        quiet: bool, history_path: str | None, workers: int, dask_address: str | None, round_chunks: int,
-        **options: Any) -> None:
+def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str | None, model: str,
+        out: str | None, as_json: bool, quiet: bool, history_path: str | None, workers: int,
+        dask_address: str | None, round_chunks: int, **options: Any) -> None:
     """Train a model on DATA (Parquet files, directories or globs) streamed from disk."""
     from .progress import TrainingProgress
     from .train import Trainer
@@ -193,17 +195,21 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     started = time.perf_counter()
+    _check_fit_outputs(source, out, history_path, options)
+    note = _NoteOnce("note: no --out given; the trained model will not be saved" if out is None else None)
     if options.get("memory_budget") is not None:
         from .allocators import map_large_arrays_directly
 
         map_large_arrays_directly()
     if workers or dask_address:
         fitted = _fit_on_dask(source, target, _split_columns(features), model, workers, dask_address, round_chunks,
-                              options)
+                              dict(options, exclude=_split_columns(exclude) or ()))
+        note()  # the workers report no chunks to this process: said once the model is back
     else:
         with TrainingProgress(enabled=not quiet and not as_json) as progress:
-            trainer = Trainer(model=model, on_chunk=progress.update, **options)
-            fitted = trainer.fit(source, target=target, features=_split_columns(features))
+            trainer = Trainer(model=model, on_chunk=note.then(progress.update), **options)
+            fitted = trainer.fit(source, target=target, features=_split_columns(features),
+                                 exclude=_split_columns(exclude) or ())
     if out:
         fitted.save(out)
     if history_path:
@@ -224,6 +230,41 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}"
                f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
                f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
+
+
+class _NoteOnce:
+    """A line for stderr, said once when training really starts (so that a bad option stays a one-line error)."""
+
+    def __init__(self, text: str | None):
+        self.text = text
+
+    def __call__(self, *ignored: Any) -> None:
+        if self.text is not None:
+            click.echo(self.text, err=True)
+            self.text = None
+
+    def then(self, callback: Callable) -> Callable:
+        def both(*args: Any) -> None:
+            self()
+            callback(*args)
+        return both
+
+
+def _check_fit_outputs(source: Any, out: str | None, history_path: str | None, options: dict) -> None:
+    """Every output of ``fit`` checked before the first chunk: writable, and none of the inputs."""
+    from .dataset import list_files
+    from .outputs import check_distinct, check_output_dir, check_output_file
+
+    inputs = list_files(source)
+    if options.get("validation_data") is not None:
+        inputs += list_files(options["validation_data"])
+    if out is not None:
+        check_output_file(out, inputs, "--out")
+    if history_path is not None:
+        check_output_file(history_path, inputs, "--history")
+    if options.get("checkpoint_dir") is not None:
+        options["checkpoint_dir"] = check_output_dir(options["checkpoint_dir"], "--checkpoint-dir")
+    check_distinct({"--out": out, "--history": history_path})
 
 
 def _fit_on_dask(source: Any, target: str, features: list[str] | None, model: str, workers: int,
@@ -250,7 +291,7 @@ def _fit_on_dask(source: Any, target: str, features: list[str] | None, model: st
 @click.argument("data", nargs=-1, required=True)
 @click.option("--out", required=True, help="Parquet file to write the predictions to.")
 @click.option("--keep", default=None, help="Comma-separated columns copied through (ids).")
-@click.option("--workers", default=0, show_default=True, type=int,
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="Predict on a local dask cluster; --out is then a directory of part files.")
 @click.option("--dask", "dask_address", default=None, help="Predict on this dask scheduler (--out: a directory).")
 @_friendly_errors
@@ -260,8 +301,9 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
     from .models import load
     from .predict import predict_to_parquet
 
-    model = load(model_path)
     source = list(data) if len(data) > 1 else data[0]
+    _check_predict_output(source, model_path, out, directory=bool(workers or dask_address))
+    model = load(model_path)
     if workers or dask_address:
         from dask.distributed import Client, LocalCluster
 
@@ -277,6 +319,19 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
         return
     rows = predict_to_parquet(model, source, out, keep=_split_columns(keep) or ())
     click.echo(f"{rows:,} predictions written to {out}")
+
+
+def _check_predict_output(source: Any, model_path: str, out: str, directory: bool) -> None:
+    """``--out`` checked before reading: a writable file (a directory of parts on dask), none of the inputs."""
+    from .dataset import list_files
+    from .outputs import check_output_dir, check_output_file
+
+    if directory:
+        check_output_dir(out, "--out")
+        if any(os.path.realpath(f).startswith(os.path.realpath(out) + os.sep) for f in list_files(source)):
+            raise ConfigError(f"--out {out} holds the input data; write the predictions elsewhere")
+    else:
+        check_output_file(out, list_files(source) + [model_path], "--out")
 
 
 # ---- evaluate ---------------------------------------------------------------------------------------------------
@@ -335,21 +390,38 @@ def make_data(out: str, rows: int, features: int, task: str, n_classes: int, row
                f"({len(info.files)} file(s), {time.perf_counter() - started:.1f} s)")
 
 
+def invoke(args: list[str] | None = None) -> int:
+    """Run the command line on ``args`` (default: ``sys.argv``) and return its exit status; every error a user
+    can fix, a bad option value included, is one line on stderr and status 2."""
+    try:
+        status = main(args=args, standalone_mode=False)
+        return status if isinstance(status, int) else 0
+    except click.exceptions.UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        print(f"error: {where}{exc.format_message()}", file=sys.stderr)
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+            return 1
+        return 0 if exc.code is None else exc.code
+
+
 def run() -> None:
-    """The ``streamgd`` command: ``main``, then an exit that skips C++ static destructors.
+    """The ``streamgd`` command: ``invoke``, then an exit that skips C++ static destructors.
 
     pyarrow can abort a process at exit, after all its work is done, with "terminate called without an active
     exception" (apache/arrow#34314: its thread pool torn down while a worker thread is still alive); seen here
     twice in some hundreds of runs, once under the nightly benchmark. The command's work is over by then: its
     files are written and closed, and its output is flushed here, so it exits at once with its status.
     """
-    try:
-        main()
-        status = 0
-    except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if exc.code is not None and not isinstance(exc.code, int):
-            print(exc.code, file=sys.stderr)
+    status = invoke()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

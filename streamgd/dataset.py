@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .errors import DataError, SchemaError
+from .errors import ConfigError, DataError, SchemaError
 from .mapped import MappedParquetFile, can_map
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -134,11 +134,12 @@ class Dataset:
 
 def open_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
                  max_unit_rows: int | None = None, allow_string_target: bool = True,
-                 categorical: Sequence[str] = ()) -> Dataset:
+                 categorical: Sequence[str] = (), exclude: Sequence[str] = ()) -> Dataset:
     """Open a Parquet file, directory, glob, list of paths, ``pyarrow.dataset.Dataset`` or dask DataFrame.
 
-    ``features`` defaults to every numeric, boolean, date or timestamp column except the target, plus the
-    ``categorical`` columns; text columns named as features are categorical. Row groups with more rows than
+    ``features`` defaults to every numeric, boolean, date or timestamp column except the target and the
+    ``exclude`` columns, plus the ``categorical`` columns (which are features whether named there or not); text
+    columns named as features are categorical. Row groups with more rows than
     ``max_unit_rows`` are split into slices.
     """
     if isinstance(source, Dataset):
@@ -146,15 +147,15 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
     if max_unit_rows is not None and max_unit_rows < 1:
         raise DataError(f"max_unit_rows must be at least 1, got {max_unit_rows}")
     if _is_dask_frame(source):
-        return _open_dask(source, target, features, allow_string_target, categorical)
+        return _open_dask(source, target, features, allow_string_target, categorical, exclude)
     if isinstance(source, pa.Table):
         return open_table(source, target, features, unit_rows=max_unit_rows or DEFAULT_TABLE_UNIT_ROWS,
-                          allow_string_target=allow_string_target, categorical=categorical)
+                          allow_string_target=allow_string_target, categorical=categorical, exclude=exclude)
     files, filesystem, partitions = _resolve_files(source)
     metadata = _read_footers(files, filesystem)
     schema = _merged_schema(files, metadata, partitions)
     feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
-                                                           categorical)
+                                                           categorical, exclude)
     _check_same_schema(files, metadata, partitions, feature_names + ([target] if target else []))
     units, row_group_rows = _build_units(metadata, max_unit_rows)
     if not units:
@@ -170,6 +171,13 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
 # ---------------------------------------------------------------------------------------------------------------
 # Resolving what the user named into files
 # ---------------------------------------------------------------------------------------------------------------
+
+def list_files(source: Any) -> list[str]:
+    """The files a path, glob, directory or list of paths names (empty for in-memory sources)."""
+    if isinstance(source, (str, os.PathLike, list, tuple)):
+        return _resolve_files(source)[0]
+    return []
+
 
 def _describe_source(source: Any) -> str:
     if isinstance(source, (list, tuple)):
@@ -358,10 +366,23 @@ def is_text_type(dtype: pa.DataType) -> bool:
 
 
 def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[str] | None, first_file: str,
-                     allow_string_target: bool, categorical: Sequence[str] = ()
+                     allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = ()
                      ) -> tuple[list[str], dict[str, str], list[str]]:
-    """(feature columns, ignored columns with the reason, the categorical features)."""
+    """(feature columns, ignored columns with the reason, the categorical features).
+
+    A categorical column is a feature: named with ``features`` or not, it is used. ``exclude`` names columns
+    (an id, a hive partition key) left out of the default selection.
+    """
     names = schema.names
+    exclude = list(exclude)
+    for name in exclude:
+        if name not in names:
+            raise DataError(f"the excluded column {name!r} is not in {first_file} (columns: {_short_list(names)})")
+        if name in categorical or name == target:
+            role = "categorical" if name in categorical else "the target"
+            raise ConfigError(f"the column {name!r} is named both as {role} and as excluded")
+        if features is not None and name in features:
+            raise ConfigError(f"the column {name!r} is named both as a feature and as excluded")
     if target is not None:
         if target not in names:
             raise DataError(f"the target column {target!r} is not in {first_file} (columns: {_short_list(names)})")
@@ -382,7 +403,9 @@ def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[s
         for f in schema:
             if f.name == target:
                 continue
-            if f.name in categorical or is_numeric_type(f.type) or is_temporal_type(f.type):
+            if f.name in exclude:
+                ignored[f.name] = "excluded"
+            elif f.name in categorical or is_numeric_type(f.type) or is_temporal_type(f.type):
                 chosen.append(f.name)
             else:
                 ignored[f.name] = _why_unusable(f.type)
@@ -402,10 +425,9 @@ def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[s
             raise DataError(f"the feature column {name!r} in {first_file} {_why_unusable(dtype)}")
     if len(set(features)) != len(features):
         raise DataError("a feature column is named twice")
-    missing = [n for n in categorical if n not in features]
-    if missing:
-        raise DataError(f"the categorical column {missing[0]!r} is not among the features")
-    ignored = {f.name: "not selected" for f in schema if f.name not in features and f.name != target}
+    features += [n for n in categorical if n not in features]  # a categorical column is a feature
+    ignored = {f.name: "excluded" if f.name in exclude else "not selected" for f in schema
+               if f.name not in features and f.name != target}
     chosen_categorical = [n for n in features if n in categorical or is_text_type(schema.field(n).type)]
     return features, ignored, chosen_categorical
 
@@ -455,13 +477,13 @@ DEFAULT_TABLE_UNIT_ROWS = 65_536
 
 def open_table(table: pa.Table, target: str | None = None, features: Sequence[str] | None = None,
                unit_rows: int = DEFAULT_TABLE_UNIT_ROWS, allow_string_target: bool = True,
-               categorical: Sequence[str] = ()) -> Dataset:
+               categorical: Sequence[str] = (), exclude: Sequence[str] = ()) -> Dataset:
     """A dataset over an in-memory Arrow table, cut into units of ``unit_rows`` rows: the same units, and so the
     same plans, as a Parquet file of the same rows written with row groups of ``unit_rows``."""
     if unit_rows < 1:
         raise DataError(f"unit_rows must be at least 1, got {unit_rows}")
     feature_names, ignored, categorical = _resolve_columns(table.schema, target, features, "the table",
-                                                           allow_string_target, categorical)
+                                                           allow_string_target, categorical, exclude)
     sizes = [min(unit_rows, table.num_rows - start) for start in range(0, table.num_rows, unit_rows)]
     if not sizes:
         raise DataError("the table has no rows")
@@ -481,11 +503,12 @@ def _is_dask_frame(source: Any) -> bool:
 
 
 def _open_dask(frame: Any, target: str | None, features: Sequence[str] | None,
-               allow_string_target: bool, categorical: Sequence[str] = ()) -> Dataset:
+               allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = ()
+               ) -> Dataset:
     empty = frame._meta
     schema = pa.Schema.from_pandas(empty, preserve_index=False)
     feature_names, ignored, categorical = _resolve_columns(schema, target, features, "the dask DataFrame",
-                                                           allow_string_target, categorical)
+                                                           allow_string_target, categorical, exclude)
     lengths = frame.map_partitions(len).compute()
     units, position = [], 0
     for index, n in enumerate(lengths):

@@ -148,7 +148,8 @@ def _chunk_id(step: Any) -> tuple:
 
 # ---- the client -------------------------------------------------------------------------------------------------
 def fit_distributed(data: Any, target: str | None = None, features: Sequence[str] | None = None, *,
-                    client: Any = None, n_workers: int = 2, round_chunks: int = 4, **options: Any) -> LinearModel:
+                    client: Any = None, n_workers: int = 2, round_chunks: int = 4, exclude: Sequence[str] = (),
+                    **options: Any) -> LinearModel:
     """Train on a dask.distributed cluster: ``client`` (an existing ``dask.distributed.Client``), else a
     ``LocalCluster`` of ``n_workers`` processes on this machine. Options as for ``streamgd.fit``."""
     from dask.distributed import Client, LocalCluster
@@ -159,13 +160,16 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
         raise ConfigError(f"{used[0]} is not supported with distributed training yet; train in one process")
     if round_chunks < 1:
         raise ConfigError(f"round_chunks must be at least 1, got {round_chunks}")
+    if client is None and n_workers < 1:
+        raise ConfigError(f"n_workers must be at least 1, got {n_workers}")
     own_cluster = None
     if client is None:
         own_cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
         client = Client(own_cluster)
     try:
-        return _fit(client, open_dataset(data, target=target, features=features), cfg, round_chunks)
+        return _fit(client, open_dataset(data, target=target, features=features, exclude=exclude), cfg,
+                    round_chunks)
     finally:
         if own_cluster is not None:
             client.close()

@@ -19,6 +19,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     os.close(handle)
     try:
         write(temporary)
+        os.chmod(temporary, _file_mode(path))  # mkstemp makes 0600; the file gets what open() would give it
         with open(temporary, "rb+") as stream:
             stream.flush()
             os.fsync(stream.fileno())
@@ -35,3 +36,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _file_mode(path: str) -> int:
+    """The mode a file written in place would have: the existing file's, else 0666 less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    mask = os.umask(0o022)  # pragma: no cover
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover

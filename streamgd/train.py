@@ -140,11 +140,12 @@ class Trainer:
         self._interrupted = False
 
     # ---- set-up ------------------------------------------------------------------------------------------------
-    def open(self, data: Any, target: str | None = None, features: Sequence[str] | None = None) -> Dataset:
-        """Open the data with units sized to the memory budget."""
+    def open(self, data: Any, target: str | None = None, features: Sequence[str] | None = None,
+             exclude: Sequence[str] = ()) -> Dataset:
+        """Open the data with units sized to the memory budget (``exclude``: columns left out of the features)."""
         cfg = self.config
         categorical = cfg.categorical or ()
-        probe = open_dataset(data, target=target, features=features, categorical=categorical)
+        probe = open_dataset(data, target=target, features=features, categorical=categorical, exclude=exclude)
         weight = cfg.sample_weight
         if weight is not None:
             if weight not in probe.schema.names:
@@ -165,12 +166,15 @@ class Trainer:
                                                 parse_shuffle(cfg.shuffle).units_per_step)
         if features is None and max_rows is None:
             return probe
-        return open_dataset(data, target=target, features=features, max_unit_rows=max_rows, categorical=categorical)
+        return open_dataset(data, target=target, features=features, max_unit_rows=max_rows, categorical=categorical,
+                            exclude=exclude)
 
-    def fit(self, data: Any, target: str | None = None, features: Sequence[str] | None = None) -> LinearModel:
-        """Train on ``data`` (anything ``open_dataset`` accepts) and return the model."""
+    def fit(self, data: Any, target: str | None = None, features: Sequence[str] | None = None,
+            exclude: Sequence[str] = ()) -> LinearModel:
+        """Train on ``data`` (anything ``open_dataset`` accepts) and return the model; ``exclude`` names columns
+        (ids, partition keys) left out of the default features."""
         cfg = self.config
-        dataset = data if isinstance(data, Dataset) else self.open(data, target, features)
+        dataset = data if isinstance(data, Dataset) else self.open(data, target, features, exclude)
         if dataset.target is None:
             raise ConfigError("training needs a target column (target=...)")
         self.dataset = dataset
@@ -539,6 +543,8 @@ def _nonnegative(encoder: Callable, target: str, kind: str) -> Callable:
 
 
 def fit(data: Any, target: str | None = None, model: str = "logistic", features: Sequence[str] | None = None,
-        on_chunk: Callable[[ChunkProgress], None] | None = None, **options: Any) -> LinearModel:
+        on_chunk: Callable[[ChunkProgress], None] | None = None, exclude: Sequence[str] = (),
+        **options: Any) -> LinearModel:
     """Train a model on a Parquet dataset streamed from disk (see ``TrainConfig`` for the options)."""
-    return Trainer(model=model, on_chunk=on_chunk, **options).fit(data, target=target, features=features)
+    return Trainer(model=model, on_chunk=on_chunk, **options).fit(data, target=target, features=features,
+                                                                  exclude=exclude)
