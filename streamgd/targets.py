@@ -41,7 +41,8 @@ def scan_classes(dataset: Dataset, max_classes: int = MAX_CLASSES) -> list:
             seen.update(_python_labels(pc.unique(column.drop_null())))
             if len(seen) > max_classes:
                 raise DataError(f"the target column {dataset.target!r} has more than {max_classes} distinct values; "
-                                "is it a regression target?")
+                                "a classifier cannot use it: for a continuous target use --model linear (or huber, "
+                                "poisson)")
     finally:
         tables.close()
     seen = {v for v in seen if not (isinstance(v, float) and np.isnan(v))}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from . import kernels
 from .checkpoint import Checkpoint, CheckpointClock, latest_checkpoint, write_checkpoint
@@ -289,6 +290,11 @@ class Trainer:
             raise DataError(f"the target column {dataset.target!r} has a single class {classes}; "
                             "a classifier needs at least two")
         if model_cls.n_outputs(len(classes)) == 1 and len(classes) != 2:
+            if pa.types.is_floating(dataset.schema.field(dataset.target).type):
+                raise DataError(f"the target column {dataset.target!r} is a float column with {len(classes)} "
+                                f"distinct values and model {model_cls.kind!r} is a binary classifier: for a "
+                                "continuous target use --model linear (or huber, poisson); for class labels "
+                                "--model softmax")
             raise DataError(f"the target column {dataset.target!r} has {len(classes)} classes; "
                             f"model {model_cls.kind!r} is binary (use --model softmax)")
         return classes, LabelEncoder(classes)
