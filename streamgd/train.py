@@ -372,8 +372,8 @@ class Trainer:
                     self._write_checkpoint(run, state)
                 if self._interrupted:
                     where = "; resume with the same command and --resume" if cfg.checkpoint_dir else ""
-                    raise TrainingInterrupted(f"interrupted at epoch {state.epoch}, chunk {state.next_chunk} of "
-                                              f"{len(plan.steps)}{where}")
+                    raise TrainingInterrupted(f"interrupted at epoch {state.epoch + 1}/{cfg.epochs}, chunk "
+                                              f"{state.next_chunk} of {len(plan.steps)}{where}")
                 if self.on_chunk is not None:
                     previous = state.history[-1].get("validation_loss") if state.history else None
                     self.on_chunk(ChunkProgress(state.epoch, cfg.epochs, state.epoch_rows, plan.n_rows,
@@ -497,7 +497,7 @@ class Trainer:
         raise DivergenceError(self._divergence_message(state))
 
     def _divergence_message(self, state: TrainState) -> str:
-        return (f"training diverged at epoch {state.epoch}, step {state.step}: the loss or a parameter became "
+        return (f"training diverged at epoch {state.epoch + 1}, step {state.step}: the loss or a parameter became "
                 f"NaN or inf; lower the learning rate (now {self.config.learning_rate}) or standardize the features")
 
 
