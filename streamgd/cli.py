@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .errors import ConfigError, StreamgdError, TrainingInterrupted
+from .errors import ConfigError, DataError, StreamgdError, TrainingInterrupted
 from .fileio import atomic_write
 
 EXIT_USAGE = 2
@@ -88,12 +88,27 @@ def main() -> None:
 @click.option("--categorical", default=None, help="Comma-separated columns to treat as categories.")
 @click.option("--stats", "statistics", is_flag=True,
               help="Also compute column statistics (count, missing, mean, std, min, max; distinct values).")
+@click.option("--top", default=20, show_default=True, type=int,
+              help="Model files: coefficients shown per output, largest first.")
+@click.option("--json", "as_json", is_flag=True, help="Model files: print one JSON object.")
 @_friendly_errors
 def inspect(path: tuple[str, ...], target: str | None, features: str | None, shuffle: str | None, seed: int,
-            memory_budget: str | None, categorical: str | None, statistics: bool) -> None:
-    """Show files, rows, row groups, columns and what training would use."""
+            memory_budget: str | None, categorical: str | None, statistics: bool, top: int, as_json: bool) -> None:
+    """Show a dataset's files, rows, row groups, columns and what training would use; or, for a model file
+    (.safetensors), its kind, features, transform, coefficients, settings and history."""
     from .describe import describe_dataset
+    from .show import describe_model_file, file_kind
 
+    kinds = {p: file_kind(p) for p in path if os.path.isfile(p)}
+    if len(path) == 1 and kinds.get(path[0]) == "safetensors":
+        click.echo(describe_model_file(path[0], top=top, as_json=as_json))
+        return
+    unknown = [p for p, kind in kinds.items() if kind != "parquet"]
+    if unknown:
+        raise DataError(f"{unknown[0]} is neither a Parquet file nor a streamgd model file"
+                        + (" (inspect one model file at a time)" if kinds[unknown[0]] else ""))
+    if as_json:
+        raise ConfigError("--json applies to model files; a dataset's report is text")
     source = list(path) if len(path) > 1 else path[0]
     click.echo(describe_dataset(source, target=target, features=_split_columns(features), shuffle=shuffle,
                                 seed=seed, memory_budget=memory_budget,
