@@ -182,6 +182,9 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
               help="Chunks between checkpoints, or a time such as 30s, 5m, 1h (0: at the end of each epoch).")
 @click.option("--keep-checkpoints", default=3, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --checkpoint-dir.")
+@click.option("--init", "init", default=None, metavar="MODEL",
+              help="Continue training a saved model (its parameters, optimizer state, step and epoch) for --epochs "
+                   "more epochs; same model kind, features, classes and optimizer.")
 @click.option("--history", "history_path", default=None, help="Write the per-epoch history as JSON here.")
 @click.option("--workers", default=0, show_default=True, type=int,
               help="Train on a local dask cluster of this many worker processes (0: in this process).")
@@ -212,6 +215,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
         from .allocators import map_large_arrays_directly
 
         map_large_arrays_directly()
+    if (workers or dask_address) and options["init"] is not None:
+        raise ConfigError("--init is not supported with distributed training yet; train in one process")
     if workers or dask_address:
         fitted = _fit_on_dask(source, target, _split_columns(features), model, workers, dask_address, round_chunks,
                               options)
@@ -235,6 +240,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     best = (f", best epoch {fitted.summary['best_epoch'] + 1} kept" if "best_epoch" in fitted.summary else "")
     resumed = (f", resumed from checkpoint {fitted.summary['resumed_from']}"
                if fitted.summary.get("resumed_from") is not None else "")
+    if fitted.summary.get("continued_from_epoch") is not None:
+        resumed += f", continued {options['init']} at epoch {fitted.summary['continued_from_epoch'] + 1}"
     baseline = f" (constant {last['baseline_loss']:.6g})" if last.get("baseline_loss") is not None else ""
     click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}"
                f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
