@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .errors import ConfigError, StreamgdError, TrainingInterrupted
+from .errors import ConfigError, DataError, StreamgdError, TrainingInterrupted
 from .fileio import atomic_write
 
 EXIT_USAGE = 2
@@ -88,12 +88,27 @@ def main() -> None:
 @click.option("--categorical", default=None, help="Comma-separated columns to treat as categories.")
 @click.option("--stats", "statistics", is_flag=True,
               help="Also compute column statistics (count, missing, mean, std, min, max; distinct values).")
+@click.option("--top", default=20, show_default=True, type=int,
+              help="Model files: coefficients shown per output, largest first.")
+@click.option("--json", "as_json", is_flag=True, help="Model files: print one JSON object.")
 @_friendly_errors
 def inspect(path: tuple[str, ...], target: str | None, features: str | None, shuffle: str | None, seed: int,
-            memory_budget: str | None, categorical: str | None, statistics: bool) -> None:
-    """Show files, rows, row groups, columns and what training would use."""
+            memory_budget: str | None, categorical: str | None, statistics: bool, top: int, as_json: bool) -> None:
+    """Show a dataset's files, rows, row groups, columns and what training would use; or, for a model file
+    (.safetensors), its kind, features, transform, coefficients, settings and history."""
     from .describe import describe_dataset
+    from .show import describe_model_file, file_kind
 
+    kinds = {p: file_kind(p) for p in path if os.path.isfile(p)}
+    if len(path) == 1 and kinds.get(path[0]) == "safetensors":
+        click.echo(describe_model_file(path[0], top=top, as_json=as_json))
+        return
+    unknown = [p for p, kind in kinds.items() if kind != "parquet"]
+    if unknown:
+        raise DataError(f"{unknown[0]} is neither a Parquet file nor a streamgd model file"
+                        + (" (inspect one model file at a time)" if kinds[unknown[0]] else ""))
+    if as_json:
+        raise ConfigError("--json applies to model files; a dataset's report is text")
     source = list(path) if len(path) > 1 else path[0]
     click.echo(describe_dataset(source, target=target, features=_split_columns(features), shuffle=shuffle,
                                 seed=seed, memory_budget=memory_budget,
@@ -169,6 +184,9 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
               help="Chunks between checkpoints, or a time such as 30s, 5m, 1h (0: at the end of each epoch).")
 @click.option("--keep-checkpoints", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --checkpoint-dir.")
+@click.option("--init", "init", default=None, metavar="MODEL",
+              help="Continue training a saved model (its parameters, optimizer state, step and epoch) for --epochs "
+                   "more epochs; same model kind, features, classes and optimizer.")
 @click.option("--history", "history_path", default=None, help="Write the per-epoch history as JSON here.")
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="Train on a local dask cluster of this many worker processes (0: in this process).")
@@ -201,6 +219,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
         from .allocators import map_large_arrays_directly
 
         map_large_arrays_directly()
+    if (workers or dask_address) and options["init"] is not None:
+        raise ConfigError("--init is not supported with distributed training yet; train in one process")
     if workers or dask_address:
         fitted = _fit_on_dask(source, target, _split_columns(features), model, workers, dask_address, round_chunks,
                               dict(options, exclude=_split_columns(exclude) or ()))
@@ -226,6 +246,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     best = (f", best epoch {fitted.summary['best_epoch'] + 1} kept" if "best_epoch" in fitted.summary else "")
     resumed = (f", resumed from checkpoint {fitted.summary['resumed_from']}"
                if fitted.summary.get("resumed_from") is not None else "")
+    if fitted.summary.get("continued_from_epoch") is not None:
+        resumed += f", continued {options['init']} at epoch {fitted.summary['continued_from_epoch'] + 1}"
     baseline = f" (constant {last['baseline_loss']:.6g})" if last.get("baseline_loss") is not None else ""
     click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}"
                f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "

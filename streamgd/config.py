@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,7 @@ class TrainConfig:
     checkpoint_every: int | str = 0  # chunks between checkpoints, or a time such as "30s" or "5m" (0: epoch ends)
     keep_checkpoints: int = 3
     resume: bool = False  # continue from the newest checkpoint in checkpoint_dir (if there is one)
+    init: Any = None  # a LinearModel or model file to continue training from (epochs then counts more epochs)
 
     def validate(self) -> TrainConfig:
         """Check every field, raising ConfigError with the field, its value and what is accepted."""
@@ -122,6 +123,8 @@ class TrainConfig:
             _bad("keep_checkpoints", self.keep_checkpoints, "an integer >= 1")
         if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol >= 0):
             _bad("tol", self.tol, "a number >= 0")
+        if self.resume and self.init is not None:
+            raise ConfigError("give init (start from a saved model) or resume (continue a checkpoint), not both")
         if self.resume and not self.checkpoint_dir:
             raise ConfigError("resume needs checkpoint_dir (the directory the interrupted run wrote to)")
         parse_shuffle(self.shuffle)
@@ -152,7 +155,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready settings, the optimizer written out with all its hyperparameters."""
-        settings = asdict(self)
+        settings = asdict(replace(self, init=None))  # a model object is not a setting: stored as its path
+        if self.init is not None:
+            from .warmstart import describe_init
+
+            settings["init"] = describe_init(self.init)
         optimizer = self.make_optimizer().config()
         settings["optimizer"] = optimizer["name"]
         settings["optimizer_options"] = {k: v for k, v in optimizer.items() if k not in ("name", "state")}
@@ -164,7 +171,7 @@ class TrainConfig:
     def resume_key(self) -> dict:
         """The settings a checkpoint must share with a run that resumes from it (all that shape the result)."""
         settings = self.to_dict()
-        for name in ("checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume", "prefetch_depth"):
+        for name in ("checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume", "prefetch_depth", "init"):
             settings.pop(name)
         return settings
 

@@ -44,7 +44,8 @@ from .targets import to_json_labels
 
 __all__ = ["fit_distributed", "predict_distributed"]
 
-_UNSUPPORTED = ("validation", "validation_data", "early_stopping", "class_weight", "sample_weight", "memory_budget")
+_UNSUPPORTED = ("validation", "validation_data", "early_stopping", "class_weight", "sample_weight", "memory_budget",
+                "init")
 
 
 @dataclass(frozen=True)

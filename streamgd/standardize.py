@@ -95,5 +95,9 @@ class Standardizer:
         raw = coef / self.scale
         return raw, intercept - raw @ self.mean
 
+    def standardized_coefficients(self, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The inverse of ``raw_coefficients`` (exact up to rounding): coef * scale and intercept + coef . mean."""
+        return coef * self.scale, intercept + coef @ self.mean
+
     def to_dict(self) -> dict:
         return {"kind": "standardize", "mean": self.mean.tolist(), "scale": self.scale.tolist()}

@@ -34,6 +34,7 @@ from .standardize import Standardizer
 from .stats import DatasetStats, compute_stats
 from .targets import LabelEncoder, class_counts, scan_classes, to_json_labels
 from .validation import constant_loss, holdout_units, mean_loss
+from .warmstart import check_data, check_settings, describe_init, load_init, starting_point, stored_standardizer
 
 __all__ = ["ChunkProgress", "TrainConfig", "TrainState", "Trainer", "fit"]
 
@@ -61,6 +62,7 @@ class TrainState:
     opt_state: np.ndarray
     step: int = 0
     epoch: int = 0
+    first_epoch: int = 0  # the epoch this run started at (a model's epochs, when continuing from one)
     next_chunk: int = 0
     chunks_done: int = 0
     epoch_loss_sum: float = 0.0
@@ -79,7 +81,7 @@ class TrainState:
         self.grad_sum = np.zeros_like(self.params) if full_batch else None
 
     def cursor(self) -> dict:
-        return {"epoch": self.epoch, "next_chunk": self.next_chunk, "step": self.step,
+        return {"epoch": self.epoch, "first_epoch": self.first_epoch, "next_chunk": self.next_chunk, "step": self.step,
                 "chunks_done": self.chunks_done, "epoch_loss_sum": self.epoch_loss_sum,
                 "epoch_rows": self.epoch_rows, "epoch_y_sum": self.epoch_y_sum,
                 "epoch_y_sq_sum": self.epoch_y_sq_sum, "finished": self.finished}
@@ -88,7 +90,8 @@ class TrainState:
     def from_checkpoint(cls, checkpoint: Checkpoint) -> TrainState:
         cursor = checkpoint.cursor
         return cls(params=checkpoint.params.copy(), opt_state=checkpoint.opt_state.copy(), step=cursor["step"],
-                   epoch=cursor["epoch"], next_chunk=cursor["next_chunk"], chunks_done=cursor["chunks_done"],
+                   epoch=cursor["epoch"], first_epoch=cursor.get("first_epoch", 0), next_chunk=cursor["next_chunk"],
+                   chunks_done=cursor["chunks_done"],
                    epoch_loss_sum=cursor["epoch_loss_sum"], epoch_rows=cursor["epoch_rows"],
                    epoch_y_sum=cursor["epoch_y_sum"], epoch_y_sq_sum=cursor["epoch_y_sq_sum"],
                    grad_sum=None if checkpoint.grad_sum is None else checkpoint.grad_sum.copy(),
@@ -136,6 +139,7 @@ class Trainer:
         self.standardizer: Standardizer | None = None
         self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
         self.run: _Run | None = None  # the last fit's settings and its final state (to continue training from)
+        self.init: LinearModel | None = None  # the model this run continues (config ``init``)
         self.state: TrainState | None = None
         self._clock = CheckpointClock(self.config.checkpoint_every)  # restarted by each fit
         self._interrupted = False
@@ -146,6 +150,8 @@ class Trainer:
         """Open the data with units sized to the memory budget (``exclude``: columns left out of the features)."""
         cfg = self.config
         categorical = cfg.categorical or ()
+        if not categorical and self.init is not None and self.init.spec is not None:
+            categorical = [column.name for column in self.init.spec.categorical]  # as the model was trained
         probe = open_dataset(data, target=target, features=features, categorical=categorical, exclude=exclude)
         weight = cfg.sample_weight
         if weight is not None:
@@ -175,6 +181,9 @@ class Trainer:
         """Train on ``data`` (anything ``open_dataset`` accepts) and return the model; ``exclude`` names columns
         (ids, partition keys) left out of the default features."""
         cfg = self.config
+        self.init = load_init(cfg.init) if cfg.init is not None else None
+        if self.init is not None and features is None:
+            features = self.init.input_columns  # the model's inputs, not every numeric column
         dataset = data if isinstance(data, Dataset) else self.open(data, target, features, exclude)
         if dataset.target is None:
             raise ConfigError("training needs a target column (target=...)")
@@ -184,12 +193,12 @@ class Trainer:
         self.run, self.state = run, state
         self._clock = CheckpointClock(cfg.checkpoint_every, now=time.monotonic)
         with self._stop_on_ctrl_c():
-            while not state.finished and state.epoch < cfg.epochs:
+            while not state.finished and state.epoch < state.first_epoch + cfg.epochs:
                 record = self._run_epoch(run, state)
                 stop = self._update_best(run, state, record)
                 state.history.append(record)
                 state.epoch += 1
-                state.finished = stop or state.epoch >= cfg.epochs
+                state.finished = stop or state.epoch >= state.first_epoch + cfg.epochs
                 state.start_epoch(cfg.full_batch)
                 self._write_checkpoint(run, state)
         return self._model(run, state)
@@ -204,6 +213,8 @@ class Trainer:
             encoder = _nonnegative(encoder, dataset.target, model_cls.kind)
         class_weights = self._class_weights(train, classes, encoder)
         n_out = model_cls.n_outputs(len(classes) if classes else None)
+        if self.init is not None:
+            return self._continue(train, validation, model_cls, classes, encoder, n_out, class_weights)
         stats = self._statistics(train)
         spec = self._feature_spec(train, stats)
         feature_names = spec.output_names if spec is not None else list(dataset.feature_names)
@@ -221,6 +232,27 @@ class Trainer:
         schedule = cfg.make_schedule(self.steps_per_epoch(train))
         return _Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule,
                     standardizer, class_weights, spec, feature_names, stats), state
+
+    def _continue(self, train: Dataset, validation: Dataset | None, model_cls: type[LinearModel], classes: list | None,
+                  encoder: Any, n_out: int, class_weights: np.ndarray | None) -> tuple[_Run, TrainState]:
+        """Set up a run that continues ``self.init``: its spec, its transform, its parameters, optimizer state,
+        step and epoch (see warmstart.py); no statistics pass."""
+        cfg, model = self.config, self.init
+        name = describe_init(cfg.init)
+        check_settings(model, cfg.to_dict(), name)
+        spec = model.spec
+        check_data(model, name, to_json_labels(classes) if classes else None, list(train.feature_names),
+                   ordered=spec is None)
+        optimizer, _, fresh_state, hyper = initial_state(cfg, model.n_features, n_out)
+        standardizer = stored_standardizer(model)
+        params, opt_state, step, epoch = starting_point(model, name, standardizer, fresh_state)
+        state = TrainState(params=params, opt_state=opt_state, step=step, epoch=epoch, first_epoch=epoch,
+                           history=list(model.history))
+        state.start_epoch(cfg.full_batch)
+        self.standardizer = standardizer
+        schedule = cfg.make_schedule(self.steps_per_epoch(train))
+        return _Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule, standardizer,
+                    class_weights, spec, list(model.feature_names), None), state
 
     def _statistics(self, train: Dataset) -> DatasetStats | None:
         """The statistics pass over the input columns, when standardization or a FeatureSpec needs it."""
@@ -272,6 +304,10 @@ class Trainer:
                 "target": dataset.target}
 
     def _check_resumable(self, checkpoint: Checkpoint, dataset: Dataset) -> None:
+        if checkpoint.settings.get("init") is not None:
+            raise ConfigError(f"the checkpoint in {self.config.checkpoint_dir} belongs to a run that continued "
+                              f"{checkpoint.settings['init']} (init); resuming such a run is not supported: run it "
+                              "again with init")
         wanted, found = self.config.resume_key(), checkpoint.settings
         for name in wanted:
             if wanted[name] != found.get(name):
@@ -346,6 +382,7 @@ class Trainer:
         """Train from the state's cursor to the end of its epoch; return the epoch's record."""
         cfg = self.config
         plan = make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch)
+        last_epoch = state.first_epoch + cfg.epochs
         quality = ShuffleQualityMeter()
         meter = EpochMeter()
         stream = ChunkStream(run.train, plan, dtype=cfg.dtype, prefetch_depth=cfg.prefetch_depth,
@@ -381,12 +418,13 @@ class Trainer:
                 if self._interrupted or self._clock.due(state.chunks_done):
                     self._write_checkpoint(run, state)
                 if self._interrupted:
-                    where = "; resume with the same command and --resume" if cfg.checkpoint_dir else ""
-                    raise TrainingInterrupted(f"interrupted at epoch {state.epoch}, chunk {state.next_chunk} of "
-                                              f"{len(plan.steps)}{where}")
+                    where = ("; resume with the same command and --resume" if cfg.checkpoint_dir
+                             and cfg.init is None else "")
+                    raise TrainingInterrupted(f"interrupted at epoch {state.epoch + 1}/{last_epoch}, "
+                                              f"chunk {state.next_chunk} of {len(plan.steps)}{where}")
                 if self.on_chunk is not None:
                     previous = state.history[-1].get("validation_loss") if state.history else None
-                    self.on_chunk(ChunkProgress(state.epoch, cfg.epochs, state.epoch_rows, plan.n_rows,
+                    self.on_chunk(ChunkProgress(state.epoch, last_epoch, state.epoch_rows, plan.n_rows,
                                                 meter.rows_per_s, state.epoch_loss_sum / state.epoch_rows, rss,
                                                 previous))
                 del chunk, weights  # before the next chunk is built, so its arrays can take this one's memory
@@ -461,7 +499,8 @@ class Trainer:
         summary = {"feature_transform": transform, "rows": run.train.n_rows, "epochs": len(state.history),
                    "steps": state.step, "optimizer_state_rows": state_rows,
                    "final_loss": state.history[-1]["loss"] if state.history else None,
-                   "peak_rss_mb": round(lifetime_peak_rss_mb(), 1), "resumed_from": self.resumed_from}
+                   "peak_rss_mb": round(lifetime_peak_rss_mb(), 1), "resumed_from": self.resumed_from,
+                   "continued_from_epoch": state.first_epoch if self.init is not None else None}
         if run.validation is not None:
             summary["validation_rows"] = run.validation.n_rows
         if state.best:
@@ -507,7 +546,7 @@ class Trainer:
         raise DivergenceError(self._divergence_message(state))
 
     def _divergence_message(self, state: TrainState) -> str:
-        return (f"training diverged at epoch {state.epoch}, step {state.step}: the loss or a parameter became "
+        return (f"training diverged at epoch {state.epoch + 1}, step {state.step}: the loss or a parameter became "
                 f"NaN or inf; lower the learning rate (now {self.config.learning_rate}) or standardize the features")
 
 

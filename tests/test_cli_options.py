@@ -36,13 +36,14 @@ BAD_VALUES = [
     ("--hash-bits", "0"), ("--hash-bits", "40"), ("--max-categories", "0"), ("--validation", "1.5"),
     ("--validation-data", "nowhere.parquet"), ("--early-stopping", "-1"), ("--tol", "-1"),
     ("--checkpoint-every", "5x"), ("--keep-checkpoints", "0"), ("--workers", "-1"), ("--workers", "two"),
-    ("--round-chunks", "0"), ("--history", "."), ("--out", "."),
+    ("--round-chunks", "0"), ("--history", "."), ("--out", "."), ("--init", "nowhere.safetensors"),
+    ("--init", "{data}"),
 ]
 
 
 @pytest.mark.parametrize("option,value", BAD_VALUES, ids=[f"{o}={v}" for o, v in BAD_VALUES])
 def test_a_bad_option_value_is_one_line_and_exit_2(data, capsys, option, value):
-    status = invoke(["fit", data, "--target", "y", "--epochs", "1", "--quiet", option, value])
+    status = invoke(["fit", data, "--target", "y", "--epochs", "1", "--quiet", option, value.format(data=data)])
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line and not line.startswith("note:")]
     assert status == 2, (status, captured.err)

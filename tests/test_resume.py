@@ -208,3 +208,23 @@ def test_checkpoint_every_a_time_interval(many_groups, uninterrupted, tmp_path, 
     np.testing.assert_array_equal(resumed.coef_, model.coef_)
     with pytest.raises(ConfigError, match="checkpoint_every"):
         streamgd.fit(many_groups, target="y", checkpoint_every="soon", **SETTINGS)
+
+
+def test_the_interrupt_message_counts_epochs_from_one_like_the_progress_lines(many_groups):
+    import io
+
+    from streamgd.progress import TrainingProgress
+
+    lines = io.StringIO()
+    progress = TrainingProgress(stream=lines)
+
+    def stop_in_the_second_epoch(info):
+        progress.update(info)
+        if info.epoch == 1 and info.rows_done == 300:  # the third chunk of the second epoch (0-based epoch 1)
+            trainer._interrupted = True
+
+    trainer = streamgd.Trainer(on_chunk=stop_in_the_second_epoch, **SETTINGS)
+    with progress, pytest.raises(streamgd.errors.TrainingInterrupted) as stopped:
+        trainer.fit(many_groups, target="y")
+    assert str(stopped.value) == "interrupted at epoch 2/6, chunk 4 of 60"
+    assert lines.getvalue().startswith("epoch 1/6: 6,000 rows")
