@@ -224,7 +224,10 @@ def fit(data: tuple[str, ...], target: str, features: str | None, model: str, ou
     resumed = (f", resumed from checkpoint {fitted.summary['resumed_from']}"
                if fitted.summary.get("resumed_from") is not None else "")
     baseline = f" (constant {last['baseline_loss']:.6g})" if last.get("baseline_loss") is not None else ""
-    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}"
+    left_out = fitted.history[-1].get("rows_skipped", 0)
+    why = "no target or a missing feature" if options["missing"] == "drop-rows" else "no target"
+    skipped = f" ({left_out:,} rows skipped: {why})" if left_out else ""
+    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch{skipped}, loss {last['loss']:.6g}"
                f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
                f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
 

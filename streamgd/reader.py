@@ -224,16 +224,17 @@ class ChunkStream:
 
     def _featurize(self, table: pa.Table, order: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """The FeatureSpec's matrix; under ``drop-rows`` the rows with a missing feature or target are left out
-        (the returned order then lists the rows kept, as positions in the unit). With ``all_rows`` nothing is
-        left out."""
+        """The FeatureSpec's matrix; rows with a missing target are left out under ``drop-rows`` and ``impute``,
+        and rows with a missing feature under ``drop-rows`` (the returned order then lists the rows kept, as
+        positions in the unit). With ``all_rows`` nothing is left out."""
         X, keep = self.features.to_matrix(table, order, self.dtype)
         y = None
         if self.target is not None:
             y = self.target_encoder(table.column(self.target))
             y = np.ascontiguousarray(y if order is None else y[order], dtype=np.float64)
-            if self.features.missing == "drop-rows" and np.isnan(y).any():
-                keep = ~np.isnan(y) if keep is None else keep & ~np.isnan(y)
+            if self.features.missing != "error":
+                labelled = ~np.isnan(y)
+                keep = labelled if keep is None else keep & labelled
         if self.all_rows:
             keep = None
         if keep is not None and not keep.all():

@@ -1,5 +1,6 @@
 """One prediction per input row: rows a model cannot score (a missing or non-finite feature it does not impute)
-get null predictions, counted, with the kept columns aligned; evaluate skips and counts the same rows."""
+get null predictions, counted, with the kept columns aligned; evaluate skips and counts the same rows; training
+skips rows without a target under drop-rows and impute, and counts them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 import streamgd
 from streamgd.cli import main
+from streamgd.errors import DataError
 from streamgd.evaluate import evaluate, format_report
 from streamgd.predict import PredictionCounts, predict_to_parquet
 
@@ -145,3 +147,65 @@ def test_an_impute_model_scores_nan_but_not_inf(tmp_path):
     expected = model.predict(test.take([0, 3]))
     np.testing.assert_allclose([prediction[0], prediction[3]], expected, rtol=1e-12)
     assert np.isfinite(expected).all()
+
+
+# ---- training on rows without a target ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def unlabelled(tmp_path_factory):
+    """Targets null in some rows and NaN in others (both kinds), and the same file without those rows, written
+    with the same row groups minus the unlabelled rows (so the chunks hold the same labelled rows)."""
+    rng = np.random.default_rng(24)
+    X = rng.standard_normal((N, 3))
+    margin = X @ [1.0, -2.0, 0.5] + 0.3
+    values = {"linear": margin + 0.2 * rng.standard_normal(N), "logistic": (margin > 0).astype(np.float64)}
+    unlabelled = np.zeros(N, dtype=bool)
+    unlabelled[rng.choice(N, 77, replace=False)] = True
+    folder = tmp_path_factory.mktemp("unlabelled")
+    paths = {}
+    for kind, y in values.items():
+        target = y.copy()
+        target[unlabelled & (np.arange(N) % 2 == 1)] = np.nan
+        column = pa.array(target, mask=unlabelled & (np.arange(N) % 2 == 0))
+        full = pa.table({"x0": X[:, 0], "x1": X[:, 1], "x2": X[:, 2], "y": column})
+        pq.write_table(full, folder / f"{kind}.parquet", row_group_size=ROW_GROUP)
+        with pq.ParquetWriter(folder / f"{kind}-clean.parquet", full.schema) as writer:
+            for start in range(0, N, ROW_GROUP):
+                group = full.slice(start, ROW_GROUP)
+                writer.write_table(group.filter(pa.array(~unlabelled[start:start + ROW_GROUP])))
+        paths[kind] = (str(folder / f"{kind}.parquet"), str(folder / f"{kind}-clean.parquet"))
+    return paths, int(unlabelled.sum())
+
+
+@pytest.mark.parametrize("missing", ["drop-rows", "impute"])
+@pytest.mark.parametrize("kind", ["linear", "logistic"])
+def test_rows_without_a_target_are_skipped_and_counted(unlabelled, missing, kind):
+    paths, n_unlabelled = unlabelled
+    options = dict(target="y", model=kind, missing=missing, batch_size="full", epochs=20, lr=0.5,
+                   schedule="constant", standardize=False, dtype="float64", shuffle="none")
+    model = streamgd.fit(paths[kind][0], **options)
+    reference = streamgd.fit(paths[kind][1], **options)
+    assert n_unlabelled == 77
+    assert [e["rows"] for e in model.history] == [N - 77] * 20
+    assert [e["rows_skipped"] for e in model.history] == [77] * 20
+    assert [e["rows_skipped"] for e in reference.history] == [0] * 20
+    assert model.feature_names == reference.feature_names == ["x0", "x1", "x2"]
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(model.intercept_, reference.intercept_, rtol=1e-12, atol=1e-14)
+    assert np.abs(model.coef_).max() > 0.3  # it learned something
+    assert model.history[-1]["loss"] == pytest.approx(reference.history[-1]["loss"], rel=1e-12)
+
+
+def test_a_missing_target_is_still_an_error_under_the_error_policy(unlabelled):
+    paths, _ = unlabelled
+    with pytest.raises(DataError, match=r"target column 'y' is missing \(null or NaN\) at file .*linear\.parquet, "
+                                        r"row group \d+, row \d+; --missing drop-rows or --missing impute skip"):
+        streamgd.fit(paths["linear"][0], target="y", model="linear", shuffle="none", epochs=1)
+
+
+@pytest.mark.parametrize("missing, why", [("impute", "no target"), ("drop-rows", "no target or a missing feature")])
+def test_the_fit_summary_line_reports_the_rows_skipped(unlabelled, tmp_path, missing, why):
+    paths, _ = unlabelled
+    result = run("fit", paths["linear"][0], "--target", "y", "--model", "linear", "--missing", missing,
+                 "--epochs", "2", "--quiet", "--out", tmp_path / "m.safetensors")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"linear: 2 epochs, 1,923 rows/epoch (77 rows skipped: {why}), loss ")
