@@ -17,9 +17,9 @@ from .dataset import Dataset, Unit, open_dataset  # noqa: E402
 from .models import (MODEL_KINDS, HuberRegression, LinearModel, LinearRegression, LinearSVM,  # noqa: E402
                      LogisticRegression, PoissonRegression, SoftmaxRegression, SquaredHingeSVM, load)
 from .train import TrainConfig, Trainer, fit  # noqa: E402
-from .predict import predict_to_parquet  # noqa: E402
+from .predict import PredictionCounts, predict_to_parquet  # noqa: E402
 
 __all__ = ["ConfigError", "DataError", "Dataset", "DivergenceError", "HuberRegression", "LinearModel",
            "LinearRegression", "LinearSVM", "LogisticRegression", "PoissonRegression", "SoftmaxRegression",
-           "SquaredHingeSVM", "MODEL_KINDS", "ModelFileError", "SchemaError", "StreamgdError", "TrainConfig",
-           "Trainer", "Unit", "fit", "load", "open_dataset", "predict_to_parquet"]
+           "SquaredHingeSVM", "MODEL_KINDS", "ModelFileError", "PredictionCounts", "SchemaError", "StreamgdError",
+           "TrainConfig", "Trainer", "Unit", "fit", "load", "open_dataset", "predict_to_parquet"]

@@ -38,7 +38,7 @@ class Checkpoint:
     serial: int
     params: np.ndarray
     opt_state: np.ndarray
-    cursor: dict  # epoch, next_chunk, step, epoch_loss_sum, epoch_rows, epoch_y_sum, epoch_y_sq_sum
+    cursor: dict  # epoch, next_chunk, step, epoch_loss_sum, epoch_rows(_skipped), epoch_y_sum, epoch_y_sq_sum
     history: list[dict]
     settings: dict
     fingerprint: dict

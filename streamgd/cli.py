@@ -11,12 +11,15 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import ConfigError, DataError, StreamgdError, TrainingInterrupted
 from .fileio import atomic_write
+
+if TYPE_CHECKING:
+    from .predict import PredictionCounts
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -249,7 +252,10 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     if fitted.summary.get("continued_from_epoch") is not None:
         resumed += f", continued {options['init']} at epoch {fitted.summary['continued_from_epoch'] + 1}"
     baseline = f" (constant {last['baseline_loss']:.6g})" if last.get("baseline_loss") is not None else ""
-    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch, loss {last['loss']:.6g}"
+    left_out = fitted.history[-1].get("rows_skipped", 0)
+    why = "no target or a missing feature" if options["missing"] == "drop-rows" else "no target"
+    skipped = f" ({left_out:,} rows skipped: {why})" if left_out else ""
+    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch{skipped}, loss {last['loss']:.6g}"
                f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
                f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
 
@@ -319,7 +325,8 @@ def _fit_on_dask(source: Any, target: str, features: list[str] | None, model: st
 @_friendly_errors
 def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, workers: int,
             dask_address: str | None) -> None:
-    """Stream predictions of MODEL over DATA into a Parquet file, in input row order."""
+    """Stream predictions of MODEL over DATA into a Parquet file, one per input row in input order (null for a
+    row with a missing or non-finite feature the model does not impute)."""
     from .models import load
     from .predict import predict_to_parquet
 
@@ -334,13 +341,20 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
         cluster = None if dask_address else LocalCluster(n_workers=workers, threads_per_worker=1,
                                                          dashboard_address=None)
         with Client(dask_address or cluster) as client:
-            rows = predict_distributed(model, source, out, client=client, keep=_split_columns(keep) or ())
+            counts = predict_distributed(model, source, out, client=client, keep=_split_columns(keep) or ())
         if cluster is not None:
             cluster.close()
-        click.echo(f"{rows:,} predictions written to {out}/part-*.parquet")
+        click.echo(_predicted_line(counts, f"{out}/part-*.parquet"))
         return
-    rows = predict_to_parquet(model, source, out, keep=_split_columns(keep) or ())
-    click.echo(f"{rows:,} predictions written to {out}")
+    counts = predict_to_parquet(model, source, out, keep=_split_columns(keep) or ())
+    click.echo(_predicted_line(counts, out))
+
+
+def _predicted_line(counts: PredictionCounts, out: str) -> str:
+    """``N predictions written to OUT``, and how many rows got a null prediction, if any."""
+    unscored = (f" ({counts.unscored:,} rows not scored: a missing or non-finite feature)"
+                if counts.unscored else "")
+    return f"{counts.rows:,} predictions written to {out}{unscored}"
 
 
 def _check_predict_output(source: Any, model_path: str, out: str, directory: bool) -> None:

@@ -37,6 +37,7 @@ from .dataset import Dataset, open_dataset
 from .errors import ConfigError, DivergenceError
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import MODEL_KINDS, LinearModel
+from .predict import PredictionCounts
 from .reader import ChunkStream
 from .schedule import Plan, make_plan
 from .standardize import ColumnMoments, Standardizer, chunk_moments, merge_moments
@@ -353,20 +354,22 @@ def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:
 
 # ---- prediction -------------------------------------------------------------------------------------------------
 def _predict_task(model: LinearModel, dataset: Dataset, shard: int, n_shards: int, keep: list[str], out_dir: str,
-                  ) -> tuple[str, int]:
-    """Write the predictions of one shard (a contiguous block of units, in file order) to its own part file."""
+                  ) -> tuple[str, PredictionCounts]:
+    """Write the predictions of one shard (a contiguous block of units, in file order) to its own part file;
+    return its path and its ``PredictionCounts``."""
     from .predict import iter_prediction_tables, write_tables
 
     shard_units = make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units
     path = os.path.join(out_dir, f"part-{shard:05d}.parquet")
-    rows = write_tables(iter_prediction_tables(model, dataset.subset(shard_units), keep), path)
-    return path, rows
+    counts = write_tables(iter_prediction_tables(model, dataset.subset(shard_units), keep), path)
+    return path, counts
 
 
 def predict_distributed(model: LinearModel, data: Any, out_dir: str | os.PathLike, *, client: Any,
-                        keep: Sequence[str] = ()) -> int:
+                        keep: Sequence[str] = ()) -> PredictionCounts:
     """Predict every row of ``data`` on the cluster, one Parquet part per worker shard in ``out_dir``
-    (``part-00000.parquet``, ...): read in name order, the parts hold the rows in input order."""
+    (``part-00000.parquet``, ...): read in name order, the parts hold the rows in input order. Returns the
+    ``PredictionCounts`` of all parts (rows written, rows with a null prediction)."""
     from .predict import open_for_model
 
     dataset = open_for_model(model, data, keep)
@@ -375,4 +378,4 @@ def predict_distributed(model: LinearModel, data: Any, out_dir: str | os.PathLik
     os.makedirs(out_dir, exist_ok=True)
     futures = [client.submit(_predict_task, model, dataset, k, n_shards, list(keep), out_dir, pure=False)
                for k in range(n_shards)]
-    return sum(rows for _, rows in client.gather(futures))
+    return sum((counts for _, counts in client.gather(futures)), PredictionCounts(0, 0))

@@ -11,12 +11,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .dataset import Dataset
 from .errors import ConfigError, DataError
 from .metrics import ClassificationMetrics, MeanLoss, RegressionMetrics
 from .models import LinearModel, load
-from .predict import open_for_model
-from .reader import Chunk, ChunkStream, default_target_encoder
+from .predict import open_for_model, unscorable_rows
+from .reader import ChunkStream, default_target_encoder
 from .schedule import make_plan
 from .targets import LabelEncoder, to_json_labels
 
@@ -87,7 +86,9 @@ def evaluate(model: LinearModel | str, data: Any, target: str | None = None, pre
     Classifiers: the loss (log loss, or the mean hinge or squared hinge for SVMs), accuracy, ROC AUC (from
     score histograms: an approximation with a stated bound, see ``HistogramAUC``) and the confusion matrix (rows: true class, columns:
     predicted, in the model's class order). Regressors: RMSE, MAE, R², and the mean deviance for Poisson.
-    ``target`` defaults to the column the model was trained on.
+    ``target`` defaults to the column the model was trained on. Rows the model cannot score (a missing or
+    non-finite feature it does not impute: those ``predict`` leaves null) are skipped and counted in
+    ``rows_skipped``; a missing or bad target value is an error naming its row.
     """
     if not isinstance(model, LinearModel):
         model = load(model)
@@ -107,17 +108,20 @@ def evaluate(model: LinearModel | str, data: Any, target: str | None = None, pre
         metrics = RegressionMetrics()
     skipped = consumed = 0
     stream = ChunkStream(dataset, plan, dtype=np.float64, prefetch_depth=prefetch_depth, with_target=True,
-                         target_encoder=_target_encoder(model, target), features=spec)
+                         target_encoder=_target_encoder(model, target), features=spec, all_rows=True)
     try:
         with stream:
             for chunk in stream:
                 consumed += 1
-                skipped += sum(unit.n_rows for unit in chunk.step.units) - chunk.n_rows
-                margins = model.decision_function(chunk.X)
-                _check_features(model, dataset, chunk, margins)
-                metrics.update(chunk.y, margins if model.is_classifier else model.values_from_margins(margins))
+                X, y = chunk.X, chunk.y
+                bad = unscorable_rows(X)
+                if bad is not None:  # rows predict would leave null: skipped and counted
+                    skipped += int(bad.sum())
+                    X, y = X[~bad], y[~bad]
+                margins = model.decision_function(X)
+                metrics.update(y, margins if model.is_classifier else model.values_from_margins(margins))
                 if loss is not None:
-                    loss.update(chunk.y, margins)
+                    loss.update(y, margins)
     except _BadTarget as exc:
         unit = plan.steps[consumed].units[0]  # the plan reads one unit per step, in order
         where = (dataset.describe_row(unit, exc.row) if exc.row is not None
@@ -135,24 +139,10 @@ def evaluate(model: LinearModel | str, data: Any, target: str | None = None, pre
     return result
 
 
-def _check_features(model: LinearModel, dataset: Dataset, chunk: Chunk, margins: np.ndarray) -> None:
-    """A missing or infinite feature turns the row's margins into NaN or inf: name it and where it is. Only the
-    margins are checked on the way (a feature pass happens only when one is not finite)."""
-    if np.isfinite(margins).all():
-        return
-    finite = np.isfinite(chunk.X)
-    if finite.all():
-        return  # finite features with a non-finite margin: an overflowing model, which the metrics report
-    row, column = np.argwhere(~finite)[0]
-    unit, row_in_unit = chunk.locate(int(row))
-    raise DataError(f"the feature {model.feature_names[column]!r} holds {chunk.X[row, column]} at "
-                    f"{dataset.describe_row(unit, row_in_unit)}; clean the data, or train the model with "
-                    "--missing drop-rows or --missing impute")
-
-
 def format_report(result: dict) -> str:
     """The result of ``evaluate`` as a few aligned lines for a terminal."""
-    skipped = f", {result['rows_skipped']:,} skipped for missing features" if result.get("rows_skipped") else ""
+    skipped = (f", {result['rows_skipped']:,} skipped for a missing or non-finite feature"
+               if result.get("rows_skipped") else "")
     lines = [f"{result['model']} model, target {result['target']!r}: {result['rows']:,} rows{skipped}"]
     width = max(len(name) for name in result["metrics"])
     for name, value in result["metrics"].items():

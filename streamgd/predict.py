@@ -1,9 +1,15 @@
-"""Streamed predictions: a dataset in, a Parquet file of predictions out, in input row order, chunk by chunk."""
+"""Streamed predictions: a dataset in, a Parquet file of predictions out, in input row order, chunk by chunk.
+
+Every input row gets one output row. A row the model cannot score (a missing or non-finite feature that its
+FeatureSpec does not impute, whatever its missing-value policy) gets a null prediction, and null probabilities;
+the writers count those rows.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +22,28 @@ from .fileio import atomic_write
 from .models import LinearModel
 from .reader import ChunkStream
 from .schedule import make_plan
+
+
+@dataclass(frozen=True)
+class PredictionCounts:
+    """What a prediction run wrote: ``rows`` (one per input row) of which ``unscored`` hold a null prediction."""
+
+    rows: int
+    unscored: int
+
+    def __add__(self, other: PredictionCounts) -> PredictionCounts:
+        return PredictionCounts(self.rows + other.rows, self.unscored + other.unscored)
+
+
+def unscorable_rows(X: np.ndarray) -> np.ndarray | None:
+    """Mask of the rows of ``X`` with a NaN or infinite feature, or None when every row can be scored.
+
+    A column's sum is finite only when all its values are, so the row-by-row check runs only on a chunk that holds
+    such a value (or whose sums overflow)."""
+    if np.isfinite(X.sum(axis=0)).all():
+        return None
+    bad = ~np.isfinite(X).all(axis=1)
+    return bad if bad.any() else None
 
 
 def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = (), target: str | None = None) -> Dataset:
@@ -32,38 +60,43 @@ def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = (), targ
 
 def iter_prediction_tables(model: LinearModel, dataset: Dataset, keep: Sequence[str] = (),
                            prefetch_depth: int = 2) -> Iterator[pa.Table]:
-    """One Arrow table of predictions per unit, in file order."""
+    """One Arrow table of predictions per unit, in file order, a row for every input row."""
     plan = make_plan(dataset.units, "none")
     with ChunkStream(dataset, plan, dtype=np.float64, prefetch_depth=prefetch_depth, with_target=False,
-                     extra_columns=list(keep), features=model.spec) as stream:
+                     extra_columns=list(keep), features=model.spec, all_rows=True) as stream:
         for chunk in stream:
             yield prediction_table(model, chunk.X, chunk.extra if keep else None)
 
 
 def prediction_table(model: LinearModel, X: np.ndarray, kept: pa.Table | None = None) -> pa.Table:
-    """The ``prediction`` column (and ``proba`` or ``proba_<class>`` for classifiers) for a feature matrix."""
+    """The ``prediction`` column (and ``proba`` or ``proba_<class>`` for classifiers) for a feature matrix; rows
+    with a NaN or infinite feature get nulls."""
     columns: dict[str, Any] = {}
     if kept is not None:
         for name in kept.column_names:
             columns[name] = kept.column(name)
+    bad = unscorable_rows(X)
+    if bad is not None:
+        X = np.where(bad[:, None], 0.0, X)  # scored as zeros (no NaN warnings), then masked
     labels = model.predict(X)
-    columns["prediction"] = pa.array(labels.tolist() if labels.dtype == object else labels)
+    columns["prediction"] = pa.array(labels, mask=bad)
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         if proba.shape[1] == 2:
-            columns["proba"] = pa.array(proba[:, 1])
+            columns["proba"] = pa.array(proba[:, 1], mask=bad)
         else:
             for k, label in enumerate(model.classes_):
-                columns[f"proba_{label}"] = pa.array(proba[:, k])
+                columns[f"proba_{label}"] = pa.array(proba[:, k], mask=bad)
     return pa.table(columns)
 
 
-def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike) -> int:
-    """Write a stream of tables as one Parquet file, atomically; return the number of rows."""
-    rows = 0
+def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike) -> PredictionCounts:
+    """Write a stream of prediction tables as one Parquet file, atomically; return the rows and the null
+    predictions among them."""
+    rows = unscored = 0
 
     def write(temporary: str) -> None:
-        nonlocal rows
+        nonlocal rows, unscored
         writer = None
         try:
             for table in tables:
@@ -71,16 +104,18 @@ def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike) -> int:
                     writer = pq.ParquetWriter(temporary, table.schema)
                 writer.write_table(table)
                 rows += table.num_rows
+                unscored += table.column("prediction").null_count
         finally:
             if writer is not None:
                 writer.close()
 
     atomic_write(out, write)
-    return rows
+    return PredictionCounts(rows, unscored)
 
 
 def predict_to_parquet(model: LinearModel, data: Any, out: str | os.PathLike, keep: Sequence[str] = (),
-                       prefetch_depth: int = 2) -> int:
-    """Write predictions for every row of ``data`` to ``out`` (atomically); return the number of rows."""
+                       prefetch_depth: int = 2) -> PredictionCounts:
+    """Write a prediction for every row of ``data`` to ``out`` (atomically), in input order, with the ``keep``
+    columns beside it; return the rows written and how many of them could not be scored (null predictions)."""
     dataset = open_for_model(model, data, keep)
     return write_tables(iter_prediction_tables(model, dataset, keep, prefetch_depth), out)

@@ -168,7 +168,7 @@ class ChunkStream:
                  target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
-                 defer_conversion: bool = False):
+                 defer_conversion: bool = False, all_rows: bool = False):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -186,6 +186,9 @@ class ChunkStream:
         # the copy of a decoded table into a chunk (with the row permutation) on the consuming thread: off the
         # prefetch thread, which decoding alone keeps busy while training. Featurizing stays on the prefetch thread.
         self.defer_conversion = defer_conversion and features is None
+        # every row delivered, in the step's order, even those a FeatureSpec's drop-rows policy leaves out (their
+        # missing features stay NaN): predictions and evaluation decide per row themselves
+        self.all_rows = all_rows
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -221,15 +224,19 @@ class ChunkStream:
 
     def _featurize(self, table: pa.Table, order: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """The FeatureSpec's matrix; under ``drop-rows`` the rows with a missing feature or target are left out
-        (the returned order then lists the rows kept, as positions in the unit)."""
+        """The FeatureSpec's matrix; rows with a missing target are left out under ``drop-rows`` and ``impute``,
+        and rows with a missing feature under ``drop-rows`` (the returned order then lists the rows kept, as
+        positions in the unit). With ``all_rows`` nothing is left out."""
         X, keep = self.features.to_matrix(table, order, self.dtype)
         y = None
         if self.target is not None:
             y = self.target_encoder(table.column(self.target))
             y = np.ascontiguousarray(y if order is None else y[order], dtype=np.float64)
-            if self.features.missing == "drop-rows" and np.isnan(y).any():
-                keep = ~np.isnan(y) if keep is None else keep & ~np.isnan(y)
+            if self.features.missing != "error":
+                labelled = ~np.isnan(y)
+                keep = labelled if keep is None else keep & labelled
+        if self.all_rows:
+            keep = None
         if keep is not None and not keep.all():
             positions = np.arange(table.num_rows) if order is None else order
             order = positions[keep]

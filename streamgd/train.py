@@ -67,6 +67,7 @@ class TrainState:
     chunks_done: int = 0
     epoch_loss_sum: float = 0.0
     epoch_rows: int = 0
+    epoch_rows_skipped: int = 0  # rows of the epoch's chunks left out: no target, or drop-rows' missing features
     epoch_y_sum: float = 0.0
     epoch_y_sq_sum: float = 0.0
     grad_sum: np.ndarray | None = None  # full batch: the gradient summed so far this epoch
@@ -77,13 +78,14 @@ class TrainState:
     def start_epoch(self, full_batch: bool) -> None:
         self.next_chunk = 0
         self.epoch_loss_sum = self.epoch_y_sum = self.epoch_y_sq_sum = 0.0
-        self.epoch_rows = 0
+        self.epoch_rows = self.epoch_rows_skipped = 0
         self.grad_sum = np.zeros_like(self.params) if full_batch else None
 
     def cursor(self) -> dict:
         return {"epoch": self.epoch, "first_epoch": self.first_epoch, "next_chunk": self.next_chunk, "step": self.step,
                 "chunks_done": self.chunks_done, "epoch_loss_sum": self.epoch_loss_sum,
-                "epoch_rows": self.epoch_rows, "epoch_y_sum": self.epoch_y_sum,
+                "epoch_rows": self.epoch_rows, "epoch_rows_skipped": self.epoch_rows_skipped,
+                "epoch_y_sum": self.epoch_y_sum,
                 "epoch_y_sq_sum": self.epoch_y_sq_sum, "finished": self.finished}
 
     @classmethod
@@ -93,6 +95,7 @@ class TrainState:
                    epoch=cursor["epoch"], first_epoch=cursor.get("first_epoch", 0), next_chunk=cursor["next_chunk"],
                    chunks_done=cursor["chunks_done"],
                    epoch_loss_sum=cursor["epoch_loss_sum"], epoch_rows=cursor["epoch_rows"],
+                   epoch_rows_skipped=cursor.get("epoch_rows_skipped", 0),  # absent from older checkpoints
                    epoch_y_sum=cursor["epoch_y_sum"], epoch_y_sq_sum=cursor["epoch_y_sq_sum"],
                    grad_sum=None if checkpoint.grad_sum is None else checkpoint.grad_sum.copy(),
                    history=list(checkpoint.history), best=dict(checkpoint.best), finished=cursor["finished"])
@@ -410,6 +413,7 @@ class Trainer:
                     state.step += n_batches
                 state.epoch_loss_sum += chunk_loss
                 state.epoch_rows += chunk.n_rows
+                state.epoch_rows_skipped += _rows_left_out(chunk)
                 state.epoch_y_sum += float(chunk.y.sum())
                 state.epoch_y_sq_sum += float(np.einsum("i,i->", chunk.y, chunk.y))  # no BLAS: see quality.py
                 state.next_chunk += 1
@@ -443,7 +447,7 @@ class Trainer:
         record = {"epoch": state.epoch, "loss": state.epoch_loss_sum / max(state.epoch_rows, 1),
                   "baseline_loss": constant_loss(run.model_cls.loss_kind, state.epoch_rows, state.epoch_y_sum,
                                                  state.epoch_y_sq_sum),
-                  "rows": state.epoch_rows, "seconds": round(seconds, 4),
+                  "rows": state.epoch_rows, "rows_skipped": state.epoch_rows_skipped, "seconds": round(seconds, 4),
                   "rows_per_s": round(meter.rows / max(seconds, 1e-9), 1),
                   "peak_rss_mb": round(meter.peak_rss_mb, 1), "steps": state.step,
                   "shuffle_quality": quality.result().as_dict()}
@@ -542,7 +546,8 @@ class Trainer:
             raise DataError(f"the feature column {names[bad[0]]!r} holds {values[bad[0]]} at {where}; clean the "
                             "data, or train with --missing drop-rows or --missing impute")
         if chunk.y is not None and not np.isfinite(chunk.y[row]):
-            raise DataError(f"the target column {self.dataset.target!r} is missing (null or NaN) at {where}")
+            raise DataError(f"the target column {self.dataset.target!r} is missing (null or NaN) at {where}; "
+                            "--missing drop-rows or --missing impute skip unlabelled rows")
         raise DivergenceError(self._divergence_message(state))
 
     def _divergence_message(self, state: TrainState) -> str:
@@ -574,6 +579,12 @@ def initial_state(cfg: TrainConfig, n_features: int, n_out: int
         opt_state = np.vstack([opt_state, np.zeros((1, n_params))])
         hyper[kernels.H_L1_ROW] = opt_state.shape[0]
     return optimizer, np.zeros(n_params), opt_state, hyper
+
+
+def _rows_left_out(chunk: Chunk) -> int:
+    """Rows of the chunk's units the reader did not deliver (a missing target, or a missing feature under
+    drop-rows)."""
+    return sum(unit.n_rows for unit in chunk.step.units) - chunk.n_rows
 
 
 def _nonnegative(encoder: Callable, target: str, kind: str) -> Callable:

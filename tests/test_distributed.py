@@ -89,7 +89,8 @@ def test_predictions_on_the_cluster_are_one_part_per_worker_in_input_order(clien
     path, X, _ = regression
     rows = predict_distributed(local_sgd, path, tmp_path / "pred", client=client)
     parts = sorted(os.listdir(tmp_path / "pred"))
-    assert rows == 6000 and parts == ["part-00000.parquet", "part-00001.parquet"]
+    assert rows == streamgd.PredictionCounts(rows=6000, unscored=0)
+    assert parts == ["part-00000.parquet", "part-00001.parquet"]
     import pyarrow.parquet as pq
 
     predicted = np.concatenate([pq.read_table(tmp_path / "pred" / p).column("prediction").to_numpy() for p in parts])

@@ -129,7 +129,7 @@ def test_rows_with_a_missing_feature_are_skipped_under_drop_rows(three_classes):
     predicted = model.predict(table.filter(pa.array(kept)))
     assert_close(result["metrics"]["accuracy"], skm.accuracy_score(labels[kept], predicted))
     assert_confusion(result, labels[kept], predicted, ["ant", "bee", "cat"])
-    assert f"{(~kept).sum()} skipped for missing features" in format_report(result)
+    assert f"{(~kept).sum()} skipped for a missing or non-finite feature" in format_report(result)
 
 
 @pytest.mark.parametrize("kind", ["svm", "squared-hinge"])
@@ -266,12 +266,17 @@ def test_a_missing_target_column_names_the_columns_there_are(binary):
         evaluate(model, path, target="label")
 
 
-def test_a_missing_feature_value_is_an_error_for_a_model_without_a_policy(tmp_path, binary, features):
+def test_a_missing_feature_value_is_skipped_and_counted_for_a_model_without_a_policy(tmp_path, binary, features):
     _, y, model = binary
     X = features.copy()
     X[42, 2] = np.nan
-    with pytest.raises(streamgd.DataError, match=r"feature 'x2' holds nan at .*row group 0, row 42"):
-        evaluate(model, write(tmp_path / "f.parquet", X, y, 500))
+    X[2500, 0] = -np.inf
+    result = evaluate(model, write(tmp_path / "f.parquet", X, y, 500))
+    kept = np.ones(N, dtype=bool)
+    kept[[42, 2500]] = False
+    assert result["rows"] == N - 2 and result["rows_skipped"] == 2
+    assert_close(result["metrics"]["log_loss"], skm.log_loss(y[kept], model.predict_proba(X[kept])))
+    assert_confusion(result, y[kept], model.predict(X[kept]), [0, 1])
 
 
 # ---- command line -----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import streamgd
 from streamgd import ModelFileError
 from streamgd.models import FORMAT_VERSION, LinearRegression, LogisticRegression, load
-from streamgd.predict import predict_to_parquet
+from streamgd.predict import PredictionCounts, predict_to_parquet
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_predict_over_a_dataset_equals_in_memory_predictions(fitted, tmp_path):
     model, path, X = fitted
     rows = predict_to_parquet(model, path, tmp_path / "p.parquet", keep=["id"])
     out = pq.read_table(tmp_path / "p.parquet")
-    assert rows == 1000 and out.column_names == ["id", "prediction", "proba"]
+    assert rows == PredictionCounts(rows=1000, unscored=0) and out.column_names == ["id", "prediction", "proba"]
     assert out.column("id").to_pylist() == list(range(1000))
     assert np.array_equal(out.column("prediction").to_numpy(), model.predict(X))
     np.testing.assert_allclose(out.column("proba").to_numpy(), model.predict_proba(X)[:, 1], rtol=1e-12)
