@@ -20,6 +20,7 @@ from .dataset import Dataset, open_dataset
 from .errors import DataError
 from .fileio import atomic_write
 from .models import LinearModel
+from .outputs import check_output_file
 from .reader import ChunkStream
 from .schedule import make_plan
 
@@ -116,6 +117,8 @@ def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike) -> Predicti
 def predict_to_parquet(model: LinearModel, data: Any, out: str | os.PathLike, keep: Sequence[str] = (),
                        prefetch_depth: int = 2) -> PredictionCounts:
     """Write a prediction for every row of ``data`` to ``out`` (atomically), in input order, with the ``keep``
-    columns beside it; return the rows written and how many of them could not be scored (null predictions)."""
+    columns beside it; return the rows written and how many of them could not be scored (null predictions).
+    ``out`` must not be one of the inputs, nor a directory or a device (ConfigError, before anything is read)."""
     dataset = open_for_model(model, data, keep)
+    out = check_output_file(out, dataset.sources, "the predictions' path")
     return write_tables(iter_prediction_tables(model, dataset, keep, prefetch_depth), out)

@@ -122,3 +122,13 @@ def test_checks_as_functions(tmp_path):
     assert not (tmp_path / "new").exists()  # checked, not created
     with pytest.raises(ConfigError, match="abfs://"):
         check_output_file("abfs://container/x.parquet", what="--out")
+
+
+def test_the_python_api_refuses_to_overwrite_the_input(trained):
+    import streamgd
+
+    data, model = trained
+    before = _digest(data)
+    with pytest.raises(ConfigError, match="is one of the inputs"):
+        streamgd.predict_to_parquet(streamgd.load(model), data, data)
+    assert _digest(data) == before
