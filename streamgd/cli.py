@@ -410,19 +410,28 @@ def bench(ctx: click.Context) -> None:
 @click.option("--row-group-size", default=65_536, show_default=True, type=int)
 @click.option("--files", "n_files", default=1, show_default=True, type=int)
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
-@click.option("--nan-fraction", default=0.0, show_default=True, type=float)
+@click.option("--nan-fraction", default=0.0, show_default=True, type=float, help="NaN in the x columns.")
+@click.option("--id", "id_column", is_flag=True, help="Add an int64 column 'id': the row number, 0..rows-1.")
+@click.option("--categorical", "n_categorical", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Add this many text columns c0, c1, ... (values a, b, c, d) that enter the true model.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--model-seed", default=None, type=int,
+              help="Seed of the true model alone (default: --seed); another --seed then draws new rows from the "
+                   "same model, e.g. a test set.")
 @_friendly_errors
 def make_data(out: str, rows: int, features: int, task: str, n_classes: int, row_group_size: int, n_files: int,
-              dtype: str, nan_fraction: float, seed: int) -> None:
+              dtype: str, nan_fraction: float, id_column: bool, n_categorical: int, seed: int,
+              model_seed: int | None) -> None:
     """Write a synthetic Parquet dataset with a known true model, in bounded memory."""
     from .synthetic import make_dataset
 
     started = time.perf_counter()
     info = make_dataset(out, n_rows=rows, n_features=features, task=task, n_classes=n_classes,
                         row_group_size=row_group_size, n_files=n_files, dtype=dtype, nan_fraction=nan_fraction,
-                        seed=seed)
-    click.echo(f"wrote {info.n_rows:,} rows x {info.n_features} features to {out} "
+                        seed=seed, id_column=id_column, n_categorical=n_categorical, model_seed=model_seed)
+    extra = ["id"] * id_column + [f"c{k}" for k in range(n_categorical)]
+    plus = f" plus {', '.join(extra)}" if extra else ""
+    click.echo(f"wrote {info.n_rows:,} rows x {info.n_features} features{plus} to {out} "
                f"({len(info.files)} file(s), {time.perf_counter() - started:.1f} s)")
 
 

@@ -17,6 +17,7 @@ takes one pass over each batch it is given, continuing the optimizer's state.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,15 +181,16 @@ class _StreamgdSGD(BaseEstimator):
         return trainer
 
     def fit_parquet(self, data: Any, target: str, features: list[str] | None = None,
-                    sample_weight: str | None = None) -> _StreamgdSGD:
+                    sample_weight: str | None = None, exclude: Sequence[str] = ()) -> _StreamgdSGD:
         """Train out of core on a Parquet file, directory or glob (anything ``streamgd.open_dataset`` takes),
-        streamed chunk by chunk; ``sample_weight`` names a column of per-row weights."""
+        streamed chunk by chunk; ``sample_weight`` names a column of per-row weights, ``exclude`` columns (an id)
+        left out of the default features."""
         self._reset()
         extra: dict[str, Any] = {"sample_weight": sample_weight}
         if getattr(self, "class_weight", None) is not None:
             extra["class_weight"] = self.class_weight
         trainer = Trainer(self._config(self._kind(self._count_classes(data, target, features)), **extra))
-        model = trainer.fit(data, target=target, features=features)
+        model = trainer.fit(data, target=target, features=features, exclude=exclude)
         if model.spec is not None:
             raise ValueError("fit_parquet takes numeric feature columns; for categorical, date or missing-value "
                              "handling use streamgd.fit, whose model predicts on tables")

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from .errors import ConfigError
 
 TASKS = ("regression", "binary", "multiclass")
+LEVELS = ("a", "b", "c", "d")  # the values of each synthetic text column
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,11 @@ class SyntheticInfo:
     coef: np.ndarray  # (n_outputs, n_features)
     intercept: np.ndarray  # (n_outputs,)
     files: list[str]
+    category_effects: np.ndarray | None = None  # (n_outputs, n_categorical, len(LEVELS)): each value's margin
 
 
 def _check(n_rows: int, n_features: int, task: str, n_classes: int, row_group_size: int, n_files: int,
-           dtype: str, nan_fraction: float, noise: float) -> None:
+           dtype: str, nan_fraction: float, noise: float, n_categorical: int = 0) -> None:
     rules = [
         ("n_rows", n_rows, n_rows >= 1, "an integer >= 1"),
         ("n_features", n_features, n_features >= 1, "an integer >= 1"),
@@ -49,6 +51,7 @@ def _check(n_rows: int, n_features: int, task: str, n_classes: int, row_group_si
         ("dtype", dtype, dtype in ("float32", "float64"), "float32 or float64"),
         ("nan_fraction", nan_fraction, 0.0 <= nan_fraction < 1.0, "a number in [0, 1)"),
         ("noise", noise, noise >= 0.0, "a number >= 0"),
+        ("n_categorical", n_categorical, n_categorical >= 0, "an integer >= 0"),
     ]
     for name, value, ok, accepted in rules:
         if not ok:
@@ -64,11 +67,23 @@ def true_model(n_features: int, task: str, n_classes: int, seed: int) -> tuple[n
     return coef, intercept
 
 
+def category_effects(n_categorical: int, n_outputs: int, seed: int) -> np.ndarray:
+    """Each text column's effect on the margins, per value: shape (n_outputs, n_categorical, len(LEVELS))."""
+    rng = np.random.default_rng([seed, 0xCA7])
+    return rng.standard_normal((n_outputs, n_categorical, len(LEVELS)))
+
+
 def _row_group(rng: np.random.Generator, n: int, coef: np.ndarray, intercept: np.ndarray, task: str,
-               dtype: str, nan_fraction: float, noise: float) -> pa.Table:
+               dtype: str, nan_fraction: float, noise: float, effects: np.ndarray | None = None,
+               first_id: int | None = None) -> pa.Table:
     d = coef.shape[1]
     X = rng.standard_normal((d, n), dtype=np.float32 if dtype == "float32" else np.float64)  # row j = column j
     margins = coef @ X + intercept[:, None]
+    levels = None
+    if effects is not None and effects.shape[1]:
+        levels = rng.integers(0, len(LEVELS), (effects.shape[1], n))
+        for k in range(effects.shape[1]):
+            margins += effects[:, k, levels[k]]
     if task == "regression":
         y = margins[0] + noise * rng.standard_normal(n)
     elif task == "binary":
@@ -80,7 +95,11 @@ def _row_group(rng: np.random.Generator, n: int, coef: np.ndarray, intercept: np
         y = np.minimum(y, coef.shape[0] - 1)
     if nan_fraction > 0:
         X[rng.random(X.shape) < nan_fraction] = np.nan
-    columns = {f"x{j}": X[j] for j in range(d)}
+    columns = {} if first_id is None else {"id": np.arange(first_id, first_id + n, dtype=np.int64)}
+    columns.update({f"x{j}": X[j] for j in range(d)})
+    if levels is not None:
+        names = np.array(LEVELS, dtype=object)
+        columns.update({f"c{k}": pa.array(names[levels[k]], type=pa.string()) for k in range(len(levels))})
     columns["y"] = y
     return pa.table(columns)
 
@@ -88,14 +107,22 @@ def _row_group(rng: np.random.Generator, n: int, coef: np.ndarray, intercept: np
 def make_dataset(path: str | os.PathLike, n_rows: int, n_features: int = 32, task: str = "binary",
                  n_classes: int = 3, row_group_size: int = 65_536, n_files: int = 1, dtype: str = "float32",
                  nan_fraction: float = 0.0, noise: float = 0.1, sorted_by_target: bool = False,
-                 seed: int = 0) -> SyntheticInfo:
+                 seed: int = 0, id_column: bool = False, n_categorical: int = 0,
+                 model_seed: int | None = None) -> SyntheticInfo:
     """Write ``n_rows`` rows of ``x0..x{d-1}`` and ``y`` drawn from a known linear model; one file or a directory
-    of ``n_files`` parts. ``sorted_by_target`` (small data only) sorts rows by ``y``, to test shuffling."""
-    _check(n_rows, n_features, task, n_classes, row_group_size, n_files, dtype, nan_fraction, noise)
+    of ``n_files`` parts. ``sorted_by_target`` (small data only) sorts rows by ``y``, to test shuffling.
+
+    ``id_column`` adds ``id`` (int64, the row number 0..n_rows-1 across the files); ``n_categorical`` adds text
+    columns ``c0..`` whose values (``LEVELS``) enter the true model; ``model_seed`` (default ``seed``) seeds the
+    true model alone, so another ``seed`` draws new rows from the same model (a test set). ``nan_fraction``
+    applies to the ``x`` columns."""
+    _check(n_rows, n_features, task, n_classes, row_group_size, n_files, dtype, nan_fraction, noise, n_categorical)
     if sorted_by_target and n_rows > 5_000_000:
         raise ConfigError(f"sorted_by_target holds all rows in memory; n_rows={n_rows} is over 5,000,000")
     path = os.fspath(path)
-    coef, intercept = true_model(n_features, task, n_classes, seed)
+    model_seed = seed if model_seed is None else model_seed
+    coef, intercept = true_model(n_features, task, n_classes, model_seed)
+    effects = category_effects(n_categorical, coef.shape[0], model_seed) if n_categorical else None
     if n_files == 1:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         files = [path]
@@ -105,23 +132,23 @@ def make_dataset(path: str | os.PathLike, n_rows: int, n_features: int = 32, tas
     bounds = np.linspace(0, n_rows, n_files + 1).astype(np.int64)
     for index, file in enumerate(files):
         rows = int(bounds[index + 1] - bounds[index])
-        groups = [_row_group(np.random.default_rng([seed, index, g]), min(row_group_size, rows - start), coef,
-                             intercept, task, dtype, nan_fraction, noise)
-                  for g, start in enumerate(range(0, rows, row_group_size))] if sorted_by_target else None
+        first_id = int(bounds[index]) if id_column else None
+        groups = (_row_group(np.random.default_rng([seed, index, g]), min(row_group_size, rows - start), coef,
+                             intercept, task, dtype, nan_fraction, noise, effects,
+                             None if first_id is None else first_id + start)
+                  for g, start in enumerate(range(0, rows, row_group_size)))
         if sorted_by_target:
-            table = pa.concat_tables(groups)
+            table = pa.concat_tables(list(groups))
             table = table.take(np.argsort(table.column("y").to_numpy(), kind="stable"))
             pq.write_table(table, file, row_group_size=row_group_size)
             continue
         writer = None
         try:
-            for g, start in enumerate(range(0, rows, row_group_size)):
-                table = _row_group(np.random.default_rng([seed, index, g]), min(row_group_size, rows - start),
-                                   coef, intercept, task, dtype, nan_fraction, noise)
+            for table in groups:  # one row group in memory at a time
                 if writer is None:
                     writer = pq.ParquetWriter(file, table.schema)
                 writer.write_table(table, row_group_size=row_group_size)
         finally:
             if writer is not None:
                 writer.close()
-    return SyntheticInfo(path, n_rows, n_features, task, coef, intercept, files)
+    return SyntheticInfo(path, n_rows, n_features, task, coef, intercept, files, effects)

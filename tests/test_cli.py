@@ -147,3 +147,31 @@ def test_console_script_runs_in_a_subprocess(data):
     bad = subprocess.run([sys.executable, "-m", "streamgd.cli", "fit", "nowhere.parquet", "--target", "y"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_make_data_id_is_the_row_number_across_files_and_text_columns_hold_a_few_values(tmp_path):
+    out = tmp_path / "parts"
+    result = run("make-data", str(out), "--rows", "3000", "--features", "3", "--files", "3", "--row-group-size", "400",
+                 "--id", "--categorical", "2")
+    assert result.exit_code == 0, result.output
+    assert "plus id, c0, c1" in result.output
+    files = sorted(out.glob("part-*.parquet"))
+    assert len(files) == 3
+    table = pa.concat_tables(pq.read_table(f) for f in files)
+    assert table.column_names == ["id", "x0", "x1", "x2", "c0", "c1", "y"]
+    assert table.schema.field("id").type == pa.int64()
+    assert table.column("id").to_pylist() == list(range(3000))
+    assert set(table.column("c0").to_pylist()) == {"a", "b", "c", "d"}
+    plain = tmp_path / "plain.parquet"
+    assert run("make-data", str(plain), "--rows", "3000", "--features", "3", "--files", "1").exit_code == 0
+    assert pq.read_table(plain).column_names == ["x0", "x1", "x2", "y"]
+
+
+def test_make_data_model_seed_draws_new_rows_from_the_same_model(tmp_path):
+    from streamgd.synthetic import make_dataset
+
+    train = make_dataset(tmp_path / "a.parquet", n_rows=500, n_features=4, n_categorical=1, seed=0)
+    test = make_dataset(tmp_path / "b.parquet", n_rows=500, n_features=4, n_categorical=1, seed=1, model_seed=0)
+    assert np.array_equal(train.coef, test.coef) and np.array_equal(train.category_effects, test.category_effects)
+    assert not np.array_equal(pq.read_table(tmp_path / "a.parquet").column("x0").to_numpy(),
+                              pq.read_table(tmp_path / "b.parquet").column("x0").to_numpy())

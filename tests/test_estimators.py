@@ -175,3 +175,12 @@ def test_bad_input_is_a_value_error():
         SGDRegressor(loss="poisson").fit(X, -np.arange(10.0))
     with pytest.raises(ValueError, match="loss='logistic' is not supported"):
         SGDRegressor(loss="logistic").fit(X, np.arange(10.0))
+
+
+def test_fit_parquet_leaves_excluded_columns_out_of_the_features(tmp_path):
+    from streamgd.synthetic import make_dataset
+
+    path = tmp_path / "d.parquet"
+    make_dataset(path, n_rows=2000, n_features=3, row_group_size=500, id_column=True)
+    clf = SGDClassifier(max_iter=2).fit_parquet(str(path), target="y", exclude=["id"])
+    assert clf.feature_names_in_.tolist() == ["x0", "x1", "x2"] and clf.coef_.shape == (1, 3)
