@@ -1,8 +1,9 @@
 """Compiled kernels: loss and gradient of mini-batches and the chunk loop, one compiled call per chunk.
 
-One generic chunk loop, specialised by integer codes for the loss and the optimizer (as scikit-learn's
-``_sgd_fast`` takes a loss object): the mini-batch loop, the loss, the gradient and the update all run inside
-Numba, and Python touches each chunk once.
+One chunk loop, compiled per use: each combination of loss, optimizer, chunk order and tile kind a run needs is
+its own small specialisation (see "compiled loops" below), built from shared compiled pieces; the mini-batch
+loop, the loss, the gradient and the update all run inside Numba, and Python touches each chunk once. The first
+compile of a specialisation (not a load from Numba's disk cache) prints one line on stderr.
 
 Parameter layout, shared by optimizers, models and checkpoints: ``params`` is a flat float64 vector of length
 ``n_out * (d + 1)``: the coefficients row-major ``(n_out, d)`` (``coef[k, j] = params[k * d + j]``), then the
@@ -24,8 +25,8 @@ margin or loss are not finite, or else the start row of the batch whose update w
 batch is never applied: parameters and optimizer state stay as they were before it.
 
 The public functions are thin Python wrappers: they check shapes (compiled code does not check bounds), allocate
-the scratch once per call and hand the chunk to the compiled loop as a flat float32 or float64 vector, so the
-loop is compiled once for every dtype and layout of X. The compiled loops allocate nothing.
+the scratch once per call and hand the chunk to the compiled loop as a flat float32 or float64 vector (each dtype
+is a signature of its own). The compiled loops allocate nothing.
 
 >>> import numpy as np
 >>> X = np.asfortranarray([[1.0, 2.0], [3.0, 4.0]]); y = np.array([1.0, 2.0]); params = np.zeros(3)
@@ -39,8 +40,10 @@ loop is compiled once for every dtype and layout of X. The compiled loops alloca
 from __future__ import annotations
 
 import math
+import sys
 
 import numba
+from numba.core import event as _event
 import numpy as np
 
 from .optim.rules import (H_AVERAGE_START, H_BETA1, H_BETA2, H_EPS, H_OPT0, H_WEIGHT_DECAY, OPT_ADAGRAD,
@@ -70,11 +73,20 @@ N_HYPER = 12  # H_OPT0 .. N_HYPER - 1: optimizer hyperparameters (beta1, beta2, 
 
 # never nnan/ninf: the divergence and bad-data guards rely on NaN and inf surviving the arithmetic
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-_inline = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
 # The compiled loops run without the Numba runtime (NRT): there an array view or argument costs no atomic
 # reference count (with it, SGD with batch size 1 spent half its time on them), and nothing can be allocated.
 # ``_nrt`` is a Numba compiler flag; without it the loops are still correct, only slower.
 _jit = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, _nrt=False, error_model="numpy")
+# The pieces the loops are built from are compiled as functions of their own (with the loops' flags), not inlined
+# into the Numba IR of every caller (``inline="always"``): Numba compiled each inlined copy again and pruned the
+# branches only afterwards, a minute per loop. A piece is compiled once for each set of argument types, and the
+# kinds a loop passes (its closure constants) arrive as literal types, so each copy holds only the branches it
+# takes; LLVM then inlines them into the loop.
+_piece = _jit
+# Two pieces are still inlined into the Numba IR of the loops: they run once per batch (once per row in SGD),
+# where a call with ~20 array arguments costs more than the work. The loops prune their dead call sites first,
+# so each is inlined once, and its branches on the loop's constants are pruned after inlining.
+_inline = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
 
 
 def n_params(n_features: int, n_out: int = 1) -> int:
@@ -98,20 +110,20 @@ def split_params(params: np.ndarray, n_features: int, n_out: int = 1) -> tuple[n
 
 
 # ---- scalar losses ----------------------------------------------------------------------------------------------
-@_inline
+@_piece
 def _log1pexp(m):
     """log(1 + exp(m)) without overflow."""
     return max(m, 0.0) + math.log1p(math.exp(-abs(m)))
 
 
-@_inline
+@_piece
 def _sigmoid(m):
     """1 / (1 + exp(-m)) without overflow (and without a branch on the sign of m)."""
     e = math.exp(-abs(m))
     return (e if m < 0.0 else 1.0) / (1.0 + e)
 
 
-@_inline
+@_piece
 def _pointwise_loss(kind, m, y, eps):
     """Loss of one row with margin ``m`` and target ``y`` (every loss but softmax); NaN inputs give NaN."""
     if kind == LOSS_SQUARED:
@@ -132,7 +144,7 @@ def _pointwise_loss(kind, m, y, eps):
     return math.exp(m) - y * m
 
 
-@_inline
+@_piece
 def _pointwise_dloss(kind, m, y, eps):
     """Derivative of ``_pointwise_loss`` with respect to the margin."""
     if kind == LOSS_SQUARED:
@@ -152,7 +164,7 @@ def _pointwise_dloss(kind, m, y, eps):
     return math.exp(m) - y
 
 
-@_inline
+@_piece
 def _softmax_loss_dloss(margins, b, n_out, label, dloss):
     """Multinomial loss logsumexp(m) - m[label] of row ``b``; writes softmax - onehot into ``dloss[:, b]``."""
     top = margins[0, b]
@@ -174,7 +186,7 @@ def _softmax_loss_dloss(margins, b, n_out, label, dloss):
     return math.nan  # NaN or out-of-range label: a bad row
 
 
-@_inline
+@_piece
 def _row_loss_dloss(margins, b, n_out, loss_kind, label, weight, eps, dloss):
     """Weighted loss of row ``b`` of a tile; writes its weighted margin derivatives into ``dloss[:, b]``."""
     if loss_kind == LOSS_SOFTMAX:
@@ -202,16 +214,14 @@ def _row_loss_dloss(margins, b, n_out, loss_kind, label, weight, eps, dloss):
 # chunk has them already and is read in place (a tile's worth of rows at a time, so the margins and the gradient
 # pass find them in cache); a row-major chunk is staged into a column-major float64 tile (d, T). SGD-sized batches
 # use a row-major tile (T, d), so a row's features are contiguous (read straight from a column-major chunk, one
-# row touches a cache line per feature). X reaches the compiled code as a flat vector ``x32`` or ``x64`` (the other
-# one is a placeholder) in column-major (``fortran``) or row-major order.
+# row touches a cache line per feature). X reaches the compiled code as a flat vector ``x`` (float32 or float64)
+# in column-major (``fortran``) or row-major order.
 _TILE_VALUES = 8192  # float64 values in a column-major tile (64 KiB): it stays in cache between the two passes
 _ROW_TILE_VALUES = 2048  # a row-major tile is filled by a transpose, which is fastest when it fits in L1
 _ROW_MAJOR_BELOW = 8  # batches of fewer rows are computed on a row-major tile
-_PLACEHOLDER32 = np.zeros(1, np.float32)
-_PLACEHOLDER64 = np.zeros(1, np.float64)
 
 
-@_inline
+@_piece
 def _stage_from(x, fortran, n, d, r0, r1, tile, rows_major):
     """Copy rows [r0, r1) of the chunk held in the flat vector ``x`` into the first rows of the tile."""
     nr = r1 - r0
@@ -237,16 +247,7 @@ def _stage_from(x, fortran, n, d, r0, r1, tile, rows_major):
                     tile[j, b] = row[j]
 
 
-@_inline
-def _stage(x32, x64, is32, fortran, n, d, r0, r1, tile, rows_major):
-    """Copy rows [r0, r1) of the chunk into the first rows of the tile as float64."""
-    if is32:
-        _stage_from(x32, fortran, n, d, r0, r1, tile, rows_major)
-    else:
-        _stage_from(x64, fortran, n, d, r0, r1, tile, rows_major)
-
-
-@_inline
+@_piece
 def _tile_end(tile_start, stop, origin, batch_size, tile_rows):
     """End of the tile that starts at chunk row ``tile_start``, for batches starting at origin + k * batch_size.
 
@@ -260,7 +261,7 @@ def _tile_end(tile_start, stop, origin, batch_size, tile_rows):
     return end
 
 
-@_inline
+@_piece
 def _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins):
     """margins[k, b] = x_b . w_k + b_k for b in [lo, hi), where feature j of row b is src[j * stride + offset + b]:
     a column-major tile (stride = its capacity, offset 0) or a column-major chunk read in place (stride = n)."""
@@ -280,7 +281,7 @@ def _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins):
                 margins[k, b] += col[b] * w
 
 
-@_inline
+@_piece
 def _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad):
     """grad += sum over b in [lo, hi) of dloss[k, b] * [x_b, 1], rows laid out as in ``_cols_margins``."""
     n_coef = n_out * d
@@ -300,7 +301,7 @@ def _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad):
         grad[n_coef + k] += acc
 
 
-@_inline
+@_piece
 def _row_tile_margins(tile, lo, hi, params, n_out, margins):
     """margins[k, b] = x_b . w_k + b_k for the rows b in [lo, hi) of a row-major tile."""
     d = tile.shape[1]
@@ -314,7 +315,7 @@ def _row_tile_margins(tile, lo, hi, params, n_out, margins):
             margins[k, b] = acc + params[n_coef + k]
 
 
-@_inline
+@_piece
 def _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad):
     """grad += sum over the rows b in [lo, hi) of a row-major tile of dloss[k, b] * [x_b, 1]."""
     d = tile.shape[1]
@@ -328,7 +329,7 @@ def _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad):
             grad[n_coef + k] += g
 
 
-@_inline
+@_piece
 def _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss):
     """``_row_loss_dloss`` of binary log loss for the rows [lo, hi), summed; exp and log1p from ``vecmath``, so
     the loop vectorises (with ``math``'s it made one libm call per row and function)."""
@@ -378,27 +379,8 @@ def _rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, s
     return total
 
 
-@_inline
-def _block_loss_grad(x32, x64, is32, in_place, n, d, tile_start, tile, rows_major, lo, hi, y, sample_weight, params,
-                     n_out, loss_kind, eps, margins, dloss, grad):
-    """``_rows_loss_grad`` of the tile that starts at chunk row ``tile_start``: read in place from a column-major
-    chunk (``in_place``), else from the tile it was staged into."""
-    if in_place:
-        if is32:
-            return _rows_loss_grad(x32, n, tile_start, d, tile, False, lo, hi, tile_start, y, sample_weight, params,
-                                   n_out, loss_kind, eps, margins, dloss, grad)
-        return _rows_loss_grad(x64, n, tile_start, d, tile, False, lo, hi, tile_start, y, sample_weight, params,
-                               n_out, loss_kind, eps, margins, dloss, grad)
-    if rows_major:  # the columns are not read: tile[0] only fills the slot
-        return _rows_loss_grad(tile[0], 0, 0, d, tile, True, lo, hi, tile_start, y, sample_weight, params, n_out,
-                               loss_kind, eps, margins, dloss, grad)
-    flat = tile.reshape(tile.size)
-    return _rows_loss_grad(flat, tile.shape[1], 0, d, tile, False, lo, hi, tile_start, y, sample_weight, params,
-                           n_out, loss_kind, eps, margins, dloss, grad)
-
-
 # ---- penalty, clipping, optimizer, L1 proximal step -------------------------------------------------------------
-@_inline
+@_piece
 def _add_l2(params, grad, n_coef, hyper):
     """grad += alpha * (1 - l1_ratio) * coef (intercepts are not penalised)."""
     l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
@@ -407,7 +389,7 @@ def _add_l2(params, grad, n_coef, hyper):
             grad[i] += l2 * params[i]
 
 
-@_inline
+@_piece
 def _clip_by_global_norm(grad, hyper):
     """Scale grad down to the global L2 norm hyper[H_CLIP_NORM] if it is longer (0 = no clipping)."""
     clip = hyper[H_CLIP_NORM]
@@ -422,7 +404,7 @@ def _clip_by_global_norm(grad, hyper):
                 grad[i] *= scale
 
 
-@_inline
+@_piece
 def _l1_prox(params, n_coef, lr, hyper, opt_state):
     """The L1 part of the penalty, after the optimizer step; coefficients it crosses over zero become exactly 0.
 
@@ -459,7 +441,7 @@ def _l1_prox(params, n_coef, lr, hyper, opt_state):
         applied[i] += params[i] - w
 
 
-@_inline
+@_piece
 def _all_finite(values, n):
     """Whether values[:n] are all finite: x * 0 is NaN exactly for NaN and inf, and the loop vectorises."""
     acc = 0.0
@@ -468,7 +450,7 @@ def _all_finite(values, n):
     return acc == 0.0
 
 
-@_inline
+@_piece
 def _sgd_step_is_finite(params, grad, lr):
     """Whether params - lr * grad is finite everywhere, computed without writing anything."""
     acc = lr * 0.0
@@ -477,7 +459,7 @@ def _sgd_step_is_finite(params, grad, lr):
     return acc == 0.0
 
 
-@_inline
+@_piece
 def _copy_params_and_state(params, opt_state, params_to, state_to):
     for i in range(params.shape[0]):
         params_to[i] = params[i]
@@ -516,128 +498,247 @@ def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, ba
     return ok
 
 
-# ---- compiled loops over a chunk (one signature for every chunk type) -------------------------------------------
-@_jit
-def _train_loop(x32, x64, is32, fortran, n, d, y, sample_weight, params, opt_state, hyper, lrs, batch_size, n_out,
-                loss_kind, opt_kind, step0, rows_major, tile_rows, tile, margins, dloss, grad, backup, state_backup):
-    """The loop of ``train_chunk``; returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
-    n_coef = n_out * d
-    n_par = params.shape[0]
-    eps = hyper[H_HUBER_EPS]
-    total = 0.0
-    batch_loss = 0.0
-    batch = 0
-    batch_start = 0
-    batch_stop = min(batch_size, n)
-    in_place = fortran and not rows_major  # column-major mini-batches are read from X itself, not staged
-    tile_start = 0
-    while tile_start < n:
-        tile_stop = _tile_end(tile_start, n, 0, batch_size, tile_rows)
-        if not in_place:
-            _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, rows_major)
-        r = tile_start
-        while r < tile_stop:  # the pieces of batches in this tile
-            if r == batch_start:
-                for i in range(n_par):
-                    grad[i] = 0.0
-                batch_loss = 0.0
-            e = min(batch_stop, tile_stop)
-            batch_loss += _block_loss_grad(x32, x64, is32, in_place, n, d, tile_start, tile, rows_major,
-                                           r - tile_start, e - tile_start, y, sample_weight, params, n_out,
-                                           loss_kind, eps, margins, dloss, grad)
-            if e == batch_stop:  # the batch is complete: step
-                if not math.isfinite(batch_loss):
-                    return total, batch_start, batch_start
-                inv = 1.0 / (batch_stop - batch_start)
-                for i in range(n_par):
-                    grad[i] *= inv
-                if not _apply_update(params, grad, opt_state, hyper, lrs[batch], opt_kind, step0 + batch, n_coef,
-                                     backup, state_backup):
-                    return total, batch_start, batch_start
-                total += batch_loss
-                batch += 1
-                batch_start = batch_stop
-                batch_stop = min(batch_start + batch_size, n)
-            r = e
-        tile_start = tile_stop
-    return total, n, -1
+# ---- compiled loops over a chunk: one small specialisation per use ----------------------------------------------
+# Each loop is built by a factory for one combination of loss, optimizer, layout and batch mode, given to it as
+# closure constants. Numba inlines the ``_inline`` pieces (at its IR level) and then prunes every branch whose
+# condition is such a constant, so a specialisation compiles only its own loss, rule and layout (compiling every
+# branch of one generic loop took a minute and 2 GB, for every run on an empty cache). The X dtype (float32 or
+# float64) is a type, so each dtype a run uses is its own signature. Numba's disk cache keys a closure on the
+# bytes of its constants, so each specialisation is cached on its own; factories are memoised, so a process
+# builds each once.
+#
+# The loops take a few structured arguments (tuples): the chunk (x, n, d, y, sample_weight), the model (params,
+# optimizer state, hyper, n_out), the schedule (rates, first step, batch size) and the workspace.
+LOSS_NAMES = ("linear", "logistic", "softmax", "svm", "squared-hinge", "huber", "poisson")  # by loss code
+OPT_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "asgd")  # by optimizer code
+
+_specialisations = {}  # key -> dispatcher
+_labels = {}  # id(dispatcher) -> what its compile message names
+_announced = set()  # labels already announced in this process
 
 
-@_jit
-def _sum_loop(x32, x64, is32, fortran, n, d, y, sample_weight, start, stop, params, n_out, loss_kind, eps, batch_size,
-              rows_major, tile_rows, tile, margins, dloss, grad):
-    """Weighted loss sum of rows [start, stop), adding their summed gradient into ``grad`` unless it is empty;
-    tiled as ``_train_loop`` tiles batches of ``batch_size`` rows starting at ``start``."""
-    in_place = fortran and not rows_major
-    total = 0.0
-    tile_start = start
-    while tile_start < stop:
-        tile_stop = _tile_end(tile_start, stop, start, batch_size, tile_rows)
-        if not in_place:
-            _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, rows_major)
-        total += _block_loss_grad(x32, x64, is32, in_place, n, d, tile_start, tile, rows_major, 0,
-                                  tile_stop - tile_start, y, sample_weight, params, n_out, loss_kind, eps, margins,
-                                  dloss, grad)
-        tile_start = tile_stop
-    return total
+class _CompileNotice(_event.Listener):
+    """One line on stderr when a specialisation is compiled (a cache miss), never when it loads from the cache."""
+
+    def on_start(self, event):
+        label = _labels.get(id(event.data["dispatcher"]))
+        if label is not None and label not in _announced:
+            _announced.add(label)
+            sys.stderr.write(f"compiling kernels for {label} (first run only)\n")
+            sys.stderr.flush()
+
+    def on_end(self, event):
+        pass
 
 
-@_jit
-def _first_bad_row_loop(x32, x64, is32, fortran, n, d, y, sample_weight, start, stop, params, n_out, loss_kind, eps,
-                        tile_rows, tile, margins, dloss):
-    """The first row of [start, stop) whose features, target, weight, margins, loss or dloss are not finite, else
-    ``start``. Runs only after a failure, so it recomputes rather than keep per-row results on the hot path."""
-    for tile_start in range(start, stop, tile_rows):
-        tile_stop = min(tile_start + tile_rows, stop)
-        _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, True)
-        _row_tile_margins(tile, 0, tile_stop - tile_start, params, n_out, margins)
-        weighted = sample_weight.shape[0] > 0
-        for b in range(tile_stop - tile_start):
-            r = tile_start + b
-            weight = sample_weight[r] if weighted else 1.0
-            probe = _row_loss_dloss(margins, b, n_out, loss_kind, y[r], weight, eps, dloss) * 0.0
-            probe += (y[r] + weight) * 0.0
-            for j in range(d):
-                probe += tile[b, j] * 0.0
-            for k in range(n_out):
-                probe += (margins[k, b] + dloss[k, b]) * 0.0
-            if probe != 0.0:
-                return r
-    return start
+_event.register("numba:compile", _CompileNotice())
 
 
-@_jit
-def _predict_loop(x32, x64, is32, fortran, n, d, params, n_out, tile_rows, tile, margins, out):
-    """out[r, k] = margin k of row r, for every row of the chunk."""
-    for tile_start in range(0, n, tile_rows):
-        tile_stop = min(tile_start + tile_rows, n)
-        if not fortran:
-            _stage(x32, x64, is32, fortran, n, d, tile_start, tile_stop, tile, False)
-            _cols_margins(tile.reshape(tile.size), tile.shape[1], 0, d, 0, tile_stop - tile_start, params, n_out,
-                          margins)
-        elif is32:
-            _cols_margins(x32, n, tile_start, d, 0, tile_stop - tile_start, params, n_out, margins)
-        else:
-            _cols_margins(x64, n, tile_start, d, 0, tile_stop - tile_start, params, n_out, margins)
-        for b in range(tile_stop - tile_start):
-            for k in range(n_out):
-                out[tile_start + b, k] = margins[k, b]
+def _specialised(key, label, build):
+    """The memoised specialisation ``build()`` for ``key``; ``label`` names it in the compile message (None: the
+    small helpers, a second or so each, compile silently: the bad-row search runs just before an error message,
+    which must stay the one line on stderr)."""
+    dispatcher = _specialisations.get(key)
+    if dispatcher is None:
+        dispatcher = _specialisations[key] = build()
+        if label is not None:
+            _labels[id(dispatcher)] = label
+    return dispatcher
 
 
-@_jit
-def _full_batch_update(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_kind, step, n_coef, grad, backup,
-                       state_backup):
-    """The step of ``full_batch_step``: mean gradient, then ``_apply_update``."""
-    inv = 1.0 / n_rows_total
-    for i in range(params.shape[0]):
-        grad[i] = grad_sum[i] * inv
-    return _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup)
+def _name(names, code):
+    return names[code] if 0 <= code < len(names) else str(code)
+
+
+def _train_loop_for(loss_kind, opt_kind, fortran, rows_major):
+    """The loop of ``train_chunk`` for one loss, optimizer, chunk order and tile kind (``rows_major``: batches of
+    fewer than ``_ROW_MAJOR_BELOW`` rows, on a row-major tile)."""
+    key = ("train", int(loss_kind), int(opt_kind), bool(fortran), bool(rows_major))
+    label = f"{_name(LOSS_NAMES, key[1])}/{_name(OPT_NAMES, key[2])}"
+    return _specialised(key, label, lambda: _make_train_loop(*key[1:]))
+
+
+def _make_train_loop(LOSS, OPT, FORTRAN, ROWS_MAJOR):  # noqa: N803 - compile-time constants
+    IN_PLACE = FORTRAN and not ROWS_MAJOR  # noqa: N806 - column-major mini-batches are read from X, not staged
+
+    @_jit
+    def train_loop(chunk, model, schedule, work):
+        """Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
+        x, n, d, y, sample_weight = chunk
+        params, opt_state, hyper, n_out = model
+        lrs, step0, batch_size = schedule
+        tile_rows, tile, margins, dloss, grad, backup, state_backup = work
+        n_coef = n_out * d
+        n_par = params.shape[0]
+        eps = hyper[H_HUBER_EPS]
+        total = 0.0
+        batch_loss = 0.0
+        batch = 0
+        zero = np.int64(0)  # not a literal 0: a callee would be compiled once more for Literal[int](0)
+        batch_start = zero
+        batch_stop = min(batch_size, n)
+        tile_start = zero
+        while tile_start < n:
+            tile_stop = _tile_end(tile_start, n, 0, batch_size, tile_rows)
+            if not IN_PLACE:
+                _stage_from(x, FORTRAN, n, d, tile_start, tile_stop, tile, ROWS_MAJOR)
+            r = tile_start
+            while r < tile_stop:  # the pieces of batches in this tile
+                if r == batch_start:
+                    for i in range(n_par):
+                        grad[i] = 0.0
+                    batch_loss = 0.0
+                e = min(batch_stop, tile_stop)
+                lo = r - tile_start
+                hi = e - tile_start
+                if IN_PLACE:
+                    batch_loss += _rows_loss_grad(x, n, tile_start, d, tile, False, lo, hi, tile_start, y,
+                                                  sample_weight, params, n_out, LOSS, eps, margins, dloss, grad)
+                elif ROWS_MAJOR:  # the columns are not read: tile[0] only fills the slot
+                    batch_loss += _rows_loss_grad(tile[0], zero, zero, d, tile, True, lo, hi, tile_start, y,
+                                                  sample_weight, params, n_out, LOSS, eps, margins, dloss, grad)
+                else:
+                    batch_loss += _rows_loss_grad(tile.reshape(tile.size), tile.shape[1], zero, d, tile, False, lo,
+                                                  hi, tile_start, y, sample_weight, params, n_out, LOSS, eps, margins,
+                                                  dloss, grad)
+                if e == batch_stop:  # the batch is complete: step
+                    if not math.isfinite(batch_loss):
+                        return total, batch_start, batch_start
+                    inv = 1.0 / (batch_stop - batch_start)
+                    for i in range(n_par):
+                        grad[i] *= inv
+                    if not _apply_update(params, grad, opt_state, hyper, lrs[batch], OPT, step0 + batch, n_coef,
+                                         backup, state_backup):
+                        return total, batch_start, batch_start
+                    total += batch_loss
+                    batch += 1
+                    batch_start = batch_stop
+                    batch_stop = min(batch_start + batch_size, n)
+                r = e
+            tile_start = tile_stop
+        return total, n, -1
+
+    return train_loop
+
+
+def _sum_loop_for(loss_kind, fortran, rows_major):
+    """The loop of ``accumulate_chunk``, ``batch_loss_grad`` and ``chunk_loss`` for one loss and layout."""
+    key = ("sum", int(loss_kind), bool(fortran), bool(rows_major))
+    return _specialised(key, f"{_name(LOSS_NAMES, key[1])} loss and gradient", lambda: _make_sum_loop(*key[1:]))
+
+
+def _make_sum_loop(LOSS, FORTRAN, ROWS_MAJOR):  # noqa: N803
+    IN_PLACE = FORTRAN and not ROWS_MAJOR  # noqa: N806
+
+    @_jit
+    def sum_loop(chunk, start, stop, params, n_out, eps, batch_size, work):
+        """Weighted loss sum of rows [start, stop), adding their summed gradient into ``grad`` unless it is empty;
+        tiled as the train loop tiles batches of ``batch_size`` rows starting at ``start``."""
+        x, n, d, y, sample_weight = chunk
+        tile_rows, tile, margins, dloss, grad = work
+        zero = np.int64(0)  # not a literal 0: a callee would be compiled once more for Literal[int](0)
+        total = 0.0
+        tile_start = start
+        while tile_start < stop:
+            tile_stop = _tile_end(tile_start, stop, start, batch_size, tile_rows)
+            if not IN_PLACE:
+                _stage_from(x, FORTRAN, n, d, tile_start, tile_stop, tile, ROWS_MAJOR)
+            hi = tile_stop - tile_start
+            if IN_PLACE:
+                total += _rows_loss_grad(x, n, tile_start, d, tile, False, zero, hi, tile_start, y, sample_weight,
+                                         params, n_out, LOSS, eps, margins, dloss, grad)
+            elif ROWS_MAJOR:  # the columns are not read: tile[0] only fills the slot
+                total += _rows_loss_grad(tile[0], zero, zero, d, tile, True, zero, hi, tile_start, y, sample_weight,
+                                         params, n_out, LOSS, eps, margins, dloss, grad)
+            else:
+                total += _rows_loss_grad(tile.reshape(tile.size), tile.shape[1], zero, d, tile, False, zero, hi,
+                                         tile_start, y, sample_weight, params, n_out, LOSS, eps, margins, dloss, grad)
+            tile_start = tile_stop
+        return total
+
+    return sum_loop
+
+
+def _first_bad_row_loop_for(loss_kind, fortran):
+    key = ("bad_row", int(loss_kind), bool(fortran))
+    return _specialised(key, None, lambda: _make_first_bad_row_loop(*key[1:]))
+
+
+def _make_first_bad_row_loop(LOSS, FORTRAN):  # noqa: N803
+    @_jit
+    def first_bad_row_loop(chunk, start, stop, params, n_out, eps, work):
+        """The first row of [start, stop) whose features, target, weight, margins, loss or dloss are not finite,
+        else ``start``. Runs only after a failure, so it recomputes rather than keep per-row results on the hot
+        path."""
+        x, n, d, y, sample_weight = chunk
+        tile_rows, tile, margins, dloss = work
+        for tile_start in range(start, stop, tile_rows):
+            tile_stop = min(tile_start + tile_rows, stop)
+            _stage_from(x, FORTRAN, n, d, tile_start, tile_stop, tile, True)
+            _row_tile_margins(tile, 0, tile_stop - tile_start, params, n_out, margins)
+            weighted = sample_weight.shape[0] > 0
+            for b in range(tile_stop - tile_start):
+                r = tile_start + b
+                weight = sample_weight[r] if weighted else 1.0
+                probe = _row_loss_dloss(margins, b, n_out, LOSS, y[r], weight, eps, dloss) * 0.0
+                probe += (y[r] + weight) * 0.0
+                for j in range(d):
+                    probe += tile[b, j] * 0.0
+                for k in range(n_out):
+                    probe += (margins[k, b] + dloss[k, b]) * 0.0
+                if probe != 0.0:
+                    return r
+        return start
+
+    return first_bad_row_loop
+
+
+def _predict_loop_for(fortran):
+    key = ("predict", bool(fortran))
+    return _specialised(key, None, lambda: _make_predict_loop(*key[1:]))
+
+
+def _make_predict_loop(FORTRAN):  # noqa: N803
+    @_jit
+    def predict_loop(x, n, d, params, n_out, tile_rows, tile, margins, out):
+        """out[r, k] = margin k of row r, for every row of the chunk."""
+        for tile_start in range(0, n, tile_rows):
+            tile_stop = min(tile_start + tile_rows, n)
+            if not FORTRAN:
+                _stage_from(x, FORTRAN, n, d, tile_start, tile_stop, tile, False)
+                _cols_margins(tile.reshape(tile.size), tile.shape[1], 0, d, 0, tile_stop - tile_start, params,
+                              n_out, margins)
+            else:
+                _cols_margins(x, n, tile_start, d, 0, tile_stop - tile_start, params, n_out, margins)
+            for b in range(tile_stop - tile_start):
+                for k in range(n_out):
+                    out[tile_start + b, k] = margins[k, b]
+
+    return predict_loop
+
+
+def _full_batch_update_for(opt_kind):
+    key = ("full_batch_step", int(opt_kind))
+    return _specialised(key, None, lambda: _make_full_batch_update(key[1]))
+
+
+def _make_full_batch_update(OPT):  # noqa: N803
+    @_jit
+    def full_batch_update(params, grad_sum, n_rows_total, opt_state, hyper, lr, step, n_coef, work):
+        """The step of ``full_batch_step``: mean gradient, then ``_apply_update``."""
+        grad, backup, state_backup = work
+        inv = 1.0 / n_rows_total
+        for i in range(params.shape[0]):
+            grad[i] = grad_sum[i] * inv
+        return _apply_update(params, grad, opt_state, hyper, lr, OPT, step, n_coef, backup, state_backup)
+
+    return full_batch_update
 
 
 # ---- public functions -------------------------------------------------------------------------------------------
 def _chunk(X):
-    """(x32, x64, is32, fortran, n, d): the chunk as the flat vector the compiled loops read, without a copy
-    for any contiguous float32 or float64 array (anything else is converted once)."""
+    """(x, fortran, n, d): the chunk as the flat vector the compiled loops read, without a copy for any
+    contiguous float32 or float64 array (anything else is converted once)."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array, got shape {X.shape}")
@@ -647,9 +748,7 @@ def _chunk(X):
         X = np.asfortranarray(X)
     fortran = bool(X.flags.f_contiguous)
     flat = X.ravel(order="F" if fortran else "C")  # a view
-    is32 = X.dtype == np.float32
-    return (flat if is32 else _PLACEHOLDER32, _PLACEHOLDER64 if is32 else flat, is32, fortran, X.shape[0],
-            X.shape[1])
+    return flat, fortran, X.shape[0], X.shape[1]
 
 
 def _vector(values, name, length=None):
@@ -704,9 +803,20 @@ def _workspace(n_features, n_out, batch_size):
 
 
 def _first_bad_row(chunk, y, sample_weight, start, stop, params, n_out, loss_kind, eps):
-    rows_major, tile_rows, tile, margins, dloss = _workspace(chunk[5], n_out, 1)
-    return _first_bad_row_loop(*chunk, y, sample_weight, start, stop, params, n_out, loss_kind, eps, tile_rows, tile,
-                               margins, dloss)
+    x, fortran, n, d = chunk
+    _, tile_rows, tile, margins, dloss = _workspace(d, n_out, 1)
+    loop = _first_bad_row_loop_for(loss_kind, fortran)
+    return loop((x, n, d, y, sample_weight), start, stop, params, int(n_out), float(eps),
+                (tile_rows, tile, margins, dloss))
+
+
+def _sum(chunk, y, sample_weight, start, stop, params, n_out, loss_kind, eps, batch_size, grad):
+    """The sum loop over rows [start, stop) of the chunk, tiled for batches of ``batch_size`` rows."""
+    x, fortran, n, d = chunk
+    rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, batch_size)
+    loop = _sum_loop_for(loss_kind, fortran, rows_major)
+    return loop((x, n, d, y, sample_weight), start, stop, params, int(n_out), float(eps), batch_size,
+                (tile_rows, tile, margins, dloss, grad))
 
 
 def batch_loss_grad(X, y, sample_weight, start, stop, params, n_out, loss_kind, hyper, grad) -> float:
@@ -716,7 +826,7 @@ def batch_loss_grad(X, y, sample_weight, start, stop, params, n_out, loss_kind, 
     ``stop - start`` rows.
     """
     chunk = _chunk(X)
-    n, d = chunk[4], chunk[5]
+    n, d = chunk[2], chunk[3]
     y, sample_weight = _targets(y, sample_weight, n)
     _check_params(params, d, n_out)
     _check_in_place(grad, "grad", params.shape)
@@ -724,10 +834,8 @@ def batch_loss_grad(X, y, sample_weight, start, stop, params, n_out, loss_kind, 
     if not 0 <= start <= stop <= n:
         raise ValueError(f"rows [{start}, {stop}) are not within the chunk's {n} rows")
     grad[:] = 0.0
-    batch_size = max(stop - start, 1)
-    rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, batch_size)
-    return _sum_loop(*chunk, y, sample_weight, start, stop, params, int(n_out), int(loss_kind),
-                     float(_hyper(hyper)[H_HUBER_EPS]), batch_size, rows_major, tile_rows, tile, margins, dloss, grad)
+    return _sum(chunk, y, sample_weight, start, stop, params, n_out, loss_kind, _hyper(hyper)[H_HUBER_EPS],
+                max(stop - start, 1), grad)
 
 
 def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, n_out, loss_kind, opt_kind,
@@ -740,7 +848,7 @@ def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, 
     start, status ``-(row) - 1`` (see the module docstring).
     """
     chunk = _chunk(X)
-    n, d = chunk[4], chunk[5]
+    x, fortran, n, d = chunk
     y, sample_weight = _targets(y, sample_weight, n)
     _check_params(params, d, n_out)
     _check_in_place(opt_state, "opt_state", (opt_state.shape[0] if opt_state.ndim == 2 else -1, params.shape[0]))
@@ -757,9 +865,10 @@ def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, 
     stateful = opt_kind != OPT_SGD  # plain SGD is checked before it writes, so it needs no backup
     backup = np.empty(n_par if stateful else 0)
     state_backup = np.empty((opt_state.shape[0] if stateful else 0, n_par))
-    total, done, failed = _train_loop(*chunk, y, sample_weight, params, opt_state, hyper, lrs, bs, int(n_out),
-                                      int(loss_kind), int(opt_kind), int(step0), rows_major, tile_rows, tile,
-                                      margins, dloss, np.empty(n_par), backup, state_backup)
+    loop = _train_loop_for(loss_kind, opt_kind, fortran, rows_major)
+    total, done, failed = loop((x, n, d, y, sample_weight), (params, opt_state, hyper, int(n_out)),
+                               (lrs, int(step0), bs),
+                               (tile_rows, tile, margins, dloss, np.empty(n_par), backup, state_backup))
     if failed < 0:
         return total, done, 0
     bad = _first_bad_row(chunk, y, sample_weight, failed, min(failed + bs, n), params, int(n_out), int(loss_kind),
@@ -774,15 +883,13 @@ def accumulate_chunk(X, y, sample_weight, params, n_out, loss_kind, hyper, grad_
     bad chunk ``grad_sum`` is left untouched and status names the first bad row as ``-(row) - 1``.
     """
     chunk = _chunk(X)
-    n, d = chunk[4], chunk[5]
+    n, d = chunk[2], chunk[3]
     y, sample_weight = _targets(y, sample_weight, n)
     _check_params(params, d, n_out)
     _check_in_place(grad_sum, "grad_sum", params.shape)
     eps = float(_hyper(hyper)[H_HUBER_EPS])
     local = np.zeros(params.shape[0])
-    rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, max(n, 1))
-    total = _sum_loop(*chunk, y, sample_weight, 0, n, params, int(n_out), int(loss_kind), eps, max(n, 1),
-                      rows_major, tile_rows, tile, margins, dloss, local)
+    total = _sum(chunk, y, sample_weight, 0, n, params, n_out, loss_kind, eps, max(n, 1), local)
     if not (math.isfinite(total) and np.isfinite(local).all()):
         return total, -_first_bad_row(chunk, y, sample_weight, 0, n, params, int(n_out), int(loss_kind), eps) - 1
     grad_sum += local
@@ -800,29 +907,26 @@ def full_batch_step(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_ki
     grad_sum = _vector(grad_sum, "grad_sum", n_par)
     if not 0 <= n_coef <= n_par:
         raise ValueError(f"n_coef must be within [0, {n_par}], got {n_coef}")
-    ok = _full_batch_update(params, grad_sum, float(n_rows_total), opt_state, _hyper(hyper, opt_state), float(lr),
-                            int(opt_kind), int(step), int(n_coef), np.empty(n_par), np.empty(n_par),
-                            np.empty_like(opt_state))
+    update = _full_batch_update_for(opt_kind)
+    ok = update(params, grad_sum, float(n_rows_total), opt_state, _hyper(hyper, opt_state), float(lr), int(step),
+                int(n_coef), (np.empty(n_par), np.empty(n_par), np.empty_like(opt_state)))
     return 0 if ok else -1
 
 
 def predict_margins(X, params, n_out, out) -> None:
     """Write the margins of every row, shape (n_rows, n_out), into the float64 array ``out``."""
-    chunk = _chunk(X)
-    n, d = chunk[4], chunk[5]
+    x, fortran, n, d = _chunk(X)
     _check_params(params, d, n_out)
     _check_in_place(out, "out", (n, n_out))
     _, tile_rows, tile, margins, _ = _workspace(d, n_out, max(n, _ROW_MAJOR_BELOW))
-    _predict_loop(*chunk, params, int(n_out), tile_rows, tile, margins, out)
+    _predict_loop_for(fortran)(x, n, d, params, int(n_out), tile_rows, tile, margins, out)
 
 
 def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper) -> float:
     """Sum of the weighted data losses over the chunk (no penalty), for evaluation."""
     chunk = _chunk(X)
-    n, d = chunk[4], chunk[5]
+    n, d = chunk[2], chunk[3]
     y, sample_weight = _targets(y, sample_weight, n)
     _check_params(params, d, n_out)
-    rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, max(n, 1))
-    return _sum_loop(*chunk, y, sample_weight, 0, n, params, int(n_out), int(loss_kind),
-                     float(_hyper(hyper)[H_HUBER_EPS]), max(n, 1), rows_major, tile_rows, tile, margins, dloss,
-                     np.empty(0))
+    return _sum(chunk, y, sample_weight, 0, n, params, n_out, loss_kind, _hyper(hyper)[H_HUBER_EPS], max(n, 1),
+                np.empty(0))
