@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -126,8 +127,10 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
         raise ConfigError(f"n_workers must be at least 1, got {n_workers}")
     own_cluster = None
     if client is None:
+        # silent: a task's error reaches the user once, as the one-line error the client re-raises, not also as
+        # the workers' "Compute Failed" log with its traceback
         own_cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
         client = Client(own_cluster)
     try:
         trainer = Trainer(cfg, runner=DaskEpochs(client, round_chunks))
