@@ -204,3 +204,15 @@ def test_bad_value_with_workers_2_is_one_line_and_exit_2_from_the_console_script
     assert done.stderr.strip().splitlines() == [
         f"error: the feature column 'x1' holds nan at file {bad_row}, row group 5, row 123; clean the data, or "
         "train with --missing drop-rows or --missing impute"]
+
+
+def test_init_on_dask_continues_a_model_as_one_process_does(client, regression, tmp_path):
+    path = regression[0]
+    options = dict(model="linear", batch_size="full", lr=0.5, schedule="constant", dtype="float64", alpha=ALPHA)
+    streamgd.fit(path, target="y", epochs=2, **options).save(tmp_path / "two.safetensors")
+    continued = fit_distributed(path, target="y", client=client, epochs=1, init=str(tmp_path / "two.safetensors"),
+                                **options)
+    straight = streamgd.fit(path, target="y", epochs=3, **options)
+    assert continued.summary["continued_from_epoch"] == 2 and len(continued.history) == 3
+    np.testing.assert_allclose(continued.coef_, straight.coef_, rtol=1e-9)  # full batch: up to summation order
+    np.testing.assert_allclose(continued.intercept_, straight.intercept_, rtol=1e-9)
