@@ -26,15 +26,15 @@ from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import LinearModel
 from .optim import Optimizer
 from .reader import Chunk, ChunkStream
-from .schedule import Plan, ShuffleQualityMeter
+from .schedule import Plan, ShuffleQualityMeter, make_plan
 from .standardize import Standardizer
 from .stats import DatasetStats
 from .targets import to_json_labels
 from .validation import constant_loss, mean_loss
 
 __all__ = ["ChunkJob", "LearningRates", "Run", "TrainState", "assemble_model", "check_resumable", "chunk_job",
-           "chunk_weights", "epoch_record", "fingerprint", "full_batch_step", "open_stream", "save_checkpoint",
-           "train_on_chunk", "train_stream", "update_best"]
+           "chunk_weights", "end_epoch", "epoch_record", "fingerprint", "full_batch_step", "open_stream",
+           "run_epoch", "save_checkpoint", "train_on_chunk", "train_stream", "update_best"]
 
 LearningRate = Callable[[np.ndarray], np.ndarray]  # global step numbers -> learning rates (a schedule)
 
@@ -268,6 +268,35 @@ def _rows_left_out(chunk: Chunk) -> int:
     """Rows of the chunk's units the reader did not deliver (a missing target, or a missing feature under
     drop-rows)."""
     return sum(unit.n_rows for unit in chunk.step.units) - chunk.n_rows
+
+
+# ---- the epoch ------------------------------------------------------------------------------------------------
+def run_epoch(cfg: TrainConfig, run: Run, job: ChunkJob, state: TrainState,
+              after_chunk: Callable[[Plan, EpochMeter, float], None] | None = None) -> dict:
+    """Train from the state's cursor to the end of its epoch's plan (full batch: then step); return the epoch's
+    record. ``after_chunk(plan, meter, rss)`` runs after each chunk."""
+    plan = make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch)
+    quality, meter = ShuffleQualityMeter(), EpochMeter()
+
+    def each(chunk: Chunk) -> None:
+        rss = meter.add(chunk.n_rows)
+        if after_chunk is not None:
+            after_chunk(plan, meter, rss)
+
+    train_stream(job, state, open_stream(job, plan, state.next_chunk, quality), run.schedule, each)
+    if job.full_batch:
+        full_batch_step(job, state, state.grad_sum, run.schedule)
+    return epoch_record(cfg, run, state, meter, quality)
+
+
+def end_epoch(cfg: TrainConfig, run: Run, state: TrainState, record: dict) -> None:
+    """Book an epoch: early stopping, the history, the cursor at the next epoch (``finished`` when early
+    stopping's patience has run out)."""
+    stop = update_best(cfg, run, state, record)
+    state.history.append(record)
+    state.epoch += 1
+    state.finished = stop
+    state.start_epoch(cfg.full_batch)
 
 
 # ---- the epoch's record and early stopping ----------------------------------------------------------------------

@@ -5,7 +5,10 @@
 ``huber``, and ``poisson``). ``fit`` trains on arrays or data frames with the same Trainer as ``streamgd fit``
 (the rows become an in-memory table cut into units of 65,536 rows, so a Parquet file written with row groups of
 that size trains to the same model), ``fit_parquet`` streams a Parquet dataset out of core, and ``partial_fit``
-takes one pass over each batch it is given, continuing the optimizer's state.
+trains one epoch of the same core on each batch it is given, continuing the optimizer's state: its row order
+comes from the shuffle package with the call number as the epoch, so ``partial_fit`` called k times on the rows
+``fit`` trains on gives ``fit(max_iter=k)``'s model bit for bit (with ``n_iter_no_change=0``: ``partial_fit``
+never stops early).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0); X = rng.standard_normal((500, 3)); y = (X @ [2.0, -1.0, 0.5] > 0)
@@ -38,9 +41,7 @@ from .config import TrainConfig
 from .core import Run, TrainState, chunk_job
 from .dataset import Dataset, open_dataset, open_table
 from .errors import DataError
-from .measure import EpochMeter
 from .models import LinearModel
-from .schedule import ShuffleQualityMeter, make_plan
 from .targets import scan_classes, to_json_labels
 from .train import Trainer
 
@@ -111,7 +112,8 @@ class _Session:
         run = replace(run, train=None, validation=None, schedule=None)  # no data kept; schedules are closures
         state = replace(state, params=state.params.copy(), opt_state=state.opt_state.copy(),
                         history=list(state.history))
-        return cls(replace(trainer.config, sample_weight=None), run, state, steps, calls)
+        # weights are per call; partial_fit never stops early (its model is the last call's)
+        return cls(replace(trainer.config, sample_weight=None, early_stopping=0), run, state, steps, calls)
 
     @property
     def step(self) -> int:
@@ -122,19 +124,11 @@ class _Session:
         cfg = self.config
         run = replace(self.run, train=dataset, schedule=cfg.make_schedule(self.steps_per_epoch))
         job = replace(chunk_job(cfg, run), sample_weight=WEIGHT_COLUMN if weighted else None)
-        plan = make_plan(dataset.units, cfg.shuffle, seed=cfg.seed, epoch=self.state.epoch)
-        meter, quality = EpochMeter(), ShuffleQualityMeter()
         try:
-            core.train_stream(job, self.state, core.open_stream(job, plan, 0, quality), run.schedule,
-                              lambda chunk: meter.add(chunk.n_rows))
-            if cfg.full_batch:
-                core.full_batch_step(job, self.state, self.state.grad_sum, run.schedule)
+            record = core.run_epoch(cfg, run, job, self.state)
         except DataError as error:
             raise ValueError(str(error)) from None
-        record = core.epoch_record(cfg, run, self.state, meter, quality)
-        self.state.history.append(record)
-        self.state.epoch += 1
-        self.state.start_epoch(cfg.full_batch)
+        core.end_epoch(cfg, run, self.state, record)
         self.calls += 1
         return record
 
@@ -317,10 +311,10 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> SGDClassifier:
-        """One pass over this batch, continuing the optimizer's state; the first call needs ``classes``.
+        """One epoch over this batch, continuing the optimizer's state; the first call needs ``classes``.
 
         Without an earlier ``fit``, inputs are standardized with the mean and scale of the first batch (fixed
-        afterwards)."""
+        afterwards), computed as ``fit`` computes them."""
         first = not hasattr(self, "_session")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
         check_classification_targets(y)
@@ -425,7 +419,7 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
         return self
 
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> SGDRegressor:
-        """One pass over this batch, continuing the optimizer's state (standardized as the first batch, unless
+        """One epoch over this batch, continuing the optimizer's state (standardized as the first batch, unless
         ``fit`` came first)."""
         first = not hasattr(self, "_session")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, reset=first)

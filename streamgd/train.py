@@ -34,8 +34,8 @@ from .errors import ConfigError, DataError, TrainingInterrupted
 from .measure import EpochMeter
 from .models import MODEL_KINDS, LinearModel
 from .optim import Optimizer
-from .reader import Chunk, default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
-from .schedule import ShuffleQualityMeter, make_plan, parse_shuffle
+from .reader import default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
+from .schedule import Plan, ShuffleQualityMeter, make_plan, parse_shuffle
 from .standardize import Standardizer
 from .stats import DatasetStats, compute_stats
 from .targets import LabelEncoder, class_counts, scan_classes, to_json_labels
@@ -156,19 +156,10 @@ class Trainer:
         with self._stop_on_ctrl_c():
             while not state.finished and state.epoch < state.first_epoch + cfg.epochs:
                 record = self._run_epoch(run, state)
-                self.end_epoch(run, state, record)
+                core.end_epoch(cfg, run, state, record)
                 state.finished = state.finished or state.epoch >= state.first_epoch + cfg.epochs
                 self._write_checkpoint(run, state)
         return self._model(run, state)
-
-    def end_epoch(self, run: Run, state: TrainState, record: dict) -> None:
-        """Book an epoch: early stopping, the history, the cursor at the next epoch (``finished`` when early
-        stopping's patience has run out)."""
-        stop = core.update_best(self.config, run, state, record)
-        state.history.append(record)
-        state.epoch += 1
-        state.finished = stop
-        state.start_epoch(self.config.full_batch)
 
     def prepare(self, dataset: Dataset, classes: list | None = None) -> tuple[Run, TrainState]:
         """Set up a fresh run on ``dataset`` without training (``classes``: the class labels, when the data need
@@ -332,21 +323,12 @@ class Trainer:
         """Train from the state's cursor to the end of its epoch; return the epoch's record."""
         if self.runner is not None:
             return self.runner.run_epoch(self, run, state)
-        cfg = self.config
-        plan = make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch)
-        quality = ShuffleQualityMeter()
-        meter = EpochMeter()
-        job = self.job
 
-        def after_chunk(chunk: Chunk) -> None:
+        def after_chunk(plan: Plan, meter: EpochMeter, rss: float) -> None:
             self.kernel_calls += 1
-            self.after_chunk(run, state, meter, meter.add(chunk.n_rows), plan.n_rows, len(plan.steps))
+            self.after_chunk(run, state, meter, rss, plan.n_rows, len(plan.steps))
 
-        core.train_stream(job, state, core.open_stream(job, plan, state.next_chunk, quality), run.schedule,
-                          after_chunk)
-        if cfg.full_batch:
-            core.full_batch_step(job, state, state.grad_sum, run.schedule)
-        return self.epoch_record(run, state, meter, quality)
+        return core.run_epoch(self.config, run, self.job, state, after_chunk)
 
     def after_chunk(self, run: Run, state: TrainState, meter: EpochMeter, rss: float, rows_total: int,
                     n_chunks: int) -> None:
