@@ -222,8 +222,6 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
         from .allocators import map_large_arrays_directly
 
         map_large_arrays_directly()
-    if (workers or dask_address) and options["init"] is not None:
-        raise ConfigError("--init is not supported with distributed training yet; train in one process")
     if workers or dask_address:
         fitted = _fit_on_dask(source, target, _split_columns(features), model, workers, dask_address, round_chunks,
                               dict(options, exclude=_split_columns(exclude) or ()))

@@ -5,7 +5,10 @@
 ``huber``, and ``poisson``). ``fit`` trains on arrays or data frames with the same Trainer as ``streamgd fit``
 (the rows become an in-memory table cut into units of 65,536 rows, so a Parquet file written with row groups of
 that size trains to the same model), ``fit_parquet`` streams a Parquet dataset out of core, and ``partial_fit``
-takes one pass over each batch it is given, continuing the optimizer's state.
+trains one epoch of the same core on each batch it is given, continuing the optimizer's state: its row order
+comes from the shuffle package with the call number as the epoch, so ``partial_fit`` called k times on the rows
+``fit`` trains on gives ``fit(max_iter=k)``'s model bit for bit (with ``n_iter_no_change=0``: ``partial_fit``
+never stops early).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0); X = rng.standard_normal((500, 3)); y = (X @ [2.0, -1.0, 0.5] > 0)
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,14 +36,14 @@ try:
 except ImportError as error:  # an optional dependency
     raise ImportError("streamgd.estimators needs scikit-learn >= 1.6: pip install 'streamgd[sklearn]'") from error
 
-from . import kernels
+from . import core
 from .config import TrainConfig
-from .dataset import open_dataset, open_table
-from .errors import DataError, DivergenceError
-from .models import MODEL_KINDS, LinearModel
-from .standardize import Standardizer
+from .core import Run, TrainState, chunk_job
+from .dataset import Dataset, open_dataset, open_table
+from .errors import DataError
+from .models import LinearModel
 from .targets import scan_classes, to_json_labels
-from .train import Trainer, initial_state
+from .train import Trainer
 
 TARGET_COLUMN = "__target__"
 WEIGHT_COLUMN = "__sample_weight__"
@@ -75,68 +78,64 @@ def _sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray | None:
 
 @dataclass
 class _Session:
-    """What ``partial_fit`` continues from: the kernels' parameters, optimizer state and step, and the fixed
-    settings of the run (optimizer, steps per epoch of the schedule, standardizer, model class)."""
+    """What ``partial_fit`` continues from: a run's fixed settings (without its data or schedule, which are
+    given again for each call) and its state. Each call is one epoch of ``streamgd.core`` over the batch, the
+    epoch number counting the calls, so k calls on the rows ``fit`` trains on are ``fit(max_iter=k)``."""
 
     config: TrainConfig
-    model_cls: type[LinearModel]
-    n_out: int
-    standardizer: Standardizer | None
-    optimizer: Any
-    hyper: np.ndarray
+    run: Run
+    state: TrainState
     steps_per_epoch: int
-    params: np.ndarray
-    opt_state: np.ndarray
-    step: int = 0
     calls: int = 0
 
     @classmethod
-    def fresh(cls, config: TrainConfig, model_cls: type[LinearModel], n_features: int, n_out: int,
-              standardizer: Standardizer | None, steps_per_epoch: int) -> _Session:
-        optimizer, params, opt_state, hyper = initial_state(config, n_features, n_out)
-        return cls(config, model_cls, n_out, standardizer, optimizer, hyper, steps_per_epoch, params, opt_state)
+    def start(cls, config: TrainConfig, dataset: Dataset, classes: list | None) -> _Session:
+        """A fresh session, its statistics (standardization) from the first batch, as ``fit`` takes them."""
+        trainer = Trainer(config)
+        try:
+            trainer.prepare(dataset, classes)
+        except DataError as error:  # scikit-learn's contract: bad data is a ValueError
+            raise ValueError(str(error)) from None
+        return cls._of(trainer, 0)
 
     @classmethod
     def from_trainer(cls, trainer: Trainer) -> _Session:
         """Continue where ``Trainer.fit`` stopped (its last state, not an early-stopping best)."""
+        session = cls._of(trainer, 0)
+        session.state.best = {}
+        return session
+
+    @classmethod
+    def _of(cls, trainer: Trainer, calls: int) -> _Session:
         run, state = trainer.run, trainer.state
-        return cls(trainer.config, run.model_cls, run.n_out, run.standardizer, run.optimizer, run.hyper,
-                   trainer.steps_per_epoch(run.train), state.params.copy(), state.opt_state.copy(), state.step,
-                   len(state.history))
+        steps = trainer.steps_per_epoch(run.train)
+        run = replace(run, train=None, validation=None, schedule=None)  # no data kept; schedules are closures
+        state = replace(state, params=state.params.copy(), opt_state=state.opt_state.copy(),
+                        history=list(state.history))
+        # weights are per call; partial_fit never stops early (its model is the last call's)
+        return cls(replace(trainer.config, sample_weight=None, early_stopping=0), run, state, steps, calls)
 
-    def train(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
-        """One pass over the rows (shuffled from the seed unless shuffle is 'none'); the mean progressive loss."""
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    def train(self, dataset: Dataset, weighted: bool) -> dict:
+        """One epoch over the batch ``dataset`` (its weight column when ``weighted``); its history record."""
         cfg = self.config
-        order = np.arange(X.shape[0])
-        if cfg.shuffle != "none":
-            order = np.random.default_rng([cfg.seed, self.calls]).permutation(X.shape[0])
-        chunk = np.asfortranarray(X[order], dtype=cfg.dtype)
-        if self.standardizer is not None:
-            self.standardizer.apply(chunk)
-        batch_size = X.shape[0] if cfg.full_batch else int(cfg.batch_size)
-        n_batches = -(-X.shape[0] // batch_size)
-        schedule = cfg.make_schedule(self.steps_per_epoch)  # rebuilt, not stored: schedules are closures
-        lrs = np.ascontiguousarray(schedule(self.step + np.arange(n_batches)), dtype=np.float64)
-        weights = np.empty(0) if weights is None else np.ascontiguousarray(weights[order])
-        loss, _, status = kernels.train_chunk(chunk, np.ascontiguousarray(y[order], dtype=np.float64), weights,
-                                              self.params, self.opt_state, self.hyper, lrs, batch_size, self.n_out,
-                                              self.model_cls.loss_kind, self.optimizer.code, self.step)
-        if status != 0:
-            raise DivergenceError(f"partial_fit diverged at step {self.step} (a NaN or inf loss or parameter); "
-                                  "lower the learning rate (lr=...)")
-        self.step += n_batches
+        run = replace(self.run, train=dataset, schedule=cfg.make_schedule(self.steps_per_epoch))
+        job = replace(chunk_job(cfg, run), sample_weight=WEIGHT_COLUMN if weighted else None)
+        try:
+            record = core.run_epoch(cfg, run, job, self.state)
+        except DataError as error:
+            raise ValueError(str(error)) from None
+        core.end_epoch(cfg, run, self.state, record)
         self.calls += 1
-        return float(loss) / X.shape[0]
+        return record
 
-    def model(self, feature_names: list[str], classes: list | None) -> LinearModel:
+    def model(self, n_rows: int) -> LinearModel:
         """The model of the current parameters, on raw (unstandardized) inputs."""
-        params = self.optimizer.final_params(self.params, self.opt_state, self.step)
-        coef, intercept = kernels.split_params(params, len(feature_names), self.n_out)
-        if self.standardizer is not None:
-            coef, intercept = self.standardizer.raw_coefficients(coef, intercept)
-        return self.model_cls(coef.copy(), intercept.copy(), feature_names, target=TARGET_COLUMN, classes=classes,
-                              config=self.config.to_dict(), optimizer_state=self.opt_state.copy(),
-                              summary={"steps": self.step, "partial_fit_calls": self.calls})
+        return core.assemble_model(self.config, self.run, self.state, TARGET_COLUMN, n_rows,
+                                   {"partial_fit_calls": self.calls})
 
 
 class _StreamgdSGD(BaseEstimator):
@@ -162,15 +161,30 @@ class _StreamgdSGD(BaseEstimator):
         return [str(name) for name in names] if names is not None else [f"x{j}" for j in range(self.n_features_in_)]
 
     # ---- fitting -----------------------------------------------------------------------------------------------
-    def _fit_arrays(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, kind: str,
-                    **extra: Any) -> Trainer:
+    def _table(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> Dataset:
+        """The rows as an in-memory table cut into units of 65,536 rows (as a Parquet file of such row groups)."""
         names = self._feature_names()
         columns = {name: X[:, j] for j, name in enumerate(names)}
         columns[TARGET_COLUMN] = y
         if weights is not None:
             columns[WEIGHT_COLUMN] = weights
+        return open_table(pa.table(columns), target=TARGET_COLUMN, features=names)
+
+    def _partial_fit(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, kind: str,
+                     classes: list | None, **extra: Any) -> None:
+        """One epoch of the core over this batch, continuing the session (started here on the first call)."""
+        dataset = self._table(X, y, weights)
+        if not hasattr(self, "_session"):
+            self._session = _Session.start(self._config(kind, **extra), dataset, classes)
+        self._session.train(dataset, weights is not None)
+        self.model_ = self._session.model(X.shape[0])
+        self._set_fitted(self.model_)
+
+    def _fit_arrays(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, kind: str,
+                    **extra: Any) -> Trainer:
+        if weights is not None:
             extra["sample_weight"] = WEIGHT_COLUMN
-        dataset = open_table(pa.table(columns), target=TARGET_COLUMN, features=names)
+        dataset = self._table(X, y, weights)
         trainer = Trainer(self._config(kind, **extra))
         try:
             self.model_ = trainer.fit(dataset)
@@ -297,10 +311,10 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> SGDClassifier:
-        """One pass over this batch, continuing the optimizer's state; the first call needs ``classes``.
+        """One epoch over this batch, continuing the optimizer's state; the first call needs ``classes``.
 
         Without an earlier ``fit``, inputs are standardized with the mean and scale of the first batch (fixed
-        afterwards)."""
+        afterwards), computed as ``fit`` computes them."""
         first = not hasattr(self, "_session")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
         check_classification_targets(y)
@@ -320,17 +334,10 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         if unknown.any():
             raise ValueError(f"the label {y[np.flatnonzero(unknown)[0]]!r} is not one of classes "
                              f"{self.classes_.tolist()}")
-        weights = _sample_weight(sample_weight, X.shape[0])
-        class_weight = self._class_weight_by_index()
-        if class_weight:
-            per_row = np.array([class_weight.get(k, 1.0) for k in range(len(self.classes_))])[y_index]
-            weights = per_row if weights is None else weights * per_row
-        if first:
-            kind = self._kind(len(self.classes_))
-            self._session = _first_session(self, X, kind, MODEL_KINDS[kind].n_outputs(len(self.classes_)))
-        self._session.train(X, y_index.astype(np.float64), weights)
-        self.model_ = self._session.model(self._feature_names(), self.classes_.tolist())
-        self._set_fitted(self.model_)
+        self._partial_fit(X, y_index.astype(np.int64), _sample_weight(sample_weight, X.shape[0]),
+                          self._kind(len(self.classes_)), list(range(len(self.classes_))),
+                          class_weight=self._class_weight_by_index())
+        self.model_.classes_ = to_json_labels(self.classes_.tolist())  # trained on indices; saved with the labels
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -412,16 +419,12 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
         return self
 
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> SGDRegressor:
-        """One pass over this batch, continuing the optimizer's state (standardized as the first batch, unless
+        """One epoch over this batch, continuing the optimizer's state (standardized as the first batch, unless
         ``fit`` came first)."""
         first = not hasattr(self, "_session")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, reset=first)
         y = self._targets(column_or_1d(y, warn=True))
-        if first:
-            self._session = _first_session(self, X, self._kind(None), 1)
-        self._session.train(X, y, _sample_weight(sample_weight, X.shape[0]))
-        self.model_ = self._session.model(self._feature_names(), None)
-        self._set_fitted(self.model_)
+        self._partial_fit(X, y, _sample_weight(sample_weight, X.shape[0]), self._kind(None), None)
         return self
 
     def _set_fitted(self, model: LinearModel) -> None:
@@ -432,11 +435,3 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
         """Predicted values (poisson: the expected counts, ``exp`` of the linear predictor)."""
         margins = self._margins(X)[:, 0]
         return np.exp(margins) if self.loss == "poisson" else margins
-
-
-def _first_session(estimator: _StreamgdSGD, X: np.ndarray, kind: str, n_out: int) -> _Session:
-    """A fresh ``partial_fit`` session, standardizing with the first batch's mean and scale."""
-    config = estimator._config(kind)
-    standardizer = Standardizer.from_stats(X.mean(axis=0), X.std(axis=0)) if config.standardize else None
-    steps = 1 if config.full_batch else -(-X.shape[0] // int(config.batch_size))
-    return _Session.fresh(config, MODEL_KINDS[kind], X.shape[1], n_out, standardizer, steps)

@@ -177,8 +177,9 @@ class DatasetStats:
         return {"rows": self.rows, "columns": {name: s.as_dict() for name, s in self.columns.items()}}
 
 
-def _units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str], categorical: set[str],
-                 max_categories: int) -> DatasetStats:
+def units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str], categorical: set[str],
+                max_categories: int) -> DatasetStats:
+    """Statistics of ``columns`` over some units of the dataset, read one at a time."""
     tables = UnitTableReader(dataset, columns)
     total = DatasetStats(0, {name: ColumnStats(values={} if name in categorical else None) for name in columns})
     try:
@@ -202,12 +203,18 @@ def compute_stats(dataset: Dataset, columns: Sequence[str], categorical: Sequenc
     workers = max(1, min(workers, len(units)))
     blocks = [units[len(units) * k // workers: len(units) * (k + 1) // workers] for k in range(workers)]
     if len(blocks) == 1:
-        parts = [_units_stats(dataset, blocks[0], columns, categorical, max_categories)]
+        parts = [units_stats(dataset, blocks[0], columns, categorical, max_categories)]
     else:
         with ThreadPoolExecutor(max_workers=len(blocks), thread_name_prefix="streamgd-stats") as pool:
-            parts = list(pool.map(lambda block: _units_stats(dataset, block, columns, categorical, max_categories),
+            parts = list(pool.map(lambda block: units_stats(dataset, block, columns, categorical, max_categories),
                                   blocks))
     pa.default_memory_pool().release_unused()  # the pass's freed buffers, before training reads the data again
+    return merge_stats(parts, columns, max_categories)
+
+
+def merge_stats(parts: Sequence[DatasetStats], columns: Sequence[str],
+                max_categories: int = DEFAULT_MAX_CATEGORIES) -> DatasetStats:
+    """The statistics of disjoint blocks of units together, merged in order (the first part is updated)."""
     total = parts[0]
     for part in parts[1:]:
         total.rows += part.rows

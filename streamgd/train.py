@@ -4,6 +4,11 @@ Full batch, SGD and mini-batch are one code path that differs in batch size only
 ``batch_size=n`` mini-batch, and ``batch_size="full"`` sums the gradient over the whole stream and steps once
 per epoch (gradient descent on data that does not fit in memory). Around that loop: held-out validation, early
 stopping, checkpoints with exact resume, a divergence guard and Ctrl-C handling.
+
+The Trainer sets a run up (split, classes, statistics, features, standardizer, resume check) and drives its
+epochs; the chunk step, the epoch record, early stopping, the model and checkpoints are ``streamgd.core``'s.
+An ``EpochRunner`` (dask's, in ``distributed.py``) can run the epochs elsewhere with the same set-up and
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -13,30 +18,33 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-from . import kernels
-from .checkpoint import Checkpoint, CheckpointClock, latest_checkpoint, write_checkpoint
+from . import core, kernels
+from .checkpoint import Checkpoint, CheckpointClock, latest_checkpoint
+from .core import ChunkJob, Run, TrainState
 from .config import TrainConfig
 from .dataset import Dataset, is_numeric_type, is_temporal_type, open_dataset
 from .features import FeatureSpec
-from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
-from .measure import EpochMeter, lifetime_peak_rss_mb
+from .errors import ConfigError, DataError, TrainingInterrupted
+from .measure import EpochMeter
 from .models import MODEL_KINDS, LinearModel
 from .optim import Optimizer
-from .reader import Chunk, ChunkStream, default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
-from .schedule import ShuffleQualityMeter, make_plan, parse_shuffle
+from .reader import default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
+from .schedule import Plan, ShuffleQualityMeter, make_plan, parse_shuffle
 from .standardize import Standardizer
 from .stats import DatasetStats, compute_stats
 from .targets import LabelEncoder, class_counts, scan_classes, to_json_labels
-from .validation import constant_loss, holdout_units, mean_loss
+from .validation import holdout_units
 from .warmstart import check_data, check_settings, describe_init, load_init, starting_point, stored_standardizer
 
-__all__ = ["ChunkProgress", "TrainConfig", "TrainState", "Trainer", "fit"]
+__all__ = ["ChunkProgress", "EpochRunner", "TrainConfig", "TrainState", "Trainer", "fit"]
+
+_Run = Run  # the name scripts/ and older code use
 
 
 @dataclass
@@ -53,72 +61,18 @@ class ChunkProgress:
     validation_loss: float | None = None  # of the previous epoch, when there is validation data
 
 
-@dataclass
-class TrainState:
-    """Everything that changes during training, and all a checkpoint stores: parameters, optimizer state, the
-    cursor (epoch, next chunk of its plan, global step, chunks done) and the epoch's partial sums."""
+class EpochRunner(Protocol):
+    """Runs a Trainer's epochs somewhere else (dask workers): same set-up, record, early stopping, checkpoints."""
 
-    params: np.ndarray
-    opt_state: np.ndarray
-    step: int = 0
-    epoch: int = 0
-    first_epoch: int = 0  # the epoch this run started at (a model's epochs, when continuing from one)
-    next_chunk: int = 0
-    chunks_done: int = 0
-    epoch_loss_sum: float = 0.0
-    epoch_rows: int = 0
-    epoch_rows_skipped: int = 0  # rows of the epoch's chunks left out: no target, or drop-rows' missing features
-    epoch_y_sum: float = 0.0
-    epoch_y_sq_sum: float = 0.0
-    grad_sum: np.ndarray | None = None  # full batch: the gradient summed so far this epoch
-    history: list[dict] = field(default_factory=list)
-    best: dict = field(default_factory=dict)  # early stopping: params, loss, epoch, waited
-    finished: bool = False
+    def settings(self) -> dict:
+        """Settings that shape the result besides the TrainConfig (stored in checkpoints, models, summaries)."""
 
-    def start_epoch(self, full_batch: bool) -> None:
-        self.next_chunk = 0
-        self.epoch_loss_sum = self.epoch_y_sum = self.epoch_y_sq_sum = 0.0
-        self.epoch_rows = self.epoch_rows_skipped = 0
-        self.grad_sum = np.zeros_like(self.params) if full_batch else None
+    def statistics(self, dataset: Dataset, columns: list[str], categorical: list[str],
+                   max_categories: int) -> DatasetStats:
+        """The statistics pass (as ``compute_stats``)."""
 
-    def cursor(self) -> dict:
-        return {"epoch": self.epoch, "first_epoch": self.first_epoch, "next_chunk": self.next_chunk, "step": self.step,
-                "chunks_done": self.chunks_done, "epoch_loss_sum": self.epoch_loss_sum,
-                "epoch_rows": self.epoch_rows, "epoch_rows_skipped": self.epoch_rows_skipped,
-                "epoch_y_sum": self.epoch_y_sum,
-                "epoch_y_sq_sum": self.epoch_y_sq_sum, "finished": self.finished}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint) -> TrainState:
-        cursor = checkpoint.cursor
-        return cls(params=checkpoint.params.copy(), opt_state=checkpoint.opt_state.copy(), step=cursor["step"],
-                   epoch=cursor["epoch"], first_epoch=cursor.get("first_epoch", 0), next_chunk=cursor["next_chunk"],
-                   chunks_done=cursor["chunks_done"],
-                   epoch_loss_sum=cursor["epoch_loss_sum"], epoch_rows=cursor["epoch_rows"],
-                   epoch_rows_skipped=cursor.get("epoch_rows_skipped", 0),  # absent from older checkpoints
-                   epoch_y_sum=cursor["epoch_y_sum"], epoch_y_sq_sum=cursor["epoch_y_sq_sum"],
-                   grad_sum=None if checkpoint.grad_sum is None else checkpoint.grad_sum.copy(),
-                   history=list(checkpoint.history), best=dict(checkpoint.best), finished=cursor["finished"])
-
-
-@dataclass
-class _Run:
-    """What stays fixed during a run: the data split, the model's shape and the compiled settings."""
-
-    train: Dataset
-    validation: Dataset | None
-    model_cls: type[LinearModel]
-    classes: list | None
-    encoder: Any
-    n_out: int
-    optimizer: Optimizer
-    hyper: np.ndarray
-    schedule: Any
-    standardizer: Standardizer | None
-    class_weights: np.ndarray | None = None
-    spec: FeatureSpec | None = None
-    feature_names: list[str] | None = None  # the model's features (the spec's outputs, or the numeric inputs)
-    stats: DatasetStats | None = None
+    def run_epoch(self, trainer: Trainer, run: Run, state: TrainState) -> dict:
+        """Train from the state's cursor to the end of its epoch; return the epoch's record."""
 
 
 class Trainer:
@@ -134,14 +88,17 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig | None = None, on_chunk: Callable[[ChunkProgress], None] | None = None,
-                 **options: Any):
+                 runner: EpochRunner | None = None, **options: Any):
         self.config = (config or TrainConfig(**options)).validate()
         self.on_chunk = on_chunk
+        self.runner = runner  # None: the epochs run in this process
+        self.job: ChunkJob | None = None  # the per-chunk settings of the current run
+        self._known_classes: list | None = None  # classes given rather than scanned (partial_fit)
         self.kernel_calls = 0
         self.dataset: Dataset | None = None
         self.standardizer: Standardizer | None = None
         self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
-        self.run: _Run | None = None  # the last fit's settings and its final state (to continue training from)
+        self.run: Run | None = None  # the last fit's settings and its final state (to continue training from)
         self.init: LinearModel | None = None  # the model this run continues (config ``init``)
         self.state: TrainState | None = None
         self._clock = CheckpointClock(self.config.checkpoint_every)  # restarted by each fit
@@ -194,26 +151,32 @@ class Trainer:
         checkpoint = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
         run, state = self._set_up(dataset, checkpoint)
         self.run, self.state = run, state
+        self.job = core.chunk_job(cfg, run)
         self._clock = CheckpointClock(cfg.checkpoint_every, now=time.monotonic)
         with self._stop_on_ctrl_c():
             while not state.finished and state.epoch < state.first_epoch + cfg.epochs:
                 record = self._run_epoch(run, state)
-                stop = self._update_best(run, state, record)
-                state.history.append(record)
-                state.epoch += 1
-                state.finished = stop or state.epoch >= state.first_epoch + cfg.epochs
-                state.start_epoch(cfg.full_batch)
+                core.end_epoch(cfg, run, state, record)
+                state.finished = state.finished or state.epoch >= state.first_epoch + cfg.epochs
                 self._write_checkpoint(run, state)
         return self._model(run, state)
 
+    def prepare(self, dataset: Dataset, classes: list | None = None) -> tuple[Run, TrainState]:
+        """Set up a fresh run on ``dataset`` without training (``classes``: the class labels, when the data need
+        not hold all of them); ``partial_fit`` trains its epochs one call at a time."""
+        self.init, self.dataset, self._known_classes = None, dataset, classes
+        run, state = self._set_up(dataset, None)
+        self.run, self.state, self.job = run, state, core.chunk_job(self.config, run)
+        return run, state
+
     # ---- set-up ------------------------------------------------------------------------------------------------
-    def _set_up(self, dataset: Dataset, checkpoint: Checkpoint | None) -> tuple[_Run, TrainState]:
+    def _set_up(self, dataset: Dataset, checkpoint: Checkpoint | None) -> tuple[Run, TrainState]:
         cfg = self.config
         train, validation = self._split(dataset)
         model_cls = MODEL_KINDS[cfg.model]
         classes, encoder = self._classes(dataset, model_cls)
         if model_cls.needs_nonnegative_target:
-            encoder = _nonnegative(encoder, dataset.target, model_cls.kind)
+            encoder = NonNegativeTarget(encoder, dataset.target, model_cls.kind)
         class_weights = self._class_weights(train, classes, encoder)
         n_out = model_cls.n_outputs(len(classes) if classes else None)
         if self.init is not None:
@@ -233,11 +196,11 @@ class Trainer:
             standardizer = self._standardizer(stats, spec) if cfg.standardize else None
         self.standardizer = standardizer
         schedule = cfg.make_schedule(self.steps_per_epoch(train))
-        return _Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule,
+        return Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule,
                     standardizer, class_weights, spec, feature_names, stats), state
 
     def _continue(self, train: Dataset, validation: Dataset | None, model_cls: type[LinearModel], classes: list | None,
-                  encoder: Any, n_out: int, class_weights: np.ndarray | None) -> tuple[_Run, TrainState]:
+                  encoder: Any, n_out: int, class_weights: np.ndarray | None) -> tuple[Run, TrainState]:
         """Set up a run that continues ``self.init``: its spec, its transform, its parameters, optimizer state,
         step and epoch (see warmstart.py); no statistics pass."""
         cfg, model = self.config, self.init
@@ -254,7 +217,7 @@ class Trainer:
         state.start_epoch(cfg.full_batch)
         self.standardizer = standardizer
         schedule = cfg.make_schedule(self.steps_per_epoch(train))
-        return _Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule, standardizer,
+        return Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule, standardizer,
                     class_weights, spec, list(model.feature_names), None), state
 
     def _statistics(self, train: Dataset) -> DatasetStats | None:
@@ -264,6 +227,9 @@ class Trainer:
             return None
         # each concurrent pyarrow reader keeps ~80 MB of buffers of its own (measured, 8 MB row groups), which the
         # budget does not count: under a memory budget the pass reads with one thread
+        if self.runner is not None:
+            return self.runner.statistics(train, list(train.feature_names), list(train.categorical),
+                                          cfg.max_categories)
         workers = 1 if cfg.memory_budget is not None else 2
         return compute_stats(train, train.feature_names, train.categorical, cfg.max_categories, workers=workers)
 
@@ -302,29 +268,21 @@ class Trainer:
             return dataset, held
         return dataset, None
 
+    def settings(self) -> dict:
+        """The settings a checkpoint stores: the config's, and the epoch runner's (dask: workers, rounds)."""
+        return {**self.config.to_dict(), **(self.runner.settings() if self.runner is not None else {})}
+
     def _fingerprint(self, dataset: Dataset) -> dict:
-        return {"rows": dataset.n_rows, "units": len(dataset.units), "features": dataset.feature_names,
-                "target": dataset.target}
+        return core.fingerprint(dataset)
 
     def _check_resumable(self, checkpoint: Checkpoint, dataset: Dataset) -> None:
-        if checkpoint.settings.get("init") is not None:
-            raise ConfigError(f"the checkpoint in {self.config.checkpoint_dir} belongs to a run that continued "
-                              f"{checkpoint.settings['init']} (init); resuming such a run is not supported: run it "
-                              "again with init")
-        wanted, found = self.config.resume_key(), checkpoint.settings
-        for name in wanted:
-            if wanted[name] != found.get(name):
-                raise ConfigError(f"the checkpoint in {self.config.checkpoint_dir} was written with {name}="
-                                  f"{found.get(name)!r} and this run has {name}={wanted[name]!r}; resume with the "
-                                  "same settings, or train afresh in another checkpoint directory")
-        if checkpoint.fingerprint != self._fingerprint(dataset):
-            raise ConfigError(f"the checkpoint in {self.config.checkpoint_dir} was written for other data "
-                              f"({checkpoint.fingerprint}); resume on the same data")
+        wanted = {**self.config.resume_key(), **(self.runner.settings() if self.runner is not None else {})}
+        core.check_resumable(checkpoint, wanted, core.fingerprint(dataset), self.config.checkpoint_dir)
 
     def _classes(self, dataset: Dataset, model_cls: type[LinearModel]):
         if not model_cls.is_classifier:
             return None, default_target_encoder
-        classes = scan_classes(dataset)
+        classes = self._known_classes if self._known_classes is not None else scan_classes(dataset)
         if len(classes) < 2:
             raise DataError(f"the target column {dataset.target!r} has a single class {classes}; "
                             "a classifier needs at least two")
@@ -352,26 +310,6 @@ class Trainer:
                               f"(classes: {classes})")
         return np.array([float(wanted.get(label, 1.0)) for label in classes])
 
-    def _chunk_weights(self, run: _Run, chunk: Chunk) -> np.ndarray:
-        """Per-row weights of a chunk in its row order (sample weight column x class weight), or empty."""
-        weights = None
-        name = self.config.sample_weight
-        if name is not None:
-            column = chunk.extra.column(name)
-            weights = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-            if chunk.row_order is not None:
-                weights = weights[chunk.row_order]
-            usable = np.isfinite(weights) & (weights >= 0)
-            if not usable.all():
-                row = int(np.flatnonzero(~usable)[0])
-                unit, row_in_unit = chunk.locate(row)
-                raise DataError(f"the sample weight column {name!r} holds {weights[row]} at "
-                                f"{self.dataset.describe_row(unit, row_in_unit)}; weights must be numbers >= 0")
-        if run.class_weights is not None:
-            per_row = run.class_weights[np.nan_to_num(chunk.y).astype(np.int64)]
-            weights = per_row if weights is None else weights * per_row
-        return np.empty(0) if weights is None else np.ascontiguousarray(weights)
-
     def steps_per_epoch(self, dataset: Dataset) -> int:
         """Optimizer steps in one epoch (the first epoch's plan; other epochs differ by a few at most)."""
         cfg = self.config
@@ -381,141 +319,50 @@ class Trainer:
         return sum(-(-sum(unit.n_rows for unit in step.units) // cfg.batch_size) for step in plan.steps)
 
     # ---- one epoch ---------------------------------------------------------------------------------------------
-    def _run_epoch(self, run: _Run, state: TrainState) -> dict:
+    def _run_epoch(self, run: Run, state: TrainState) -> dict:
         """Train from the state's cursor to the end of its epoch; return the epoch's record."""
-        cfg = self.config
-        plan = make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch)
-        last_epoch = state.first_epoch + cfg.epochs
-        quality = ShuffleQualityMeter()
-        meter = EpochMeter()
-        stream = ChunkStream(run.train, plan, dtype=cfg.dtype, prefetch_depth=cfg.prefetch_depth,
-                             target_encoder=run.encoder, quality=quality, start_step=state.next_chunk,
-                             extra_columns=[cfg.sample_weight] if cfg.sample_weight else None, features=run.spec,
-                             transform=run.standardizer.apply if run.standardizer is not None else None,
-                             defer_conversion=cfg.memory_budget is None)  # a budget counts one copy per chunk
-        with stream:
-            for chunk in stream:
-                weights = self._chunk_weights(run, chunk)
-                if cfg.full_batch:
-                    chunk_loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, weights, state.params,
-                                                                  run.n_out, run.model_cls.loss_kind, run.hyper,
-                                                                  state.grad_sum)
-                    self.kernel_calls += 1
-                    self._check(status, chunk, state, run.feature_names)
-                else:
-                    n_batches = -(-chunk.n_rows // cfg.batch_size)
-                    lrs = np.ascontiguousarray(run.schedule(state.step + np.arange(n_batches)), dtype=np.float64)
-                    chunk_loss, _, status = kernels.train_chunk(
-                        chunk.X, chunk.y, weights, state.params, state.opt_state, run.hyper, lrs,
-                        cfg.batch_size, run.n_out, run.model_cls.loss_kind, run.optimizer.code, state.step)
-                    self.kernel_calls += 1
-                    self._check(status, chunk, state, run.feature_names)
-                    state.step += n_batches
-                state.epoch_loss_sum += chunk_loss
-                state.epoch_rows += chunk.n_rows
-                state.epoch_rows_skipped += _rows_left_out(chunk)
-                state.epoch_y_sum += float(chunk.y.sum())
-                state.epoch_y_sq_sum += float(np.einsum("i,i->", chunk.y, chunk.y))  # no BLAS: see quality.py
-                state.next_chunk += 1
-                state.chunks_done += 1
-                rss = meter.add(chunk.n_rows)
-                if self._interrupted or self._clock.due(state.chunks_done):
-                    self._write_checkpoint(run, state)
-                if self._interrupted:
-                    where = ("; resume with the same command and --resume" if cfg.checkpoint_dir
-                             and cfg.init is None else "")
-                    raise TrainingInterrupted(f"interrupted at epoch {state.epoch + 1}/{last_epoch}, "
-                                              f"chunk {state.next_chunk} of {len(plan.steps)}{where}")
-                if self.on_chunk is not None:
-                    previous = state.history[-1].get("validation_loss") if state.history else None
-                    self.on_chunk(ChunkProgress(state.epoch, last_epoch, state.epoch_rows, plan.n_rows,
-                                                meter.rows_per_s, state.epoch_loss_sum / state.epoch_rows, rss,
-                                                previous))
-                del chunk, weights  # before the next chunk is built, so its arrays can take this one's memory
-        if cfg.full_batch:
-            lr = float(run.schedule(np.array([state.step]))[0])
-            status = kernels.full_batch_step(state.params, state.grad_sum, float(state.epoch_rows),
-                                             state.opt_state, run.hyper, lr, run.optimizer.code, state.step,
-                                             run.n_out * len(run.feature_names))
-            if status != 0:
-                raise DivergenceError(self._divergence_message(state))
-            state.step += 1
-        return self._epoch_record(run, state, meter, quality)
+        if self.runner is not None:
+            return self.runner.run_epoch(self, run, state)
 
-    def _epoch_record(self, run: _Run, state: TrainState, meter: EpochMeter, quality: ShuffleQualityMeter) -> dict:
-        seconds = meter.seconds
-        record = {"epoch": state.epoch, "loss": state.epoch_loss_sum / max(state.epoch_rows, 1),
-                  "baseline_loss": constant_loss(run.model_cls.loss_kind, state.epoch_rows, state.epoch_y_sum,
-                                                 state.epoch_y_sq_sum),
-                  "rows": state.epoch_rows, "rows_skipped": state.epoch_rows_skipped, "seconds": round(seconds, 4),
-                  "rows_per_s": round(meter.rows / max(seconds, 1e-9), 1),
-                  "peak_rss_mb": round(meter.peak_rss_mb, 1), "steps": state.step,
-                  "shuffle_quality": quality.result().as_dict()}
-        if run.validation is not None:
-            params = run.optimizer.final_params(state.params, state.opt_state, state.step)
-            record["validation_loss"] = mean_loss(run.validation, params, run.n_out, run.model_cls.loss_kind,
-                                                  run.hyper, self.config.dtype, run.encoder,
-                                                  run.standardizer.apply if run.standardizer else None, run.spec)
-        return record
+        def after_chunk(plan: Plan, meter: EpochMeter, rss: float) -> None:
+            self.kernel_calls += 1
+            self.after_chunk(run, state, meter, rss, plan.n_rows, len(plan.steps))
 
-    # ---- early stopping, checkpoints, the model ----------------------------------------------------------------
-    def _update_best(self, run: _Run, state: TrainState, record: dict) -> bool:
-        """Track the best epoch of the monitored loss; True when early stopping's patience has run out."""
-        cfg = self.config
-        if not cfg.early_stopping:
-            return False
-        monitored = record.get("validation_loss", record["loss"])
-        best = state.best
-        if not best or monitored < best["loss"] - cfg.tol:
-            params = run.optimizer.final_params(state.params, state.opt_state, state.step)
-            state.best = {"params": params.copy(), "loss": monitored, "epoch": state.epoch, "waited": 0}
-            return False
-        best["waited"] += 1
-        record["epochs_without_improvement"] = best["waited"]
-        return best["waited"] >= cfg.early_stopping
+        return core.run_epoch(self.config, run, self.job, state, after_chunk)
 
-    def _write_checkpoint(self, run: _Run, state: TrainState) -> None:
+    def after_chunk(self, run: Run, state: TrainState, meter: EpochMeter, rss: float, rows_total: int,
+                    n_chunks: int) -> None:
+        """After a chunk (a dask round): a checkpoint when due, Ctrl-C's stop, progress."""
         cfg = self.config
+        if self._interrupted or self._clock.due(state.chunks_done):
+            self._write_checkpoint(run, state)
+        if self._interrupted:
+            where = "; resume with the same command and --resume" if cfg.checkpoint_dir and cfg.init is None else ""
+            raise TrainingInterrupted(f"interrupted at epoch {state.epoch + 1}/{state.first_epoch + cfg.epochs}, "
+                                      f"chunk {state.next_chunk} of {n_chunks}{where}")
+        if self.on_chunk is not None:
+            previous = state.history[-1].get("validation_loss") if state.history else None
+            self.on_chunk(ChunkProgress(state.epoch, state.first_epoch + cfg.epochs, state.epoch_rows, rows_total,
+                                        meter.rows_per_s, state.epoch_loss_sum / max(state.epoch_rows, 1), rss,
+                                        previous))
+
+    def epoch_record(self, run: Run, state: TrainState, meter: EpochMeter, quality: ShuffleQualityMeter) -> dict:
+        """The epoch's history entry (with the validation loss when there is validation data)."""
+        return core.epoch_record(self.config, run, state, meter, quality)
+
+    # ---- checkpoints, the model --------------------------------------------------------------------------------
+    def _write_checkpoint(self, run: Run, state: TrainState) -> None:
         self._clock.written()
-        if not cfg.checkpoint_dir:
-            return
-        standardizer = (run.standardizer.mean, run.standardizer.scale) if run.standardizer else None
-        write_checkpoint(cfg.checkpoint_dir, Checkpoint(
-            serial=state.chunks_done + state.epoch, params=state.params, opt_state=state.opt_state,
-            cursor=state.cursor(), history=state.history, settings=cfg.to_dict(),
-            fingerprint=self._fingerprint(self.dataset), grad_sum=state.grad_sum, standardizer=standardizer,
-            best=state.best), keep=cfg.keep_checkpoints)
+        core.save_checkpoint(self.config, run, state, core.fingerprint(self.dataset), self.settings())
 
-    def _model(self, run: _Run, state: TrainState) -> LinearModel:
-        cfg = self.config
-        dataset = self.dataset
-        if state.best:  # early stopping keeps the best epoch's parameters
-            params = state.best["params"]
-        else:
-            params = run.optimizer.final_params(state.params, state.opt_state, state.step)
-        coef, intercept = kernels.split_params(params, len(run.feature_names), run.n_out)
-        transform = None
-        if run.standardizer is not None:
-            # the model predicts on raw inputs: fold the standardization into the coefficients
-            coef, intercept = run.standardizer.raw_coefficients(coef, intercept)
-            transform = run.standardizer.to_dict()
-        state_rows = list(run.optimizer.state_names) + (["l1_applied"] if run.hyper[kernels.H_L1_ROW] else [])
-        summary = {"feature_transform": transform, "rows": run.train.n_rows, "epochs": len(state.history),
-                   "steps": state.step, "optimizer_state_rows": state_rows,
-                   "final_loss": state.history[-1]["loss"] if state.history else None,
-                   "peak_rss_mb": round(lifetime_peak_rss_mb(), 1), "resumed_from": self.resumed_from,
+    def _model(self, run: Run, state: TrainState) -> LinearModel:
+        summary = {"resumed_from": self.resumed_from,
                    "continued_from_epoch": state.first_epoch if self.init is not None else None}
-        if run.validation is not None:
-            summary["validation_rows"] = run.validation.n_rows
-        if state.best:
-            summary["best_epoch"] = state.best["epoch"]
-            summary["best_loss"] = state.best["loss"]
-        if run.stats is not None:
-            summary["statistics"] = run.stats.as_dict()
-        return run.model_cls(coef.copy(), intercept.copy(), run.feature_names, target=dataset.target,
-                             classes=to_json_labels(run.classes) if run.classes else None, config=cfg.to_dict(),
-                             history=state.history, optimizer_state=state.opt_state, summary=summary,
-                             feature_spec=run.spec.to_dict() if run.spec is not None else None)
+        config = None
+        if self.runner is not None:
+            summary.update(self.runner.settings())
+            config = {"distributed": True}
+        return core.assemble_model(self.config, run, state, self.dataset.target, run.train.n_rows, summary, config)
 
     @contextlib.contextmanager
     def _stop_on_ctrl_c(self) -> Iterator[None]:
@@ -533,27 +380,6 @@ class Trainer:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
-
-    def _check(self, status: int, chunk: Chunk, state: TrainState, names: list[str]) -> None:
-        if status == 0:
-            return
-        row = -int(status) - 1
-        unit, row_in_unit = chunk.locate(row)
-        where = self.dataset.describe_row(unit, row_in_unit)
-        values = chunk.X[row]
-        bad = [j for j, v in enumerate(values) if not np.isfinite(v)]
-        if bad:
-            raise DataError(f"the feature column {names[bad[0]]!r} holds {values[bad[0]]} at {where}; clean the "
-                            "data, or train with --missing drop-rows or --missing impute")
-        if chunk.y is not None and not np.isfinite(chunk.y[row]):
-            raise DataError(f"the target column {self.dataset.target!r} is missing (null or NaN) at {where}; "
-                            "--missing drop-rows or --missing impute skip unlabelled rows")
-        raise DivergenceError(self._divergence_message(state))
-
-    def _divergence_message(self, state: TrainState) -> str:
-        return (f"training diverged at epoch {state.epoch + 1}, step {state.step}: the loss or a parameter became "
-                f"NaN or inf; lower the learning rate (now {self.config.learning_rate}) or standardize the features")
-
 
 def kernel_hyper(cfg: TrainConfig, optimizer: Optimizer) -> np.ndarray:
     """The kernels' hyperparameter vector: penalty, clipping, Huber's epsilon and the optimizer's own."""
@@ -581,21 +407,18 @@ def initial_state(cfg: TrainConfig, n_features: int, n_out: int
     return optimizer, np.zeros(n_params), opt_state, hyper
 
 
-def _rows_left_out(chunk: Chunk) -> int:
-    """Rows of the chunk's units the reader did not deliver (a missing target, or a missing feature under
-    drop-rows)."""
-    return sum(unit.n_rows for unit in chunk.step.units) - chunk.n_rows
+class NonNegativeTarget:
+    """A target encoder that refuses negative values (counts); a class, so that it pickles."""
 
+    def __init__(self, encoder: Callable, target: str, kind: str):
+        self.encoder, self.target, self.kind = encoder, target, kind
 
-def _nonnegative(encoder: Callable, target: str, kind: str) -> Callable:
-    """Wrap a target encoder to refuse negative values (counts)."""
-    def encode(column: Any) -> np.ndarray:
-        values = encoder(column)
+    def __call__(self, column: Any) -> np.ndarray:
+        values = self.encoder(column)
         if (values < 0).any():
-            raise DataError(f"the target column {target!r} holds {values[values < 0][0]}; model {kind!r} needs "
-                            "counts >= 0")
+            raise DataError(f"the target column {self.target!r} holds {values[values < 0][0]}; model {self.kind!r} "
+                            "needs counts >= 0")
         return values
-    return encode
 
 
 def fit(data: Any, target: str | None = None, model: str = "logistic", features: Sequence[str] | None = None,

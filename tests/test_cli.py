@@ -129,8 +129,8 @@ def test_inspect_shows_columns_and_shuffle_quality(data):
     (["fit", "{data}", "--target", "y", "--class-weight", "1:5"], "expected 'balanced' or label=weight pairs"),
     (["fit", "{data}", "--target", "y", "--model", "linear", "--class-weight", "balanced"], "applies to classifiers"),
     (["fit", "{data}", "--target", "y", "--sample-weight", "nope"], "nope"),
-    (["fit", "{data}", "--target", "y", "--workers", "2", "--validation", "0.2"],
-     "validation is not supported with distributed training"),
+    (["fit", "{data}", "--target", "y", "--workers", "1", "--sample-weight", "nope"],
+     "the sample weight column 'nope' is not in the data"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_traceback(data, args, message):
     result = run(*[a.format(data=data) for a in args])

@@ -184,3 +184,39 @@ def test_fit_parquet_leaves_excluded_columns_out_of_the_features(tmp_path):
     make_dataset(path, n_rows=2000, n_features=3, row_group_size=500, id_column=True)
     clf = SGDClassifier(max_iter=2).fit_parquet(str(path), target="y", exclude=["id"])
     assert clf.feature_names_in_.tolist() == ["x0", "x1", "x2"] and clf.coef_.shape == (1, 3)
+
+
+@pytest.mark.parametrize("settings", [
+    pytest.param(dict(), id="mini-batch-sgd"),
+    pytest.param(dict(optimizer="adam", penalty="elasticnet", schedule="constant"), id="adam-elasticnet"),
+    pytest.param(dict(batch_size="full", lr=0.5, schedule="constant"), id="full-batch"),
+])
+def test_partial_fit_k_times_equals_fit_for_k_epochs(settings):
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((70_000, 4)) * [1.0, 10.0, 0.1, 5.0]  # two units of the in-memory table
+    y = X @ np.array([1.0, 0.2, -3.0, 0.0]) + 0.5 + rng.standard_normal(len(X))
+    weights = rng.uniform(0.5, 2.0, len(X))
+    options = dict(max_iter=3, n_iter_no_change=0, random_state=5, **settings)
+    fitted = SGDRegressor(**options).fit(X, y, sample_weight=weights)
+    parts = SGDRegressor(**options)
+    for _ in range(3):
+        parts.partial_fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(parts.coef_, fitted.coef_)  # bit-identical
+    np.testing.assert_array_equal(parts.intercept_, fitted.intercept_)
+    assert [e["loss"] for e in parts.history_] == [e["loss"] for e in fitted.history_]
+    assert parts.n_iter_ == fitted.n_iter_ == 3
+
+
+def test_classifier_partial_fit_k_times_equals_fit_with_class_weights():
+    X, y = make_blobs(n_samples=5000, centers=3, cluster_std=2.0, random_state=1)
+    labels = np.array(["a", "b", "c"])[y]
+    options = dict(max_iter=4, n_iter_no_change=0, random_state=2, class_weight={"a": 2.0, "c": 0.5},
+                   optimizer="adagrad")
+    fitted = SGDClassifier(**options).fit(X, labels)
+    parts = SGDClassifier(**options)
+    for _ in range(4):
+        parts.partial_fit(X, labels, classes=["a", "b", "c"])
+    np.testing.assert_array_equal(parts.coef_, fitted.coef_)
+    np.testing.assert_array_equal(parts.intercept_, fitted.intercept_)
+    assert parts.model_.classes_ == fitted.model_.classes_ == ["a", "b", "c"]
+    assert parts.score(X, labels) == fitted.score(X, labels) > 0.8

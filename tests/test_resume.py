@@ -15,7 +15,7 @@ import pytest
 
 import streamgd
 from problems import write_xy
-from streamgd import train as train_module
+from streamgd import core as core_module, train as train_module
 from streamgd.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 from streamgd.errors import ConfigError, ModelFileError
 from streamgd.validation import holdout_units
@@ -153,12 +153,12 @@ def test_validation_loss_and_the_constant_baseline_are_reported(many_groups):
 
 def test_early_stopping_stops_at_the_right_epoch_and_keeps_the_best(many_groups, monkeypatch):
     script = iter([1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.5, 0.4])
-    monkeypatch.setattr(train_module, "mean_loss", lambda *args, **kwargs: next(script))
+    monkeypatch.setattr(core_module, "mean_loss", lambda *args, **kwargs: next(script))
     options = dict(target="y", validation=0.2, **{**SETTINGS, "batch_size": 32})
     stopped = streamgd.fit(many_groups, early_stopping=3, tol=0.0, **{**options, "epochs": 20})
     assert len(stopped.history) == 6  # epochs 3, 4 and 5 did not beat epoch 2's 0.7
     assert stopped.summary["best_epoch"] == 2 and stopped.summary["best_loss"] == 0.7
-    monkeypatch.setattr(train_module, "mean_loss", lambda *args, **kwargs: 1.0)
+    monkeypatch.setattr(core_module, "mean_loss", lambda *args, **kwargs: 1.0)
     three_epochs = streamgd.fit(many_groups, **{**options, "epochs": 3})
     np.testing.assert_array_equal(stopped.coef_, three_epochs.coef_)
 
