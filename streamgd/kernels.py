@@ -77,15 +77,15 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # reference count (with it, SGD with batch size 1 spent half its time on them), and nothing can be allocated.
 # ``_nrt`` is a Numba compiler flag; without it the loops are still correct, only slower.
 _jit = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, _nrt=False, error_model="numpy")
-# The pieces the loops are built from are compiled as functions of their own (with the loops' flags), not inlined
-# into the Numba IR of every caller (``inline="always"``): Numba compiled each inlined copy again and pruned the
-# branches only afterwards, a minute per loop. A piece is compiled once for each set of argument types, and the
-# kinds a loop passes (its closure constants) arrive as literal types, so each copy holds only the branches it
-# takes; LLVM then inlines them into the loop.
+# Pieces that run once per batch or once per row (the per-row loss, the row-major tile's passes, the update's
+# checks and penalties) are inlined into the Numba IR of each specialised loop (``inline="always"``): as calls,
+# they cost SGD and small batches 1.2-1.8x the time per chunk (scripts/bench_kernel.py, interleaved with the
+# previous build). The loops prune their dead call sites first, so each piece is inlined only where the loop's
+# loss, rule and layout use it, and its branches on the loop's constants are pruned after inlining. (One generic
+# loop that inlined every branch of every piece took a minute and 2 GB to compile.) The pieces that work on
+# whole columns (softmax, the column passes, the vectorised log loss, the state copy) stay compiled functions of
+# their own, with the loops' flags; LLVM inlines them where it pays.
 _piece = _jit
-# Two pieces are still inlined into the Numba IR of the loops: they run once per batch (once per row in SGD),
-# where a call with ~20 array arguments costs more than the work. The loops prune their dead call sites first,
-# so each is inlined once, and its branches on the loop's constants are pruned after inlining.
 _inline = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
 
 
@@ -110,20 +110,20 @@ def split_params(params: np.ndarray, n_features: int, n_out: int = 1) -> tuple[n
 
 
 # ---- scalar losses ----------------------------------------------------------------------------------------------
-@_piece
+@_inline
 def _log1pexp(m):
     """log(1 + exp(m)) without overflow."""
     return max(m, 0.0) + math.log1p(math.exp(-abs(m)))
 
 
-@_piece
+@_inline
 def _sigmoid(m):
     """1 / (1 + exp(-m)) without overflow (and without a branch on the sign of m)."""
     e = math.exp(-abs(m))
     return (e if m < 0.0 else 1.0) / (1.0 + e)
 
 
-@_piece
+@_inline
 def _pointwise_loss(kind, m, y, eps):
     """Loss of one row with margin ``m`` and target ``y`` (every loss but softmax); NaN inputs give NaN."""
     if kind == LOSS_SQUARED:
@@ -144,7 +144,7 @@ def _pointwise_loss(kind, m, y, eps):
     return math.exp(m) - y * m
 
 
-@_piece
+@_inline
 def _pointwise_dloss(kind, m, y, eps):
     """Derivative of ``_pointwise_loss`` with respect to the margin."""
     if kind == LOSS_SQUARED:
@@ -186,7 +186,7 @@ def _softmax_loss_dloss(margins, b, n_out, label, dloss):
     return math.nan  # NaN or out-of-range label: a bad row
 
 
-@_piece
+@_inline
 def _row_loss_dloss(margins, b, n_out, loss_kind, label, weight, eps, dloss):
     """Weighted loss of row ``b`` of a tile; writes its weighted margin derivatives into ``dloss[:, b]``."""
     if loss_kind == LOSS_SOFTMAX:
@@ -221,7 +221,7 @@ _ROW_TILE_VALUES = 2048  # a row-major tile is filled by a transpose, which is f
 _ROW_MAJOR_BELOW = 8  # batches of fewer rows are computed on a row-major tile
 
 
-@_piece
+@_inline
 def _stage_from(x, fortran, n, d, r0, r1, tile, rows_major):
     """Copy rows [r0, r1) of the chunk held in the flat vector ``x`` into the first rows of the tile."""
     nr = r1 - r0
@@ -247,7 +247,7 @@ def _stage_from(x, fortran, n, d, r0, r1, tile, rows_major):
                     tile[j, b] = row[j]
 
 
-@_piece
+@_inline
 def _tile_end(tile_start, stop, origin, batch_size, tile_rows):
     """End of the tile that starts at chunk row ``tile_start``, for batches starting at origin + k * batch_size.
 
@@ -301,7 +301,7 @@ def _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad):
         grad[n_coef + k] += acc
 
 
-@_piece
+@_inline
 def _row_tile_margins(tile, lo, hi, params, n_out, margins):
     """margins[k, b] = x_b . w_k + b_k for the rows b in [lo, hi) of a row-major tile."""
     d = tile.shape[1]
@@ -315,7 +315,7 @@ def _row_tile_margins(tile, lo, hi, params, n_out, margins):
             margins[k, b] = acc + params[n_coef + k]
 
 
-@_piece
+@_inline
 def _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad):
     """grad += sum over the rows b in [lo, hi) of a row-major tile of dloss[k, b] * [x_b, 1]."""
     d = tile.shape[1]
@@ -380,7 +380,7 @@ def _rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, s
 
 
 # ---- penalty, clipping, optimizer, L1 proximal step -------------------------------------------------------------
-@_piece
+@_inline
 def _add_l2(params, grad, n_coef, hyper):
     """grad += alpha * (1 - l1_ratio) * coef (intercepts are not penalised)."""
     l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
@@ -389,7 +389,7 @@ def _add_l2(params, grad, n_coef, hyper):
             grad[i] += l2 * params[i]
 
 
-@_piece
+@_inline
 def _clip_by_global_norm(grad, hyper):
     """Scale grad down to the global L2 norm hyper[H_CLIP_NORM] if it is longer (0 = no clipping)."""
     clip = hyper[H_CLIP_NORM]
@@ -404,7 +404,7 @@ def _clip_by_global_norm(grad, hyper):
                 grad[i] *= scale
 
 
-@_piece
+@_inline
 def _l1_prox(params, n_coef, lr, hyper, opt_state):
     """The L1 part of the penalty, after the optimizer step; coefficients it crosses over zero become exactly 0.
 
@@ -441,7 +441,7 @@ def _l1_prox(params, n_coef, lr, hyper, opt_state):
         applied[i] += params[i] - w
 
 
-@_piece
+@_inline
 def _all_finite(values, n):
     """Whether values[:n] are all finite: x * 0 is NaN exactly for NaN and inf, and the loop vectorises."""
     acc = 0.0
@@ -450,7 +450,7 @@ def _all_finite(values, n):
     return acc == 0.0
 
 
-@_piece
+@_inline
 def _sgd_step_is_finite(params, grad, lr):
     """Whether params - lr * grad is finite everywhere, computed without writing anything."""
     acc = lr * 0.0
