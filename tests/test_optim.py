@@ -223,7 +223,7 @@ def test_cosine_with_warmup_ends_at_lr_min_on_the_last_step_of_training(classifi
     ("momentum", {"momentum": -0.1}, "momentum=-0.1 is not accepted"),
     ("rmsprop", {"eps": 0.0}, "eps=0.0 is not accepted"),
     ("asgd", {"average_start": 2.5}, "average_start=2.5 is not accepted"),
-    ("lion", {}, "unknown optimizer 'lion'"),
+    ("lion", {}, "optimizer='lion' is not accepted; expected one of sgd, momentum, nesterov, adagrad"),
 ])
 def test_bad_optimizer_options_name_themselves(name, options, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

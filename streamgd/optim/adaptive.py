@@ -6,17 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import rules
-from .base import Optimizer
+from .base import Optimizer, hyperparameter
 
 
 @dataclass(frozen=True)
 class AdaGrad(Optimizer):
     """``G += g^2; w -= lr * g / (sqrt(G) + eps)``."""
 
-    eps: float = 1e-10
+    eps: float = hyperparameter(1e-10, "the denominator's floor")
 
     name = "adagrad"
     code = rules.OPT_ADAGRAD
+    description = "per-coordinate rates from the summed squared gradients"
     state_names = ("sum_squares",)
     slots = {"eps": rules.H_EPS}
     default_lr = (0.3, 0.5)
@@ -29,11 +30,12 @@ class AdaGrad(Optimizer):
 class RMSProp(Optimizer):
     """``s = rho * s + (1 - rho) * g^2; w -= lr * g / (sqrt(s) + eps)``."""
 
-    rho: float = 0.99
-    eps: float = 1e-8
+    rho: float = hyperparameter(0.99, "mean-square decay")
+    eps: float = hyperparameter(1e-8, "the denominator's floor")
 
     name = "rmsprop"
     code = rules.OPT_RMSPROP
+    description = "per-coordinate rates from a running mean square"
     state_names = ("mean_square",)
     slots = {"rho": rules.H_BETA2, "eps": rules.H_EPS}
     default_lr = (0.03, 0.1)
@@ -47,12 +49,13 @@ class RMSProp(Optimizer):
 class Adam(Optimizer):
     """Moment estimates with bias correction: ``w -= lr * m_hat / (sqrt(v_hat) + eps)``."""
 
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
+    beta1: float = hyperparameter(0.9, "first-moment decay")
+    beta2: float = hyperparameter(0.999, "second-moment decay")
+    eps: float = hyperparameter(1e-8, "the denominator's floor")
 
     name = "adam"
     code = rules.OPT_ADAM
+    description = "bias-corrected moment estimates"
     state_names = ("m", "v")
     slots = {"beta1": rules.H_BETA1, "beta2": rules.H_BETA2, "eps": rules.H_EPS}
     default_lr = (0.03, 0.1)
@@ -67,10 +70,11 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: ``coef *= 1 - lr * weight_decay`` before each Adam step (the intercepts
     are not decayed)."""
 
-    weight_decay: float = 0.01
+    weight_decay: float = hyperparameter(0.01, "decoupled decay of the coefficients")
 
     name = "adamw"
     code = rules.OPT_ADAMW
+    description = "adam with decoupled weight decay"
     slots = {**Adam.slots, "weight_decay": rules.H_WEIGHT_DECAY}
 
     def check(self) -> None:
