@@ -64,6 +64,11 @@ def test_model_kind_defaults_scale_the_rate_and_set_clipping(kind):
     assert TrainConfig(model=kind, lr=0.7, clip_norm=0.0).validate().learning_rate == 0.7
 
 
+def test_poisson_defaults_are_a_quarter_of_the_rate_and_clipping_at_one():
+    config = TrainConfig(model="poisson").validate()
+    assert (config.learning_rate, config.clip_norm) == (0.05, 1.0)
+
+
 def test_every_hyperparameter_has_one_option_whose_help_names_its_optimizers_and_defaults():
     for name, takers in hyperparameter_table().items():
         option = fit_option(name)

@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from . import rules
 from .base import Optimizer, hyperparameter
 
+# Per-coordinate rates keep their step size as the gradient shrinks, so they need a decaying rate to settle:
+# lr / (1 + t / 100). 10 epochs of a 200k-row logistic problem: rmsprop, adam and adamw within 1.1e-4 of the
+# exact objective, against 3.5e-3 to 5.4e-3 with invscaling(1e-4, 0.5) (scripts/bench_defaults.py).
+DECAYING = {"schedule": "invscaling", "lr_decay": 1e-2, "lr_power": 1.0}
+
 
 @dataclass(frozen=True)
 class AdaGrad(Optimizer):
@@ -16,6 +21,7 @@ class AdaGrad(Optimizer):
     eps: float = hyperparameter(1e-10, "the denominator's floor")
 
     name = "adagrad"
+    default_schedule = DECAYING
     code = rules.OPT_ADAGRAD
     description = "per-coordinate rates from the summed squared gradients"
     state_names = ("sum_squares",)
@@ -34,6 +40,7 @@ class RMSProp(Optimizer):
     eps: float = hyperparameter(1e-8, "the denominator's floor")
 
     name = "rmsprop"
+    default_schedule = DECAYING
     code = rules.OPT_RMSPROP
     description = "per-coordinate rates from a running mean square"
     state_names = ("mean_square",)
@@ -54,6 +61,7 @@ class Adam(Optimizer):
     eps: float = hyperparameter(1e-8, "the denominator's floor")
 
     name = "adam"
+    default_schedule = DECAYING
     code = rules.OPT_ADAM
     description = "bias-corrected moment estimates"
     state_names = ("m", "v")
