@@ -13,14 +13,14 @@ from .errors import ConfigError
 from .features import ENCODINGS, MISSING_POLICIES
 from .models import MODEL_KINDS
 from .optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedule
-from .optim.schedules import Schedule
+from .optim.schedules import Schedule, ScheduleSettings
 from .penalties import PENALTIES
 from .reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
 from .schedule import parse_shuffle
 
 DTYPES = ("float32", "float64")
 # what an invscaling schedule reads when neither the run nor the optimizer's default schedule names it
-SCHEDULE_FALLBACKS = {"lr_decay": 1e-4, "lr_power": 0.5}
+SCHEDULE_FALLBACKS = {"lr_decay": ScheduleSettings.decay, "lr_power": ScheduleSettings.power}
 
 
 @dataclass
@@ -32,8 +32,8 @@ class TrainConfig:
     epochs: int = 5
     lr: float | None = None  # None: the optimizer's default for mini-batches or full batch, times the model's scale
     schedule: str | None = None  # a name of SCHEDULES; None: the optimizer's default_schedule
-    lr_decay: float | None = None  # invscaling (None: the optimizer's default, else 1e-4)
-    lr_power: float | None = None  # invscaling (None: the optimizer's default, else 0.5)
+    lr_decay: float | None = None  # invscaling (None: the optimizer's default, else SCHEDULE_FALLBACKS')
+    lr_power: float | None = None  # invscaling (None: the optimizer's default, else SCHEDULE_FALLBACKS')
     lr_gamma: float | None = None  # step (default 0.5) and exponential (default: to 1% at the last step)
     lr_step_size: int | None = None  # step (default: one epoch)
     lr_min: float = 0.0  # cosine

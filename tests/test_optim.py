@@ -250,8 +250,10 @@ def ill_scaled(tmp_path_factory):
 
 @pytest.mark.parametrize("model", ["logistic", "linear"])
 def test_defaults_converge_for_every_optimizer(ill_scaled, model):
-    """Naming nothing but the optimizer (standardization on, its default rate, the default schedule) gets within
-    2% of the exact objective in 10 epochs; measured: 0.007-1.2% (logistic), 0.007-0.35% (linear)."""
+    """Naming nothing but the optimizer (standardization on, its default rate and schedule) gets within 5e-3 of
+    the exact objective in 10 epochs of 40 steps; measured 8.8e-5 - 4.4e-3 (logistic; asgd the largest: its
+    average starts at step 0 of only 400) and 6.3e-5 - 1.6e-3 (linear). scripts/bench_defaults.py measures the
+    2e-3 criterion on 200k rows."""
     X, problems = ill_scaled
     path, y = problems[model]
     mean, std = X.mean(0), X.std(0)
@@ -263,7 +265,7 @@ def test_defaults_converge_for_every_optimizer(ill_scaled, model):
         fitted = streamgd.fit(path, target="y", model=model, optimizer=name, epochs=10)
         coef = fitted.coef_[0] * std  # back to standardized units, where alpha applies
         got = objective(Z, y, coef, fitted.intercept_[0] + fitted.coef_[0] @ mean, 1e-4)
-        assert (got - best) / best < 0.02, (name, got, best)
+        assert (got - best) / best < 5e-3, (name, got, best)
 
 
 def test_the_model_file_keeps_the_optimizer_and_its_state(classification, tmp_path):

@@ -63,8 +63,8 @@ def make_optimizer(name: str | Optimizer = "sgd", **options: Any) -> Optimizer:
 
 
 def make_schedule(name: str | Schedule = "constant", lr: float = 0.01, *, total_steps: int | None = None,
-                  steps_per_epoch: int | None = None, warmup_steps: int = 0, decay: float = 1e-4,
-                  power: float = 0.5, gamma: float | None = None, step_size: int | None = None,
+                  steps_per_epoch: int | None = None, warmup_steps: int = 0, decay: float = ScheduleSettings.decay,
+                  power: float = ScheduleSettings.power, gamma: float | None = None, step_size: int | None = None,
                   lr_min: float = 0.0) -> Schedule:
     """A learning-rate schedule by name, or the callable itself, with linear warm-up if ``warmup_steps``.
 

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ConfigError
+from .schedules import ScheduleSettings
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ class Optimizer:
     slots: ClassVar[dict[str, int]] = {}  # hyperparameter -> its index in the kernels' ``hyper`` array
     default_lr: ClassVar[tuple[float, float]] = (0.2, 0.5)  # (mini-batch, full batch) when nothing is named
     # the schedule (and its settings) a run uses when it names none: see scripts/bench_defaults.py
-    default_schedule: ClassVar[dict[str, Any]] = {"schedule": "invscaling", "lr_decay": 1e-4, "lr_power": 0.5}
+    default_schedule: ClassVar[dict[str, Any]] = {"schedule": "invscaling", "lr_decay": ScheduleSettings.decay,
+                                                  "lr_power": ScheduleSettings.power}
     description: ClassVar[str] = ""  # one line for the command line's help
 
     def __post_init__(self) -> None:
