@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", default="1024")
-    parser.add_argument("--schedule", default="invscaling")
+    parser.add_argument("--schedule", default=None, help="default: each optimizer's own")
     parser.add_argument("--data-dir", default="bench-data")
     parser.add_argument("--out", default="bench-out/optimizers.png")
     parser.add_argument("--json", dest="json_out", help="also write the histories as JSON")
@@ -40,7 +40,7 @@ def main() -> None:
     streamgd.fit(path, target="y", epochs=1, batch_size=args.batch_size,
                  features=[f"x{j}" for j in range(2)])  # compile outside the timings
     histories = {}
-    for name in OPTIMIZERS:  # every optimizer with its default learning rate and the default schedule
+    for name in OPTIMIZERS:  # every optimizer with its default learning rate and schedule (unless --schedule)
         model = streamgd.fit(path, target="y", optimizer=name, epochs=args.epochs, batch_size=args.batch_size,
                              schedule=args.schedule, seed=0)
         histories[name] = {"lr": model.config["lr"], "loss": [e["loss"] for e in model.history],
@@ -56,7 +56,7 @@ def main() -> None:
     by_time.set(xlabel="seconds", ylabel="training log loss (progressive)")
     by_epoch.legend(fontsize=8)
     figure.suptitle(f"{args.rows:,} rows x {args.features} features, batch {args.batch_size}, "
-                    f"schedule {args.schedule}, default learning rates")
+                    f"schedule {args.schedule or 'default'}, default learning rates")
     figure.tight_layout()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     figure.savefig(args.out, dpi=110)

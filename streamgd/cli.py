@@ -5,6 +5,7 @@ Errors a user can fix print one line on stderr and exit with status 2, never a t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -15,8 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .config import DTYPES, SCHEDULE_FALLBACKS, TrainConfig
 from .errors import ConfigError, DataError, StreamgdError, TrainingInterrupted
+from .features import MISSING_POLICIES
 from .fileio import atomic_write
+from .models import MODEL_KINDS
+from .optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
+from .penalties import PENALTIES
+from .schedule import MODES, shuffle_syntax
+from .synthetic import TASKS
 
 if TYPE_CHECKING:
     from .predict import PredictionCounts
@@ -85,7 +93,7 @@ def main() -> None:
 @click.argument("path", nargs=-1, required=True)
 @click.option("--target", help="Target column (to show what would be used as features).")
 @click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
-@click.option("--shuffle", "shuffle", default=None, help="Show the shuffle quality of a mode: none, row-groups, buffer:K.")
+@click.option("--shuffle", "shuffle", default=None, help=f"Show the shuffle quality of a mode: {shuffle_syntax()}.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--memory-budget", default=None, help="Show the units a memory budget such as 256MB gives.")
 @click.option("--categorical", default=None, help="Comma-separated columns to treat as categories.")
@@ -119,7 +127,46 @@ def inspect(path: tuple[str, ...], target: str | None, features: str | None, shu
 
 
 # ---- fit --------------------------------------------------------------------------------------------------------
-OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay", "average_start")
+# Names, defaults and help of the choices come from the registries and TrainConfig: nothing restated here.
+OPTIMIZER_OPTIONS = tuple(hyperparameter_table())
+_SETTINGS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
+
+
+def _default(name: str) -> Any:
+    """TrainConfig's default of setting ``name``."""
+    return _SETTINGS[name]
+
+
+def _optimizer_hyperparameters(command: Callable) -> Callable:
+    """One option per optimizer hyperparameter; its help names the optimizers that take it and their defaults."""
+    for name, takers in reversed(hyperparameter_table().items()):
+        defaults = {default for default, _ in takers.values()}
+        if len(defaults) == 1:
+            where = f"{', '.join(takers)}: {next(iter(takers.values()))[1]} ({defaults.pop():g})"
+        else:
+            where = (f"{', '.join(takers)}: {next(iter(takers.values()))[1]} ("
+                     + ", ".join(f"{optimizer} {default:g}" for optimizer, (default, _) in takers.items()) + ")")
+        kind = int if all(isinstance(default, int) for default, _ in takers.values()) else float
+        command = click.option(f"--{name.replace('_', '-')}", name, default=None, type=kind, help=where + ".")(command)
+    return command
+
+
+def _schedule_help() -> str:
+    """Which schedule each optimizer takes by default, then the schedules."""
+    by_schedule: dict[str, list[str]] = {}
+    for name, rule in OPTIMIZERS.items():
+        settings = {**SCHEDULE_FALLBACKS, **rule.default_schedule}
+        text = settings["schedule"] + "".join(f", {key} {value:g}" for key, value in settings.items()
+                                              if key != "schedule")
+        by_schedule.setdefault(text, []).append(name)
+    defaults = "; ".join(f"{', '.join(names)}: {text}" for text, names in by_schedule.items())
+    return f"Default: the optimizer's ({defaults}). {SCHEDULES.help()}"
+
+
+def _scaled_defaults(attribute: str, neutral: float) -> str:
+    """The model kinds whose default ``attribute`` differs from ``neutral``, e.g. 'poisson 0.25'."""
+    return ", ".join(f"{kind} {getattr(cls, attribute):g}" for kind, cls in MODEL_KINDS.items()
+                     if getattr(cls, attribute) != neutral)
 
 
 @main.command()
@@ -128,45 +175,49 @@ OPTIMIZER_OPTIONS = ("momentum", "beta1", "beta2", "rho", "eps", "weight_decay",
 @click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
 @click.option("--exclude", default=None,
               help="Comma-separated columns left out of the default features (an id, a partition key).")
-@click.option("--model", default="logistic", show_default=True,
-              help="linear | logistic | softmax | svm | squared-hinge | huber | poisson")
-@click.option("--epsilon", default=1.35, show_default=True, type=float, help="huber: where the loss turns linear.")
+@click.option("--model", default=_default("model"), show_default=True, type=click.Choice(list(MODEL_KINDS)),
+              help=MODEL_KINDS.help(default=_default("model")))
+@click.option("--epsilon", default=_default("epsilon"), show_default=True, type=float,
+              help="huber: where the loss turns linear.")
 @click.option("--class-weight", default=None,
               help="balanced, or label=weight pairs such as 1=5,0=1 (classifiers).")
 @click.option("--sample-weight", default=None, help="A column of per-row weights.")
-@click.option("--batch-size", default="1024", show_default=True, help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
-@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--optimizer", default="sgd", show_default=True,
-              help="sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw | asgd")
-@click.option("--lr", default=None, type=float, help="Base learning rate (default: the optimizer's own).")
-@click.option("--schedule", default="invscaling", show_default=True,
-              help="constant | invscaling | step | exponential | cosine")
-@click.option("--warmup", default=0, show_default=True, type=int, help="Steps of linear warm-up.")
-@click.option("--lr-decay", default=1e-4, show_default=True, type=float, help="invscaling: lr / (1 + decay t)^power.")
-@click.option("--lr-power", default=0.5, show_default=True, type=float)
+@click.option("--batch-size", default=str(_default("batch_size")), show_default=True,
+              help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
+@click.option("--epochs", default=_default("epochs"), show_default=True, type=click.IntRange(min=1))
+@click.option("--optimizer", default=_default("optimizer"), show_default=True, type=click.Choice(list(OPTIMIZERS)),
+              help=OPTIMIZERS.help(default=_default("optimizer")))
+@click.option("--lr", default=None, type=float,
+              help="Base learning rate (default: the optimizer's own, scaled for some models: "
+                   f"{_scaled_defaults('default_lr_scale', 1.0)}).")
+@click.option("--schedule", default=None, type=click.Choice(list(SCHEDULES)), help=_schedule_help())
+@click.option("--warmup", default=_default("warmup"), show_default=True, type=int, help="Steps of linear warm-up.")
+@click.option("--lr-decay", default=None, type=float,
+              help="invscaling: lr / (1 + decay t)^power (default: the optimizer's, see --schedule).")
+@click.option("--lr-power", default=None, type=float, help="invscaling: the power (default: the optimizer's).")
 @click.option("--lr-gamma", default=None, type=float,
               help="step: factor per drop (0.5); exponential: factor per step (default: 1% at the end).")
 @click.option("--lr-step-size", default=None, type=int, help="step: steps between drops (default: one epoch).")
-@click.option("--lr-min", default=0.0, show_default=True, type=float, help="cosine: the final rate.")
-@click.option("--momentum", default=None, type=float, help="momentum, nesterov: the velocity's decay (0.9).")
-@click.option("--beta1", default=None, type=float, help="adam, adamw: first-moment decay (0.9).")
-@click.option("--beta2", default=None, type=float, help="adam, adamw: second-moment decay (0.999).")
-@click.option("--rho", default=None, type=float, help="rmsprop: mean-square decay (0.99).")
-@click.option("--eps", default=None, type=float, help="adagrad, rmsprop, adam, adamw: the denominator's floor.")
-@click.option("--weight-decay", default=None, type=float, help="adamw: decoupled decay (0.01).")
-@click.option("--average-start", default=None, type=int, help="asgd: first step in the average (0).")
-@click.option("--penalty", default="l2", show_default=True, help="l2 | l1 | elasticnet | none")
-@click.option("--alpha", default=1e-4, show_default=True, type=float, help="Penalty strength.")
-@click.option("--l1-ratio", default=0.15, show_default=True, type=float, help="Elastic-net mixing (1 = L1).")
-@click.option("--clip-norm", default=0.0, show_default=True, type=float, help="Clip each step's gradient to this norm (0 = off).")
-@click.option("--shuffle", default="row-groups", show_default=True, help="none | row-groups | buffer:K")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
-@click.option("--prefetch", "prefetch_depth", default=2, show_default=True, type=click.IntRange(min=0), help="Chunks read ahead.")
+@click.option("--lr-min", default=_default("lr_min"), show_default=True, type=float, help="cosine: the final rate.")
+@_optimizer_hyperparameters
+@click.option("--penalty", default=_default("penalty"), show_default=True, type=click.Choice(list(PENALTIES)),
+              help=PENALTIES.help(default=_default("penalty")))
+@click.option("--alpha", default=_default("alpha"), show_default=True, type=float, help="Penalty strength.")
+@click.option("--l1-ratio", default=_default("l1_ratio"), show_default=True, type=float,
+              help="Elastic-net mixing (1 = L1).")
+@click.option("--clip-norm", default=None, type=float,
+              help="Clip each step's gradient to this norm (0 = off; default 0, "
+                   f"{_scaled_defaults('default_clip_norm', 0.0)}).")
+@click.option("--shuffle", default=_default("shuffle"), show_default=True,
+              help=f"One of {shuffle_syntax()}. {MODES.help(default=_default('shuffle'))}")
+@click.option("--seed", default=_default("seed"), show_default=True, type=int)
+@click.option("--dtype", default=_default("dtype"), show_default=True, type=click.Choice(DTYPES))
+@click.option("--prefetch", "prefetch_depth", default=_default("prefetch_depth"), show_default=True,
+              type=click.IntRange(min=0), help="Chunks read ahead.")
 @click.option("--memory-budget", default=None, help="Bound the bytes of chunks in flight, e.g. 256MB.")
 @click.option("--categorical", default=None,
               help="Comma-separated columns to encode as categories (text features are categorical anyway).")
-@click.option("--missing", default="error", show_default=True, type=click.Choice(["error", "drop-rows", "impute"]),
+@click.option("--missing", default=_default("missing"), show_default=True, type=click.Choice(MISSING_POLICIES),
               help="Missing or NaN features: stop with the column and row group, skip the row, or impute the mean "
                    "plus a missing indicator.")
 @click.option("--hash-bits", default=None, type=int,
@@ -403,11 +454,11 @@ def bench(ctx: click.Context) -> None:
 @click.argument("out")
 @click.option("--rows", default=1_000_000, show_default=True, type=int)
 @click.option("--features", default=32, show_default=True, type=int)
-@click.option("--task", default="binary", show_default=True, type=click.Choice(["regression", "binary", "multiclass"]))
+@click.option("--task", default="binary", show_default=True, type=click.Choice(TASKS))
 @click.option("--classes", "n_classes", default=3, show_default=True, type=int)
 @click.option("--row-group-size", default=65_536, show_default=True, type=int)
 @click.option("--files", "n_files", default=1, show_default=True, type=int)
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(DTYPES))
 @click.option("--nan-fraction", default=0.0, show_default=True, type=float, help="NaN in the x columns.")
 @click.option("--id", "id_column", is_flag=True, help="Add an int64 column 'id': the row number, 0..rows-1.")
 @click.option("--categorical", "n_categorical", default=0, show_default=True, type=click.IntRange(min=0),

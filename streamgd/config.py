@@ -10,13 +10,17 @@ import numpy as np
 
 from .checkpoint import checkpoint_interval_seconds
 from .errors import ConfigError
+from .features import ENCODINGS, MISSING_POLICIES
 from .models import MODEL_KINDS
-from .optim import Optimizer, make_optimizer, make_schedule
-from .optim.schedules import Schedule
+from .optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedule
+from .optim.schedules import Schedule, ScheduleSettings
+from .penalties import PENALTIES
 from .reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
 from .schedule import parse_shuffle
 
-PENALTIES = ("l2", "l1", "elasticnet", "none")
+DTYPES = ("float32", "float64")
+# what an invscaling schedule reads when neither the run nor the optimizer's default schedule names it
+SCHEDULE_FALLBACKS = {"lr_decay": ScheduleSettings.decay, "lr_power": ScheduleSettings.power}
 
 
 @dataclass
@@ -26,20 +30,20 @@ class TrainConfig:
     model: str = "logistic"
     batch_size: int | str = 1024
     epochs: int = 5
-    lr: float | None = None  # None: the optimizer's default for mini-batches or full batch
-    schedule: str = "invscaling"  # constant | invscaling | step | exponential | cosine
-    lr_decay: float = 1e-4  # invscaling
-    lr_power: float = 0.5  # invscaling
+    lr: float | None = None  # None: the optimizer's default for mini-batches or full batch, times the model's scale
+    schedule: str | None = None  # a name of SCHEDULES; None: the optimizer's default_schedule
+    lr_decay: float | None = None  # invscaling (None: the optimizer's default, else SCHEDULE_FALLBACKS')
+    lr_power: float | None = None  # invscaling (None: the optimizer's default, else SCHEDULE_FALLBACKS')
     lr_gamma: float | None = None  # step (default 0.5) and exponential (default: to 1% at the last step)
     lr_step_size: int | None = None  # step (default: one epoch)
     lr_min: float = 0.0  # cosine
     warmup: int = 0  # steps of linear warm-up before the schedule
-    optimizer: str | Optimizer = "sgd"  # sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw | asgd
+    optimizer: str | Optimizer = "sgd"  # a name of OPTIMIZERS, or an Optimizer
     optimizer_options: dict = field(default_factory=dict)  # e.g. {"beta2": 0.99}
-    penalty: str = "l2"
+    penalty: str = "l2"  # a name of PENALTIES
     alpha: float = 1e-4
     l1_ratio: float = 0.15
-    clip_norm: float = 0.0
+    clip_norm: float | None = None  # None: the model kind's default_clip_norm (0: off)
     shuffle: str = "row-groups"
     seed: int = 0
     dtype: str = "float32"
@@ -47,8 +51,8 @@ class TrainConfig:
     memory_budget: str | int | None = None
     standardize: bool = True
     categorical: list[str] | None = None  # columns to one-hot encode or hash (text features are categorical anyway)
-    missing: str = "error"  # error | drop-rows | impute (mean + a missing indicator)
-    encoding: str = "onehot"  # onehot | hash (categorical columns)
+    missing: str = "error"  # one of MISSING_POLICIES: error | drop-rows | impute (mean + a missing indicator)
+    encoding: str = "onehot"  # one of ENCODINGS: onehot | hash (categorical columns)
     hash_bits: int = 18  # hash: 2^hash_bits shared columns
     max_categories: int = 1000  # onehot: the most frequent values kept per column, the rest go to __other__
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
@@ -65,9 +69,18 @@ class TrainConfig:
     init: Any = None  # a LinearModel or model file to continue training from (epochs then counts more epochs)
 
     def validate(self) -> TrainConfig:
-        """Check every field, raising ConfigError with the field, its value and what is accepted."""
-        if self.model not in MODEL_KINDS:
-            _bad("model", self.model, f"one of {', '.join(MODEL_KINDS)}")
+        """Check every field, raising ConfigError with the field, its value and what is accepted; fill in the
+        defaults that depend on the optimizer (schedule) and the model kind (clip_norm)."""
+        model_cls = MODEL_KINDS.check(self.model)
+        if not isinstance(self.optimizer, Optimizer):
+            OPTIMIZERS.check(self.optimizer)
+        PENALTIES.check(self.penalty)
+        if self.schedule is not None:
+            SCHEDULES.check(self.schedule)
+        _one_of("missing", self.missing, MISSING_POLICIES)
+        _one_of("encoding", self.encoding, ENCODINGS)
+        _one_of("dtype", self.dtype, DTYPES)
+        self._fill_defaults(model_cls.default_clip_norm)
         if isinstance(self.batch_size, str):
             if self.batch_size != "full":
                 try:
@@ -81,24 +94,16 @@ class TrainConfig:
             _bad("epochs", self.epochs, "a positive integer")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             _bad("lr", self.lr, "a positive number")
-        if self.penalty not in PENALTIES:
-            _bad("penalty", self.penalty, f"one of {', '.join(PENALTIES)}")
         for name in ("alpha", "clip_norm", "lr_decay", "lr_power"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 _bad(name, value, "a number >= 0")
         if not 0.0 <= self.l1_ratio <= 1.0:
             _bad("l1_ratio", self.l1_ratio, "a number in [0, 1]")
-        if self.dtype not in ("float32", "float64"):
-            _bad("dtype", self.dtype, "float32 or float64")
         if not isinstance(self.prefetch_depth, int) or self.prefetch_depth < 0:
             _bad("prefetch_depth", self.prefetch_depth, "an integer >= 0")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             _bad("seed", self.seed, "an integer >= 0")
-        if self.missing not in ("error", "drop-rows", "impute"):
-            _bad("missing", self.missing, "error, drop-rows or impute")
-        if self.encoding not in ("onehot", "hash"):
-            _bad("encoding", self.encoding, "onehot or hash")
         if not isinstance(self.hash_bits, (int, np.integer)) or not 1 <= self.hash_bits <= 30:
             _bad("hash_bits", self.hash_bits, "an integer in [1, 30]")
         if not isinstance(self.max_categories, (int, np.integer)) or self.max_categories < 1:
@@ -132,6 +137,17 @@ class TrainConfig:
         self.make_schedule(steps_per_epoch=1)
         return self
 
+    def _fill_defaults(self, default_clip_norm: float) -> None:
+        """Settings left as None take the optimizer's default schedule and the model kind's clipping."""
+        if self.clip_norm is None:
+            self.clip_norm = default_clip_norm
+        chosen = {**SCHEDULE_FALLBACKS, **self.make_optimizer().default_schedule}
+        if self.schedule is None:
+            self.schedule = chosen["schedule"]
+        for name in SCHEDULE_FALLBACKS:
+            if getattr(self, name) is None:
+                setattr(self, name, chosen[name])
+
     @property
     def full_batch(self) -> bool:
         return self.batch_size == "full"
@@ -141,10 +157,14 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        """The base learning rate: ``lr``, else the optimizer's own, else its default for this batch size."""
+        """The base learning rate: ``lr``, else the optimizer's own, else its default for this batch size times the
+        model kind's ``default_lr_scale``."""
         if self.lr is not None:
             return float(self.lr)
-        return self.make_optimizer().base_lr(self.full_batch)
+        optimizer = self.make_optimizer()
+        if optimizer.lr is not None:
+            return float(optimizer.lr)
+        return optimizer.base_lr(self.full_batch) * MODEL_KINDS[self.model].default_lr_scale
 
     def make_schedule(self, steps_per_epoch: int) -> Schedule:
         """The learning-rate schedule of a run of ``epochs`` epochs of ``steps_per_epoch`` steps."""
@@ -177,11 +197,11 @@ class TrainConfig:
 
     @property
     def effective_l1_ratio(self) -> float:
-        return {"l2": 0.0, "l1": 1.0, "none": 0.0}.get(self.penalty, self.l1_ratio)
+        return PENALTIES[self.penalty].l1_ratio(self.l1_ratio)
 
     @property
     def effective_alpha(self) -> float:
-        return 0.0 if self.penalty == "none" else float(self.alpha)
+        return PENALTIES[self.penalty].alpha(self.alpha)
 
 
 def parse_checkpoint_every(value: int | str) -> int | str:
@@ -197,6 +217,11 @@ def parse_checkpoint_every(value: int | str) -> int | str:
     if isinstance(value, str) and checkpoint_interval_seconds(value) is not None:
         return value.strip()
     _bad("checkpoint_every", value, "a number of chunks >= 0 or a time such as 30s, 5m or 1h")
+
+
+def _one_of(name: str, value: Any, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        _bad(name, value, f"one of {', '.join(accepted)}")
 
 
 def _bad(name: str, value: Any, accepted: str) -> None:

@@ -1,4 +1,8 @@
-"""The benchmark's regression gates on fabricated measurements, and the quick benchmark end to end."""
+"""The benchmark's regression gates on fabricated measurements, and the quick benchmark end to end.
+
+No test here gates on this machine's timings or memory: the gates are checked on fabricated measurements, and
+the end-to-end run turns its measured gates off and checks only the structure of its output. The gates
+themselves run in the nightly benchmark (scripts/bench_memory.py, .github/workflows/nightly.yml)."""
 
 from __future__ import annotations
 
@@ -95,9 +99,11 @@ def test_parse_sizes():
 
 def test_quick_benchmark_end_to_end(tmp_path):
     out, data = tmp_path / "out", tmp_path / "data"
-    # quick mode's own sizes (50k and 200k rows x 8 features, row groups of 16,384): ~20-25 s here
+    # quick mode's own sizes (50k and 200k rows x 8 features, row groups of 16,384): ~20-25 s here. The
+    # throughput, RSS-growth and budget gates are turned off: a shared machine's timings are not a test result.
+    off = ["--min-throughput-ratio", "0", "--max-rss-growth", "1e9", "--budget-allowance-mb", "1e9"]
     done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_memory.py"), "--quick",
-                           "--data-dir", str(data), "--out-dir", str(out)],
+                           "--data-dir", str(data), "--out-dir", str(out), *off],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "| rows | method |" in done.stdout
@@ -111,7 +117,8 @@ def test_quick_benchmark_end_to_end(tmp_path):
         assert m["peak_rss_mb"] > 50 and m["ru_maxrss_mb"] > 50 and m["rss_samples"] >= 1
         assert m["rows_per_s"] > 0 and m["rows_done"] == m["rows"]
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["versions"]["pyarrow"]
-    assert report["gates"]["passed"] and report["gates"]["failures"] == []
+    assert report["gates"]["min_throughput_ratio"] == 0 and report["gates"]["max_rss_growth"] == 1e9
+    assert report["gates"]["failures"] == []  # with the measured gates off, only a failed run could fail one
     for name in ("peak_rss.png", "rows_per_s.png", "bench.md"):
         assert (out / name).stat().st_size > 0
     assert (out / "peak_rss.png").read_bytes()[:4] == b"\x89PNG"

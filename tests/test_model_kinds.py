@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression, PoissonRegressor
 from sklearn.svm import LinearSVC
 
 import streamgd
-from problems import logistic_objective, write_xy
+from problems import write_xy
 from streamgd.errors import ConfigError, DataError
 
 ALPHA = 1e-3
@@ -164,8 +164,13 @@ def test_a_sample_weight_column_weights_each_row(imbalanced, batch_size):
     model = streamgd.fit(path, target="y", features=["x0", "x1", "x2"], sample_weight="w", **run)
     got = weighted_logistic_objective(X, y, model.coef_[0], model.intercept_[0], ALPHA, weights)
     assert (got - best) / best < 1e-4
-    unweighted = logistic_objective(X, y, model.coef_[0], model.intercept_[0], ALPHA)
-    assert unweighted > logistic_objective(X, y, *reference_unweighted(X, y), ALPHA)
+    # the weighted solution itself: full batch reaches it exactly (measured 2e-9), mini-batch within 0.03
+    # (measured 0.02); the unweighted solution is 0.04 away, so a run that ignored the weights would fail
+    tolerance = 1e-6 if batch_size == "full" else 0.03
+    np.testing.assert_allclose(np.r_[model.coef_[0], model.intercept_],
+                               np.r_[reference.coef_[0], reference.intercept_], atol=tolerance)
+    unweighted_coef, _ = reference_unweighted(X, y)
+    assert np.abs(unweighted_coef - reference.coef_[0]).max() > 0.04
 
 
 def reference_unweighted(X, y):

@@ -105,7 +105,7 @@ CONVERGING_RUNS = {
 }
 
 
-@pytest.mark.parametrize("name", list(CONVERGING_RUNS))
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_optimizer_reaches_the_exact_ridge_and_logistic_solutions(regression, classification, name):
     options = dict(optimizer=name, batch_size=32, epochs=60, alpha=ALPHA, dtype="float64", standardize=False,
                    **CONVERGING_RUNS[name])
@@ -130,15 +130,19 @@ def test_adamw_decay_shrinks_the_coefficients(regression):
     # (that the intercept is not decayed is checked step by step in the trajectory test)
 
 
-def test_averaged_sgd_keeps_the_average_of_its_iterates(classification):
+def test_averaged_sgd_keeps_the_mean_of_the_plain_iterates_from_average_start(classification):
+    """Full batch: one step per epoch, so plain gradient descent run for k epochs is the iterate after step k - 1;
+    ASGD over 6 epochs keeps the mean of the iterates after steps 2..5 (to 1e-12)."""
     path = classification[0]
-    options = dict(target="y", model="logistic", batch_size=32, epochs=3, lr=0.5, schedule="constant", seed=4,
+    options = dict(target="y", model="logistic", batch_size="full", lr=0.5, schedule="constant", dtype="float64",
                    standardize=False)
-    averaged = streamgd.fit(path, optimizer=AveragedSGD(average_start=10), **options)
-    plain = streamgd.fit(path, optimizer="sgd", **options)
-    # the same iterates (same data order, same steps): only what is kept differs
-    assert not np.allclose(averaged.coef_, plain.coef_)
-    np.testing.assert_array_equal(averaged.optimizer_state[0][:4], averaged.coef_[0])
+    averaged = streamgd.fit(path, optimizer=AveragedSGD(average_start=2), epochs=6, **options)
+    iterates = [streamgd.fit(path, optimizer="sgd", epochs=k, **options) for k in range(1, 7)]
+    mean_coef = np.mean([m.coef_ for m in iterates[2:]], axis=0)
+    mean_intercept = np.mean([m.intercept_ for m in iterates[2:]], axis=0)
+    np.testing.assert_allclose(averaged.coef_, mean_coef, rtol=1e-12)
+    np.testing.assert_allclose(averaged.intercept_, mean_intercept, rtol=1e-12)
+    assert np.abs(mean_coef - iterates[-1].coef_).max() > 1e-3  # the average is not the last iterate
 
 
 # ---- L1: exact zeros with scikit-learn's support ----------------------------------------------------------------
@@ -223,7 +227,7 @@ def test_cosine_with_warmup_ends_at_lr_min_on_the_last_step_of_training(classifi
     ("momentum", {"momentum": -0.1}, "momentum=-0.1 is not accepted"),
     ("rmsprop", {"eps": 0.0}, "eps=0.0 is not accepted"),
     ("asgd", {"average_start": 2.5}, "average_start=2.5 is not accepted"),
-    ("lion", {}, "unknown optimizer 'lion'"),
+    ("lion", {}, "optimizer='lion' is not accepted; expected one of sgd, momentum, nesterov, adagrad"),
 ])
 def test_bad_optimizer_options_name_themselves(name, options, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -246,8 +250,10 @@ def ill_scaled(tmp_path_factory):
 
 @pytest.mark.parametrize("model", ["logistic", "linear"])
 def test_defaults_converge_for_every_optimizer(ill_scaled, model):
-    """Naming nothing but the optimizer (standardization on, its default rate, the default schedule) gets within
-    2% of the exact objective in 10 epochs; measured: 0.007-1.2% (logistic), 0.007-0.35% (linear)."""
+    """Naming nothing but the optimizer (standardization on, its default rate and schedule) gets within 5e-3 of
+    the exact objective in 10 epochs of 40 steps; measured 8.8e-5 - 4.4e-3 (logistic; asgd the largest: its
+    average starts at step 0 of only 400) and 6.3e-5 - 1.6e-3 (linear). scripts/bench_defaults.py measures the
+    2e-3 criterion on 200k rows."""
     X, problems = ill_scaled
     path, y = problems[model]
     mean, std = X.mean(0), X.std(0)
@@ -259,7 +265,7 @@ def test_defaults_converge_for_every_optimizer(ill_scaled, model):
         fitted = streamgd.fit(path, target="y", model=model, optimizer=name, epochs=10)
         coef = fitted.coef_[0] * std  # back to standardized units, where alpha applies
         got = objective(Z, y, coef, fitted.intercept_[0] + fitted.coef_[0] @ mean, 1e-4)
-        assert (got - best) / best < 0.02, (name, got, best)
+        assert (got - best) / best < 5e-3, (name, got, best)
 
 
 def test_the_model_file_keeps_the_optimizer_and_its_state(classification, tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from streamgd.dataset import Unit
-from streamgd.schedule import make_plan, shard_units
+from streamgd.schedule import MODES as SHUFFLE_MODES
+from streamgd.schedule import make_plan, shard_units, takes_unit_count
 
 
 def units_of(sizes, slice_rows=None):
@@ -21,7 +22,8 @@ def units_of(sizes, slice_rows=None):
 
 
 SIZES = [100, 37, 100, 64, 100, 1, 90]
-MODES = ["none", "row-groups", "buffer:1", "buffer:3"]
+# every registered mode; those written name:K with 1 and 3 units per step
+MODES = [text for name in SHUFFLE_MODES for text in ([f"{name}:1", f"{name}:3"] if takes_unit_count(name) else [name])]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -117,7 +117,8 @@ def test_string_labels_are_mapped_and_returned(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     (dict(batch_size=0), "batch_size"), (dict(batch_size="most"), "batch_size"), (dict(epochs=0), "epochs"),
-    (dict(lr=-1.0), "lr"), (dict(model="forest"), "model"), (dict(shuffle="buffer:x"), "shuffle mode"),
+    (dict(lr=-1.0), "lr"), (dict(model="forest"), "model"),
+    (dict(shuffle="buffer:x"), "shuffle='buffer:x' is not accepted"),
     (dict(penalty="l3"), "penalty"), (dict(memory_budget="lots"), "memory budget"), (dict(dtype="int8"), "dtype"),
 ])
 def test_bad_parameters_name_themselves(bad, message):

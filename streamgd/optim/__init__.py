@@ -15,16 +15,19 @@ from typing import Any
 from ..errors import ConfigError
 from .adaptive import AdaGrad, Adam, AdamW, RMSProp
 from .base import Optimizer
-from .schedules import (SCHEDULES, Schedule, constant, cosine, exponential, inverse_scaling, step_decay,
-                        warmup)
+from ..registry import Registry
+from .schedules import (SCHEDULES, Schedule, ScheduleKind, ScheduleSettings, constant, cosine, exponential,
+                        inverse_scaling, step_decay, warmup)
 from .sgd import SGD, AveragedSGD, Momentum, Nesterov
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSProp,
-                                                                     Adam, AdamW, AveragedSGD)}
+_RULES = (SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW, AveragedSGD)
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", {cls.name: cls for cls in _RULES},
+                                                 {cls.name: cls.description for cls in _RULES})
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "SGD", "AdaGrad", "Adam", "AdamW", "AveragedSGD", "Momentum", "Nesterov",
-           "Optimizer", "RMSProp", "Schedule", "constant", "cosine", "exponential", "inverse_scaling",
-           "make_optimizer", "make_schedule", "optimizer_options", "step_decay", "warmup"]
+           "Optimizer", "RMSProp", "Schedule", "ScheduleKind", "ScheduleSettings", "constant", "cosine",
+           "exponential", "hyperparameter_table", "inverse_scaling", "make_optimizer", "make_schedule",
+           "optimizer_options", "step_decay", "warmup"]
 
 
 def optimizer_options(name: str) -> list[str]:
@@ -32,25 +35,36 @@ def optimizer_options(name: str) -> list[str]:
     return [f.name for f in dataclasses.fields(OPTIMIZERS[name])]
 
 
+def hyperparameter_table() -> dict[str, dict[str, tuple[Any, str]]]:
+    """Every optimizer hyperparameter but ``lr`` -> {optimizer name: (its default, help)}, in registry order.
+
+    >>> hyperparameter_table()["momentum"]
+    {'momentum': (0.9, "the velocity's decay"), 'nesterov': (0.9, "the velocity's decay")}
+    """
+    table: dict[str, dict[str, tuple[Any, str]]] = {}
+    for name, rule in OPTIMIZERS.items():
+        for option, described in rule.hyperparameters().items():
+            table.setdefault(option, {})[name] = described
+    return table
+
+
 def make_optimizer(name: str | Optimizer = "sgd", **options: Any) -> Optimizer:
-    """An optimizer by name (``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adam``, ``adamw``,
-    ``asgd``) with its options, or an Optimizer object itself."""
+    """An optimizer by name (one of ``OPTIMIZERS``) with its options, or an Optimizer object itself."""
     if isinstance(name, Optimizer):
         if options:
             raise ConfigError(f"options {sorted(options)} given with an optimizer object; set them on the object")
         return name
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    rule = OPTIMIZERS.check(name)
     accepted = optimizer_options(name)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(f"optimizer {name!r} has no option {unknown[0]!r}; it takes {', '.join(accepted)}")
-    return OPTIMIZERS[name](**options)
+    return rule(**options)
 
 
 def make_schedule(name: str | Schedule = "constant", lr: float = 0.01, *, total_steps: int | None = None,
-                  steps_per_epoch: int | None = None, warmup_steps: int = 0, decay: float = 1e-4,
-                  power: float = 0.5, gamma: float | None = None, step_size: int | None = None,
+                  steps_per_epoch: int | None = None, warmup_steps: int = 0, decay: float = ScheduleSettings.decay,
+                  power: float = ScheduleSettings.power, gamma: float | None = None, step_size: int | None = None,
                   lr_min: float = 0.0) -> Schedule:
     """A learning-rate schedule by name, or the callable itself, with linear warm-up if ``warmup_steps``.
 
@@ -60,8 +74,7 @@ def make_schedule(name: str | Schedule = "constant", lr: float = 0.01, *, total_
     """
     if callable(name):
         return warmup(name, warmup_steps)
-    if name not in SCHEDULES:
-        raise ConfigError(f"unknown learning-rate schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    kind = SCHEDULES.check(name)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ConfigError(f"the learning rate must be positive, got {lr}")
     if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
@@ -73,15 +86,6 @@ def make_schedule(name: str | Schedule = "constant", lr: float = 0.01, *, total_
         raise ConfigError(f"lr_step_size must be a positive number of steps, got {step_size}")
     if not 0.0 <= lr_min <= lr:
         raise ConfigError(f"lr_min must be in [0, lr={lr}], got {lr_min}")
-    if name == "constant":
-        schedule = constant(lr)
-    elif name == "invscaling":
-        schedule = inverse_scaling(lr, decay=decay, power=power)
-    elif name == "step":
-        schedule = step_decay(lr, gamma=0.5 if gamma is None else gamma,
-                              step_size=int(step_size or steps_per_epoch or 1000))
-    elif name == "exponential":
-        schedule = exponential(lr, gamma=0.01 ** (1.0 / total) if gamma is None else gamma)
-    else:
-        schedule = cosine(lr, total_steps=total, lr_min=lr_min)
-    return warmup(schedule, warmup_steps)
+    settings = ScheduleSettings(total_steps=total, steps_per_epoch=steps_per_epoch, decay=decay, power=power,
+                                gamma=gamma, step_size=step_size, lr_min=lr_min)
+    return warmup(kind.build(lr, settings), warmup_steps)

@@ -6,17 +6,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import rules
-from .base import Optimizer
+from .base import Optimizer, hyperparameter
+
+# Per-coordinate rates keep their step size as the gradient shrinks, so they need a decaying rate to settle:
+# lr / (1 + t / 100). 10 epochs of a 200k-row logistic problem: rmsprop, adam and adamw within 1.1e-4 of the
+# exact objective, against 3.5e-3 to 5.4e-3 with invscaling(1e-4, 0.5) (scripts/bench_defaults.py).
+DECAYING = {"schedule": "invscaling", "lr_decay": 1e-2, "lr_power": 1.0}
 
 
 @dataclass(frozen=True)
 class AdaGrad(Optimizer):
     """``G += g^2; w -= lr * g / (sqrt(G) + eps)``."""
 
-    eps: float = 1e-10
+    eps: float = hyperparameter(1e-10, "the denominator's floor")
 
     name = "adagrad"
+    default_schedule = DECAYING
     code = rules.OPT_ADAGRAD
+    description = "per-coordinate rates from the summed squared gradients"
     state_names = ("sum_squares",)
     slots = {"eps": rules.H_EPS}
     default_lr = (0.3, 0.5)
@@ -29,11 +36,13 @@ class AdaGrad(Optimizer):
 class RMSProp(Optimizer):
     """``s = rho * s + (1 - rho) * g^2; w -= lr * g / (sqrt(s) + eps)``."""
 
-    rho: float = 0.99
-    eps: float = 1e-8
+    rho: float = hyperparameter(0.99, "mean-square decay")
+    eps: float = hyperparameter(1e-8, "the denominator's floor")
 
     name = "rmsprop"
+    default_schedule = DECAYING
     code = rules.OPT_RMSPROP
+    description = "per-coordinate rates from a running mean square"
     state_names = ("mean_square",)
     slots = {"rho": rules.H_BETA2, "eps": rules.H_EPS}
     default_lr = (0.03, 0.1)
@@ -47,12 +56,14 @@ class RMSProp(Optimizer):
 class Adam(Optimizer):
     """Moment estimates with bias correction: ``w -= lr * m_hat / (sqrt(v_hat) + eps)``."""
 
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
+    beta1: float = hyperparameter(0.9, "first-moment decay")
+    beta2: float = hyperparameter(0.999, "second-moment decay")
+    eps: float = hyperparameter(1e-8, "the denominator's floor")
 
     name = "adam"
+    default_schedule = DECAYING
     code = rules.OPT_ADAM
+    description = "bias-corrected moment estimates"
     state_names = ("m", "v")
     slots = {"beta1": rules.H_BETA1, "beta2": rules.H_BETA2, "eps": rules.H_EPS}
     default_lr = (0.03, 0.1)
@@ -67,10 +78,11 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: ``coef *= 1 - lr * weight_decay`` before each Adam step (the intercepts
     are not decayed)."""
 
-    weight_decay: float = 0.01
+    weight_decay: float = hyperparameter(0.01, "decoupled decay of the coefficients")
 
     name = "adamw"
     code = rules.OPT_ADAMW
+    description = "adam with decoupled weight decay"
     slots = {**Adam.slots, "weight_decay": rules.H_WEIGHT_DECAY}
 
     def check(self) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import ClassVar
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError
+from .schedules import ScheduleSettings
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class Optimizer:
     state_names: ClassVar[tuple[str, ...]] = ()  # one row of the state per name, each as long as the params
     slots: ClassVar[dict[str, int]] = {}  # hyperparameter -> its index in the kernels' ``hyper`` array
     default_lr: ClassVar[tuple[float, float]] = (0.2, 0.5)  # (mini-batch, full batch) when nothing is named
+    # the schedule (and its settings) a run uses when it names none: see scripts/bench_defaults.py
+    default_schedule: ClassVar[dict[str, Any]] = {"schedule": "invscaling", "lr_decay": ScheduleSettings.decay,
+                                                  "lr_power": ScheduleSettings.power}
+    description: ClassVar[str] = ""  # one line for the command line's help
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -57,6 +62,11 @@ class Optimizer:
     def state_rows(self) -> int:
         return len(self.state_names)
 
+    @classmethod
+    def hyperparameters(cls) -> dict[str, tuple[Any, str]]:
+        """Each hyperparameter but ``lr``: its default and its help (the field's ``help`` metadata)."""
+        return {item.name: (item.default, item.metadata.get("help", "")) for item in fields(cls) if item.name != "lr"}
+
     def base_lr(self, full_batch: bool) -> float:
         """This optimizer's own learning rate, or its default for mini-batches or full batch."""
         return float(self.lr) if self.lr is not None else self.default_lr[1 if full_batch else 0]
@@ -77,3 +87,8 @@ class Optimizer:
     def config(self) -> dict:
         """JSON-ready description: the name, every hyperparameter and the names of the state rows."""
         return {"name": self.name, **asdict(self), "state": list(self.state_names)}
+
+
+def hyperparameter(default: float, help: str) -> Any:
+    """A hyperparameter field: its default and a few words for the command line's help."""
+    return field(default=default, metadata={"help": help})

@@ -17,8 +17,11 @@ the chunk's mini-batches and hands the rates to the compiled loop. Each built-in
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+
+from ..registry import Registry
 
 Schedule = Callable[[np.ndarray], np.ndarray]
 
@@ -77,5 +80,40 @@ def warmup(schedule: Schedule, warmup_steps: int) -> Schedule:
     return _named(rate, **getattr(schedule, "config", {}), warmup=warmup_steps)
 
 
-SCHEDULES: dict[str, Callable[..., Schedule]] = {"constant": constant, "invscaling": inverse_scaling,
-                                                 "step": step_decay, "exponential": exponential, "cosine": cosine}
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """What a named schedule may read: the run's length and TrainConfig's ``lr_*`` settings."""
+
+    total_steps: int = 1  # after the warm-up
+    steps_per_epoch: int | None = None
+    decay: float = 1e-4
+    power: float = 0.5
+    gamma: float | None = None
+    step_size: int | None = None
+    lr_min: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScheduleKind:
+    """A named schedule: a line of help, the TrainConfig settings it reads and how it is built from them."""
+
+    name: str
+    description: str
+    settings: tuple[str, ...]
+    build: Callable[[float, ScheduleSettings], Schedule]
+
+
+_KINDS = (
+    ScheduleKind("constant", "the same rate at every step", (), lambda lr, s: constant(lr)),
+    ScheduleKind("invscaling", "lr / (1 + lr_decay t)^lr_power", ("lr_decay", "lr_power"),
+                 lambda lr, s: inverse_scaling(lr, decay=s.decay, power=s.power)),
+    ScheduleKind("step", "times lr_gamma (0.5) every lr_step_size steps (one epoch)", ("lr_gamma", "lr_step_size"),
+                 lambda lr, s: step_decay(lr, gamma=0.5 if s.gamma is None else s.gamma,
+                                          step_size=int(s.step_size or s.steps_per_epoch or 1000))),
+    ScheduleKind("exponential", "times lr_gamma every step (default: to 1% at the last step)", ("lr_gamma",),
+                 lambda lr, s: exponential(lr, gamma=0.01 ** (1.0 / s.total_steps) if s.gamma is None else s.gamma)),
+    ScheduleKind("cosine", "half a cosine from lr to lr_min at the last step", ("lr_min",),
+                 lambda lr, s: cosine(lr, total_steps=s.total_steps, lr_min=s.lr_min)),
+)
+SCHEDULES: Registry[ScheduleKind] = Registry("schedule", {k.name: k for k in _KINDS},
+                                             {k.name: k.description for k in _KINDS})

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import rules
-from .base import Optimizer
+from .base import Optimizer, hyperparameter
 
 
 @dataclass(frozen=True)
@@ -19,16 +19,18 @@ class SGD(Optimizer):
 
     name = "sgd"
     code = rules.OPT_SGD
+    description = "plain stochastic gradient steps"
 
 
 @dataclass(frozen=True)
 class Momentum(Optimizer):
     """Heavy ball: ``v = momentum * v + g; w -= lr * v``."""
 
-    momentum: float = 0.9
+    momentum: float = hyperparameter(0.9, "the velocity's decay")
 
     name = "momentum"
     code = rules.OPT_MOMENTUM
+    description = "heavy-ball momentum"
     state_names = ("velocity",)
     slots = {"momentum": rules.H_BETA1}
     default_lr = (0.03, 0.05)  # the velocity sums ~1 / (1 - momentum) gradients
@@ -43,6 +45,7 @@ class Nesterov(Momentum):
 
     name = "nesterov"
     code = rules.OPT_NESTEROV
+    description = "Nesterov's look-ahead momentum"
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,11 @@ class AveragedSGD(Optimizer):
     """Plain SGD steps; the model keeps the mean of the iterates from step ``average_start`` on (scikit-learn's
     ``average=True``), which converges at the optimal rate with larger, slowly decaying steps."""
 
-    average_start: int = 0
+    average_start: int = hyperparameter(0, "the first step in the average")
 
     name = "asgd"
     code = rules.OPT_ASGD
+    description = "SGD keeping the average of its iterates"
     state_names = ("average",)
     slots = {"average_start": rules.H_AVERAGE_START}
     default_lr = (0.5, 0.5)  # the average tames the noise of larger steps

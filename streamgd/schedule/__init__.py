@@ -21,14 +21,17 @@ import numpy as np
 
 from ..dataset import Unit
 from ..errors import ConfigError
+from ..registry import Registry
 from . import buffer, none, row_groups
 from .permute import permutation
 from .quality import ShuffleQuality, ShuffleQualityMeter
 
-MODES: dict[str, ModuleType] = {"none": none, "row-groups": row_groups, "buffer": buffer}
+_MODULES = (none, row_groups, buffer)
+MODES: Registry[ModuleType] = Registry("shuffle", {m.SYNTAX.partition(":")[0]: m for m in _MODULES},
+                                       {m.SYNTAX.partition(":")[0]: m.SUMMARY for m in _MODULES})
 
 __all__ = ["MODES", "Plan", "Step", "ShuffleMode", "ShuffleQuality", "ShuffleQualityMeter", "make_plan",
-           "parse_shuffle", "shard_units"]
+           "parse_shuffle", "shard_units", "shuffle_syntax"]
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,25 @@ class ShuffleMode:
     units_per_step: int = 1
 
     def __str__(self) -> str:
-        return f"buffer:{self.units_per_step}" if self.name == "buffer" else self.name
+        return f"{self.name}:{self.units_per_step}" if takes_unit_count(self.name) else self.name
+
+
+def shuffle_syntax() -> str:
+    """The shuffle modes as written on the command line.
+
+    >>> shuffle_syntax()
+    'none | row-groups | buffer:K'
+    """
+    return " | ".join(module.SYNTAX for module in MODES.values())
+
+
+def takes_unit_count(name: str) -> bool:
+    """Whether mode ``name`` is written ``name:K`` (K units read together)."""
+    return MODES[name].SYNTAX.endswith(":K")
 
 
 def parse_shuffle(text: str | ShuffleMode) -> ShuffleMode:
-    """Parse ``none``, ``row-groups`` or ``buffer:K``.
+    """Parse a shuffle mode: a name of ``MODES``, followed by ``:K`` for ``buffer``.
 
     >>> parse_shuffle("buffer:8")
     ShuffleMode(name='buffer', units_per_step=8)
@@ -51,17 +68,14 @@ def parse_shuffle(text: str | ShuffleMode) -> ShuffleMode:
     if isinstance(text, ShuffleMode):
         return text
     name, _, arg = str(text).partition(":")
-    if name == "buffer":
-        try:
-            k = int(arg)
-        except ValueError:
-            k = 0
+    if name in MODES and takes_unit_count(name):
+        k = int(arg) if arg.isdigit() else 0
         if k < 1:
-            raise ConfigError(f"shuffle mode {text!r}: buffer needs a unit count, for example buffer:8")
-        return ShuffleMode("buffer", k)
+            raise ConfigError(f"shuffle={text!r} is not accepted; {name} needs a unit count, for example {name}:8")
+        return ShuffleMode(name, k)
     if name in MODES and not arg:
         return ShuffleMode(name)
-    raise ConfigError(f"unknown shuffle mode {text!r}; use none, row-groups or buffer:K")
+    raise ConfigError(f"shuffle={text!r} is not accepted; expected one of {shuffle_syntax().replace(' | ', ', ')}")
 
 
 @dataclass(frozen=True)

@@ -14,4 +14,6 @@ def order_units(units: list[Unit], rng: np.random.Generator) -> list[Unit]:
     return _row_group_order(units, rng)
 
 
+SYNTAX = "buffer:K"  # as written on the command line
+SUMMARY = "rows permuted across K units read together"
 SHUFFLES_ROWS = True

@@ -13,4 +13,6 @@ def order_units(units: list[Unit], rng: np.random.Generator) -> list[Unit]:
     return list(units)
 
 
+SYNTAX = "none"  # as written on the command line
+SUMMARY = "file order, fastest, no mixing"
 SHUFFLES_ROWS = False

@@ -20,4 +20,6 @@ def order_units(units: list[Unit], rng: np.random.Generator) -> list[Unit]:
     return [unit for index in rng.permutation(len(keys)) for unit in groups[keys[index]]]
 
 
+SYNTAX = "row-groups"  # as written on the command line
+SUMMARY = "row groups permuted, rows permuted within each unit"
 SHUFFLES_ROWS = True
