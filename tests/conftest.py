@@ -16,6 +16,14 @@ import pytest  # noqa: E402
 from problems import write_xy  # noqa: E402
 
 
+def reported_lines(stderr: str) -> list[str]:
+    """The lines of a command's stderr that report something, without the informational ones: the first compile
+    of a kernel specialisation ("compiling kernels for ...", printed by whichever test compiles it first) and
+    notes ("note: ...")."""
+    return [line for line in stderr.strip().splitlines()
+            if line and not line.startswith(("compiling kernels for ", "note: "))]
+
+
 def write_table(path, columns: dict, row_group_size: int) -> str:
     pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
     return str(path)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import streamgd
 from streamgd.cli import main
+from conftest import reported_lines
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_every_model_kind_trains_saves_and_predicts_from_the_cli(data, tmp_path,
     result = run("fit", data, "--target", "y", "--features", "a,b,c", "--model", model, *weights, "--out", str(out),
                  "--quiet")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"{model}: 5 epochs")
+    assert result.stdout.startswith(f"{model}: 5 epochs")
     result = run("predict", str(out), data, "--out", str(tmp_path / "p.parquet"))
     assert result.exit_code == 0, result.output
     predictions = pq.read_table(tmp_path / "p.parquet").column("prediction").to_numpy()
@@ -134,7 +135,7 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(data, args, message):
     result = run(*[a.format(data=data) for a in args])
     assert result.exit_code == 2
     assert message in result.stderr
-    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output and len(reported_lines(result.stderr)) == 1
 
 
 def test_console_script_runs_in_a_subprocess(data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamgd.cli import invoke
+from conftest import reported_lines
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ BAD_VALUES = [
 def test_a_bad_option_value_is_one_line_and_exit_2(data, capsys, option, value):
     status = invoke(["fit", data, "--target", "y", "--epochs", "1", "--quiet", option, value.format(data=data)])
     captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line and not line.startswith("note:")]
+    lines = reported_lines(captured.err)
     assert status == 2, (status, captured.err)
     assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
     assert "Traceback" not in captured.err

@@ -13,6 +13,7 @@ from problems import ridge_exact, ridge_objective, write_xy
 from streamgd.dataset import Unit
 from streamgd.distributed import fit_distributed
 from streamgd.schedule import make_plan
+from conftest import reported_lines
 
 ALPHA = 1e-3
 LOCAL_SGD = dict(model="linear", batch_size=32, epochs=30, lr=0.05, lr_decay=0.01, lr_power=1.0, dtype="float64",
@@ -201,7 +202,7 @@ def test_bad_value_with_workers_2_is_one_line_and_exit_2_from_the_console_script
                            "--epochs", "1", "--workers", "2"], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert reported_lines(done.stderr) == [
         f"error: the feature column 'x1' holds nan at file {bad_row}, row group 5, row 123; clean the data, or "
         "train with --missing drop-rows or --missing impute"]
 

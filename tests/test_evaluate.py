@@ -18,6 +18,7 @@ import streamgd
 from streamgd.cli import main
 from streamgd.evaluate import evaluate, format_report
 from streamgd.metrics import ClassificationMetrics, HistogramAUC, RegressionMetrics
+from conftest import reported_lines
 
 EXACT = 1e-9
 AUC_TOLERANCE = 1e-3
@@ -295,7 +296,7 @@ def test_cli_json_is_one_object_equal_to_evaluate(binary, model_file):
     result = run("evaluate", model_file, binary[0], "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == evaluate(binary[2], binary[0])
-    assert result.stderr == ""
+    assert reported_lines(result.stderr) == []
 
 
 def test_cli_prints_a_report_with_the_metrics_and_the_confusion_matrix(binary, model_file):
@@ -326,7 +327,7 @@ def test_cli_bad_input_exits_2_with_one_line(binary, model_file, tmp_path, args,
     result = run(*[a.format(**values) for a in args])
     assert result.exit_code == 2
     assert message in result.stderr and result.stderr.startswith("error:")
-    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output and len(reported_lines(result.stderr)) == 1
 
 
 def test_console_script_evaluate_prints_only_json(binary, model_file):

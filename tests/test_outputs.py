@@ -12,6 +12,7 @@ from streamgd.cli import invoke
 from streamgd.errors import ConfigError
 from streamgd.fileio import atomic_write
 from streamgd.outputs import check_output_dir, check_output_file
+from conftest import reported_lines
 
 
 def _digest(path) -> str:
@@ -29,7 +30,7 @@ def trained(tmp_path_factory, regression):
 def _fails_with(capsys, args, words):
     status = invoke(args)
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if not line.startswith("note:")]
+    lines = reported_lines(err)
     assert status == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     assert words in lines[0], lines[0]
 

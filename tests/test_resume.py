@@ -19,6 +19,7 @@ from streamgd import core as core_module, train as train_module
 from streamgd.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 from streamgd.errors import ConfigError, ModelFileError
 from streamgd.validation import holdout_units
+from conftest import reported_lines
 
 SETTINGS = dict(model="logistic", batch_size=1, epochs=6, seed=3, shuffle="row-groups")
 CLI_SETTINGS = ["--model", "logistic", "--batch-size", "1", "--epochs", "6", "--seed", "3", "--shuffle", "row-groups"]
@@ -176,7 +177,7 @@ def test_divergence_stops_with_advice_and_leaves_the_last_good_model_and_checkpo
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert re.match(r"error: training diverged at epoch \d+, step \d+: ", done.stderr)
-    assert "lower the learning rate" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "lower the learning rate" in done.stderr and len(reported_lines(done.stderr)) == 1
     assert model_path.read_bytes() == before
     for checkpoint in list_checkpoints(tmp_path / "ck"):
         assert np.isfinite(read_checkpoint(checkpoint).params).all()
