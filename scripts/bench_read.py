@@ -38,7 +38,7 @@ def run_variant(name: str, path: str) -> dict:
     else:
         from streamgd import open_dataset
         from streamgd.reader import iter_chunks
-        from streamgd.schedule import make_plan
+        from streamgd.shuffle import make_plan
 
         _, mode, depth = name.rsplit("-", 2) if not name.startswith("reader-row-groups") else \
             ("reader", "row-groups", name.rsplit("-", 1)[1])

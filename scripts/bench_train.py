@@ -32,7 +32,7 @@ def _peak_mb() -> float:
 def _log_loss(path: str, coef: np.ndarray, intercept: float) -> float:
     from streamgd import open_dataset
     from streamgd.reader import iter_chunks
-    from streamgd.schedule import make_plan
+    from streamgd.shuffle import make_plan
 
     data = open_dataset(path, target="y")
     total, rows = 0.0, 0
@@ -78,7 +78,7 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
                 "kernel_calls": trainer.kernel_calls}
     from streamgd import open_dataset
     from streamgd.reader import iter_chunks
-    from streamgd.schedule import make_plan
+    from streamgd.shuffle import make_plan
 
     data = open_dataset(path, target="y")
     plan = make_plan(data.units, shuffle, seed=0)

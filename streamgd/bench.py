@@ -804,7 +804,7 @@ def _sklearn_partial_fit(path: str, seed: int) -> dict:
 
     from streamgd import open_dataset
     from streamgd.reader import iter_chunks
-    from streamgd.schedule import make_plan
+    from streamgd.shuffle import make_plan
 
     data = open_dataset(path, target="y")
     first = data.subset(data.units[:1])

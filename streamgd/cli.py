@@ -23,7 +23,7 @@ from .fileio import atomic_write
 from .models import MODEL_KINDS
 from .optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
 from .penalties import PENALTIES
-from .schedule import MODES, shuffle_syntax
+from .shuffle import MODES, shuffle_syntax
 from .synthetic import TASKS
 
 if TYPE_CHECKING:

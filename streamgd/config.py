@@ -16,7 +16,7 @@ from .optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedu
 from .optim.schedules import Schedule, ScheduleSettings
 from .penalties import PENALTIES
 from .reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
-from .schedule import parse_shuffle
+from .shuffle import parse_shuffle
 
 DTYPES = ("float32", "float64")
 # what an invscaling schedule reads when neither the run nor the optimizer's default schedule names it

@@ -26,7 +26,7 @@ from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import LinearModel
 from .optim import Optimizer
 from .reader import Chunk, ChunkStream
-from .schedule import Plan, ShuffleQualityMeter, make_plan
+from .shuffle import Plan, ShuffleQualityMeter, make_plan
 from .standardize import Standardizer
 from .stats import DatasetStats
 from .targets import to_json_labels

@@ -7,7 +7,7 @@ from typing import Any
 
 from .dataset import open_dataset
 from .reader import parse_memory_budget, rows_per_unit_for_budget
-from .schedule import make_plan, parse_shuffle
+from .shuffle import make_plan, parse_shuffle
 
 
 def describe_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,

@@ -19,7 +19,7 @@ epoch record with the validation loss, early stopping, checkpoints and the model
 task runs ``streamgd.core``'s chunk step, so bad data raises the same error naming file, row group, row and
 column.
 
->>> from streamgd.schedule import make_plan
+>>> from streamgd.shuffle import make_plan
 >>> from streamgd.dataset import Unit
 >>> units = [Unit(0, g, 0, 100, 100 * g) for g in range(10)]
 >>> shards = [make_plan(units, "row-groups", seed=1, shard=k, n_shards=3).units for k in range(3)]
@@ -44,7 +44,7 @@ from .errors import ConfigError, DivergenceError
 from .measure import EpochMeter
 from .models import LinearModel
 from .predict import PredictionCounts
-from .schedule import Plan, ShuffleQualityMeter, make_plan
+from .shuffle import Plan, ShuffleQualityMeter, make_plan
 from .stats import DatasetStats, merge_stats, units_stats
 from .train import Trainer
 

@@ -16,7 +16,7 @@ from .metrics import ClassificationMetrics, MeanLoss, RegressionMetrics
 from .models import LinearModel, load
 from .predict import open_for_model, unscorable_rows
 from .reader import ChunkStream, default_target_encoder
-from .schedule import make_plan
+from .shuffle import make_plan
 from .targets import LabelEncoder, to_json_labels
 
 # The loss reported next to the other metrics, per model kind (no entry: none).

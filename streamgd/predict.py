@@ -22,7 +22,7 @@ from .fileio import atomic_write
 from .models import LinearModel
 from .outputs import check_output_file
 from .reader import ChunkStream
-from .schedule import make_plan
+from .shuffle import make_plan
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from .dataset import Dataset, Unit, UnitTableReader
 from .errors import ConfigError, DataError
-from .schedule import Plan, ShuffleQualityMeter, Step
+from .shuffle import Plan, ShuffleQualityMeter, Step
 
 DEFAULT_PREFETCH_DEPTH = 2
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,

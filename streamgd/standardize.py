@@ -13,7 +13,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .reader import ChunkStream
-from .schedule import make_plan
+from .shuffle import make_plan
 
 
 @dataclass(frozen=True)

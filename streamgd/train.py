@@ -35,7 +35,7 @@ from .measure import EpochMeter
 from .models import MODEL_KINDS, LinearModel
 from .optim import Optimizer
 from .reader import default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
-from .schedule import Plan, ShuffleQualityMeter, make_plan, parse_shuffle
+from .shuffle import Plan, ShuffleQualityMeter, make_plan, parse_shuffle
 from .standardize import Standardizer
 from .stats import DatasetStats, compute_stats
 from .targets import LabelEncoder, class_counts, scan_classes, to_json_labels

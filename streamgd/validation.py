@@ -19,7 +19,7 @@ from . import kernels
 from .dataset import Dataset, Unit
 from .errors import ConfigError
 from .reader import ChunkStream
-from .schedule import make_plan
+from .shuffle import make_plan
 
 _HOLDOUT_STREAM = 0x5EED_0F_7A11  # a seed stream of its own: the held-out set does not move with the plans
 

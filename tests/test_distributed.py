@@ -12,7 +12,7 @@ import streamgd
 from problems import ridge_exact, ridge_objective, write_xy
 from streamgd.dataset import Unit
 from streamgd.distributed import fit_distributed
-from streamgd.schedule import make_plan
+from streamgd.shuffle import make_plan
 from conftest import reported_lines
 
 ALPHA = 1e-3

@@ -13,7 +13,7 @@ import json, resource, sys
 import numpy as np
 from streamgd import open_dataset
 from streamgd.reader import iter_chunks, parse_memory_budget, rows_per_unit_for_budget
-from streamgd.schedule import make_plan
+from streamgd.shuffle import make_plan
 path, budget = sys.argv[1], sys.argv[2]
 limit = None if budget == "none" else rows_per_unit_for_budget(parse_memory_budget(budget), 32)
 data = open_dataset(path, target="y", max_unit_rows=limit)

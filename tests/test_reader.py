@@ -12,7 +12,7 @@ import pytest
 
 from streamgd import ConfigError, DataError, open_dataset
 from streamgd.reader import ChunkStream, iter_chunks, parse_memory_budget, rows_per_unit_for_budget
-from streamgd.schedule import ShuffleQualityMeter, make_plan
+from streamgd.shuffle import ShuffleQualityMeter, make_plan
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -12,7 +12,7 @@ from streamgd.errors import ConfigError
 from streamgd.models import MODEL_KINDS
 from streamgd.optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
 from streamgd.penalties import PENALTIES
-from streamgd.schedule import MODES, parse_shuffle, takes_unit_count
+from streamgd.shuffle import MODES, parse_shuffle, takes_unit_count
 
 REGISTRIES = {"model": MODEL_KINDS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "penalty": PENALTIES}
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from streamgd.dataset import Unit
-from streamgd.schedule import MODES as SHUFFLE_MODES
-from streamgd.schedule import make_plan, shard_units, takes_unit_count
+from streamgd.shuffle import MODES as SHUFFLE_MODES
+from streamgd.shuffle import make_plan, shard_units, takes_unit_count
 
 
 def units_of(sizes, slice_rows=None):
