@@ -12,7 +12,6 @@ one is used.
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 import re
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ModelFileError
-from .fileio import atomic_write
+from .tensorfile import read_tensor_file, write_tensor_file
 
 CHECKPOINT_FORMAT = "streamgd.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -53,8 +52,6 @@ def checkpoint_path(directory: str, serial: int) -> str:
 
 def write_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint, keep: int = 3) -> str:
     """Write ``checkpoint`` atomically into ``directory``; delete all but the newest ``keep``; return its path."""
-    from safetensors.numpy import save_file
-
     directory = os.fspath(directory)
     tensors = {"params": checkpoint.params, "opt_state": checkpoint.opt_state}
     if checkpoint.grad_sum is not None:
@@ -64,13 +61,11 @@ def write_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint, keep:
     best = dict(checkpoint.best)
     if best.get("params") is not None:
         tensors["best_params"] = best.pop("params")
-    tensors = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in tensors.items()}
+    tensors = {name: np.asarray(value, dtype=np.float64) for name, value in tensors.items()}
     meta = {"serial": checkpoint.serial, "cursor": checkpoint.cursor, "history": checkpoint.history,
             "settings": checkpoint.settings, "fingerprint": checkpoint.fingerprint, "best": best}
-    header = {"format": CHECKPOINT_FORMAT, "format_version": str(CHECKPOINT_VERSION),
-              "streamgd": json.dumps(meta, default=_plain)}
     path = checkpoint_path(directory, checkpoint.serial)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    write_tensor_file(path, tensors, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, meta, "a checkpoint")
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         os.unlink(old)
     return path
@@ -84,21 +79,8 @@ def list_checkpoints(directory: str | os.PathLike) -> list[str]:
 
 def read_checkpoint(path: str) -> Checkpoint:
     """Read one checkpoint file; ModelFileError if it is not a complete streamgd checkpoint."""
-    from safetensors import SafetensorError, safe_open
-
+    meta, tensors = read_tensor_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "streamgd checkpoint")
     try:
-        with safe_open(path, framework="numpy") as handle:
-            header = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path} is not a readable checkpoint ({_first_line(exc)})") from None
-    if header.get("format") != CHECKPOINT_FORMAT:
-        raise ModelFileError(f"{path} is not a streamgd checkpoint")
-    if int(header.get("format_version", "0")) > CHECKPOINT_VERSION:
-        raise ModelFileError(f"{path} was written by a newer streamgd (checkpoint format "
-                             f"{header['format_version']}); upgrade streamgd")
-    try:
-        meta = json.loads(header["streamgd"])
         best = dict(meta.get("best") or {})
         if "best_params" in tensors:
             best["params"] = tensors["best_params"]
@@ -121,19 +103,6 @@ def latest_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
         except ModelFileError as exc:
             warnings.warn(f"skipping checkpoint: {exc}", stacklevel=2)
     return None
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 _TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}

@@ -260,7 +260,7 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
 
     def __init__(self, loss: str = "log_loss", *, penalty: str = "l2", alpha: float = 1e-4, l1_ratio: float = 0.15,
                  max_iter: int = 20, tol: float = 1e-4, n_iter_no_change: int = 5, batch_size: int | str = 32,
-                 optimizer: str = "sgd", lr: float | None = None, schedule: str = "invscaling",
+                 optimizer: str = "sgd", lr: float | None = None, schedule: str | None = None,
                  shuffle: str = "row-groups", standardize: bool = True, class_weight: Any = None,
                  random_state: Any = None):
         self.loss = loss
@@ -383,7 +383,7 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
     def __init__(self, loss: str = "squared_error", *, penalty: str = "l2", alpha: float = 1e-4,
                  l1_ratio: float = 0.15, epsilon: float = 1.35, max_iter: int = 20, tol: float = 1e-4,
                  n_iter_no_change: int = 5, batch_size: int | str = 32, optimizer: str = "sgd",
-                 lr: float | None = None, schedule: str = "invscaling", shuffle: str = "row-groups",
+                 lr: float | None = None, schedule: str | None = None, shuffle: str = "row-groups",
                  standardize: bool = True, random_state: Any = None):
         self.loss = loss
         self.penalty = penalty

@@ -15,7 +15,6 @@ array([1.5])
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -24,7 +23,7 @@ import pyarrow as pa
 
 from . import __version__, kernels
 from .errors import DataError, ModelFileError
-from .fileio import atomic_write
+from .tensorfile import read_tensor_file, write_tensor_file
 from .registry import Registry
 
 MODEL_FORMAT = "streamgd.model"
@@ -158,14 +157,10 @@ class LinearModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model as one safetensors file, atomically."""
-        from safetensors.numpy import save_file
-
-        tensors = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
+        tensors = {"coef": self.coef_, "intercept": self.intercept_}
         if self.optimizer_state is not None and self.optimizer_state.size:
-            tensors["optimizer_state"] = np.ascontiguousarray(self.optimizer_state)
-        header = {"format": MODEL_FORMAT, "format_version": str(FORMAT_VERSION),
-                  "streamgd": json.dumps(self.metadata(), default=_json_default)}
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+            tensors["optimizer_state"] = self.optimizer_state
+        write_tensor_file(path, tensors, MODEL_FORMAT, FORMAT_VERSION, self.metadata(), "a model file")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_features={self.n_features}, target={self.target!r})"
@@ -289,43 +284,17 @@ def _labels(classes: list | None, indices: np.ndarray) -> np.ndarray:
     return np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)[indices]
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store a {type(value).__name__} in a model file")
-
-
 def load(path: str | os.PathLike) -> LinearModel:
     """Read a model file written by ``save``; anything else fails with ModelFileError."""
-    from safetensors import SafetensorError, safe_open
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"no such model file: {path}")
+    meta, tensors = read_tensor_file(path, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file")
     try:
-        with safe_open(path, framework="numpy") as handle:
-            header = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path} is not a streamgd model file (not a readable safetensors file: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if header.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"{path} is a safetensors file but not a streamgd model")
-    try:
-        version = int(header.get("format_version", ""))
-    except ValueError:
-        raise ModelFileError(f"{path} has an unreadable format version") from None
-    if version > FORMAT_VERSION:
-        raise ModelFileError(f"{path} was written by a newer streamgd (model format {version}); this streamgd "
-                             f"{__version__} reads format {FORMAT_VERSION} and older: upgrade streamgd")
-    try:
-        meta = json.loads(header["streamgd"])
         cls = MODEL_KINDS[meta["kind"]]
         return cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
                    classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
                    optimizer_state=tensors.get("optimizer_state"), summary=meta.get("summary"),
                    feature_spec=meta.get("feature_spec"))
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None
