@@ -46,8 +46,7 @@ import numba
 from numba.core import event as _event
 import numpy as np
 
-from .optim.rules import (H_AVERAGE_START, H_BETA1, H_BETA2, H_EPS, H_OPT0, H_WEIGHT_DECAY, OPT_ADAGRAD,
-                          OPT_ADAM, OPT_ADAMW, OPT_ASGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_RMSPROP, OPT_SGD,
+from .optim.rules import (FASTMATH, H_ALPHA, H_CLIP_NORM, H_HUBER_EPS, H_L1_RATIO, H_L1_ROW, N_HYPER, OPT_SGD,
                           after_step, optimizer_step)
 from .vecmath import exp_nonpositive, log1p_unit
 
@@ -61,22 +60,11 @@ LOSS_HUBER = 5
 LOSS_POISSON = 6
 N_LOSSES = 7
 
-# optimizer codes (OPT_*) and their hyperparameter slots (H_OPT0 on) come from streamgd.optim.rules
-
-# indices into the hyperparameter array
-H_ALPHA = 0
-H_L1_RATIO = 1
-H_CLIP_NORM = 2
-H_HUBER_EPS = 3
-H_L1_ROW = 11  # 1 + the row of the optimizer state that holds the cumulative L1 penalty; 0: none (plain prox)
-N_HYPER = 12  # H_OPT0 .. N_HYPER - 1: optimizer hyperparameters (beta1, beta2, eps, weight decay, ...)
-
-# never nnan/ninf: the divergence and bad-data guards rely on NaN and inf surviving the arithmetic
-_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# optimizer codes (OPT_*), the hyperparameter vector's slots (H_*) and the fastmath flags: streamgd.optim.rules
 # The compiled loops run without the Numba runtime (NRT): there an array view or argument costs no atomic
 # reference count (with it, SGD with batch size 1 spent half its time on them), and nothing can be allocated.
 # ``_nrt`` is a Numba compiler flag; without it the loops are still correct, only slower.
-_jit = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, _nrt=False, error_model="numpy")
+_jit = numba.njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False, error_model="numpy")
 # Pieces that run once per batch or once per row (the per-row loss, the row-major tile's passes, the update's
 # checks and penalties) are inlined into the Numba IR of each specialised loop (``inline="always"``): as calls,
 # they cost SGD and small batches 1.2-1.8x the time per chunk (scripts/bench_kernel.py, interleaved with the
@@ -86,7 +74,7 @@ _jit = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, _nrt=False, error_
 # whole columns (softmax, the column passes, the vectorised log loss, the state copy) stay compiled functions of
 # their own, with the loops' flags; LLVM inlines them where it pays.
 _piece = _jit
-_inline = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+_inline = numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
 
 
 def n_params(n_features: int, n_out: int = 1) -> int:

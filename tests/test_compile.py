@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 from streamgd import kernels as K
+from streamgd.optim.rules import OPT_ADAM
 
 # Trains logistic/sgd on two float32 column-major chunks of different lengths, then prints what was compiled.
 _CHILD = r"""
@@ -69,12 +70,12 @@ def test_a_run_compiles_only_its_specialisation_once_and_a_second_process_loads_
 
 def test_a_second_chunk_of_the_same_kind_adds_no_compiled_signature():
     rng = np.random.default_rng(1)
-    loop = K._train_loop_for(K.LOSS_SQUARED, K.OPT_ADAM, True, False)
+    loop = K._train_loop_for(K.LOSS_SQUARED, OPT_ADAM, True, False)
     params, state = np.zeros(4), np.zeros((2, 4))
     counts = []
     for n in (100, 57, 100):
         X = np.asfortranarray(rng.standard_normal((n, 3)))
         K.train_chunk(X, rng.standard_normal(n), np.empty(0), params, state, np.zeros(K.N_HYPER),
-                      np.full(10, 0.01), 16, 1, K.LOSS_SQUARED, K.OPT_ADAM, 0)
+                      np.full(10, 0.01), 16, 1, K.LOSS_SQUARED, OPT_ADAM, 0)
         counts.append((len(loop.signatures), len(loop.overloads)))
     assert counts[1:] == [counts[0]] * 2  # the first call may add one, the next chunks none

@@ -41,17 +41,27 @@ OPT_ADAMW = 6
 OPT_ASGD = 7
 
 # optimizer hyperparameters in the kernels' ``hyper`` array (entries 0 .. H_OPT0 - 1 are the penalty's)
+# The kernels' hyperparameter vector, one slot map for all of it: the penalty's and the loss's slots, then the
+# optimizers' (H_OPT0 on), then the L1 record's row.
+H_ALPHA = 0
+H_L1_RATIO = 1
+H_CLIP_NORM = 2
+H_HUBER_EPS = 3
 H_OPT0 = 4
 H_BETA1 = 4  # momentum and nesterov's beta; adam's beta1
 H_BETA2 = 5  # rmsprop's rho; adam's beta2
 H_EPS = 6
 H_WEIGHT_DECAY = 7
 H_AVERAGE_START = 8  # asgd: the first step whose iterate enters the average
+H_L1_ROW = 11  # 1 + the row of the optimizer state that holds the cumulative L1 penalty; 0: none (plain prox)
+N_HYPER = 12
 
-_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}  # never nnan/ninf: divergence must stay visible
+# fastmath for every compiled kernel, never nnan/ninf: the divergence and bad-data guards rely on NaN and inf
+# surviving the arithmetic
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+@numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
 def optimizer_step(opt_kind, params, grad, state, step, lr, hyper, n_coef):  # pragma: no cover - compiled
     """Apply one update of rule ``opt_kind`` in place (see the module docstring for the rules)."""
     n = params.shape[0]
@@ -104,7 +114,7 @@ def optimizer_step(opt_kind, params, grad, state, step, lr, hyper, n_coef):  # p
             params[i] -= lr * grad[i]
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+@numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
 def after_step(opt_kind, params, state, step, hyper):  # pragma: no cover - compiled
     """Work a rule does on the final iterate of a step (after the L1 proximal step): ASGD's average."""
     if opt_kind == OPT_ASGD:
