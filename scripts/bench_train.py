@@ -45,21 +45,16 @@ def _log_loss(path: str, coef: np.ndarray, intercept: float) -> float:
 
 def run_variant(name: str, path: str, shuffle: str) -> dict:
     """Run one variant in this process and return its measurements."""
-    import pyarrow.parquet as pq
-
     from streamgd.allocators import prefer_jemalloc
 
     prefer_jemalloc()  # every variant with the allocator `streamgd fit` runs with (the floor too)
 
     if name in ("decode-floor", "reader-decode"):
+        from streamgd.bench import decode_floor
         from streamgd.mapped import MappedParquetFile
 
-        handle = pq.ParquetFile(path) if name == "decode-floor" else MappedParquetFile(path)
-        start = time.perf_counter()
-        for group in range(handle.metadata.num_row_groups):
-            handle.read_row_group(group)
-        seconds = time.perf_counter() - start
-        return {"seconds": seconds, "rows": handle.metadata.num_rows, "log_loss": None}
+        floor = decode_floor(path, None if name == "decode-floor" else MappedParquetFile(path))
+        return {"seconds": floor["seconds"], "rows": floor["rows"], "log_loss": None}
     if name.startswith("streamgd"):
         import streamgd
 
