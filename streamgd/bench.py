@@ -70,8 +70,11 @@ LABELS = {
 }
 
 # ---- gate defaults ------------------------------------------------------------------------------------------------
-DEFAULT_MIN_THROUGHPUT_RATIO = 0.2
-DEFAULT_MAX_RSS_GROWTH = 0.10
+# The design's targets (../shared/design.md): an epoch of mini-batch 1,024 at >= 0.75x the decode floor, and peak
+# RSS at 10x the rows within 5% of 1x. The run of 2026-11-25 (benchmarks/README.md) misses both at 16M rows:
+# 0.72x, and +6.4% from 1M to 16M; the gates say so rather than pass.
+DEFAULT_MIN_THROUGHPUT_RATIO = 0.75
+DEFAULT_MAX_RSS_GROWTH = 0.05
 DEFAULT_MAX_THROUGHPUT_DROP = 0.30
 # Quick mode's sizes are so small that a streamgd epoch is dominated by fixed costs: the epoch timer includes
 # loading the cached Numba kernels (~0.45 s on the 2-core machine, whatever the rows), so mini-batch on 200k x 8
@@ -870,7 +873,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help=f"mini-batch rows/s over the decode floor's at the largest size (default "
                              f"{DEFAULT_MIN_THROUGHPUT_RATIO}; quick: {QUICK_MIN_THROUGHPUT_RATIO})")
     parser.add_argument("--max-rss-growth", type=float, default=DEFAULT_MAX_RSS_GROWTH,
-                        help="peak RSS growth allowed from the smallest to the largest size (default 0.10)")
+                        help="peak RSS growth allowed from the smallest to the largest size (default 0.05)")
     parser.add_argument("--max-throughput-drop", type=float, default=DEFAULT_MAX_THROUGHPUT_DROP,
                         help="mini-batch rows/s drop allowed against --baseline (default 0.30)")
     parser.add_argument("--budget-allowance-mb", type=float, default=BUDGET_ALLOWANCE_MB,
