@@ -224,6 +224,12 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
               help="Hash categorical values into 2^B columns (signed, as Vowpal Wabbit's -b) instead of one-hot.")
 @click.option("--max-categories", default=1000, show_default=True, type=int,
               help="One-hot: most frequent values kept per column; the rest share an __other__ column.")
+@click.option("--interactions", default=None, metavar="A:B,...",
+              help="Pairs of categorical columns whose values are hashed together, as Vowpal Wabbit's -q "
+                   "(for example C1:C2,C3:C14).")
+@click.option("--interaction-bits", default=None, type=int,
+              help="Give the interactions 2^B buckets of their own (default: the --hash-bits buckets; under "
+                   "one-hot, 2^18 of their own).")
 @click.option("--no-standardize", "standardize", flag_value=False, default=True,
               help="Train on raw features (default: standardize from one statistics pass).")
 @click.option("--validation", default=0.0, show_default=True, type=float,

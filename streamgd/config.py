@@ -10,7 +10,7 @@ import numpy as np
 
 from .checkpoint import checkpoint_interval_seconds
 from .errors import ConfigError
-from .features import ENCODINGS, MISSING_POLICIES
+from .features import ENCODINGS, MISSING_POLICIES, check_hash_bits, parse_interactions
 from .models import MODEL_KINDS
 from .optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedule
 from .optim.schedules import Schedule, ScheduleSettings
@@ -55,6 +55,8 @@ class TrainConfig:
     encoding: str = "onehot"  # one of ENCODINGS: onehot | hash (categorical columns)
     hash_bits: int = 18  # hash: 2^hash_bits shared columns
     max_categories: int = 1000  # onehot: the most frequent values kept per column, the rest go to __other__
+    interactions: Any = None  # pairs of categorical columns hashed together, as "C1:C2,C3:C4" or [("C1", "C2")]
+    interaction_bits: int | None = None  # the interactions' own 2^bits buckets (None: the hash buckets)
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
     class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
     sample_weight: str | None = None  # a column of per-row weights
@@ -106,6 +108,9 @@ class TrainConfig:
             _bad("seed", self.seed, "an integer >= 0")
         if not isinstance(self.hash_bits, (int, np.integer)) or not 1 <= self.hash_bits <= 30:
             _bad("hash_bits", self.hash_bits, "an integer in [1, 30]")
+        self.interactions = [list(pair) for pair in parse_interactions(self.interactions)] or None
+        if self.interaction_bits is not None:
+            check_hash_bits("interaction_bits", self.interaction_bits)
         if not isinstance(self.max_categories, (int, np.integer)) or self.max_categories < 1:
             _bad("max_categories", self.max_categories, "an integer >= 1")
         if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon > 0):

@@ -10,7 +10,7 @@ A ``ChunkJob`` holds what the per-chunk step needs and is small and picklable: d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from .checkpoint import Checkpoint, write_checkpoint
 from .config import TrainConfig
 from .dataset import Dataset
 from .errors import ConfigError, DataError, DivergenceError
-from .features import FeatureSpec
+from .features import FeatureSpec, OutputNames
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import LinearModel
 from .optim import Optimizer
@@ -144,10 +144,15 @@ class ChunkJob:
 
 def chunk_job(cfg: TrainConfig, run: Run) -> ChunkJob:
     """The per-chunk settings of a run."""
-    return ChunkJob(run.train, list(run.feature_names), run.n_out, run.model_cls.loss_kind, run.optimizer.code,
+    return ChunkJob(run.train, _names(run.feature_names), run.n_out, run.model_cls.loss_kind, run.optimizer.code,
                     run.hyper, cfg.batch_size, cfg.dtype, cfg.prefetch_depth,
                     cfg.memory_budget is None,  # a budget counts one copy per chunk: convert on the prefetch thread
                     run.encoder, run.standardizer, run.spec, cfg.sample_weight, run.class_weights, cfg.learning_rate)
+
+
+def _names(names: Sequence[str]) -> Sequence[str]:
+    """A list of the names, unless they are a FeatureSpec's (computed on demand: there can be 2^30)."""
+    return names if isinstance(names, OutputNames) else list(names)
 
 
 @dataclass(frozen=True)
@@ -200,14 +205,14 @@ def train_on_chunk(job: ChunkJob, state: TrainState, chunk: Chunk, lr_at: Learni
     weights = chunk_weights(job, chunk)
     if job.full_batch:
         chunk_loss, status = kernels.accumulate_chunk(chunk.X, chunk.y, weights, state.params, job.n_out,
-                                                      job.loss_kind, job.hyper, state.grad_sum)
+                                                      job.loss_kind, job.hyper, state.grad_sum, sparse=chunk.sparse)
         check_status(job, status, chunk, state)
     else:
         n_batches = -(-chunk.n_rows // job.batch_size)
         lrs = np.ascontiguousarray(lr_at(state.step + np.arange(n_batches)), dtype=np.float64)
         chunk_loss, _, status = kernels.train_chunk(
             chunk.X, chunk.y, weights, state.params, state.opt_state, job.hyper, lrs, job.batch_size, job.n_out,
-            job.loss_kind, job.opt_code, state.step)
+            job.loss_kind, job.opt_code, state.step, sparse=chunk.sparse)
         check_status(job, status, chunk, state)
         state.step += n_batches
     state.epoch_loss_sum += chunk_loss
@@ -349,7 +354,8 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     if run.standardizer is not None:
         coef, intercept = run.standardizer.raw_coefficients(coef, intercept)
         transform = run.standardizer.to_dict()
-    state_rows = list(run.optimizer.state_names) + (["l1_applied"] if run.hyper[kernels.H_L1_ROW] else [])
+    state_rows = list(run.optimizer.state_names) + (["l1_applied"] if run.hyper[kernels.H_L1_ROW] else []) \
+        + (["decay_stamps"] if run.hyper[kernels.H_LAZY_ROW] else [])
     info = {"feature_transform": transform, "rows": rows, "epochs": len(state.history), "steps": state.step,
             "optimizer_state_rows": state_rows,
             "final_loss": state.history[-1]["loss"] if state.history else None,

@@ -17,6 +17,7 @@ from .models import LinearModel, load
 from .predict import open_for_model, unscorable_rows
 from .reader import ChunkStream, default_target_encoder
 from .shuffle import make_plan
+from .sparse import FeatureBlocks
 from .targets import LabelEncoder, to_json_labels
 
 # The loss reported next to the other metrics, per model kind (no entry: none).
@@ -113,12 +114,13 @@ def evaluate(model: LinearModel | str, data: Any, target: str | None = None, pre
         with stream:
             for chunk in stream:
                 consumed += 1
-                X, y = chunk.X, chunk.y
+                X, y, sparse = chunk.X, chunk.y, chunk.sparse
                 bad = unscorable_rows(X)
                 if bad is not None:  # rows predict would leave null: skipped and counted
                     skipped += int(bad.sum())
                     X, y = X[~bad], y[~bad]
-                margins = model.decision_function(X)
+                    sparse = None if sparse is None else sparse.take(~bad)
+                margins = model.decision_function(FeatureBlocks(X, sparse))
                 metrics.update(y, margins if model.is_classifier else model.values_from_margins(margins))
                 if loss is not None:
                     loss.update(y, margins)

@@ -46,8 +46,8 @@ import numba
 from numba.core import event as _event
 import numpy as np
 
-from .optim.rules import (FASTMATH, H_ALPHA, H_CLIP_NORM, H_HUBER_EPS, H_L1_RATIO, H_L1_ROW, N_HYPER, OPT_SGD,
-                          after_step, optimizer_step)
+from .optim.rules import (FASTMATH, H_ALPHA, H_CLIP_NORM, H_HUBER_EPS, H_L1_RATIO, H_L1_ROW, H_LAZY_ROW, N_HYPER,
+                          OPT_FTRL, OPT_SGD, after_step, optimizer_step)
 from .vecmath import exp_nonpositive, log1p_unit
 
 # loss codes
@@ -250,10 +250,13 @@ def _tile_end(tile_start, stop, origin, batch_size, tile_rows):
 
 
 @_piece
-def _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins):
+def _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, pstride):
     """margins[k, b] = x_b . w_k + b_k for b in [lo, hi), where feature j of row b is src[j * stride + offset + b]:
-    a column-major tile (stride = its capacity, offset 0) or a column-major chunk read in place (stride = n)."""
-    n_coef = n_out * d
+    a column-major tile (stride = its capacity, offset 0) or a column-major chunk read in place (stride = n).
+
+    ``w_k`` is params[k * pstride: k * pstride + d] and ``b_k`` params[n_out * pstride + k]: ``pstride`` is d for a
+    dense model; a model with sparse slots has more coefficients per output than the dense block has columns."""
+    n_coef = n_out * pstride
     # unsigned row indices: Numba adds no negative-index wraparound, so the loops over rows vectorise
     ulo = np.uint64(lo)
     uhi = np.uint64(hi)
@@ -261,7 +264,7 @@ def _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins):
         intercept = params[n_coef + k]
         for b in range(ulo, uhi):
             margins[k, b] = intercept
-        base = k * d
+        base = k * pstride
         for j in range(d):
             w = params[base + j]
             col = src[j * stride + offset: j * stride + offset + hi]
@@ -270,13 +273,13 @@ def _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins):
 
 
 @_piece
-def _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad):
-    """grad += sum over b in [lo, hi) of dloss[k, b] * [x_b, 1], rows laid out as in ``_cols_margins``."""
-    n_coef = n_out * d
+def _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad, pstride):
+    """grad += sum over b in [lo, hi) of dloss[k, b] * [x_b, 1], rows and ``pstride`` as in ``_cols_margins``."""
+    n_coef = n_out * pstride
     ulo = np.uint64(lo)
     uhi = np.uint64(hi)
     for k in range(n_out):
-        base = k * d
+        base = k * pstride
         for j in range(d):
             col = src[j * stride + offset: j * stride + offset + hi]
             acc = 0.0
@@ -349,21 +352,29 @@ def _rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, s
     if rows_major:
         _row_tile_margins(tile, lo, hi, params, n_out, margins)
     else:
-        _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins)
-    if loss_kind == LOSS_LOG and n_out == 1 and not rows_major:  # SGD-sized batches: libm is quicker per row
-        total = _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss)
-    else:
-        weighted = sample_weight.shape[0] > 0
-        total = 0.0
-        for b in range(lo, hi):
-            r = row0 + b
-            weight = sample_weight[r] if weighted else 1.0
-            total += _row_loss_dloss(margins, b, n_out, loss_kind, y[r], weight, eps, dloss)
+        _cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, d)
+    total = _rows_loss_dloss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss, not rows_major)
     if grad.shape[0] > 0:
         if rows_major:
             _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad)
         else:
-            _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad)
+            _cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad, d)
+    return total
+
+
+@_inline
+def _rows_loss_dloss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss, vectorised):
+    """Weighted loss sum of the rows [lo, hi) of a block whose margins are computed (chunk rows row0 + lo ...);
+    writes their weighted margin derivatives into ``dloss``. ``vectorised``: binary log loss by the vectorising
+    loop (batches on a row-major tile are SGD-sized, where libm is quicker per row)."""
+    if loss_kind == LOSS_LOG and n_out == 1 and vectorised:
+        return _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss)
+    weighted = sample_weight.shape[0] > 0
+    total = 0.0
+    for b in range(lo, hi):
+        r = row0 + b
+        weight = sample_weight[r] if weighted else 1.0
+        total += _row_loss_dloss(margins, b, n_out, loss_kind, y[r], weight, eps, dloss)
     return total
 
 
@@ -464,7 +475,8 @@ def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, ba
     Plain SGD is checked before it writes (its result is known from grad and lr), so the per-row path copies
     nothing; a rule with state is applied to the live arrays and rolled back from the backups if needed.
     """
-    _add_l2(params, grad, n_coef, hyper)
+    if opt_kind != OPT_FTRL:  # FTRL applies its penalty itself
+        _add_l2(params, grad, n_coef, hyper)
     _clip_by_global_norm(grad, hyper)
     if opt_kind == OPT_SGD:
         if not _sgd_step_is_finite(params, grad, lr):
@@ -476,7 +488,8 @@ def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, ba
         return False
     _copy_params_and_state(params, opt_state, backup, state_backup)
     optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper, n_coef)
-    _l1_prox(params, n_coef, lr, hyper, opt_state)
+    if opt_kind != OPT_FTRL:
+        _l1_prox(params, n_coef, lr, hyper, opt_state)
     after_step(opt_kind, params, opt_state, step, hyper)
     ok = _all_finite(params, params.shape[0])
     for s in range(opt_state.shape[0]):
@@ -498,7 +511,7 @@ def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, ba
 # The loops take a few structured arguments (tuples): the chunk (x, n, d, y, sample_weight), the model (params,
 # optimizer state, hyper, n_out), the schedule (rates, first step, batch size) and the workspace.
 LOSS_NAMES = ("linear", "logistic", "softmax", "svm", "squared-hinge", "huber", "poisson")  # by loss code
-OPT_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "asgd")  # by optimizer code
+OPT_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "asgd", "ftrl")  # by optimizer code
 
 _specialisations = {}  # key -> dispatcher
 _labels = {}  # id(dispatcher) -> what its compile message names
@@ -695,9 +708,9 @@ def _make_predict_loop(FORTRAN):  # noqa: N803
             if not FORTRAN:
                 _stage_from(x, FORTRAN, n, d, tile_start, tile_stop, tile, False)
                 _cols_margins(tile.reshape(tile.size), tile.shape[1], 0, d, 0, tile_stop - tile_start, params,
-                              n_out, margins)
+                              n_out, margins, d)
             else:
-                _cols_margins(x, n, tile_start, d, 0, tile_stop - tile_start, params, n_out, margins)
+                _cols_margins(x, n, tile_start, d, 0, tile_stop - tile_start, params, n_out, margins, d)
             for b in range(tile_stop - tile_start):
                 for k in range(n_out):
                     out[tile_start + b, k] = margins[k, b]
@@ -774,10 +787,10 @@ def _check_in_place(array, name, shape):
 def _hyper(hyper, opt_state=None):
     """``hyper`` as a float64 vector; with ``opt_state``, checks that its L1 row exists (compiled code does not)."""
     hyper = _vector(hyper, "hyper", N_HYPER)
-    if opt_state is not None and not (hyper[H_L1_ROW] == int(hyper[H_L1_ROW])
-                                      and 0 <= hyper[H_L1_ROW] <= opt_state.shape[0]):
-        raise ValueError(f"hyper[H_L1_ROW] = {hyper[H_L1_ROW]} names no row of an optimizer state with "
-                         f"{opt_state.shape[0]} rows")
+    for slot, name in ((H_L1_ROW, "H_L1_ROW"), (H_LAZY_ROW, "H_LAZY_ROW")):
+        if opt_state is not None and not (hyper[slot] == int(hyper[slot]) and 0 <= hyper[slot] <= opt_state.shape[0]):
+            raise ValueError(f"hyper[{name}] = {hyper[slot]} names no row of an optimizer state with "
+                             f"{opt_state.shape[0]} rows")
     return hyper
 
 
@@ -807,38 +820,52 @@ def _sum(chunk, y, sample_weight, start, stop, params, n_out, loss_kind, eps, ba
                 (tile_rows, tile, margins, dloss, grad))
 
 
-def batch_loss_grad(X, y, sample_weight, start, stop, params, n_out, loss_kind, hyper, grad) -> float:
+def batch_loss_grad(X, y, sample_weight, start, stop, params, n_out, loss_kind, hyper, grad, sparse=None) -> float:
     """Overwrite ``grad`` with the summed weighted data-loss gradient of rows [start, stop); return the loss sum.
 
     No penalty and no division by the number of rows; computed exactly as ``train_chunk`` computes a batch of
-    ``stop - start`` rows.
+    ``stop - start`` rows. ``sparse``: the chunk's sparse block (a ``streamgd.sparse.SparseBlock``), if any.
     """
     chunk = _chunk(X)
     n, d = chunk[2], chunk[3]
     y, sample_weight = _targets(y, sample_weight, n)
-    _check_params(params, d, n_out)
+    _check_params(params, _width(d, sparse), n_out)
     _check_in_place(grad, "grad", params.shape)
     start, stop = int(start), int(stop)
     if not 0 <= start <= stop <= n:
         raise ValueError(f"rows [{start}, {stop}) are not within the chunk's {n} rows")
     grad[:] = 0.0
-    return _sum(chunk, y, sample_weight, start, stop, params, n_out, loss_kind, _hyper(hyper)[H_HUBER_EPS],
-                max(stop - start, 1), grad)
+    eps = _hyper(hyper)[H_HUBER_EPS]
+    if sparse is not None:
+        return sparse_kernels().loss_sum(X, sparse, y, sample_weight, start, stop, params, n_out, loss_kind, eps, grad)
+    return _sum(chunk, y, sample_weight, start, stop, params, n_out, loss_kind, eps, max(stop - start, 1), grad)
+
+
+def _width(d, sparse):
+    """The model's number of features: the dense block's columns, plus the sparse block's slots."""
+    return d if sparse is None else d + int(sparse.n_slots)
+
+
+def sparse_kernels():
+    """The loops for chunks with a sparse block (``streamgd.sparse_kernels``, which builds on this module)."""
+    from . import sparse_kernels as module
+    return module
 
 
 def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, n_out, loss_kind, opt_kind,
-                step0) -> tuple[float, int, int]:
+                step0, sparse=None) -> tuple[float, int, int]:
     """Train on every consecutive mini-batch of a chunk; return (progressive loss sum, rows done, status).
 
     Batch ``b`` covers rows [b * batch_size, min((b + 1) * batch_size, n)); its mean gradient, plus the L2
     penalty, clipped, is stepped with rate ``lrs[b]`` at step ``step0 + b``, then the L1 prox. Its loss enters
     the sum as evaluated before its update. A non-finite batch is not applied and ends the call: rows done = its
-    start, status ``-(row) - 1`` (see the module docstring).
+    start, status ``-(row) - 1`` (see the module docstring). ``sparse``: the chunk's sparse block, if any (its
+    slots are features ``d ..`` of the model; see ``streamgd.sparse_kernels`` for the lazy updates).
     """
     chunk = _chunk(X)
     x, fortran, n, d = chunk
     y, sample_weight = _targets(y, sample_weight, n)
-    _check_params(params, d, n_out)
+    _check_params(params, _width(d, sparse), n_out)
     _check_in_place(opt_state, "opt_state", (opt_state.shape[0] if opt_state.ndim == 2 else -1, params.shape[0]))
     batch_size = int(batch_size)
     if batch_size < 1:
@@ -848,6 +875,9 @@ def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, 
     if lrs.shape[0] < -(-n // bs):
         raise ValueError(f"lrs needs one rate per mini-batch: {-(-n // bs)}, got {lrs.shape[0]}")
     hyper = _hyper(hyper, opt_state)
+    if sparse is not None:
+        return sparse_kernels().train_chunk(X, sparse, y, sample_weight, params, opt_state, hyper, lrs, bs, n_out,
+                                            loss_kind, opt_kind, step0)
     rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, bs)
     n_par = params.shape[0]
     stateful = opt_kind != OPT_SGD  # plain SGD is checked before it writes, so it needs no backup
@@ -864,7 +894,7 @@ def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, 
     return total, done, -bad - 1
 
 
-def accumulate_chunk(X, y, sample_weight, params, n_out, loss_kind, hyper, grad_sum) -> tuple[float, int]:
+def accumulate_chunk(X, y, sample_weight, params, n_out, loss_kind, hyper, grad_sum, sparse=None) -> tuple[float, int]:
     """Add the chunk's summed weighted data-loss gradient into ``grad_sum``; return (loss sum, status).
 
     The full-batch half of gradient descent: call it on every chunk of an epoch, then ``full_batch_step``. On a
@@ -873,13 +903,20 @@ def accumulate_chunk(X, y, sample_weight, params, n_out, loss_kind, hyper, grad_
     chunk = _chunk(X)
     n, d = chunk[2], chunk[3]
     y, sample_weight = _targets(y, sample_weight, n)
-    _check_params(params, d, n_out)
+    _check_params(params, _width(d, sparse), n_out)
     _check_in_place(grad_sum, "grad_sum", params.shape)
     eps = float(_hyper(hyper)[H_HUBER_EPS])
     local = np.zeros(params.shape[0])
-    total = _sum(chunk, y, sample_weight, 0, n, params, n_out, loss_kind, eps, max(n, 1), local)
+    if sparse is not None:
+        total = sparse_kernels().loss_sum(X, sparse, y, sample_weight, 0, n, params, n_out, loss_kind, eps, local)
+    else:
+        total = _sum(chunk, y, sample_weight, 0, n, params, n_out, loss_kind, eps, max(n, 1), local)
     if not (math.isfinite(total) and np.isfinite(local).all()):
-        return total, -_first_bad_row(chunk, y, sample_weight, 0, n, params, int(n_out), int(loss_kind), eps) - 1
+        if sparse is not None:
+            bad = sparse_kernels().first_bad_row(X, sparse, y, sample_weight, 0, n, params, n_out, loss_kind, eps)
+        else:
+            bad = _first_bad_row(chunk, y, sample_weight, 0, n, params, int(n_out), int(loss_kind), eps)
+        return total, -bad - 1
     grad_sum += local
     return total, 0
 
@@ -901,20 +938,26 @@ def full_batch_step(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_ki
     return 0 if ok else -1
 
 
-def predict_margins(X, params, n_out, out) -> None:
+def predict_margins(X, params, n_out, out, sparse=None) -> None:
     """Write the margins of every row, shape (n_rows, n_out), into the float64 array ``out``."""
     x, fortran, n, d = _chunk(X)
-    _check_params(params, d, n_out)
+    _check_params(params, _width(d, sparse), n_out)
     _check_in_place(out, "out", (n, n_out))
+    if sparse is not None:
+        sparse_kernels().predict_margins(X, sparse, params, n_out, out)
+        return
     _, tile_rows, tile, margins, _ = _workspace(d, n_out, max(n, _ROW_MAJOR_BELOW))
     _predict_loop_for(fortran)(x, n, d, params, int(n_out), tile_rows, tile, margins, out)
 
 
-def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper) -> float:
+def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper, sparse=None) -> float:
     """Sum of the weighted data losses over the chunk (no penalty), for evaluation."""
     chunk = _chunk(X)
     n, d = chunk[2], chunk[3]
     y, sample_weight = _targets(y, sample_weight, n)
-    _check_params(params, d, n_out)
+    _check_params(params, _width(d, sparse), n_out)
+    if sparse is not None:
+        return sparse_kernels().loss_sum(X, sparse, y, sample_weight, 0, n, params, n_out, loss_kind,
+                                         _hyper(hyper)[H_HUBER_EPS], np.empty(0))
     return _sum(chunk, y, sample_weight, 0, n, params, n_out, loss_kind, _hyper(hyper)[H_HUBER_EPS], max(n, 1),
                 np.empty(0))

@@ -16,6 +16,7 @@ array([1.5])
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from . import __version__, kernels
 from .errors import DataError, ModelFileError
+from .sparse import FeatureBlocks, SparseBlock
 from .tensorfile import read_tensor_file, write_tensor_file
 from .registry import Registry
 
@@ -57,7 +59,12 @@ class LinearModel:
                  feature_spec: dict | None = None):
         self.coef_ = np.atleast_2d(np.asarray(coef, dtype=np.float64))
         self.intercept_ = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
-        self.feature_names = list(feature_names)
+        if feature_names is None and feature_spec is not None:  # a model file stores a spec's names as the spec
+            from .features import FeatureSpec
+
+            feature_names = FeatureSpec.from_dict(feature_spec).output_names
+        self.feature_names = feature_names if isinstance(feature_names, Sequence) and not isinstance(
+            feature_names, (list, tuple, str)) else list(feature_names)
         self.target = target
         self.classes_ = list(classes) if classes is not None else None
         self.config = dict(config or {})
@@ -97,14 +104,26 @@ class LinearModel:
         """The flat parameter vector in the kernels' layout (coef row-major, then intercepts)."""
         return np.concatenate([self.coef_.ravel(), self.intercept_])
 
-    def _matrix(self, X: Any) -> np.ndarray:
+    def _blocks(self, X: Any) -> FeatureBlocks:
+        """The input as the dense and sparse blocks the kernels read: a table through the model's FeatureSpec, a
+        ``scipy.sparse`` matrix as a sparse block, a FeatureBlocks as it is, anything else as a dense matrix."""
+        if isinstance(X, FeatureBlocks):
+            return X
+        if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy.sparse
+            if X.shape[1] != self.n_features:
+                raise DataError(f"expected {self.n_features} features, got a sparse matrix of shape {X.shape}")
+            return FeatureBlocks(np.empty((X.shape[0], 0)), SparseBlock.from_csr(X))
         spec = self.spec
         if spec is not None and hasattr(X, "columns") and not isinstance(X, np.ndarray):
             table = X if isinstance(X, pa.Table) else pa.Table.from_pandas(X, preserve_index=False)
             missing = [n for n in spec.input_columns if n not in table.column_names]
             if missing:
                 raise DataError(f"the input has no column {missing[0]!r}, which the model was trained on")
-            return spec.to_matrix(table, None, np.float64)[0]
+            dense, sparse, _ = spec.to_blocks(table, None, np.float64)
+            return FeatureBlocks(dense, sparse)
+        return FeatureBlocks(self._matrix(X), None)
+
+    def _matrix(self, X: Any) -> np.ndarray:
         if hasattr(X, "columns") and not isinstance(X, np.ndarray):  # pandas DataFrame or pyarrow Table
             names = list(X.columns) if not hasattr(X, "column_names") else X.column_names
             missing = [n for n in self.feature_names if n not in names]
@@ -127,9 +146,9 @@ class LinearModel:
     def _margins(self, X: Any) -> np.ndarray:
         """Margins of every row, shape (n, n_outputs), by the compiled kernel: a NumPy matrix product of a chunk
         wakes OpenBLAS's threads, whose spinning takes the core the reader needs while streaming."""
-        X = self._matrix(X)
+        X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
-        kernels.predict_margins(X, self.params, self.coef_.shape[0], out)
+        kernels.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse)
         return out
 
     def predict(self, X: Any) -> np.ndarray:
@@ -141,16 +160,18 @@ class LinearModel:
 
     def loss(self, X: Any, y: np.ndarray) -> float:
         """Mean data loss (no penalty) on encoded targets ``y``, computed by the same kernel as training."""
-        X = self._matrix(X)
+        X, sparse = self._blocks(X)
         hyper = np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
         total = kernels.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
-                                   self.coef_.shape[0], self.loss_kind, hyper)
+                                   self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse)
         return float(total) / max(len(X), 1)
 
     # ---- files -------------------------------------------------------------------------------------------------
     def metadata(self) -> dict:
-        return {"kind": self.kind, "feature_names": self.feature_names, "feature_spec": self.feature_spec,
+        names = None if self.feature_spec is not None and not isinstance(self.feature_names, list) \
+            else list(self.feature_names)  # a spec's names are computed from the spec
+        return {"kind": self.kind, "feature_names": names, "feature_spec": self.feature_spec,
                 "target": self.target,
                 "classes": self.classes_, "config": self.config, "history": self.history,
                 "summary": self.summary, "streamgd_version": __version__}

@@ -23,6 +23,7 @@ from .models import LinearModel
 from .outputs import check_output_file
 from .reader import ChunkStream
 from .shuffle import make_plan
+from .sparse import FeatureBlocks, SparseBlock
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,13 @@ def iter_prediction_tables(model: LinearModel, dataset: Dataset, keep: Sequence[
     with ChunkStream(dataset, plan, dtype=np.float64, prefetch_depth=prefetch_depth, with_target=False,
                      extra_columns=list(keep), features=model.spec, all_rows=True) as stream:
         for chunk in stream:
-            yield prediction_table(model, chunk.X, chunk.extra if keep else None)
+            yield prediction_table(model, chunk.X, chunk.extra if keep else None, chunk.sparse)
 
 
-def prediction_table(model: LinearModel, X: np.ndarray, kept: pa.Table | None = None) -> pa.Table:
-    """The ``prediction`` column (and ``proba`` or ``proba_<class>`` for classifiers) for a feature matrix; rows
-    with a NaN or infinite feature get nulls."""
+def prediction_table(model: LinearModel, X: np.ndarray, kept: pa.Table | None = None,
+                     sparse: SparseBlock | None = None) -> pa.Table:
+    """The ``prediction`` column (and ``proba`` or ``proba_<class>`` for classifiers) for a feature matrix and
+    its sparse block; rows with a NaN or infinite feature get nulls."""
     columns: dict[str, Any] = {}
     if kept is not None:
         for name in kept.column_names:
@@ -79,6 +81,7 @@ def prediction_table(model: LinearModel, X: np.ndarray, kept: pa.Table | None = 
     bad = unscorable_rows(X)
     if bad is not None:
         X = np.where(bad[:, None], 0.0, X)  # scored as zeros (no NaN warnings), then masked
+    X = FeatureBlocks(X, sparse)
     labels = model.predict(X)
     columns["prediction"] = pa.array(labels, mask=bad)
     if hasattr(model, "predict_proba"):

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from .dataset import Dataset, Unit, UnitTableReader
 from .errors import ConfigError, DataError
 from .shuffle import Plan, ShuffleQualityMeter, Step
+from .sparse import SparseBlock
 
 DEFAULT_PREFETCH_DEPTH = 2
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -44,12 +45,14 @@ class _Decoded:
 
 @dataclass
 class Chunk:
-    """Rows of one plan step: features ``X`` (n_rows, n_features), column-major, and target ``y`` (float64)."""
+    """Rows of one plan step: the dense features ``X`` (n_rows, n_dense), column-major, the sparse block of the
+    categorical features (``streamgd.sparse.SparseBlock``, or None) and the target ``y`` (float64)."""
 
     X: np.ndarray
     y: np.ndarray | None
     step: Step
     row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
+    sparse: SparseBlock | None = None
 
     @property
     def n_rows(self) -> int:
@@ -203,14 +206,15 @@ class ChunkStream:
     def _convert(self, table: pa.Table, step: Step) -> Chunk:
         """The step's table as a chunk: features and target in the step's row order, then the transform."""
         order = step.row_order()
+        sparse = None
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
                                          self.target_encoder)
         else:
-            X, y, order = self._featurize(table, order)
+            X, sparse, y, order = self._featurize(table, order)
         if self.transform is not None:
             X = self.transform(X)
-        chunk = Chunk(X, y, step, order)
+        chunk = Chunk(X, y, step, order, sparse)
         if self.extra_columns:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
         return chunk
@@ -223,11 +227,11 @@ class ChunkStream:
         return chunk
 
     def _featurize(self, table: pa.Table, order: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """The FeatureSpec's matrix; rows with a missing target are left out under ``drop-rows`` and ``impute``,
+                   ) -> tuple[np.ndarray, SparseBlock | None, np.ndarray | None, np.ndarray | None]:
+        """The FeatureSpec's blocks; rows with a missing target are left out under ``drop-rows`` and ``impute``,
         and rows with a missing feature under ``drop-rows`` (the returned order then lists the rows kept, as
         positions in the unit). With ``all_rows`` nothing is left out."""
-        X, keep = self.features.to_matrix(table, order, self.dtype)
+        X, sparse, keep = self.features.to_blocks(table, order, self.dtype)
         y = None
         if self.target is not None:
             y = self.target_encoder(table.column(self.target))
@@ -241,8 +245,9 @@ class ChunkStream:
             positions = np.arange(table.num_rows) if order is None else order
             order = positions[keep]
             X = np.asfortranarray(X[keep])
+            sparse = None if sparse is None else sparse.take(keep)
             y = None if y is None else y[keep]
-        return X, y, order
+        return X, sparse, y, order
 
     def _columns(self) -> list[str]:
         inputs = self.dataset.feature_names if self.features is None else self.features.input_columns

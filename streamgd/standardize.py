@@ -41,13 +41,19 @@ class Standardizer:
         return X
 
     def raw_coefficients(self, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The same linear function on raw inputs: coef / scale and intercept - (coef / scale) . mean."""
-        raw = coef / self.scale
-        return raw, intercept - raw @ self.mean
+        """The same linear function on raw inputs: coef / scale and intercept - (coef / scale) . mean. Columns of
+        ``coef`` beyond the standardized ones (a model's sparse slots) are left as they are."""
+        k = self.mean.shape[0]
+        raw = coef.copy()
+        raw[:, :k] = coef[:, :k] / self.scale
+        return raw, intercept - raw[:, :k] @ self.mean
 
     def standardized_coefficients(self, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The inverse of ``raw_coefficients`` (exact up to rounding): coef * scale and intercept + coef . mean."""
-        return coef * self.scale, intercept + coef @ self.mean
+        k = self.mean.shape[0]
+        scaled = coef.copy()
+        scaled[:, :k] = coef[:, :k] * self.scale
+        return scaled, intercept + coef[:, :k] @ self.mean
 
     def to_dict(self) -> dict:
         return {"kind": "standardize", "mean": self.mean.tolist(), "scale": self.scale.tolist()}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import psutil
 import pyarrow as pa
 
 from . import core, kernels
@@ -181,10 +182,12 @@ class Trainer:
         n_out = model_cls.n_outputs(len(classes) if classes else None)
         if self.init is not None:
             return self._continue(train, validation, model_cls, classes, encoder, n_out, class_weights)
+        self._check_interactions(train)
         stats = self._statistics(train)
         spec = self._feature_spec(train, stats)
         feature_names = spec.output_names if spec is not None else list(dataset.feature_names)
-        optimizer, params, opt_state, hyper = initial_state(cfg, len(feature_names), n_out)
+        optimizer, params, opt_state, hyper = initial_state(cfg, len(feature_names), n_out,
+                                                            spec.n_slots if spec is not None else 0)
         if checkpoint is not None:
             self._check_resumable(checkpoint, dataset)
             state = TrainState.from_checkpoint(checkpoint)
@@ -209,7 +212,11 @@ class Trainer:
         spec = model.spec
         check_data(model, name, to_json_labels(classes) if classes else None, list(train.feature_names),
                    ordered=spec is None)
-        optimizer, _, fresh_state, hyper = initial_state(cfg, model.n_features, n_out)
+        if cfg.make_optimizer().code == kernels.OPT_FTRL:
+            raise ConfigError("ftrl keeps its weights in its own state (z, n), so it cannot continue a saved model "
+                              "(--init); train it from the start")
+        optimizer, _, fresh_state, hyper = initial_state(cfg, model.n_features, n_out,
+                                                         spec.n_slots if spec is not None else 0)
         standardizer = stored_standardizer(model)
         params, opt_state, step, epoch = starting_point(model, name, standardizer, fresh_state)
         state = TrainState(params=params, opt_state=opt_state, step=step, epoch=epoch, first_epoch=epoch,
@@ -218,7 +225,7 @@ class Trainer:
         self.standardizer = standardizer
         schedule = cfg.make_schedule(self.steps_per_epoch(train))
         return Run(train, validation, model_cls, classes, encoder, n_out, optimizer, hyper, schedule, standardizer,
-                    class_weights, spec, list(model.feature_names), None), state
+                    class_weights, spec, model.feature_names, None), state
 
     def _statistics(self, train: Dataset) -> DatasetStats | None:
         """The statistics pass over the input columns, when standardization or a FeatureSpec needs it."""
@@ -233,6 +240,17 @@ class Trainer:
         workers = 1 if cfg.memory_budget is not None else 2
         return compute_stats(train, train.feature_names, train.categorical, cfg.max_categories, workers=workers)
 
+    def _check_interactions(self, train: Dataset) -> None:
+        """Every column an interaction names must be a categorical feature: said before the statistics pass."""
+        for pair in self.config.interactions or ():
+            for name in pair:
+                if name not in train.categorical:
+                    kind = "not in the data" if name not in train.schema.names else (
+                        "not a feature" if name not in train.feature_names else "not categorical")
+                    raise ConfigError(f"--interactions names {name!r}, which is {kind}; interactions pair "
+                                      f"categorical columns ({', '.join(train.categorical) or 'there are none'}; "
+                                      "--categorical makes a column categorical)")
+
     def _needs_spec(self, dataset: Dataset) -> bool:
         """Whether the inputs need more than reading numeric columns as they are."""
         temporal = any(is_temporal_type(dataset.schema.field(name).type) for name in dataset.feature_names)
@@ -244,7 +262,9 @@ class Trainer:
         cfg = self.config
         numeric = [name for name in train.feature_names if name not in train.categorical]
         return FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
-                               hash_bits=cfg.hash_bits, max_categories=cfg.max_categories)
+                               hash_bits=cfg.hash_bits, max_categories=cfg.max_categories,
+                               interactions=[tuple(pair) for pair in cfg.interactions or ()],
+                               interaction_bits=cfg.interaction_bits)
 
     @staticmethod
     def _standardizer(stats: DatasetStats, spec: FeatureSpec | None) -> Standardizer:
@@ -253,7 +273,7 @@ class Trainer:
         if spec is None:
             columns = list(stats.columns.values())
             return Standardizer.from_stats(np.array([c.mean for c in columns]), np.array([c.std for c in columns]))
-        means, stds = np.zeros(spec.n_outputs), np.ones(spec.n_outputs)
+        means, stds = np.zeros(spec.n_dense), np.ones(spec.n_dense)
         for j, numeric in enumerate(spec.numeric):
             means[j], stds[j] = stats.columns[numeric.name].mean, stats.columns[numeric.name].std
         return Standardizer.from_stats(means, stds)
@@ -392,19 +412,39 @@ def kernel_hyper(cfg: TrainConfig, optimizer: Optimizer) -> np.ndarray:
     return hyper
 
 
-def initial_state(cfg: TrainConfig, n_features: int, n_out: int
+def initial_state(cfg: TrainConfig, n_features: int, n_out: int, n_slots: int = 0
                   ) -> tuple[Optimizer, np.ndarray, np.ndarray, np.ndarray]:
-    """The optimizer, zero parameters, its initial state and the kernels' hyperparameters for a fresh run."""
+    """The optimizer, zero parameters, its initial state and the kernels' hyperparameters for a fresh run
+    (``n_slots`` of the features are a sparse block's slots)."""
     optimizer = cfg.make_optimizer()
     n_params = kernels.n_params(n_features, n_out)
-    opt_state = optimizer.init_state(n_params)
     hyper = kernel_hyper(cfg, optimizer)
-    if hyper[kernels.H_ALPHA] * hyper[kernels.H_L1_RATIO] > 0 and not cfg.full_batch:
-        # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record
-        # is one more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
-        opt_state = np.vstack([opt_state, np.zeros((1, n_params))])
-        hyper[kernels.H_L1_ROW] = opt_state.shape[0]
+    stochastic = not cfg.full_batch and optimizer.code != kernels.OPT_FTRL  # FTRL applies its penalty itself
+    # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record is one
+    # more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
+    cumulative_l1 = stochastic and hyper[kernels.H_ALPHA] * hyper[kernels.H_L1_RATIO] > 0
+    # sparse slots catch up the L2 penalty (and AdamW's decay) of the steps they skipped: a row of stamps
+    decays = hyper[kernels.H_ALPHA] * (1 - hyper[kernels.H_L1_RATIO]) > 0 or getattr(optimizer, "weight_decay", 0)
+    lazy = stochastic and n_slots > 0 and bool(decays)
+    check_model_fits(n_params, optimizer.state_rows + cumulative_l1 + lazy, n_slots)
+    opt_state = optimizer.init_state(n_params)
+    for needed, slot in ((cumulative_l1, kernels.H_L1_ROW), (lazy, kernels.H_LAZY_ROW)):
+        if needed:
+            opt_state = np.vstack([opt_state, np.zeros((1, n_params))])
+            hyper[slot] = opt_state.shape[0]
     return optimizer, np.zeros(n_params), opt_state, hyper
+
+
+def check_model_fits(n_params: int, state_rows: int, n_slots: int) -> None:
+    """ConfigError, before any training, when the parameters and optimizer state would not fit in the memory
+    this machine has available (a hashed or one-hot model grows with its slots)."""
+    need = 8 * n_params * (1 + state_rows) * 2  # and about as much again: checkpoints, the model's coef copy
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise ConfigError(f"the model's {n_params:,} parameters and {state_rows} optimizer state rows would need "
+                          f"{need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB available"
+                          + (f"; it has {n_slots:,} sparse slots: lower --hash-bits or --max-categories"
+                             if n_slots else ""))
 
 
 class NonNegativeTarget:

@@ -46,7 +46,8 @@ def mean_loss(dataset: Dataset, params: np.ndarray, n_out: int, loss_kind: int, 
     with ChunkStream(dataset, plan, dtype=dtype, target_encoder=target_encoder, transform=transform,
                      features=features) as stream:
         for chunk in stream:
-            total += kernels.chunk_loss(chunk.X, chunk.y, np.empty(0), params, n_out, loss_kind, hyper)
+            total += kernels.chunk_loss(chunk.X, chunk.y, np.empty(0), params, n_out, loss_kind, hyper,
+                                        sparse=chunk.sparse)
             rows += chunk.n_rows
     return total / max(rows, 1)
 

@@ -15,16 +15,17 @@ from typing import Any
 from ..errors import ConfigError
 from .adaptive import AdaGrad, Adam, AdamW, RMSProp
 from .base import Optimizer
+from .ftrl import FTRL
 from ..registry import Registry
 from .schedules import (SCHEDULES, Schedule, ScheduleKind, ScheduleSettings, constant, cosine, exponential,
                         inverse_scaling, step_decay, warmup)
 from .sgd import SGD, AveragedSGD, Momentum, Nesterov
 
-_RULES = (SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW, AveragedSGD)
+_RULES = (SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW, AveragedSGD, FTRL)
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", {cls.name: cls for cls in _RULES},
                                                  {cls.name: cls.description for cls in _RULES})
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "SGD", "AdaGrad", "Adam", "AdamW", "AveragedSGD", "Momentum", "Nesterov",
+__all__ = ["FTRL", "OPTIMIZERS", "SCHEDULES", "SGD", "AdaGrad", "Adam", "AdamW", "AveragedSGD", "Momentum", "Nesterov",
            "Optimizer", "RMSProp", "Schedule", "ScheduleKind", "ScheduleSettings", "constant", "cosine",
            "exponential", "hyperparameter_table", "inverse_scaling", "make_optimizer", "make_schedule",
            "optimizer_options", "step_decay", "warmup"]

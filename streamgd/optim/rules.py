@@ -20,9 +20,14 @@ adam       m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;                     
            w -= lr m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps)   (Kingma, Ba, 2015)
 adamw      coef *= 1 - lr wd, then adam                        (Loshchilov, Hutter)   m, v
 asgd       w -= lr g;  from step t0 on, wbar += (w - wbar) / (t - t0)  (Polyak, Ruppert)  wbar
+ftrl       sigma = (sqrt(n + g^2) - sqrt(n)) / lr;  z += g - sigma w;  n += g^2;        z, n
+           w = 0 if |z| <= l1 else -(z - sign(z) l1) / ((beta + sqrt(n)) / lr + l2)
+           (FTRL-Proximal, McMahan et al., 2013, Algorithm 1, per coordinate)
 =========  =========================================================================  =====================
 
 AdamW's decoupled decay, like the L1/L2 penalty, never touches the intercepts (the entries from ``n_coef`` on).
+FTRL applies the penalty itself (``l1 = alpha * l1_ratio``, ``l2 = alpha * (1 - l1_ratio)``; none on the
+intercepts), so the kernels add no L2 gradient and take no L1 step for it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ OPT_RMSPROP = 4
 OPT_ADAM = 5
 OPT_ADAMW = 6
 OPT_ASGD = 7
+OPT_FTRL = 8
 
 # optimizer hyperparameters in the kernels' ``hyper`` array (entries 0 .. H_OPT0 - 1 are the penalty's)
 # The kernels' hyperparameter vector, one slot map for all of it: the penalty's and the loss's slots, then the
@@ -53,6 +59,8 @@ H_BETA2 = 5  # rmsprop's rho; adam's beta2
 H_EPS = 6
 H_WEIGHT_DECAY = 7
 H_AVERAGE_START = 8  # asgd: the first step whose iterate enters the average
+H_FTRL_BETA = 9  # ftrl: beta of the per-coordinate rate (beta + sqrt(n)) / lr
+H_LAZY_ROW = 10  # 1 + the row of the state that holds the sparse slots' decay stamps; 0: none (see sparse_kernels)
 H_L1_ROW = 11  # 1 + the row of the optimizer state that holds the cumulative L1 penalty; 0: none (plain prox)
 N_HYPER = 12
 
@@ -109,9 +117,34 @@ def optimizer_step(opt_kind, params, grad, state, step, lr, hyper, n_coef):  # p
             m[i] = beta1 * m[i] + (1.0 - beta1) * g
             v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
             params[i] -= lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
+    elif opt_kind == OPT_FTRL:
+        beta = hyper[H_FTRL_BETA]
+        l1 = hyper[H_ALPHA] * hyper[H_L1_RATIO]
+        l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
+        z = state[0]
+        sum_squares = state[1]
+        for i in range(n):
+            penalised = i < n_coef
+            params[i] = ftrl_coordinate(params[i], grad[i], z, sum_squares, i, lr, beta, l1 if penalised else 0.0,
+                                        l2 if penalised else 0.0)
     else:  # OPT_ASGD: plain SGD steps; state[0] is the running mean of the iterates from H_AVERAGE_START on
         for i in range(n):
             params[i] -= lr * grad[i]
+
+
+@numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
+def ftrl_coordinate(w, g, z, sum_squares, i, alpha, beta, l1, l2):  # pragma: no cover - compiled
+    """One FTRL-Proximal update of coordinate ``i`` (z[i] and n[i] in place); returns its new weight."""
+    n_old = sum_squares[i]
+    n_new = n_old + g * g
+    root = math.sqrt(n_new)
+    z_new = z[i] + g - (root - math.sqrt(n_old)) / alpha * w
+    z[i] = z_new
+    sum_squares[i] = n_new
+    if abs(z_new) <= l1:
+        return 0.0
+    shrunk = z_new - l1 if z_new > 0.0 else z_new + l1
+    return -shrunk / ((beta + root) / alpha + l2)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")

@@ -1,0 +1,34 @@
+"""FTRL-Proximal (McMahan et al., 2013, "Ad Click Prediction: a View from the Trenches"), the per-coordinate
+learner of click logs; the rule is in ``streamgd.optim.rules``.
+
+The paper's alpha is the learning rate (``lr``, constant by default: the per-coordinate rates
+``alpha / (beta + sqrt(n_i))`` already decay), its beta is ``beta``, and its lambda1 and lambda2 are the run's
+penalty: ``alpha * l1_ratio`` and ``alpha * (1 - l1_ratio)`` (``--alpha``, ``--penalty``, ``--l1-ratio``). The paper
+sums the losses of single examples; with mini-batches the gradient is the batch's mean, so batch size 1 is the
+paper's algorithm exactly. Coefficients with ``|z| <= lambda1`` are exactly zero; the intercepts are not penalised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import rules
+from .base import Optimizer, hyperparameter
+
+
+@dataclass(frozen=True)
+class FTRL(Optimizer):
+    """``z += g - sigma * w; n += g^2; w = prox(z, n)`` per coordinate (see the module docstring)."""
+
+    beta: float = hyperparameter(1.0, "the per-coordinate rate's offset: lr / (beta + sqrt(n))")
+
+    name = "ftrl"
+    code = rules.OPT_FTRL
+    description = "FTRL-Proximal, per-coordinate rates with exact L1 zeros"
+    state_names = ("z", "n")
+    slots = {"beta": rules.H_FTRL_BETA}
+    default_lr = (0.1, 0.1)
+    default_schedule = {"schedule": "constant"}
+
+    def check(self) -> None:
+        self._positive("beta", allow_zero=True)
