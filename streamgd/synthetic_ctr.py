@@ -15,7 +15,8 @@ distinct tokens, and a token gives its rank back (:meth:`CtrModel.margins` recom
 
 Memory is bounded by one row group plus each column's Zipf table (8 bytes per possible value: 20 MB for the
 default cardinalities); rows depend only on ``seed`` and ``row_group_size``, the truth only on ``model_seed``
-and the shape arguments, so a holdout set is another ``seed`` with the same ``model_seed``.
+and the other arguments (the intercept is solved for them), so a holdout set is another ``seed`` with the same
+``model_seed`` and arguments.
 
 >>> import tempfile, os, pyarrow.parquet as pq
 >>> path = os.path.join(tempfile.mkdtemp(), "clicks.parquet")
