@@ -25,6 +25,7 @@ from .optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
 from .penalties import PENALTIES
 from .shuffle import MODES, shuffle_syntax
 from .synthetic import TASKS
+from .synthetic_ctr import TASK as CTR_TASK
 
 if TYPE_CHECKING:
     from .predict import PredictionCounts
@@ -456,38 +457,99 @@ def bench(ctx: click.Context) -> None:
 
 
 # ---- make-data --------------------------------------------------------------------------------------------------
+_CTR_ONLY = ("cardinalities", "zipf", "null_fraction", "interactions", "ctr")
+
+
 @main.command("make-data")
 @click.argument("out")
 @click.option("--rows", default=1_000_000, show_default=True, type=int)
-@click.option("--features", default=32, show_default=True, type=int)
-@click.option("--task", default="binary", show_default=True, type=click.Choice(TASKS))
+@click.option("--features", default=None, type=int,
+              help="Numeric columns: x0, x1, ... [default: 32]; ctr: counts I1, I2, ... [default: 13].")
+@click.option("--task", default="binary", show_default=True, type=click.Choice([*TASKS, CTR_TASK]),
+              help="ctr: a Criteo-shaped click log (label, I1..I13 counts, C1..C26 hex tokens) from a planted "
+                   "logistic truth with pairwise interactions.")
 @click.option("--classes", "n_classes", default=3, show_default=True, type=int)
 @click.option("--row-group-size", default=65_536, show_default=True, type=int)
 @click.option("--files", "n_files", default=1, show_default=True, type=int)
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(DTYPES))
-@click.option("--nan-fraction", default=0.0, show_default=True, type=float, help="NaN in the x columns.")
+@click.option("--nan-fraction", default=None, type=float,
+              help="NaN in the x columns [default: 0]; ctr: nulls in the I columns [default: 0.1].")
 @click.option("--id", "id_column", is_flag=True, help="Add an int64 column 'id': the row number, 0..rows-1.")
-@click.option("--categorical", "n_categorical", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Add this many text columns c0, c1, ... (values a, b, c, d) that enter the true model.")
+@click.option("--categorical", "n_categorical", default=None, type=click.IntRange(min=0),
+              help="Add this many text columns c0, c1, ... (values a, b, c, d) that enter the true model "
+                   "[default: 0]; ctr: the columns C1, C2, ... [default: 26].")
+@click.option("--cardinalities", default=None,
+              help="ctr: values per C column, comma-separated, one per column [default: 3 to 1,000,000, "
+                   "geometrically].")
+@click.option("--zipf", default=None, type=float, help="ctr: the Zipf exponent of every C column [default: 1.1].")
+@click.option("--null-fraction", default=None,
+              help="ctr: nulls per C column, one number or one per column [default: 0.3 in C5, C10, ..., "
+                   "0.02 elsewhere].")
+@click.option("--interactions", default=None,
+              help="ctr: the planted pairwise interactions, e.g. C1:C2,C11:C16 (the default for 26 columns).")
+@click.option("--ctr", default=None, type=float, help="ctr: the mean click rate the intercept aims at [default: 0.25].")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--model-seed", default=None, type=int,
               help="Seed of the true model alone (default: --seed); another --seed then draws new rows from the "
                    "same model, e.g. a test set.")
 @_friendly_errors
-def make_data(out: str, rows: int, features: int, task: str, n_classes: int, row_group_size: int, n_files: int,
-              dtype: str, nan_fraction: float, id_column: bool, n_categorical: int, seed: int,
-              model_seed: int | None) -> None:
+def make_data(out: str, rows: int, features: int | None, task: str, n_classes: int, row_group_size: int,
+              n_files: int, dtype: str, nan_fraction: float | None, id_column: bool, n_categorical: int | None,
+              seed: int, model_seed: int | None, **ctr_options: Any) -> None:
     """Write a synthetic Parquet dataset with a known true model, in bounded memory."""
+    started = time.perf_counter()
+    if task == CTR_TASK:
+        _make_ctr_data(out, rows, features, row_group_size, n_files, dtype, nan_fraction, id_column, n_categorical,
+                       seed, model_seed, started, **ctr_options)
+        return
+    given = [name for name in _CTR_ONLY if ctr_options[name] is not None]
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} applies to --task ctr only")
     from .synthetic import make_dataset
 
-    started = time.perf_counter()
-    info = make_dataset(out, n_rows=rows, n_features=features, task=task, n_classes=n_classes,
-                        row_group_size=row_group_size, n_files=n_files, dtype=dtype, nan_fraction=nan_fraction,
-                        seed=seed, id_column=id_column, n_categorical=n_categorical, model_seed=model_seed)
+    n_categorical = n_categorical or 0
+    info = make_dataset(out, n_rows=rows, n_features=32 if features is None else features, task=task,
+                        n_classes=n_classes, row_group_size=row_group_size, n_files=n_files, dtype=dtype,
+                        nan_fraction=nan_fraction or 0.0, seed=seed, id_column=id_column,
+                        n_categorical=n_categorical, model_seed=model_seed)
     extra = ["id"] * id_column + [f"c{k}" for k in range(n_categorical)]
     plus = f" plus {', '.join(extra)}" if extra else ""
     click.echo(f"wrote {info.n_rows:,} rows x {info.n_features} features{plus} to {out} "
                f"({len(info.files)} file(s), {time.perf_counter() - started:.1f} s)")
+
+
+def _numbers(option: str, text: str | None, kind: type) -> list | None:
+    """A comma-separated list of numbers, or None."""
+    if text is None:
+        return None
+    try:
+        return [kind(float(item)) if kind is int else kind(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"--{option} {text!r}: expected comma-separated numbers") from None
+
+
+def _make_ctr_data(out: str, rows: int, features: int | None, row_group_size: int, n_files: int, dtype: str,
+                   nan_fraction: float | None, id_column: bool, n_categorical: int | None, seed: int,
+                   model_seed: int | None, started: float, cardinalities: str | None, zipf: float | None,
+                   null_fraction: str | None, interactions: str | None, ctr: float | None) -> None:
+    from . import synthetic_ctr as clicks
+
+    n_categorical = clicks.N_CATEGORICAL if n_categorical is None else n_categorical
+    null_fractions = _numbers("null-fraction", null_fraction, float)
+    if null_fractions is not None and len(null_fractions) == 1:
+        null_fractions = null_fractions[0]
+    info = clicks.make_ctr_dataset(
+        out, n_rows=rows, n_numeric=clicks.N_NUMERIC if features is None else features, n_categorical=n_categorical,
+        cardinalities=_numbers("cardinalities", cardinalities, int), zipf=clicks.ZIPF if zipf is None else zipf,
+        null_fractions=null_fractions,
+        numeric_null_fraction=clicks.NUMERIC_NULL_FRACTION if nan_fraction is None else nan_fraction,
+        interactions=interactions, ctr=clicks.CTR if ctr is None else ctr, row_group_size=row_group_size,
+        n_files=n_files, dtype=dtype, seed=seed, model_seed=model_seed, id_column=id_column)
+    pairs = ", ".join(f"{a} x {c}" for a, c in info.interactions) or "none"
+    click.echo(f"wrote {info.n_rows:,} click-log rows (label, I1..I{info.n_numeric}, C1..C{info.n_categorical}"
+               f"{', id' if id_column else ''}) to {out} ({len(info.files)} file(s), "
+               f"{time.perf_counter() - started:.1f} s): click rate {info.label_mean:.4f}, "
+               f"the truth's log loss {info.truth_log_loss:.4f}, interactions {pairs}")
 
 
 def invoke(args: list[str] | None = None) -> int:

@@ -136,3 +136,29 @@ def test_streamgd_bench_is_the_same_command():
     assert shown.exit_code == 0 and "--baseline" in shown.output and "streamgd bench" in shown.output
     refused = CliRunner().invoke(main, ["bench", "--sizes", "lots"])
     assert refused.exit_code == 2
+
+
+@pytest.mark.slow
+def test_click_log_benchmark_end_to_end(tmp_path):
+    # 20,000 training rows, 2^8 hashed features, scikit-learn and streamgd (Vowpal Wabbit is an optional extra):
+    # ~15 s here, mostly the children's interpreter starts. scikit-learn's default 'optimal' schedule needs far
+    # more rows than this to settle, so the test gives it an adaptive one.
+    import math
+
+    report_path = tmp_path / "ctr.json"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_ctr.py"), "--data-dir",
+                           str(tmp_path / "data"), "--rows", "20000", "--holdout-rows", "5000", "--row-group-size",
+                           "5000", "--hash-bits", "8", "--only", "sklearn,streamgd", "--sklearn-params",
+                           "learning_rate=adaptive,eta0=0.01", "--json", str(report_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| contender | rows/s | x VW | peak RSS MB | holdout log loss |" in done.stdout
+    assert "streamgd: " in done.stdout and " fit " in done.stdout  # the exact commands are printed
+    report = json.loads(report_path.read_text())
+    assert set(report["results"]) == {"sklearn", "streamgd"}
+    references = report["references"]
+    assert references["truth_log_loss"] < references["constant_log_loss"] < math.log(2)
+    for name, result in report["results"].items():
+        assert result["status"] == "ok", result
+        assert math.isfinite(result["holdout_log_loss"]) and result["holdout_log_loss"] < math.log(2), name
+        assert result["rows_per_s"] > 0 and 10 < result["peak_rss_mb"] < 4000, name

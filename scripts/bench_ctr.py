@@ -1,0 +1,442 @@
+"""Vowpal Wabbit, scikit-learn and streamgd on one Criteo-shaped click log: rows/s, peak RSS, holdout log loss.
+
+    python3 scripts/bench_ctr.py                                   # 2M rows, 2^20 hashed features, all three
+    python3 scripts/bench_ctr.py --rows 100000 --hash-bits 8 --only sklearn,streamgd --json out.json
+    python3 scripts/bench_ctr.py --streamgd-onehot 20               # streamgd one-hot (--max-categories 20)
+
+The training table (``--rows``, ``--seed``) and the holdout (``--holdout-rows``, ``--seed`` + 1) are drawn from
+the same planted truth (``--model-seed``) by ``streamgd make-data --task ctr`` into ``--data-dir``, once: an
+existing file of the same name is reused. Each contender trains in its own child process, one pass:
+
+- ``vw``: the tables are first written as VW text (``label |n I1:v ... |c C1=token ...``, label -1/1; timed
+  apart, not counted in VW's rows/s), then ``vowpalwabbit.Workspace("-d train.vw -b B --loss_function logistic
+  -f model")`` (the PyPI wheel has no ``vw`` command) and, in another child, ``-t -i model -p preds``.
+- ``sklearn``: ``FeatureHasher(2^B, input_type="dict")`` over ``{"I1": v, ..., "C1": token, ...}`` (a text value
+  becomes the feature ``C1=token``) and ``SGDClassifier(loss="log_loss").partial_fit`` row group by row group;
+  the coefficients are saved and another child scores the holdout.
+- ``streamgd``: ``streamgd fit --model logistic --hash-bits B --missing impute`` (plus ``--interactions`` and
+  ``--streamgd-args``), then ``streamgd predict`` on the holdout.
+
+rows/s is the training rows over the wall time of the training child (interpreter start and imports included,
+as a user waits for them); peak RSS is that child's own ``ru_maxrss`` (``os.wait4``). Log losses are computed
+here from each contender's holdout probabilities, clipped to [1e-15, 1 - 1e-15]; the planted truth's and the
+constant click rate's log losses on the same holdout are the floor and the ceiling. Needs ``pip install
+vowpalwabbit scikit-learn`` (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+# numpy and pyarrow are imported where they are used, not here: this file is also each contender's child process
+# (``bench_ctr.py child ...``), and the VW child must not carry pyarrow's ~50 MB into VW's peak RSS.
+
+CONTENDERS = ("vw", "sklearn", "streamgd")
+NUMERIC = ("log1p", "raw")
+CLIP = 1e-15
+SCRIPT = os.path.abspath(__file__)
+
+# Runs a command and reports the command's own peak RSS. A forked child's ru_maxrss starts at its parent's RSS
+# (Linux carries the high-water mark across fork and exec): measured straight from this process, every child would
+# weigh at least as much as the benchmark itself, so a launcher of ~10 MB forks the command and waits for it.
+LAUNCHER = """\
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as out:
+    json.dump({"maxrss_kib": usage.ru_maxrss, "status": code}, out)
+sys.exit(code if code >= 0 else 1)
+"""
+
+
+# ---- the children -----------------------------------------------------------------------------------------------
+def child_vw(vw_args: str) -> None:
+    """VW's own file driver: with -d, the Workspace reads and learns the whole file; ``finish`` writes -f."""
+    from vowpalwabbit import Workspace
+
+    started = time.perf_counter()
+    Workspace(vw_args).finish()
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+
+
+def _hashed_rows(table, hasher):
+    """FeatureHasher input: one dict per row, ``{"I1": v, ..., "C1": token}`` without nulls (a text value v of
+    key k is hashed as the feature ``k=v`` with value 1)."""
+    rows = table.drop_columns(["label"]).to_pylist()
+    return hasher.transform([{k: v for k, v in row.items() if v is not None} for row in rows])
+
+
+def child_sklearn_train(train: str, bits: str, out: str, params: str = "{}") -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.linear_model import SGDClassifier
+
+    started = time.perf_counter()
+    hasher = FeatureHasher(2 ** int(bits), input_type="dict")
+    model = SGDClassifier(**{"loss": "log_loss", "random_state": 0, **json.loads(params)})
+    source = pq.ParquetFile(train)
+    for group in range(source.num_row_groups):
+        table = source.read_row_group(group)
+        model.partial_fit(_hashed_rows(table, hasher), table.column("label").to_numpy(), classes=[0, 1])
+    np.savez(out, coef=model.coef_[0], intercept=model.intercept_)
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+
+
+def child_sklearn_predict(holdout: str, bits: str, model_path: str, out: str) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.feature_extraction import FeatureHasher
+
+    hasher = FeatureHasher(2 ** int(bits), input_type="dict")
+    model = np.load(model_path)
+    source, margins = pq.ParquetFile(holdout), []
+    for group in range(source.num_row_groups):
+        margins.append(_hashed_rows(source.read_row_group(group), hasher) @ model["coef"] + model["intercept"][0])
+    pq.write_table(pa.table({"margin": np.concatenate(margins)}), out)
+
+
+CHILDREN = {"vw": child_vw, "sklearn-train": child_sklearn_train, "sklearn-predict": child_sklearn_predict}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--data-dir", default="/tmp/streamgd-ctr", help="Where the tables and every output go.")
+    parser.add_argument("--rows", type=int, default=2_000_000, help="Training rows.")
+    parser.add_argument("--holdout-rows", type=int, default=200_000)
+    parser.add_argument("--row-group-size", type=int, default=65_536)
+    parser.add_argument("--seed", type=int, default=0, help="Rows of the training table (the holdout: seed + 1).")
+    parser.add_argument("--model-seed", type=int, default=0, help="The planted truth, shared by both tables.")
+    parser.add_argument("--numeric", choices=NUMERIC, default="log1p",
+                        help="What every contender gets of the I columns: log1p(count), Criteo's usual "
+                             "preprocessing, or the raw counts.")
+    parser.add_argument("--hash-bits", type=int, default=20, help="2^B hashed features for every contender.")
+    parser.add_argument("--epochs", type=int, default=1, help="streamgd's epochs (VW and sklearn: one pass).")
+    parser.add_argument("--interactions", default=None,
+                        help="Passed to streamgd fit as --interactions (e.g. C1:C2,C11:C16).")
+    parser.add_argument("--streamgd-args", default="", help="Appended to the streamgd fit command.")
+    parser.add_argument("--streamgd-onehot", type=int, default=None, metavar="N",
+                        help="streamgd one-hot encodes (--max-categories N) instead of hashing.")
+    parser.add_argument("--sklearn-params", default="", metavar="K=V,...",
+                        help="SGDClassifier parameters over loss=log_loss, e.g. learning_rate=adaptive,eta0=0.01 "
+                             "(default: scikit-learn's own).")
+    parser.add_argument("--vw-args", default="", help="Appended to VW's training arguments (e.g. '-q cc').")
+    parser.add_argument("--only", default=",".join(CONTENDERS), help="Comma-separated subset of vw,sklearn,streamgd.")
+    parser.add_argument("--repeat", type=int, default=1, help="Train each contender this many times (median rows/s).")
+    parser.add_argument("--json", default=None, help="Write every number measured here.")
+    args = parser.parse_args(argv)
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(args.only) - set(CONTENDERS))
+    if unknown or not args.only:
+        parser.error(f"--only {','.join(unknown) or '(empty)'}: expected a subset of {','.join(CONTENDERS)}")
+    try:
+        args.sklearn_params = {key.strip(): _number_or_text(value.strip()) for key, _, value in
+                               (item.partition("=") for item in args.sklearn_params.split(",") if item.strip())}
+    except ValueError:
+        parser.error(f"--sklearn-params {args.sklearn_params!r}: expected key=value pairs")
+    if args.repeat < 1 or args.rows < 1 or args.holdout_rows < 1 or not 1 <= args.hash_bits <= 30:
+        parser.error("--repeat, --rows and --holdout-rows must be >= 1, --hash-bits in [1, 30]")
+    return args
+
+
+def _number_or_text(value: str) -> int | float | str:
+    if not value:
+        raise ValueError(value)
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+class Child:
+    """One command run in its own process (through the launcher): wall seconds, its own peak RSS, its output."""
+
+    def __init__(self, command: list[str], log: str):
+        self.command = command
+        print("$ " + shlex.join(command), flush=True)
+        with open(log + ".out", "w") as out, open(log + ".err", "w") as err:
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", LAUNCHER, log + ".rusage", *command], stdout=out,
+                                  stderr=err)
+            self.seconds = time.perf_counter() - started
+        self.status = done.returncode
+        try:
+            with open(log + ".rusage") as stream:
+                usage = json.load(stream)
+            self.status = usage["status"]
+            self.peak_rss_mb = usage["maxrss_kib"] * 1024 / 1e6
+        except (OSError, ValueError):
+            self.peak_rss_mb = float("nan")
+        with open(log + ".out") as out, open(log + ".err") as err:
+            self.stdout, self.stderr = out.read(), err.read()
+
+    def check(self) -> Child:
+        if self.status != 0:
+            tail = "\n".join(self.stderr.strip().splitlines()[-5:])
+            killed = " (killed by a signal: out of memory?)" if self.status < 0 else ""
+            raise RuntimeError(f"exit status {self.status}{killed}: {shlex.join(self.command)}\n{tail}")
+        return self
+
+
+def streamgd_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "streamgd.cli", *args]
+
+
+def bench_child(*args: str) -> list[str]:
+    return [sys.executable, SCRIPT, "child", *args]
+
+
+# ---- the tables -------------------------------------------------------------------------------------------------
+def make_tables(args: argparse.Namespace) -> dict:
+    """The training table and the holdout, written once (to a temporary name, then renamed), and the copies every
+    contender reads (the I columns as ``--numeric`` says)."""
+    os.makedirs(args.data_dir, exist_ok=True)
+    tables = {}
+    for role, rows, seed in (("train", args.rows, args.seed), ("holdout", args.holdout_rows, args.seed + 1)):
+        name = f"ctr-{rows}-seed{seed}-model{args.model_seed}-rg{args.row_group_size}"
+        path = os.path.join(args.data_dir, name + ".parquet")
+        made = prepared_seconds = None
+        if not os.path.exists(path):
+            child = Child(streamgd_command("make-data", path + ".part", "--task", "ctr", "--rows", str(rows),
+                                           "--seed", str(seed), "--model-seed", str(args.model_seed),
+                                           "--row-group-size", str(args.row_group_size)),
+                          os.path.join(args.data_dir, f"make-{role}")).check()
+            os.replace(path + ".part", path)
+            made = child.seconds
+            print(child.stdout.strip())
+        prepared = path
+        if args.numeric == "log1p":
+            prepared = os.path.join(args.data_dir, name + "-log1p.parquet")
+            if not os.path.exists(prepared):
+                print(f"# write {prepared}: I columns as log1p(count)", flush=True)
+                started = time.perf_counter()
+                write_log1p_copy(path, prepared)
+                prepared_seconds = time.perf_counter() - started
+        tables[role] = {"generated": path, "path": prepared, "rows": rows, "seed": seed,
+                        "generation_seconds": made, "log1p_copy_seconds": prepared_seconds}
+    return tables
+
+
+def write_log1p_copy(path: str, out: str) -> None:
+    """The table with every I column replaced by log1p of it (float32, nulls kept), row group by row group."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+    with pq.ParquetWriter(out + ".part", source.schema_arrow) as writer:
+        for group in range(source.num_row_groups):
+            table = source.read_row_group(group)
+            for name in (n for n in table.column_names if n.startswith("I")):
+                index = table.column_names.index(name)
+                table = table.set_column(index, name, pc.cast(pc.log1p(table.column(name)), pa.float32()))
+            writer.write_table(table)
+    os.replace(out + ".part", out)
+
+
+def references(args: argparse.Namespace, tables: dict) -> dict:
+    """The planted truth's and the constant click rate's log loss on the holdout."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from streamgd.synthetic_ctr import ctr_model
+
+    model = ctr_model(seed=args.model_seed)  # make-data's defaults, as the tables were written with
+    labels = pq.read_table(tables["train"]["generated"], columns=["label"]).column("label")
+    train_rate = float(pc.mean(labels).as_py())
+    truth = constant = 0.0
+    source = pq.ParquetFile(tables["holdout"]["generated"])
+    for group in range(source.num_row_groups):
+        table = source.read_row_group(group)
+        y = table.column("label").to_numpy()
+        truth += float(np.sum(np.logaddexp(0.0, np.where(y == 1, -1.0, 1.0) * model.margins(table))))
+        constant += float(-np.sum(np.where(y == 1, np.log(train_rate), np.log1p(-train_rate))))
+    n = tables["holdout"]["rows"]
+    return {"truth_log_loss": truth / n, "constant_log_loss": constant / n, "train_click_rate": train_rate}
+
+
+def holdout_log_loss(tables: dict, margin=None, probability=None) -> float:
+    """The mean log loss on the holdout's labels of margins (through the sigmoid) or probabilities."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    y = pq.read_table(tables["holdout"]["path"], columns=["label"]).column("label").to_numpy()
+    if probability is None:
+        probability = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(margin)))
+    p = np.clip(probability, CLIP, 1 - CLIP)
+    return float(-np.mean(np.where(y == 1, np.log(p), np.log1p(-p))))
+
+
+# ---- Vowpal Wabbit ----------------------------------------------------------------------------------------------
+def write_vw_text(parquet_path: str, vw_path: str) -> None:
+    """``label |n I1:v I2:v ... |c C1=token ...`` per row (nulls left out), built column-wise by pyarrow."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(parquet_path)
+    names = source.schema_arrow.names
+    numeric = [n for n in names if n.startswith("I")]
+    categorical = [n for n in names if n.startswith("C")]
+    with open(vw_path + ".part", "wb") as out:
+        for group in range(source.num_row_groups):
+            table = source.read_row_group(group)
+            parts = [pc.if_else(pc.equal(table.column("label"), 1), "1", "-1"), pa.scalar("|n")]
+            parts += [pc.binary_join_element_wise(f"{n}:", pc.cast(table.column(n), pa.string()), "")
+                      for n in numeric]
+            parts.append(pa.scalar("|c"))
+            parts += [pc.binary_join_element_wise(f"{n}=", table.column(n), "") for n in categorical]
+            parts.append(pa.scalar("\n"))
+            lines = pc.binary_join_element_wise(*parts, " ", null_handling="skip").combine_chunks()
+            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
+            out.write(memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]])
+    os.replace(vw_path + ".part", vw_path)
+
+
+def run_vw(args: argparse.Namespace, tables: dict, out_dir: str) -> dict:
+    import numpy as np
+
+    converted = {}
+    for role in ("train", "holdout"):
+        path = os.path.join(out_dir, f"{role}.vw")
+        print(f"# write {tables[role]['path']} as VW text: {path}", flush=True)
+        started = time.perf_counter()
+        write_vw_text(tables[role]["path"], path)
+        converted[role] = time.perf_counter() - started
+    model, preds = os.path.join(out_dir, "model.vw"), os.path.join(out_dir, "preds.txt")
+    train = (f"-d {out_dir}/train.vw -b {args.hash_bits} --loss_function logistic -f {model} --quiet "
+             f"{args.vw_args}").strip()
+    runs = [Child(bench_child("vw", train), os.path.join(out_dir, f"train-{r}")).check() for r in range(args.repeat)]
+    predict = Child(bench_child("vw", f"-t -i {model} -d {out_dir}/holdout.vw -p {preds} --quiet"),
+                    os.path.join(out_dir, "predict")).check()
+    margins = np.loadtxt(preds, usecols=0, ndmin=1)  # raw scores: VW applies no link unless asked
+    result = summarise(args, runs, predict, holdout_log_loss(tables, margin=margins))
+    result["text_conversion_seconds"] = converted
+    result["inner_train_seconds"] = [json.loads(r.stdout)["seconds"] for r in runs]
+    return result
+
+
+# ---- scikit-learn -----------------------------------------------------------------------------------------------
+def run_sklearn(args: argparse.Namespace, tables: dict, out_dir: str) -> dict:
+    import pyarrow.parquet as pq
+
+    model, preds = os.path.join(out_dir, "model.npz"), os.path.join(out_dir, "preds.parquet")
+    params = json.dumps(args.sklearn_params)
+    runs = [Child(bench_child("sklearn-train", tables["train"]["path"], str(args.hash_bits), model, params),
+                  os.path.join(out_dir, f"train-{r}")).check() for r in range(args.repeat)]
+    predict = Child(bench_child("sklearn-predict", tables["holdout"]["path"], str(args.hash_bits), model, preds),
+                    os.path.join(out_dir, "predict")).check()
+    margins = pq.read_table(preds).column("margin").to_numpy()
+    result = summarise(args, runs, predict, holdout_log_loss(tables, margin=margins))
+    result["inner_train_seconds"] = [json.loads(r.stdout)["seconds"] for r in runs]
+    return result
+
+
+# ---- streamgd ---------------------------------------------------------------------------------------------------
+def run_streamgd(args: argparse.Namespace, tables: dict, out_dir: str) -> dict:
+    import pyarrow.parquet as pq
+
+    model, preds = os.path.join(out_dir, "model.safetensors"), os.path.join(out_dir, "preds.parquet")
+    categorical = ",".join(n for n in pq.read_schema(tables["train"]["path"]).names if n.startswith("C"))
+    encoding = (["--hash-bits", str(args.hash_bits)] if args.streamgd_onehot is None
+                else ["--max-categories", str(args.streamgd_onehot)])
+    fit = ["fit", tables["train"]["path"], "--target", "label", "--model", "logistic", "--categorical", categorical,
+           *encoding, "--missing", "impute", "--epochs", str(args.epochs), "--out", model, "--json", "--quiet"]
+    if args.interactions:
+        fit += ["--interactions", args.interactions]
+    fit += shlex.split(args.streamgd_args)
+    runs = []
+    for r in range(args.repeat):
+        for stale in (model, preds):  # never score a previous run's model after a failure
+            if os.path.exists(stale):
+                os.remove(stale)
+        runs.append(Child(streamgd_command(*fit), os.path.join(out_dir, f"train-{r}")).check())
+    predict = Child(streamgd_command("predict", model, tables["holdout"]["path"], "--out", preds),
+                    os.path.join(out_dir, "predict")).check()
+    proba = pq.read_table(preds).column("proba")  # of class 1; null for a row streamgd could not score
+    if proba.null_count:
+        raise RuntimeError(f"streamgd predict left {proba.null_count:,} holdout rows unscored")
+    result = summarise(args, runs, predict, holdout_log_loss(tables, probability=proba.to_numpy()))
+    result["self_reported"] = [json.loads(r.stdout)["epochs"] for r in runs]
+    return result
+
+
+def summarise(args: argparse.Namespace, runs: list[Child], predict: Child, log_loss: float) -> dict:
+    return {"status": "ok", "commands": [shlex.join(runs[0].command), shlex.join(predict.command)],
+            "train_seconds": [r.seconds for r in runs],
+            "rows_per_s": statistics.median(args.rows / r.seconds for r in runs),
+            "peak_rss_mb": max(r.peak_rss_mb for r in runs), "predict_peak_rss_mb": predict.peak_rss_mb,
+            "predict_seconds": predict.seconds, "holdout_log_loss": log_loss}
+
+
+RUNNERS = {"vw": run_vw, "sklearn": run_sklearn, "streamgd": run_streamgd}
+
+
+def markdown(report: dict) -> str:
+    vw = report["results"].get("vw", {}).get("rows_per_s")
+    lines = ["| contender | rows/s | x VW | peak RSS MB | holdout log loss |", "|---|---|---|---|---|"]
+    for name, result in report["results"].items():
+        if result["status"] != "ok":
+            lines.append(f"| {name} | failed: {result['error'].splitlines()[0][:80]} | | | |")
+            continue
+        ratio = f"{result['rows_per_s'] / vw:.2f}" if vw else "-"
+        lines.append(f"| {name} | {result['rows_per_s']:,.0f} | {ratio} | {result['peak_rss_mb']:,.0f} | "
+                     f"{result['holdout_log_loss']:.4f} |")
+    ref = report["references"]
+    lines.append(f"| planted truth | | | | {ref['truth_log_loss']:.4f} |")
+    lines.append(f"| constant (train click rate {ref['train_click_rate']:.3f}) | | | | "
+                 f"{ref['constant_log_loss']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["child"]:
+        CHILDREN[argv[1]](*argv[2:])
+        return 0
+    args = parse_args(argv)
+    tables = make_tables(args)
+    report = {"config": vars(args), "tables": tables, "references": references(args, tables), "results": {},
+              "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
+                          "platform": platform.platform()}}
+    for name in args.only:
+        out_dir = os.path.join(args.data_dir, f"run-{name}")
+        os.makedirs(out_dir, exist_ok=True)
+        print(f"## {name}", flush=True)
+        try:
+            report["results"][name] = RUNNERS[name](args, tables, out_dir)
+        except Exception as exc:  # one contender's failure (an OOM kill, a missing package) is a row, not the end
+            report["results"][name] = {"status": "failed", "error": str(exc)}
+            print(f"{name} failed: {exc}", file=sys.stderr, flush=True)
+    print(f"\n{args.rows:,} training rows, {args.holdout_rows:,} holdout rows ({args.numeric} counts), "
+          f"2^{args.hash_bits} hashed features, one pass (streamgd: {args.epochs} epoch(s))\n\n{markdown(report)}\n")
+    for name, result in report["results"].items():
+        for command in result.get("commands", []):
+            print(f"{name}: {command}")
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump(report, stream, indent=1)
+    ok = [r for r in report["results"].values() if r["status"] == "ok"]
+    return 0 if len(ok) == len(report["results"]) and all(math.isfinite(r["holdout_log_loss"]) for r in ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
