@@ -154,9 +154,11 @@ class FeatureSpec:
                                                impute and column.missing > 0))
         categorical_inputs = []
         for name in categorical:
-            counts = stats.columns[name].values or {}
-            top = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[:max_categories]
-            vocabulary = sorted(str(value) for value, _ in top) if encoding == "onehot" else []
+            vocabulary = []
+            if encoding == "onehot":  # hashing needs no vocabulary (nor statistics of the column)
+                counts = stats.columns[name].values or {}
+                top = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[:max_categories]
+                vocabulary = sorted(str(value) for value, _ in top)
             categorical_inputs.append(CategoricalInput(name, vocabulary))
         return cls(numeric_inputs, categorical_inputs, encoding, hash_bits, missing, list(interactions),
                    interaction_bits)
@@ -252,7 +254,8 @@ class FeatureSpec:
             return X, None, keep
         width = len(self.categorical) + len(self.interactions)
         slots = np.empty((len(rows), width), dtype=np.int32)
-        values = np.ones((len(rows), width), dtype=np.float64)
+        values = np.empty((len(rows), width), dtype=np.float64)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
         hashes: dict[str, np.ndarray] = {}
 
         def column_hash(name: str) -> np.ndarray:
@@ -264,18 +267,16 @@ class FeatureSpec:
         first = 0
         for j, spec in enumerate(self.categorical):
             if self.encoding == "hash":
-                h = column_hash(spec.name)[rows]
-                slots[:, j] = h & mask
-                values[:, j] = _signs(h)
+                _fill_hashed(column_hash(spec.name), rows, mask, 0, slots, values, j)
             else:
-                slots[:, j] = first + self._vocabulary_index(j, category_strings(table.column(spec.name)))[rows]
+                ranks = self._vocabulary_index(j, category_strings(table.column(spec.name)))
+                _fill_indexed(ranks, rows, first, slots, values, j)
                 first += len(spec.vocabulary) + 1
         own = self.own_interaction_bits
         offset, pair_mask = (0, mask) if own is None else (self.n_category_slots, np.uint32((1 << own) - 1))
         for t, (a, b) in enumerate(self.interactions):
-            h = pair_hashes(column_hash(a), column_hash(b))[rows]
-            slots[:, len(self.categorical) + t] = offset + (h & pair_mask)
-            values[:, len(self.categorical) + t] = _signs(h)
+            _fill_hashed(pair_hashes(column_hash(a), column_hash(b)), rows, pair_mask, offset, slots, values,
+                         len(self.categorical) + t)
         return X, SparseBlock.from_fixed(slots, values, self.n_slots), keep
 
     def to_matrix(self, table: pa.Table, order: np.ndarray | None, dtype: str | np.dtype
@@ -327,9 +328,22 @@ def check_hash_bits(name: str, bits: object) -> None:
         raise ConfigError(f"{name}={bits!r} is not accepted; expected an integer in [1, {MAX_HASH_BITS}]")
 
 
-def _signs(hashes: np.ndarray) -> np.ndarray:
-    """-1.0 where the hash's top bit is set, else 1.0."""
-    return 1.0 - 2.0 * (hashes >> np.uint32(31)).astype(np.float64)
+@numba.njit(nogil=True, cache=True)
+def _fill_hashed(hashes, rows, mask, offset, slots, values, j):  # pragma: no cover - compiled
+    """Column j of the block: slot offset + (h & mask) and value -1 where h's top bit is set, else 1, for the
+    hash h of each row taken in ``rows`` order."""
+    for i in range(rows.shape[0]):
+        h = hashes[rows[i]]
+        slots[i, j] = offset + (h & mask)
+        values[i, j] = -1.0 if h >> 31 else 1.0
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_indexed(ranks, rows, first, slots, values, j):  # pragma: no cover - compiled
+    """Column j of the block: slot first + rank, value 1, for each row taken in ``rows`` order."""
+    for i in range(rows.shape[0]):
+        slots[i, j] = first + ranks[rows[i]]
+        values[i, j] = 1.0
 
 
 def _valid(strings: pa.ChunkedArray) -> np.ndarray:
@@ -385,9 +399,11 @@ def fnv1a(text: bytes, seed: int = 2166136261) -> int:
 
 
 def _string_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 offsets, bytes) of a string array, without copying the bytes."""
-    chunk = chunk.cast(pa.large_string())
-    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset: chunk.offset + len(chunk) + 1]
+    """(offsets, bytes) of a string array (int32 or int64 offsets), without copying."""
+    if not pa.types.is_string(chunk.type):
+        chunk = chunk.cast(pa.large_string())
+    width = np.int32 if pa.types.is_string(chunk.type) else np.int64
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset: chunk.offset + len(chunk) + 1]
     data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8) if chunk.buffers()[2] is not None \
         else np.zeros(0, np.uint8)
     return offsets, data

@@ -234,11 +234,13 @@ class Trainer:
             return None
         # each concurrent pyarrow reader keeps ~80 MB of buffers of its own (measured, 8 MB row groups), which the
         # budget does not count: under a memory budget the pass reads with one thread
+        # hashing needs no vocabulary: the pass then reads the numeric columns only
+        counted = list(train.categorical) if cfg.encoding == "onehot" else []
+        columns = [name for name in train.feature_names if name not in train.categorical or name in counted]
         if self.runner is not None:
-            return self.runner.statistics(train, list(train.feature_names), list(train.categorical),
-                                          cfg.max_categories)
+            return self.runner.statistics(train, columns, counted, cfg.max_categories)
         workers = 1 if cfg.memory_budget is not None else 2
-        return compute_stats(train, train.feature_names, train.categorical, cfg.max_categories, workers=workers)
+        return compute_stats(train, columns, counted, cfg.max_categories, workers=workers)
 
     def _check_interactions(self, train: Dataset) -> None:
         """Every column an interaction names must be a categorical feature: said before the statistics pass."""
