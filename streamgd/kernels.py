@@ -468,12 +468,13 @@ def _copy_params_and_state(params, opt_state, params_to, state_to):
 
 
 @_inline
-def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup):
+def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup, rollback=True):
     """L2 penalty, clipping, optimizer step and L1 prox on a mean data gradient; False, with nothing changed, if
     the result would not be finite.
 
     Plain SGD is checked before it writes (its result is known from grad and lr), so the per-row path copies
-    nothing; a rule with state is applied to the live arrays and rolled back from the backups if needed.
+    nothing; a rule with state is applied to the live arrays and rolled back from the backups if needed (unless
+    ``rollback`` is False: the caller then works on copies it discards on failure).
     """
     if opt_kind != OPT_FTRL:  # FTRL applies its penalty itself
         _add_l2(params, grad, n_coef, hyper)
@@ -486,7 +487,8 @@ def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, ba
         return True
     if not _all_finite(grad, grad.shape[0]):
         return False
-    _copy_params_and_state(params, opt_state, backup, state_backup)
+    if rollback:
+        _copy_params_and_state(params, opt_state, backup, state_backup)
     optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper, n_coef)
     if opt_kind != OPT_FTRL:
         _l1_prox(params, n_coef, lr, hyper, opt_state)
@@ -494,7 +496,7 @@ def _apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, ba
     ok = _all_finite(params, params.shape[0])
     for s in range(opt_state.shape[0]):
         ok = ok and _all_finite(opt_state[s], opt_state.shape[1])
-    if not ok:
+    if not ok and rollback:
         _copy_params_and_state(backup, state_backup, params, opt_state)
     return ok
 

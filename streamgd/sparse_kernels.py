@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from . import kernels
-from .kernels import (_TILE_VALUES, _apply_update, _cols_grad_add, _cols_margins, _jit, _row_loss_dloss,
+from .kernels import (_TILE_VALUES, _apply_update, _cols_grad_add, _cols_margins, _inline, _jit, _row_loss_dloss,
                       _rows_loss_dloss, _specialised)
 from .optim.rules import H_ALPHA, H_HUBER_EPS, H_L1_RATIO, H_LAZY_ROW, H_WEIGHT_DECAY, OPT_ADAMW
 from .sparse import SparseBlock
@@ -95,38 +95,44 @@ def _compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touc
     return m
 
 
-@_jit
-def _gather(params, opt_state, d, D, n_out, touched, m, cw, cstate):  # noqa: N803 - D as in the docstring
-    """The compact vector (n_out, d + m) + intercepts of the dense coefficients and the touched slots' ones."""
+@_inline
+def _gather_vector(source, d, D, n_out, touched, m, target):  # noqa: N803 - D as in the module docstring
+    """target = the compact (n_out, d + m) + intercepts of ``source``: dense coefficients, touched slots'."""
     stride = d + m
-    n_coef = n_out * stride
-    wide_coef = n_out * D
-    for s in range(-1, opt_state.shape[0]):
-        source = params if s < 0 else opt_state[s]
-        target = cw if s < 0 else cstate[s]
-        for k in range(n_out):
-            for j in range(d):
-                target[k * stride + j] = source[k * D + j]
-            for p in range(m):
-                target[k * stride + d + p] = source[k * D + d + touched[p]]
-            target[n_coef + k] = source[wide_coef + k]
+    for k in range(n_out):
+        for j in range(d):
+            target[k * stride + j] = source[k * D + j]
+        for p in range(m):
+            target[k * stride + d + p] = source[k * D + d + touched[p]]
+        target[n_out * stride + k] = source[n_out * D + k]
+
+
+@_inline
+def _scatter_vector(source, d, D, n_out, touched, m, target):  # noqa: N803
+    """The inverse of ``_gather_vector``: write the compact ``source`` back into the full ``target``."""
+    stride = d + m
+    for k in range(n_out):
+        for j in range(d):
+            target[k * D + j] = source[k * stride + j]
+        for p in range(m):
+            target[k * D + d + touched[p]] = source[k * stride + d + p]
+        target[n_out * D + k] = source[n_out * stride + k]
+
+
+@_jit
+def _gather(params, opt_state, d, D, n_out, touched, m, cw, cstate):  # noqa: N803
+    """The compact parameters and state of a batch: dense coefficients, the touched slots', intercepts."""
+    _gather_vector(params, d, D, n_out, touched, m, cw)
+    for s in range(opt_state.shape[0]):
+        _gather_vector(opt_state[s], d, D, n_out, touched, m, cstate[s])
 
 
 @_jit
 def _scatter(cw, cstate, d, D, n_out, touched, m, params, opt_state):  # noqa: N803
     """Write the compact vectors of ``_gather`` back into the full parameters and state."""
-    stride = d + m
-    n_coef = n_out * stride
-    wide_coef = n_out * D
-    for s in range(-1, opt_state.shape[0]):
-        source = cw if s < 0 else cstate[s]
-        target = params if s < 0 else opt_state[s]
-        for k in range(n_out):
-            for j in range(d):
-                target[k * D + j] = source[k * stride + j]
-            for p in range(m):
-                target[k * D + d + touched[p]] = source[k * stride + d + p]
-            target[wide_coef + k] = source[n_coef + k]
+    _scatter_vector(cw, d, D, n_out, touched, m, params)
+    for s in range(opt_state.shape[0]):
+        _scatter_vector(cstate[s], d, D, n_out, touched, m, opt_state[s])
 
 
 def _sparse_train_loop_for(loss_kind, opt_kind):
@@ -143,7 +149,7 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         indptr, indices, values, D = sparse  # noqa: N806
         params, opt_state, hyper, n_out = model
         lrs, step0, batch_size = schedule
-        tile_rows, margins, dloss, table, entries, cw, cg, cstate, backup, state_backup = work
+        tile_rows, margins, dloss, table, entries, cw, cg, cstate, state_backup = work
         keys, positions = table
         entry_pos, touched, touched_keys = entries
         eps = hyper[H_HUBER_EPS]
@@ -204,8 +210,8 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             for i in range(n_par):
                 g[i] *= inv
             lr = lrs[batch]
-            if not _apply_update(w, g, state, hyper, lr, OPT, step0 + batch, n_coef, backup[:n_par],
-                                 state_backup[:, :n_par]):
+            if not _apply_update(w, g, state, hyper, lr, OPT, step0 + batch, n_coef, cg[:0],
+                                 state_backup[:, :0], False):  # no rollback: a failed batch is not scattered
                 return total, b0, b0
             if lazy_row >= 0:
                 factor = (1.0 - lr * l2) * (1.0 - lr * decay)
@@ -353,7 +359,7 @@ def train_chunk(X, sparse: SparseBlock, y, sample_weight, params, opt_state, hyp
     work = (tile_rows, margins, np.empty_like(margins),
             (np.full(capacity, -1, dtype=np.int64), np.empty(capacity, dtype=np.int64)),
             (np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64)),
-            np.empty(width), np.empty(width), np.empty((rows, width)), np.empty(width), np.empty((rows, width)))
+            np.empty(width), np.empty(width), np.empty((rows, width)), np.empty((rows, 0)))
     loop = _sparse_train_loop_for(loss_kind, opt_kind)
     total, done, failed = loop((x, n, d, y, sample_weight), block, (params, opt_state, hyper, int(n_out)),
                                (lrs, int(step0), int(batch_size)), work)
