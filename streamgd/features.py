@@ -75,9 +75,8 @@ class FeatureSpec:
                                                impute and column.missing > 0))
         categorical_inputs = []
         for name in categorical:
-            counts = stats.columns[name].values or {}
-            top = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[:max_categories]
-            vocabulary = sorted(str(value) for value, _ in top) if encoding == "onehot" else []
+            top = stats.columns[name].top_values(max_categories) if encoding == "onehot" else []
+            vocabulary = sorted(top)
             categorical_inputs.append(CategoricalInput(name, vocabulary))
         return cls(numeric_inputs, categorical_inputs, encoding, hash_bits, missing)
 

@@ -1,5 +1,6 @@
 """Space-Saving against exact counts: its bounds on Zipf-skewed streams cut into many chunks, merged summaries of
-disjoint parts, exact top-k when the gap allows, determinism, bounded memory, speed at click-log scale."""
+disjoint parts, exact top-k when the gap allows, determinism, bounded memory, speed at click-log scale, and the
+vocabulary the statistics pass hands to the one-hot encoding."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
+import streamgd
+from streamgd.features import FeatureSpec
 from streamgd.heavy_hitters import SpaceSaving
+from streamgd.stats import category_capacity, compute_stats
 
 
 def zipf_column(n: int, cardinality: int, exponent: float, seed: int) -> tuple[np.ndarray, pa.Array, pa.Array]:
@@ -103,7 +108,7 @@ def test_top_k_is_the_exact_top_k_when_the_gap_allows():
     true_counts = np.bincount(ranks, minlength=200_000)
     order = np.argsort(-true_counts, kind="stable")
     gaps = true_counts[order[:-1]] - true_counts[order[1:]]  # gaps[k - 1]: k-th minus (k + 1)-th largest count
-    for capacity in (200, 1024):
+    for capacity in (200, category_capacity(100)):
         summary = summarise(column, capacity, 20_000)
         assert summary.overflow
         allowed = [k for k in range(1, capacity // 2) if gaps[k - 1] >= 2 * summary.floor]
@@ -138,10 +143,32 @@ def test_two_million_rows_of_a_million_values_summarised_in_seconds():
     true_counts = np.bincount(ranks, minlength=1_000_000)
     for k, capacity in ((100_000, 800_000), (10_000, 80_000)):
         start = time.perf_counter()
-        summary = summarise(column, capacity, 65_536)
+        summary = summarise(column, category_capacity(k), 65_536)
         top = summary.top(k)[0]
         seconds = time.perf_counter() - start
         print(f"2M rows, 1e6 values, capacity {summary.capacity}: {seconds:.2f} s, floor {summary.floor}")
         assert seconds < 30
         assert len(top) == k and summary.capacity == capacity
         assert_bounds(summary, true_counts, names)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_vocabulary_of_the_statistics_pass_is_the_exact_top_k_when_the_tail_is_light(tmp_path, workers):
+    # 30 frequent values with distinct counts, and a light tail of 40,000 values seen once or twice, shuffled
+    rng = np.random.default_rng(6)
+    frequent = np.repeat([f"hot{j}" for j in range(30)], 1500 + 37 * np.arange(30))
+    tail = np.array([f"rare{j}" for j in range(40_000)] + [f"rare{j}" for j in range(0, 40_000, 3)])
+    values = rng.permutation(np.concatenate([frequent, tail]))
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"c": values, "y": np.zeros(len(values))}), path, row_group_size=9000)
+    data = streamgd.open_dataset(str(path), target="y", categorical=["c"])
+    assert len(data.units) > 10
+    stats = compute_stats(data, ["c"], ["c"], max_categories=30, workers=workers)
+    column = stats.columns["c"]
+    assert column.overflow and column.distinct == category_capacity(30) and column.count == len(values)
+    names, counts = np.unique(values, return_counts=True)
+    exact_top = names[np.argsort(-counts, kind="stable")[:30]]
+    spec = FeatureSpec.fit([], ["c"], stats, max_categories=30)
+    assert spec.categorical[0].vocabulary == sorted(exact_top.tolist())
+    assert column.categories.top_is_exact(30)
+    assert column.as_dict()["distinct"] == category_capacity(30)
