@@ -24,6 +24,7 @@ from .models import MODEL_KINDS
 from .optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
 from .penalties import PENALTIES
 from .shuffle import MODES, shuffle_syntax
+from .stats import MAX_CATEGORIES_LIMIT
 from .synthetic import TASKS
 
 if TYPE_CHECKING:
@@ -222,8 +223,9 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
                    "plus a missing indicator.")
 @click.option("--hash-bits", default=None, type=int,
               help="Hash categorical values into 2^B columns (signed, as Vowpal Wabbit's -b) instead of one-hot.")
-@click.option("--max-categories", default=1000, show_default=True, type=int,
-              help="One-hot: most frequent values kept per column; the rest share an __other__ column.")
+@click.option("--max-categories", default=_default("max_categories"), show_default=True, type=int,
+              help=f"One-hot: most frequent values kept per column (at most {MAX_CATEGORIES_LIMIT:,}); the rest "
+                   "share an __other__ column.")
 @click.option("--no-standardize", "standardize", flag_value=False, default=True,
               help="Train on raw features (default: standardize from one statistics pass).")
 @click.option("--validation", default=0.0, show_default=True, type=float,

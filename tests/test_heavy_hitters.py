@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import streamgd
+from streamgd.config import TrainConfig
+from streamgd.errors import ConfigError
 from streamgd.features import FeatureSpec
 from streamgd.heavy_hitters import SpaceSaving
 from streamgd.stats import category_capacity, compute_stats
@@ -172,3 +174,11 @@ def test_the_vocabulary_of_the_statistics_pass_is_the_exact_top_k_when_the_tail_
     assert spec.categorical[0].vocabulary == sorted(exact_top.tolist())
     assert column.categories.top_is_exact(30)
     assert column.as_dict()["distinct"] == category_capacity(30)
+
+
+def test_max_categories_accepts_a_million_and_refuses_more():
+    assert TrainConfig(max_categories=1_000_000).validate().max_categories == 1_000_000
+    for bad in (0, 1_000_001, 10**12, 2.5):
+        with pytest.raises(ConfigError, match=r"max_categories=.* is not accepted; expected an integer in "
+                                              r"\[1, 1000000\]"):
+            TrainConfig(max_categories=bad).validate()
