@@ -8,7 +8,7 @@ often than that is tracked. The bounds hold for any merge order (see ``SpaceSavi
 and their counts, depend on how the stream was cut into chunks and merged, and on nothing else.
 
 >>> import pyarrow as pa
->>> left = SpaceSaving.from_array(pa.array(["a", "a", "b", "c"]), capacity=2)
+>>> left = SpaceSaving.from_array(pa.array(["a", "a", "b", "c"]), capacity=2).compacted()  # drops c
 >>> right = SpaceSaving.from_array(pa.array(["a", "d", "d", None]), capacity=2)
 >>> s = left.merge(right).compacted()
 >>> values, counts, errors = s.top(2)
@@ -21,6 +21,7 @@ have dropped a ``d`` too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,8 @@ class SpaceSaving:
     -----
     The merge of two summaries A and B (Agarwal et al. 2012, section 3, in Space-Saving's form; Cafaro et al.
     2016) gives every value of either the count and error it has in A, or A's floor if A does not track it, plus
-    the same from B; keeps the ``capacity`` largest counts (ties: the smaller value); and takes as floor the
+    the same from B; keeps the ``capacity`` largest counts (ties: the smaller error, then A's values in A's order
+    before B's: sorting ties by value took 0.6 s per fold of a 2^20-counter summary); and takes as floor the
     largest of A's floor + B's floor and the largest count dropped. A chunk's exact counts are a summary with
     floor 0 (of any size). By induction over any tree of merges of summaries of disjoint row sets, with N their
     total:
@@ -105,9 +107,8 @@ class SpaceSaving:
         if len(values) == 0:
             return empty
         counts = np.asarray(counts, dtype=np.int64)
-        exact = cls(empty.capacity, empty.values, empty.counts, empty.errors, 0, int(counts.sum()),
-                    ((values.cast(VALUE_TYPE), counts),))
-        return exact.compacted() if len(values) > empty.capacity else exact
+        return cls(empty.capacity, empty.values, empty.counts, empty.errors, 0, int(counts.sum()),
+                   ((values.cast(VALUE_TYPE), counts),))
 
     @classmethod
     def from_array(cls, array: pa.Array | pa.ChunkedArray, capacity: int) -> SpaceSaving:
@@ -136,15 +137,18 @@ class SpaceSaving:
         """The same summary with the pending exact counts folded into the counters."""
         if not self.pending:
             return self
-        if len(self.pending) == 1:
-            values, counts = self.pending[0]
-        else:  # the chunks' exact counts summed exactly (a value may occur in several chunks)
-            values = pa.concat_arrays([part[0] for part in self.pending])
-            counts = np.concatenate([part[1] for part in self.pending])
-            summed = pa.table({"v": values, "c": counts}).group_by("v", use_threads=False).aggregate([("c", "sum")])
-            values, counts = summed.column("v").combine_chunks(), summed.column("c_sum").to_numpy()
-        exact = SpaceSaving(self.capacity, values, counts, np.zeros(len(counts), np.int64))
-        tracked = _combine(SpaceSaving(self.capacity, self.values, self.counts, self.errors, self.floor), exact)
+        # one hash pass over the tracked values followed by the pending ones: dictionary_encode numbers the tracked
+        # values 0..n-1 (they are distinct) and each new value after them, and a weighted bincount sums the exact
+        # counts (float64 sums are exact below 2^53). 0.6-0.9 s for 1e6 + 1e6 entries; Arrow's group_by of the
+        # pending counts alone took 0.5-0.8 s for 5e5, dictionary_encode + bincount 0.1 s.
+        n = len(self.values)
+        encoded = pc.dictionary_encode(pa.concat_arrays([self.values] + [part[0] for part in self.pending]))
+        values = encoded.dictionary
+        added = np.bincount(encoded.indices.to_numpy()[n:], np.concatenate([part[1] for part in self.pending]),
+                            len(values)).astype(np.int64)
+        counts = np.concatenate([self.counts + added[:n], added[n:] + self.floor])  # new: may have been dropped
+        errors = np.concatenate([self.errors, np.full(len(values) - n, self.floor, dtype=np.int64)])
+        tracked = _keep_largest(values, counts, errors, self.floor, self.capacity)
         return SpaceSaving(self.capacity, tracked.values, tracked.counts, tracked.errors, tracked.floor, self.total)
 
     # ---- queries ----------------------------------------------------------------------------------------------
@@ -162,7 +166,7 @@ class SpaceSaving:
         """(values, counts, errors) of the ``k`` tracked values with the largest counts, by decreasing count
         and, among equal counts, increasing value (Arrow's order of strings: by UTF-8 bytes, as Python's)."""
         s = self.compacted()
-        chosen, _ = _largest(s.values, s.counts, k)
+        chosen = s._top_indices(k)
         values, counts, errors = s.values.take(chosen), s.counts[chosen], s.errors[chosen]
         order = pc.sort_indices(pa.table({"c": counts, "v": values}),
                                 sort_keys=[("c", "descending"), ("v", "ascending")]).to_numpy()
@@ -173,13 +177,17 @@ class SpaceSaving:
         is at least every other value's upper bound (other tracked counts, and ``floor``). It is so whenever the
         k-th and (k + 1)-th largest true counts differ by ``2 * floor`` or more (errors are at most ``floor``)."""
         s = self.compacted()
-        chosen, _ = _largest(s.values, s.counts, k)
+        chosen = s._top_indices(k)
         if len(chosen) == 0:
             return True
         others = np.ones(len(s.counts), dtype=bool)
         others[chosen] = False
         best_other = max(int(s.counts[others].max()) if others.any() else 0, s.floor)
         return int((s.counts[chosen] - s.errors[chosen]).min()) >= best_other
+
+    def _top_indices(self, k: int) -> np.ndarray:
+        """Indices of the ``k`` largest counts of a compacted summary, ties broken by the smaller value."""
+        return _largest(self.counts, k, lambda tied: tied[pc.sort_indices(self.values.take(tied)).to_numpy()])[0]
 
     def as_dict(self) -> dict[str, int]:
         """Tracked value -> count, by decreasing count."""
@@ -201,22 +209,29 @@ def _combine(a: SpaceSaving, b: SpaceSaving) -> SpaceSaving:
     values = pa.concat_arrays([a.values.cast(VALUE_TYPE), b.values.cast(VALUE_TYPE).take(only_b)])
     counts = np.concatenate([counts, b.counts[only_b] + a.floor])
     errors = np.concatenate([errors, b.errors[only_b] + a.floor])
-    floor = a.floor + b.floor
-    chosen, dropped = _largest(values, counts, a.capacity)
+    return _keep_largest(values, counts, errors, a.floor + b.floor, a.capacity)
+
+
+def _keep_largest(values: pa.Array, counts: np.ndarray, errors: np.ndarray, floor: int, capacity: int
+                  ) -> SpaceSaving:
+    """The counters of the ``capacity`` largest counts (ties: the smaller error, then the earlier position),
+    with the floor raised to the largest count dropped."""
+    chosen, dropped = _largest(counts, capacity, lambda tied: tied[np.argsort(errors[tied], kind="stable")])
     if len(chosen) < len(counts):
         values, counts, errors = values.take(chosen), counts[chosen], errors[chosen]
         floor = max(floor, dropped)
-    return SpaceSaving(a.capacity, values, counts, errors, floor)
+    return SpaceSaving(capacity, values, counts, errors, floor)
 
 
-def _largest(values: pa.Array, counts: np.ndarray, k: int) -> tuple[np.ndarray, int]:
-    """(indices of the ``k`` largest counts, ties broken by the smaller value, in increasing order; the
-    (k + 1)-th largest count, 0 when there are at most ``k``), in O(n) plus a sort of the tied values."""
+def _largest(counts: np.ndarray, k: int, order_ties: Callable[[np.ndarray], np.ndarray]
+             ) -> tuple[np.ndarray, int]:
+    """(indices of the ``k`` largest counts in increasing order, ties at the threshold taken in the order that
+    ``order_ties(tied indices)`` returns; the (k + 1)-th largest count, 0 when there are at most ``k``), in O(n)
+    plus the ordering of the tied values."""
     n = len(counts)
     if n <= k:
         return np.arange(n), 0
     threshold = int(np.partition(counts, n - k - 1)[n - k - 1])  # the (k + 1)-th largest count
     above = np.flatnonzero(counts > threshold)
-    tied = np.flatnonzero(counts == threshold)
-    first_tied = pc.sort_indices(values.take(tied)).to_numpy()[: k - len(above)]
-    return np.sort(np.concatenate([above, tied[first_tied]])), threshold
+    tied = order_ties(np.flatnonzero(counts == threshold))
+    return np.sort(np.concatenate([above, tied[: k - len(above)]])), threshold
