@@ -24,6 +24,7 @@ from .models import MODEL_KINDS
 from .optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
 from .penalties import PENALTIES
 from .shuffle import MODES, shuffle_syntax
+from .stats import MAX_CATEGORIES_LIMIT
 from .synthetic import TASKS
 from .synthetic_ctr import TASK as CTR_TASK
 
@@ -223,8 +224,9 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
                    "plus a missing indicator.")
 @click.option("--hash-bits", default=None, type=int,
               help="Hash categorical values into 2^B columns (signed, as Vowpal Wabbit's -b) instead of one-hot.")
-@click.option("--max-categories", default=1000, show_default=True, type=int,
-              help="One-hot: most frequent values kept per column; the rest share an __other__ column.")
+@click.option("--max-categories", default=_default("max_categories"), show_default=True, type=int,
+              help=f"One-hot: most frequent values kept per column (at most {MAX_CATEGORIES_LIMIT:,}); the rest "
+                   "share an __other__ column.")
 @click.option("--interactions", default=None, metavar="A:B,...",
               help="Pairs of categorical columns whose values are hashed together, as Vowpal Wabbit's -q "
                    "(for example C1:C2,C3:C14).")

@@ -17,6 +17,7 @@ from .optim.schedules import Schedule, ScheduleSettings
 from .penalties import PENALTIES
 from .reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
 from .shuffle import parse_shuffle
+from .stats import MAX_CATEGORIES_LIMIT
 
 DTYPES = ("float32", "float64")
 # what an invscaling schedule reads when neither the run nor the optimizer's default schedule names it
@@ -54,7 +55,7 @@ class TrainConfig:
     missing: str = "error"  # one of MISSING_POLICIES: error | drop-rows | impute (mean + a missing indicator)
     encoding: str = "onehot"  # one of ENCODINGS: onehot | hash (categorical columns)
     hash_bits: int = 18  # hash: 2^hash_bits shared columns
-    max_categories: int = 1000  # onehot: the most frequent values kept per column, the rest go to __other__
+    max_categories: int = 1000  # onehot: the most frequent values kept per column (<= 1e6), the rest: __other__
     interactions: Any = None  # pairs of categorical columns hashed together, as "C1:C2,C3:C4" or [("C1", "C2")]
     interaction_bits: int | None = None  # the interactions' own 2^bits buckets (None: the hash buckets)
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
@@ -111,8 +112,10 @@ class TrainConfig:
         self.interactions = [list(pair) for pair in parse_interactions(self.interactions)] or None
         if self.interaction_bits is not None:
             check_hash_bits("interaction_bits", self.interaction_bits)
-        if not isinstance(self.max_categories, (int, np.integer)) or self.max_categories < 1:
-            _bad("max_categories", self.max_categories, "an integer >= 1")
+        categories = self.max_categories
+        if not isinstance(categories, (int, np.integer)) or not 1 <= categories <= MAX_CATEGORIES_LIMIT:
+            _bad("max_categories", self.max_categories, f"an integer in [1, {MAX_CATEGORIES_LIMIT}] (for more values "
+                 "per column, hash them: hash_bits)")
         if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon > 0):
             _bad("epsilon", self.epsilon, "a positive number")
         if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):

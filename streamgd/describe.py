@@ -60,12 +60,13 @@ def _statistics_lines(dataset: Any) -> list[str]:
              f"  {'column':<24} {'count':>10} {'missing':>9} {'mean':>12} {'std':>12} {'min':>12} {'max':>12}"]
     for name in columns:
         column = stats.columns[name]
-        if column.values is not None:
-            top = sorted(column.values.items(), key=lambda item: -item[1])[:3]
-            shown = ", ".join(f"{value}: {count:,}" for value, count in top)
-            more = "+" if column.overflow else ""
-            lines.append(f"  {name:<24} {column.count:>10,} {column.missing:>9,}   {len(column.values)}{more} "
-                         f"distinct ({shown}{', ...' if len(column.values) > 3 else ''})")
+        if column.categories is not None:
+            values, counts, errors = column.categories.top(3)
+            shown = ", ".join(f"{value}: {'<=' if error else ''}{count:,}"  # <=: an upper bound, not exact
+                              for value, count, error in zip(values.to_pylist(), counts.tolist(), errors.tolist()))
+            more = "+" if column.overflow else ""  # more distinct values than the summary tracks
+            lines.append(f"  {name:<24} {column.count:>10,} {column.missing:>9,}   {column.distinct}{more} "
+                         f"distinct ({shown}{', ...' if column.distinct > 3 else ''})")
         elif column.count:
             lines.append(f"  {name:<24} {column.count:>10,} {column.missing:>9,} {column.mean:>12.5g} "
                          f"{column.std:>12.5g} {column.min:>12.5g} {column.max:>12.5g}")

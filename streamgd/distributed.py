@@ -160,7 +160,7 @@ class DaskEpochs:
         n = self.n_shards
         parts = self.client.gather(self.client.map(_shard_stats, [dataset] * n, range(n), [n] * n, [columns] * n,
                                                    [categorical] * n, [max_categories] * n, pure=False))
-        return merge_stats(parts, columns, max_categories)
+        return merge_stats(parts, columns)
 
     def _job_future(self, job: ChunkJob) -> Any:
         # the job (dataset index, settings, feature spec, standardizer) as the result of a task rather than

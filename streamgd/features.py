@@ -156,9 +156,7 @@ class FeatureSpec:
         for name in categorical:
             vocabulary = []
             if encoding == "onehot":  # hashing needs no vocabulary (nor statistics of the column)
-                counts = stats.columns[name].values or {}
-                top = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[:max_categories]
-                vocabulary = sorted(str(value) for value, _ in top)
+                vocabulary = sorted(stats.columns[name].top_values(max_categories))
             categorical_inputs.append(CategoricalInput(name, vocabulary))
         return cls(numeric_inputs, categorical_inputs, encoding, hash_bits, missing, list(interactions),
                    interaction_bits)
