@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -15,7 +16,7 @@ from .models import MODEL_KINDS
 from .optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedule
 from .optim.schedules import Schedule, ScheduleSettings
 from .penalties import PENALTIES
-from .reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
+from .reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget, parse_size
 from .shuffle import parse_shuffle
 from .stats import MAX_CATEGORIES_LIMIT
 
@@ -70,6 +71,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     resume: bool = False  # continue from the newest checkpoint in checkpoint_dir (if there is one)
     init: Any = None  # a LinearModel or model file to continue training from (epochs then counts more epochs)
+    cache: str | None = None  # a directory: the epoch cache of transformed units (streamgd.epoch_cache)
+    cache_max_size: str | int | None = None  # the cache's bound on disk, such as 20GB (None: no bound)
 
     def validate(self) -> TrainConfig:
         """Check every field, raising ConfigError with the field, its value and what is accepted; fill in the
@@ -142,6 +145,13 @@ class TrainConfig:
             raise ConfigError("resume needs checkpoint_dir (the directory the interrupted run wrote to)")
         parse_shuffle(self.shuffle)
         parse_memory_budget(self.memory_budget)
+        if self.cache is not None and not isinstance(self.cache, (str, os.PathLike)):
+            _bad("cache", self.cache, "a directory path")
+        if self.cache is not None:
+            self.cache = os.fspath(self.cache)
+        parse_size(self.cache_max_size, "cache_max_size")
+        if self.cache_max_size is not None and self.cache is None:
+            raise ConfigError("cache_max_size bounds the epoch cache: give cache (a directory) too")
         self.make_schedule(steps_per_epoch=1)
         return self
 
@@ -199,7 +209,8 @@ class TrainConfig:
     def resume_key(self) -> dict:
         """The settings a checkpoint must share with a run that resumes from it (all that shape the result)."""
         settings = self.to_dict()
-        for name in ("checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume", "prefetch_depth", "init"):
+        for name in ("checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume", "prefetch_depth", "init",
+                     "cache", "cache_max_size"):  # the cache gives bit-identical chunks: it shapes nothing
             settings.pop(name)
         return settings
 

@@ -20,12 +20,13 @@ from . import kernels
 from .checkpoint import Checkpoint, write_checkpoint
 from .config import TrainConfig
 from .dataset import Dataset
+from .epoch_cache import CacheSession, CacheSettings, EpochCache, cache_context
 from .errors import ConfigError, DataError, DivergenceError
 from .features import FeatureSpec, OutputNames
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import LinearModel
 from .optim import Optimizer
-from .reader import Chunk, ChunkStream
+from .reader import Chunk, ChunkStream, parse_size
 from .shuffle import Plan, ShuffleQualityMeter, make_plan
 from .standardize import Standardizer
 from .stats import DatasetStats
@@ -136,6 +137,7 @@ class ChunkJob:
     sample_weight: str | None
     class_weights: np.ndarray | None
     learning_rate: float  # named in the divergence message
+    cache: CacheSettings | None = None  # the epoch cache (each process opens it on its own disk)
 
     @property
     def full_batch(self) -> bool:
@@ -147,7 +149,15 @@ def chunk_job(cfg: TrainConfig, run: Run) -> ChunkJob:
     return ChunkJob(run.train, _names(run.feature_names), run.n_out, run.model_cls.loss_kind, run.optimizer.code,
                     run.hyper, cfg.batch_size, cfg.dtype, cfg.prefetch_depth,
                     cfg.memory_budget is None,  # a budget counts one copy per chunk: convert on the prefetch thread
-                    run.encoder, run.standardizer, run.spec, cfg.sample_weight, run.class_weights, cfg.learning_rate)
+                    run.encoder, run.standardizer, run.spec, cfg.sample_weight, run.class_weights, cfg.learning_rate,
+                    cache_settings(cfg))
+
+
+def cache_settings(cfg: TrainConfig) -> CacheSettings | None:
+    """The run's epoch cache settings (None: no cache)."""
+    if cfg.cache is None:
+        return None
+    return CacheSettings(str(cfg.cache), parse_size(cfg.cache_max_size, "cache_max_size"))
 
 
 def _names(names: Sequence[str]) -> Sequence[str]:
@@ -171,11 +181,36 @@ class LearningRates:
 def open_stream(job: ChunkJob, plan: Plan, start: int = 0, quality: ShuffleQualityMeter | None = None
                 ) -> ChunkStream:
     """The chunks of ``plan`` from step ``start``, as training reads them (weights, features, standardized)."""
+    extra = [job.sample_weight] if job.sample_weight else []
     return ChunkStream(job.dataset, plan, dtype=job.dtype, prefetch_depth=job.prefetch_depth,
                        target_encoder=job.encoder, quality=quality, start_step=start,
-                       extra_columns=[job.sample_weight] if job.sample_weight else None, features=job.spec,
+                       extra_columns=extra or None, features=job.spec,
                        transform=job.standardizer.apply if job.standardizer is not None else None,
-                       defer_conversion=job.defer_conversion)
+                       defer_conversion=job.defer_conversion,
+                       cache=cache_session(job.cache, job.dataset, job.dtype, job.encoder, job.spec,
+                                           job.standardizer, extra))
+
+
+_CONTEXTS: list[tuple[tuple, tuple, str, dict]] = []  # (objects, other parts, digest, summary): a few recent
+
+
+def cache_session(settings: CacheSettings | None, dataset: Dataset, dtype: str, encoder: Any,
+                  spec: FeatureSpec | None, standardizer: Standardizer | None, extra: list[str],
+                  all_rows: bool = False) -> CacheSession | None:
+    """A stream's session of the epoch cache, for data the cache can key (local or remote files; not in-memory
+    tables or dask frames), else None."""
+    if settings is None or dataset.table is not None or dataset.dask_frame is not None:
+        return None
+    objects = (spec, standardizer, encoder)
+    others = (dataset.schema, tuple(dataset.feature_names), dataset.target, str(dtype), tuple(extra), all_rows)
+    for held, parts, digest, summary in _CONTEXTS:  # a FeatureSpec's JSON can be large: digested once per run
+        if parts == others and all(a is b for a, b in zip(held, objects)):
+            break
+    else:
+        digest, summary = cache_context(dataset, dtype, dataset.target, encoder, spec, standardizer, extra, all_rows)
+        _CONTEXTS.insert(0, (objects, others, digest, summary))
+        del _CONTEXTS[4:]
+    return EpochCache.shared(settings).session(dataset, digest, summary)
 
 
 def chunk_weights(job: ChunkJob, chunk: Chunk) -> np.ndarray:
@@ -288,10 +323,14 @@ def run_epoch(cfg: TrainConfig, run: Run, job: ChunkJob, state: TrainState,
         if after_chunk is not None:
             after_chunk(plan, meter, rss)
 
-    train_stream(job, state, open_stream(job, plan, state.next_chunk, quality), run.schedule, each)
+    stream = open_stream(job, plan, state.next_chunk, quality)
+    train_stream(job, state, stream, run.schedule, each)
     if job.full_batch:
         full_batch_step(job, state, state.grad_sum, run.schedule)
-    return epoch_record(cfg, run, state, meter, quality)
+    record = epoch_record(cfg, run, state, meter, quality)
+    if stream.cache is not None:
+        record["cache"] = stream.cache.stats.as_dict()
+    return record
 
 
 def end_epoch(cfg: TrainConfig, run: Run, state: TrainState, record: dict) -> None:
@@ -318,9 +357,12 @@ def epoch_record(cfg: TrainConfig, run: Run, state: TrainState, meter: EpochMete
               "shuffle_quality": quality.result().as_dict()}
     if run.validation is not None:
         params = run.optimizer.final_params(state.params, state.opt_state, state.step)
+        cache = cache_session(cache_settings(cfg), run.validation, cfg.dtype, run.encoder, run.spec,
+                              run.standardizer, [])
         record["validation_loss"] = mean_loss(run.validation, params, run.n_out, run.model_cls.loss_kind,
                                               run.hyper, cfg.dtype, run.encoder,
-                                              run.standardizer.apply if run.standardizer else None, run.spec)
+                                              run.standardizer.apply if run.standardizer else None, run.spec,
+                                              cache=cache)
     return record
 
 

@@ -11,6 +11,7 @@ contiguous direction of a column-major array.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import threading
@@ -27,6 +28,7 @@ from .dataset import Dataset, Unit, UnitTableReader
 from .errors import ConfigError, DataError
 from .shuffle import Plan, ShuffleQualityMeter, Step
 from .sparse import SparseBlock
+from .unit_arrays import UnitArrays, concat_extra, gather_step
 
 DEFAULT_PREFETCH_DEPTH = 2
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -74,16 +76,22 @@ def parse_memory_budget(budget: str | int | None) -> int | None:
     >>> parse_memory_budget("64MB"), parse_memory_budget("1GiB"), parse_memory_budget(None)
     (64000000, 1073741824, None)
     """
-    if budget is None or isinstance(budget, int):
-        if isinstance(budget, int) and budget <= 0:
-            raise ConfigError(f"memory budget must be positive, got {budget}")
-        return budget
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(budget))
+    return parse_size(budget, "memory budget")
+
+
+def parse_size(size: str | int | None, what: str) -> int | None:
+    """Bytes in a size such as ``"256MB"``, ``"1GiB"`` or ``1000000`` (None stays None); ``what`` names it in
+    the error."""
+    if size is None or isinstance(size, int):
+        if isinstance(size, int) and size <= 0:
+            raise ConfigError(f"{what} must be positive, got {size}")
+        return size
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(size))
     if not match or match.group(2).upper() not in _UNITS:
-        raise ConfigError(f"memory budget {budget!r} is not a size such as 256MB or 1GiB")
+        raise ConfigError(f"{what} {size!r} is not a size such as 256MB or 1GiB")
     value = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
     if value <= 0:
-        raise ConfigError(f"memory budget must be positive, got {budget!r}")
+        raise ConfigError(f"{what} must be positive, got {size!r}")
     return value
 
 
@@ -171,7 +179,7 @@ class ChunkStream:
                  target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
-                 defer_conversion: bool = False, all_rows: bool = False):
+                 defer_conversion: bool = False, all_rows: bool = False, cache: Any = None):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -192,12 +200,17 @@ class ChunkStream:
         # every row delivered, in the step's order, even those a FeatureSpec's drop-rows policy leaves out (their
         # missing features stay NaN): predictions and evaluation decide per row themselves
         self.all_rows = all_rows
+        # an epoch cache session (``streamgd.epoch_cache.CacheSession``): units come from it when it holds them,
+        # else from Parquet, converted in file order and stored; each step's chunk is then gathered in its row order
+        self.cache = cache
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
 
     def _build(self, tables: UnitTableReader, step: Step) -> Chunk | _Decoded:
         """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred."""
+        if self.cache is not None:
+            return self._build_cached(tables, step)
         parts = [tables.read(unit) for unit in step.units]
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         del parts
@@ -219,6 +232,38 @@ class ChunkStream:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
         return chunk
 
+    def _build_cached(self, tables: UnitTableReader, step: Step) -> Chunk:
+        """The step's chunk gathered from its units' arrays: mapped from the cache, or converted from Parquet (in
+        file order) and stored in it."""
+        with contextlib.ExitStack() as held:
+            parts = []
+            for unit in step.units:
+                arrays = held.enter_context(self.cache.lookup(unit))
+                if arrays is None:
+                    arrays = self._unit_arrays(tables.read(unit))
+                    self.cache.store(unit, arrays)
+                parts.append(arrays)
+            X, sparse, y, order = gather_step(parts, step, keep_rows=self.all_rows)
+            extra = concat_extra(parts)
+            del parts, arrays
+        chunk = Chunk(X, y, step, order, sparse)
+        if extra is not None:
+            chunk.extra = extra  # type: ignore[attr-defined]
+        return chunk
+
+    def _unit_arrays(self, table: pa.Table) -> UnitArrays:
+        """One unit's table converted and transformed in file order, with its keep mask (what the cache stores)."""
+        sparse = keep = None
+        if self.features is None:
+            X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, None, self.dtype,
+                                         self.target_encoder)
+        else:
+            X, sparse, y, keep = self._blocks(table, None)
+        if self.transform is not None:
+            X = self.transform(X)
+        extra = table.select(self.extra_columns) if self.extra_columns else None
+        return UnitArrays(X, y, keep, sparse, extra)
+
     def _deliver(self, item: Chunk | _Decoded) -> Chunk:
         """The consumer's side: a deferred conversion done, the shuffle-quality figures taken (in plan order)."""
         chunk = self._convert(item.table, item.step) if isinstance(item, _Decoded) else item
@@ -231,14 +276,7 @@ class ChunkStream:
         """The FeatureSpec's blocks; rows with a missing target are left out under ``drop-rows`` and ``impute``,
         and rows with a missing feature under ``drop-rows`` (the returned order then lists the rows kept, as
         positions in the unit). With ``all_rows`` nothing is left out."""
-        X, sparse, keep = self.features.to_blocks(table, order, self.dtype)
-        y = None
-        if self.target is not None:
-            y = self.target_encoder(table.column(self.target))
-            y = np.ascontiguousarray(y if order is None else y[order], dtype=np.float64)
-            if self.features.missing != "error":
-                labelled = ~np.isnan(y)
-                keep = labelled if keep is None else keep & labelled
+        X, sparse, y, keep = self._blocks(table, order)
         if self.all_rows:
             keep = None
         if keep is not None and not keep.all():
@@ -248,6 +286,20 @@ class ChunkStream:
             sparse = None if sparse is None else sparse.take(keep)
             y = None if y is None else y[keep]
         return X, sparse, y, order
+
+    def _blocks(self, table: pa.Table, order: np.ndarray | None
+                ) -> tuple[np.ndarray, SparseBlock | None, np.ndarray | None, np.ndarray | None]:
+        """(X, sparse, y, keep) of the FeatureSpec in ``order``, nothing left out yet: ``keep`` marks the rows to
+        train on (a missing feature under drop-rows, a missing target under drop-rows and impute), or is None."""
+        X, sparse, keep = self.features.to_blocks(table, order, self.dtype)
+        y = None
+        if self.target is not None:
+            y = self.target_encoder(table.column(self.target))
+            y = np.ascontiguousarray(y if order is None else y[order], dtype=np.float64)
+            if self.features.missing != "error":
+                labelled = ~np.isnan(y)
+                keep = labelled if keep is None else keep & labelled
+        return X, sparse, y, keep
 
     def _columns(self) -> list[str]:
         inputs = self.dataset.feature_names if self.features is None else self.features.input_columns
@@ -317,6 +369,8 @@ class ChunkStream:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if self.cache is not None:
+            self.cache.close()  # the units written are committed before the stream is done
 
     def __enter__(self) -> ChunkStream:
         return self

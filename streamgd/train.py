@@ -30,6 +30,7 @@ from .checkpoint import Checkpoint, CheckpointClock, latest_checkpoint
 from .core import ChunkJob, Run, TrainState
 from .config import TrainConfig
 from .dataset import Dataset, is_numeric_type, is_temporal_type, open_dataset
+from .epoch_cache import check_cache_dir
 from .features import FeatureSpec
 from .errors import ConfigError, DataError, TrainingInterrupted
 from .measure import EpochMeter
@@ -142,6 +143,8 @@ class Trainer:
         """Train on ``data`` (anything ``open_dataset`` accepts) and return the model; ``exclude`` names columns
         (ids, partition keys) left out of the default features."""
         cfg = self.config
+        if cfg.cache is not None:
+            check_cache_dir(cfg.cache, "the cache directory")  # before the statistics pass, not after it
         self.init = load_init(cfg.init) if cfg.init is not None else None
         if self.init is not None and features is None:
             features = self.init.input_columns  # the model's inputs, not every numeric column

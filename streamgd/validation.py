@@ -39,12 +39,14 @@ def holdout_units(units: Sequence[Unit], fraction: float, seed: int) -> tuple[li
 
 
 def mean_loss(dataset: Dataset, params: np.ndarray, n_out: int, loss_kind: int, hyper: np.ndarray, dtype: str,
-              target_encoder: Callable, transform: Callable | None = None, features: Any = None) -> float:
-    """Mean data loss (no penalty) of ``params`` over the dataset, streamed in file order."""
+              target_encoder: Callable, transform: Callable | None = None, features: Any = None,
+              cache: Any = None) -> float:
+    """Mean data loss (no penalty) of ``params`` over the dataset, streamed in file order (``cache``: an epoch
+    cache session, see ``streamgd.epoch_cache``)."""
     total, rows = 0.0, 0
     plan = make_plan(dataset.units, "none")
     with ChunkStream(dataset, plan, dtype=dtype, target_encoder=target_encoder, transform=transform,
-                     features=features) as stream:
+                     features=features, cache=cache) as stream:
         for chunk in stream:
             total += kernels.chunk_loss(chunk.X, chunk.y, np.empty(0), params, n_out, loss_kind, hyper,
                                         sparse=chunk.sparse)
