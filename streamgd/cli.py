@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -88,11 +89,19 @@ def main() -> None:
     from .allocators import prefer_jemalloc
 
     prefer_jemalloc()
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type, *ignored: Any, **also_ignored: Any) -> None:
+    """A warning as one line on stderr (no file, line or source), like the errors."""
+    click.echo(f"warning: {message}", err=True)
 
 
 # ---- inspect ----------------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("path", nargs=-1, required=True)
+@click.argument("path", nargs=-1)
+@click.option("--cache", "cache_dir", default=None, metavar="DIR",
+              help="Show what an epoch cache directory holds (units, rows, bytes, sources, format).")
 @click.option("--target", help="Target column (to show what would be used as features).")
 @click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
 @click.option("--shuffle", "shuffle", default=None, help=f"Show the shuffle quality of a mode: {shuffle_syntax()}.")
@@ -105,12 +114,24 @@ def main() -> None:
               help="Model files: coefficients shown per output, largest first.")
 @click.option("--json", "as_json", is_flag=True, help="Model files: print one JSON object.")
 @_friendly_errors
-def inspect(path: tuple[str, ...], target: str | None, features: str | None, shuffle: str | None, seed: int,
-            memory_budget: str | None, categorical: str | None, statistics: bool, top: int, as_json: bool) -> None:
-    """Show a dataset's files, rows, row groups, columns and what training would use; or, for a model file
-    (.safetensors), its kind, features, transform, coefficients, settings and history."""
+def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, features: str | None,
+            shuffle: str | None, seed: int, memory_budget: str | None, categorical: str | None, statistics: bool,
+            top: int, as_json: bool) -> None:
+    """Show a dataset's files, rows, row groups, columns and what training would use; for a model file
+    (.safetensors), its kind, features, transform, coefficients, settings and history; with --cache DIR, what an
+    epoch cache holds."""
     from .describe import describe_dataset
     from .show import describe_model_file, file_kind
+
+    if cache_dir is not None:
+        from .epoch_cache import describe_cache
+
+        if path:
+            raise ConfigError("inspect --cache DIR shows a cache; give no PATH with it")
+        click.echo(describe_cache(cache_dir))
+        return
+    if not path:
+        raise ConfigError("inspect needs a PATH (a dataset or a model file) or --cache DIR")
 
     kinds = {p: file_kind(p) for p in path if os.path.isfile(p)}
     if len(path) == 1 and kinds.get(path[0]) == "safetensors":
@@ -242,6 +263,11 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
               help="Stop after this many epochs without improvement of the validation (else training) loss; "
                    "the best epoch's model is saved.")
 @click.option("--tol", default=1e-4, show_default=True, type=float, help="Smallest improvement that counts.")
+@click.option("--cache", default=None, metavar="DIR",
+              help="Keep the transformed data here after the first epoch; later epochs and runs read it from this "
+                   "local directory, memory-mapped, instead of decoding Parquet (results are identical).")
+@click.option("--cache-max-size", default=None, metavar="SIZE",
+              help="Bound the cache's disk use, e.g. 20GB; units beyond it are read from Parquet.")
 @click.option("--checkpoint-dir", default=None, help="Write checkpoints here (atomically).")
 @click.option("--checkpoint-every", default="0", show_default=True,
               help="Chunks between checkpoints, or a time such as 30s, 5m, 1h (0: at the end of each epoch).")
@@ -350,6 +376,10 @@ def _check_fit_outputs(source: Any, out: str | None, history_path: str | None, o
         check_output_file(history_path, inputs, "--history")
     if options.get("checkpoint_dir") is not None:
         options["checkpoint_dir"] = check_output_dir(options["checkpoint_dir"], "--checkpoint-dir")
+    if options.get("cache") is not None:
+        from .epoch_cache import check_cache_dir
+
+        options["cache"] = check_cache_dir(options["cache"], "--cache")
     check_distinct({"--out": out, "--history": history_path})
 
 

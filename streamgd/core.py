@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import uuid4
 
 import numpy as np
 
@@ -114,6 +115,7 @@ class Run:
     spec: FeatureSpec | None = None
     feature_names: list[str] | None = None  # the model's features (the spec's outputs, or the numeric inputs)
     stats: DatasetStats | None = None
+    cache: CacheSettings | None = None  # the epoch cache, opened once per run (``cache_settings``)
 
 
 @dataclass(frozen=True)
@@ -150,14 +152,17 @@ def chunk_job(cfg: TrainConfig, run: Run) -> ChunkJob:
                     run.hyper, cfg.batch_size, cfg.dtype, cfg.prefetch_depth,
                     cfg.memory_budget is None,  # a budget counts one copy per chunk: convert on the prefetch thread
                     run.encoder, run.standardizer, run.spec, cfg.sample_weight, run.class_weights, cfg.learning_rate,
-                    cache_settings(cfg))
+                    cache_settings(cfg, run))
 
 
-def cache_settings(cfg: TrainConfig) -> CacheSettings | None:
-    """The run's epoch cache settings (None: no cache)."""
+def cache_settings(cfg: TrainConfig, run: Run) -> CacheSettings | None:
+    """The run's epoch cache settings (None: no cache), made once per run: its training and validation streams
+    share one opening of the cache."""
     if cfg.cache is None:
         return None
-    return CacheSettings(str(cfg.cache), parse_size(cfg.cache_max_size, "cache_max_size"))
+    if run.cache is None or run.cache.directory != str(cfg.cache):
+        run.cache = CacheSettings(str(cfg.cache), parse_size(cfg.cache_max_size, "cache_max_size"), uuid4().hex)
+    return run.cache
 
 
 def _names(names: Sequence[str]) -> Sequence[str]:
@@ -357,7 +362,7 @@ def epoch_record(cfg: TrainConfig, run: Run, state: TrainState, meter: EpochMete
               "shuffle_quality": quality.result().as_dict()}
     if run.validation is not None:
         params = run.optimizer.final_params(state.params, state.opt_state, state.step)
-        cache = cache_session(cache_settings(cfg), run.validation, cfg.dtype, run.encoder, run.spec,
+        cache = cache_session(cache_settings(cfg, run), run.validation, cfg.dtype, run.encoder, run.spec,
                               run.standardizer, [])
         record["validation_loss"] = mean_loss(run.validation, params, run.n_out, run.model_cls.loss_kind,
                                               run.hyper, cfg.dtype, run.encoder,

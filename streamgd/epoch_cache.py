@@ -70,6 +70,7 @@ class CacheSettings:
 
     directory: str
     max_bytes: int | None = None
+    run: str = ""  # a token of the run: each run opens the cache afresh (checks, size, warnings), its epochs share it
 
 
 @dataclass
@@ -208,8 +209,8 @@ def check_cache_dir(directory: str, what: str = "the cache directory") -> str:
 class EpochCache:
     """The cache directory as one process uses it: lookups, writes, the size bound and the warnings said.
 
-    One instance per (directory, process): ``EpochCache.shared`` hands it out, so the epochs of a run share what
-    they learned (units this process wrote need no checksum pass; a full disk is said once).
+    One instance per (directory, process, run): ``EpochCache.shared`` hands it out, so the epochs of a run share
+    what they learned (units the run wrote or checked need no checksum pass; a full disk is said once).
     """
 
     _instances: dict[tuple[str, int], EpochCache] = {}
@@ -235,6 +236,9 @@ class EpochCache:
         with cls._instances_lock:
             cache = cls._instances.get(key)
             if cache is None or cache.settings != settings:
+                if cache is not None:
+                    cache.flush()
+                    cache._writing.shutdown(wait=True)
                 cache = cls._instances[key] = cls(settings)
             return cache
 
@@ -372,16 +376,7 @@ class EpochCache:
         data_path, index_path = self._paths(key)
         temporary = _temporary(data_path)
         try:
-            with open(temporary, "wb") as stream:
-                position = 0
-                for name, raw, spec in parts:
-                    start = layout[name]["offset"]
-                    if start > position:
-                        stream.write(b"\0" * (start - position))
-                    stream.write(raw)
-                    position = start + raw.nbytes
-                if size > position:
-                    stream.write(b"\0" * (size - position))
+            write_unit_file(temporary, [(raw, layout[name]["offset"]) for name, raw, _ in parts], size)
         except OSError as exc:
             _remove(temporary)
             self._failed(exc, size + len(index_text))
@@ -514,6 +509,19 @@ def _unpack(views: dict[str, np.ndarray], entry: dict) -> UnitArrays:
 
 
 # ---- files -------------------------------------------------------------------------------------------------------
+def write_unit_file(path: str, parts: list[tuple[np.ndarray, int]], size: int) -> None:
+    """Write arrays' bytes at their offsets into a new file of ``size`` bytes (zeros between them)."""
+    with open(path, "wb") as stream:
+        position = 0
+        for raw, start in parts:
+            if start > position:
+                stream.write(b"\0" * (start - position))
+            stream.write(raw)
+            position = start + raw.nbytes
+        if size > position:
+            stream.write(b"\0" * (size - position))
+
+
 def _temporary(path: str) -> str:
     return os.path.join(os.path.dirname(path), f".tmp-{os.path.basename(path)}-{os.getpid()}-"
                                                f"{threading.get_ident()}-{time.monotonic_ns()}")
