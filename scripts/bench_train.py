@@ -4,6 +4,7 @@ reader, all in one run. Each variant runs in its own subprocess so its peak RSS 
 
     python3 scripts/bench_train.py --rows 10000000          # data cached under bench-data/
     python3 scripts/bench_train.py --variants decode-floor,streamgd-1024 --optimizers all
+    python3 scripts/bench_train.py --variants decode-floor,streamgd-1024,streamgd-1024-cached   # the epoch cache
 
 Every variant runs ``--repeat`` times, in rounds (each round runs every variant once, so a slow spell of a
 shared machine falls on all of them); the fastest run of each counts, with the median peak RSS of its runs.
@@ -55,6 +56,8 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
 
         floor = decode_floor(path, None if name == "decode-floor" else MappedParquetFile(path))
         return {"seconds": floor["seconds"], "rows": floor["rows"], "log_loss": None}
+    if name == "streamgd-1024-cached":
+        return _cached_variant(path)
     if name.startswith("streamgd"):
         import streamgd
 
@@ -115,6 +118,55 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
     raise SystemExit(f"unknown variant {name}")
 
 
+CACHED_EPOCHS = 4
+
+
+def _cached_variant(path: str) -> dict:
+    """streamgd-1024 with ``--cache`` in a fresh directory for ``CACHED_EPOCHS`` epochs: the first epoch decodes and
+    writes the cache, the later ones read it (their fastest counts as the variant's rate)."""
+    import shutil
+    import tempfile
+
+    import streamgd
+
+    options = dict(model="logistic", batch_size=1024, lr=0.5, schedule="constant", standardize=False, alpha=0.0)
+    data = streamgd.open_dataset(path, target="y")
+    streamgd.Trainer(epochs=1, **options).fit(data.subset(data.units[:1]))  # compiled kernels loaded untimed
+    directory = tempfile.mkdtemp(prefix="cache-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        warm = tempfile.mkdtemp(prefix="warm-", dir=directory)
+        streamgd.Trainer(epochs=2, cache=warm, **options).fit(data.subset(data.units[:1]))  # the cache's kernels
+        trainer = streamgd.Trainer(epochs=CACHED_EPOCHS, cache=os.path.join(directory, "c"), **options)
+        model = trainer.fit(path, target="y")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    later = min(model.history[1:], key=lambda e: e["seconds"])
+    return {"seconds": later["seconds"], "rows": later["rows"], "write_epoch_seconds": model.history[0]["seconds"],
+            "later_epoch_seconds": [e["seconds"] for e in model.history[1:]],
+            "cache": [e["cache"] for e in model.history],
+            "log_loss": _log_loss(path, model.coef_[0], model.intercept_[0])}
+
+
+def _cache_summary(results: dict[str, dict]) -> str:
+    """The cache's figures: later epochs against the decode floor, the first epoch's writing overhead against
+    the uncached epoch, and peak RSS against the uncached run."""
+    cached = results.get("streamgd-1024-cached")
+    if cached is None:
+        return ""
+    lines = [f"\nstreamgd-1024-cached: epochs 2-{CACHED_EPOCHS} from the cache, fastest "
+             f"{cached['rows_per_s']:,.0f} rows/s"]
+    if "decode-floor" in results:
+        lines.append(f"  = {cached['rows_per_s'] / results['decode-floor']['rows_per_s']:.2f}x the decode floor")
+    plain = results.get("streamgd-1024")
+    if plain is not None:
+        write = min(r["write_epoch_seconds"] for r in cached["all_runs"])
+        lines.append(f"  first epoch (decoding and writing the cache): {write:.2f} s, the uncached epoch "
+                     f"{plain['seconds']:.2f} s: overhead {100 * (write / plain['seconds'] - 1):+.0f}%")
+        lines.append(f"  peak RSS {cached['peak_rss_mb']:.0f} MB, uncached {plain['peak_rss_mb']:.0f} MB: "
+                     f"{cached['peak_rss_mb'] / plain['peak_rss_mb']:.3f}x")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -172,6 +224,7 @@ def main() -> None:
     print(f"\n{args.rows:,} rows x {args.features} float32 features, shuffle {args.shuffle}, one epoch, "
           f"fastest of {args.repeat} runs\n")
     print(_table(results))
+    print(_cache_summary(results))
     if args.json_out:
         with open(args.json_out, "w") as stream:
             json.dump({"rows": args.rows, "features": args.features, "shuffle": args.shuffle, "repeat": args.repeat,
@@ -184,6 +237,7 @@ def _summary(runs: list[dict]) -> dict:
     fastest["rows_per_s"] = fastest["rows"] / fastest["seconds"]
     fastest["peak_rss_mb"] = float(np.median([r["peak_rss_mb"] for r in runs]))
     fastest["all_rows_per_s"] = [round(r["rows"] / r["seconds"]) for r in runs]
+    fastest["all_runs"] = runs
     return fastest
 
 

@@ -12,18 +12,19 @@ values), the unit (row group, first row, rows), and the run's transform (``cache
 their types, the FeatureSpec, the standardizer's mean and scale, dtype, target and its encoding, extra columns).
 A changed file or setting is a new key, so a miss: stale arrays are never read.
 
-**Atomic writes, concurrent runs.** A unit is written to a temporary name in ``units/``, flushed, fsynced and
-renamed; its index entry follows the same way, last. A reader takes a unit only when its entry exists, the data
-file has the size the entry says and (once per process, for a unit this process did not write) the arrays'
-checksums match, so a crash leaves units complete or ignored. Two runs writing one unit write the same bytes
-(the key fixes them) and the later rename wins; no lock is needed.
+**Atomic writes, concurrent runs.** A unit is written to a temporary name in ``units/`` and renamed; its index
+entry follows the same way, last. A reader takes a unit only when its entry exists, the data file has the size
+the entry says and (once per run, for a unit the run did not write itself) the arrays' checksums match. A process
+that dies leaves units complete or ignored. The files are not fsynced: after a power loss a renamed file may hold
+zeros or be cut short, which the size and checksum checks turn into a rebuild (fsyncing every unit made the first
+epoch of a 4M x 32 file 1.0 s longer on this machine's disk, for a protection the checksums give anyway). Two runs
+writing one unit write the same bytes (the key fixes them) and the later rename wins; no lock is needed.
 
 **Damage.** A truncated, resized or corrupt data file is a miss: the unit is rebuilt from Parquet and rewritten,
 with one warning. A failed write (a full disk, ``cache_max_size`` reached) leaves the unit to Parquet for the rest
 of the run, with one warning; training is never affected.
 
-**Memory.** A data file is mapped with ``MAP_POPULATE`` (one system call faults every page in), gathered into the
-chunk in the step's row order, then its pages are handed back (``madvise(MADV_DONTNEED)``, as
+**Memory.** A data file is mapped, gathered into the chunk in the step's row order, then its pages are handed back (``madvise(MADV_DONTNEED)``, as
 ``streamgd.mapped`` does) and the map closed: resident memory holds one step's units at most, as when decoding.
 """
 
@@ -56,7 +57,7 @@ from .unit_arrays import UnitArrays
 FORMAT_VERSION = 1
 _ALIGN = 64
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_WRITES_IN_FLIGHT = 1  # units handed to the writer thread at once: what writing adds to resident memory
 _STALE_TEMPORARY_SECONDS = 3600  # a temporary file this old belongs to a run that died
 
 
@@ -225,6 +226,7 @@ class EpochCache:
         self._trusted: set[str] = set()  # keys written, or verified, by this process
         self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamgd-cache")
         self._pending: list[Future] = []
+        self._room = threading.BoundedSemaphore(_WRITES_IN_FLIGHT)
         self._write_failed = False
         self._full_said = False
         self._damage_said = False
@@ -274,21 +276,18 @@ class EpochCache:
             with open(index_path) as stream:
                 entry = json.load(stream)
         except (OSError, ValueError):
-            stats.misses += 1
             yield None
             return
         mapping = None
         try:
             mapping, arrays = self._map(key, data_path, entry)
         except _Damaged as exc:
-            stats.misses += 1
             stats.damaged += 1
             self._discard(key)
             self._warn_damaged(f"the epoch cache entry of {where} is damaged ({exc}); rebuilding it from Parquet")
             yield None
             return
-        stats.hits += 1
-        stats.bytes_read += entry["size"]
+        arrays.stored_bytes = entry["size"]
         try:
             yield arrays
         finally:
@@ -306,8 +305,8 @@ class EpochCache:
             size = os.fstat(descriptor).st_size
             if size != entry["size"]:
                 raise _Damaged(f"the data file holds {size} bytes, its index entry says {entry['size']}")
-            mapping = mmap.mmap(descriptor, size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ) \
-                if size else None
+            # faulted in as the gather reads it (fault-around maps 64 KiB a time): MAP_POPULATE measured no faster
+            mapping = mmap.mmap(descriptor, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) if size else None
         finally:
             os.close(descriptor)
         try:
@@ -343,71 +342,73 @@ class EpochCache:
 
     # ---- writing ----
     def store(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats) -> None:
-        """Write the unit's arrays under ``key`` (a temporary file here, fsync and rename on the writer thread);
-        a failed write or the size bound leaves the unit to Parquet."""
-        if self._write_failed:
-            stats.not_written += 1
+        """Write the unit's arrays under ``key`` on the writer thread (which holds at most ``_WRITES_IN_FLIGHT``
+        units: the caller waits for room); a failed write or the size bound leaves the unit to Parquet."""
+        if self._write_failed or os.path.exists(self._paths(key)[1]):
             return
-        parts = _pack(arrays)
-        layout, offset = {}, 0
-        for name, raw, spec in parts:
-            offset = -(-offset // _ALIGN) * _ALIGN
-            layout[name] = {**spec, "offset": offset, "checksum": checksum(raw)}
-            offset += raw.nbytes
-        size = -(-offset // _ALIGN) * _ALIGN
-        entry = {"format": FORMAT_VERSION, "streamgd": __version__, "key": key, **record, "arrays": layout,
-                 "n_slots": arrays.sparse.n_slots if arrays.sparse is not None else None, "size": size,
-                 "written": time.time()}
-        index_text = json.dumps(entry)
-        limit = self.settings.max_bytes
-        with self._lock:
-            if limit is not None and self.used_bytes + size + len(index_text) > limit:
-                full = True
-            else:
-                full = False
-                self.used_bytes += size + len(index_text)
-        if full:
-            stats.not_written += 1
-            if not self._full_said:
-                self._full_said = True
-                warnings.warn(f"the epoch cache in {self.directory} reached its size bound ({limit:,} bytes); units "
-                              "beyond it are read from Parquet", CacheWarning, stacklevel=2)
-            return
-        data_path, index_path = self._paths(key)
-        temporary = _temporary(data_path)
+        self._room.acquire()
         try:
-            write_unit_file(temporary, [(raw, layout[name]["offset"]) for name, raw, _ in parts], size)
-        except OSError as exc:
-            _remove(temporary)
-            self._failed(exc, size + len(index_text))
-            stats.not_written += 1
-            return
-        stats.written += 1
-        stats.bytes_written += size
-        self._pending.append(self._writing.submit(self._commit, key, temporary, data_path, index_path, index_text,
-                                                  size + len(index_text)))
+            self._pending.append(self._writing.submit(self._write, key, arrays, record, stats))
+        except BaseException:
+            self._room.release()
+            raise
 
-    def _commit(self, key: str, temporary: str, data_path: str, index_path: str, index_text: str,
-                size: int) -> None:
-        """Make a written unit durable and visible: fsync, rename, then its index entry (the same way)."""
-        index_temporary = None
+    def _write(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats) -> None:
+        """The writer thread: a temporary file written and renamed, then its index entry the same way."""
         try:
-            _fsync_file(temporary)
-            os.replace(temporary, data_path)
-            index_temporary = _temporary(index_path)
-            with open(index_temporary, "w") as stream:
-                stream.write(index_text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(index_temporary, index_path)
-            _fsync_dir(self.units_dir)
+            if self._write_failed:
+                stats.not_written += 1
+                return
+            parts = _pack(arrays)
+            del arrays
+            layout, offset = {}, 0
+            for name, raw, spec in parts:
+                offset = -(-offset // _ALIGN) * _ALIGN
+                layout[name] = {**spec, "offset": offset, "checksum": checksum(raw)}
+                offset += raw.nbytes
+            size = -(-offset // _ALIGN) * _ALIGN
+            entry = {"format": FORMAT_VERSION, "streamgd": __version__, "key": key, **record, "arrays": layout,
+                     "size": size, "written": time.time()}
+            index_text = json.dumps(entry)
+            if not self._reserve(size + len(index_text)):
+                stats.not_written += 1
+                return
+            data_path, index_path = self._paths(key)
+            temporary, index_temporary = _temporary(data_path), None
+            try:
+                write_unit_file(temporary, [(raw, layout[name]["offset"]) for name, raw, _ in parts], size)
+                del parts
+                os.replace(temporary, data_path)
+                index_temporary = _temporary(index_path)
+                with open(index_temporary, "w") as stream:
+                    stream.write(index_text)
+                os.replace(index_temporary, index_path)
+            except OSError as exc:
+                _remove(temporary)
+                if index_temporary is not None:
+                    _remove(index_temporary)
+                self._failed(exc, size + len(index_text))
+                stats.not_written += 1
+                return
             with self._lock:
                 self._trusted.add(key)
-        except OSError as exc:
-            _remove(temporary)
-            if index_temporary is not None:
-                _remove(index_temporary)
-            self._failed(exc, size)
+                stats.written += 1
+                stats.bytes_written += size
+        finally:
+            self._room.release()
+
+    def _reserve(self, size: int) -> bool:
+        """Count ``size`` more bytes against the size bound; False (said once) when they do not fit."""
+        limit = self.settings.max_bytes
+        with self._lock:
+            fits = limit is None or self.used_bytes + size <= limit
+            if fits:
+                self.used_bytes += size
+            said, self._full_said = self._full_said, self._full_said or not fits
+        if not fits and not said:
+            warnings.warn(f"the epoch cache in {self.directory} reached its size bound ({limit:,} bytes); units "
+                          "beyond it are read from Parquet", CacheWarning, stacklevel=2)
+        return fits
 
     def _failed(self, exc: OSError, size: int) -> None:
         """A write failed (a full disk, a quota, a removed directory): no more writes this run, said once."""
@@ -455,11 +456,17 @@ class CacheSession:
 
     @contextmanager
     def lookup(self, unit: Unit) -> Iterator[UnitArrays | None]:
-        """The unit's cached arrays, or None (then ``store`` them once converted)."""
+        """The unit's cached arrays, or None (then ``store`` them once converted); ``count_hits`` once used."""
         with self.cache.mapped(self.key(unit), self.stats, self.where(unit)) as arrays:
             yield arrays
 
+    def count_hits(self, parts: list[UnitArrays]) -> None:
+        self.stats.hits += len(parts)
+        self.stats.bytes_read += sum(part.stored_bytes for part in parts)
+
     def store(self, unit: Unit, arrays: UnitArrays) -> None:
+        """Count a miss and write the unit's arrays (on the writer thread)."""
+        self.stats.misses += 1
         record = {"source": self._source(unit.source),
                   "unit": {"row_group": unit.row_group, "offset": unit.offset, "n_rows": unit.n_rows},
                   "context": self.context, "context_summary": self.summary}
@@ -477,6 +484,7 @@ class _Damaged(Exception):
 def _pack(arrays: UnitArrays) -> list[tuple[str, np.ndarray, dict]]:
     """(name, bytes as uint8, spec) of each array to store."""
     named: list[tuple[str, np.ndarray]] = [("X", arrays.X)]
+    n_slots = arrays.sparse.n_slots if arrays.sparse is not None else None
     if arrays.y is not None:
         named.append(("y", arrays.y))
     if arrays.keep is not None:
@@ -487,7 +495,10 @@ def _pack(arrays: UnitArrays) -> list[tuple[str, np.ndarray, dict]]:
     parts = []
     for name, array in named:
         order = "F" if array.ndim == 2 and array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-        parts.append((name, _raw(array), {"dtype": array.dtype.str, "shape": list(array.shape), "order": order}))
+        spec = {"dtype": array.dtype.str, "shape": list(array.shape), "order": order}
+        if name == "indptr":
+            spec["n_slots"] = n_slots
+        parts.append((name, _raw(array), spec))
     if arrays.extra is not None:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, arrays.extra.schema) as writer:
@@ -501,7 +512,8 @@ def _unpack(views: dict[str, np.ndarray], entry: dict) -> UnitArrays:
     X = views["X"]
     sparse = None
     if "indptr" in views:
-        sparse = SparseBlock(views["indptr"], views["indices"], views["values"], int(entry["n_slots"]))
+        sparse = SparseBlock(views["indptr"], views["indices"], views["values"],
+                             int(entry["arrays"]["indptr"]["n_slots"]))
     extra = None
     if "extra" in views:
         extra = pa.ipc.open_stream(pa.py_buffer(views["extra"].tobytes())).read_all()  # a copy: owns its memory
@@ -525,25 +537,6 @@ def write_unit_file(path: str, parts: list[tuple[np.ndarray, int]], size: int) -
 def _temporary(path: str) -> str:
     return os.path.join(os.path.dirname(path), f".tmp-{os.path.basename(path)}-{os.getpid()}-"
                                                f"{threading.get_ident()}-{time.monotonic_ns()}")
-
-
-def _fsync_file(path: str) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _remove(path: str) -> None:

@@ -46,6 +46,14 @@ class _Decoded:
 
 
 @dataclass
+class _DecodedUnits:
+    """A step's units as read on the prefetch thread, one table each, for the epoch cache: not yet converted."""
+
+    tables: list[pa.Table]
+    step: Step
+
+
+@dataclass
 class Chunk:
     """Rows of one plan step: the dense features ``X`` (n_rows, n_dense), column-major, the sparse block of the
     categorical features (``streamgd.sparse.SparseBlock``, or None) and the target ``y`` (float64)."""
@@ -232,21 +240,37 @@ class ChunkStream:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
         return chunk
 
-    def _build_cached(self, tables: UnitTableReader, step: Step) -> Chunk:
-        """The step's chunk gathered from its units' arrays: mapped from the cache, or converted from Parquet (in
-        file order) and stored in it."""
+    def _build_cached(self, tables: UnitTableReader, step: Step) -> Chunk | _DecodedUnits:
+        """The prefetch thread's side with a cache: the step's chunk gathered from its units' mapped arrays when the
+        cache holds them all; else the units decoded (converted and stored by ``_convert_units``)."""
         with contextlib.ExitStack() as held:
             parts = []
             for unit in step.units:
                 arrays = held.enter_context(self.cache.lookup(unit))
                 if arrays is None:
-                    arrays = self._unit_arrays(tables.read(unit))
-                    self.cache.store(unit, arrays)
+                    break
                 parts.append(arrays)
-            X, sparse, y, order = gather_step(parts, step, keep_rows=self.all_rows)
-            extra = concat_extra(parts)
+            else:
+                self.cache.count_hits(parts)
+                return self._gather(parts, step)
             del parts, arrays
+        decoded = _DecodedUnits([tables.read(unit) for unit in step.units], step)
+        return decoded if self.defer_conversion else self._convert_units(decoded)
+
+    def _convert_units(self, decoded: _DecodedUnits) -> Chunk:
+        """Decoded units converted in file order, handed to the cache's writer, and gathered into the chunk."""
+        parts = []
+        for unit, table in zip(decoded.step.units, decoded.tables):
+            arrays = self._unit_arrays(table)
+            self.cache.store(unit, arrays)
+            parts.append(arrays)
+        decoded.tables = []
+        return self._gather(parts, decoded.step)
+
+    def _gather(self, parts: list[UnitArrays], step: Step) -> Chunk:
+        X, sparse, y, order = gather_step(parts, step, keep_rows=self.all_rows)
         chunk = Chunk(X, y, step, order, sparse)
+        extra = concat_extra(parts)
         if extra is not None:
             chunk.extra = extra  # type: ignore[attr-defined]
         return chunk
@@ -266,7 +290,10 @@ class ChunkStream:
 
     def _deliver(self, item: Chunk | _Decoded) -> Chunk:
         """The consumer's side: a deferred conversion done, the shuffle-quality figures taken (in plan order)."""
-        chunk = self._convert(item.table, item.step) if isinstance(item, _Decoded) else item
+        if isinstance(item, _DecodedUnits):
+            chunk = self._convert_units(item)
+        else:
+            chunk = self._convert(item.table, item.step) if isinstance(item, _Decoded) else item
         if self.quality is not None:
             self.quality.add(chunk.step.file_positions(chunk.row_order))
         return chunk
