@@ -1,8 +1,8 @@
 """The epoch cache: each unit's transformed arrays kept on local disk by the first epoch, memory-mapped by later
 epochs (and later runs) instead of decoding and transforming the Parquet data again.
 
-Layout of a cache directory: ``units/<key>.bin`` holds a unit's arrays (``streamgd.unit_arrays.UnitArrays``)
-back to back, each at a 64-byte boundary, raw and uncompressed; ``units/<key>.json`` (the unit's index entry)
+Layout of a cache directory: ``units/<key>.bin`` holds a unit's arrays (``streamgd.unit_arrays.UnitArrays``: the
+rows as the first epoch delivered them, and where each row of the file is among them) back to back, each at a 64-byte boundary, raw and uncompressed; ``units/<key>.json`` (the unit's index entry)
 says where each array lies, its dtype, shape and a checksum, and what the entry was made from. Arrow IPC
 decodes as fast, but one file of raw arrays maps with one system call and needs no reader.
 
@@ -487,8 +487,8 @@ def _pack(arrays: UnitArrays) -> list[tuple[str, np.ndarray, dict]]:
     n_slots = arrays.sparse.n_slots if arrays.sparse is not None else None
     if arrays.y is not None:
         named.append(("y", arrays.y))
-    if arrays.keep is not None:
-        named.append(("keep", arrays.keep.astype(np.bool_)))
+    if arrays.slot is not None:
+        named.append(("slot", arrays.slot))
     if arrays.sparse is not None:
         named += [("indptr", arrays.sparse.indptr), ("indices", arrays.sparse.indices),
                   ("values", arrays.sparse.values)]
@@ -517,7 +517,7 @@ def _unpack(views: dict[str, np.ndarray], entry: dict) -> UnitArrays:
     extra = None
     if "extra" in views:
         extra = pa.ipc.open_stream(pa.py_buffer(views["extra"].tobytes())).read_all()  # a copy: owns its memory
-    return UnitArrays(X, views.get("y"), views.get("keep"), sparse, extra)
+    return UnitArrays(X, views.get("y"), sparse, extra, views.get("slot"))
 
 
 # ---- files -------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from .dataset import Dataset, Unit, UnitTableReader
 from .errors import ConfigError, DataError
 from .shuffle import Plan, ShuffleQualityMeter, Step
 from .sparse import SparseBlock
-from .unit_arrays import UnitArrays, concat_extra, gather_step
+from .unit_arrays import concat_extra, gather_step, split_chunk
 
 DEFAULT_PREFETCH_DEPTH = 2
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -42,14 +42,6 @@ class _Decoded:
     """A step's units as read on the prefetch thread, not yet converted into a chunk."""
 
     table: pa.Table
-    step: Step
-
-
-@dataclass
-class _DecodedUnits:
-    """A step's units as read on the prefetch thread, one table each, for the epoch cache: not yet converted."""
-
-    tables: list[pa.Table]
     step: Step
 
 
@@ -208,8 +200,8 @@ class ChunkStream:
         # every row delivered, in the step's order, even those a FeatureSpec's drop-rows policy leaves out (their
         # missing features stay NaN): predictions and evaluation decide per row themselves
         self.all_rows = all_rows
-        # an epoch cache session (``streamgd.epoch_cache.CacheSession``): units come from it when it holds them,
-        # else from Parquet, converted in file order and stored; each step's chunk is then gathered in its row order
+        # an epoch cache session (``streamgd.epoch_cache.CacheSession``): a step whose units it holds is gathered
+        # from them in the step's row order; any other is converted from Parquet and its units stored
         self.cache = cache
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -218,7 +210,9 @@ class ChunkStream:
     def _build(self, tables: UnitTableReader, step: Step) -> Chunk | _Decoded:
         """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred."""
         if self.cache is not None:
-            return self._build_cached(tables, step)
+            chunk = self._from_cache(step)
+            if chunk is not None:
+                return chunk
         parts = [tables.read(unit) for unit in step.units]
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         del parts
@@ -238,62 +232,38 @@ class ChunkStream:
         chunk = Chunk(X, y, step, order, sparse)
         if self.extra_columns:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
+        if self.cache is not None:
+            self._store(chunk)
         return chunk
 
-    def _build_cached(self, tables: UnitTableReader, step: Step) -> Chunk | _DecodedUnits:
-        """The prefetch thread's side with a cache: the step's chunk gathered from its units' mapped arrays when the
-        cache holds them all; else the units decoded (converted and stored by ``_convert_units``)."""
+    def _from_cache(self, step: Step) -> Chunk | None:
+        """The step's chunk gathered from its units' mapped arrays, when the cache holds them all (else None)."""
         with contextlib.ExitStack() as held:
             parts = []
             for unit in step.units:
                 arrays = held.enter_context(self.cache.lookup(unit))
                 if arrays is None:
-                    break
+                    return None
                 parts.append(arrays)
-            else:
-                self.cache.count_hits(parts)
-                return self._gather(parts, step)
+            self.cache.count_hits(parts)
+            X, sparse, y, order = gather_step(parts, step)
+            extra = concat_extra(parts)
             del parts, arrays
-        decoded = _DecodedUnits([tables.read(unit) for unit in step.units], step)
-        return decoded if self.defer_conversion else self._convert_units(decoded)
-
-    def _convert_units(self, decoded: _DecodedUnits) -> Chunk:
-        """Decoded units converted in file order, handed to the cache's writer, and gathered into the chunk."""
-        parts = []
-        for unit, table in zip(decoded.step.units, decoded.tables):
-            arrays = self._unit_arrays(table)
-            self.cache.store(unit, arrays)
-            parts.append(arrays)
-        decoded.tables = []
-        return self._gather(parts, decoded.step)
-
-    def _gather(self, parts: list[UnitArrays], step: Step) -> Chunk:
-        X, sparse, y, order = gather_step(parts, step, keep_rows=self.all_rows)
         chunk = Chunk(X, y, step, order, sparse)
-        extra = concat_extra(parts)
         if extra is not None:
             chunk.extra = extra  # type: ignore[attr-defined]
         return chunk
 
-    def _unit_arrays(self, table: pa.Table) -> UnitArrays:
-        """One unit's table converted and transformed in file order, with its keep mask (what the cache stores)."""
-        sparse = keep = None
-        if self.features is None:
-            X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, None, self.dtype,
-                                         self.target_encoder)
-        else:
-            X, sparse, y, keep = self._blocks(table, None)
-        if self.transform is not None:
-            X = self.transform(X)
-        extra = table.select(self.extra_columns) if self.extra_columns else None
-        return UnitArrays(X, y, keep, sparse, extra)
+    def _store(self, chunk: Chunk) -> None:
+        """Hand a chunk converted from Parquet to the cache's writer, cut into its units."""
+        parts = split_chunk(chunk.X, chunk.sparse, chunk.y, chunk.row_order, getattr(chunk, "extra", None),
+                            chunk.step)
+        for unit, arrays in zip(chunk.step.units, parts):
+            self.cache.store(unit, arrays)
 
     def _deliver(self, item: Chunk | _Decoded) -> Chunk:
         """The consumer's side: a deferred conversion done, the shuffle-quality figures taken (in plan order)."""
-        if isinstance(item, _DecodedUnits):
-            chunk = self._convert_units(item)
-        else:
-            chunk = self._convert(item.table, item.step) if isinstance(item, _Decoded) else item
+        chunk = self._convert(item.table, item.step) if isinstance(item, _Decoded) else item
         if self.quality is not None:
             self.quality.add(chunk.step.file_positions(chunk.row_order))
         return chunk
@@ -303,7 +273,14 @@ class ChunkStream:
         """The FeatureSpec's blocks; rows with a missing target are left out under ``drop-rows`` and ``impute``,
         and rows with a missing feature under ``drop-rows`` (the returned order then lists the rows kept, as
         positions in the unit). With ``all_rows`` nothing is left out."""
-        X, sparse, y, keep = self._blocks(table, order)
+        X, sparse, keep = self.features.to_blocks(table, order, self.dtype)
+        y = None
+        if self.target is not None:
+            y = self.target_encoder(table.column(self.target))
+            y = np.ascontiguousarray(y if order is None else y[order], dtype=np.float64)
+            if self.features.missing != "error":
+                labelled = ~np.isnan(y)
+                keep = labelled if keep is None else keep & labelled
         if self.all_rows:
             keep = None
         if keep is not None and not keep.all():
@@ -313,20 +290,6 @@ class ChunkStream:
             sparse = None if sparse is None else sparse.take(keep)
             y = None if y is None else y[keep]
         return X, sparse, y, order
-
-    def _blocks(self, table: pa.Table, order: np.ndarray | None
-                ) -> tuple[np.ndarray, SparseBlock | None, np.ndarray | None, np.ndarray | None]:
-        """(X, sparse, y, keep) of the FeatureSpec in ``order``, nothing left out yet: ``keep`` marks the rows to
-        train on (a missing feature under drop-rows, a missing target under drop-rows and impute), or is None."""
-        X, sparse, keep = self.features.to_blocks(table, order, self.dtype)
-        y = None
-        if self.target is not None:
-            y = self.target_encoder(table.column(self.target))
-            y = np.ascontiguousarray(y if order is None else y[order], dtype=np.float64)
-            if self.features.missing != "error":
-                labelled = ~np.isnan(y)
-                keep = labelled if keep is None else keep & labelled
-        return X, sparse, y, keep
 
     def _columns(self) -> list[str]:
         inputs = self.dataset.feature_names if self.features is None else self.features.input_columns

@@ -247,9 +247,11 @@ def test_cache_files_are_raw_arrays_described_by_their_index_entry(data, tmp_pat
     name = _units_on_disk(tmp_path / "cache")[0]
     with open(os.path.join(tmp_path / "cache", "units", name[:-4] + ".json")) as stream:
         entry = json.load(stream)
-    assert set(entry["arrays"]) == {"X", "y", "keep", "indptr", "indices", "values", "extra"}
-    X = entry["arrays"]["X"]
-    assert X["dtype"] == "<f4" and X["shape"] == [GROUP, 3] and X["order"] == "F"  # x0, x1, x2 (w: the weight)
+    assert set(entry["arrays"]) == {"X", "y", "slot", "indptr", "indices", "values", "extra"}
+    X, slot = entry["arrays"]["X"], entry["arrays"]["slot"]
+    kept = X["shape"][0]  # the rows drop-rows kept (x0 is null in about 5% of them)
+    assert X["dtype"] == "<f4" and X["shape"][1] == 3 and X["order"] == "F"  # x0, x1, x2 (w: the weight)
+    assert 0.9 * GROUP < kept < GROUP and slot["shape"] == [GROUP] and entry["arrays"]["y"]["shape"] == [kept]
     assert entry["source"]["path"] == os.path.abspath(data) and entry["unit"]["n_rows"] == GROUP
     assert os.path.getsize(os.path.join(tmp_path / "cache", "units", name)) == entry["size"]
 
