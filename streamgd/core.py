@@ -368,7 +368,9 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     if run.stats is not None:
         info["statistics"] = run.stats.as_dict()
     info.update(summary or {})
-    return run.model_cls(coef.copy(), intercept.copy(), run.feature_names, target=target,
+    if run.standardizer is None:  # raw_coefficients made copies already
+        coef, intercept = coef.copy(), intercept.copy()
+    return run.model_cls(coef, intercept, run.feature_names, target=target,
                          classes=to_json_labels(run.classes) if run.classes else None,
                          config={**cfg.to_dict(), **(config or {})}, history=state.history,
                          optimizer_state=state.opt_state, summary=info,

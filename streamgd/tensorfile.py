@@ -14,11 +14,40 @@ from .errors import ModelFileError
 from .fileio import atomic_write
 
 
+_DTYPES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.int64): "I64",
+           np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8", np.dtype(np.bool_): "BOOL"}
+
+
+def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[str, str]) -> None:
+    """Write a safetensors file (the format's header: an 8-byte little-endian length, then JSON naming each
+    tensor's dtype, shape and byte range; then the bytes) straight from the arrays' memory: no copy of a tensor
+    is made (``safetensors.numpy.save_file`` makes one of each, which for a 2^24-slot model is hundreds of MB)."""
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    arrays = []
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        if array.dtype not in _DTYPES:
+            raise TypeError(f"cannot store a tensor of dtype {array.dtype}")
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        header[name] = {"dtype": _DTYPES[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+        arrays.append(array)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors' own writer pads it
+    with open(path, "wb") as stream:
+        stream.write(len(text).to_bytes(8, "little"))
+        stream.write(text)
+        for array in arrays:
+            if array.nbytes:
+                stream.write(memoryview(array.reshape(-1)).cast("B"))
+
+
 def write_tensor_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], file_format: str, version: int,
                       meta: dict, what: str) -> None:
     """Write ``tensors`` and the JSON ``meta`` as one safetensors file, atomically (``what``: "a model file", for
     the error a value that JSON cannot hold raises)."""
-    from safetensors.numpy import save_file
 
     def plain(value: Any) -> Any:
         if isinstance(value, np.generic):
@@ -28,8 +57,7 @@ def write_tensor_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], f
         raise TypeError(f"cannot store a {type(value).__name__} in {what}")
 
     header = {"format": file_format, "format_version": str(version), "streamgd": json.dumps(meta, default=plain)}
-    contiguous = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
-    atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=header))
+    atomic_write(path, lambda temporary: save_safetensors(tensors, temporary, header))
 
 
 def read_tensor_file(path: str | os.PathLike, file_format: str, version: int, what: str
