@@ -35,8 +35,8 @@ from .validation import constant_loss, mean_loss
 
 __all__ = ["ChunkJob", "LearningRates", "Run", "TrainState", "assemble_model", "check_resumable", "chunk_job",
            "chunk_weights", "end_epoch", "epoch_record", "final_params", "fingerprint", "full_batch_step",
-           "open_stream", "run_epoch", "save_checkpoint", "settle_lazy_penalties", "train_on_chunk", "train_stream",
-           "update_best"]
+           "open_stream", "run_epoch", "save_checkpoint", "settle_lazy_penalties", "settle_state", "train_on_chunk",
+           "train_stream", "update_best"]
 
 LearningRate = Callable[[np.ndarray], np.ndarray]  # global step numbers -> learning rates (a schedule)
 
@@ -118,10 +118,14 @@ class Run:
 
     @property
     def n_slots(self) -> int:
-        """The model's sparse slots: its FeatureSpec's, or an in-memory sparse matrix's columns (the last features)."""
-        if self.spec is not None:
-            return self.spec.n_slots
-        return self.feature_names.n_slots if isinstance(self.feature_names, BlockNames) else 0
+        """The model's sparse slots (the last features): its FeatureSpec's or an in-memory sparse matrix's."""
+        return _n_slots(self.spec, self.feature_names)
+
+
+def _n_slots(spec: FeatureSpec | None, feature_names: Sequence[str]) -> int:
+    if spec is not None:
+        return spec.n_slots
+    return feature_names.n_slots if isinstance(feature_names, BlockNames) else 0
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,11 @@ class ChunkJob:
     @property
     def full_batch(self) -> bool:
         return self.batch_size == "full"
+
+    @property
+    def n_slots(self) -> int:
+        """The model's sparse slots (the last features): its FeatureSpec's or an in-memory sparse matrix's."""
+        return _n_slots(self.spec, self.feature_names)
 
 
 def chunk_job(cfg: TrainConfig, run: Run) -> ChunkJob:
@@ -353,12 +362,28 @@ def update_best(cfg: TrainConfig, run: Run, state: TrainState, record: dict) -> 
 def final_params(run: Run, state: TrainState) -> np.ndarray:
     """The parameters a model of the state keeps: the optimizer's (ASGD: the average), after every sparse slot has
     taken the penalty of the steps it skipped (``settle_lazy_penalties``, on copies: training goes on as it was)."""
+    params, opt_state = _settled(run, state)
+    return run.optimizer.final_params(params, opt_state, state.step)
+
+
+def _settled(run: Run, state: TrainState) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the parameters and the optimizer state with the lazy penalties settled (the state itself when
+    nothing can be owed). A model keeps both: continuing it must not apply the settled decay again."""
     params, opt_state = state.params, state.opt_state
     if run.n_slots and (run.hyper[kernels.H_LAZY_ROW] or run.hyper[kernels.H_L1_ROW]):
         params, opt_state = params.copy(), opt_state.copy()
         settle_lazy_penalties(params, opt_state, run.hyper, run.n_out, len(run.feature_names) - run.n_slots,
                               run.n_slots)
-    return run.optimizer.final_params(params, opt_state, state.step)
+    return params, opt_state
+
+
+def settle_state(job: ChunkJob, state: TrainState) -> None:
+    """Settle, in place, the penalties the state's sparse slots owe (``settle_lazy_penalties``): what a dask
+    worker does before its parameters are averaged with the others', which saw other slots at other steps."""
+    n_slots = job.n_slots
+    if n_slots and (job.hyper[kernels.H_LAZY_ROW] or job.hyper[kernels.H_L1_ROW]):
+        settle_lazy_penalties(state.params, state.opt_state, job.hyper, job.n_out,
+                              len(job.feature_names) - n_slots, n_slots)
 
 
 def settle_lazy_penalties(params: np.ndarray, opt_state: np.ndarray, hyper: np.ndarray, n_out: int, d: int,
@@ -396,10 +421,11 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     """The model of a run's state (early stopping's best epoch if there is one) on raw inputs: the
     standardization folded into the coefficients; ``summary`` adds to the run's summary, ``config`` to its
     settings."""
+    settled_params, opt_state = _settled(run, state)
     if state.best:
         params = state.best["params"]
     else:
-        params = final_params(run, state)
+        params = run.optimizer.final_params(settled_params, opt_state, state.step)
     coef, intercept = kernels.split_params(params, len(run.feature_names), run.n_out)
     transform = None
     if run.standardizer is not None:
@@ -422,7 +448,7 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     return run.model_cls(coef.copy(), intercept.copy(), run.feature_names, target=target,
                          classes=to_json_labels(run.classes) if run.classes else None,
                          config={**cfg.to_dict(), **(config or {})}, history=state.history,
-                         optimizer_state=state.opt_state, summary=info,
+                         optimizer_state=opt_state, summary=info,
                          feature_spec=run.spec.to_dict() if run.spec is not None else None)
 
 
