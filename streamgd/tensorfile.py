@@ -44,6 +44,17 @@ def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[s
                 stream.write(memoryview(array.reshape(-1)).cast("B"))
 
 
+def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:
+    """One tensor of a file ``read_tensor_file`` has already checked (ModelFileError if it is gone since)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="numpy") as handle:
+            return handle.get_tensor(name)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
+
+
 def write_tensor_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], file_format: str, version: int,
                       meta: dict, what: str) -> None:
     """Write ``tensors`` and the JSON ``meta`` as one safetensors file, atomically (``what``: "a model file", for
@@ -60,17 +71,20 @@ def write_tensor_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], f
     atomic_write(path, lambda temporary: save_safetensors(tensors, temporary, header))
 
 
-def read_tensor_file(path: str | os.PathLike, file_format: str, version: int, what: str
-                     ) -> tuple[dict, dict[str, np.ndarray]]:
-    """The JSON header and the tensors of a file written by ``write_tensor_file`` in ``file_format`` (version
-    ``version`` or older); anything else raises ModelFileError naming ``what`` ("streamgd model file", ...)."""
+def read_tensor_file(path: str | os.PathLike, file_format: str, version: int, what: str,
+                     names: tuple[str, ...] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON header and the tensors (only ``names``, if given; every name the file holds is listed under
+    ``"__names__"``) of a file written by ``write_tensor_file`` in ``file_format`` (version ``version`` or
+    older); anything else raises ModelFileError naming ``what`` ("streamgd model file", ...)."""
     from safetensors import SafetensorError, safe_open
 
     path = os.fspath(path)
     try:
         with safe_open(path, framework="numpy") as handle:
             header = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            stored = list(handle.keys())
+            tensors = {name: handle.get_tensor(name) for name in stored if names is None or name in names}
+            tensors["__names__"] = stored
     except (SafetensorError, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()
         raise ModelFileError(f"{path} is not a {what} (not a readable safetensors file: "
