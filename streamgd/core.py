@@ -29,14 +29,16 @@ from .models import LinearModel
 from .optim import Optimizer
 from .reader import Chunk, ChunkStream, parse_size
 from .shuffle import Plan, ShuffleQualityMeter, make_plan
+from .sparse import BlockNames
 from .standardize import Standardizer
 from .stats import DatasetStats
 from .targets import to_json_labels
 from .validation import constant_loss, mean_loss
 
 __all__ = ["ChunkJob", "LearningRates", "Run", "TrainState", "assemble_model", "check_resumable", "chunk_job",
-           "chunk_weights", "end_epoch", "epoch_record", "fingerprint", "full_batch_step", "open_stream",
-           "run_epoch", "save_checkpoint", "train_on_chunk", "train_stream", "update_best"]
+           "chunk_weights", "end_epoch", "epoch_record", "final_params", "fingerprint", "full_batch_step",
+           "open_stream", "run_epoch", "save_checkpoint", "settle_lazy_penalties", "settle_state", "train_on_chunk",
+           "train_stream", "update_best"]
 
 LearningRate = Callable[[np.ndarray], np.ndarray]  # global step numbers -> learning rates (a schedule)
 
@@ -117,6 +119,17 @@ class Run:
     stats: DatasetStats | None = None
     cache: CacheSettings | None = None  # the epoch cache, opened once per run (``cache_settings``)
 
+    @property
+    def n_slots(self) -> int:
+        """The model's sparse slots (the last features): its FeatureSpec's or an in-memory sparse matrix's."""
+        return _n_slots(self.spec, self.feature_names)
+
+
+def _n_slots(spec: FeatureSpec | None, feature_names: Sequence[str]) -> int:
+    if spec is not None:
+        return spec.n_slots
+    return feature_names.n_slots if isinstance(feature_names, BlockNames) else 0
+
 
 @dataclass(frozen=True)
 class ChunkJob:
@@ -145,6 +158,11 @@ class ChunkJob:
     def full_batch(self) -> bool:
         return self.batch_size == "full"
 
+    @property
+    def n_slots(self) -> int:
+        """The model's sparse slots (the last features): its FeatureSpec's or an in-memory sparse matrix's."""
+        return _n_slots(self.spec, self.feature_names)
+
 
 def chunk_job(cfg: TrainConfig, run: Run) -> ChunkJob:
     """The per-chunk settings of a run."""
@@ -166,8 +184,9 @@ def cache_settings(cfg: TrainConfig, run: Run) -> CacheSettings | None:
 
 
 def _names(names: Sequence[str]) -> Sequence[str]:
-    """A list of the names, unless they are a FeatureSpec's (computed on demand: there can be 2^30)."""
-    return names if isinstance(names, OutputNames) else list(names)
+    """A list of the names, unless they are computed on demand (a FeatureSpec's or a sparse matrix's: there can
+    be 2^30)."""
+    return names if isinstance(names, (OutputNames, BlockNames)) else list(names)
 
 
 @dataclass(frozen=True)
@@ -361,7 +380,7 @@ def epoch_record(cfg: TrainConfig, run: Run, state: TrainState, meter: EpochMete
               "peak_rss_mb": round(meter.peak_rss_mb, 1), "steps": state.step,
               "shuffle_quality": quality.result().as_dict()}
     if run.validation is not None:
-        params = run.optimizer.final_params(state.params, state.opt_state, state.step)
+        params = final_params(run, state)
         cache = cache_session(cache_settings(cfg, run), run.validation, cfg.dtype, run.encoder, run.spec,
                               run.standardizer, [])
         record["validation_loss"] = mean_loss(run.validation, params, run.n_out, run.model_cls.loss_kind,
@@ -378,7 +397,7 @@ def update_best(cfg: TrainConfig, run: Run, state: TrainState, record: dict) -> 
     monitored = record.get("validation_loss", record["loss"])
     best = state.best
     if not best or monitored < best["loss"] - cfg.tol:
-        params = run.optimizer.final_params(state.params, state.opt_state, state.step)
+        params = final_params(run, state)
         state.best = {"params": params.copy(), "loss": monitored, "epoch": state.epoch, "waited": 0}
         return False
     best["waited"] += 1
@@ -387,15 +406,73 @@ def update_best(cfg: TrainConfig, run: Run, state: TrainState, record: dict) -> 
 
 
 # ---- the model --------------------------------------------------------------------------------------------------
+def final_params(run: Run, state: TrainState) -> np.ndarray:
+    """The parameters a model of the state keeps: the optimizer's (ASGD: the average), after every sparse slot has
+    taken the penalty of the steps it skipped (``settle_lazy_penalties``, on copies: training goes on as it was)."""
+    params, opt_state = _settled(run, state)
+    return run.optimizer.final_params(params, opt_state, state.step)
+
+
+def _settled(run: Run, state: TrainState) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the parameters and the optimizer state with the lazy penalties settled (the state itself when
+    nothing can be owed). A model keeps both: continuing it must not apply the settled decay again."""
+    params, opt_state = state.params, state.opt_state
+    if run.n_slots and (run.hyper[kernels.H_LAZY_ROW] or run.hyper[kernels.H_L1_ROW]):
+        params, opt_state = params.copy(), opt_state.copy()
+        settle_lazy_penalties(params, opt_state, run.hyper, run.n_out, len(run.feature_names) - run.n_slots,
+                              run.n_slots)
+    return params, opt_state
+
+
+def settle_state(job: ChunkJob, state: TrainState) -> None:
+    """Settle, in place, the penalties the state's sparse slots owe (``settle_lazy_penalties``): what a dask
+    worker does before its parameters are averaged with the others', which saw other slots at other steps."""
+    n_slots = job.n_slots
+    if n_slots and (job.hyper[kernels.H_LAZY_ROW] or job.hyper[kernels.H_L1_ROW]):
+        settle_lazy_penalties(state.params, state.opt_state, job.hyper, job.n_out,
+                              len(job.feature_names) - n_slots, n_slots)
+
+
+def settle_lazy_penalties(params: np.ndarray, opt_state: np.ndarray, hyper: np.ndarray, n_out: int, d: int,
+                          n_slots: int) -> None:
+    """Give every sparse slot's coefficients, in place, the penalty of the steps since it was last touched, as
+    its next touch would (``streamgd.sparse_kernels``: the L2 and weight decay product from the ledger and its
+    stamp, then the cumulative L1 it has not received), and bring its records up to date. Without this a slot
+    untouched since some step would keep its coefficient undecayed in the model: a hashed model's rare slots, or
+    every slot a worker's round did not see.
+
+    Dense coefficients are updated at every step and are left alone (their records hold nothing owed).
+    """
+    width = d + n_slots
+    n_coef = n_out * width
+    coef = params[:n_coef].reshape(n_out, width)[:, d:]
+    lazy_row = int(hyper[kernels.H_LAZY_ROW]) - 1
+    if lazy_row >= 0:
+        stamps = opt_state[lazy_row, :n_coef].reshape(n_out, width)[:, d:]
+        ledger = opt_state[lazy_row, n_coef]
+        owed = stamps != ledger
+        coef[owed] *= np.exp(ledger - stamps[owed])
+        stamps[...] = ledger
+    l1_row = int(hyper[kernels.H_L1_ROW]) - 1
+    if l1_row >= 0:
+        received = opt_state[l1_row, :n_coef].reshape(n_out, width)[:, d:]
+        total = opt_state[l1_row, n_coef]  # what every coefficient could have received so far
+        settled = np.where(coef > 0.0, np.maximum(0.0, coef - (total + received)),
+                           np.where(coef < 0.0, np.minimum(0.0, coef + (total - received)), coef))
+        received += settled - coef
+        coef[...] = settled
+
+
 def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, rows: int,
                    summary: dict | None = None, config: dict | None = None) -> LinearModel:
     """The model of a run's state (early stopping's best epoch if there is one) on raw inputs: the
     standardization folded into the coefficients; ``summary`` adds to the run's summary, ``config`` to its
     settings."""
+    settled_params, opt_state = _settled(run, state)
     if state.best:
         params = state.best["params"]
     else:
-        params = run.optimizer.final_params(state.params, state.opt_state, state.step)
+        params = run.optimizer.final_params(settled_params, opt_state, state.step)
     coef, intercept = kernels.split_params(params, len(run.feature_names), run.n_out)
     transform = None
     if run.standardizer is not None:
@@ -415,10 +492,12 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     if run.stats is not None:
         info["statistics"] = run.stats.as_dict()
     info.update(summary or {})
-    return run.model_cls(coef.copy(), intercept.copy(), run.feature_names, target=target,
+    if run.standardizer is None:  # raw_coefficients made copies already
+        coef, intercept = coef.copy(), intercept.copy()
+    return run.model_cls(coef, intercept, run.feature_names, target=target,
                          classes=to_json_labels(run.classes) if run.classes else None,
                          config={**cfg.to_dict(), **(config or {})}, history=state.history,
-                         optimizer_state=state.opt_state, summary=info,
+                         optimizer_state=opt_state, summary=info,
                          feature_spec=run.spec.to_dict() if run.spec is not None else None)
 
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from .errors import ConfigError, DataError, SchemaError
 from .mapped import MappedParquetFile, can_map
+from .sparse import BlockNames, SparseBlock
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -102,6 +103,9 @@ class Dataset:
     table: pa.Table | None = None  # an in-memory source: units are slices of it
     categorical: list[str] = field(default_factory=list)  # features to one-hot encode or hash
     footers: FooterCache = field(default_factory=FooterCache, repr=False, compare=False)
+    # an in-memory sparse matrix (with ``table``): row r of the table has the slots of row r of the block, which
+    # follow the ``feature_names`` (the dense block) as the model's features
+    sparse: SparseBlock | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_rows(self) -> int:
@@ -110,6 +114,19 @@ class Dataset:
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    @property
+    def n_slots(self) -> int:
+        """The sparse slots of an in-memory sparse matrix (0 without one)."""
+        return 0 if self.sparse is None else self.sparse.n_slots
+
+    @property
+    def model_feature_names(self) -> Sequence[str]:
+        """The features of a model of the inputs as they are: the numeric columns, then an in-memory sparse
+        matrix's columns (named ``x<j>``, on demand)."""
+        if self.sparse is None:
+            return list(self.feature_names)
+        return BlockNames(self.feature_names, self.sparse.n_slots)
 
     @property
     def columns(self) -> list[str]:
@@ -366,12 +383,13 @@ def is_text_type(dtype: pa.DataType) -> bool:
 
 
 def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[str] | None, first_file: str,
-                     allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = ()
-                     ) -> tuple[list[str], dict[str, str], list[str]]:
+                     allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = (),
+                     allow_no_features: bool = False) -> tuple[list[str], dict[str, str], list[str]]:
     """(feature columns, ignored columns with the reason, the categorical features).
 
     A categorical column is a feature: named with ``features`` or not, it is used. ``exclude`` names columns
-    (an id, a hive partition key) left out of the default selection.
+    (an id, a hive partition key) left out of the default selection. ``allow_no_features``: ``features=[]`` is
+    accepted (the features are elsewhere: an in-memory sparse matrix).
     """
     names = schema.names
     exclude = list(exclude)
@@ -413,7 +431,7 @@ def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[s
             raise DataError(f"{first_file} has no numeric column to use as a feature")
         return chosen, ignored, [n for n in chosen if n in categorical]
     features = list(features)
-    if not features:
+    if not features and not allow_no_features:
         raise DataError("the list of feature columns is empty")
     for name in features:
         if name not in names:
@@ -477,20 +495,39 @@ DEFAULT_TABLE_UNIT_ROWS = 65_536
 
 def open_table(table: pa.Table, target: str | None = None, features: Sequence[str] | None = None,
                unit_rows: int = DEFAULT_TABLE_UNIT_ROWS, allow_string_target: bool = True,
-               categorical: Sequence[str] = (), exclude: Sequence[str] = ()) -> Dataset:
+               categorical: Sequence[str] = (), exclude: Sequence[str] = (),
+               sparse: SparseBlock | None = None) -> Dataset:
     """A dataset over an in-memory Arrow table, cut into units of ``unit_rows`` rows: the same units, and so the
-    same plans, as a Parquet file of the same rows written with row groups of ``unit_rows``."""
+    same plans, as a Parquet file of the same rows written with row groups of ``unit_rows``.
+
+    ``sparse``: more features, as a sparse matrix of the table's rows (a ``streamgd.sparse.SparseBlock``, from
+    ``SparseBlock.from_csr``): each chunk's sparse block is the rows of its units, in the chunk's row order, and
+    nothing is ever rows x columns. Its columns follow the table's ``features`` (which may then be ``[]``).
+
+    >>> import numpy as np
+    >>> X = SparseBlock.from_fixed(np.array([[1], [0], [2]]), np.array([[2.0], [1.0], [3.0]]), n_slots=3)
+    >>> data = open_table(pa.table({"y": [1.0, 0.0, 1.0]}), target="y", features=[], unit_rows=2, sparse=X)
+    >>> [u.n_rows for u in data.units], data.n_slots, list(data.model_feature_names)
+    ([2, 1], 3, ['x0', 'x1', 'x2'])
+    """
     if unit_rows < 1:
         raise DataError(f"unit_rows must be at least 1, got {unit_rows}")
+    if sparse is not None:
+        if sparse.n_rows != table.num_rows:
+            raise DataError(f"the sparse matrix has {sparse.n_rows} rows and the table {table.num_rows}")
+        if categorical:
+            raise ConfigError("a sparse matrix's columns cannot be combined with categorical columns; encode them "
+                              "into the sparse matrix (sklearn.feature_extraction.FeatureHasher, for example)")
     feature_names, ignored, categorical = _resolve_columns(table.schema, target, features, "the table",
-                                                           allow_string_target, categorical, exclude)
+                                                           allow_string_target, categorical, exclude,
+                                                           allow_no_features=sparse is not None)
     sizes = [min(unit_rows, table.num_rows - start) for start in range(0, table.num_rows, unit_rows)]
     if not sizes:
         raise DataError("the table has no rows")
     units = [Unit(0, index, 0, n, index * unit_rows) for index, n in enumerate(sizes)]
     return Dataset(sources=["<in-memory table>"], schema=table.schema, feature_names=feature_names, target=target,
                    units=units, partition_values=[{}], ignored_columns=ignored, row_group_rows=[sizes],
-                   table=table, categorical=categorical)
+                   table=table, categorical=categorical, sparse=sparse)
 
 
 # ---------------------------------------------------------------------------------------------------------------

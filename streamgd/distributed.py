@@ -103,6 +103,9 @@ def _round_task(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: in
     covered: list = []
     core.train_stream(job, state, core.open_stream(job, plan), LearningRates(step, lrs),
                       lambda chunk: covered.append(_chunk_id(chunk.step)))
+    # sparse slots this worker has not touched since some step still owe that step's penalty: settled here, the
+    # parameters averaged are what the dense twin of this round would hold
+    core.settle_state(job, state)
     return state, covered
 
 

@@ -10,6 +10,14 @@ comes from the shuffle package with the call number as the epoch, so ``partial_f
 ``fit`` trains on gives ``fit(max_iter=k)``'s model bit for bit (with ``n_iter_no_change=0``: ``partial_fit``
 never stops early).
 
+``scipy.sparse`` input (CSR; CSC, COO and the other formats are converted to CSR, as scikit-learn's own
+``SGDClassifier`` takes them) is never made dense: the units are row ranges of the matrix and each chunk's sparse
+block is the rows of its units in the plan's row order, trained by the sparse kernels' lazy updates, so a
+``FeatureHasher(2**20)`` matrix trains in memory proportional to its entries and the parameters. Shuffling,
+epochs, weights, class weights, early stopping and ``partial_fit`` behave as for dense input. Sparse input is
+not standardized (scikit-learn does not centre sparse input either: it would make the matrix dense); scale its
+columns beforehand if their scales differ (``sklearn.preprocessing.MaxAbsScaler``).
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0); X = rng.standard_normal((500, 3)); y = (X @ [2.0, -1.0, 0.5] > 0)
 >>> clf = SGDClassifier(random_state=0).fit(X, y)
@@ -42,6 +50,7 @@ from .core import Run, TrainState, chunk_job
 from .dataset import Dataset, open_dataset, open_table
 from .errors import DataError
 from .models import LinearModel
+from .sparse import SparseBlock
 from .targets import scan_classes, to_json_labels
 from .train import Trainer
 
@@ -49,6 +58,13 @@ TARGET_COLUMN = "__target__"
 WEIGHT_COLUMN = "__sample_weight__"
 CLASSIFIER_LOSSES = {"log_loss": "logistic", "hinge": "svm", "squared_hinge": "squared-hinge"}
 REGRESSOR_LOSSES = {"squared_error": "linear", "huber": "huber", "poisson": "poisson"}
+# what validate_data accepts: float arrays, and scipy.sparse matrices and arrays converted to CSR (not densified)
+INPUT = dict(accept_sparse="csr", dtype=[np.float64, np.float32])
+
+
+def _is_sparse(X: Any) -> bool:
+    """Whether X is a ``scipy.sparse`` matrix or array (without importing SciPy for dense input)."""
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
 
 
 def _seed(random_state: Any) -> int:
@@ -149,11 +165,13 @@ class _StreamgdSGD(BaseEstimator):
             raise ValueError(f"loss={self.loss!r} is not supported; expected one of {', '.join(self._losses)}")
         return self._losses[self.loss]
 
-    def _config(self, kind: str, **extra: Any) -> TrainConfig:
+    def _config(self, kind: str, sparse: bool = False, **extra: Any) -> TrainConfig:
+        """The run's settings; ``sparse`` input is not standardized (see the module docstring)."""
         return TrainConfig(model=kind, batch_size=self.batch_size, epochs=self.max_iter, lr=self.lr,
                            schedule=self.schedule, optimizer=self.optimizer, penalty=self.penalty,
                            alpha=self.alpha, l1_ratio=self.l1_ratio, shuffle=self.shuffle,
-                           seed=_seed(self.random_state), dtype="float64", standardize=self.standardize,
+                           seed=_seed(self.random_state), dtype="float64",
+                           standardize=self.standardize and not sparse,
                            early_stopping=self.n_iter_no_change, tol=self.tol, **extra).validate()
 
     def _feature_names(self) -> list[str]:
@@ -161,22 +179,29 @@ class _StreamgdSGD(BaseEstimator):
         return [str(name) for name in names] if names is not None else [f"x{j}" for j in range(self.n_features_in_)]
 
     # ---- fitting -----------------------------------------------------------------------------------------------
-    def _table(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> Dataset:
-        """The rows as an in-memory table cut into units of 65,536 rows (as a Parquet file of such row groups)."""
-        names = self._feature_names()
+    def _table(self, X: Any, y: np.ndarray, weights: np.ndarray | None) -> Dataset:
+        """The rows as an in-memory table cut into units of 65,536 rows (as a Parquet file of such row groups); a
+        sparse X stays a sparse matrix beside the table of the target and weights, its units row ranges."""
+        sparse = _is_sparse(X)
+        names = [] if sparse else self._feature_names()
         columns = {name: X[:, j] for j, name in enumerate(names)}
         columns[TARGET_COLUMN] = y
         if weights is not None:
             columns[WEIGHT_COLUMN] = weights
-        return open_table(pa.table(columns), target=TARGET_COLUMN, features=names)
+        return open_table(pa.table(columns), target=TARGET_COLUMN, features=names,
+                          sparse=SparseBlock.from_csr(X) if sparse else None)
 
     def _partial_fit(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, kind: str,
                      classes: list | None, **extra: Any) -> None:
         """One epoch of the core over this batch, continuing the session (started here on the first call)."""
-        dataset = self._table(X, y, weights)
+        sparse = _is_sparse(X)
         if not hasattr(self, "_session"):
-            self._session = _Session.start(self._config(kind, **extra), dataset, classes)
-        self._session.train(dataset, weights is not None)
+            self._session = _Session.start(self._config(kind, sparse, **extra), self._table(X, y, weights), classes)
+        elif sparse and self._session.run.standardizer is not None:
+            raise ValueError("this model standardizes its inputs (it started on dense input with standardize=True), "
+                             "and sparse input cannot be standardized without making it dense: pass dense input, "
+                             "or start again with standardize=False")
+        self._session.train(self._table(X, y, weights), weights is not None)
         self.model_ = self._session.model(X.shape[0])
         self._set_fitted(self.model_)
 
@@ -185,7 +210,7 @@ class _StreamgdSGD(BaseEstimator):
         if weights is not None:
             extra["sample_weight"] = WEIGHT_COLUMN
         dataset = self._table(X, y, weights)
-        trainer = Trainer(self._config(kind, **extra))
+        trainer = Trainer(self._config(kind, _is_sparse(X), **extra))
         try:
             self.model_ = trainer.fit(dataset)
         except DataError as error:  # scikit-learn's contract: bad data is a ValueError
@@ -234,14 +259,16 @@ class _StreamgdSGD(BaseEstimator):
 
     # ---- predicting --------------------------------------------------------------------------------------------
     def _margins(self, X: Any) -> np.ndarray:
-        """``X @ coef_.T + intercept_``, shape (n, n_outputs), after checking X against the fitted inputs."""
+        """``X @ coef_.T + intercept_``, shape (n, n_outputs), after checking X against the fitted inputs (a
+        sparse X is multiplied as it is: SciPy's product of a CSR matrix and a dense one is dense)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return X @ np.atleast_2d(self.coef_).T + self.intercept_
+        X = validate_data(self, X, reset=False, **INPUT)
+        return np.asarray(X @ np.atleast_2d(self.coef_).T) + self.intercept_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
         tags.non_deterministic = False
         return tags
 
@@ -252,8 +279,10 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
     ``loss="log_loss"`` is logistic regression (binary) or multinomial softmax regression (more classes),
     ``"hinge"`` a linear SVM and ``"squared_hinge"`` its smooth variant (one-vs-rest for more classes). ``max_iter`` is the number
     of epochs, ``n_iter_no_change`` stops early on the training loss (0: off), ``lr``, ``schedule`` and
-    ``optimizer`` are streamgd's (see ``streamgd.optim``), and inputs are standardized unless
-    ``standardize=False``: the fitted ``coef_`` apply to raw inputs. ``random_state=None`` is seed 0.
+    ``optimizer`` are streamgd's (see ``streamgd.optim``), and dense inputs are standardized unless
+    ``standardize=False``: the fitted ``coef_`` apply to raw inputs. ``X`` may be a ``scipy.sparse`` matrix
+    (``FeatureHasher``'s output), trained without making it dense and not standardized.
+    ``random_state=None`` is seed 0.
     """
 
     _losses = CLASSIFIER_LOSSES
@@ -299,7 +328,7 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> SGDClassifier:
         """Train ``max_iter`` epochs on the rows in memory (a fresh model each call)."""
         self._reset()
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = validate_data(self, X, y, **INPUT)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -316,7 +345,7 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         Without an earlier ``fit``, inputs are standardized with the mean and scale of the first batch (fixed
         afterwards), computed as ``fit`` computes them."""
         first = not hasattr(self, "_session")
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
+        X, y = validate_data(self, X, y, reset=first, **INPUT)
         check_classification_targets(y)
         if first:
             if classes is None:
@@ -401,8 +430,8 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
         self.standardize = standardize
         self.random_state = random_state
 
-    def _config(self, kind: str, **extra: Any) -> TrainConfig:
-        return super()._config(kind, epsilon=self.epsilon, **extra)
+    def _config(self, kind: str, sparse: bool = False, **extra: Any) -> TrainConfig:
+        return super()._config(kind, sparse, epsilon=self.epsilon, **extra)
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
@@ -413,7 +442,7 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> SGDRegressor:
         """Train ``max_iter`` epochs on the rows in memory (a fresh model each call)."""
         self._reset()
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True)
+        X, y = validate_data(self, X, y, y_numeric=True, **INPUT)
         y = self._targets(column_or_1d(y, warn=True))
         self._fit_arrays(X, y, _sample_weight(sample_weight, X.shape[0]), self._kind(None))
         return self
@@ -422,7 +451,7 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
         """One epoch over this batch, continuing the optimizer's state (standardized as the first batch, unless
         ``fit`` came first)."""
         first = not hasattr(self, "_session")
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, reset=first)
+        X, y = validate_data(self, X, y, y_numeric=True, reset=first, **INPUT)
         y = self._targets(column_or_1d(y, warn=True))
         self._partial_fit(X, y, _sample_weight(sample_weight, X.shape[0]), self._kind(None), None)
         return self

@@ -25,7 +25,7 @@ import pyarrow as pa
 from . import __version__, kernels
 from .errors import DataError, ModelFileError
 from .sparse import FeatureBlocks, SparseBlock
-from .tensorfile import read_tensor_file, write_tensor_file
+from .tensorfile import read_tensor, read_tensor_file, write_tensor_file
 from .registry import Registry
 
 MODEL_FORMAT = "streamgd.model"
@@ -57,8 +57,13 @@ class LinearModel:
                  classes: list | None = None, config: dict | None = None, history: list | None = None,
                  optimizer_state: np.ndarray | None = None, summary: dict | None = None,
                  feature_spec: dict | None = None):
-        self.coef_ = np.atleast_2d(np.asarray(coef, dtype=np.float64))
-        self.intercept_ = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
+        coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+        intercept = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
+        # coef_ and intercept_ are views of one flat vector in the kernels' layout, so predicting does not copy
+        # a 2^28-slot model for every chunk
+        self._flat = np.concatenate([coef.ravel(), intercept])
+        self.coef_ = self._flat[: coef.size].reshape(coef.shape)
+        self.intercept_ = self._flat[coef.size:]
         if feature_names is None and feature_spec is not None:  # a model file stores a spec's names as the spec
             from .features import FeatureSpec
 
@@ -101,8 +106,26 @@ class LinearModel:
 
     @property
     def params(self) -> np.ndarray:
-        """The flat parameter vector in the kernels' layout (coef row-major, then intercepts)."""
-        return np.concatenate([self.coef_.ravel(), self.intercept_])
+        """The flat parameter vector in the kernels' layout (coef row-major, then intercepts): the model's own
+        memory while ``coef_`` and ``intercept_`` are its views, a new vector if they were replaced."""
+        flat = self._flat
+        if self.coef_.base is flat and self.intercept_.base is flat and self.coef_.size + self.intercept_.size \
+                == flat.size:
+            return flat
+        return np.concatenate([np.ravel(self.coef_), np.ravel(self.intercept_)])
+
+    @property
+    def optimizer_state(self) -> np.ndarray | None:
+        """The optimizer state the model was saved with, read from its file when first asked for (predicting
+        never needs it, and a hashed model's can be gigabytes)."""
+        if self._optimizer_state is None and self._state_file is not None:
+            self._optimizer_state = read_tensor(self._state_file, "optimizer_state")
+            self._state_file = None
+        return self._optimizer_state
+
+    @optimizer_state.setter
+    def optimizer_state(self, value: np.ndarray | None) -> None:
+        self._optimizer_state, self._state_file = value, None
 
     def _blocks(self, X: Any) -> FeatureBlocks:
         """The input as the dense and sparse blocks the kernels read: a table through the model's FeatureSpec, a
@@ -178,7 +201,7 @@ class LinearModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model as one safetensors file, atomically."""
-        tensors = {"coef": self.coef_, "intercept": self.intercept_}
+        tensors = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
         if self.optimizer_state is not None and self.optimizer_state.size:
             tensors["optimizer_state"] = self.optimizer_state
         write_tensor_file(path, tensors, MODEL_FORMAT, FORMAT_VERSION, self.metadata(), "a model file")
@@ -310,12 +333,15 @@ def load(path: str | os.PathLike) -> LinearModel:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"no such model file: {path}")
-    meta, tensors = read_tensor_file(path, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file")
+    meta, tensors = read_tensor_file(path, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file",
+                                     names=("coef", "intercept"))
     try:
         cls = MODEL_KINDS[meta["kind"]]
-        return cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
-                   classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
-                   optimizer_state=tensors.get("optimizer_state"), summary=meta.get("summary"),
-                   feature_spec=meta.get("feature_spec"))
+        model = cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
+                    classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
+                    summary=meta.get("summary"), feature_spec=meta.get("feature_spec"))
+        if "optimizer_state" in tensors.get("__names__", ()):
+            model._state_file = path  # read when asked for
+        return model
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None

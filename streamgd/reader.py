@@ -194,6 +194,9 @@ class ChunkStream:
         self.extra_columns = extra_columns or []
         self.transform = transform  # applied to X where it is converted (for example standardization)
         self.features = features  # a FeatureSpec: input columns -> feature matrix (None: the numeric columns as they are)
+        if features is not None and dataset.sparse is not None:
+            raise ConfigError("a dataset with an in-memory sparse matrix takes its features as they are: it cannot "
+                              "also be encoded by a FeatureSpec (categorical columns, missing-value policies)")
         # the copy of a decoded table into a chunk (with the row permutation) on the consuming thread: off the
         # prefetch thread, which decoding alone keeps busy while training. Featurizing stays on the prefetch thread.
         self.defer_conversion = defer_conversion and features is None
@@ -225,6 +228,8 @@ class ChunkStream:
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
                                          self.target_encoder)
+            if self.dataset.sparse is not None:  # an in-memory sparse matrix: its rows of the step, in order
+                sparse = self.dataset.sparse.take(step.file_positions(order))
         else:
             X, sparse, y, order = self._featurize(table, order)
         if self.transform is not None:

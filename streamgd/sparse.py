@@ -9,10 +9,14 @@ A model with ``n_slots`` sparse slots has ``d + n_slots`` features: the chunk's 
 ([0, 2, 4], [[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
 >>> block.take(np.array([1])).to_dense().tolist()
 [[0.0, 0.0, 1.0, 1.0]]
+>>> names = BlockNames(["age"], n_slots=2**20)
+>>> len(names), names[0], names[1], names[-1]
+(1048577, 'age', 'x0', 'x1048575')
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -53,7 +57,9 @@ class SparseBlock:
     def from_csr(cls, matrix: Any) -> SparseBlock:
         """A ``scipy.sparse`` matrix (any format; converted to CSR with sorted, summed duplicates)."""
         csr = matrix.tocsr()
-        csr.sum_duplicates()
+        if not csr.has_canonical_format:  # sum_duplicates works in place: not on the caller's matrix
+            csr = csr.copy()
+            csr.sum_duplicates()
         return cls(np.ascontiguousarray(csr.indptr, dtype=np.int64), np.ascontiguousarray(csr.indices, dtype=np.int32),
                    np.ascontiguousarray(csr.data, dtype=np.float64), int(csr.shape[1]))
 
@@ -105,3 +111,35 @@ class FeatureBlocks(NamedTuple):
 
     dense: np.ndarray
     sparse: SparseBlock | None
+
+
+class BlockNames(Sequence):
+    """The names of a model's features when its slots have no names of their own (a ``scipy.sparse`` matrix's
+    columns): the dense block's names, then ``prefix + str(slot)`` for each slot, computed on demand (a
+    ``FeatureHasher`` matrix has 2^20 columns: listing their names would cost more than the model)."""
+
+    def __init__(self, dense: Sequence[str], n_slots: int, prefix: str = "x"):
+        self.dense = list(dense)
+        self.n_slots = int(n_slots)
+        self.prefix = prefix
+
+    def __len__(self) -> int:
+        return len(self.dense) + self.n_slots
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        d = len(self.dense)
+        return self.dense[index] if index < d else f"{self.prefix}{index - d}"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BlockNames):
+            return (self.dense, self.n_slots, self.prefix) == (other.dense, other.n_slots, other.prefix)
+        return isinstance(other, Sequence) and len(other) == len(self) and all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        return f"BlockNames({len(self.dense)} dense + {self.n_slots} slots)"

@@ -14,11 +14,51 @@ from .errors import ModelFileError
 from .fileio import atomic_write
 
 
+_DTYPES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.int64): "I64",
+           np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8", np.dtype(np.bool_): "BOOL"}
+
+
+def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[str, str]) -> None:
+    """Write a safetensors file (the format's header: an 8-byte little-endian length, then JSON naming each
+    tensor's dtype, shape and byte range; then the bytes) straight from the arrays' memory: no copy of a tensor
+    is made (``safetensors.numpy.save_file`` makes one of each, which for a 2^24-slot model is hundreds of MB)."""
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    arrays = []
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        if array.dtype not in _DTYPES:
+            raise TypeError(f"cannot store a tensor of dtype {array.dtype}")
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        header[name] = {"dtype": _DTYPES[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+        arrays.append(array)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors' own writer pads it
+    with open(path, "wb") as stream:
+        stream.write(len(text).to_bytes(8, "little"))
+        stream.write(text)
+        for array in arrays:
+            if array.nbytes:
+                stream.write(memoryview(array.reshape(-1)).cast("B"))
+
+
+def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:
+    """One tensor of a file ``read_tensor_file`` has already checked (ModelFileError if it is gone since)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="numpy") as handle:
+            return handle.get_tensor(name)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
+
+
 def write_tensor_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], file_format: str, version: int,
                       meta: dict, what: str) -> None:
     """Write ``tensors`` and the JSON ``meta`` as one safetensors file, atomically (``what``: "a model file", for
     the error a value that JSON cannot hold raises)."""
-    from safetensors.numpy import save_file
 
     def plain(value: Any) -> Any:
         if isinstance(value, np.generic):
@@ -28,21 +68,23 @@ def write_tensor_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], f
         raise TypeError(f"cannot store a {type(value).__name__} in {what}")
 
     header = {"format": file_format, "format_version": str(version), "streamgd": json.dumps(meta, default=plain)}
-    contiguous = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
-    atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=header))
+    atomic_write(path, lambda temporary: save_safetensors(tensors, temporary, header))
 
 
-def read_tensor_file(path: str | os.PathLike, file_format: str, version: int, what: str
-                     ) -> tuple[dict, dict[str, np.ndarray]]:
-    """The JSON header and the tensors of a file written by ``write_tensor_file`` in ``file_format`` (version
-    ``version`` or older); anything else raises ModelFileError naming ``what`` ("streamgd model file", ...)."""
+def read_tensor_file(path: str | os.PathLike, file_format: str, version: int, what: str,
+                     names: tuple[str, ...] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON header and the tensors (only ``names``, if given; every name the file holds is listed under
+    ``"__names__"``) of a file written by ``write_tensor_file`` in ``file_format`` (version ``version`` or
+    older); anything else raises ModelFileError naming ``what`` ("streamgd model file", ...)."""
     from safetensors import SafetensorError, safe_open
 
     path = os.fspath(path)
     try:
         with safe_open(path, framework="numpy") as handle:
             header = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            stored = list(handle.keys())
+            tensors = {name: handle.get_tensor(name) for name in stored if names is None or name in names}
+            tensors["__names__"] = stored
     except (SafetensorError, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()
         raise ModelFileError(f"{path} is not a {what} (not a readable safetensors file: "

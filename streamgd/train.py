@@ -188,9 +188,9 @@ class Trainer:
         self._check_interactions(train)
         stats = self._statistics(train)
         spec = self._feature_spec(train, stats)
-        feature_names = spec.output_names if spec is not None else list(dataset.feature_names)
+        feature_names = spec.output_names if spec is not None else dataset.model_feature_names
         optimizer, params, opt_state, hyper = initial_state(cfg, len(feature_names), n_out,
-                                                            spec.n_slots if spec is not None else 0)
+                                                            spec.n_slots if spec is not None else dataset.n_slots)
         if checkpoint is not None:
             self._check_resumable(checkpoint, dataset)
             state = TrainState.from_checkpoint(checkpoint)

@@ -90,15 +90,36 @@ def test_a_failed_save_leaves_the_previous_file_intact(fitted, tmp_path, monkeyp
     target = tmp_path / "m.safetensors"
     fitted[0].save(target)
     before = target.read_bytes()
-    import safetensors.numpy
+    from streamgd import tensorfile
 
     def broken(tensors, path, metadata=None):
         with open(path, "wb") as stream:
             stream.write(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", broken)
+    monkeypatch.setattr(tensorfile, "save_safetensors", broken)
     with pytest.raises(OSError):
         fitted[0].save(target)
     assert target.read_bytes() == before
     assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp")] == []
+
+
+def test_saving_a_large_model_copies_no_tensor(tmp_path):
+    """The safetensors writer streams each array's own memory to the file (the library's writer copies every
+    tensor to bytes first: for a 2^24-slot model, hundreds of MB at the end of a run)."""
+    import tracemalloc
+
+    from streamgd.features import CategoricalInput, FeatureSpec
+
+    spec = FeatureSpec([], [CategoricalInput("c")], "hash", 22)  # its 2^22 names are computed, not stored
+    coef = np.random.default_rng(0).standard_normal((1, 1 << 22))
+    model = streamgd.LogisticRegression(coef, np.array([0.5]), None, optimizer_state=np.zeros((2, (1 << 22) + 1)),
+                                        feature_spec=spec.to_dict())
+    tracemalloc.start()
+    model.save(tmp_path / "big.safetensors")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < (1 << 22) * 8 // 4, peak  # well below one tensor's 32 MiB
+    loaded = streamgd.load(tmp_path / "big.safetensors")
+    np.testing.assert_array_equal(loaded.coef_, coef)
+    assert loaded.optimizer_state.shape == (2, (1 << 22) + 1)
