@@ -2,8 +2,8 @@
 epochs (and later runs) instead of decoding and transforming the Parquet data again.
 
 Layout of a cache directory: ``units/<key>.bin`` holds a unit's arrays (``streamgd.unit_arrays.UnitArrays``: the
-rows as the first epoch delivered them, and where each row of the file is among them) back to back, each at a 64-byte boundary, raw and uncompressed; ``units/<key>.json`` (the unit's index entry)
-says where each array lies, its dtype, shape and a checksum, and what the entry was made from. Arrow IPC
+rows as the first epoch delivered them, and where each row of the file is among them) back to back, each at a
+64-byte boundary, raw and uncompressed; ``units/<key>.json`` (the unit's index entry) says where each array lies, its dtype, shape and a checksum, and what the entry was made from. Arrow IPC
 decodes as fast, but one file of raw arrays maps with one system call and needs no reader.
 
 **Validity.** ``key`` is a SHA-256 of everything the arrays depend on: the cache format and streamgd versions, the
@@ -24,8 +24,8 @@ writing one unit write the same bytes (the key fixes them) and the later rename 
 with one warning. A failed write (a full disk, ``cache_max_size`` reached) leaves the unit to Parquet for the rest
 of the run, with one warning; training is never affected.
 
-**Memory.** A data file is mapped, gathered into the chunk in the step's row order, then its pages are handed back (``madvise(MADV_DONTNEED)``, as
-``streamgd.mapped`` does) and the map closed: resident memory holds one step's units at most, as when decoding.
+**Memory.** A data file is mapped, gathered into the chunk in the step's row order, then its pages are handed
+back (``madvise(MADV_DONTNEED)``, as ``streamgd.mapped`` does) and the map closed: resident memory holds one step's units at most, as when decoding.
 """
 
 from __future__ import annotations

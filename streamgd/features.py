@@ -353,7 +353,8 @@ def _valid(strings: pa.ChunkedArray) -> np.ndarray:
 def pair_hashes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """FNV-1a (32-bit) of the 8 bytes of two value hashes, little-endian: an interaction's hash.
 
-    >>> int(pair_hashes(np.array([1], np.uint32), np.array([2], np.uint32))[0]) == fnv1a(bytes([1, 0, 0, 0, 2, 0, 0, 0]))
+    >>> h = pair_hashes(np.array([1], np.uint32), np.array([2], np.uint32))
+    >>> int(h[0]) == fnv1a(bytes([1, 0, 0, 0, 2, 0, 0, 0]))
     True
     """
     h = np.full(a.shape[0], 2166136261, dtype=np.uint64)
