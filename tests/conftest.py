@@ -56,3 +56,13 @@ def classification(tmp_path_factory):
     p = 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0, 0.5, 0.0]) - 0.3)))
     y = (rng.random(n) < p).astype(np.int64)
     return write_xy(tmp_path_factory.mktemp("clf") / "c.parquet", X, y, 512), X, y
+
+
+# The optimizers every default test run exercises; matrices over all of them mark the rest slow (nightly), since
+# each optimizer compiles kernels of its own (5-10 s of CPU each on a cold cache).
+EVERY_RUN_OPTIMIZERS = ("sgd", "adagrad", "adam", "ftrl")
+
+
+def optimizer_params(names):
+    """``names`` as pytest params, those outside EVERY_RUN_OPTIMIZERS marked slow."""
+    return [pytest.param(name, marks=() if name in EVERY_RUN_OPTIMIZERS else pytest.mark.slow) for name in names]

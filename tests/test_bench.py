@@ -100,6 +100,7 @@ def test_parse_sizes():
         parse_sizes("many")
 
 
+@pytest.mark.slow  # every variant of the nightly benchmark in its own subprocess: nightly
 def test_quick_benchmark_end_to_end(tmp_path):
     out, data = tmp_path / "out", tmp_path / "data"
     # quick mode's own sizes (50k and 200k rows x 8 features, row groups of 16,384): ~20-25 s here. The

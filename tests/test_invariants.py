@@ -92,8 +92,8 @@ def classification(tmp_path_factory):
     return write_xy(tmp_path_factory.mktemp("inv") / "c.parquet", X, y, 300)
 
 
-@pytest.mark.parametrize("name", ["momentum", "nesterov"])
-@pytest.mark.parametrize("batch_size", [1, 32, "full"])
+@pytest.mark.parametrize("name", ["momentum", pytest.param("nesterov", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("batch_size", [pytest.param(1, marks=pytest.mark.slow), 32, "full"])
 def test_momentum_zero_is_plain_sgd_bit_for_bit(classification, name, batch_size):
     run = dict(target="y", batch_size=batch_size, epochs=2, lr=0.1, schedule="invscaling", lr_decay=0.01,
                lr_power=1.0, dtype="float64", seed=3)

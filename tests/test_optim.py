@@ -10,6 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import streamgd
+from conftest import optimizer_params
 from problems import logistic_exact, logistic_objective, ridge_exact, ridge_objective, write_xy
 from streamgd import kernels
 from streamgd.errors import ConfigError
@@ -114,7 +115,7 @@ CONVERGING_RUNS = {
 }
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name", optimizer_params(OPTIMIZERS))
 def test_every_optimizer_reaches_the_exact_ridge_and_logistic_solutions(regression, classification, name):
     options = dict(optimizer=name, batch_size=32, epochs=60, alpha=ALPHA, dtype="float64", standardize=False)
     options.update(CONVERGING_RUNS[name])
@@ -258,6 +259,7 @@ def ill_scaled(tmp_path_factory):
                "linear": (write_xy(folder / "r.parquet", X, values, 8192), values)}
 
 
+@pytest.mark.slow  # ten epochs of 200k rows for every optimizer: nightly
 @pytest.mark.parametrize("model", ["logistic", "linear"])
 def test_defaults_converge_for_every_optimizer(ill_scaled, model):
     """Naming nothing but the optimizer (standardization on, its default rate and schedule) gets within 5e-3 of
@@ -272,6 +274,8 @@ def test_defaults_converge_for_every_optimizer(ill_scaled, model):
                         else (ridge_objective, ridge_exact))
     best = objective(Z, y, *exact(Z, y, 1e-4), 1e-4)
     for name in OPTIMIZERS:
+        if name == "ftrl":  # its lambdas weigh the summed loss: another objective (see the exact-solution test)
+            continue
         fitted = streamgd.fit(path, target="y", model=model, optimizer=name, epochs=10)
         coef = fitted.coef_[0] * std  # back to standardized units, where alpha applies
         got = objective(Z, y, coef, fitted.intercept_[0] + fitted.coef_[0] @ mean, 1e-4)

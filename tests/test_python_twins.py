@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from streamgd import kernels as K
 
@@ -63,6 +64,7 @@ def _results(disable_jit: bool, tmp_path) -> list[dict]:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow  # runs every kernel twice, compiled and as plain Python: nightly
 def test_the_python_twins_compute_what_the_compiled_kernels_compute(tmp_path):
     python, compiled = _results(True, tmp_path), _results(False, tmp_path)
     assert len(python) == len(compiled) == len(CASES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import optimizer_params
 from streamgd import kernels
 from streamgd.optim import OPTIMIZERS, make_optimizer
 from streamgd.optim import rules
@@ -65,7 +66,7 @@ def _train_both(name, alpha, l1_ratio, dense, block, y, lazy=True, loss=kernels.
     return results
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name", optimizer_params(OPTIMIZERS))
 @pytest.mark.parametrize("alpha, l1_ratio", [(1e-2, 0.0), (1e-2, 0.5)])
 def test_lazy_updates_equal_dense_ones_when_every_slot_is_active_in_every_batch(name, alpha, l1_ratio):
     dense, block, y = _problem(every_slot_in_every_batch=True)
