@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ConfigError, DataError
-from .sparse import SparseBlock
+from .sparse import ComputedNames, SparseBlock
 from .stats import DatasetStats, category_strings, numeric_values
 
 MISSING_POLICIES = ("error", "drop-rows", "impute")
@@ -80,31 +80,17 @@ def parse_interactions(text: str | Sequence | None) -> list[tuple[str, str]]:
     return pairs
 
 
-class OutputNames(Sequence):
+class OutputNames(ComputedNames):
     """The model's feature names, computed on demand: a hashed model has up to 2^30 of them."""
 
     def __init__(self, spec: FeatureSpec):
+        super().__init__(spec.dense_names, spec.n_slots)
         self._spec = spec
-        self._dense = spec.dense_names
         self._starts = np.cumsum([0] + [len(c.vocabulary) + 1 for c in spec.categorical]) \
             if spec.encoding == "onehot" else None
 
-    def __len__(self) -> int:
-        return len(self._dense) + self._spec.n_slots
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        if index < len(self._dense):
-            return self._dense[index]
-        return self._spec.slot_name(index - len(self._dense), self._starts)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and len(other) == len(self) and all(a == b for a, b in zip(self, other))
+    def slot_name(self, slot: int) -> str:
+        return self._spec.slot_name(slot, self._starts)
 
     def __repr__(self) -> str:
         return f"OutputNames({len(self)} features)"

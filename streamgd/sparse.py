@@ -113,15 +113,17 @@ class FeatureBlocks(NamedTuple):
     sparse: SparseBlock | None
 
 
-class BlockNames(Sequence):
-    """The names of a model's features when its slots have no names of their own (a ``scipy.sparse`` matrix's
-    columns): the dense block's names, then ``prefix + str(slot)`` for each slot, computed on demand (a
-    ``FeatureHasher`` matrix has 2^20 columns: listing their names would cost more than the model)."""
+class ComputedNames(Sequence):
+    """Feature names computed on demand: the dense block's names, then each slot's (``slot_name``). A hashed
+    model or a ``FeatureHasher`` matrix has 2^20 features and more: listing their names would cost more than the
+    model."""
 
-    def __init__(self, dense: Sequence[str], n_slots: int, prefix: str = "x"):
+    def __init__(self, dense: Sequence[str], n_slots: int):
         self.dense = list(dense)
         self.n_slots = int(n_slots)
-        self.prefix = prefix
+
+    def slot_name(self, slot: int) -> str:
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self.dense) + self.n_slots
@@ -134,12 +136,27 @@ class BlockNames(Sequence):
         if not 0 <= index < len(self):
             raise IndexError(index)
         d = len(self.dense)
-        return self.dense[index] if index < d else f"{self.prefix}{index - d}"
+        return self.dense[index] if index < d else self.slot_name(index - d)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(other) == len(self) and all(a == b for a, b in zip(self, other))
+
+
+class BlockNames(ComputedNames):
+    """The names of a model's features when its slots have no names of their own (a ``scipy.sparse`` matrix's
+    columns): the dense block's names, then ``prefix + str(slot)``."""
+
+    def __init__(self, dense: Sequence[str], n_slots: int, prefix: str = "x"):
+        super().__init__(dense, n_slots)
+        self.prefix = prefix
+
+    def slot_name(self, slot: int) -> str:
+        return f"{self.prefix}{slot}"
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, BlockNames):
             return (self.dense, self.n_slots, self.prefix) == (other.dense, other.n_slots, other.prefix)
-        return isinstance(other, Sequence) and len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return super().__eq__(other)
 
     def __repr__(self) -> str:
         return f"BlockNames({len(self.dense)} dense + {self.n_slots} slots)"

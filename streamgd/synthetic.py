@@ -58,6 +58,18 @@ def _check(n_rows: int, n_features: int, task: str, n_classes: int, row_group_si
             raise ConfigError(f"{name}={value!r} is not accepted; expected {accepted}")
 
 
+def output_files(path: str, n_rows: int, n_files: int) -> tuple[list[str], np.ndarray]:
+    """The files a dataset of ``n_rows`` is written to (``path`` itself, or ``n_files`` parts in the directory
+    ``path``), created folders, and the first row of each (with ``n_rows`` last)."""
+    if n_files == 1:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        files = [path]
+    else:
+        os.makedirs(path, exist_ok=True)
+        files = [os.path.join(path, f"part-{i:05d}.parquet") for i in range(n_files)]
+    return files, np.linspace(0, n_rows, n_files + 1).astype(np.int64)
+
+
 def true_model(n_features: int, task: str, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The coefficients and intercepts a dataset with this seed is drawn from."""
     rng = np.random.default_rng([seed, 0xC0EF])
@@ -123,13 +135,7 @@ def make_dataset(path: str | os.PathLike, n_rows: int, n_features: int = 32, tas
     model_seed = seed if model_seed is None else model_seed
     coef, intercept = true_model(n_features, task, n_classes, model_seed)
     effects = category_effects(n_categorical, coef.shape[0], model_seed) if n_categorical else None
-    if n_files == 1:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        files = [path]
-    else:
-        os.makedirs(path, exist_ok=True)
-        files = [os.path.join(path, f"part-{i:05d}.parquet") for i in range(n_files)]
-    bounds = np.linspace(0, n_rows, n_files + 1).astype(np.int64)
+    files, bounds = output_files(path, n_rows, n_files)
     for index, file in enumerate(files):
         rows = int(bounds[index + 1] - bounds[index])
         first_id = int(bounds[index]) if id_column else None

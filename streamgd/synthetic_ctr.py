@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import ConfigError
+from .synthetic import output_files
 
 TASK = "ctr"
 N_NUMERIC = 13  # Criteo's I1..I13
@@ -400,13 +401,7 @@ def make_ctr_dataset(path: str | os.PathLike, n_rows: int, n_numeric: int = N_NU
     path = os.fspath(path)
     model = ctr_model(n_numeric, n_categorical, cardinalities, zipf, interactions, ctr, null_fractions,
                       numeric_null_fraction, seed if model_seed is None else model_seed)
-    if n_files == 1:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        files = [path]
-    else:
-        os.makedirs(path, exist_ok=True)
-        files = [os.path.join(path, f"part-{i:05d}.parquet") for i in range(n_files)]
-    bounds = np.linspace(0, n_rows, n_files + 1).astype(np.int64)
+    files, bounds = output_files(path, n_rows, n_files)
     clicks, loss = 0, 0.0
     for index, file in enumerate(files):
         rows = int(bounds[index + 1] - bounds[index])

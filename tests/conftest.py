@@ -66,3 +66,14 @@ EVERY_RUN_OPTIMIZERS = ("sgd", "adagrad", "adam", "ftrl")
 def optimizer_params(names):
     """``names`` as pytest params, those outside EVERY_RUN_OPTIMIZERS marked slow."""
     return [pytest.param(name, marks=() if name in EVERY_RUN_OPTIMIZERS else pytest.mark.slow) for name in names]
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A local dask cluster of two worker processes, one per test module."""
+    distributed = pytest.importorskip("dask.distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       host="127.0.0.1")
+    with distributed.Client(cluster) as connected:
+        yield connected
+    cluster.close()

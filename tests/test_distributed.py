@@ -21,16 +21,6 @@ LOCAL_SGD = dict(model="linear", batch_size=32, epochs=30, lr=0.05, lr_decay=0.0
 
 
 @pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       host="127.0.0.1")
-    with distributed.Client(cluster) as connected:
-        yield connected
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
 def regression(tmp_path_factory):
     rng = np.random.default_rng(7)
     X = rng.standard_normal((6000, 5))

@@ -22,16 +22,6 @@ ENCODINGS = [pytest.param(dict(encoding="hash", hash_bits=16), id="hash-16"),
 
 
 @pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       host="127.0.0.1")
-    with distributed.Client(cluster) as connected:
-        yield connected
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
 def clicks(tmp_path_factory):
     """A click log of 2 numeric and 4 text columns (20 to 3,000 values, 5% nulls), 24,000 rows in 8 row groups,
     and a holdout of the same truth."""
