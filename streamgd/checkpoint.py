@@ -7,11 +7,14 @@ fingerprint of the data. Files are ``ckpt-<serial>.safetensors`` where the seria
 start, written atomically; the newest ``keep`` are kept. A file that cannot be read (a crash while it was being
 written by something other than ``atomic_write``, a truncated copy) is skipped with a warning, and the previous
 one is used.
+
+The directory may be a prefix in an object store (``s3://bucket/run/ckpt``): each checkpoint is then one object,
+uploaded whole (the store shows it only once the upload completes), and only complete names count: nothing
+else under the prefix (a probe, a temporary) is ever taken for the latest.
 """
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import re
@@ -23,11 +26,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ModelFileError
+from .storage import Location, delete, list_names, resolve
 from .tensorfile import read_tensor_file, write_tensor_file
 
 CHECKPOINT_FORMAT = "streamgd.checkpoint"
 CHECKPOINT_VERSION = 1
-_NAME = re.compile(r"ckpt-(\d+)\.safetensors$")
+_NAME = re.compile(r"ckpt-(\d+)\.safetensors")
 
 
 @dataclass
@@ -46,13 +50,15 @@ class Checkpoint:
     best: dict = field(default_factory=dict)  # early stopping: {"params", "loss", "epoch", "waited"}
 
 
-def checkpoint_path(directory: str, serial: int) -> str:
-    return os.path.join(directory, f"ckpt-{serial:010d}.safetensors")
+def checkpoint_name(serial: int) -> str:
+    return f"ckpt-{serial:010d}.safetensors"
 
 
-def write_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint, keep: int = 3) -> str:
-    """Write ``checkpoint`` atomically into ``directory``; delete all but the newest ``keep``; return its path."""
-    directory = os.fspath(directory)
+def write_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint, keep: int = 3,
+                     storage_options: dict | None = None) -> str:
+    """Write ``checkpoint`` atomically into ``directory`` (a local directory or a prefix in a store); delete all
+    but the newest ``keep``; return its path."""
+    where = resolve(directory, storage_options)
     tensors = {"params": checkpoint.params, "opt_state": checkpoint.opt_state}
     if checkpoint.grad_sum is not None:
         tensors["grad_sum"] = checkpoint.grad_sum
@@ -64,22 +70,29 @@ def write_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint, keep:
     tensors = {name: np.asarray(value, dtype=np.float64) for name, value in tensors.items()}
     meta = {"serial": checkpoint.serial, "cursor": checkpoint.cursor, "history": checkpoint.history,
             "settings": checkpoint.settings, "fingerprint": checkpoint.fingerprint, "best": best}
-    path = checkpoint_path(directory, checkpoint.serial)
-    write_tensor_file(path, tensors, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, meta, "a checkpoint")
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        os.unlink(old)
-    return path
+    target = where.join(checkpoint_name(checkpoint.serial))
+    write_tensor_file(target, tensors, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, meta, "a checkpoint")
+    for old in _checkpoint_names(where)[:-keep] if keep > 0 else []:
+        delete(where.join(old))
+    return target.uri
 
 
-def list_checkpoints(directory: str | os.PathLike) -> list[str]:
-    """Checkpoint files in ``directory``, oldest first."""
-    found = [p for p in glob.glob(os.path.join(os.fspath(directory), "ckpt-*.safetensors")) if _NAME.search(p)]
-    return sorted(found, key=lambda p: int(_NAME.search(p).group(1)))
+def list_checkpoints(directory: str | os.PathLike, storage_options: dict | None = None) -> list[str]:
+    """Checkpoint files in ``directory`` (paths, or URIs in a store), oldest first."""
+    where = resolve(directory, storage_options)
+    return [where.join(name).uri for name in _checkpoint_names(where)]
 
 
-def read_checkpoint(path: str) -> Checkpoint:
+def _checkpoint_names(where: Location) -> list[str]:
+    """The complete checkpoint names in a directory, oldest first (a temporary's name is none of them)."""
+    return sorted((name for name in list_names(where) if _NAME.fullmatch(name)),
+                  key=lambda name: int(_NAME.fullmatch(name).group(1)))
+
+
+def read_checkpoint(path: str, storage_options: dict | None = None) -> Checkpoint:
     """Read one checkpoint file; ModelFileError if it is not a complete streamgd checkpoint."""
-    meta, tensors = read_tensor_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "streamgd checkpoint")
+    meta, tensors = read_tensor_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "streamgd checkpoint",
+                                     storage_options=storage_options)
     try:
         best = dict(meta.get("best") or {})
         if "best_params" in tensors:
@@ -95,11 +108,11 @@ def read_checkpoint(path: str) -> Checkpoint:
         raise ModelFileError(f"{path} is a damaged checkpoint ({type(exc).__name__}: {exc})") from None
 
 
-def latest_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
+def latest_checkpoint(directory: str | os.PathLike, storage_options: dict | None = None) -> Checkpoint | None:
     """The newest checkpoint in ``directory`` that reads completely, or None; unreadable ones are skipped."""
-    for path in reversed(list_checkpoints(directory)):
+    for path in reversed(list_checkpoints(directory, storage_options)):
         try:
-            return read_checkpoint(path)
+            return read_checkpoint(path, storage_options)
         except ModelFileError as exc:
             warnings.warn(f"skipping checkpoint: {exc}", stacklevel=2)
     return None

@@ -20,7 +20,6 @@ import click
 from .config import DTYPES, SCHEDULE_FALLBACKS, TrainConfig
 from .errors import ConfigError, DataError, StreamgdError, TrainingInterrupted
 from .features import MISSING_POLICIES
-from .fileio import atomic_write
 from .models import MODEL_KINDS
 from .optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
 from .penalties import PENALTIES
@@ -76,6 +75,22 @@ def _parse_class_weight(text: str | None) -> str | dict | None:
     return weights
 
 
+def _storage_option(command: Callable) -> Callable:
+    """``--storage-option KEY=VALUE`` (repeatable): settings of the filesystems that URIs name."""
+    return click.option(
+        "--storage-option", "storage_option", multiple=True, metavar="KEY=VALUE",
+        help="A setting of the object store that s3://, gs://, abfs:// ... paths name (repeatable), e.g. "
+             "endpoint_override=http://127.0.0.1:9000, region=eu-west-1, retries=10 (attempts per request); "
+             "credentials and the endpoint are also read from the standard environment (AWS_ACCESS_KEY_ID, "
+             "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...).")(command)
+
+
+def _storage_options(pairs: tuple[str, ...]) -> dict | None:
+    from .storage import parse_storage_options
+
+    return parse_storage_options(pairs) or None
+
+
 def _split_columns(text: str | None) -> list[str] | None:
     if not text:
         return None
@@ -113,10 +128,11 @@ def _one_line_warning(message: Warning | str, category: type, *ignored: Any, **a
 @click.option("--top", default=20, show_default=True, type=int,
               help="Model files: coefficients shown per output, largest first.")
 @click.option("--json", "as_json", is_flag=True, help="Model files: print one JSON object.")
+@_storage_option
 @_friendly_errors
 def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, features: str | None,
             shuffle: str | None, seed: int, memory_budget: str | None, categorical: str | None, statistics: bool,
-            top: int, as_json: bool) -> None:
+            top: int, as_json: bool, storage_option: tuple[str, ...]) -> None:
     """Show a dataset's files, rows, row groups, columns and what training would use; for a model file
     (.safetensors), its kind, features, transform, coefficients, settings and history; with --cache DIR, what an
     epoch cache holds."""
@@ -132,10 +148,13 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
         return
     if not path:
         raise ConfigError("inspect needs a PATH (a dataset or a model file) or --cache DIR")
+    from .storage import is_remote
 
+    storage_options = _storage_options(storage_option)
     kinds = {p: file_kind(p) for p in path if os.path.isfile(p)}
-    if len(path) == 1 and kinds.get(path[0]) == "safetensors":
-        click.echo(describe_model_file(path[0], top=top, as_json=as_json))
+    remote_model = len(path) == 1 and is_remote(path[0]) and path[0].endswith(".safetensors")
+    if len(path) == 1 and (kinds.get(path[0]) == "safetensors" or remote_model):
+        click.echo(describe_model_file(path[0], top=top, as_json=as_json, storage_options=storage_options))
         return
     unknown = [p for p, kind in kinds.items() if kind != "parquet"]
     if unknown:
@@ -146,7 +165,8 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
     source = list(path) if len(path) > 1 else path[0]
     click.echo(describe_dataset(source, target=target, features=_split_columns(features), shuffle=shuffle,
                                 seed=seed, memory_budget=memory_budget,
-                                categorical=_split_columns(categorical) or (), statistics=statistics))
+                                categorical=_split_columns(categorical) or (), statistics=statistics,
+                                storage_options=storage_options))
 
 
 # ---- fit --------------------------------------------------------------------------------------------------------
@@ -285,11 +305,13 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
 @click.option("--out", default=None, help="Model file to write (.safetensors).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
 @click.option("--quiet", is_flag=True, help="No progress output on stderr.")
+@_storage_option
 @_friendly_errors
 def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str | None, model: str,
         out: str | None, as_json: bool, quiet: bool, history_path: str | None, workers: int,
-        dask_address: str | None, round_chunks: int, **options: Any) -> None:
-    """Train a model on DATA (Parquet files, directories or globs) streamed from disk."""
+        dask_address: str | None, round_chunks: int, storage_option: tuple[str, ...], **options: Any) -> None:
+    """Train a model on DATA (Parquet files, directories or globs; or s3://, gs://, abfs:// URIs) streamed from
+    disk or an object store; --out, --checkpoint-dir and --history may name an object store too."""
     from .progress import TrainingProgress
     from .train import Trainer
 
@@ -301,6 +323,7 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
         options.update(encoding="hash", hash_bits=hash_bits)
     given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
+    options["storage_options"] = _storage_options(storage_option)
     started = time.perf_counter()
     _check_fit_outputs(source, out, history_path, options)
     note = _NoteOnce("note: no --out given; the trained model will not be saved" if out is None else None)
@@ -318,9 +341,12 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
             fitted = trainer.fit(source, target=target, features=_split_columns(features),
                                  exclude=_split_columns(exclude) or ())
     if out:
-        fitted.save(out)
+        fitted.save(out, options["storage_options"])
     if history_path:
-        atomic_write(history_path, lambda tmp: _write_text(tmp, json.dumps(fitted.history, indent=1)))
+        from .storage import resolve, write_object
+
+        write_object(resolve(history_path, options["storage_options"]),
+                     lambda tmp: _write_text(tmp, json.dumps(fitted.history, indent=1)))
     keys = ("epoch", "loss", "baseline_loss", "validation_loss", "rows", "seconds", "rows_per_s", "peak_rss_mb",
             "steps", "shuffle_quality")
     epochs = [{k: e[k] for k in keys if k in e} for e in fitted.history]
@@ -367,15 +393,16 @@ def _check_fit_outputs(source: Any, out: str | None, history_path: str | None, o
     from .dataset import list_files
     from .outputs import check_distinct, check_output_dir, check_output_file
 
-    inputs = list_files(source)
+    storage = options.get("storage_options")
+    inputs = list_files(source, storage)
     if options.get("validation_data") is not None:
-        inputs += list_files(options["validation_data"])
+        inputs += list_files(options["validation_data"], storage)
     if out is not None:
-        check_output_file(out, inputs, "--out")
+        check_output_file(out, inputs, "--out", storage)
     if history_path is not None:
-        check_output_file(history_path, inputs, "--history")
+        check_output_file(history_path, inputs, "--history", storage)
     if options.get("checkpoint_dir") is not None:
-        options["checkpoint_dir"] = check_output_dir(options["checkpoint_dir"], "--checkpoint-dir")
+        options["checkpoint_dir"] = check_output_dir(options["checkpoint_dir"], "--checkpoint-dir", storage)
     if options.get("cache") is not None:
         from .epoch_cache import check_cache_dir
 
@@ -410,17 +437,21 @@ def _fit_on_dask(source: Any, target: str, features: list[str] | None, model: st
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="Predict on a local dask cluster; --out is then a directory of part files.")
 @click.option("--dask", "dask_address", default=None, help="Predict on this dask scheduler (--out: a directory).")
+@_storage_option
 @_friendly_errors
 def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, workers: int,
-            dask_address: str | None) -> None:
+            dask_address: str | None, storage_option: tuple[str, ...]) -> None:
     """Stream predictions of MODEL over DATA into a Parquet file, one per input row in input order (null for a
-    row with a missing or non-finite feature the model does not impute)."""
+    row with a missing or non-finite feature the model does not impute). MODEL, DATA and --out may be URIs
+    (s3://bucket/key)."""
     from .models import load
     from .predict import predict_to_parquet
 
     source = list(data) if len(data) > 1 else data[0]
-    _check_predict_output(source, model_path, out, directory=bool(workers or dask_address))
-    model = load(model_path)
+    storage_options = _storage_options(storage_option)
+    _check_predict_output(source, model_path, out, directory=bool(workers or dask_address),
+                          storage_options=storage_options)
+    model = load(model_path, storage_options)
     if workers or dask_address:
         from dask.distributed import Client, LocalCluster
 
@@ -429,12 +460,13 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
         cluster = None if dask_address else LocalCluster(n_workers=workers, threads_per_worker=1,
                                                          dashboard_address=None)
         with Client(dask_address or cluster) as client:
-            counts = predict_distributed(model, source, out, client=client, keep=_split_columns(keep) or ())
+            counts = predict_distributed(model, source, out, client=client, keep=_split_columns(keep) or (),
+                                         storage_options=storage_options)
         if cluster is not None:
             cluster.close()
         click.echo(_predicted_line(counts, f"{out}/part-*.parquet"))
         return
-    counts = predict_to_parquet(model, source, out, keep=_split_columns(keep) or ())
+    counts = predict_to_parquet(model, source, out, keep=_split_columns(keep) or (), storage_options=storage_options)
     click.echo(_predicted_line(counts, out))
 
 
@@ -445,17 +477,19 @@ def _predicted_line(counts: PredictionCounts, out: str) -> str:
     return f"{counts.rows:,} predictions written to {out}{unscored}"
 
 
-def _check_predict_output(source: Any, model_path: str, out: str, directory: bool) -> None:
+def _check_predict_output(source: Any, model_path: str, out: str, directory: bool,
+                          storage_options: dict | None = None) -> None:
     """``--out`` checked before reading: a writable file (a directory of parts on dask), none of the inputs."""
     from .dataset import list_files
-    from .outputs import check_output_dir, check_output_file
+    from .outputs import check_output_dir, check_output_file, holds_any
 
+    inputs = list_files(source, storage_options)
     if directory:
-        check_output_dir(out, "--out")
-        if any(os.path.realpath(f).startswith(os.path.realpath(out) + os.sep) for f in list_files(source)):
+        check_output_dir(out, "--out", storage_options)
+        if holds_any(out, inputs):
             raise ConfigError(f"--out {out} holds the input data; write the predictions elsewhere")
     else:
-        check_output_file(out, list_files(source) + [model_path], "--out")
+        check_output_file(out, inputs + [model_path], "--out", storage_options)
 
 
 # ---- evaluate ---------------------------------------------------------------------------------------------------
@@ -464,16 +498,20 @@ def _check_predict_output(source: Any, model_path: str, out: str, directory: boo
 @click.argument("data", nargs=-1, required=True)
 @click.option("--target", default=None, help="Target column (default: the one the model was trained on).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
+@_storage_option
 @_friendly_errors
-def evaluate(model_path: str, data: tuple[str, ...], target: str | None, as_json: bool) -> None:
+def evaluate(model_path: str, data: tuple[str, ...], target: str | None, as_json: bool,
+             storage_option: tuple[str, ...]) -> None:
     """Stream DATA through MODEL and print the metrics that fit it (loss, accuracy, ROC AUC, confusion matrix;
     RMSE, MAE, R²)."""
     from .evaluate import evaluate as evaluate_model
     from .evaluate import format_report
     from .models import load
 
-    model = load(model_path)
-    result = evaluate_model(model, list(data) if len(data) > 1 else data[0], target=target)
+    storage_options = _storage_options(storage_option)
+    model = load(model_path, storage_options)
+    result = evaluate_model(model, list(data) if len(data) > 1 else data[0], target=target,
+                            storage_options=storage_options)
     click.echo(json.dumps(result) if as_json else format_report(result))
 
 

@@ -73,6 +73,9 @@ class TrainConfig:
     init: Any = None  # a LinearModel or model file to continue training from (epochs then counts more epochs)
     cache: str | None = None  # a directory: the epoch cache of transformed units (streamgd.epoch_cache)
     cache_max_size: str | int | None = None  # the cache's bound on disk, such as 20GB (None: no bound)
+    # settings of the filesystems URIs name (s3://...: endpoint_override, region, retries, ...; streamgd.storage);
+    # credentials may be among them, so they are never stored in a model file or a checkpoint
+    storage_options: dict | None = None
 
     def validate(self) -> TrainConfig:
         """Check every field, raising ConfigError with the field, its value and what is accepted; fill in the
@@ -150,6 +153,9 @@ class TrainConfig:
         if self.cache is not None:
             self.cache = os.fspath(self.cache)
         parse_size(self.cache_max_size, "cache_max_size")
+        if self.storage_options is not None and not (isinstance(self.storage_options, dict) and all(
+                isinstance(key, str) for key in self.storage_options)):
+            _bad("storage_options", self.storage_options, "a dict of option names to values")
         if self.cache_max_size is not None and self.cache is None:
             raise ConfigError("cache_max_size bounds the epoch cache: give cache (a directory) too")
         self.make_schedule(steps_per_epoch=1)
@@ -193,7 +199,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready settings, the optimizer written out with all its hyperparameters."""
-        settings = asdict(replace(self, init=None))  # a model object is not a setting: stored as its path
+        # a model object is not a setting (stored as its path); storage options are the machine's, not the run's
+        settings = asdict(replace(self, init=None, storage_options=None))
+        del settings["storage_options"]
         if self.init is not None:
             from .warmstart import describe_init
 

@@ -516,7 +516,8 @@ def save_checkpoint(cfg: TrainConfig, run: Run, state: TrainState, data: dict, s
     write_checkpoint(cfg.checkpoint_dir, Checkpoint(
         serial=state.chunks_done + state.epoch, params=state.params, opt_state=state.opt_state,
         cursor=state.cursor(), history=state.history, settings=settings, fingerprint=data,
-        grad_sum=state.grad_sum, standardizer=standardizer, best=state.best), keep=cfg.keep_checkpoints)
+        grad_sum=state.grad_sum, standardizer=standardizer, best=state.best), keep=cfg.keep_checkpoints,
+        storage_options=cfg.storage_options)
 
 
 def check_resumable(checkpoint: Checkpoint, wanted: dict, data: dict, directory: str) -> None:

@@ -13,6 +13,7 @@ budget allows. Opening a dataset reads file footers only, never data.
 
 from __future__ import annotations
 
+import fnmatch
 import glob as globlib
 import os
 import re
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from .errors import ConfigError, DataError, SchemaError
 from .mapped import MappedParquetFile, can_map
 from .sparse import BlockNames, SparseBlock
+from .storage import Location, is_store_error, quick, resolve, storage_error, uri_of
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -151,8 +153,10 @@ class Dataset:
 
 def open_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
                  max_unit_rows: int | None = None, allow_string_target: bool = True,
-                 categorical: Sequence[str] = (), exclude: Sequence[str] = ()) -> Dataset:
-    """Open a Parquet file, directory, glob, list of paths, ``pyarrow.dataset.Dataset`` or dask DataFrame.
+                 categorical: Sequence[str] = (), exclude: Sequence[str] = (),
+                 storage_options: dict | None = None) -> Dataset:
+    """Open a Parquet file, directory, glob, list of paths, ``pyarrow.dataset.Dataset`` or dask DataFrame; a path
+    may be a URI (``s3://bucket/prefix/``, see ``streamgd.storage``) opened with ``storage_options``.
 
     ``features`` defaults to every numeric, boolean, date or timestamp column except the target and the
     ``exclude`` columns, plus the ``categorical`` columns (which are features whether named there or not); text
@@ -168,7 +172,7 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
     if isinstance(source, pa.Table):
         return open_table(source, target, features, unit_rows=max_unit_rows or DEFAULT_TABLE_UNIT_ROWS,
                           allow_string_target=allow_string_target, categorical=categorical, exclude=exclude)
-    files, filesystem, partitions = _resolve_files(source)
+    files, filesystem, partitions = _resolve_files(source, storage_options)
     metadata = _read_footers(files, filesystem)
     schema = _merged_schema(files, metadata, partitions)
     feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
@@ -189,10 +193,12 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
 # Resolving what the user named into files
 # ---------------------------------------------------------------------------------------------------------------
 
-def list_files(source: Any) -> list[str]:
-    """The files a path, glob, directory or list of paths names (empty for in-memory sources)."""
+def list_files(source: Any, storage_options: dict | None = None) -> list[str]:
+    """The files a path, glob, directory or list of paths names, objects in a store as URIs (empty for in-memory
+    sources)."""
     if isinstance(source, (str, os.PathLike, list, tuple)):
-        return _resolve_files(source)[0]
+        files, filesystem, _ = _resolve_files(source, storage_options)
+        return [uri_of(filesystem, f) for f in files]
     return []
 
 
@@ -202,8 +208,8 @@ def _describe_source(source: Any) -> str:
     return str(source)
 
 
-def _resolve_files(source: Any) -> tuple[list[str], Any, list[dict[str, Any]]]:
-    """Return (files, filesystem, hive partition values per file)."""
+def _resolve_files(source: Any, storage_options: dict | None = None) -> tuple[list[str], Any, list[dict[str, Any]]]:
+    """Return (files, filesystem, hive partition values per file); URIs are opened with ``storage_options``."""
     try:
         import pyarrow.dataset as pads
     except ImportError:  # pragma: no cover - pyarrow always ships it
@@ -228,7 +234,7 @@ def _resolve_files(source: Any) -> tuple[list[str], Any, list[dict[str, Any]]]:
     files: list[str] = []
     filesystem = None
     for path in paths:
-        found, fs = _expand_path(path)
+        found, fs = _expand_path(path, storage_options)
         if filesystem is not None and fs is not None and type(fs) is not type(filesystem):
             raise DataError(f"{path} is on another filesystem than the other paths")
         filesystem = filesystem or fs
@@ -239,23 +245,11 @@ def _resolve_files(source: Any) -> tuple[list[str], Any, list[dict[str, Any]]]:
     return files, filesystem, [_hive_values(f) for f in files]
 
 
-def _expand_path(path: str) -> tuple[list[str], Any]:
-    if "://" in path:
-        try:
-            fs, inner = pafs.FileSystem.from_uri(path)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-            raise DataError(f"cannot open {path}: {exc}") from None
-        info = fs.get_file_info(inner)
-        if info.type == pafs.FileType.NotFound:
-            raise DataError(f"no such file or directory: {path}")
-        if info.type == pafs.FileType.Directory:
-            selector = pafs.FileSelector(inner, recursive=True)
-            found = sorted(i.path for i in fs.get_file_info(selector)
-                           if i.type == pafs.FileType.File and _is_data_file(i.path))
-            if not found:
-                raise DataError(f"the directory {path} holds no Parquet files")
-            return found, fs
-        return [inner], fs
+def _expand_path(path: str, storage_options: dict | None = None) -> tuple[list[str], Any]:
+    location = resolve(path, storage_options)
+    if not location.is_local:
+        return _expand_uri(location)
+    path = location.path
     if _GLOB_CHARS.search(path):
         found = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
         if not found:
@@ -272,6 +266,32 @@ def _expand_path(path: str) -> tuple[list[str], Any]:
     if not os.path.exists(path):
         raise DataError(f"no such file or directory: {path}")
     return [path], None
+
+
+def _expand_uri(location: Location) -> tuple[list[str], Any]:
+    """The files an object, a prefix or a glob in an object store names (paths inside its filesystem); listed
+    with few retries, so that a wrong endpoint, bucket or credential is said at once."""
+    fs, inner = quick(location).filesystem, location.path
+    pattern = None
+    if _GLOB_CHARS.search(inner):
+        pattern, inner = inner, _GLOB_CHARS.split(inner, 1)[0].rsplit("/", 1)[0]
+    try:
+        info = fs.get_file_info(inner)
+        if info.type == pafs.FileType.Directory:
+            selector = pafs.FileSelector(inner, recursive=True)
+            found = sorted(i.path for i in fs.get_file_info(selector)
+                           if i.type == pafs.FileType.File and _is_data_file(i.path)
+                           and (pattern is None or fnmatch.fnmatchcase(i.path, pattern)))
+    except OSError as exc:
+        raise storage_error(exc, "read", location.uri) from None
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"no such file or directory: {location.uri}")
+    if info.type == pafs.FileType.Directory:
+        if not found:
+            raise DataError(f"no file matches the pattern {location.uri}" if pattern else
+                            f"the directory {location.uri} holds no Parquet files")
+        return found, location.filesystem
+    return [inner], location.filesystem
 
 
 def _is_data_file(path: str) -> bool:
@@ -318,7 +338,11 @@ def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False,
         return pq.ParquetFile(path, **options)
     except FileNotFoundError:
         raise DataError(f"no such file: {path}") from None
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
+    except OSError as exc:
+        if filesystem is not None and is_store_error(exc):  # not the file's fault: the store failed or refused
+            raise storage_error(exc, "read", uri_of(filesystem, path)) from None
+        raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
+    except (pa.ArrowInvalid, ValueError) as exc:
         raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
 
 

@@ -12,16 +12,18 @@ from .shuffle import make_plan, parse_shuffle
 
 def describe_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
                      shuffle: str | None = None, seed: int = 0, memory_budget: str | None = None,
-                     categorical: Sequence[str] = (), statistics: bool = False) -> str:
+                     categorical: Sequence[str] = (), statistics: bool = False,
+                     storage_options: dict | None = None) -> str:
     """A plain-text report: files, rows, row groups, columns with types, features, target, shuffle quality and,
     with ``statistics``, one streaming pass of column statistics."""
-    dataset = open_dataset(source, target=target, features=features, categorical=categorical)
+    dataset = open_dataset(source, target=target, features=features, categorical=categorical,
+                           storage_options=storage_options)
     budget = parse_memory_budget(memory_budget)
     if budget is not None:
         units_per_step = parse_shuffle(shuffle).units_per_step if shuffle else 1
         limit = rows_per_unit_for_budget(budget, dataset.n_features, 4, 2, units_per_step)
         dataset = open_dataset(source, target=target, features=features, max_unit_rows=limit,
-                               categorical=categorical)
+                               categorical=categorical, storage_options=storage_options)
     lines = [f"files:      {len(dataset.sources)}"]
     for path in dataset.sources[:10]:
         lines.append(f"  {path}")

@@ -46,6 +46,8 @@ from .models import LinearModel
 from .predict import PredictionCounts
 from .shuffle import Plan, ShuffleQualityMeter, make_plan
 from .stats import DatasetStats, merge_stats, units_stats
+from .storage import Location, make_directory, resolve
+from .targets import LabelEncoder, class_counts, merge_classes, scan_classes
 from .train import Trainer
 
 __all__ = ["fit_distributed", "predict_distributed"]
@@ -74,6 +76,17 @@ def _shard_stats(dataset: Dataset, shard: int, n_shards: int, columns: list[str]
     """The statistics pass over one shard's units (merged on the client)."""
     units = make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units
     return units_stats(dataset, units, columns, set(categorical), max_categories)
+
+
+def _shard_classes(dataset: Dataset, shard: int, n_shards: int) -> list:
+    """The class labels in one shard's units (merged on the client)."""
+    return scan_classes(dataset.subset(make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units))
+
+
+def _shard_class_counts(dataset: Dataset, shard: int, n_shards: int, encoder: LabelEncoder) -> np.ndarray:
+    """Rows per class in one shard's units (summed on the client)."""
+    return class_counts(dataset.subset(make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units),
+                        encoder)
 
 
 def _gradient_task(job: ChunkJob, shard: int, n_shards: int, epoch: int, params: np.ndarray, step: int
@@ -165,6 +178,19 @@ class DaskEpochs:
                                                    [categorical] * n, [max_categories] * n, pure=False))
         return merge_stats(parts, columns)
 
+    def classes(self, dataset: Dataset) -> list:
+        """The target's classes, one scan per shard on the workers (the client reads footers only)."""
+        n = self.n_shards
+        parts = self.client.gather(self.client.map(_shard_classes, [dataset] * n, range(n), [n] * n, pure=False))
+        return merge_classes(parts, dataset.target)
+
+    def class_counts(self, dataset: Dataset, encoder: LabelEncoder) -> np.ndarray:
+        """Rows per class, counted per shard on the workers."""
+        n = self.n_shards
+        parts = self.client.gather(self.client.map(_shard_class_counts, [dataset] * n, range(n), [n] * n,
+                                                   [encoder] * n, pure=False))
+        return np.sum(parts, axis=0)
+
     def _job_future(self, job: ChunkJob) -> Any:
         # the job (dataset index, settings, feature spec, standardizer) as the result of a task rather than
         # scattered data: when a worker dies, dask recomputes a lost task result, while scattered data lost with
@@ -248,29 +274,30 @@ def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:
 
 
 # ---- prediction -------------------------------------------------------------------------------------------------
-def _predict_task(model: LinearModel, dataset: Dataset, shard: int, n_shards: int, keep: list[str], out_dir: str,
-                  ) -> tuple[str, PredictionCounts]:
+def _predict_task(model: LinearModel, dataset: Dataset, shard: int, n_shards: int, keep: list[str],
+                  out_dir: Location) -> tuple[str, PredictionCounts]:
     """Write the predictions of one shard (a contiguous block of units, in file order) to its own part file;
     return its path and its ``PredictionCounts``."""
     from .predict import iter_prediction_tables, write_tables
 
     shard_units = make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units
-    path = os.path.join(out_dir, f"part-{shard:05d}.parquet")
-    counts = write_tables(iter_prediction_tables(model, dataset.subset(shard_units), keep), path)
-    return path, counts
+    part = out_dir.join(f"part-{shard:05d}.parquet")
+    counts = write_tables(iter_prediction_tables(model, dataset.subset(shard_units), keep), part)
+    return part.uri, counts
 
 
 def predict_distributed(model: LinearModel, data: Any, out_dir: str | os.PathLike, *, client: Any,
-                        keep: Sequence[str] = ()) -> PredictionCounts:
+                        keep: Sequence[str] = (), storage_options: dict | None = None) -> PredictionCounts:
     """Predict every row of ``data`` on the cluster, one Parquet part per worker shard in ``out_dir``
-    (``part-00000.parquet``, ...): read in name order, the parts hold the rows in input order. Returns the
-    ``PredictionCounts`` of all parts (rows written, rows with a null prediction)."""
+    (``part-00000.parquet``, ...; a prefix in a store such as ``s3://bucket/predictions``, each part uploaded by
+    its worker): read in name order, the parts hold the rows in input order. Returns the ``PredictionCounts`` of
+    all parts (rows written, rows with a null prediction)."""
     from .predict import open_for_model
 
-    dataset = open_for_model(model, data, keep)
+    dataset = open_for_model(model, data, keep, storage_options=storage_options)
     n_shards = len(client.scheduler_info()["workers"])
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    futures = [client.submit(_predict_task, model, dataset, k, n_shards, list(keep), out_dir, pure=False)
+    where = resolve(out_dir, storage_options)
+    make_directory(where)
+    futures = [client.submit(_predict_task, model, dataset, k, n_shards, list(keep), where, pure=False)
                for k in range(n_shards)]
     return sum((counts for _, counts in client.gather(futures)), PredictionCounts(0, 0))

@@ -50,8 +50,9 @@ import pyarrow as pa
 
 from . import __version__
 from .dataset import Dataset, Unit
-from .errors import ConfigError
+from .errors import ConfigError, StreamgdError
 from .sparse import SparseBlock
+from .storage import is_remote, resolve, uri_of
 from .unit_arrays import UnitArrays
 
 FORMAT_VERSION = 1
@@ -166,7 +167,11 @@ def _raw(array: np.ndarray) -> np.ndarray:
 
 # ---- source identity ---------------------------------------------------------------------------------------------
 def source_identity(path: str, filesystem: Any = None) -> dict:
-    """Path, size, modification time (ns) and a SHA-256 of the Parquet footer of a data file."""
+    """Path (a URI for an object in a store), size, modification time (ns) and a SHA-256 of the Parquet footer of a
+    data file."""
+    if filesystem is None and is_remote(path):
+        location = resolve(path)  # a source recorded by URI, inspected later (credentials from the environment)
+        path, filesystem = location.path, location.filesystem
     if filesystem is None:
         status = os.stat(path)
         size, mtime_ns = status.st_size, status.st_mtime_ns
@@ -177,7 +182,8 @@ def source_identity(path: str, filesystem: Any = None) -> dict:
         size, mtime_ns = info.size, info.mtime_ns
         with filesystem.open_input_file(path) as stream:
             footer = _footer_bytes(size, lambda offset, n: stream.read_at(n, offset))
-    return {"path": os.path.abspath(path) if filesystem is None else path, "size": size, "mtime_ns": mtime_ns,
+    return {"path": os.path.abspath(path) if filesystem is None else uri_of(filesystem, path), "size": size,
+            "mtime_ns": mtime_ns,
             "footer_sha256": hashlib.sha256(footer).hexdigest()}
 
 
@@ -194,9 +200,9 @@ def _footer_bytes(size: int, read_at: Any) -> bytes:
 # ---- the cache ---------------------------------------------------------------------------------------------------
 def check_cache_dir(directory: str, what: str = "the cache directory") -> str:
     """Create the cache directory if needed and check that files can be created in it; ConfigError otherwise."""
-    from .outputs import check_output_dir
+    from .outputs import check_output_dir, local_path
 
-    local = check_output_dir(directory, what)
+    local = check_output_dir(local_path(directory, what), what)
     try:
         os.makedirs(os.path.join(local, "units"), exist_ok=True)
     except OSError as exc:
@@ -627,7 +633,7 @@ def describe_cache(directory: str) -> str:
 def _source_state(path: str, recorded: dict) -> str:
     try:
         now = source_identity(path)
-    except OSError:
+    except (OSError, StreamgdError):
         return "the file is gone"
     same = all(now[k] == recorded.get(k) for k in ("size", "mtime_ns", "footer_sha256"))
     return "current" if same else "the file changed since: these units are misses"

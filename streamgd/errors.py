@@ -27,3 +27,8 @@ class DivergenceError(StreamgdError):
 
 class TrainingInterrupted(StreamgdError):
     """Training was stopped by the user (Ctrl-C) after a chunk; a checkpoint holds the state if one was asked."""
+
+
+class StorageError(StreamgdError):
+    """An object store refused a request (credentials, permissions, a missing bucket) or kept failing after its
+    retries; the message names the object."""

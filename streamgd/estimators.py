@@ -220,15 +220,17 @@ class _StreamgdSGD(BaseEstimator):
         return trainer
 
     def fit_parquet(self, data: Any, target: str, features: list[str] | None = None,
-                    sample_weight: str | None = None, exclude: Sequence[str] = ()) -> _StreamgdSGD:
-        """Train out of core on a Parquet file, directory or glob (anything ``streamgd.open_dataset`` takes),
-        streamed chunk by chunk; ``sample_weight`` names a column of per-row weights, ``exclude`` columns (an id)
-        left out of the default features."""
+                    sample_weight: str | None = None, exclude: Sequence[str] = (),
+                    storage_options: dict | None = None) -> _StreamgdSGD:
+        """Train out of core on a Parquet file, directory or glob (anything ``streamgd.open_dataset`` takes, an
+        ``s3://`` prefix read with ``storage_options`` too), streamed chunk by chunk; ``sample_weight`` names a
+        column of per-row weights, ``exclude`` columns (an id) left out of the default features."""
         self._reset()
-        extra: dict[str, Any] = {"sample_weight": sample_weight}
+        extra: dict[str, Any] = {"sample_weight": sample_weight, "storage_options": storage_options}
         if getattr(self, "class_weight", None) is not None:
             extra["class_weight"] = self.class_weight
-        trainer = Trainer(self._config(self._kind(self._count_classes(data, target, features)), **extra))
+        trainer = Trainer(self._config(self._kind(self._count_classes(data, target, features, storage_options)),
+                                       **extra))
         model = trainer.fit(data, target=target, features=features, exclude=exclude)
         if model.spec is not None:
             raise ValueError("fit_parquet takes numeric feature columns; for categorical, date or missing-value "
@@ -242,7 +244,8 @@ class _StreamgdSGD(BaseEstimator):
         self._set_fitted(model)
         return self
 
-    def _count_classes(self, data: Any, target: str, features: list[str] | None) -> int | None:
+    def _count_classes(self, data: Any, target: str, features: list[str] | None,
+                       storage_options: dict | None = None) -> int | None:
         """The number of classes of a dataset's target (None for regressors)."""
         return None
 
@@ -312,8 +315,10 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         kind = super()._kind(n_classes)
         return "softmax" if kind == "logistic" and n_classes is not None and n_classes > 2 else kind
 
-    def _count_classes(self, data: Any, target: str, features: list[str] | None) -> int | None:
-        return len(scan_classes(open_dataset(data, target=target, features=features)))
+    def _count_classes(self, data: Any, target: str, features: list[str] | None,
+                       storage_options: dict | None = None) -> int | None:
+        return len(scan_classes(open_dataset(data, target=target, features=features,
+                                             storage_options=storage_options)))
 
     def _class_weight_by_index(self) -> Any:
         if self.class_weight is None or isinstance(self.class_weight, str):

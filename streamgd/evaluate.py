@@ -81,7 +81,8 @@ def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def evaluate(model: LinearModel | str, data: Any, target: str | None = None, prefetch_depth: int = 2) -> dict:
+def evaluate(model: LinearModel | str, data: Any, target: str | None = None, prefetch_depth: int = 2,
+             storage_options: dict | None = None) -> dict:
     """Metrics of ``model`` (or a model file) on ``data``, streamed chunk by chunk; a JSON-able dict.
 
     Classifiers: the loss (log loss, or the mean hinge or squared hinge for SVMs), accuracy, ROC AUC (from
@@ -89,14 +90,15 @@ def evaluate(model: LinearModel | str, data: Any, target: str | None = None, pre
     predicted, in the model's class order). Regressors: RMSE, MAE, R², and the mean deviance for Poisson.
     ``target`` defaults to the column the model was trained on. Rows the model cannot score (a missing or
     non-finite feature it does not impute: those ``predict`` leaves null) are skipped and counted in
-    ``rows_skipped``; a missing or bad target value is an error naming its row.
+    ``rows_skipped``; a missing or bad target value is an error naming its row. URIs (``s3://...``) of the model
+    or the data are opened with ``storage_options``.
     """
     if not isinstance(model, LinearModel):
-        model = load(model)
+        model = load(model, storage_options)
     target = target or model.target
     if target is None:
         raise ConfigError("the model does not record its target column; name it (--target)")
-    dataset = open_for_model(model, data, target=target)
+    dataset = open_for_model(model, data, target=target, storage_options=storage_options)
     if dataset.target != target:  # a Dataset passed in is used as it was opened
         raise ConfigError(f"the dataset was opened with target {dataset.target!r}, not {target!r}")
     spec = model.spec

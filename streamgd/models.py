@@ -25,6 +25,7 @@ import pyarrow as pa
 from . import __version__, kernels
 from .errors import DataError, ModelFileError
 from .sparse import FeatureBlocks, SparseBlock
+from .storage import resolve
 from .tensorfile import read_tensor, read_tensor_file, write_tensor_file
 from .registry import Registry
 
@@ -199,12 +200,14 @@ class LinearModel:
                 "classes": self.classes_, "config": self.config, "history": self.history,
                 "summary": self.summary, "streamgd_version": __version__}
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model as one safetensors file, atomically."""
+    def save(self, path: str | os.PathLike, storage_options: dict | None = None) -> None:
+        """Write the model as one safetensors file, atomically (``path`` may be a URI such as
+        ``s3://bucket/model.safetensors``, written with ``storage_options``; see ``streamgd.storage``)."""
         tensors = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
         if self.optimizer_state is not None and self.optimizer_state.size:
             tensors["optimizer_state"] = self.optimizer_state
-        write_tensor_file(path, tensors, MODEL_FORMAT, FORMAT_VERSION, self.metadata(), "a model file")
+        write_tensor_file(path, tensors, MODEL_FORMAT, FORMAT_VERSION, self.metadata(), "a model file",
+                          storage_options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_features={self.n_features}, target={self.target!r})"
@@ -328,20 +331,25 @@ def _labels(classes: list | None, indices: np.ndarray) -> np.ndarray:
     return np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)[indices]
 
 
-def load(path: str | os.PathLike) -> LinearModel:
-    """Read a model file written by ``save``; anything else fails with ModelFileError."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
+def load(path: str | os.PathLike, storage_options: dict | None = None) -> LinearModel:
+    """Read a model file written by ``save`` (a local path, or a URI read with ``storage_options``); anything else
+    fails with ModelFileError."""
+    location = resolve(path, storage_options)
+    path = location.uri
+    if location.is_local and not os.path.isfile(location.path):
         raise ModelFileError(f"no such model file: {path}")
-    meta, tensors = read_tensor_file(path, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file",
-                                     names=("coef", "intercept"))
+    # a remote file is read once, whole: its optimizer state cannot be fetched later from a local copy
+    meta, tensors = read_tensor_file(location, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file",
+                                     names=("coef", "intercept") if location.is_local else None)
     try:
         cls = MODEL_KINDS[meta["kind"]]
         model = cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
                     classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
                     summary=meta.get("summary"), feature_spec=meta.get("feature_spec"))
-        if "optimizer_state" in tensors.get("__names__", ()):
-            model._state_file = path  # read when asked for
+        if "optimizer_state" in tensors:
+            model.optimizer_state = tensors["optimizer_state"]
+        elif "optimizer_state" in tensors.get("__names__", ()):
+            model._state_file = location.path  # read when asked for
         return model
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None

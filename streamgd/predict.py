@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 
 from .dataset import Dataset, open_dataset
 from .errors import DataError
-from .fileio import atomic_write
 from .models import LinearModel
 from .outputs import check_output_file
 from .reader import ChunkStream
 from .shuffle import make_plan
 from .sparse import FeatureBlocks, SparseBlock
+from .storage import Location, resolve, uri_of, write_object
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,13 @@ def unscorable_rows(X: np.ndarray) -> np.ndarray | None:
     return bad if bad.any() else None
 
 
-def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = (), target: str | None = None) -> Dataset:
+def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = (), target: str | None = None,
+                   storage_options: dict | None = None) -> Dataset:
     """Open ``data`` with the model's feature columns, and the ``target`` column if one is named (evaluation)."""
     spec = model.spec
     dataset = open_dataset(data, target=target, features=model.input_columns,
                            categorical=[c.name for c in spec.categorical] if spec is not None else (),
-                           allow_string_target=model.is_classifier)
+                           allow_string_target=model.is_classifier, storage_options=storage_options)
     missing = [c for c in keep if c not in dataset.schema.names]
     if missing:
         raise DataError(f"the column {missing[0]!r} to keep is not in the data")
@@ -94,9 +95,10 @@ def prediction_table(model: LinearModel, X: np.ndarray, kept: pa.Table | None = 
     return pa.table(columns)
 
 
-def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike) -> PredictionCounts:
-    """Write a stream of prediction tables as one Parquet file, atomically; return the rows and the null
-    predictions among them."""
+def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike | Location,
+                 storage_options: dict | None = None) -> PredictionCounts:
+    """Write a stream of prediction tables as one Parquet file, atomically (an object in a store: uploaded whole
+    once written); return the rows and the null predictions among them."""
     rows = unscored = 0
 
     def write(temporary: str) -> None:
@@ -113,15 +115,17 @@ def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike) -> Predicti
             if writer is not None:
                 writer.close()
 
-    atomic_write(out, write)
+    write_object(resolve(out, storage_options), write)
     return PredictionCounts(rows, unscored)
 
 
 def predict_to_parquet(model: LinearModel, data: Any, out: str | os.PathLike, keep: Sequence[str] = (),
-                       prefetch_depth: int = 2) -> PredictionCounts:
+                       prefetch_depth: int = 2, storage_options: dict | None = None) -> PredictionCounts:
     """Write a prediction for every row of ``data`` to ``out`` (atomically), in input order, with the ``keep``
     columns beside it; return the rows written and how many of them could not be scored (null predictions).
-    ``out`` must not be one of the inputs, nor a directory or a device (ConfigError, before anything is read)."""
-    dataset = open_for_model(model, data, keep)
-    out = check_output_file(out, dataset.sources, "the predictions' path")
-    return write_tables(iter_prediction_tables(model, dataset, keep, prefetch_depth), out)
+    ``out`` must not be one of the inputs, nor a directory or a device (ConfigError, before anything is read).
+    ``data`` and ``out`` may be URIs (``s3://...``), opened with ``storage_options``."""
+    dataset = open_for_model(model, data, keep, storage_options=storage_options)
+    inputs = [uri_of(dataset.filesystem, source) for source in dataset.sources]
+    out = check_output_file(out, inputs, "the predictions' path", storage_options)
+    return write_tables(iter_prediction_tables(model, dataset, keep, prefetch_depth), out, storage_options)

@@ -35,9 +35,10 @@ def file_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
-def describe_model_file(path: str | os.PathLike, top: int = 20, as_json: bool = False) -> str:
+def describe_model_file(path: str | os.PathLike, top: int = 20, as_json: bool = False,
+                        storage_options: dict | None = None) -> str:
     """The report of a model file (text, or one JSON object); ModelFileError if it is not a streamgd model."""
-    model = load(path)
+    model = load(path, storage_options)
     report = model_report(model, top=top)
     report["path"] = os.fspath(path)
     return json.dumps(report) if as_json else format_report(report)

@@ -39,12 +39,27 @@ def scan_classes(dataset: Dataset, max_classes: int = MAX_CLASSES) -> list:
                     raise DataError(f"the target column {dataset.target!r} holds inf in "
                                     f"{dataset.describe_row(unit, 0).rsplit(',', 1)[0]}")
             seen.update(_python_labels(pc.unique(column.drop_null())))
-            if len(seen) > max_classes:
-                raise DataError(f"the target column {dataset.target!r} has more than {max_classes} distinct values; "
-                                "a classifier cannot use it: for a continuous target use --model linear (or huber, "
-                                "poisson)")
+            _check_class_count(seen, dataset.target, max_classes)
     finally:
         tables.close()
+    return _sorted_labels(seen)
+
+
+def merge_classes(parts: list[list], target: str, max_classes: int = MAX_CLASSES) -> list:
+    """The classes of a dataset from those of its shards (``scan_classes`` of each, on dask workers)."""
+    seen = {label for part in parts for label in part}
+    _check_class_count(seen, target, max_classes)
+    return _sorted_labels(seen)
+
+
+def _check_class_count(seen: set, target: str, max_classes: int) -> None:
+    if len(seen) > max_classes:
+        raise DataError(f"the target column {target!r} has more than {max_classes} distinct values; "
+                        "a classifier cannot use it: for a continuous target use --model linear (or huber, "
+                        "poisson)")
+
+
+def _sorted_labels(seen: set) -> list:
     seen = {v for v in seen if not (isinstance(v, float) and np.isnan(v))}
     try:
         return sorted(seen)

@@ -1,5 +1,7 @@
 """streamgd's files on disk (models and checkpoints): one safetensors file each, arrays as tensors and a JSON
 header under the ``streamgd`` key, with a format name and version; written atomically, read without pickle.
+A path may name an object in a store (``s3://bucket/model.safetensors``): written whole in one upload, read
+from a downloaded copy (see ``streamgd.storage``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelFileError
-from .fileio import atomic_write
+from .storage import Location, local_copy, resolve, write_object
 
 
 _DTYPES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.int64): "I64",
@@ -55,8 +57,8 @@ def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:
         raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
 
 
-def write_tensor_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], file_format: str, version: int,
-                      meta: dict, what: str) -> None:
+def write_tensor_file(path: str | os.PathLike | Location, tensors: dict[str, np.ndarray], file_format: str,
+                      version: int, meta: dict, what: str, storage_options: dict | None = None) -> None:
     """Write ``tensors`` and the JSON ``meta`` as one safetensors file, atomically (``what``: "a model file", for
     the error a value that JSON cannot hold raises)."""
 
@@ -68,19 +70,29 @@ def write_tensor_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], f
         raise TypeError(f"cannot store a {type(value).__name__} in {what}")
 
     header = {"format": file_format, "format_version": str(version), "streamgd": json.dumps(meta, default=plain)}
-    atomic_write(path, lambda temporary: save_safetensors(tensors, temporary, header))
+    write_object(resolve(path, storage_options), lambda temporary: save_safetensors(tensors, temporary, header))
 
 
-def read_tensor_file(path: str | os.PathLike, file_format: str, version: int, what: str,
-                     names: tuple[str, ...] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+def read_tensor_file(path: str | os.PathLike | Location, file_format: str, version: int, what: str,
+                     names: tuple[str, ...] | None = None, storage_options: dict | None = None
+                     ) -> tuple[dict, dict[str, np.ndarray]]:
     """The JSON header and the tensors (only ``names``, if given; every name the file holds is listed under
     ``"__names__"``) of a file written by ``write_tensor_file`` in ``file_format`` (version ``version`` or
     older); anything else raises ModelFileError naming ``what`` ("streamgd model file", ...)."""
+    location = resolve(path, storage_options)
+    try:
+        with local_copy(location, what) as local:
+            return _read_tensor_file(local, location.uri, file_format, version, what, names)
+    except FileNotFoundError:
+        raise ModelFileError(f"no such {what}: {location.uri}") from None
+
+
+def _read_tensor_file(local: str, path: str, file_format: str, version: int, what: str,
+                      names: tuple[str, ...] | None) -> tuple[dict, dict[str, np.ndarray]]:
     from safetensors import SafetensorError, safe_open
 
-    path = os.fspath(path)
     try:
-        with safe_open(path, framework="numpy") as handle:
+        with safe_open(local, framework="numpy") as handle:
             header = handle.metadata() or {}
             stored = list(handle.keys())
             tensors = {name: handle.get_tensor(name) for name in stored if names is None or name in names}

@@ -73,6 +73,12 @@ class EpochRunner(Protocol):
                    max_categories: int) -> DatasetStats:
         """The statistics pass (as ``compute_stats``)."""
 
+    def classes(self, dataset: Dataset) -> list:
+        """The class labels of the target (as ``scan_classes``)."""
+
+    def class_counts(self, dataset: Dataset, encoder: LabelEncoder) -> np.ndarray:
+        """Rows per class (as ``class_counts``)."""
+
     def run_epoch(self, trainer: Trainer, run: Run, state: TrainState) -> dict:
         """Train from the state's cursor to the end of its epoch; return the epoch's record."""
 
@@ -114,7 +120,8 @@ class Trainer:
         categorical = cfg.categorical or ()
         if not categorical and self.init is not None and self.init.spec is not None:
             categorical = [column.name for column in self.init.spec.categorical]  # as the model was trained
-        probe = open_dataset(data, target=target, features=features, categorical=categorical, exclude=exclude)
+        probe = open_dataset(data, target=target, features=features, categorical=categorical, exclude=exclude,
+                             storage_options=cfg.storage_options)
         weight = cfg.sample_weight
         if weight is not None:
             if weight not in probe.schema.names:
@@ -136,7 +143,7 @@ class Trainer:
         if features is None and max_rows is None:
             return probe
         return open_dataset(data, target=target, features=features, max_unit_rows=max_rows, categorical=categorical,
-                            exclude=exclude)
+                            exclude=exclude, storage_options=cfg.storage_options)
 
     def fit(self, data: Any, target: str | None = None, features: Sequence[str] | None = None,
             exclude: Sequence[str] = ()) -> LinearModel:
@@ -145,14 +152,14 @@ class Trainer:
         cfg = self.config
         if cfg.cache is not None:
             check_cache_dir(cfg.cache, "the cache directory")  # before the statistics pass, not after it
-        self.init = load_init(cfg.init) if cfg.init is not None else None
+        self.init = load_init(cfg.init, cfg.storage_options) if cfg.init is not None else None
         if self.init is not None and features is None:
             features = self.init.input_columns  # the model's inputs, not every numeric column
         dataset = data if isinstance(data, Dataset) else self.open(data, target, features, exclude)
         if dataset.target is None:
             raise ConfigError("training needs a target column (target=...)")
         self.dataset = dataset
-        checkpoint = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
+        checkpoint = latest_checkpoint(cfg.checkpoint_dir, cfg.storage_options) if cfg.resume else None
         run, state = self._set_up(dataset, checkpoint)
         self.run, self.state = run, state
         self.job = core.chunk_job(cfg, run)
@@ -289,7 +296,8 @@ class Trainer:
             train_units, held_units = holdout_units(dataset.units, cfg.validation, cfg.seed)
             return dataset.subset(train_units), dataset.subset(held_units)
         if cfg.validation_data is not None:
-            held = open_dataset(cfg.validation_data, target=dataset.target, features=dataset.feature_names)
+            held = open_dataset(cfg.validation_data, target=dataset.target, features=dataset.feature_names,
+                                storage_options=cfg.storage_options)
             return dataset, held
         return dataset, None
 
@@ -307,7 +315,8 @@ class Trainer:
     def _classes(self, dataset: Dataset, model_cls: type[LinearModel]):
         if not model_cls.is_classifier:
             return None, default_target_encoder
-        classes = self._known_classes if self._known_classes is not None else scan_classes(dataset)
+        scan = self.runner.classes if self.runner is not None else scan_classes  # the workers read the data
+        classes = self._known_classes if self._known_classes is not None else scan(dataset)
         if len(classes) < 2:
             raise DataError(f"the target column {dataset.target!r} has a single class {classes}; "
                             "a classifier needs at least two")
@@ -327,7 +336,7 @@ class Trainer:
         if wanted is None:
             return None
         if wanted == "balanced":
-            counts = class_counts(dataset, encoder)
+            counts = (self.runner.class_counts if self.runner is not None else class_counts)(dataset, encoder)
             return counts.sum() / (len(classes) * np.maximum(counts, 1))
         unknown = [label for label in wanted if label not in classes]
         if unknown:

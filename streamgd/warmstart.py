@@ -31,9 +31,9 @@ from .standardize import Standardizer
 SHARED_SETTINGS = ("optimizer", "standardize", "missing", "encoding", "hash_bits", "max_categories")
 
 
-def load_init(init: str | os.PathLike | LinearModel) -> LinearModel:
-    """The model to start from: a LinearModel, or the path of a model file."""
-    return init if isinstance(init, LinearModel) else load(init)
+def load_init(init: str | os.PathLike | LinearModel, storage_options: dict | None = None) -> LinearModel:
+    """The model to start from: a LinearModel, or the path (or URI) of a model file."""
+    return init if isinstance(init, LinearModel) else load(init, storage_options)
 
 
 def describe_init(init: Any) -> str:

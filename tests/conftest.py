@@ -77,3 +77,14 @@ def client():
     with distributed.Client(cluster) as connected:
         yield connected
     cluster.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 protocol server on 127.0.0.1 (moto, credentials checked) behind a request-logging, fault-injecting
+    proxy; one per test process (each pytest-xdist worker has its own, on its own port). See tests/s3_server.py."""
+    from s3_server import start_s3_server  # moto[server] and boto3: the test extra
+
+    server = start_s3_server()
+    yield server
+    server.stop()
