@@ -20,6 +20,7 @@ fail transiently are retried with backoff, ``retries`` attempts in all (default 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -39,7 +40,7 @@ from .fileio import atomic_write
 
 DEFAULT_S3_RETRIES = 10  # attempts per request; pyarrow's default, 3, is short for some S3-compatible services
 # the standard strategy's backoff grows to 20 s a wait: 3 attempts give up after ~1.4 s, 10 after ~74 s (measured
-# against a closed port)
+# against a closed port); against a server that keeps failing, the SDK makes max_attempts attempts or one fewer
 QUICK_S3_RETRIES = 3
 DEFAULT_GCS_RETRY_SECONDS = 60.0
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
@@ -243,6 +244,15 @@ def _fsspec(scheme: str, options: dict, text: str) -> pafs.PyFileSystem:
 
 _FILESYSTEMS: dict[tuple, Any] = {}
 _FILESYSTEMS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _forget_filesystems() -> None:
+    """Drop the cached filesystems before pyarrow's own exit hook finalizes S3 (``ensure_s3_finalized``, registered
+    when ``pyarrow.fs`` was imported, so run after this one): an S3 client destroyed after the finalization is the
+    crash at shutdown that ``pyarrow.fs.finalize_s3`` warns of."""
+    with _FILESYSTEMS_LOCK:
+        _FILESYSTEMS.clear()
 
 
 def _cached(key: tuple, make: Callable[[], Any]) -> Any:

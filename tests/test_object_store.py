@@ -192,8 +192,10 @@ def test_exhausted_retries_give_one_line_naming_the_object(aws, bucket, capsys):
     aws.proxy.inject(Fault(status=503, times=None, method="GET", path="/train/data/part-1.parquet"))
     status, out, err = _run(capsys, "fit", bucket, *CLI_SETTINGS, "--storage-option", "retries=2")
     assert status == 2 and len(err) == 1, err
-    assert "train/data/part-1.parquet" in err[0] and "503" in err[0]
-    assert aws.proxy.log.count("GET", "/train/data/part-1.parquet") >= 2
+    assert err[0].startswith("error: cannot read s3://train/data/part-1.parquet: the store kept failing, retries "
+                             "exhausted (") and "HTTP status 503" in err[0]
+    # at most the 2 attempts asked for (the AWS SDK sometimes makes one fewer, whatever max_attempts is)
+    assert 1 <= aws.proxy.log.count("GET", "/train/data/part-1.parquet") <= 2
 
 
 def test_storage_options_give_the_endpoint_and_credentials_without_the_environment(s3_server, bucket, local_files,
@@ -235,7 +237,7 @@ def test_distributed_fit_reads_the_bucket_on_the_workers_and_equals_the_local_fi
     for name, value in s3_server.env("admin").items():
         monkeypatch.setenv(name, value)
     previous = client.run(_set_environment, s3_server.env("reader"))
-    settings = dict(SETTINGS, standardize=False)
+    settings = dict(SETTINGS, standardize=False, epochs=1)
     try:
         local = fit_distributed(str(local_files), target="y", client=client, round_chunks=2, **settings)
         s3_server.proxy.log.clear()
@@ -248,6 +250,26 @@ def test_distributed_fit_reads_the_bucket_on_the_workers_and_equals_the_local_fi
     admin, reader = s3_server.keys["admin"][0], s3_server.keys["reader"][0]
     client_reads = s3_server.proxy.log.count("GET", "/train/data/part-", key=admin)
     worker_reads = s3_server.proxy.log.count("GET", "/train/data/part-", key=reader)
-
     assert 1 <= client_reads <= 2 * 2  # the footers of the two files, nothing more
-    assert worker_reads >= 2 * 8  # every row group of both epochs, read by the workers themselves
+    assert worker_reads >= 8  # every row group, read by the workers themselves
+
+
+def test_distributed_predictions_are_written_to_a_bucket_by_the_workers(client, s3_server, bucket, local_files,
+                                                                        monkeypatch, tmp_path):
+    from streamgd.distributed import predict_distributed
+
+    for name, value in s3_server.env("admin").items():
+        monkeypatch.setenv(name, value)
+    previous = client.run(_set_environment, s3_server.env("admin"))
+    model = streamgd.fit(str(local_files), target="y", **SETTINGS)
+    try:
+        counts = predict_distributed(model, bucket, "s3://out/parts", client=client)
+    finally:
+        for worker, values in previous.items():
+            client.run(_set_environment, values, workers=[worker])
+    assert counts.rows == 1200
+    parts = [key for key in _keys(s3_server, "out", "parts/") if not key.endswith("/")]
+    assert parts == ["parts/part-00000.parquet", "parts/part-00001.parquet"]
+    remote = pa.concat_tables([pq.read_table(io.BytesIO(_object(s3_server, f"s3://out/{key}"))) for key in parts])
+    streamgd.predict_to_parquet(model, str(local_files), tmp_path / "p.parquet")
+    assert remote.equals(pq.read_table(tmp_path / "p.parquet"))
