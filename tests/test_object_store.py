@@ -49,10 +49,12 @@ def bucket(s3_server, local_files):
 
 @pytest.fixture
 def aws(s3_server, monkeypatch):
-    """The standard AWS environment of the admin user, pointing at the local server; no fault left behind."""
+    """The standard AWS environment of the admin user, pointing at the local server; no fault left behind, and
+    a request log of this test's requests only."""
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     s3_server.proxy.faults.clear()
+    s3_server.proxy.log.clear()
     yield s3_server
     s3_server.proxy.faults.clear()
 
@@ -114,6 +116,14 @@ def test_predict_to_a_bucket_equals_predict_to_a_local_file(aws, bucket, local_f
     assert status == 0, err
     remote = pq.read_table(io.BytesIO(_object(aws, "s3://out/predict/p.parquet")))
     assert remote.equals(pq.read_table(tmp_path / "p.parquet")) and remote.num_rows == 1200
+    # evaluate and inspect read a model in a bucket too
+    status, out, err = _run(capsys, "evaluate", "s3://out/predict/model.safetensors", bucket, "--json")
+    assert status == 0 and err == [], err
+    local_status, local_out, _ = _run(capsys, "evaluate", "s3://out/predict/model.safetensors", str(local_files),
+                                      "--json")
+    assert json.loads(out) == json.loads(local_out) and json.loads(out)["rows"] == 1200
+    status, out, err = _run(capsys, "inspect", "s3://out/predict/model.safetensors", "--json")
+    assert status == 0 and json.loads(out)["path"] == "s3://out/predict/model.safetensors"
 
 
 def test_resume_from_a_checkpoint_in_a_bucket_is_bit_identical(aws, bucket, local_files):
