@@ -27,9 +27,9 @@ import re
 import tempfile
 import threading
 import uuid
-from datetime import timedelta
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
