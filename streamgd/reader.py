@@ -95,20 +95,6 @@ def parse_size(size: str | int | None, what: str) -> int | None:
     return value
 
 
-def rows_per_unit_for_budget(budget_bytes: int, n_columns: int, itemsize: int = 4,
-                             prefetch_depth: int = DEFAULT_PREFETCH_DEPTH, units_per_step: int = 1) -> int:
-    """The largest unit (in rows) whose chunks in flight fit in ``budget_bytes``.
-
-    In flight at once: ``prefetch_depth`` finished chunks in the queue, the chunk being trained on, and the one
-    being built (its Arrow columns as decoded, in float64 at worst, plus the NumPy copy). A step reads
-    ``units_per_step`` units.
-    """
-    bytes_per_row = n_columns * itemsize + 8  # features + float64 target
-    arrow_bytes_per_row = (n_columns + 1) * 8
-    per_row = (prefetch_depth + 2) * bytes_per_row + arrow_bytes_per_row
-    return max(1024, int(budget_bytes // (per_row * units_per_step)))
-
-
 @numba.njit(nogil=True, cache=True)
 def _gather_into(source, order, out):  # pragma: no cover - compiled
     # one read of the source in order first, a value per cache line: the hardware prefetcher streams it into

@@ -36,7 +36,8 @@ from .errors import ConfigError, DataError, TrainingInterrupted
 from .measure import EpochMeter
 from .models import MODEL_KINDS, LinearModel
 from .optim import Optimizer
-from .reader import default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
+from .memory_plan import MemoryPlan, plan_for_dataset
+from .reader import default_target_encoder, parse_memory_budget
 from .shuffle import Plan, ShuffleQualityMeter, make_plan, parse_shuffle
 from .standardize import Standardizer
 from .stats import DatasetStats, compute_stats
@@ -100,6 +101,7 @@ class Trainer:
         self.dataset: Dataset | None = None
         self.standardizer: Standardizer | None = None
         self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
+        self.memory_plan: MemoryPlan | None = None  # how the memory budget is spent (None: no budget)
         self.run: Run | None = None  # the last fit's settings and its final state (to continue training from)
         self.init: LinearModel | None = None  # the model this run continues (config ``init``)
         self.state: TrainState | None = None
@@ -130,9 +132,10 @@ class Trainer:
         max_rows = None
         budget = parse_memory_budget(cfg.memory_budget)
         if budget is not None:
-            itemsize = np.dtype(cfg.dtype).itemsize
-            max_rows = rows_per_unit_for_budget(budget, probe.n_features, itemsize, cfg.prefetch_depth,
-                                                parse_shuffle(cfg.shuffle).units_per_step)
+            self.memory_plan = plan_for_dataset(budget, probe, np.dtype(cfg.dtype).itemsize, cfg.prefetch_depth,
+                                                parse_shuffle(cfg.shuffle).units_per_step, probe.categorical,
+                                                len(cfg.interactions or ()))
+            max_rows = self.memory_plan.max_unit_rows
         if features is None and max_rows is None:
             return probe
         return open_dataset(data, target=target, features=features, max_unit_rows=max_rows, categorical=categorical,
