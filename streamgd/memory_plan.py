@@ -6,7 +6,8 @@ process holds with zero rows (the interpreter, the libraries, compiled kernels a
 * the chunks: ``prefetch_depth`` finished chunks in the queue, the one trained on, the one being built (its
   Arrow columns as decoded, float64 at worst, plus the NumPy copy), each with its dense block, sparse block
   (one int32 slot and one float64 value per categorical column and interaction, and the row pointers) and target;
-* the source pages of the row group being decoded (its compressed column chunks, mapped or read);
+* the source pages of the row group being decoded (its compressed column chunks, mapped or read), or with an
+  epoch cache, the mapped arrays of the unit being gathered (one chunk's worth);
 * the page buffers of a row group read in slices: a row group larger than a unit is streamed column by column,
   and each column's reader holds its dictionary page and a data page compressed and decompressed, whatever the
   slice. Measured (pyarrow 26, a 3M-row row group of 33 float columns written with 1 MiB pages): 135 MB above the
@@ -157,13 +158,15 @@ def _source_bytes_per_row(footers: Sequence, columns: Sequence[str]) -> float:
 
 
 def plan_for_dataset(budget: int, dataset, itemsize: int, prefetch_depth: int, units_per_step: int = 1,
-                     sparse_columns: Sequence[str] = (), n_interactions: int = 0) -> MemoryPlan:
+                     sparse_columns: Sequence[str] = (), n_interactions: int = 0, cached: bool = False
+                     ) -> MemoryPlan:
     """``plan_memory`` for an opened dataset (``streamgd.dataset.Dataset``): the features it reads, its target,
-    and ``sparse_columns`` (categorical features) plus ``n_interactions`` in the sparse block."""
+    and ``sparse_columns`` (categorical features) plus ``n_interactions`` in the sparse block; ``cached``: an
+    epoch cache's mapped unit is in flight too (one prefetched chunk more)."""
     sparse = [name for name in sparse_columns if name in dataset.feature_names]
     columns = list(dataset.feature_names) + ([dataset.target] if dataset.target else [])
     footers = [dataset.footers.get(i) for i in range(len(dataset.sources))]
     return plan_memory(budget, dataset.row_group_rows, footers, columns, dataset.n_features - len(sparse),
-                       itemsize, prefetch_depth, units_per_step, len(sparse) + n_interactions,
+                       itemsize, prefetch_depth + int(cached), units_per_step, len(sparse) + n_interactions,
                        source=dataset.sources[0] if len(dataset.sources) == 1 else "the data",
                        decoded_per_row=decoded_bytes_per_row(dataset.schema, columns))

@@ -134,7 +134,7 @@ class Trainer:
         if budget is not None:
             self.memory_plan = plan_for_dataset(budget, probe, np.dtype(cfg.dtype).itemsize, cfg.prefetch_depth,
                                                 parse_shuffle(cfg.shuffle).units_per_step, probe.categorical,
-                                                len(cfg.interactions or ()))
+                                                len(cfg.interactions or ()), cached=cfg.cache is not None)
             max_rows = self.memory_plan.max_unit_rows
         if features is None and max_rows is None:
             return probe

@@ -81,3 +81,9 @@ def test_categorical_columns_count_as_sparse_entries(tmp_path):
     dense = plan_for_dataset(64_000_000, data, 4, 2)
     crossed = plan_for_dataset(64_000_000, data, 4, 2, sparse_columns=["c"], n_interactions=1)
     assert crossed.bytes_per_row > dense.bytes_per_row
+
+
+def test_an_epoch_cache_counts_its_mapped_unit(giant):
+    data = open_dataset(giant, target="y")
+    plain, cached = plan_for_dataset(64_000_000, data, 4, 2), plan_for_dataset(64_000_000, data, 4, 2, cached=True)
+    assert cached.bytes_per_row - plain.bytes_per_row == 8 * 4 + 8  # one more chunk of 8 float32 and a target
