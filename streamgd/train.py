@@ -14,6 +14,7 @@ bookkeeping.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -356,7 +357,7 @@ class Trainer:
             self.kernel_calls += 1
             self.after_chunk(run, state, meter, rss, plan.n_rows, len(plan.steps))
 
-        return core.run_epoch(self.config, run, self.job, state, after_chunk)
+        return self._with_memory_plan(core.run_epoch(self.config, run, self.job, state, after_chunk))
 
     def after_chunk(self, run: Run, state: TrainState, meter: EpochMeter, rss: float, rows_total: int,
                     n_chunks: int) -> None:
@@ -375,8 +376,14 @@ class Trainer:
                                         previous))
 
     def epoch_record(self, run: Run, state: TrainState, meter: EpochMeter, quality: ShuffleQualityMeter) -> dict:
-        """The epoch's history entry (with the validation loss when there is validation data)."""
-        return core.epoch_record(self.config, run, state, meter, quality)
+        """The epoch's history entry (with the validation loss when there is validation data, and how a memory
+        budget was spent)."""
+        return self._with_memory_plan(core.epoch_record(self.config, run, state, meter, quality))
+
+    def _with_memory_plan(self, record: dict) -> dict:
+        if self.memory_plan is not None:
+            record["memory_budget"] = dataclasses.asdict(self.memory_plan)
+        return record
 
     # ---- checkpoints, the model --------------------------------------------------------------------------------
     def _write_checkpoint(self, run: Run, state: TrainState) -> None:

@@ -87,3 +87,13 @@ def test_an_epoch_cache_counts_its_mapped_unit(giant):
     data = open_dataset(giant, target="y")
     plain, cached = plan_for_dataset(64_000_000, data, 4, 2), plan_for_dataset(64_000_000, data, 4, 2, cached=True)
     assert cached.bytes_per_row - plain.bytes_per_row == 8 * 4 + 8  # one more chunk of 8 float32 and a target
+
+
+def test_the_history_says_how_the_budget_was_spent(tmp_path):
+    from streamgd import fit
+    path = str(tmp_path / "small.parquet")
+    make_dataset(path, n_rows=50_000, n_features=4, row_group_size=50_000, seed=1)
+    model = fit(path, target="y", epochs=1, memory_budget="4MB", batch_size=256)
+    spent = model.history[-1]["memory_budget"]
+    assert spent["budget"] == 4_000_000 and spent["slice_buffers"] > 0
+    assert spent["max_unit_rows"] == max(1024, (4_000_000 - spent["slice_buffers"]) // spent["bytes_per_row"])
