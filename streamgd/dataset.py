@@ -154,13 +154,15 @@ class Dataset:
 
 def open_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
                  max_unit_rows: int | None = None, allow_string_target: bool = True,
-                 categorical: Sequence[str] = (), exclude: Sequence[str] = ()) -> Dataset:
+                 categorical: Sequence[str] = (), exclude: Sequence[str] = (),
+                 footers_of: Dataset | None = None) -> Dataset:
     """Open a Parquet file, directory, glob, list of paths, ``pyarrow.dataset.Dataset`` or dask DataFrame.
 
     ``features`` defaults to every numeric, boolean, date or timestamp column except the target and the
     ``exclude`` columns, plus the ``categorical`` columns (which are features whether named there or not); text
     columns named as features are categorical. Row groups with more rows than
-    ``max_unit_rows`` are split into slices.
+    ``max_unit_rows`` are split into slices. ``footers_of``: a dataset opened on the same files, whose parsed
+    footers are taken rather than read again (a request each on an object store).
     """
     if isinstance(source, Dataset):
         return source
@@ -172,7 +174,8 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
         return open_table(source, target, features, unit_rows=max_unit_rows or DEFAULT_TABLE_UNIT_ROWS,
                           allow_string_target=allow_string_target, categorical=categorical, exclude=exclude)
     files, filesystem, partitions = _resolve_files(source)
-    metadata = _read_footers(files, filesystem)
+    known = footers_of.footers if footers_of is not None and footers_of.sources == files else None
+    metadata = _read_footers(files, filesystem, known)
     schema = _merged_schema(files, metadata, partitions)
     feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
                                                            categorical, exclude)
@@ -342,11 +345,15 @@ def _read_footer(path: str, filesystem: Any) -> pq.FileMetaData:
     return open_parquet_file(path, filesystem).metadata
 
 
-def _read_footers(files: list[str], filesystem: Any) -> list[pq.FileMetaData]:
+def _read_footers(files: list[str], filesystem: Any, known: FooterCache | None = None) -> list[pq.FileMetaData]:
+    def footer(index: int) -> pq.FileMetaData:
+        cached = known.get(index) if known is not None else None
+        return cached if cached is not None else _read_footer(files[index], filesystem)
+
     if len(files) <= 4:
-        return [_read_footer(f, filesystem) for f in files]
+        return [footer(i) for i in range(len(files))]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda f: _read_footer(f, filesystem), files))
+        return list(pool.map(footer, range(len(files))))
 
 
 def _partition_type(values: list[Any]) -> pa.DataType:

@@ -205,3 +205,25 @@ def test_a_footer_missing_from_the_cache_is_read_once_and_counted(bucket_data):
     finally:
         remote.close()
     assert stats.footer_requests >= 1 and stats.requests == 2 and data.footers.get(0) is not None
+
+
+def test_a_fit_under_a_memory_budget_reads_each_footer_once(s3, bucket_data):
+    local_dir, uri, _ = bucket_data
+    sizes = {f"part-{k}.parquet": os.path.getsize(os.path.join(local_dir, f"part-{k}.parquet"))
+             for k in range(N_FILES)}
+    s3.proxy.clear()
+    model = streamgd.fit(uri, target="y", epochs=2, memory_budget="64MB")  # opens the data twice (units sized)
+    tails = [r for r in s3.proxy.requests if r.method == "GET" and r.range
+             and r.range.endswith(f"-{sizes[r.path.rsplit('/', 1)[1]] - 1}")]
+    assert len(tails) == N_FILES  # a footer is the file's tail; row groups never reach it
+    assert sum(e["remote_reads"]["footer_requests"] for e in model.history) == 0
+
+
+def test_epochs_from_the_epoch_cache_ask_the_bucket_for_nothing(bucket_data, tmp_path):
+    local_dir, uri, _ = bucket_data
+    local = streamgd.fit(local_dir, target="y", epochs=3, cache=str(tmp_path / "local-cache"))
+    model = streamgd.fit(uri, target="y", epochs=3, cache=str(tmp_path / "cache"))
+    assert np.array_equal(model.coef_, local.coef_)
+    first, *later = [e["remote_reads"] for e in model.history]
+    assert first["requests"] == N_FILES * GROUPS
+    assert [e["requests"] for e in later] == [0, 0] and [e["row_groups"] for e in later] == [0, 0]
