@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from .errors import ConfigError, DataError, SchemaError
 from .mapped import MappedParquetFile, can_map
-from .remote_reads import ReadStats, RemoteRowGroups, is_remote
+from .remote_reads import OpenFiles, ReadStats, RemoteRowGroups, is_remote
 from .sparse import BlockNames, SparseBlock
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -106,6 +106,7 @@ class Dataset:
     table: pa.Table | None = None  # an in-memory source: units are slices of it
     categorical: list[str] = field(default_factory=list)  # features to one-hot encode or hash
     footers: FooterCache = field(default_factory=FooterCache, repr=False, compare=False)
+    open_files: OpenFiles = field(default_factory=OpenFiles, repr=False, compare=False)  # remote files, kept open
     # an in-memory sparse matrix (with ``table``): row r of the table has the slots of row r of the block, which
     # follow the ``feature_names`` (the dense block) as the model's features
     sparse: SparseBlock | None = field(default=None, repr=False, compare=False)
@@ -174,8 +175,10 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
         return open_table(source, target, features, unit_rows=max_unit_rows or DEFAULT_TABLE_UNIT_ROWS,
                           allow_string_target=allow_string_target, categorical=categorical, exclude=exclude)
     files, filesystem, partitions = _resolve_files(source)
-    known = footers_of.footers if footers_of is not None and footers_of.sources == files else None
-    metadata = _read_footers(files, filesystem, known)
+    same = footers_of is not None and footers_of.sources == files
+    known = footers_of.footers if same else None
+    open_files = footers_of.open_files if same else OpenFiles()
+    metadata = _read_footers(files, filesystem, known, open_files)
     schema = _merged_schema(files, metadata, partitions)
     feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
                                                            categorical, exclude)
@@ -188,7 +191,7 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
         footers.put(source, footer)
     return Dataset(sources=files, schema=schema, feature_names=feature_names, target=target, units=units,
                    filesystem=filesystem, partition_values=partitions, ignored_columns=ignored,
-                   row_group_rows=row_group_rows, categorical=categorical, footers=footers)
+                   row_group_rows=row_group_rows, categorical=categorical, footers=footers, open_files=open_files)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -311,13 +314,16 @@ def _parse_partition_value(raw: str) -> Any:
 # Footers, schema, columns
 # ---------------------------------------------------------------------------------------------------------------
 
-def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False,
+def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False, open_files: OpenFiles | None = None,
                       **options: Any) -> pq.ParquetFile | MappedParquetFile:
     """Open one Parquet file, turning pyarrow's errors into a DataError that names the file. ``mapped``: read a
-    local file through a memory map (see ``streamgd.mapped``) where the platform allows it."""
+    local file through a memory map (see ``streamgd.mapped``) where the platform allows it; ``open_files``: keep
+    a remote file open there, for the passes that read it later."""
     try:
         if mapped and can_map(path, filesystem):
             return MappedParquetFile(path, metadata=options.get("metadata"))
+        if open_files is not None and is_remote(filesystem):
+            return pq.ParquetFile(open_files.open(path, filesystem), **options)
         if filesystem is not None:
             handle = filesystem.open_input_file(path)
             return pq.ParquetFile(handle, **options)
@@ -341,14 +347,15 @@ def _footer_capacity(metadata: list[pq.FileMetaData], filesystem: Any) -> int:
     return FooterCache().capacity
 
 
-def _read_footer(path: str, filesystem: Any) -> pq.FileMetaData:
-    return open_parquet_file(path, filesystem).metadata
+def _read_footer(path: str, filesystem: Any, open_files: OpenFiles | None = None) -> pq.FileMetaData:
+    return open_parquet_file(path, filesystem, open_files=open_files).metadata
 
 
-def _read_footers(files: list[str], filesystem: Any, known: FooterCache | None = None) -> list[pq.FileMetaData]:
+def _read_footers(files: list[str], filesystem: Any, known: FooterCache | None = None,
+                  open_files: OpenFiles | None = None) -> list[pq.FileMetaData]:
     def footer(index: int) -> pq.FileMetaData:
         cached = known.get(index) if known is not None else None
-        return cached if cached is not None else _read_footer(files[index], filesystem)
+        return cached if cached is not None else _read_footer(files[index], filesystem, open_files)
 
     if len(files) <= 4:
         return [footer(i) for i in range(len(files))]
@@ -609,7 +616,7 @@ class UnitTableReader:
                 u.group_key for u in read_ahead if u.offset == 0 and u.n_rows == rows[u.source][u.row_group]]
             self.remote = RemoteRowGroups(dataset.sources, dataset.filesystem, dataset.footers,
                                           lambda source: self._split_columns(source)[0], order, read_stats,
-                                          fetch_bytes)
+                                          fetch_bytes, open_files=dataset.open_files)
 
     def read(self, unit: Unit) -> pa.Table:
         """The unit's rows of the projected columns (partition columns filled in)."""

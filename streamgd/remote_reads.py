@@ -6,7 +6,8 @@ how many are in flight bound reading, not bandwidth. pyarrow's streaming reader 
 each column chunk in 64 KiB pieces: 258 GET requests for 8 row groups x 32 columns against a local S3 server,
 30.7 s; fetching each row group's column chunks as one range made 9 requests, 0.84 s (issue 19). Here:
 
-* **one open file per Parquet file**, reused by every row group of it read in a pass (opening costs a HEAD);
+* **one open file per Parquet file**, opened when its footer is read and reused by every pass of the run
+  (``OpenFiles``: opening costs a HEAD request);
 * **a row group's column chunks** (of the columns read) merge into ranges across gaps up to ``HOLE_BYTES``, each
   at most ``RANGE_BYTES``: one GET per row group for the usual file (``coalesce``);
 * **footers** come from the dataset's footer cache, read when the dataset was opened;
@@ -135,6 +136,38 @@ def coalesce(ranges: Sequence[tuple[int, int]], hole: int = HOLE_BYTES,
     return merged
 
 
+class OpenFiles:
+    """Remote files a dataset's readers opened, kept for the run: opening one costs a request (a HEAD, for its
+    size), reading through it is thread-safe. The last ``capacity`` used; pickles empty."""
+
+    def __init__(self, capacity: int = 1024):
+        self.capacity = capacity
+        self._files: OrderedDict[str, pa.NativeFile] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self, path: str, filesystem: Any, stats: ReadStats | None = None) -> pa.NativeFile:
+        """The open file (opened now if it was not: ``stats`` counts it)."""
+        with self._lock:
+            native = self._files.get(path)
+            if native is not None:
+                self._files.move_to_end(path)
+                return native
+        native = filesystem.open_input_file(path)  # not under the lock: files open concurrently
+        if stats is not None:
+            stats.add_file()
+        with self._lock:
+            native = self._files.setdefault(path, native)
+            while len(self._files) > self.capacity:
+                self._files.popitem(last=False)
+        return native
+
+    def __getstate__(self) -> dict:
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["capacity"])
+
+
 class RangeFile:
     """A remote file as pyarrow's Parquet reader reads it (a Python file object): reads inside the ranges
     fetched for the row group being decoded come from memory, any other read is a range request, counted."""
@@ -198,16 +231,19 @@ class RemoteRowGroups:
     """Whole row groups of a dataset's remote files, read through one ``RangeFile`` per file and fetched
     ``order`` ahead (None: each fetched when read). Use ``read_row_group`` from one thread.
 
-    ``footers``: the dataset's footer cache (``get(source)``/``put(source, footer)``); ``fetch_bytes``: the
-    fetched bytes not yet decoded at most (at least one row group is always allowed).
+    ``footers``: the dataset's footer cache (``get(source)``/``put(source, footer)``); ``open_files``: its
+    open files; ``fetch_bytes``: the fetched bytes not yet decoded at most (at least one row group is always
+    allowed).
     """
 
     def __init__(self, paths: Sequence[str], filesystem: Any, footers: Any, columns_of: Callable[[int], list[str]],
                  order: Sequence[tuple[int, int]] | None = None, stats: ReadStats | None = None,
-                 fetch_bytes: int | None = None, max_depth: int = MAX_FETCH_DEPTH):
+                 fetch_bytes: int | None = None, max_depth: int = MAX_FETCH_DEPTH,
+                 open_files: OpenFiles | None = None):
         self.paths = paths
         self.filesystem = filesystem
         self.footers = footers
+        self.open_files = open_files if open_files is not None else OpenFiles()
         self.columns_of = columns_of
         self.stats = stats if stats is not None else ReadStats()
         self.fetch_bytes = DEFAULT_FETCH_BYTES if fetch_bytes is None else fetch_bytes
@@ -253,14 +289,14 @@ class RemoteRowGroups:
         return table
 
     def file(self, source: int) -> RangeFile:
-        """The file's one open handle in this pass."""
+        """The file as this pass reads it, through the run's one open handle of it."""
         with self._lock:
             handle = self._files.get(source)
-            if handle is None:
-                native = self.filesystem.open_input_file(self.paths[source])
-                handle = self._files[source] = RangeFile(native, self.paths[source], self.stats)
-                self.stats.add_file()
-            return handle
+        if handle is None:
+            native = self.open_files.open(self.paths[source], self.filesystem, self.stats)
+            with self._lock:
+                handle = self._files.setdefault(source, RangeFile(native, self.paths[source], self.stats))
+        return handle
 
     def streaming_file(self, source: int, buffer_size: int) -> pq.ParquetFile:
         """The file for reading slices of its row groups with ``iter_batches``: each column streamed through a
