@@ -44,6 +44,7 @@ MAX_FETCH_DEPTH = 16  # row groups in flight at most
 DEFAULT_FETCH_BYTES = 128 << 20  # fetched bytes not yet decoded, without a memory budget
 _EMA = 0.3  # weight of the newest measurement in the running means
 _LATENCY_WINDOW = 32  # fetches whose least time is the latency
+_PARQUET_READERS = 8  # Parquet readers kept open per pass (each file's open handle is kept for the run)
 
 
 def is_remote(filesystem: Any) -> bool:
@@ -253,7 +254,7 @@ class RemoteRowGroups:
         self._next = 0  # the next position of the order to submit
         self._window: OrderedDict[tuple[int, int], Future] = OrderedDict()  # row groups being fetched, in order
         self._files: dict[int, RangeFile] = {}
-        self._parquet: dict[int, pq.ParquetFile] = {}
+        self._parquet: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self._leaves: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_depth, thread_name_prefix="streamgd-fetch") \
@@ -275,10 +276,12 @@ class RemoteRowGroups:
         ranges = self._take((source, row_group))
         self._ready = time.perf_counter()
         handle = self.file(source)
-        parquet = self._parquet.get(source)
+        parquet = self._parquet.pop(source, None)
         if parquet is None:
-            parquet = self._parquet[source] = pq.ParquetFile(handle, metadata=self.footer(source), pre_buffer=False,
-                                                             buffer_size=0)
+            parquet = pq.ParquetFile(handle, metadata=self.footer(source), pre_buffer=False, buffer_size=0)
+        self._parquet[source] = parquet  # the most recently read last; a few kept
+        while len(self._parquet) > _PARQUET_READERS:
+            self._parquet.popitem(last=False)
         handle.ranges = ranges
         try:
             table = parquet.read_row_group(row_group, columns=columns, use_threads=use_threads)
