@@ -460,6 +460,10 @@ class CacheSession:
         with self.cache.mapped(self.key(unit), self.stats, self.where(unit)) as arrays:
             yield arrays
 
+    def holds(self, unit: Unit) -> bool:
+        """Whether the cache has an entry for the unit (a quick look: ``lookup`` checks it)."""
+        return os.path.exists(self.cache._paths(self.key(unit))[1])
+
     def count_hits(self, parts: list[UnitArrays]) -> None:
         self.stats.hits += len(parts)
         self.stats.bytes_read += sum(part.stored_bytes for part in parts)

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from .dataset import Dataset, Unit, UnitTableReader
 from .errors import ConfigError, DataError
+from .remote_reads import ReadStats, is_remote
 from .shuffle import Plan, ShuffleQualityMeter, Step
 from .sparse import SparseBlock
 from .unit_arrays import concat_extra, gather_step, split_chunk
@@ -165,7 +166,8 @@ class ChunkStream:
                  target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
-                 defer_conversion: bool = False, all_rows: bool = False, cache: Any = None):
+                 defer_conversion: bool = False, all_rows: bool = False, cache: Any = None,
+                 fetch_bytes: int | None = None):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -192,6 +194,10 @@ class ChunkStream:
         # an epoch cache session (``streamgd.epoch_cache.CacheSession``): a step whose units it holds is gathered
         # from them in the step's row order; any other is converted from Parquet and its units stored
         self.cache = cache
+        # remote files: the requests this stream makes (``streamgd.remote_reads``), and the bytes fetched ahead
+        # and not yet decoded at most (None: the default)
+        self.read_stats = ReadStats() if is_remote(dataset.filesystem) and dataset.table is None else None
+        self.fetch_bytes = fetch_bytes
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -289,7 +295,8 @@ class ChunkStream:
 
     def __iter__(self) -> Iterator[Chunk]:
         if self.prefetch_depth == 0:
-            tables = UnitTableReader(self.dataset, self._columns())
+            tables = UnitTableReader(self.dataset, self._columns(), read_stats=self.read_stats,
+                                     fetch_bytes=self.fetch_bytes)
             try:
                 for step in self.steps:
                     yield self._deliver(self._build(tables, step))
@@ -314,7 +321,12 @@ class ChunkStream:
             self.close()
 
     def _produce(self) -> None:
-        tables = UnitTableReader(self.dataset, self._columns())
+        try:
+            tables = UnitTableReader(self.dataset, self._columns(), read_ahead=self._units_to_read(),
+                                     read_stats=self.read_stats, fetch_bytes=self.fetch_bytes)
+        except BaseException as exc:
+            self._put(exc)
+            return
         try:
             for step in self.steps:
                 if self._stop.is_set():
@@ -328,6 +340,16 @@ class ChunkStream:
             self._put(exc)
         finally:
             tables.close()
+
+    def _units_to_read(self) -> list[Unit] | None:
+        """The units this stream will read from the files, in order (remote files are fetched ahead of the
+        reader in this order); an epoch cache's units are left out."""
+        if self.read_stats is None:
+            return None
+        units = [unit for step in self.steps for unit in step.units]
+        if self.cache is not None:
+            units = [unit for unit in units if not self.cache.holds(unit)]
+        return units
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():

@@ -212,7 +212,7 @@ class DatasetStats:
 def units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str], categorical: set[str],
                 max_categories: int) -> DatasetStats:
     """Statistics of ``columns`` over some units of the dataset, read one at a time."""
-    tables = UnitTableReader(dataset, columns)
+    tables = UnitTableReader(dataset, columns, read_ahead=units)
     empty = SpaceSaving.empty(category_capacity(max_categories))
     total = DatasetStats(0, {name: ColumnStats(categories=empty if name in categorical else None) for name in columns})
     try:

@@ -140,7 +140,7 @@ class Trainer:
         if features is None and max_rows is None:
             return probe
         return open_dataset(data, target=target, features=features, max_unit_rows=max_rows, categorical=categorical,
-                            exclude=exclude)
+                            exclude=exclude, footers_of=probe)
 
     def fit(self, data: Any, target: str | None = None, features: Sequence[str] | None = None,
             exclude: Sequence[str] = ()) -> LinearModel:
