@@ -27,6 +27,7 @@ from .features import FeatureSpec, OutputNames
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import LinearModel
 from .optim import Optimizer
+from .memory_plan import fetch_ahead_bytes
 from .reader import Chunk, ChunkStream, parse_memory_budget, parse_size
 from .shuffle import Plan, ShuffleQualityMeter, make_plan
 from .sparse import BlockNames
@@ -175,10 +176,9 @@ def chunk_job(cfg: TrainConfig, run: Run) -> ChunkJob:
 
 
 def fetch_bytes(cfg: TrainConfig) -> int | None:
-    """What remote row groups fetched ahead may hold: a quarter of the memory budget (None: no budget, the
-    reader's default). The budget's unit sizes count the chunks in flight, not these compressed bytes."""
-    budget = parse_memory_budget(cfg.memory_budget)
-    return None if budget is None else budget // 4
+    """What remote row groups fetched ahead may hold: their share of the memory budget (None: no budget, the
+    reader's default); the budget's unit sizes are planned on the rest (``streamgd.memory_plan``)."""
+    return fetch_ahead_bytes(parse_memory_budget(cfg.memory_budget))
 
 
 def cache_settings(cfg: TrainConfig, run: Run) -> CacheSettings | None:

@@ -8,6 +8,8 @@ process holds with zero rows (the interpreter, the libraries, compiled kernels a
   (one int32 slot and one float64 value per categorical column and interaction, and the row pointers) and target;
 * the source pages of the row group being decoded (its compressed column chunks, mapped or read), or with an
   epoch cache, the mapped arrays of the unit being gathered (one chunk's worth);
+* for remote data, the row groups fetched ahead and not yet decoded: a quarter of the budget
+  (``fetch_ahead_bytes``);
 * the page buffers of a row group read in slices: a row group larger than a unit is streamed column by column,
   and each column's reader holds its dictionary page and a data page compressed and decompressed, whatever the
   slice. Measured (pyarrow 26, a 3M-row row group of 33 float columns written with 1 MiB pages): 135 MB above the
@@ -19,12 +21,14 @@ available) nor the statistics pass, which reads one row group at a time on one t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ConfigError
+from .remote_reads import is_remote
 
 # a data page as written by pyarrow, parquet-mr and most writers (their default page size)
 ASSUMED_PAGE_BYTES = 1 << 20
@@ -43,11 +47,14 @@ class MemoryPlan:
     bytes_per_row: int  # what one row of a unit costs in flight (all copies)
     slice_buffers: int  # page buffers held while a row group larger than a unit is read in slices
     max_unit_rows: int
+    fetch_ahead: int = 0  # remote data: bytes fetched ahead and not yet decoded at most
 
     def describe(self) -> str:
         """One line: how the budget is spent."""
         sliced = (f", {self.slice_buffers / MB:,.0f} MB of page buffers for row groups read in slices"
                   if self.slice_buffers else "")
+        if self.fetch_ahead:
+            sliced += f", {self.fetch_ahead / MB:,.0f} MB for remote row groups fetched ahead"
         return (f"memory budget {self.budget / MB:,.0f} MB: units of at most {self.max_unit_rows:,} rows "
                 f"({self.bytes_per_row:,} bytes a row in flight){sliced}")
 
@@ -157,6 +164,16 @@ def _source_bytes_per_row(footers: Sequence, columns: Sequence[str]) -> float:
     return worst
 
 
+def fetch_ahead_bytes(budget: int | None) -> int | None:
+    """What remote row groups fetched ahead may hold under a budget: a quarter of it (None: no budget, the
+    reader's default).
+
+    >>> fetch_ahead_bytes(64_000_000), fetch_ahead_bytes(None)
+    (16000000, None)
+    """
+    return None if budget is None else budget // 4
+
+
 def plan_for_dataset(budget: int, dataset, itemsize: int, prefetch_depth: int, units_per_step: int = 1,
                      sparse_columns: Sequence[str] = (), n_interactions: int = 0, cached: bool = False
                      ) -> MemoryPlan:
@@ -166,7 +183,9 @@ def plan_for_dataset(budget: int, dataset, itemsize: int, prefetch_depth: int, u
     sparse = [name for name in sparse_columns if name in dataset.feature_names]
     columns = list(dataset.feature_names) + ([dataset.target] if dataset.target else [])
     footers = [dataset.footers.get(i) for i in range(len(dataset.sources))]
-    return plan_memory(budget, dataset.row_group_rows, footers, columns, dataset.n_features - len(sparse),
+    fetch = fetch_ahead_bytes(budget) if is_remote(dataset.filesystem) else 0
+    plan = plan_memory(budget - fetch, dataset.row_group_rows, footers, columns, dataset.n_features - len(sparse),
                        itemsize, prefetch_depth + int(cached), units_per_step, len(sparse) + n_interactions,
                        source=dataset.sources[0] if len(dataset.sources) == 1 else "the data",
                        decoded_per_row=decoded_bytes_per_row(dataset.schema, columns))
+    return dataclasses.replace(plan, budget=budget, fetch_ahead=fetch)

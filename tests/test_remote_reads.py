@@ -231,3 +231,13 @@ def test_epochs_from_the_epoch_cache_ask_the_bucket_for_nothing(bucket_data, tmp
     first, *later = [e["remote_reads"] for e in model.history]
     assert first["requests"] == N_FILES * GROUPS
     assert [e["requests"] for e in later] == [0, 0] and [e["row_groups"] for e in later] == [0, 0]
+
+
+def test_a_memory_budget_keeps_a_quarter_for_remote_row_groups_fetched_ahead(bucket_data):
+    from streamgd.memory_plan import plan_for_dataset
+    local_dir, uri, _ = bucket_data
+    data, local = open_dataset(uri, target="y"), open_dataset(local_dir, target="y")
+    remote, on_disk = plan_for_dataset(64_000_000, data, 4, 2), plan_for_dataset(64_000_000, local, 4, 2)
+    assert remote.fetch_ahead == 16_000_000 and on_disk.fetch_ahead == 0
+    assert remote.max_unit_rows == int(48_000_000 // remote.bytes_per_row)
+    assert "fetched ahead" in remote.describe()
