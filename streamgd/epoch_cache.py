@@ -57,7 +57,10 @@ from .unit_arrays import UnitArrays
 FORMAT_VERSION = 1
 _ALIGN = 64
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
-_WRITES_IN_FLIGHT = 1  # units handed to the writer thread at once: what writing adds to resident memory
+# bytes of units handed to the writer thread and not yet written (one unit always may be): what writing adds to
+# resident memory. A unit that finds no room is not written this time (a later epoch's miss writes it): training
+# never waits for the disk
+_WRITE_BACKLOG_BYTES = 24 << 20
 _STALE_TEMPORARY_SECONDS = 3600  # a temporary file this old belongs to a run that died
 
 
@@ -77,13 +80,15 @@ class CacheSettings:
 @dataclass
 class CacheStats:
     """What one stream did with the cache: units read from it, units that missed, units written (and bytes), units
-    not written (the size bound or a failed write) and damaged entries rebuilt."""
+    left for a later epoch (the writer was busy), units not written (the size bound or a failed write) and damaged
+    entries rebuilt."""
 
     hits: int = 0
     misses: int = 0
     written: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
+    deferred: int = 0
     not_written: int = 0
     damaged: int = 0
 
@@ -226,7 +231,7 @@ class EpochCache:
         self._trusted: set[str] = set()  # keys written, or verified, by this process
         self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamgd-cache")
         self._pending: list[Future] = []
-        self._room = threading.BoundedSemaphore(_WRITES_IN_FLIGHT)
+        self._backlog = 0  # bytes handed to the writer and not yet written
         self._write_failed = False
         self._full_said = False
         self._damage_said = False
@@ -288,6 +293,8 @@ class EpochCache:
             yield None
             return
         arrays.stored_bytes = entry["size"]
+        if mapping is not None and _DONTNEED is not None and entry["arrays"]["X"]["offset"] == 0:
+            arrays.hand_back = lambda start, stop: _release_range(mapping, start, stop)
         try:
             yield arrays
         finally:
@@ -342,18 +349,27 @@ class EpochCache:
 
     # ---- writing ----
     def store(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats) -> None:
-        """Write the unit's arrays under ``key`` on the writer thread (which holds at most ``_WRITES_IN_FLIGHT``
-        units: the caller waits for room); a failed write or the size bound leaves the unit to Parquet."""
+        """Write the unit's arrays under ``key`` on the writer thread, unless its backlog is full (then the unit
+        is left for a later epoch: the caller never waits); a failed write or the size bound leaves the unit to
+        Parquet."""
         if self._write_failed or os.path.exists(self._paths(key)[1]):
             return
-        self._room.acquire()
+        nbytes = arrays.nbytes
+        with self._lock:
+            if self._backlog and self._backlog + nbytes > _WRITE_BACKLOG_BYTES:
+                stats.deferred += 1
+                return
+            self._backlog += nbytes
         try:
-            self._pending.append(self._writing.submit(self._write, key, arrays, record, stats))
+            future = self._writing.submit(self._write, key, arrays, record, stats, nbytes)
         except BaseException:
-            self._room.release()
+            with self._lock:
+                self._backlog -= nbytes
             raise
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done() or f.exception() is not None] + [future]
 
-    def _write(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats) -> None:
+    def _write(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats, nbytes: int) -> None:
         """The writer thread: a temporary file written and renamed, then its index entry the same way."""
         try:
             if self._write_failed:
@@ -395,7 +411,8 @@ class EpochCache:
                 stats.written += 1
                 stats.bytes_written += size
         finally:
-            self._room.release()
+            with self._lock:
+                self._backlog -= nbytes
 
     def _reserve(self, size: int) -> bool:
         """Count ``size`` more bytes against the size bound; False (said once) when they do not fit."""
@@ -422,7 +439,8 @@ class EpochCache:
 
     def flush(self) -> None:
         """Wait for the units written so far to be committed."""
-        pending, self._pending = self._pending, []
+        with self._lock:
+            pending, self._pending = self._pending, []
         for future in pending:
             future.result()
 
@@ -544,6 +562,17 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _release_range(mapping: mmap.mmap, start: int, stop: int) -> None:
+    """Hand back the pages wholly inside bytes [start, stop) of a map (they stay in the page cache)."""
+    start = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    stop = min(stop, len(mapping)) // mmap.PAGESIZE * mmap.PAGESIZE
+    if stop > start:
+        try:
+            mapping.madvise(_DONTNEED, start, stop - start)
+        except (OSError, ValueError):  # advice only (or the map is closed)
+            pass
 
 
 def _release(mapping: mmap.mmap | None) -> None:

@@ -22,6 +22,7 @@ values are the values that conversion would deliver for those rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -45,10 +46,28 @@ class UnitArrays:
     extra: pa.Table | None
     slot: np.ndarray | None = None
     stored_bytes: int = 0  # the bytes of its cache file, when mapped from one
+    # mapped from a cache file whose first bytes are X: hands back the pages of bytes [start, stop) of the file
+    hand_back: Callable[[int, int], None] | None = None
+
+    def hand_back_columns(self, columns: int) -> None:
+        """Hand back the mapped pages of X's first ``columns`` columns (read by a gather)."""
+        if self.hand_back is not None:
+            self.hand_back(0, columns * self.X.shape[0] * self.X.dtype.itemsize)
+
+    def hand_back_rest(self) -> None:
+        """Hand back the mapped pages of what follows X (read by a gather)."""
+        if self.hand_back is not None:
+            self.hand_back(self.X.nbytes, 1 << 62)
 
     @property
     def n_rows(self) -> int:
         return self.X.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays (the extra columns' too)."""
+        return sum(a.nbytes for a in (self.X, self.y, self.slot) if a is not None) \
+            + (self.sparse.nbytes if self.sparse is not None else 0) + (self.extra.nbytes if self.extra is not None else 0)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -136,6 +155,8 @@ class StepGather:
         self.done = 0  # dense columns gathered so far
         self.y = None if first.y is None else self._gather_vector("y", m)
         self.sparse = None if first.sparse is None else self._gather_sparse(m)
+        for part, _, _ in self.routes:  # resident memory keeps only the columns still to be gathered
+            part.hand_back_rest()
 
     @property
     def n_columns(self) -> int:
@@ -147,6 +168,7 @@ class StepGather:
         if stop > self.done:
             for part, rows, dest in self.routes:
                 _gather_columns(_readonly(part.X), rows, dest, self.X, self.done, stop)
+                part.hand_back_columns(stop)
             self.done = stop
 
     def finish(self) -> tuple[np.ndarray, SparseBlock | None, np.ndarray | None, np.ndarray | None]:
