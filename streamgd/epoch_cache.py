@@ -95,6 +95,11 @@ class CacheStats:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def add(self, other: dict) -> None:
+        """Add another stream's counters (``as_dict``) to these: a dask worker's shard."""
+        for name, value in other.items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 # ---- keys --------------------------------------------------------------------------------------------------------
 def _digest(value: Any) -> str:

@@ -277,3 +277,14 @@ def test_peak_memory_with_the_cache_stays_within_ten_percent_of_without(tmp_path
     second_run, hits = peak(str(tmp_path / "cache"))
     assert hits > 0
     assert first_run <= 1.1 * without + 10 and second_run <= 1.1 * without + 10, (without, first_run, second_run)
+
+
+def test_an_estimators_fit_parquet_with_the_cache_equals_one_without(data, tmp_path):
+    from streamgd.estimators import SGDClassifier
+
+    settings = dict(max_iter=3, batch_size=64, random_state=1)
+    plain = SGDClassifier(**settings).fit_parquet(data, target="y", features=["x1", "x2"])
+    cached = SGDClassifier(**settings).fit_parquet(data, target="y", features=["x1", "x2"],
+                                                   cache=str(tmp_path / "cache"), cache_max_size="1GB")
+    assert np.array_equal(plain.coef_, cached.coef_) and np.array_equal(plain.intercept_, cached.intercept_)
+    assert [(e["cache"]["hits"], e["cache"]["misses"]) for e in cached.history_] == [(0, 6), (6, 0), (6, 0)]
