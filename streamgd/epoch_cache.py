@@ -38,7 +38,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -52,6 +52,7 @@ from . import __version__
 from .dataset import Dataset, Unit
 from .errors import ConfigError
 from .sparse import SparseBlock
+from .stats import DatasetStats
 from .unit_arrays import UnitArrays
 
 FORMAT_VERSION = 1
@@ -593,6 +594,44 @@ def _release(mapping: mmap.mmap | None) -> None:
         mapping.close()
     except BufferError:  # a view still alive: the map closes when it goes
         pass
+
+
+# ---- the statistics pass -----------------------------------------------------------------------------------------
+def cached_statistics(directory: str, dataset: Dataset, columns: list[str], counted: list[str], max_categories: int,
+                      compute: Callable[[], DatasetStats]) -> DatasetStats:
+    """The statistics pass's result for these units and columns, from ``stats/<key>.json`` of the cache directory
+    when an earlier run stored it (then no Parquet is read), else ``compute()``, stored for the next run.
+
+    The key digests what the result depends on: the cache format and streamgd versions, every source file's
+    identity (as the units' keys), the units, the columns, the categorical columns counted and the vocabulary's
+    bound. A file that cannot be read or parsed is a miss; a failed write only costs the next run the pass.
+    """
+    try:
+        identities = [source_identity(path, dataset.filesystem) for path in dataset.sources]
+    except OSError:
+        return compute()
+    key = _digest([FORMAT_VERSION, __version__, identities, [str(v) for v in dataset.partition_values],
+                   [(u.source, u.row_group, u.offset, u.n_rows) for u in dataset.units], list(columns),
+                   sorted(counted), int(max_categories)])[:40]
+    path = os.path.join(directory, "stats", key + ".json")
+    try:
+        with open(path) as stream:
+            stored = json.load(stream)
+        if stored.get("format") == FORMAT_VERSION and stored.get("key") == key:
+            return DatasetStats.from_json(stored["statistics"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    stats = compute()
+    temporary = _temporary(path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(temporary, "w") as stream:
+            json.dump({"format": FORMAT_VERSION, "streamgd": __version__, "key": key,
+                       "statistics": stats.to_json()}, stream)
+        os.replace(temporary, path)
+    except OSError:
+        _remove(temporary)
+    return stats
 
 
 # ---- inspect -----------------------------------------------------------------------------------------------------

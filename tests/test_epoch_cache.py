@@ -288,3 +288,34 @@ def test_an_estimators_fit_parquet_with_the_cache_equals_one_without(data, tmp_p
                                                    cache=str(tmp_path / "cache"), cache_max_size="1GB")
     assert np.array_equal(plain.coef_, cached.coef_) and np.array_equal(plain.intercept_, cached.intercept_)
     assert [(e["cache"]["hits"], e["cache"]["misses"]) for e in cached.history_] == [(0, 6), (6, 0), (6, 0)]
+
+
+@pytest.mark.parametrize("kind", ["onehot-impute", "hashed-drop-rows-weights"])
+def test_a_later_run_takes_the_statistics_from_the_cache_and_skips_the_pass(data, tmp_path, monkeypatch,
+                                                                                  kind):
+    """The statistics pass's result (numbers and one-hot vocabularies) is stored in the cache: a second run skips
+    the pass, and its model is the uncached run's, bit for bit."""
+    from streamgd import train
+
+    plain = _fit(data, **FEATURES[kind])
+    _fit(data, tmp_path / "cache", epochs=1, **FEATURES[kind])
+    assert len(os.listdir(tmp_path / "cache" / "stats")) == 1
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the statistics pass ran")
+
+    monkeypatch.setattr(train, "compute_stats", no_pass)
+    again = _fit(data, tmp_path / "cache", **FEATURES[kind])
+    _same(plain, again)
+    assert again.summary["statistics"] == plain.summary["statistics"]
+    assert all(e["cache"]["misses"] == 0 for e in again.history)
+
+
+def test_statistics_of_a_rewritten_file_are_computed_afresh(data, tmp_path):
+    _fit(data, tmp_path / "cache", epochs=1, **IMPUTED)
+    table = _table(5)
+    pq.write_table(table, data, row_group_size=GROUP)
+    fresh = _fit(data, tmp_path / "cache", epochs=1, **IMPUTED)
+    assert fresh.summary["statistics"]["rows"] == ROWS
+    assert fresh.summary["statistics"] == _fit(data, epochs=1, **IMPUTED).summary["statistics"]
+    assert len(os.listdir(tmp_path / "cache" / "stats")) == 2
