@@ -208,10 +208,12 @@ def check_cache_dir(directory: str, what: str = "the cache directory") -> str:
     from .outputs import check_output_dir
 
     local = check_output_dir(directory, what)
+    units = os.path.join(local, "units")
     try:
-        os.makedirs(os.path.join(local, "units"), exist_ok=True)
+        os.makedirs(units, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"{what} {local}: cannot create it ({exc.strerror})") from None
+        raise ConfigError(f"{what} {local}: cannot create {units} ({exc.strerror}); give another directory") \
+            from None
     from .outputs import _check_writable_directory
 
     _check_writable_directory(os.path.join(os.path.abspath(local), "units"), what, local)
@@ -285,12 +287,18 @@ class EpochCache:
         data_path, index_path = self._paths(key)
         try:
             with open(index_path) as stream:
-                entry = json.load(stream)
-        except (OSError, ValueError):
+                text = stream.read()
+        except OSError:
             yield None
             return
         mapping = None
         try:
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                raise _Damaged("its index entry is not JSON") from None
+            if not isinstance(entry, dict):
+                raise _Damaged("its index entry is not an object")
             mapping, arrays = self._map(key, data_path, entry)
         except _Damaged as exc:
             stats.damaged += 1

@@ -112,18 +112,27 @@ def test_a_cache_of_another_streamgd_version_is_a_miss(data, tmp_path, monkeypat
     _same(rerun, _fit(data, **DENSE))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "index-not-json", "index-of-another-format"])
 def test_a_damaged_cache_file_is_rebuilt_with_one_warning(data, tmp_path, damage):
     cache = tmp_path / "cache"
     reference = _fit(data, cache, **HASHED)
     for name in _units_on_disk(cache)[:2]:
         path = os.path.join(cache, "units", name)
+        index = path[:-4] + ".json"
         if damage == "truncate":
             os.truncate(path, os.path.getsize(path) // 2)
-        else:  # same size, some bytes changed: only the checksum tells
+        elif damage == "flip":  # same size, some bytes changed: only the checksum tells
             with open(path, "r+b") as stream:
                 stream.seek(100)
                 stream.write(b"\x7f" * 16)
+        elif damage == "index-not-json":  # cut short by a crash of a filesystem that does not order writes
+            with open(index, "r+b") as stream:
+                stream.truncate(10)
+        else:
+            with open(index) as stream:
+                entry = json.load(stream)
+            with open(index, "w") as stream:
+                json.dump({**entry, "format": epoch_cache.FORMAT_VERSION + 1}, stream)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rerun = _fit(data, cache, **HASHED)
@@ -319,3 +328,25 @@ def test_statistics_of_a_rewritten_file_are_computed_afresh(data, tmp_path):
     assert fresh.summary["statistics"]["rows"] == ROWS
     assert fresh.summary["statistics"] == _fit(data, epochs=1, **IMPUTED).summary["statistics"]
     assert len(os.listdir(tmp_path / "cache" / "stats")) == 2
+
+
+def test_a_damaged_statistics_file_is_computed_afresh(data, tmp_path):
+    first = _fit(data, tmp_path / "cache", epochs=1, **IMPUTED)
+    (stored,) = os.listdir(tmp_path / "cache" / "stats")
+    with open(tmp_path / "cache" / "stats" / stored, "w") as stream:
+        stream.write('{"format": 1, "key": "')
+    again = _fit(data, tmp_path / "cache", epochs=1, **IMPUTED)
+    assert again.summary["statistics"] == first.summary["statistics"]
+    _same(again, first)
+    with open(tmp_path / "cache" / "stats" / stored) as stream:
+        assert json.load(stream)["statistics"]["rows"] == ROWS  # rewritten whole
+
+
+def test_a_cache_directory_whose_units_folder_is_a_file_is_one_line_and_exit_2(data, tmp_path):
+    """(Root writes into read-only directories, so an unwritable cache is tested this way too.)"""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "units").write_text("not a folder")
+    result = CliRunner().invoke(main, ["fit", data, "--target", "y", "--cache", str(tmp_path / "cache"), "--quiet"])
+    assert result.exit_code == 2
+    assert reported_lines(result.stderr) == [f"error: --cache {tmp_path / 'cache'}: cannot create "
+                                             f"{tmp_path / 'cache' / 'units'} (File exists); give another directory"]
