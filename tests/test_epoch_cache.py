@@ -350,3 +350,25 @@ def test_a_cache_directory_whose_units_folder_is_a_file_is_one_line_and_exit_2(d
     assert result.exit_code == 2
     assert reported_lines(result.stderr) == [f"error: --cache {tmp_path / 'cache'}: cannot create "
                                              f"{tmp_path / 'cache' / 'units'} (File exists); give another directory"]
+
+
+def test_a_slow_disk_never_stalls_training_units_wait_for_a_later_epoch(data, tmp_path, monkeypatch):
+    """A unit that finds the writer busy (its backlog full) is not written this epoch: training goes on, a later
+    epoch's miss writes it, and the model is the uncached one, bit for bit."""
+    import time
+
+    write = epoch_cache.write_unit_file
+
+    def slow_write(*args):
+        time.sleep(0.2)
+        write(*args)
+
+    monkeypatch.setattr(epoch_cache, "write_unit_file", slow_write)
+    monkeypatch.setattr(epoch_cache, "_WRITE_BACKLOG_BYTES", 1)  # one unit in flight at a time
+    model = _fit(data, tmp_path / "cache", epochs=4, **DENSE)
+    counts = [e["cache"] for e in model.history]
+    assert all(c["hits"] + c["misses"] == 6 and c["written"] + c["deferred"] == c["misses"] for c in counts)
+    assert counts[0]["written"] >= 1 and counts[0]["deferred"] >= 1
+    written = np.cumsum([c["written"] for c in counts])
+    assert [c["hits"] for c in counts[1:]] == written[:-1].tolist()  # a unit written is read from then on
+    _same(model, _fit(data, epochs=4, **DENSE))
