@@ -99,6 +99,27 @@ def _take_entries(indptr, indices, values, rows, dest, out_indptr, out_indices, 
             o += 1
 
 
+@numba.njit(nogil=True, cache=True)
+def _through(slot, positions):  # pragma: no cover - compiled
+    # slot[positions] as int64 (one pass, no temporary), and how many are -1 (rows not stored)
+    out = np.empty(positions.shape[0], dtype=np.int64)
+    missing = 0
+    for k in range(positions.shape[0]):
+        out[k] = slot[positions[k]]
+        missing += out[k] < 0
+    return out, missing
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather_vector(source, rows, dest, out):  # pragma: no cover - compiled
+    if dest.shape[0] == 0:
+        for k in range(rows.shape[0]):
+            out[k] = source[rows[k]]
+    else:
+        for k in range(rows.shape[0]):
+            out[dest[k]] = source[rows[k]]
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
     """A read-only view: mapped and in-memory sources then share one compiled specialisation."""
     view = array.view()
@@ -111,7 +132,7 @@ def _stored_positions(parts: list[UnitArrays], positions: np.ndarray, starts: np
     """Where each of ``positions`` (rows of the step's units in file order) is stored in its part (-1: not)."""
     if owner is None:
         slot = parts[0].slot
-        return positions if slot is None else slot[positions]
+        return positions if slot is None else _through(_readonly(slot), positions)[0]
     stored = np.empty(positions.shape[0], dtype=np.int64)
     for u, part in enumerate(parts):
         mine = owner == u
@@ -180,10 +201,7 @@ class StepGather:
     def _gather_vector(self, name: str, m: int) -> np.ndarray:
         out = np.empty(m, dtype=np.float64)
         for part, rows, dest in self.routes:
-            if dest.shape[0] == 0:
-                np.take(getattr(part, name), rows, out=out)
-            else:
-                out[dest] = getattr(part, name)[rows]
+            _gather_vector(_readonly(getattr(part, name)), rows, dest, out)
         return out
 
     def _gather_sparse(self, m: int) -> SparseBlock:
