@@ -42,11 +42,30 @@ def child(path: str, epochs: int, cache: str | None, bits: int) -> dict:
         streamgd.Trainer(epochs=2, cache=warm, **options).fit(data.subset(data.units[:1]))
     finally:
         shutil.rmtree(warm, ignore_errors=True)
+    from streamgd import train
+
+    cpu: list[float] = []
+    run_epoch = train.Trainer._run_epoch
+
+    def timed(self, run, state):  # each epoch's CPU seconds (user + system, all threads)
+        start = _cpu_seconds()
+        record = run_epoch(self, run, state)
+        cpu.append(_cpu_seconds() - start)
+        return record
+
+    train.Trainer._run_epoch = timed
     model = streamgd.Trainer(epochs=epochs, cache=cache, **options).fit(path, target="label")
-    return {"seconds": [e["seconds"] for e in model.history], "rows": model.history[0]["rows"],
+    return {"seconds": [e["seconds"] for e in model.history], "rows": model.history[0]["rows"], "cpu_seconds": cpu,
             "cache": [e.get("cache") for e in model.history],
             "coef_sha256": hashlib.sha256(model.coef_.tobytes() + model.intercept_.tobytes()).hexdigest(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -102,6 +121,11 @@ def main() -> None:
           f"uncached epoch")
     print(f"  first epoch (writing the cache) {first:.2f} s against the uncached run's first epoch "
           f"{plain['seconds'][0]:.2f} s: {100 * (first / plain['seconds'][0] - 1):+.0f}%")
+    cpu_first = min(r["cpu_seconds"][0] for r in runs["cached"])
+    cpu_later = min(min(r["cpu_seconds"][1:]) for r in runs["cached"])
+    cpu_plain = min(min(r["cpu_seconds"]) for r in runs["plain"])
+    print(f"  CPU seconds (user + system) per epoch, fewest of the runs: first {cpu_first:.2f}, later "
+          f"{cpu_later:.2f} ({cpu_first / cpu_later:.2f}x), uncached {cpu_plain:.2f}")
     print(f"  models identical with and without the cache: {len(same) == 1}")
     if args.json_out:
         with open(args.json_out, "w") as stream:

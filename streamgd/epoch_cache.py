@@ -677,6 +677,11 @@ def describe_cache(directory: str) -> str:
     lines = [f"epoch cache {os.path.abspath(directory)} (format {FORMAT_VERSION} of streamgd {__version__})",
              f"  units: {len(entries):,}, rows: {sum(e['unit']['n_rows'] for e in entries):,}, "
              f"bytes: {on_disk:,}"]
+    stats_dir = os.path.join(directory, "stats")
+    passes = [n for n in os.listdir(stats_dir) if n.endswith(".json") and not n.startswith(".tmp-")] \
+        if os.path.isdir(stats_dir) else []
+    if passes:
+        lines.append(f"  statistics passes stored: {len(passes)} (a later run on the same files skips its pass)")
     if not entries:
         return "\n".join(lines)
     formats = sorted({(e.get("format"), e.get("streamgd")) for e in entries}, key=str)

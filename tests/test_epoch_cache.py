@@ -246,6 +246,7 @@ def test_the_command_line_caches_and_inspect_shows_the_cache(data, tmp_path):
     lines = shown.stdout.splitlines()
     assert lines[0].startswith(f"epoch cache {cache} (format {epoch_cache.FORMAT_VERSION} of streamgd")
     assert lines[1].startswith(f"  units: 6, rows: {ROWS:,}, bytes: ")
+    assert lines[2] == "  statistics passes stored: 1 (a later run on the same files skips its pass)"
     assert f"    {os.path.abspath(data)}: 6 units, {ROWS:,} rows" in shown.stdout and "(current)" in shown.stdout
     pq.write_table(_table(2), data, row_group_size=GROUP)
     assert "the file changed since" in CliRunner().invoke(main, ["inspect", "--cache", str(cache)]).stdout
