@@ -10,7 +10,9 @@ Every variant runs ``--repeat`` times, in rounds (each round runs every variant 
 shared machine falls on all of them); the fastest run of each counts, with the median peak RSS of its runs.
 ``reader-decode`` is the decode floor read the way streamgd's reader reads (memory-mapped, see
 streamgd/mapped.py): the decoding that training overlaps with its own work. Every variant makes jemalloc
-pyarrow's allocator, as ``streamgd fit`` does.
+pyarrow's allocator, as ``streamgd fit`` does. Each run also records its CPU seconds (user + system, every thread):
+on a machine shared with other jobs, the ratio of CPU per row is what the ratio of rates would be with the cores to
+itself.
 """
 
 from __future__ import annotations

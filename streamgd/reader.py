@@ -296,8 +296,9 @@ class ChunkStream:
         for unit, arrays in zip(chunk.step.units, parts):
             self.cache.store(unit, arrays)
 
-    def _deliver(self, item: Chunk | _Decoded) -> Chunk:
-        """The consumer's side: a deferred conversion done, the shuffle-quality figures taken (in plan order)."""
+    def _deliver(self, item: Chunk | _Decoded | _Gathering) -> Chunk:
+        """The consumer's side: a deferred conversion or a gather from the cache finished, the shuffle-quality
+        figures taken (in plan order)."""
         if isinstance(item, _Decoded):
             chunk = self._convert(item.table, item.step)
         elif isinstance(item, _Gathering):
