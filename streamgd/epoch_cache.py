@@ -3,8 +3,9 @@ epochs (and later runs) instead of decoding and transforming the Parquet data ag
 
 Layout of a cache directory: ``units/<key>.bin`` holds a unit's arrays (``streamgd.unit_arrays.UnitArrays``: the
 rows as the first epoch delivered them, and where each row of the file is among them) back to back, each at a
-64-byte boundary, raw and uncompressed; ``units/<key>.json`` (the unit's index entry) says where each array lies, its dtype, shape and a checksum, and what the entry was made from. Arrow IPC
-decodes as fast, but one file of raw arrays maps with one system call and needs no reader.
+64-byte boundary, raw and uncompressed; ``units/<key>.json`` (the unit's index entry) says where each array lies,
+its dtype, shape and a checksum, and what the entry was made from. Arrow IPC decodes as fast, but one file of raw
+arrays maps with one system call and needs no reader. ``stats/<key>.json`` holds statistics passes.
 
 **Validity.** ``key`` is a SHA-256 of everything the arrays depend on: the cache format and streamgd versions, the
 source file's identity (path, size, modification time in ns, a SHA-256 of its Parquet footer, partition
@@ -20,12 +21,23 @@ zeros or be cut short, which the size and checksum checks turn into a rebuild (f
 epoch of a 4M x 32 file 1.0 s longer on this machine's disk, for a protection the checksums give anyway). Two runs
 writing one unit write the same bytes (the key fixes them) and the later rename wins; no lock is needed.
 
-**Damage.** A truncated, resized or corrupt data file is a miss: the unit is rebuilt from Parquet and rewritten,
-with one warning. A failed write (a full disk, ``cache_max_size`` reached) leaves the unit to Parquet for the rest
-of the run, with one warning; training is never affected.
+**Damage.** A truncated, resized or corrupt data file, or an index entry that is not JSON or of another format,
+is a miss: the unit is rebuilt from Parquet and rewritten, with one warning. A failed write (a full disk,
+``cache_max_size`` reached) leaves the unit to Parquet for the rest of the run, with one warning; training is
+never affected.
 
-**Memory.** A data file is mapped, gathered into the chunk in the step's row order, then its pages are handed
-back (``madvise(MADV_DONTNEED)``, as ``streamgd.mapped`` does) and the map closed: resident memory holds one step's units at most, as when decoding.
+**Writing never stalls training.** Units go to one writer thread; a unit that finds more than
+``_WRITE_BACKLOG_BYTES`` waiting is not written this time (``deferred``): a later epoch's miss decodes and writes
+it. On a shared 2-core machine the writer's system time (the page cache's fresh pages) competes with decoding;
+deferring spreads it over the first epochs instead of making training wait for it.
+
+**Memory.** A data file is mapped and gathered into the chunk in the step's row order (``StepGather``, shared by
+the prefetch and the training thread); its pages are handed back (``madvise(MADV_DONTNEED)``, as
+``streamgd.mapped`` does) as the gather reads them, and the map closed: resident memory holds a few steps' unread
+columns at most.
+
+**The statistics pass** (``cached_statistics``): its result is stored under ``stats/``, keyed on the files'
+identity, the units, the columns and the settings, so a later run skips the pass.
 """
 
 from __future__ import annotations
