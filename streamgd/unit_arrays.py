@@ -66,8 +66,9 @@ class UnitArrays:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays (the extra columns' too)."""
-        return sum(a.nbytes for a in (self.X, self.y, self.slot) if a is not None) \
-            + (self.sparse.nbytes if self.sparse is not None else 0) + (self.extra.nbytes if self.extra is not None else 0)
+        arrays = sum(a.nbytes for a in (self.X, self.y, self.slot) if a is not None)
+        return arrays + (self.sparse.nbytes if self.sparse is not None else 0) \
+            + (self.extra.nbytes if self.extra is not None else 0)
 
 
 @numba.njit(nogil=True, cache=True)
