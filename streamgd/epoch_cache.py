@@ -73,7 +73,7 @@ _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 # bytes of units handed to the writer thread and not yet written (one unit always may be): what writing adds to
 # resident memory. A unit that finds no room is not written this time (a later epoch's miss writes it): training
 # never waits for the disk
-_WRITE_BACKLOG_BYTES = 24 << 20
+_WRITE_BACKLOG_BYTES = 16 << 20
 _STALE_TEMPORARY_SECONDS = 3600  # a temporary file this old belongs to a run that died
 
 
