@@ -26,10 +26,10 @@ is a miss: the unit is rebuilt from Parquet and rewritten, with one warning. A f
 ``cache_max_size`` reached) leaves the unit to Parquet for the rest of the run, with one warning; training is
 never affected.
 
-**Writing never stalls training.** Units go to one writer thread; a unit that finds more than
-``_WRITE_BACKLOG_BYTES`` waiting is not written this time (``deferred``): a later epoch's miss decodes and writes
-it. On a shared 2-core machine the writer's system time (the page cache's fresh pages) competes with decoding;
-deferring spreads it over the first epochs instead of making training wait for it.
+**The first epoch does not wait for the disk.** Units go to one writer thread; a unit that finds more than
+``_WRITE_BACKLOG_BYTES`` waiting is not written this time (``deferred``) but at its next miss, a later epoch's,
+which waits for room: the cache is complete after two epochs. On a shared 2-core machine the writer's system time
+(the page cache's fresh pages) competes with decoding; deferring spreads it over the first two epochs.
 
 **Memory.** A data file is mapped and gathered into the chunk in the step's row order (``StepGather``, shared by
 the prefetch and the training thread); its pages are handed back (``madvise(MADV_DONTNEED)``, as
@@ -71,8 +71,8 @@ FORMAT_VERSION = 1
 _ALIGN = 64
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 # bytes of units handed to the writer thread and not yet written (one unit always may be): what writing adds to
-# resident memory. A unit that finds no room is not written this time (a later epoch's miss writes it): training
-# never waits for the disk
+# resident memory. A unit that finds no room is not written this time but at its next miss (a later epoch's), when
+# the caller waits for room: the first epoch never waits for the disk, and the cache is complete after the second
 _WRITE_BACKLOG_BYTES = 16 << 20
 _STALE_TEMPORARY_SECONDS = 3600  # a temporary file this old belongs to a run that died
 
@@ -252,6 +252,8 @@ class EpochCache:
         self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamgd-cache")
         self._pending: list[Future] = []
         self._backlog = 0  # bytes handed to the writer and not yet written
+        self._room = threading.Condition(self._lock)  # notified when the backlog shrinks
+        self._deferred: set[str] = set()  # keys left for a later epoch once already
         self._write_failed = False
         self._full_said = False
         self._damage_said = False
@@ -375,22 +377,26 @@ class EpochCache:
 
     # ---- writing ----
     def store(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats) -> None:
-        """Write the unit's arrays under ``key`` on the writer thread, unless its backlog is full (then the unit
-        is left for a later epoch: the caller never waits); a failed write or the size bound leaves the unit to
-        Parquet."""
+        """Write the unit's arrays under ``key`` on the writer thread. When its backlog is full the unit is left
+        for a later epoch the first time (the caller does not wait), and waits for room the second; a failed write
+        or the size bound leaves the unit to Parquet."""
         if self._write_failed or os.path.exists(self._paths(key)[1]):
             return
         nbytes = arrays.nbytes
         with self._lock:
-            if self._backlog and self._backlog + nbytes > _WRITE_BACKLOG_BYTES:
-                stats.deferred += 1
-                return
+            while self._backlog and self._backlog + nbytes > _WRITE_BACKLOG_BYTES:
+                if key not in self._deferred:
+                    self._deferred.add(key)
+                    stats.deferred += 1
+                    return
+                self._room.wait()
             self._backlog += nbytes
         try:
             future = self._writing.submit(self._write, key, arrays, record, stats, nbytes)
         except BaseException:
             with self._lock:
                 self._backlog -= nbytes
+                self._room.notify_all()
             raise
         with self._lock:
             self._pending = [f for f in self._pending if not f.done() or f.exception() is not None] + [future]
@@ -439,6 +445,7 @@ class EpochCache:
         finally:
             with self._lock:
                 self._backlog -= nbytes
+                self._room.notify_all()
 
     def _reserve(self, size: int) -> bool:
         """Count ``size`` more bytes against the size bound; False (said once) when they do not fit."""
