@@ -29,7 +29,7 @@ from .errors import ConfigError, DataError
 from .remote_reads import ReadStats, is_remote
 from .shuffle import Plan, ShuffleQualityMeter, Step
 from .sparse import SparseBlock
-from .unit_arrays import concat_extra, gather_step, split_chunk
+from .unit_arrays import StepGather, concat_extra, split_chunk
 
 DEFAULT_PREFETCH_DEPTH = 2
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -44,6 +44,27 @@ class _Decoded:
 
     table: pa.Table
     step: Step
+
+
+@dataclass
+class _Gathering:
+    """A step's chunk partly gathered from the epoch cache on the prefetch thread; the consuming thread gathers
+    the dense columns left (``gather``) and then lets the units' maps go (``held``)."""
+
+    gather: StepGather
+    held: contextlib.ExitStack
+    extra: pa.Table | None
+    step: Step
+
+    def finish(self) -> Chunk:
+        try:
+            X, sparse, y, order = self.gather.finish()
+        finally:
+            self.held.close()
+        chunk = Chunk(X, y, self.step, order, sparse)
+        if self.extra is not None:
+            chunk.extra = self.extra  # type: ignore[attr-defined]
+        return chunk
 
 
 @dataclass
@@ -198,6 +219,9 @@ class ChunkStream:
         # and not yet decoded at most (None: the default)
         self.read_stats = ReadStats() if is_remote(dataset.filesystem) and dataset.table is None else None
         self.fetch_bytes = fetch_bytes
+        # the dense columns of a step from the cache that the prefetch thread gathers (the consumer gathers the
+        # rest): moved a column at a time towards whichever thread waits less, so the two share the work
+        self._cache_split = 1 << 30
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -233,23 +257,29 @@ class ChunkStream:
             self._store(chunk)
         return chunk
 
-    def _from_cache(self, step: Step) -> Chunk | None:
-        """The step's chunk gathered from its units' mapped arrays, when the cache holds them all (else None)."""
-        with contextlib.ExitStack() as held:
+    def _from_cache(self, step: Step) -> Chunk | _Gathering | None:
+        """The step's chunk gathered from its units' mapped arrays, when the cache holds them all (else None); with
+        a prefetch thread, its dense columns past ``_cache_split`` are left to the consumer."""
+        held = contextlib.ExitStack()
+        try:
             parts = []
             for unit in step.units:
                 arrays = held.enter_context(self.cache.lookup(unit))
                 if arrays is None:
+                    held.close()
                     return None
                 parts.append(arrays)
             self.cache.count_hits(parts)
-            X, sparse, y, order = gather_step(parts, step)
-            extra = concat_extra(parts)
+            gathering = _Gathering(StepGather(parts, step), held, concat_extra(parts), step)
             del parts, arrays
-        chunk = Chunk(X, y, step, order, sparse)
-        if extra is not None:
-            chunk.extra = extra  # type: ignore[attr-defined]
-        return chunk
+            if self.prefetch_depth == 0:
+                return gathering.finish()
+            self._cache_split = min(self._cache_split, gathering.gather.n_columns)
+            gathering.gather.gather_columns(self._cache_split)
+            return gathering
+        except BaseException:
+            held.close()
+            raise
 
     def _store(self, chunk: Chunk) -> None:
         """Hand a chunk converted from Parquet to the cache's writer, cut into its units."""
@@ -258,9 +288,15 @@ class ChunkStream:
         for unit, arrays in zip(chunk.step.units, parts):
             self.cache.store(unit, arrays)
 
-    def _deliver(self, item: Chunk | _Decoded) -> Chunk:
-        """The consumer's side: a deferred conversion done, the shuffle-quality figures taken (in plan order)."""
-        chunk = self._convert(item.table, item.step) if isinstance(item, _Decoded) else item
+    def _deliver(self, item: Chunk | _Decoded | _Gathering) -> Chunk:
+        """The consumer's side: a deferred conversion or a gather from the cache finished, the shuffle-quality
+        figures taken (in plan order)."""
+        if isinstance(item, _Decoded):
+            chunk = self._convert(item.table, item.step)
+        elif isinstance(item, _Gathering):
+            chunk = item.finish()
+        else:
+            chunk = item
         if self.quality is not None:
             self.quality.add(chunk.step.file_positions(chunk.row_order))
         return chunk
@@ -308,6 +344,8 @@ class ChunkStream:
         self._thread.start()
         try:
             while True:
+                if self._queue.empty():  # the prefetch thread is behind: gather more of the cache's columns here
+                    self._cache_split = max(0, self._cache_split - 1)
                 item = self._queue.get()
                 if item is None:
                     return
@@ -332,6 +370,8 @@ class ChunkStream:
                 if self._stop.is_set():
                     return
                 chunk = self._build(tables, step)
+                if isinstance(chunk, _Gathering) and self._queue.full():  # the consumer is behind
+                    self._cache_split += 1
                 if not self._put(chunk):
                     return
                 del chunk

@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint, CheckpointClock, latest_checkpoint
 from .core import ChunkJob, Run, TrainState
 from .config import TrainConfig
 from .dataset import Dataset, is_numeric_type, is_temporal_type, open_dataset
-from .epoch_cache import check_cache_dir
+from .epoch_cache import cached_statistics, check_cache_dir
 from .features import FeatureSpec
 from .errors import ConfigError, DataError, TrainingInterrupted
 from .measure import EpochMeter
@@ -244,10 +244,16 @@ class Trainer:
         # hashing needs no vocabulary: the pass then reads the numeric columns only
         counted = list(train.categorical) if cfg.encoding == "onehot" else []
         columns = [name for name in train.feature_names if name not in train.categorical or name in counted]
-        if self.runner is not None:
-            return self.runner.statistics(train, columns, counted, cfg.max_categories)
         workers = 1 if cfg.memory_budget is not None else 2
-        return compute_stats(train, columns, counted, cfg.max_categories, workers=workers)
+
+        def compute() -> DatasetStats:
+            if self.runner is not None:
+                return self.runner.statistics(train, columns, counted, cfg.max_categories)
+            return compute_stats(train, columns, counted, cfg.max_categories, workers=workers)
+
+        if cfg.cache is not None and train.table is None and train.dask_frame is None:  # a later run skips the pass
+            return cached_statistics(cfg.cache, train, columns, counted, cfg.max_categories, compute)
+        return compute()
 
     def _check_interactions(self, train: Dataset) -> None:
         """Every column an interaction names must be a categorical feature: said before the statistics pass."""
