@@ -10,7 +10,9 @@ Every variant runs ``--repeat`` times, in rounds (each round runs every variant 
 shared machine falls on all of them); the fastest run of each counts, with the median peak RSS of its runs.
 ``reader-decode`` is the decode floor read the way streamgd's reader reads (memory-mapped, see
 streamgd/mapped.py): the decoding that training overlaps with its own work. Every variant makes jemalloc
-pyarrow's allocator, as ``streamgd fit`` does.
+pyarrow's allocator, as ``streamgd fit`` does. Each run also records its CPU seconds (user + system, every thread):
+on a machine shared with other jobs, the ratio of CPU per row is what the ratio of rates would be with the cores to
+itself.
 """
 
 from __future__ import annotations
@@ -28,6 +30,29 @@ import numpy as np
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _epoch_cpu_seconds() -> list[float]:
+    """Record the CPU seconds (user + system, every thread) of each epoch a Trainer runs from now on: a shared
+    machine's other work slows an epoch's wall time but not the CPU it needs."""
+    from streamgd import train
+
+    seconds: list[float] = []
+    run_epoch = train.Trainer._run_epoch
+
+    def timed(self, run, state):
+        start = _cpu_seconds()
+        record = run_epoch(self, run, state)
+        seconds.append(_cpu_seconds() - start)
+        return record
+
+    train.Trainer._run_epoch = timed
+    return seconds
 
 
 def _log_loss(path: str, coef: np.ndarray, intercept: float) -> float:
@@ -54,8 +79,10 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
         from streamgd.bench import decode_floor
         from streamgd.mapped import MappedParquetFile
 
+        start = _cpu_seconds()
         floor = decode_floor(path, None if name == "decode-floor" else MappedParquetFile(path))
-        return {"seconds": floor["seconds"], "rows": floor["rows"], "log_loss": None}
+        return {"seconds": floor["seconds"], "rows": floor["rows"], "log_loss": None,
+                "cpu_seconds": _cpu_seconds() - start}
     if name == "streamgd-1024-cached":
         return _cached_variant(path)
     if name.startswith("streamgd"):
@@ -69,9 +96,10 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
         data = streamgd.open_dataset(path, target="y")
         streamgd.Trainer(**options).fit(data.subset(data.units[:1]))  # load compiled kernels outside the timing
         trainer = streamgd.Trainer(**options)
+        cpu = _epoch_cpu_seconds()
         model = trainer.fit(path, target="y")
         epoch = model.history[0]
-        return {"seconds": epoch["seconds"], "rows": epoch["rows"],
+        return {"seconds": epoch["seconds"], "rows": epoch["rows"], "cpu_seconds": cpu[0],
                 "log_loss": _log_loss(path, model.coef_[0], model.intercept_[0]),
                 "kernel_calls": trainer.kernel_calls}
     from streamgd import open_dataset
@@ -137,12 +165,14 @@ def _cached_variant(path: str) -> dict:
         warm = tempfile.mkdtemp(prefix="warm-", dir=directory)
         streamgd.Trainer(epochs=2, cache=warm, **options).fit(data.subset(data.units[:1]))  # the cache's kernels
         trainer = streamgd.Trainer(epochs=CACHED_EPOCHS, cache=os.path.join(directory, "c"), **options)
+        cpu = _epoch_cpu_seconds()
         model = trainer.fit(path, target="y")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     later = min(model.history[1:], key=lambda e: e["seconds"])
     return {"seconds": later["seconds"], "rows": later["rows"], "write_epoch_seconds": model.history[0]["seconds"],
             "later_epoch_seconds": [e["seconds"] for e in model.history[1:]],
+            "cpu_seconds": min(cpu[1:]), "epoch_cpu_seconds": cpu,
             "cache": [e["cache"] for e in model.history],
             "log_loss": _log_loss(path, model.coef_[0], model.intercept_[0])}
 
@@ -156,15 +186,26 @@ def _cache_summary(results: dict[str, dict]) -> str:
     lines = [f"\nstreamgd-1024-cached: epochs 2-{CACHED_EPOCHS} from the cache, fastest "
              f"{cached['rows_per_s']:,.0f} rows/s"]
     if "decode-floor" in results:
-        lines.append(f"  = {cached['rows_per_s'] / results['decode-floor']['rows_per_s']:.2f}x the decode floor")
+        floor = results["decode-floor"]
+        lines.append(f"  = {cached['rows_per_s'] / floor['rows_per_s']:.2f}x the decode floor")
+        lines.append(f"  CPU seconds (user + system) per row: the floor's / a cached epoch's = "
+                     f"{_least_cpu(floor) / _least_cpu(cached):.2f} (what the ratio of rates would be if "
+                     f"each had the machine to itself)")
     plain = results.get("streamgd-1024")
     if plain is not None:
         write = min(r["write_epoch_seconds"] for r in cached["all_runs"])
+        lines.append(f"  first epoch's CPU seconds {min(r['epoch_cpu_seconds'][0] for r in cached['all_runs']):.2f}, "
+                     f"the uncached epoch's {_least_cpu(plain):.2f}")
         lines.append(f"  first epoch (decoding and writing the cache): {write:.2f} s, the uncached epoch "
                      f"{plain['seconds']:.2f} s: overhead {100 * (write / plain['seconds'] - 1):+.0f}%")
         lines.append(f"  peak RSS {cached['peak_rss_mb']:.0f} MB, uncached {plain['peak_rss_mb']:.0f} MB: "
                      f"{cached['peak_rss_mb'] / plain['peak_rss_mb']:.3f}x")
     return "\n".join(lines)
+
+
+def _least_cpu(result: dict) -> float:
+    """The fewest CPU seconds of a variant's runs (the cached variant's: of its later epochs)."""
+    return min(r["cpu_seconds"] for r in result["all_runs"])
 
 
 def main() -> None:

@@ -27,7 +27,8 @@ from .features import FeatureSpec, OutputNames
 from .measure import EpochMeter, lifetime_peak_rss_mb
 from .models import LinearModel
 from .optim import Optimizer
-from .reader import Chunk, ChunkStream, parse_size
+from .memory_plan import fetch_ahead_bytes
+from .reader import Chunk, ChunkStream, parse_memory_budget, parse_size
 from .shuffle import Plan, ShuffleQualityMeter, make_plan
 from .sparse import BlockNames
 from .standardize import Standardizer
@@ -153,6 +154,7 @@ class ChunkJob:
     class_weights: np.ndarray | None
     learning_rate: float  # named in the divergence message
     cache: CacheSettings | None = None  # the epoch cache (each process opens it on its own disk)
+    fetch_bytes: int | None = None  # remote files: bytes fetched ahead and not yet decoded at most (None: default)
 
     @property
     def full_batch(self) -> bool:
@@ -170,7 +172,13 @@ def chunk_job(cfg: TrainConfig, run: Run) -> ChunkJob:
                     run.hyper, cfg.batch_size, cfg.dtype, cfg.prefetch_depth,
                     cfg.memory_budget is None,  # a budget counts one copy per chunk: convert on the prefetch thread
                     run.encoder, run.standardizer, run.spec, cfg.sample_weight, run.class_weights, cfg.learning_rate,
-                    cache_settings(cfg, run))
+                    cache_settings(cfg, run), fetch_bytes(cfg))
+
+
+def fetch_bytes(cfg: TrainConfig) -> int | None:
+    """What remote row groups fetched ahead may hold: their share of the memory budget (None: no budget, the
+    reader's default); the budget's unit sizes are planned on the rest (``streamgd.memory_plan``)."""
+    return fetch_ahead_bytes(parse_memory_budget(cfg.memory_budget))
 
 
 def cache_settings(cfg: TrainConfig, run: Run) -> CacheSettings | None:
@@ -210,7 +218,7 @@ def open_stream(job: ChunkJob, plan: Plan, start: int = 0, quality: ShuffleQuali
                        target_encoder=job.encoder, quality=quality, start_step=start,
                        extra_columns=extra or None, features=job.spec,
                        transform=job.standardizer.apply if job.standardizer is not None else None,
-                       defer_conversion=job.defer_conversion,
+                       defer_conversion=job.defer_conversion, fetch_bytes=job.fetch_bytes,
                        cache=cache_session(job.cache, job.dataset, job.dtype, job.encoder, job.spec,
                                            job.standardizer, extra))
 
@@ -354,6 +362,8 @@ def run_epoch(cfg: TrainConfig, run: Run, job: ChunkJob, state: TrainState,
     record = epoch_record(cfg, run, state, meter, quality)
     if stream.cache is not None:
         record["cache"] = stream.cache.stats.as_dict()
+    if stream.read_stats is not None:  # remote files: requests per row group, their latency, the fetch depth
+        record["remote_reads"] = stream.read_stats.as_dict()
     return record
 
 

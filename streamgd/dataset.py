@@ -29,10 +29,13 @@ import pyarrow.parquet as pq
 
 from .errors import ConfigError, DataError, SchemaError
 from .mapped import MappedParquetFile, can_map
+from .remote_reads import OpenFiles, ReadStats, RemoteRowGroups, is_remote
 from .sparse import BlockNames, SparseBlock
 from .storage import Location, is_store_error, quick, resolve, storage_error, uri_of
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+REMOTE_STREAM_BUFFER = 1 << 20  # per column, reading slices of a remote row group: each refill is a request
+REMOTE_FOOTER_BYTES = 1 << 20  # serialized footers of a remote dataset kept parsed (all, up to this): ~10x parsed
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -105,6 +108,7 @@ class Dataset:
     table: pa.Table | None = None  # an in-memory source: units are slices of it
     categorical: list[str] = field(default_factory=list)  # features to one-hot encode or hash
     footers: FooterCache = field(default_factory=FooterCache, repr=False, compare=False)
+    open_files: OpenFiles = field(default_factory=OpenFiles, repr=False, compare=False)  # remote files, kept open
     # an in-memory sparse matrix (with ``table``): row r of the table has the slots of row r of the block, which
     # follow the ``feature_names`` (the dense block) as the model's features
     sparse: SparseBlock | None = field(default=None, repr=False, compare=False)
@@ -154,14 +158,15 @@ class Dataset:
 def open_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
                  max_unit_rows: int | None = None, allow_string_target: bool = True,
                  categorical: Sequence[str] = (), exclude: Sequence[str] = (),
-                 storage_options: dict | None = None) -> Dataset:
+                 footers_of: Dataset | None = None, storage_options: dict | None = None) -> Dataset:
     """Open a Parquet file, directory, glob, list of paths, ``pyarrow.dataset.Dataset`` or dask DataFrame; a path
     may be a URI (``s3://bucket/prefix/``, see ``streamgd.storage``) opened with ``storage_options``.
 
     ``features`` defaults to every numeric, boolean, date or timestamp column except the target and the
     ``exclude`` columns, plus the ``categorical`` columns (which are features whether named there or not); text
     columns named as features are categorical. Row groups with more rows than
-    ``max_unit_rows`` are split into slices.
+    ``max_unit_rows`` are split into slices. ``footers_of``: a dataset opened on the same files, whose parsed
+    footers are taken rather than read again (a request each on an object store).
     """
     if isinstance(source, Dataset):
         return source
@@ -173,7 +178,10 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
         return open_table(source, target, features, unit_rows=max_unit_rows or DEFAULT_TABLE_UNIT_ROWS,
                           allow_string_target=allow_string_target, categorical=categorical, exclude=exclude)
     files, filesystem, partitions = _resolve_files(source, storage_options)
-    metadata = _read_footers(files, filesystem)
+    same = footers_of is not None and footers_of.sources == files
+    known = footers_of.footers if same else None
+    open_files = footers_of.open_files if same else OpenFiles()
+    metadata = _read_footers(files, filesystem, known, open_files)
     schema = _merged_schema(files, metadata, partitions)
     feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
                                                            categorical, exclude)
@@ -181,12 +189,12 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
     units, row_group_rows = _build_units(metadata, max_unit_rows)
     if not units:
         raise DataError(f"the dataset {_describe_source(source)} has no rows")
-    footers = FooterCache()
+    footers = FooterCache(_footer_capacity(metadata, filesystem))
     for source, footer in enumerate(metadata[:footers.capacity]):
         footers.put(source, footer)
     return Dataset(sources=files, schema=schema, feature_names=feature_names, target=target, units=units,
                    filesystem=filesystem, partition_values=partitions, ignored_columns=ignored,
-                   row_group_rows=row_group_rows, categorical=categorical, footers=footers)
+                   row_group_rows=row_group_rows, categorical=categorical, footers=footers, open_files=open_files)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -325,13 +333,16 @@ def _parse_partition_value(raw: str) -> Any:
 # Footers, schema, columns
 # ---------------------------------------------------------------------------------------------------------------
 
-def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False,
+def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False, open_files: OpenFiles | None = None,
                       **options: Any) -> pq.ParquetFile | MappedParquetFile:
     """Open one Parquet file, turning pyarrow's errors into a DataError that names the file. ``mapped``: read a
-    local file through a memory map (see ``streamgd.mapped``) where the platform allows it."""
+    local file through a memory map (see ``streamgd.mapped``) where the platform allows it; ``open_files``: keep
+    a remote file open there, for the passes that read it later."""
     try:
         if mapped and can_map(path, filesystem):
             return MappedParquetFile(path, metadata=options.get("metadata"))
+        if open_files is not None and is_remote(filesystem):
+            return pq.ParquetFile(open_files.open(path, filesystem), **options)
         if filesystem is not None:
             handle = filesystem.open_input_file(path)
             return pq.ParquetFile(handle, **options)
@@ -351,15 +362,28 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _read_footer(path: str, filesystem: Any) -> pq.FileMetaData:
-    return open_parquet_file(path, filesystem).metadata
+def _footer_capacity(metadata: list[pq.FileMetaData], filesystem: Any) -> int:
+    """Footers a dataset keeps parsed: 8 files' for local files (parsing one again costs little), every file's
+    for remote ones while they are small (reading one again costs a request), so a run reads each footer once."""
+    if is_remote(filesystem) and sum(m.serialized_size for m in metadata) <= REMOTE_FOOTER_BYTES:
+        return max(FooterCache().capacity, len(metadata))
+    return FooterCache().capacity
 
 
-def _read_footers(files: list[str], filesystem: Any) -> list[pq.FileMetaData]:
+def _read_footer(path: str, filesystem: Any, open_files: OpenFiles | None = None) -> pq.FileMetaData:
+    return open_parquet_file(path, filesystem, open_files=open_files).metadata
+
+
+def _read_footers(files: list[str], filesystem: Any, known: FooterCache | None = None,
+                  open_files: OpenFiles | None = None) -> list[pq.FileMetaData]:
+    def footer(index: int) -> pq.FileMetaData:
+        cached = known.get(index) if known is not None else None
+        return cached if cached is not None else _read_footer(files[index], filesystem, open_files)
+
     if len(files) <= 4:
-        return [_read_footer(f, filesystem) for f in files]
+        return [footer(i) for i in range(len(files))]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda f: _read_footer(f, filesystem), files))
+        return list(pool.map(footer, range(len(files))))
 
 
 def _partition_type(values: list[Any]) -> pa.DataType:
@@ -594,14 +618,28 @@ class UnitTableReader:
     no copy out of the page cache, and the pages go back after each row group). Slices of a big row group are read
     from a streaming ``iter_batches`` cursor over unbuffered column chunks, which is what bounds memory: a plan
     visits the slices of a row group in order, so the cursor only moves forward.
+
+    Remote files (object stores) are read through ``streamgd.remote_reads``: a row group's column chunks in one
+    or a few range requests, fetched ``read_ahead`` (the units in the order they will be read) ahead on threads,
+    each request counted in ``read_stats``; ``fetch_bytes`` bounds what is fetched and not yet read.
     """
 
-    def __init__(self, dataset: Dataset, columns: Sequence[str], max_open_files: int = 8):
+    def __init__(self, dataset: Dataset, columns: Sequence[str], max_open_files: int = 8,
+                 read_ahead: Sequence[Unit] | None = None, read_stats: ReadStats | None = None,
+                 fetch_bytes: int | None = None):
         self.dataset = dataset
         self.columns = list(columns)
         self.max_open_files = max_open_files
         self._files: dict[int, pq.ParquetFile] = {}
         self._cursor: tuple[tuple[int, int], int, Any, list[pa.RecordBatch]] | None = None
+        self.remote: RemoteRowGroups | None = None
+        if is_remote(dataset.filesystem) and dataset.table is None and dataset.dask_frame is None:
+            rows = dataset.row_group_rows
+            order = None if read_ahead is None else [  # whole row groups only: slices stream
+                u.group_key for u in read_ahead if u.offset == 0 and u.n_rows == rows[u.source][u.row_group]]
+            self.remote = RemoteRowGroups(dataset.sources, dataset.filesystem, dataset.footers,
+                                          lambda source: self._split_columns(source)[0], order, read_stats,
+                                          fetch_bytes, open_files=dataset.open_files)
 
     def read(self, unit: Unit) -> pa.Table:
         """The unit's rows of the projected columns (partition columns filled in)."""
@@ -614,8 +652,11 @@ class UnitTableReader:
         size = data.row_group_rows[unit.source][unit.row_group]
         try:
             if unit.offset == 0 and unit.n_rows == size:
-                table = self._file(unit.source).read_row_group(unit.row_group, columns=file_columns,
-                                                               use_threads=True)
+                if self.remote is not None:
+                    table = self.remote.read_row_group(unit.source, unit.row_group, file_columns)
+                else:
+                    table = self._file(unit.source).read_row_group(unit.row_group, columns=file_columns,
+                                                                   use_threads=True)
             else:
                 table = self._read_slice(unit, file_columns)
         except DataError:
@@ -634,6 +675,8 @@ class UnitTableReader:
     def close(self) -> None:
         self._files.clear()
         self._cursor = None
+        if self.remote is not None:
+            self.remote.close()
 
     def _split_columns(self, source: int) -> tuple[list[str], list[str]]:
         partitions = self.dataset.partition_values[source] if self.dataset.partition_values else {}
@@ -649,6 +692,9 @@ class UnitTableReader:
             # slices stream each column through its own buffer: 64 KiB each, not 1 MiB (33 columns x 1 MiB was
             # most of the slice reader's memory: reading 4M rows in 16k-32k-row slices peaked +90 MiB with 1 MiB
             # buffers, +45 MiB with 64 KiB, and ran 20% faster; a 2M-row row group peaks the same either way)
+            if streaming and self.remote is not None:  # a request per refill: buffers of 1 MiB, not 64 KiB
+                handle = self._files[key] = self.remote.streaming_file(source, REMOTE_STREAM_BUFFER)
+                return handle
             options = {"pre_buffer": False, "buffer_size": 1 << 16} if streaming else {"mapped": True}
             footer = self.dataset.footers.get(source)
             handle = open_parquet_file(self.dataset.sources[source], self.dataset.filesystem, metadata=footer,
@@ -661,6 +707,9 @@ class UnitTableReader:
     def _read_slice(self, unit: Unit, columns: list[str]) -> pa.Table:
         if self._cursor is None or self._cursor[0] != unit.group_key or self._cursor[1] != unit.offset:
             handle = self._file(unit.source, streaming=True)
+            if self.remote is not None:  # its column chunks fetched now if they fit the fetch budget
+                self.remote.hold(unit.source, unit.row_group)
+                self.remote.stats.add_row_group()
             batches = handle.iter_batches(batch_size=unit.n_rows, row_groups=[unit.row_group], columns=columns,
                                           use_threads=False)
             self._cursor = (unit.group_key, 0, batches, [])

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .dataset import open_dataset
-from .reader import parse_memory_budget, rows_per_unit_for_budget
+from .memory_plan import plan_for_dataset
+from .reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
 from .shuffle import make_plan, parse_shuffle
 
 
@@ -21,8 +22,8 @@ def describe_dataset(source: Any, target: str | None = None, features: Sequence[
     budget = parse_memory_budget(memory_budget)
     if budget is not None:
         units_per_step = parse_shuffle(shuffle).units_per_step if shuffle else 1
-        limit = rows_per_unit_for_budget(budget, dataset.n_features, 4, 2, units_per_step)
-        dataset = open_dataset(source, target=target, features=features, max_unit_rows=limit,
+        plan = plan_for_dataset(budget, dataset, 4, DEFAULT_PREFETCH_DEPTH, units_per_step, dataset.categorical)
+        dataset = open_dataset(source, target=target, features=features, max_unit_rows=plan.max_unit_rows,
                                categorical=categorical, storage_options=storage_options)
     lines = [f"files:      {len(dataset.sources)}"]
     for path in dataset.sources[:10]:
@@ -33,7 +34,7 @@ def describe_dataset(source: Any, target: str | None = None, features: Sequence[
     lines.append(f"rows:       {dataset.n_rows:,}")
     lines.append(f"row groups: {len(sizes)} (rows per group: min {min(sizes):,}, max {max(sizes):,})")
     if budget is not None:
-        lines.append(f"units:      {len(dataset.units)} under a memory budget of {memory_budget}")
+        lines.append(f"units:      {len(dataset.units)} under a {plan.describe()}")
     lines.append("columns:")
     for field in dataset.schema:
         role = ("target" if field.name == dataset.target else

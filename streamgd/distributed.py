@@ -40,6 +40,7 @@ from . import core
 from .config import TrainConfig
 from .core import ChunkJob, LearningRates, Run, TrainState
 from .dataset import Dataset
+from .epoch_cache import CacheStats
 from .errors import ConfigError, DivergenceError
 from .measure import EpochMeter
 from .models import LinearModel
@@ -90,36 +91,43 @@ def _shard_class_counts(dataset: Dataset, shard: int, n_shards: int, encoder: La
 
 
 def _gradient_task(job: ChunkJob, shard: int, n_shards: int, epoch: int, params: np.ndarray, step: int
-                   ) -> tuple[TrainState, list]:
+                   ) -> tuple[TrainState, list, dict | None]:
     """Full batch: the gradient summed over one shard at ``params`` (in the state's ``grad_sum``), the shard's
-    epoch sums, and the chunks it covered."""
+    epoch sums, the chunks it covered and the worker's epoch cache counters (None: no cache)."""
     _crash_if_asked()
     plan = make_plan(job.dataset.units, "none", shard=shard, n_shards=n_shards)
     state = TrainState(params=params, opt_state=np.empty(0), step=step, epoch=epoch)
     state.start_epoch(full_batch=True)
     covered: list = []
-    core.train_stream(job, state, core.open_stream(job, plan), LearningRates(step, np.empty(0)),
-                      lambda chunk: covered.append(_chunk_id(chunk.step)))
-    return state, covered
+    counters = _train_shard(job, state, plan, LearningRates(step, np.empty(0)), covered)
+    return state, covered, counters
+
+
+def _train_shard(job: ChunkJob, state: TrainState, plan: Plan, lrs: LearningRates, covered: list) -> dict | None:
+    """Train on a plan's chunks, noting each one covered; the stream's epoch cache counters (the cache in the
+    directory ``job.cache`` names, on this worker's disk), or None."""
+    stream = core.open_stream(job, plan)
+    core.train_stream(job, state, stream, lrs, lambda chunk: covered.append(_chunk_id(chunk.step)))
+    return None if stream.cache is None else stream.cache.stats.as_dict()
 
 
 def _round_task(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: int, epoch: int, first: int,
                 count: int, params: np.ndarray, opt_state: np.ndarray, step: int, lrs: np.ndarray
-                ) -> tuple[TrainState, list]:
+                ) -> tuple[TrainState, list, dict | None]:
     """Local SGD on chunks [first, first + count) of this shard's epoch plan, from the broadcast state: the
-    state after them (parameters, optimizer state, step, epoch sums) and the chunks covered."""
+    state after them (parameters, optimizer state, step, epoch sums), the chunks covered and the worker's epoch
+    cache counters."""
     _crash_if_asked()
     plan = make_plan(job.dataset.units, shuffle, seed=seed, epoch=epoch, shard=shard, n_shards=n_shards)
     plan = Plan(plan.mode, plan.seed, plan.epoch, plan.shard, plan.n_shards, plan.steps[first:first + count])
     state = TrainState(params=params.copy(), opt_state=opt_state.copy(), step=step, epoch=epoch)
     state.start_epoch(full_batch=False)
     covered: list = []
-    core.train_stream(job, state, core.open_stream(job, plan), LearningRates(step, lrs),
-                      lambda chunk: covered.append(_chunk_id(chunk.step)))
+    counters = _train_shard(job, state, plan, LearningRates(step, lrs), covered)
     # sparse slots this worker has not touched since some step still owe that step's penalty: settled here, the
     # parameters averaged are what the dense twin of this round would hold
     core.settle_state(job, state)
-    return state, covered
+    return state, covered, counters
 
 
 def _chunk_id(step: Any) -> tuple:
@@ -166,6 +174,7 @@ class DaskEpochs:
         self.round_chunks = round_chunks
         self.n_shards = len(client.scheduler_info()["workers"])
         self._job: tuple[ChunkJob, Any] | None = None  # the job and its future
+        self._cache: CacheStats | None = None  # the epoch's cache counters, summed over the workers' tasks
 
     def settings(self) -> dict:
         return {"workers": self.n_shards, "round_chunks": self.round_chunks}
@@ -201,6 +210,7 @@ class DaskEpochs:
 
     def run_epoch(self, trainer: Trainer, run: Run, state: TrainState) -> dict:
         meter, quality = EpochMeter(), ShuffleQualityMeter()
+        self._cache = None
         if trainer.config.full_batch:
             self._full_batch_epoch(trainer, run, state, meter)
             rounds = 1
@@ -209,18 +219,28 @@ class DaskEpochs:
         state.chunks_done += 1  # the epoch's end counts as a round, for checkpoint_every and the serials
         record = trainer.epoch_record(run, state, meter, quality)
         record.update(rounds=rounds, workers=self.n_shards)
+        if self._cache is not None:
+            record["cache"] = self._cache.as_dict()
         return record
+
+    def _count_cache(self, results: list[tuple]) -> None:
+        """Add the tasks' epoch cache counters to the epoch's."""
+        for _, _, counters in results:
+            if counters is not None:
+                self._cache = self._cache or CacheStats()
+                self._cache.add(counters)
 
     def _full_batch_epoch(self, trainer: Trainer, run: Run, state: TrainState, meter: EpochMeter) -> None:
         job, n = trainer.job, self.n_shards
         future = self._job_future(job)
         results = self.client.gather([self.client.submit(_gradient_task, future, k, n, state.epoch, state.params,
                                                          state.step, pure=False) for k in range(n)])
-        _check_coverage([covered for _, covered in results], make_plan(run.train.units, "none"), state.epoch)
-        for part, _ in results:
+        _check_coverage([covered for _, covered, _ in results], make_plan(run.train.units, "none"), state.epoch)
+        self._count_cache(results)
+        for part, _, _ in results:
             state.add_sums(part)
         meter.add(state.epoch_rows)
-        grad_sum = np.sum([part.grad_sum for part, _ in results], axis=0)
+        grad_sum = np.sum([part.grad_sum for part, _, _ in results], axis=0)
         core.full_batch_step(job, state, grad_sum, run.schedule)
 
     def _local_sgd_epoch(self, trainer: Trainer, run: Run, state: TrainState, meter: EpochMeter,
@@ -242,8 +262,9 @@ class DaskEpochs:
                 self.client.submit(_round_task, future, k, n, cfg.shuffle, cfg.seed, state.epoch, first, size,
                                    state.params, state.opt_state, state.step, lrs, pure=False) for k in active])
             steps = [s for k in active for s in plans[k].steps[first:first + size]]
-            _check_coverage([covered for _, covered in results], [_chunk_id(s) for s in steps], state.epoch)
-            parts = [part for part, _ in results]
+            _check_coverage([covered for _, covered, _ in results], [_chunk_id(s) for s in steps], state.epoch)
+            self._count_cache(results)
+            parts = [part for part, _, _ in results]
             weights = np.array([part.epoch_rows for part in parts], dtype=np.float64)
             weights /= max(weights.sum(), 1.0)
             params = np.sum([w * part.params for w, part in zip(weights, parts)], axis=0)

@@ -3,8 +3,9 @@ epochs (and later runs) instead of decoding and transforming the Parquet data ag
 
 Layout of a cache directory: ``units/<key>.bin`` holds a unit's arrays (``streamgd.unit_arrays.UnitArrays``: the
 rows as the first epoch delivered them, and where each row of the file is among them) back to back, each at a
-64-byte boundary, raw and uncompressed; ``units/<key>.json`` (the unit's index entry) says where each array lies, its dtype, shape and a checksum, and what the entry was made from. Arrow IPC
-decodes as fast, but one file of raw arrays maps with one system call and needs no reader.
+64-byte boundary, raw and uncompressed; ``units/<key>.json`` (the unit's index entry) says where each array lies,
+its dtype, shape and a checksum, and what the entry was made from. Arrow IPC decodes as fast, but one file of raw
+arrays maps with one system call and needs no reader. ``stats/<key>.json`` holds statistics passes.
 
 **Validity.** ``key`` is a SHA-256 of everything the arrays depend on: the cache format and streamgd versions, the
 source file's identity (path, size, modification time in ns, a SHA-256 of its Parquet footer, partition
@@ -20,12 +21,23 @@ zeros or be cut short, which the size and checksum checks turn into a rebuild (f
 epoch of a 4M x 32 file 1.0 s longer on this machine's disk, for a protection the checksums give anyway). Two runs
 writing one unit write the same bytes (the key fixes them) and the later rename wins; no lock is needed.
 
-**Damage.** A truncated, resized or corrupt data file is a miss: the unit is rebuilt from Parquet and rewritten,
-with one warning. A failed write (a full disk, ``cache_max_size`` reached) leaves the unit to Parquet for the rest
-of the run, with one warning; training is never affected.
+**Damage.** A truncated, resized or corrupt data file, or an index entry that is not JSON or of another format,
+is a miss: the unit is rebuilt from Parquet and rewritten, with one warning. A failed write (a full disk,
+``cache_max_size`` reached) leaves the unit to Parquet for the rest of the run, with one warning; training is
+never affected.
 
-**Memory.** A data file is mapped, gathered into the chunk in the step's row order, then its pages are handed
-back (``madvise(MADV_DONTNEED)``, as ``streamgd.mapped`` does) and the map closed: resident memory holds one step's units at most, as when decoding.
+**The first epoch does not wait for the disk.** Units go to one writer thread; a unit that finds more than
+``_WRITE_BACKLOG_BYTES`` waiting is not written this time (``deferred``) but at its next miss, a later epoch's,
+which waits for room: the cache is complete after two epochs. On a shared 2-core machine the writer's system time
+(the page cache's fresh pages) competes with decoding; deferring spreads it over the first two epochs.
+
+**Memory.** A data file is mapped and gathered into the chunk in the step's row order (``StepGather``, shared by
+the prefetch and the training thread); its pages are handed back (``madvise(MADV_DONTNEED)``, as
+``streamgd.mapped`` does) as the gather reads them, and the map closed: resident memory holds a few steps' unread
+columns at most.
+
+**The statistics pass** (``cached_statistics``): its result is stored under ``stats/``, keyed on the files'
+identity, the units, the columns and the settings, so a later run skips the pass.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -52,13 +64,17 @@ from . import __version__
 from .dataset import Dataset, Unit
 from .errors import ConfigError, StreamgdError
 from .sparse import SparseBlock
+from .stats import DatasetStats
 from .storage import is_remote, resolve, uri_of
 from .unit_arrays import UnitArrays
 
 FORMAT_VERSION = 1
 _ALIGN = 64
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
-_WRITES_IN_FLIGHT = 1  # units handed to the writer thread at once: what writing adds to resident memory
+# bytes of units handed to the writer thread and not yet written (one unit always may be): what writing adds to
+# resident memory. A unit that finds no room is not written this time but at its next miss (a later epoch's), when
+# the caller waits for room: the first epoch never waits for the disk, and the cache is complete after the second
+_WRITE_BACKLOG_BYTES = 16 << 20
 _STALE_TEMPORARY_SECONDS = 3600  # a temporary file this old belongs to a run that died
 
 
@@ -78,18 +94,25 @@ class CacheSettings:
 @dataclass
 class CacheStats:
     """What one stream did with the cache: units read from it, units that missed, units written (and bytes), units
-    not written (the size bound or a failed write) and damaged entries rebuilt."""
+    left for a later epoch (the writer was busy), units not written (the size bound or a failed write) and damaged
+    entries rebuilt."""
 
     hits: int = 0
     misses: int = 0
     written: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
+    deferred: int = 0
     not_written: int = 0
     damaged: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def add(self, other: dict) -> None:
+        """Add another stream's counters (``as_dict``) to these: a dask worker's shard."""
+        for name, value in other.items():
+            setattr(self, name, getattr(self, name) + value)
 
 
 # ---- keys --------------------------------------------------------------------------------------------------------
@@ -203,10 +226,12 @@ def check_cache_dir(directory: str, what: str = "the cache directory") -> str:
     from .outputs import check_output_dir, local_path
 
     local = check_output_dir(local_path(directory, what), what)
+    units = os.path.join(local, "units")
     try:
-        os.makedirs(os.path.join(local, "units"), exist_ok=True)
+        os.makedirs(units, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"{what} {local}: cannot create it ({exc.strerror})") from None
+        raise ConfigError(f"{what} {local}: cannot create {units} ({exc.strerror}); give another directory") \
+            from None
     from .outputs import _check_writable_directory
 
     _check_writable_directory(os.path.join(os.path.abspath(local), "units"), what, local)
@@ -232,7 +257,9 @@ class EpochCache:
         self._trusted: set[str] = set()  # keys written, or verified, by this process
         self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamgd-cache")
         self._pending: list[Future] = []
-        self._room = threading.BoundedSemaphore(_WRITES_IN_FLIGHT)
+        self._backlog = 0  # bytes handed to the writer and not yet written
+        self._room = threading.Condition(self._lock)  # notified when the backlog shrinks
+        self._deferred: set[str] = set()  # keys left for a later epoch once already
         self._write_failed = False
         self._full_said = False
         self._damage_said = False
@@ -280,12 +307,18 @@ class EpochCache:
         data_path, index_path = self._paths(key)
         try:
             with open(index_path) as stream:
-                entry = json.load(stream)
-        except (OSError, ValueError):
+                text = stream.read()
+        except OSError:
             yield None
             return
         mapping = None
         try:
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                raise _Damaged("its index entry is not JSON") from None
+            if not isinstance(entry, dict):
+                raise _Damaged("its index entry is not an object")
             mapping, arrays = self._map(key, data_path, entry)
         except _Damaged as exc:
             stats.damaged += 1
@@ -294,6 +327,8 @@ class EpochCache:
             yield None
             return
         arrays.stored_bytes = entry["size"]
+        if mapping is not None and _DONTNEED is not None and entry["arrays"]["X"]["offset"] == 0:
+            arrays.hand_back = lambda start, stop: _release_range(mapping, start, stop)
         try:
             yield arrays
         finally:
@@ -348,18 +383,31 @@ class EpochCache:
 
     # ---- writing ----
     def store(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats) -> None:
-        """Write the unit's arrays under ``key`` on the writer thread (which holds at most ``_WRITES_IN_FLIGHT``
-        units: the caller waits for room); a failed write or the size bound leaves the unit to Parquet."""
+        """Write the unit's arrays under ``key`` on the writer thread. When its backlog is full the unit is left
+        for a later epoch the first time (the caller does not wait), and waits for room the second; a failed write
+        or the size bound leaves the unit to Parquet."""
         if self._write_failed or os.path.exists(self._paths(key)[1]):
             return
-        self._room.acquire()
+        nbytes = arrays.nbytes
+        with self._lock:
+            while self._backlog and self._backlog + nbytes > _WRITE_BACKLOG_BYTES:
+                if key not in self._deferred:
+                    self._deferred.add(key)
+                    stats.deferred += 1
+                    return
+                self._room.wait()
+            self._backlog += nbytes
         try:
-            self._pending.append(self._writing.submit(self._write, key, arrays, record, stats))
+            future = self._writing.submit(self._write, key, arrays, record, stats, nbytes)
         except BaseException:
-            self._room.release()
+            with self._lock:
+                self._backlog -= nbytes
+                self._room.notify_all()
             raise
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done() or f.exception() is not None] + [future]
 
-    def _write(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats) -> None:
+    def _write(self, key: str, arrays: UnitArrays, record: dict, stats: CacheStats, nbytes: int) -> None:
         """The writer thread: a temporary file written and renamed, then its index entry the same way."""
         try:
             if self._write_failed:
@@ -401,7 +449,9 @@ class EpochCache:
                 stats.written += 1
                 stats.bytes_written += size
         finally:
-            self._room.release()
+            with self._lock:
+                self._backlog -= nbytes
+                self._room.notify_all()
 
     def _reserve(self, size: int) -> bool:
         """Count ``size`` more bytes against the size bound; False (said once) when they do not fit."""
@@ -428,7 +478,8 @@ class EpochCache:
 
     def flush(self) -> None:
         """Wait for the units written so far to be committed."""
-        pending, self._pending = self._pending, []
+        with self._lock:
+            pending, self._pending = self._pending, []
         for future in pending:
             future.result()
 
@@ -465,6 +516,10 @@ class CacheSession:
         """The unit's cached arrays, or None (then ``store`` them once converted); ``count_hits`` once used."""
         with self.cache.mapped(self.key(unit), self.stats, self.where(unit)) as arrays:
             yield arrays
+
+    def holds(self, unit: Unit) -> bool:
+        """Whether the cache has an entry for the unit (a quick look: ``lookup`` checks it)."""
+        return os.path.exists(self.cache._paths(self.key(unit))[1])
 
     def count_hits(self, parts: list[UnitArrays]) -> None:
         self.stats.hits += len(parts)
@@ -552,6 +607,17 @@ def _remove(path: str) -> None:
         pass
 
 
+def _release_range(mapping: mmap.mmap, start: int, stop: int) -> None:
+    """Hand back the pages wholly inside bytes [start, stop) of a map (they stay in the page cache)."""
+    start = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    stop = min(stop, len(mapping)) // mmap.PAGESIZE * mmap.PAGESIZE
+    if stop > start:
+        try:
+            mapping.madvise(_DONTNEED, start, stop - start)
+        except (OSError, ValueError):  # advice only (or the map is closed)
+            pass
+
+
 def _release(mapping: mmap.mmap | None) -> None:
     """Hand a map's pages back (they stay in the page cache) and close it."""
     if mapping is None:
@@ -565,6 +631,44 @@ def _release(mapping: mmap.mmap | None) -> None:
         mapping.close()
     except BufferError:  # a view still alive: the map closes when it goes
         pass
+
+
+# ---- the statistics pass -----------------------------------------------------------------------------------------
+def cached_statistics(directory: str, dataset: Dataset, columns: list[str], counted: list[str], max_categories: int,
+                      compute: Callable[[], DatasetStats]) -> DatasetStats:
+    """The statistics pass's result for these units and columns, from ``stats/<key>.json`` of the cache directory
+    when an earlier run stored it (then no Parquet is read), else ``compute()``, stored for the next run.
+
+    The key digests what the result depends on: the cache format and streamgd versions, every source file's
+    identity (as the units' keys), the units, the columns, the categorical columns counted and the vocabulary's
+    bound. A file that cannot be read or parsed is a miss; a failed write only costs the next run the pass.
+    """
+    try:
+        identities = [source_identity(path, dataset.filesystem) for path in dataset.sources]
+    except OSError:
+        return compute()
+    key = _digest([FORMAT_VERSION, __version__, identities, [str(v) for v in dataset.partition_values],
+                   [(u.source, u.row_group, u.offset, u.n_rows) for u in dataset.units], list(columns),
+                   sorted(counted), int(max_categories)])[:40]
+    path = os.path.join(directory, "stats", key + ".json")
+    try:
+        with open(path) as stream:
+            stored = json.load(stream)
+        if stored.get("format") == FORMAT_VERSION and stored.get("key") == key:
+            return DatasetStats.from_json(stored["statistics"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    stats = compute()
+    temporary = _temporary(path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(temporary, "w") as stream:
+            json.dump({"format": FORMAT_VERSION, "streamgd": __version__, "key": key,
+                       "statistics": stats.to_json()}, stream)
+        os.replace(temporary, path)
+    except OSError:
+        _remove(temporary)
+    return stats
 
 
 # ---- inspect -----------------------------------------------------------------------------------------------------
@@ -602,6 +706,11 @@ def describe_cache(directory: str) -> str:
     lines = [f"epoch cache {os.path.abspath(directory)} (format {FORMAT_VERSION} of streamgd {__version__})",
              f"  units: {len(entries):,}, rows: {sum(e['unit']['n_rows'] for e in entries):,}, "
              f"bytes: {on_disk:,}"]
+    stats_dir = os.path.join(directory, "stats")
+    passes = [n for n in os.listdir(stats_dir) if n.endswith(".json") and not n.startswith(".tmp-")] \
+        if os.path.isdir(stats_dir) else []
+    if passes:
+        lines.append(f"  statistics passes stored: {len(passes)} (a later run on the same files skips its pass)")
     if not entries:
         return "\n".join(lines)
     formats = sorted({(e.get("format"), e.get("streamgd")) for e in entries}, key=str)

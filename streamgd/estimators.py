@@ -220,13 +220,16 @@ class _StreamgdSGD(BaseEstimator):
         return trainer
 
     def fit_parquet(self, data: Any, target: str, features: list[str] | None = None,
-                    sample_weight: str | None = None, exclude: Sequence[str] = (),
-                    storage_options: dict | None = None) -> _StreamgdSGD:
+                    sample_weight: str | None = None, exclude: Sequence[str] = (), cache: str | None = None,
+                    cache_max_size: str | int | None = None, storage_options: dict | None = None) -> _StreamgdSGD:
         """Train out of core on a Parquet file, directory or glob (anything ``streamgd.open_dataset`` takes, an
         ``s3://`` prefix read with ``storage_options`` too), streamed chunk by chunk; ``sample_weight`` names a
-        column of per-row weights, ``exclude`` columns (an id) left out of the default features."""
+        column of per-row weights, ``exclude`` columns (an id) left out of the default features; ``cache`` a
+        directory for the epoch cache (``streamgd.epoch_cache``: the second and later epochs, and later fits, read
+        the transformed units from it), bounded by ``cache_max_size`` (such as ``"20GB"``)."""
         self._reset()
-        extra: dict[str, Any] = {"sample_weight": sample_weight, "storage_options": storage_options}
+        extra: dict[str, Any] = {"sample_weight": sample_weight, "cache": cache, "cache_max_size": cache_max_size,
+                                 "storage_options": storage_options}
         if getattr(self, "class_weight", None) is not None:
             extra["class_weight"] = self.class_weight
         trainer = Trainer(self._config(self._kind(self._count_classes(data, target, features, storage_options)),

@@ -26,9 +26,10 @@ import pyarrow.compute as pc
 
 from .dataset import Dataset, Unit, UnitTableReader
 from .errors import ConfigError, DataError
+from .remote_reads import ReadStats, is_remote
 from .shuffle import Plan, ShuffleQualityMeter, Step
 from .sparse import SparseBlock
-from .unit_arrays import concat_extra, gather_step, split_chunk
+from .unit_arrays import StepGather, concat_extra, split_chunk
 
 DEFAULT_PREFETCH_DEPTH = 2
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -43,6 +44,27 @@ class _Decoded:
 
     table: pa.Table
     step: Step
+
+
+@dataclass
+class _Gathering:
+    """A step's chunk partly gathered from the epoch cache on the prefetch thread; the consuming thread gathers
+    the dense columns left (``gather``) and then lets the units' maps go (``held``)."""
+
+    gather: StepGather
+    held: contextlib.ExitStack
+    extra: pa.Table | None
+    step: Step
+
+    def finish(self) -> Chunk:
+        try:
+            X, sparse, y, order = self.gather.finish()
+        finally:
+            self.held.close()
+        chunk = Chunk(X, y, self.step, order, sparse)
+        if self.extra is not None:
+            chunk.extra = self.extra  # type: ignore[attr-defined]
+        return chunk
 
 
 @dataclass
@@ -93,20 +115,6 @@ def parse_size(size: str | int | None, what: str) -> int | None:
     if value <= 0:
         raise ConfigError(f"{what} must be positive, got {size!r}")
     return value
-
-
-def rows_per_unit_for_budget(budget_bytes: int, n_columns: int, itemsize: int = 4,
-                             prefetch_depth: int = DEFAULT_PREFETCH_DEPTH, units_per_step: int = 1) -> int:
-    """The largest unit (in rows) whose chunks in flight fit in ``budget_bytes``.
-
-    In flight at once: ``prefetch_depth`` finished chunks in the queue, the chunk being trained on, and the one
-    being built (its Arrow columns as decoded, in float64 at worst, plus the NumPy copy). A step reads
-    ``units_per_step`` units.
-    """
-    bytes_per_row = n_columns * itemsize + 8  # features + float64 target
-    arrow_bytes_per_row = (n_columns + 1) * 8
-    per_row = (prefetch_depth + 2) * bytes_per_row + arrow_bytes_per_row
-    return max(1024, int(budget_bytes // (per_row * units_per_step)))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -179,7 +187,8 @@ class ChunkStream:
                  target_encoder: TargetEncoder = default_target_encoder, start_step: int = 0,
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
-                 defer_conversion: bool = False, all_rows: bool = False, cache: Any = None):
+                 defer_conversion: bool = False, all_rows: bool = False, cache: Any = None,
+                 fetch_bytes: int | None = None):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -206,6 +215,13 @@ class ChunkStream:
         # an epoch cache session (``streamgd.epoch_cache.CacheSession``): a step whose units it holds is gathered
         # from them in the step's row order; any other is converted from Parquet and its units stored
         self.cache = cache
+        # remote files: the requests this stream makes (``streamgd.remote_reads``), and the bytes fetched ahead
+        # and not yet decoded at most (None: the default)
+        self.read_stats = ReadStats() if is_remote(dataset.filesystem) and dataset.table is None else None
+        self.fetch_bytes = fetch_bytes
+        # the dense columns of a step from the cache that the prefetch thread gathers (the consumer gathers the
+        # rest): moved a column at a time towards whichever thread waits less, so the two share the work
+        self._cache_split = 1 << 30
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -241,23 +257,29 @@ class ChunkStream:
             self._store(chunk)
         return chunk
 
-    def _from_cache(self, step: Step) -> Chunk | None:
-        """The step's chunk gathered from its units' mapped arrays, when the cache holds them all (else None)."""
-        with contextlib.ExitStack() as held:
+    def _from_cache(self, step: Step) -> Chunk | _Gathering | None:
+        """The step's chunk gathered from its units' mapped arrays, when the cache holds them all (else None); with
+        a prefetch thread, its dense columns past ``_cache_split`` are left to the consumer."""
+        held = contextlib.ExitStack()
+        try:
             parts = []
             for unit in step.units:
                 arrays = held.enter_context(self.cache.lookup(unit))
                 if arrays is None:
+                    held.close()
                     return None
                 parts.append(arrays)
             self.cache.count_hits(parts)
-            X, sparse, y, order = gather_step(parts, step)
-            extra = concat_extra(parts)
+            gathering = _Gathering(StepGather(parts, step), held, concat_extra(parts), step)
             del parts, arrays
-        chunk = Chunk(X, y, step, order, sparse)
-        if extra is not None:
-            chunk.extra = extra  # type: ignore[attr-defined]
-        return chunk
+            if self.prefetch_depth == 0:
+                return gathering.finish()
+            self._cache_split = min(self._cache_split, gathering.gather.n_columns)
+            gathering.gather.gather_columns(self._cache_split)
+            return gathering
+        except BaseException:
+            held.close()
+            raise
 
     def _store(self, chunk: Chunk) -> None:
         """Hand a chunk converted from Parquet to the cache's writer, cut into its units."""
@@ -266,9 +288,15 @@ class ChunkStream:
         for unit, arrays in zip(chunk.step.units, parts):
             self.cache.store(unit, arrays)
 
-    def _deliver(self, item: Chunk | _Decoded) -> Chunk:
-        """The consumer's side: a deferred conversion done, the shuffle-quality figures taken (in plan order)."""
-        chunk = self._convert(item.table, item.step) if isinstance(item, _Decoded) else item
+    def _deliver(self, item: Chunk | _Decoded | _Gathering) -> Chunk:
+        """The consumer's side: a deferred conversion or a gather from the cache finished, the shuffle-quality
+        figures taken (in plan order)."""
+        if isinstance(item, _Decoded):
+            chunk = self._convert(item.table, item.step)
+        elif isinstance(item, _Gathering):
+            chunk = item.finish()
+        else:
+            chunk = item
         if self.quality is not None:
             self.quality.add(chunk.step.file_positions(chunk.row_order))
         return chunk
@@ -303,7 +331,8 @@ class ChunkStream:
 
     def __iter__(self) -> Iterator[Chunk]:
         if self.prefetch_depth == 0:
-            tables = UnitTableReader(self.dataset, self._columns())
+            tables = UnitTableReader(self.dataset, self._columns(), read_stats=self.read_stats,
+                                     fetch_bytes=self.fetch_bytes)
             try:
                 for step in self.steps:
                     yield self._deliver(self._build(tables, step))
@@ -315,6 +344,8 @@ class ChunkStream:
         self._thread.start()
         try:
             while True:
+                if self._queue.empty():  # the prefetch thread is behind: gather more of the cache's columns here
+                    self._cache_split = max(0, self._cache_split - 1)
                 item = self._queue.get()
                 if item is None:
                     return
@@ -328,12 +359,19 @@ class ChunkStream:
             self.close()
 
     def _produce(self) -> None:
-        tables = UnitTableReader(self.dataset, self._columns())
+        try:
+            tables = UnitTableReader(self.dataset, self._columns(), read_ahead=self._units_to_read(),
+                                     read_stats=self.read_stats, fetch_bytes=self.fetch_bytes)
+        except BaseException as exc:
+            self._put(exc)
+            return
         try:
             for step in self.steps:
                 if self._stop.is_set():
                     return
                 chunk = self._build(tables, step)
+                if isinstance(chunk, _Gathering) and self._queue.full():  # the consumer is behind
+                    self._cache_split += 1
                 if not self._put(chunk):
                     return
                 del chunk
@@ -342,6 +380,16 @@ class ChunkStream:
             self._put(exc)
         finally:
             tables.close()
+
+    def _units_to_read(self) -> list[Unit] | None:
+        """The units this stream will read from the files, in order (remote files are fetched ahead of the
+        reader in this order); an epoch cache's units are left out."""
+        if self.read_stats is None:
+            return None
+        units = [unit for step in self.steps for unit in step.units]
+        if self.cache is not None:
+            units = [unit for unit in units if not self.cache.holds(unit)]
+        return units
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from .dataset import Dataset, Unit, UnitTableReader
 from .errors import DataError
-from .heavy_hitters import SpaceSaving
+from .heavy_hitters import VALUE_TYPE, SpaceSaving
 
 DEFAULT_MAX_CATEGORIES = 1000
 MAX_CATEGORIES_LIMIT = 1_000_000  # one-hot vocabulary per column; beyond it, hash (--hash-bits)
@@ -208,11 +208,41 @@ class DatasetStats:
     def as_dict(self) -> dict:
         return {"rows": self.rows, "columns": {name: s.as_dict() for name, s in self.columns.items()}}
 
+    def to_json(self) -> dict:
+        """Everything the statistics hold, as JSON-ready data (``from_json`` restores them exactly: floats are
+        written as their shortest exact text, the category summaries' values in their order)."""
+        columns = {}
+        for name, c in self.columns.items():
+            column = {"count": c.count, "missing": c.missing, "infinite": c.infinite, "mean": c.mean, "var": c.var,
+                      "min": c.min, "max": c.max}
+            if c.categories is not None:
+                summary = c.categories.compacted()
+                column["categories"] = {"capacity": summary.capacity, "floor": summary.floor,
+                                        "total": summary.total, "values": summary.values.to_pylist(),
+                                        "counts": summary.counts.tolist(), "errors": summary.errors.tolist()}
+            columns[name] = column
+        return {"rows": self.rows, "columns": columns}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DatasetStats:
+        """The statistics ``to_json`` wrote."""
+        columns = {}
+        for name, c in data["columns"].items():
+            summary = c.get("categories")
+            if summary is not None:
+                summary = SpaceSaving(int(summary["capacity"]), pa.array(summary["values"], VALUE_TYPE),
+                                      np.array(summary["counts"], dtype=np.int64),
+                                      np.array(summary["errors"], dtype=np.int64), int(summary["floor"]),
+                                      int(summary["total"]))
+            columns[name] = ColumnStats(int(c["count"]), int(c["missing"]), int(c["infinite"]), float(c["mean"]),
+                                        float(c["var"]), float(c["min"]), float(c["max"]), summary)
+        return cls(int(data["rows"]), columns)
+
 
 def units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str], categorical: set[str],
                 max_categories: int) -> DatasetStats:
     """Statistics of ``columns`` over some units of the dataset, read one at a time."""
-    tables = UnitTableReader(dataset, columns)
+    tables = UnitTableReader(dataset, columns, read_ahead=units)
     empty = SpaceSaving.empty(category_capacity(max_categories))
     total = DatasetStats(0, {name: ColumnStats(categories=empty if name in categorical else None) for name in columns})
     try:

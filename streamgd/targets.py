@@ -26,7 +26,7 @@ def scan_classes(dataset: Dataset, max_classes: int = MAX_CLASSES) -> list:
     """The sorted distinct non-null values of the target column, read column by column (bounded memory)."""
     if dataset.target is None:
         raise DataError("a classifier needs a target column")
-    tables = UnitTableReader(dataset, [dataset.target])
+    tables = UnitTableReader(dataset, [dataset.target], read_ahead=dataset.units)
     seen: set = set()
     try:
         for unit in dataset.units:
@@ -69,7 +69,7 @@ def _sorted_labels(seen: set) -> list:
 
 def class_counts(dataset: Dataset, encoder: LabelEncoder) -> np.ndarray:
     """Rows per class (in the encoder's order), from one pass over the target column."""
-    tables = UnitTableReader(dataset, [dataset.target])
+    tables = UnitTableReader(dataset, [dataset.target], read_ahead=dataset.units)
     counts = np.zeros(len(encoder.classes), dtype=np.int64)
     try:
         for unit in dataset.units:

@@ -14,6 +14,7 @@ bookkeeping.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -30,13 +31,14 @@ from .checkpoint import Checkpoint, CheckpointClock, latest_checkpoint
 from .core import ChunkJob, Run, TrainState
 from .config import TrainConfig
 from .dataset import Dataset, is_numeric_type, is_temporal_type, open_dataset
-from .epoch_cache import check_cache_dir
+from .epoch_cache import cached_statistics, check_cache_dir
 from .features import FeatureSpec
 from .errors import ConfigError, DataError, TrainingInterrupted
 from .measure import EpochMeter
 from .models import MODEL_KINDS, LinearModel
 from .optim import Optimizer
-from .reader import default_target_encoder, parse_memory_budget, rows_per_unit_for_budget
+from .memory_plan import MemoryPlan, plan_for_dataset
+from .reader import default_target_encoder, parse_memory_budget
 from .shuffle import Plan, ShuffleQualityMeter, make_plan, parse_shuffle
 from .standardize import Standardizer
 from .stats import DatasetStats, compute_stats
@@ -106,6 +108,7 @@ class Trainer:
         self.dataset: Dataset | None = None
         self.standardizer: Standardizer | None = None
         self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
+        self.memory_plan: MemoryPlan | None = None  # how the memory budget is spent (None: no budget)
         self.run: Run | None = None  # the last fit's settings and its final state (to continue training from)
         self.init: LinearModel | None = None  # the model this run continues (config ``init``)
         self.state: TrainState | None = None
@@ -137,13 +140,14 @@ class Trainer:
         max_rows = None
         budget = parse_memory_budget(cfg.memory_budget)
         if budget is not None:
-            itemsize = np.dtype(cfg.dtype).itemsize
-            max_rows = rows_per_unit_for_budget(budget, probe.n_features, itemsize, cfg.prefetch_depth,
-                                                parse_shuffle(cfg.shuffle).units_per_step)
+            self.memory_plan = plan_for_dataset(budget, probe, np.dtype(cfg.dtype).itemsize, cfg.prefetch_depth,
+                                                parse_shuffle(cfg.shuffle).units_per_step, probe.categorical,
+                                                len(cfg.interactions or ()), cached=cfg.cache is not None)
+            max_rows = self.memory_plan.max_unit_rows
         if features is None and max_rows is None:
             return probe
         return open_dataset(data, target=target, features=features, max_unit_rows=max_rows, categorical=categorical,
-                            exclude=exclude, storage_options=cfg.storage_options)
+                            exclude=exclude, footers_of=probe, storage_options=cfg.storage_options)
 
     def fit(self, data: Any, target: str | None = None, features: Sequence[str] | None = None,
             exclude: Sequence[str] = ()) -> LinearModel:
@@ -247,10 +251,16 @@ class Trainer:
         # hashing needs no vocabulary: the pass then reads the numeric columns only
         counted = list(train.categorical) if cfg.encoding == "onehot" else []
         columns = [name for name in train.feature_names if name not in train.categorical or name in counted]
-        if self.runner is not None:
-            return self.runner.statistics(train, columns, counted, cfg.max_categories)
         workers = 1 if cfg.memory_budget is not None else 2
-        return compute_stats(train, columns, counted, cfg.max_categories, workers=workers)
+
+        def compute() -> DatasetStats:
+            if self.runner is not None:
+                return self.runner.statistics(train, columns, counted, cfg.max_categories)
+            return compute_stats(train, columns, counted, cfg.max_categories, workers=workers)
+
+        if cfg.cache is not None and train.table is None and train.dask_frame is None:  # a later run skips the pass
+            return cached_statistics(cfg.cache, train, columns, counted, cfg.max_categories, compute)
+        return compute()
 
     def _check_interactions(self, train: Dataset) -> None:
         """Every column an interaction names must be a categorical feature: said before the statistics pass."""
@@ -362,7 +372,7 @@ class Trainer:
             self.kernel_calls += 1
             self.after_chunk(run, state, meter, rss, plan.n_rows, len(plan.steps))
 
-        return core.run_epoch(self.config, run, self.job, state, after_chunk)
+        return self._with_memory_plan(core.run_epoch(self.config, run, self.job, state, after_chunk))
 
     def after_chunk(self, run: Run, state: TrainState, meter: EpochMeter, rss: float, rows_total: int,
                     n_chunks: int) -> None:
@@ -381,8 +391,14 @@ class Trainer:
                                         previous))
 
     def epoch_record(self, run: Run, state: TrainState, meter: EpochMeter, quality: ShuffleQualityMeter) -> dict:
-        """The epoch's history entry (with the validation loss when there is validation data)."""
-        return core.epoch_record(self.config, run, state, meter, quality)
+        """The epoch's history entry (with the validation loss when there is validation data, and how a memory
+        budget was spent)."""
+        return self._with_memory_plan(core.epoch_record(self.config, run, state, meter, quality))
+
+    def _with_memory_plan(self, record: dict) -> dict:
+        if self.memory_plan is not None:
+            record["memory_budget"] = dataclasses.asdict(self.memory_plan)
+        return record
 
     # ---- checkpoints, the model --------------------------------------------------------------------------------
     def _write_checkpoint(self, run: Run, state: TrainState) -> None:

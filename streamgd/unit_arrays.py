@@ -22,6 +22,7 @@ values are the values that conversion would deliver for those rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -45,33 +46,47 @@ class UnitArrays:
     extra: pa.Table | None
     slot: np.ndarray | None = None
     stored_bytes: int = 0  # the bytes of its cache file, when mapped from one
+    # mapped from a cache file whose first bytes are X: hands back the pages of bytes [start, stop) of the file
+    hand_back: Callable[[int, int], None] | None = None
+
+    def hand_back_columns(self, columns: int) -> None:
+        """Hand back the mapped pages of X's first ``columns`` columns (read by a gather)."""
+        if self.hand_back is not None:
+            self.hand_back(0, columns * self.X.shape[0] * self.X.dtype.itemsize)
+
+    def hand_back_rest(self) -> None:
+        """Hand back the mapped pages of what follows X (read by a gather)."""
+        if self.hand_back is not None:
+            self.hand_back(self.X.nbytes, 1 << 62)
 
     @property
     def n_rows(self) -> int:
         return self.X.shape[0]
 
-
-@numba.njit(nogil=True, cache=True)
-def _gather_rows(source, rows, out):  # pragma: no cover - compiled
-    # each column read once in order first, a value per cache line, then gathered: the hardware prefetcher streams
-    # it into cache and the random reads hit (measured, 65,536 x 32 float32 mapped: 2.1 ms, not 3.8)
-    warm = 0.0
-    for j in range(source.shape[1]):
-        for i in range(0, source.shape[0], 16):
-            warm += source[i, j]
-        for i in range(rows.shape[0]):
-            out[i, j] = source[rows[i], j]
-    return warm
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays (the extra columns' too)."""
+        arrays = sum(a.nbytes for a in (self.X, self.y, self.slot) if a is not None)
+        return arrays + (self.sparse.nbytes if self.sparse is not None else 0) \
+            + (self.extra.nbytes if self.extra is not None else 0)
 
 
 @numba.njit(nogil=True, cache=True)
-def _scatter_rows(source, rows, dest, out):  # pragma: no cover - compiled
+def _gather_columns(source, rows, dest, out, lo, hi):  # pragma: no cover - compiled
+    # columns [lo, hi): each read once in order first, a value per cache line, then gathered: the hardware
+    # prefetcher streams it into cache and the random reads hit (measured, 65,536 x 32 float32 mapped: 2.1 ms,
+    # not 3.8). ``dest`` empty: row k goes to row k of ``out``, else to row dest[k]
     warm = 0.0
-    for j in range(source.shape[1]):
+    direct = dest.shape[0] == 0
+    for j in range(lo, hi):
         for i in range(0, source.shape[0], 16):
             warm += source[i, j]
-        for k in range(rows.shape[0]):
-            out[dest[k], j] = source[rows[k], j]
+        if direct:
+            for k in range(rows.shape[0]):
+                out[k, j] = source[rows[k], j]
+        else:
+            for k in range(rows.shape[0]):
+                out[dest[k], j] = source[rows[k], j]
     return warm
 
 
@@ -83,6 +98,27 @@ def _take_entries(indptr, indices, values, rows, dest, out_indptr, out_indices, 
             out_indices[o] = indices[e]
             out_values[o] = values[e]
             o += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _through(slot, positions):  # pragma: no cover - compiled
+    # slot[positions] as int64 (one pass, no temporary), and how many are -1 (rows not stored)
+    out = np.empty(positions.shape[0], dtype=np.int64)
+    missing = 0
+    for k in range(positions.shape[0]):
+        out[k] = slot[positions[k]]
+        missing += out[k] < 0
+    return out, missing
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather_vector(source, rows, dest, out):  # pragma: no cover - compiled
+    if dest.shape[0] == 0:
+        for k in range(rows.shape[0]):
+            out[k] = source[rows[k]]
+    else:
+        for k in range(rows.shape[0]):
+            out[dest[k]] = source[rows[k]]
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -97,7 +133,7 @@ def _stored_positions(parts: list[UnitArrays], positions: np.ndarray, starts: np
     """Where each of ``positions`` (rows of the step's units in file order) is stored in its part (-1: not)."""
     if owner is None:
         slot = parts[0].slot
-        return positions if slot is None else slot[positions]
+        return positions if slot is None else _through(_readonly(slot), positions)[0]
     stored = np.empty(positions.shape[0], dtype=np.int64)
     for u, part in enumerate(parts):
         mine = owner == u
@@ -106,51 +142,74 @@ def _stored_positions(parts: list[UnitArrays], positions: np.ndarray, starts: np
     return stored
 
 
-def gather_step(parts: list[UnitArrays], step: Step
-                ) -> tuple[np.ndarray, SparseBlock | None, np.ndarray | None, np.ndarray | None]:
-    """(X, sparse, y, row_order) of the step whose units' arrays are ``parts``: rows in the step's row order, less
-    the rows not stored; ``row_order`` as ``Chunk.row_order`` has it."""
-    sizes = np.array([u.n_rows for u in step.units], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    order = step.row_order()
-    positions = np.arange(starts[-1]) if order is None else order
-    owner = None if len(parts) == 1 else np.searchsorted(starts, positions, side="right") - 1
-    stored = _stored_positions(parts, positions, starts, owner)
-    if any(p.slot is not None for p in parts):
-        kept = stored >= 0
-        if not kept.all():
-            order, stored = positions[kept], stored[kept]
-            owner = None if owner is None else owner[kept]
-    m = stored.shape[0]
-    # each part: the stored rows it gives, and where they go (None: every delivered row, in order)
-    if owner is None:
-        routes = [(parts[0], np.ascontiguousarray(stored, dtype=np.int64), None)]
-    else:
-        routes = []
-        for u, part in enumerate(parts):
-            dest = np.flatnonzero(owner == u)
-            routes.append((part, np.ascontiguousarray(stored[dest], dtype=np.int64), dest))
-    first = parts[0]
-    X = np.empty((m, first.X.shape[1]), dtype=first.X.dtype, order="F")
-    for part, rows, dest in routes:
-        if dest is None:
-            _gather_rows(_readonly(part.X), rows, X)
+class StepGather:
+    """A step's chunk gathered from its units' arrays (``parts``), in the step's row order, less the rows not
+    stored: the target, the sparse block and the row order at once, the dense columns in ranges
+    (``gather_columns``), so two threads can share the work; ``finish`` gathers what is left.
+
+    The parts' arrays (maps of cache files) must stay open until ``finish`` returns.
+    """
+
+    def __init__(self, parts: list[UnitArrays], step: Step):
+        sizes = np.array([u.n_rows for u in step.units], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        order = step.row_order()
+        positions = np.arange(starts[-1]) if order is None else order
+        owner = None if len(parts) == 1 else np.searchsorted(starts, positions, side="right") - 1
+        stored = _stored_positions(parts, positions, starts, owner)
+        if any(p.slot is not None for p in parts):
+            kept = stored >= 0
+            if not kept.all():
+                order, stored = positions[kept], stored[kept]
+                owner = None if owner is None else owner[kept]
+        m = stored.shape[0]
+        # each part: the stored rows it gives, and where they go (empty: every delivered row, in order)
+        if owner is None:
+            self.routes = [(parts[0], np.ascontiguousarray(stored, dtype=np.int64), _ALL)]
         else:
-            _scatter_rows(_readonly(part.X), rows, dest, X)
-    y = None
-    if first.y is not None:
-        y = np.empty(m, dtype=np.float64)
-        for part, rows, dest in routes:
-            if dest is None:
-                y[:] = part.y[rows]
-            else:
-                y[dest] = part.y[rows]
-    sparse = None
-    if first.sparse is not None:
+            self.routes = []
+            for u, part in enumerate(parts):
+                dest = np.flatnonzero(owner == u)
+                self.routes.append((part, np.ascontiguousarray(stored[dest], dtype=np.int64), dest))
+        first = parts[0]
+        self.order = order
+        self.X = np.empty((m, first.X.shape[1]), dtype=first.X.dtype, order="F")
+        self.done = 0  # dense columns gathered so far
+        self.y = None if first.y is None else self._gather_vector("y", m)
+        self.sparse = None if first.sparse is None else self._gather_sparse(m)
+        for part, _, _ in self.routes:  # resident memory keeps only the columns still to be gathered
+            part.hand_back_rest()
+
+    @property
+    def n_columns(self) -> int:
+        return self.X.shape[1]
+
+    def gather_columns(self, stop: int) -> None:
+        """Gather the dense columns from ``done`` up to ``stop``."""
+        stop = min(stop, self.n_columns)
+        if stop > self.done:
+            for part, rows, dest in self.routes:
+                _gather_columns(_readonly(part.X), rows, dest, self.X, self.done, stop)
+                part.hand_back_columns(stop)
+            self.done = stop
+
+    def finish(self) -> tuple[np.ndarray, SparseBlock | None, np.ndarray | None, np.ndarray | None]:
+        """(X, sparse, y, row_order) of the step; ``row_order`` as ``Chunk.row_order`` has it."""
+        self.gather_columns(self.n_columns)
+        self.routes = []  # the parts' arrays are not needed any more
+        return self.X, self.sparse, self.y, self.order
+
+    def _gather_vector(self, name: str, m: int) -> np.ndarray:
+        out = np.empty(m, dtype=np.float64)
+        for part, rows, dest in self.routes:
+            _gather_vector(_readonly(getattr(part, name)), rows, dest, out)
+        return out
+
+    def _gather_sparse(self, m: int) -> SparseBlock:
         lengths = np.empty(m, dtype=np.int64)
-        for part, rows, dest in routes:
+        for part, rows, dest in self.routes:
             row_lengths = np.diff(part.sparse.indptr)[rows]
-            if dest is None:
+            if dest.shape[0] == 0:
                 lengths[:] = row_lengths
             else:
                 lengths[dest] = row_lengths
@@ -158,12 +217,21 @@ def gather_step(parts: list[UnitArrays], step: Step
         np.cumsum(lengths, out=indptr[1:])
         indices = np.empty(int(indptr[-1]), dtype=np.int32)
         values = np.empty(int(indptr[-1]), dtype=np.float64)
-        for part, rows, dest in routes:
+        for part, rows, dest in self.routes:
             block = part.sparse
             _take_entries(_readonly(block.indptr), _readonly(block.indices), _readonly(block.values), rows,
-                          np.arange(m, dtype=np.int64) if dest is None else dest, indptr, indices, values)
-        sparse = SparseBlock(indptr, indices, values, first.sparse.n_slots)
-    return X, sparse, y, order
+                          np.arange(m, dtype=np.int64) if dest.shape[0] == 0 else dest, indptr, indices, values)
+        return SparseBlock(indptr, indices, values, self.routes[0][0].sparse.n_slots)
+
+
+_ALL = np.empty(0, dtype=np.int64)  # a route's destinations when its rows fill the chunk in order
+
+
+def gather_step(parts: list[UnitArrays], step: Step
+                ) -> tuple[np.ndarray, SparseBlock | None, np.ndarray | None, np.ndarray | None]:
+    """(X, sparse, y, row_order) of the step whose units' arrays are ``parts``: rows in the step's row order, less
+    the rows not stored; ``row_order`` as ``Chunk.row_order`` has it."""
+    return StepGather(parts, step).finish()
 
 
 def split_chunk(X: np.ndarray, sparse: SparseBlock | None, y: np.ndarray | None, row_order: np.ndarray | None,

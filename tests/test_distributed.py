@@ -127,7 +127,7 @@ def mixed(tmp_path_factory):
 
 MIXED = dict(model="logistic", batch_size=64, epochs=8, lr=0.1, categorical=["c0", "c1"], missing="impute",
              validation=0.2, early_stopping=2,
-             sample_weight="w", memory_budget="500KB", seed=4)
+             sample_weight="w", memory_budget="1MB", seed=4)  # units of 2,710 rows: row groups read in slices
 
 
 def test_categorical_missing_validation_early_stopping_and_weights_on_dask_match_one_process(client, mixed):
@@ -207,3 +207,18 @@ def test_init_on_dask_continues_a_model_as_one_process_does(client, regression, 
     assert continued.summary["continued_from_epoch"] == 2 and len(continued.history) == 3
     np.testing.assert_allclose(continued.coef_, straight.coef_, rtol=1e-9)  # full batch: up to summation order
     np.testing.assert_allclose(continued.intercept_, straight.intercept_, rtol=1e-9)
+
+
+def test_workers_cache_their_shards_and_their_counters_reach_the_history(client, regression, tmp_path):
+    """Each worker writes its shard's units to the cache directory on its own disk in the first epoch and reads
+    them in the second; the model is the one without the cache, bit for bit."""
+    options = dict(LOCAL_SGD, epochs=2)
+    plain = fit_distributed(regression[0], target="y", client=client, round_chunks=2, **options)
+    cached = fit_distributed(regression[0], target="y", client=client, round_chunks=2, cache=str(tmp_path / "c"),
+                             **options)
+    units = len(streamgd.open_dataset(regression[0], target="y").units)
+    first, second = (e["cache"] for e in cached.history)
+    assert (first["hits"], first["misses"], first["written"]) == (0, units, units)
+    assert (second["hits"], second["misses"]) == (units, 0)
+    assert len([n for n in os.listdir(tmp_path / "c" / "units") if n.endswith(".bin")]) == units
+    assert np.array_equal(plain.coef_, cached.coef_) and np.array_equal(plain.intercept_, cached.intercept_)

@@ -80,7 +80,7 @@ def test_a_rounds_parameters_owe_no_penalty_one_round_of_one_shard_is_one_proces
     steps = trainer.steps_per_epoch(run.train)
     lrs = np.ascontiguousarray(run.schedule(np.arange(steps + 8)), dtype=np.float64)
     n_chunks = len(make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=0).steps)
-    worker, _ = _round_task(trainer.job, 0, 1, cfg.shuffle, cfg.seed, 0, 0, n_chunks, params, opt_state, 0, lrs)
+    worker, _, _ = _round_task(trainer.job, 0, 1, cfg.shuffle, cfg.seed, 0, 0, n_chunks, params, opt_state, 0, lrs)
     core.run_epoch(cfg, run, trainer.job, state)
     unsettled = state.params
     settled = core.final_params(run, state)

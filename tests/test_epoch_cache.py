@@ -112,18 +112,27 @@ def test_a_cache_of_another_streamgd_version_is_a_miss(data, tmp_path, monkeypat
     _same(rerun, _fit(data, **DENSE))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "index-not-json", "index-of-another-format"])
 def test_a_damaged_cache_file_is_rebuilt_with_one_warning(data, tmp_path, damage):
     cache = tmp_path / "cache"
     reference = _fit(data, cache, **HASHED)
     for name in _units_on_disk(cache)[:2]:
         path = os.path.join(cache, "units", name)
+        index = path[:-4] + ".json"
         if damage == "truncate":
             os.truncate(path, os.path.getsize(path) // 2)
-        else:  # same size, some bytes changed: only the checksum tells
+        elif damage == "flip":  # same size, some bytes changed: only the checksum tells
             with open(path, "r+b") as stream:
                 stream.seek(100)
                 stream.write(b"\x7f" * 16)
+        elif damage == "index-not-json":  # cut short by a crash of a filesystem that does not order writes
+            with open(index, "r+b") as stream:
+                stream.truncate(10)
+        else:
+            with open(index) as stream:
+                entry = json.load(stream)
+            with open(index, "w") as stream:
+                json.dump({**entry, "format": epoch_cache.FORMAT_VERSION + 1}, stream)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rerun = _fit(data, cache, **HASHED)
@@ -237,6 +246,7 @@ def test_the_command_line_caches_and_inspect_shows_the_cache(data, tmp_path):
     lines = shown.stdout.splitlines()
     assert lines[0].startswith(f"epoch cache {cache} (format {epoch_cache.FORMAT_VERSION} of streamgd")
     assert lines[1].startswith(f"  units: 6, rows: {ROWS:,}, bytes: ")
+    assert lines[2] == "  statistics passes stored: 1 (a later run on the same files skips its pass)"
     assert f"    {os.path.abspath(data)}: 6 units, {ROWS:,} rows" in shown.stdout and "(current)" in shown.stdout
     pq.write_table(_table(2), data, row_group_size=GROUP)
     assert "the file changed since" in CliRunner().invoke(main, ["inspect", "--cache", str(cache)]).stdout
@@ -277,3 +287,91 @@ def test_peak_memory_with_the_cache_stays_within_ten_percent_of_without(tmp_path
     second_run, hits = peak(str(tmp_path / "cache"))
     assert hits > 0
     assert first_run <= 1.1 * without + 10 and second_run <= 1.1 * without + 10, (without, first_run, second_run)
+
+
+def test_an_estimators_fit_parquet_with_the_cache_equals_one_without(data, tmp_path):
+    from streamgd.estimators import SGDClassifier
+
+    settings = dict(max_iter=3, batch_size=64, random_state=1)
+    plain = SGDClassifier(**settings).fit_parquet(data, target="y", features=["x1", "x2"])
+    cached = SGDClassifier(**settings).fit_parquet(data, target="y", features=["x1", "x2"],
+                                                   cache=str(tmp_path / "cache"), cache_max_size="1GB")
+    assert np.array_equal(plain.coef_, cached.coef_) and np.array_equal(plain.intercept_, cached.intercept_)
+    assert [(e["cache"]["hits"], e["cache"]["misses"]) for e in cached.history_] == [(0, 6), (6, 0), (6, 0)]
+
+
+@pytest.mark.parametrize("kind", ["onehot-impute", "hashed-drop-rows-weights"])
+def test_a_later_run_takes_the_statistics_from_the_cache_and_skips_the_pass(data, tmp_path, monkeypatch,
+                                                                                  kind):
+    """The statistics pass's result (numbers and one-hot vocabularies) is stored in the cache: a second run skips
+    the pass, and its model is the uncached run's, bit for bit."""
+    from streamgd import train
+
+    plain = _fit(data, **FEATURES[kind])
+    _fit(data, tmp_path / "cache", epochs=1, **FEATURES[kind])
+    assert len(os.listdir(tmp_path / "cache" / "stats")) == 1
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the statistics pass ran")
+
+    monkeypatch.setattr(train, "compute_stats", no_pass)
+    again = _fit(data, tmp_path / "cache", **FEATURES[kind])
+    _same(plain, again)
+    assert again.summary["statistics"] == plain.summary["statistics"]
+    assert all(e["cache"]["misses"] == 0 for e in again.history)
+
+
+def test_statistics_of_a_rewritten_file_are_computed_afresh(data, tmp_path):
+    _fit(data, tmp_path / "cache", epochs=1, **IMPUTED)
+    table = _table(5)
+    pq.write_table(table, data, row_group_size=GROUP)
+    fresh = _fit(data, tmp_path / "cache", epochs=1, **IMPUTED)
+    assert fresh.summary["statistics"]["rows"] == ROWS
+    assert fresh.summary["statistics"] == _fit(data, epochs=1, **IMPUTED).summary["statistics"]
+    assert len(os.listdir(tmp_path / "cache" / "stats")) == 2
+
+
+def test_a_damaged_statistics_file_is_computed_afresh(data, tmp_path):
+    first = _fit(data, tmp_path / "cache", epochs=1, **IMPUTED)
+    (stored,) = os.listdir(tmp_path / "cache" / "stats")
+    with open(tmp_path / "cache" / "stats" / stored, "w") as stream:
+        stream.write('{"format": 1, "key": "')
+    again = _fit(data, tmp_path / "cache", epochs=1, **IMPUTED)
+    assert again.summary["statistics"] == first.summary["statistics"]
+    _same(again, first)
+    with open(tmp_path / "cache" / "stats" / stored) as stream:
+        assert json.load(stream)["statistics"]["rows"] == ROWS  # rewritten whole
+
+
+def test_a_cache_directory_whose_units_folder_is_a_file_is_one_line_and_exit_2(data, tmp_path):
+    """(Root writes into read-only directories, so an unwritable cache is tested this way too.)"""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "units").write_text("not a folder")
+    result = CliRunner().invoke(main, ["fit", data, "--target", "y", "--cache", str(tmp_path / "cache"), "--quiet"])
+    assert result.exit_code == 2
+    assert reported_lines(result.stderr) == [f"error: --cache {tmp_path / 'cache'}: cannot create "
+                                             f"{tmp_path / 'cache' / 'units'} (File exists); give another directory"]
+
+
+def test_a_slow_disk_does_not_stall_the_first_epoch_units_wait_for_the_second(data, tmp_path, monkeypatch):
+    """A unit that finds the writer busy (its backlog full) is not written in the first epoch: training goes on,
+    the second epoch's miss writes it (waiting for room), the third reads every unit from the cache, and the model
+    is the uncached one, bit for bit."""
+    import time
+
+    write = epoch_cache.write_unit_file
+
+    def slow_write(*args):
+        time.sleep(0.2)
+        write(*args)
+
+    monkeypatch.setattr(epoch_cache, "write_unit_file", slow_write)
+    monkeypatch.setattr(epoch_cache, "_WRITE_BACKLOG_BYTES", 1)  # one unit in flight at a time
+    model = _fit(data, tmp_path / "cache", epochs=4, **DENSE)
+    first, second, *later = [e["cache"] for e in model.history]
+    assert first["hits"] == 0 and first["written"] >= 1 and first["deferred"] >= 1
+    assert first["written"] + first["deferred"] == 6
+    assert (second["hits"], second["misses"], second["written"], second["deferred"]) == \
+        (first["written"], first["deferred"], first["deferred"], 0)
+    assert all((c["hits"], c["misses"]) == (6, 0) for c in later)
+    _same(model, _fit(data, epochs=4, **DENSE))

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamgd import ConfigError, DataError, open_dataset
-from streamgd.reader import ChunkStream, iter_chunks, parse_memory_budget, rows_per_unit_for_budget
+from streamgd.memory_plan import plan_memory
+from streamgd.reader import ChunkStream, iter_chunks, parse_memory_budget
 from streamgd.shuffle import ShuffleQualityMeter, make_plan
 
 
@@ -82,7 +83,10 @@ def test_memory_budgets_parse_and_bound_unit_rows():
     for bad in ("lots", "-5MB", "0"):
         with pytest.raises(ConfigError):
             parse_memory_budget(bad)
-    small = rows_per_unit_for_budget(64_000_000, 32)
-    assert rows_per_unit_for_budget(128_000_000, 32) > small > rows_per_unit_for_budget(64_000_000, 64)
-    # the bytes in flight at that row count stay within the budget
+    rows = [[65_536] * 4]
+    small = plan_memory(64_000_000, rows, [None], ["x"] * 33, 32, 4, 2).max_unit_rows
+    assert plan_memory(64_000_000, rows, [None], ["x"] * 65, 64, 4, 2).max_unit_rows < small
+    assert plan_memory(128_000_000, rows, [None], ["x"] * 33, 32, 4, 2).max_unit_rows > small
+    # the bytes in flight at that row count stay within the budget: 4 chunks (queue, training, building) and the
+    # decoded Arrow columns, float64 at worst
     assert small * ((2 + 2) * (32 * 4 + 8) + 33 * 8) <= 64_000_000
