@@ -1,19 +1,23 @@
 """A real S3 protocol server on 127.0.0.1 for the tests: moto in server mode with credentials checked, and a small
 HTTP proxy in front of it that logs every request and fails the ones it is told to.
 
-The server checks credentials (moto's IAM authentication, on once the users exist): ``admin`` may do anything,
-``reader`` may only read, and any other key is refused with 403 InvalidAccessKeyId, as AWS refuses it. Clients go
-through the proxy (``S3Server.endpoint``), so a test can count the requests a command made and inject the transient
-errors (503 SlowDown) that retries must survive.
+Inside ``S3Server.credentials_checked()`` the server checks credentials (moto's IAM authentication): ``admin``
+may do anything, ``reader`` may only read, and any other key is refused with 403 InvalidAccessKeyId, as AWS
+refuses it. (moto's authentication is a setting of the whole process, and another moto server in it, such as
+tests/s3_latency.py's, takes any key: so it is on only inside that block.) Clients go through the proxy
+(``S3Server.endpoint``), so a test can count the requests a command made, tell whose key signed each, and inject
+the transient errors (503) that retries must survive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -195,14 +199,30 @@ class S3Server:
         for name, data in files.items():
             client.put_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/{name}".lstrip("/"), Body=data)
 
+    @contextlib.contextmanager
+    def credentials_checked(self) -> Iterator[None]:
+        """Every request authenticated and authorized (as AWS does) inside this block only."""
+        self._reset_auth("0")
+        try:
+            yield
+        finally:
+            self._reset_auth("inf")
+
+    def _reset_auth(self, requests_before_checks: str) -> None:
+        connection = http.client.HTTPConnection(*self.moto.get_host_and_port(), timeout=10)
+        try:
+            connection.request("POST", "/moto-api/reset-auth", body=requests_before_checks.encode())
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+
     def stop(self) -> None:
         self.proxy.stop()
         self.moto.stop()
 
 
 def start_s3_server() -> S3Server:
-    """Start moto on a free port of 127.0.0.1, create the ``admin`` and ``reader`` users, turn credential checks
-    on, and start the proxy."""
+    """Start moto on a free port of 127.0.0.1, create the ``admin`` and ``reader`` users, and start the proxy."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -220,8 +240,4 @@ def start_s3_server() -> S3Server:
         created = iam.create_access_key(UserName=user)["AccessKey"]
         keys[user] = (created["AccessKeyId"], created["SecretAccessKey"])
     keys["stranger"] = ("AKIANOTAKNOWNKEY0000", "not-a-secret")
-    connection = http.client.HTTPConnection(host, port, timeout=10)
-    connection.request("POST", "/moto-api/reset-auth", body=b"0")  # from now on every request is authenticated
-    assert connection.getresponse().status == 200
-    connection.close()
     return S3Server(moto=moto, proxy=FaultProxy((host, port)), keys=keys)

@@ -182,8 +182,8 @@ def test_wrong_credentials_or_a_refused_write_is_one_line_before_training(aws, b
                                                                           monkeypatch, user, args, message):
     for name, value in aws.env(user).items():
         monkeypatch.setenv(name, value)
-    aws.proxy.log.clear()
-    status, out, err = _run(capsys, *[a.format(local=local_files) for a in args])
+    with aws.credentials_checked():
+        status, out, err = _run(capsys, *[a.format(local=local_files) for a in args])
     assert status == 2 and len(err) == 1 and message in err[0], err
     assert aws.proxy.log.count("GET", "part-1.parquet") == 0  # refused before any data was read
 
