@@ -5,11 +5,14 @@ Errors a user can fix print one line on stderr and exit with status 2, never a t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import io
 import json
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -562,11 +565,31 @@ _CTR_ONLY = ("cardinalities", "zipf", "null_fraction", "interactions", "ctr")
 @click.option("--model-seed", default=None, type=int,
               help="Seed of the true model alone (default: --seed); another --seed then draws new rows from the "
                    "same model, e.g. a test set.")
+@_storage_option
 @_friendly_errors
 def make_data(out: str, rows: int, features: int | None, task: str, n_classes: int, row_group_size: int,
               n_files: int, dtype: str, nan_fraction: float | None, id_column: bool, n_categorical: int | None,
-              seed: int, model_seed: int | None, **ctr_options: Any) -> None:
-    """Write a synthetic Parquet dataset with a known true model, in bounded memory."""
+              seed: int, model_seed: int | None, storage_option: tuple[str, ...] = (), **ctr_options: Any) -> None:
+    """Write a synthetic Parquet dataset with a known true model, in bounded memory (OUT may be a bucket URI:
+    the files are written locally, then uploaded)."""
+    from . import storage
+
+    if storage.is_remote(out):
+        target = storage.resolve(out, storage.parse_storage_options(storage_option))
+        storage.check_writable(target, "the output", directory=n_files > 1)
+        with tempfile.TemporaryDirectory(prefix="streamgd-make-data-") as scratch:
+            local = os.path.join(scratch, "data")
+            said = io.StringIO()
+            with contextlib.redirect_stdout(said):
+                make_data.callback(local, rows, features, task, n_classes, row_group_size, n_files, dtype,
+                                   nan_fraction, id_column, n_categorical, seed, model_seed, (), **ctr_options)
+            if os.path.isfile(local):
+                storage.upload(local, target)
+            else:
+                for name in sorted(os.listdir(local)):
+                    storage.upload(os.path.join(local, name), target.join(name))
+        click.echo(said.getvalue().replace(local, out), nl=False)
+        return
     started = time.perf_counter()
     if task == CTR_TASK:
         _make_ctr_data(out, rows, features, row_group_size, n_files, dtype, nan_fraction, id_column, n_categorical,
