@@ -124,7 +124,11 @@ def test_blocks_are_bash_or_python_and_every_skip_is_a_known_one():
         assert sum(key in b.code for b in skipped) == 1, f"one skipped block should hold {key!r}"
 
 
-def test_readme_examples_run_as_written(workdir, monkeypatch):
+def test_readme_examples_run_as_written(workdir, monkeypatch, s3_server):
+    # the object-store examples' endpoint, credentials and bucket: a local S3 server (tests/s3_server.py)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    s3_server.boto3().create_bucket(Bucket="demo")
     timings = []
     for block in readme_blocks(README.read_text()):
         if block.skip:
