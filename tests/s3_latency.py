@@ -2,8 +2,8 @@
 logs every HTTP request (method, path, Range header) and can delay each one, as a distant object store would.
 
 The proxy is the server's request log: pyarrow's S3 client has no request counter, so what it asked for is
-counted where it arrives. Fixtures are uploaded with boto3 straight to moto (pyarrow 26 cannot complete multipart
-uploads to moto). moto keeps its buckets per process: give each test its own bucket.
+counted where it arrives. Fixtures are uploaded with boto3 straight to moto, so that they do not count in the
+proxy's log. moto keeps its buckets per process: give each test its own bucket.
 
     with LocalS3(delay=0.02) as s3:
         s3.upload_dir("/data/train", "bucket", "train")
