@@ -99,7 +99,6 @@ def test_one_giant_row_group_streams_within_its_memory_budget(files):
     zero_rows, _ = median_peak(files["tiny"], "160MB")
     giant, giant_run = median_peak(files["giant"], "160MB")
     assert giant_run["units"] > 20  # the 2M-row row group was cut into slices
-    # measured here (VmHWM, MiB, medians of 3): zero rows 243; the giant row group under 160 MB 395 (152 MiB over,
-    # 1.0x the budget), under 200 MB 477 (234 over, 1.23x: the slice reader's batches cost more per row than the
-    # budget counts). The allowance covers the larger of the two.
-    assert giant - zero_rows <= 1.25 * budget / 2**20, (zero_rows, giant)
+    # measured here (VmHWM, MiB, medians of 3): zero rows 243; the giant row group under 160 MB 395-398 (152-154
+    # MiB over, 1.0x the budget), under 200 MB 434-477 (191-234 over, 1.0-1.23x), under 300 MB 517 (273, 0.95x)
+    assert giant - zero_rows <= 1.1 * budget / 2**20, (zero_rows, giant)

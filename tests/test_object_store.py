@@ -297,3 +297,19 @@ def test_make_data_writes_a_dataset_to_a_bucket_that_trains_as_the_local_one(aws
         assert _object(aws, f"s3://out/made/{name}") == (local / name).read_bytes()
     status, _, errors = _run(capsys, "make-data", "s3://nowhere/x.parquet", "--rows", 100)
     assert status == 2 and len(errors) == 1 and "does not exist" in errors[0]
+
+
+def test_validation_data_and_init_from_a_bucket_equal_the_same_local_files(aws, bucket, local_files, tmp_path):
+    held_out = str(local_files / "part-1.parquet")
+    remote_held_out = bucket + "part-1.parquet"
+    options = dict(SETTINGS, validation_data=held_out)
+    local = streamgd.fit(str(local_files / "part-0.parquet"), target="y", **options)
+    remote = streamgd.fit(bucket + "part-0.parquet", target="y", **dict(options, validation_data=remote_held_out))
+    assert [e["validation_loss"] for e in remote.history] == [e["validation_loss"] for e in local.history]
+    np.testing.assert_array_equal(remote.coef_, local.coef_)
+    # a model in the bucket as the starting point (--init) continues as the same model on disk does
+    local.save(str(tmp_path / "start.safetensors"))
+    local.save("s3://out/init/start.safetensors")
+    continued = streamgd.fit(str(local_files), target="y", init="s3://out/init/start.safetensors", **SETTINGS)
+    on_disk = streamgd.fit(str(local_files), target="y", init=str(tmp_path / "start.safetensors"), **SETTINGS)
+    np.testing.assert_array_equal(continued.coef_, on_disk.coef_)
