@@ -4,7 +4,7 @@
 process holds with zero rows (the interpreter, the libraries, compiled kernels and the model). In flight at once:
 
 * the chunks: ``prefetch_depth`` finished chunks in the queue, the one trained on, the one being built (its
-  Arrow columns as decoded, float64 at worst, plus the NumPy copy), each with its dense block, sparse block
+  Arrow columns as decoded, at the schema's widths, plus the NumPy copy), each with its dense block, sparse block
   (one int32 slot and one float64 value per categorical column and interaction, and the row pointers) and target;
 * the source pages of the row group being decoded (its compressed column chunks, mapped or read), or with an
   epoch cache, the mapped arrays of the unit being gathered (one chunk's worth);
@@ -12,8 +12,8 @@ process holds with zero rows (the interpreter, the libraries, compiled kernels a
   (``fetch_ahead_bytes``);
 * the page buffers of a row group read in slices: a row group larger than a unit is streamed column by column,
   and each column's reader holds its dictionary page and a data page compressed and decompressed, whatever the
-  slice. Measured (pyarrow 26, a 3M-row row group of 33 float columns written with 1 MiB pages): 135 MB above the
-  zero-rows RSS, 4.1 MB a column. That is fixed by the file, not by the budget: a budget below it is refused.
+  slice. Measured (pyarrow 26 alone streaming a 3M-row row group of 33 float columns written with 1 MiB pages):
+  135 MB above the process's RSS before, 4.1 MB a column. That is fixed by the file, not by the budget: a budget below it is refused.
 
 The budget does not bound the model and its optimizer state (``streamgd fit`` checks those against the memory
 available) nor the statistics pass, which reads one row group at a time on one thread.
