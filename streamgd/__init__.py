@@ -13,11 +13,31 @@ use_user_cache_dir()  # before any compiled function is defined
 
 from .errors import (ConfigError, DataError, DivergenceError, ModelFileError, SchemaError,  # noqa: E402
                      StreamgdError)
-from .dataset import Dataset, Unit, open_dataset  # noqa: E402
-from .models import (MODEL_KINDS, HuberRegression, LinearModel, LinearRegression, LinearSVM,  # noqa: E402
-                     LogisticRegression, PoissonRegression, SoftmaxRegression, SquaredHingeSVM, load)
-from .train import TrainConfig, Trainer, fit  # noqa: E402
-from .predict import PredictionCounts, predict_to_parquet  # noqa: E402
+
+# The other public names load on first use (PEP 562), so ``import streamgd`` loads neither pyarrow nor Numba's
+# kernels: the command line (``streamgd.launch``) sets the allocators before pyarrow loads.
+_LAZY = {"Dataset": "dataset", "Unit": "dataset", "open_dataset": "dataset",
+         "MODEL_KINDS": "models", "HuberRegression": "models", "LinearModel": "models", "LinearRegression": "models",
+         "LinearSVM": "models", "LogisticRegression": "models", "PoissonRegression": "models",
+         "SoftmaxRegression": "models", "SquaredHingeSVM": "models", "load": "models",
+         "TrainConfig": "train", "Trainer": "train", "fit": "train",
+         "PredictionCounts": "predict", "predict_to_parquet": "predict"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamgd' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = ["ConfigError", "DataError", "Dataset", "DivergenceError", "HuberRegression", "LinearModel",
            "LinearRegression", "LinearSVM", "LogisticRegression", "PoissonRegression", "SoftmaxRegression",

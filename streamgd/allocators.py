@@ -1,6 +1,8 @@
 """Allocator settings for streamgd's own processes (the command line): memory kept by allocators is most of
 what a streamed run holds beyond its chunks. A library does not change its host's allocators, so the Python API
 leaves them alone; the README says how to choose the same from Python.
+
+pyarrow is imported inside the functions: ``arrow_jemalloc_by_default`` must run before pyarrow is loaded.
 """
 
 from __future__ import annotations
@@ -8,11 +10,25 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-
-import pyarrow as pa
+import sys
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 BUDGET_MMAP_THRESHOLD = 4 << 20
+
+
+def arrow_jemalloc_by_default() -> bool:
+    """Make jemalloc Arrow's C++ default allocator for this process and the processes it starts (dask workers),
+    unless ``ARROW_DEFAULT_MEMORY_POOL`` names one; True if set. Must run before pyarrow is imported: Arrow reads
+    the variable once, when it loads. ``prefer_jemalloc`` switches only pyarrow's Python-level pool, and Arrow's
+    C++ code that allocates from the C++ default (its file readers' buffers, Parquet's decoding scratch) still
+    used mimalloc. Measured (``streamgd fit FILE --target y --epochs 2``, 32 float32 features, row groups of
+    65,536; medians of 3): peak RSS 315 MB at 1M rows and 323 MB at 10M (1.025x), against 324 and 341 MB (1.05x)
+    with only the Python pool switched. Only on Linux, where pyarrow's wheels are built with jemalloc (elsewhere
+    Arrow would warn about an unknown backend)."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or "pyarrow" in sys.modules or not sys.platform.startswith("linux"):
+        return False
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
+    return True
 
 
 def prefer_jemalloc() -> bool:
@@ -22,6 +38,8 @@ def prefer_jemalloc() -> bool:
     keeps the pages of freed row groups), at the same throughput."""
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return False
+    import pyarrow as pa
+
     try:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
     except NotImplementedError:  # a pyarrow built without jemalloc
