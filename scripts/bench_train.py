@@ -169,10 +169,16 @@ def _cached_variant(path: str) -> dict:
         model = trainer.fit(path, target="y")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    later = min(model.history[1:], key=lambda e: e["seconds"])
-    return {"seconds": later["seconds"], "rows": later["rows"], "write_epoch_seconds": model.history[0]["seconds"],
-            "later_epoch_seconds": [e["seconds"] for e in model.history[1:]],
-            "cpu_seconds": min(cpu[1:]), "epoch_cpu_seconds": cpu,
+    # an epoch with misses still decodes and writes part of the cache (the first epoch defers what finds the
+    # writer busy to the second): those build it, the epochs with every unit a hit read it
+    building = [i for i, e in enumerate(model.history) if e["cache"]["misses"] > 0]
+    reading = [i for i, e in enumerate(model.history) if e["cache"]["misses"] == 0] or [len(model.history) - 1]
+    fastest = min(reading, key=lambda i: model.history[i]["seconds"])
+    return {"seconds": model.history[fastest]["seconds"], "rows": model.history[fastest]["rows"],
+            "write_epoch_seconds": model.history[0]["seconds"],
+            "building_epochs": len(building), "building_seconds": sum(model.history[i]["seconds"] for i in building),
+            "reading_epochs": len(reading), "later_epoch_seconds": [e["seconds"] for e in model.history[1:]],
+            "cpu_seconds": min(cpu[i] for i in reading), "epoch_cpu_seconds": cpu,
             "cache": [e["cache"] for e in model.history],
             "log_loss": _log_loss(path, model.coef_[0], model.intercept_[0])}
 
@@ -183,8 +189,9 @@ def _cache_summary(results: dict[str, dict]) -> str:
     cached = results.get("streamgd-1024-cached")
     if cached is None:
         return ""
-    lines = [f"\nstreamgd-1024-cached: epochs 2-{CACHED_EPOCHS} from the cache, fastest "
-             f"{cached['rows_per_s']:,.0f} rows/s"]
+    best = min(cached["all_runs"], key=lambda r: r["seconds"])
+    lines = [f"\nstreamgd-1024-cached: {best['reading_epochs']} of {CACHED_EPOCHS} epochs wholly from the cache, "
+             f"fastest {cached['rows_per_s']:,.0f} rows/s"]
     if "decode-floor" in results:
         floor = results["decode-floor"]
         lines.append(f"  = {cached['rows_per_s'] / floor['rows_per_s']:.2f}x the decode floor")
@@ -198,6 +205,11 @@ def _cache_summary(results: dict[str, dict]) -> str:
                      f"the uncached epoch's {_least_cpu(plain):.2f}")
         lines.append(f"  first epoch (decoding and writing the cache): {write:.2f} s, the uncached epoch "
                      f"{plain['seconds']:.2f} s: overhead {100 * (write / plain['seconds'] - 1):+.0f}%")
+        built = min(cached["all_runs"], key=lambda r: r["building_seconds"])
+        n = built["building_epochs"]
+        lines.append(f"  building the cache took {n} epoch(s) with misses: {built['building_seconds']:.2f} s, against "
+                     f"{n * plain['seconds']:.2f} s for {n} uncached: overhead "
+                     f"{100 * (built['building_seconds'] / (n * plain['seconds']) - 1):+.0f}%")
         lines.append(f"  peak RSS {cached['peak_rss_mb']:.0f} MB, uncached {plain['peak_rss_mb']:.0f} MB: "
                      f"{cached['peak_rss_mb'] / plain['peak_rss_mb']:.3f}x")
     return "\n".join(lines)
