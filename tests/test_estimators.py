@@ -61,7 +61,9 @@ def test_regressor_full_batch_reaches_the_ridge_solution(standardized):
     assert model.coef_.shape == (5,) and model.intercept_.shape == (1,) and model.n_iter_ == 300
     best = ridge_objective(X, y, *ridge_exact(X, y, ALPHA), ALPHA)
     gap = (ridge_objective(X, y, model.coef_, model.intercept_[0], ALPHA) - best) / best
-    assert 0 <= gap < 1e-6
+    # the closed form is exact only to rounding: a model that converged can evaluate a few ulps below it
+    # (measured -1.4e-16 with NumPy 2.4.6)
+    assert -1e-12 <= gap < 1e-6
 
 
 def test_classifier_reaches_lbfgs_with_string_labels(standardized):
