@@ -113,12 +113,18 @@ def _through(slot, positions):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, cache=True)
 def _gather_vector(source, rows, dest, out):  # pragma: no cover - compiled
+    # read in order first, a value per cache line, as ``_gather_columns`` does (65,536 float64: 0.15-0.17 ms
+    # against 0.23-0.26 without; the same for ``_through``'s int32 slots made no difference)
+    warm = 0.0
+    for i in range(0, source.shape[0], 8):
+        warm += source[i]
     if dest.shape[0] == 0:
         for k in range(rows.shape[0]):
             out[k] = source[rows[k]]
     else:
         for k in range(rows.shape[0]):
             out[dest[k]] = source[rows[k]]
+    return warm
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
