@@ -49,6 +49,9 @@ import numpy as np
 from .optim.rules import (FASTMATH, H_ALPHA, H_CLIP_NORM, H_HUBER_EPS, H_L1_RATIO, H_L1_ROW, H_LAZY_ROW, N_HYPER,
                           OPT_FTRL, OPT_SGD, after_step, optimizer_step)
 from .vecmath import exp_nonpositive, log1p_unit
+from .numba_inline import install as _install_inline_copy
+
+_install_inline_copy()  # the loops inline their pieces: compiling them 2-2.5x faster (see streamgd.numba_inline)
 
 # loss codes
 LOSS_SQUARED = 0
