@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import os
+import subprocess
+import sys
 
 import numba
 import pytest
@@ -58,3 +61,10 @@ def test_an_inlined_function_computes_what_python_does():
 
     for x, k in ((0.5, 7), (-2.0, 11), (3.0, 0)):
         assert caller(x, k) == pytest.approx(_branchy(x, k) + _branchy(-x, k + 1), rel=1e-15)
+
+
+def test_the_off_switch_leaves_numbas_own_copy():
+    probe = "import copy, streamgd.kernels; from numba.core import inline_closurecall as ic; print(ic.copy is copy)"
+    env = dict(os.environ, **{numba_inline.OFF_SWITCH: "1"})
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
