@@ -102,10 +102,12 @@ def test_one_giant_row_group_streams_within_its_memory_budget(files):
 
     with pytest.raises(ConfigError, match="page buffers of 33 columns hold about"):
         plan_for_dataset(64_000_000, open_dataset(files["giant"], target="y"), 4, 2)
-    budget = 160_000_000
-    zero_rows, _ = median_peak(files["tiny"], "160MB")
-    giant, giant_run = median_peak(files["giant"], "160MB")
+    budget = 240_000_000
+    zero_rows, _ = median_peak(files["tiny"], "240MB")
+    giant, giant_run = median_peak(files["giant"], "240MB")
     assert giant_run["units"] > 20  # the 2M-row row group was cut into slices
-    # measured here (VmHWM, MiB, medians of 3): zero rows 243; the giant row group under 160 MB 395-398 (152-154
-    # MiB over, 1.0x the budget), under 200 MB 434-477 (191-234 over, 1.0-1.23x), under 300 MB 517 (273, 0.95x)
+    # measured (VmHWM, MiB, medians of 3) with a fifth of the budget kept back for the allocators: zero rows 247,
+    # the giant row group under 240 MB 380-383 (133-136 MiB over, 0.58x the budget), under 200 MB 351-373 (0.65x),
+    # under 300 MB 443-449 (0.70x). Planned with the whole budget the same machine measured 0.68x under 160 MB,
+    # another 1.0-1.23x and one CI run there 1.26x (192 MiB over): what is kept back is for machines like that one
     assert giant - zero_rows <= 1.1 * budget / 2**20, (zero_rows, giant)

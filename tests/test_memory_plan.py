@@ -3,6 +3,8 @@ and the budgets refused because those alone exceed them."""
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -10,8 +12,8 @@ import pytest
 from streamgd import open_dataset
 from streamgd.cli import invoke
 from streamgd.errors import ConfigError
-from streamgd.memory_plan import (ASSUMED_PAGE_BYTES, PAGES_HELD_PER_COLUMN, bytes_per_row, plan_for_dataset,
-                                  slice_buffer_bytes)
+from streamgd.memory_plan import (ALLOCATOR_SHARE, ASSUMED_PAGE_BYTES, PAGES_HELD_PER_COLUMN, bytes_per_row,
+                                  plan_for_dataset, slice_buffer_bytes)
 from streamgd.synthetic import make_dataset
 
 
@@ -59,15 +61,18 @@ def test_a_sliced_row_group_spends_the_budget_on_its_page_buffers_first(giant):
     buffers = slice_buffer_bytes(pq.ParquetFile(giant).metadata, data.feature_names + ["y"])
     budget = buffers + 20_000_000
     plan = plan_for_dataset(budget, data, 4, 2)
-    assert plan.slice_buffers == buffers
-    assert plan.max_unit_rows == 20_000_000 // plan.bytes_per_row
+    assert plan.slice_buffers == buffers and plan.reserve == int(ALLOCATOR_SHARE * budget)
+    assert plan.max_unit_rows == (budget - plan.reserve - buffers) // plan.bytes_per_row
     assert "page buffers" in plan.describe()
 
 
 def test_a_budget_below_the_page_buffers_is_refused_with_the_minimum(giant, capsys):
     data = open_dataset(giant, target="y")
-    with pytest.raises(ConfigError, match=r"row groups of up to 300,000 rows .* give --memory-budget \d+MB or more"):
+    with pytest.raises(ConfigError, match=r"row groups of up to 300,000 rows .* give --memory-budget \d+MB") as refused:
         plan_for_dataset(2_000_000, data, 4, 2)
+    minimum = int(re.search(r"give --memory-budget (\d+)MB", str(refused.value)).group(1)) * 10**6
+    enough = plan_for_dataset(minimum, data, 4, 2)  # the budget the refusal gives is enough, with the reserve kept
+    assert enough.max_unit_rows >= 16 * 1024 and enough.reserve == int(ALLOCATOR_SHARE * minimum)
     assert invoke(["fit", giant, "--target", "y", "--memory-budget", "2MB"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "page buffers" in err
@@ -96,4 +101,5 @@ def test_the_history_says_how_the_budget_was_spent(tmp_path):
     model = fit(path, target="y", epochs=1, memory_budget="4MB", batch_size=256)
     spent = model.history[-1]["memory_budget"]
     assert spent["budget"] == 4_000_000 and spent["slice_buffers"] > 0
-    assert spent["max_unit_rows"] == max(1024, (4_000_000 - spent["slice_buffers"]) // spent["bytes_per_row"])
+    assert spent["reserve"] == 800_000
+    assert spent["max_unit_rows"] == max(1024, (3_200_000 - spent["slice_buffers"]) // spent["bytes_per_row"])
