@@ -53,7 +53,8 @@ def map_large_arrays_directly(threshold: int = BUDGET_MMAP_THRESHOLD) -> bool:
     chunk-sized NumPy arrays then fragment the heaps of the reader and training threads). Used under a memory
     budget: measured with ``streamgd fit --memory-budget 64MB`` on 1M-16M rows x 32 float32, peak RSS 336-353 MB
     instead of 402-435 MB (and 267 MB instead of 330 MB with zero rows), for 20-35% less throughput (page faults
-    on every new chunk). False where the C library has no ``mallopt`` (not glibc)."""
+    on every new chunk), since won back for the dense blocks, which ``streamgd.chunk_buffers`` recycles. False
+    where the C library has no ``mallopt`` (not glibc)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None

@@ -39,6 +39,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from .chunk_buffers import CHUNK_BUFFERS
 from .errors import ConfigError, DataError
 from .sparse import ComputedNames, SparseBlock
 from .stats import DatasetStats, category_strings, numeric_values
@@ -220,7 +221,7 @@ class FeatureSpec:
         (None: all)."""
         n = table.num_rows
         rows = np.arange(n) if order is None else np.asarray(order)
-        X = np.zeros((len(rows), self.n_dense), dtype=dtype, order="F")
+        X = CHUNK_BUFFERS.zeros((len(rows), self.n_dense), dtype, order="F")
         keep = None
         next_indicator = len(self.numeric)
         for j, spec in enumerate(self.numeric):

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .chunk_buffers import CHUNK_BUFFERS
 from .dataset import Dataset, Unit, UnitTableReader
 from .errors import ConfigError, DataError
 from .remote_reads import ReadStats, is_remote
@@ -161,7 +162,7 @@ def table_to_chunk_arrays(table: pa.Table, feature_names: list[str], target: str
                           target_encoder: TargetEncoder = default_target_encoder) -> tuple[np.ndarray, np.ndarray | None]:
     """Convert an Arrow table to a column-major feature matrix and a target vector, rows taken in ``order``."""
     n = table.num_rows
-    X = np.empty((n, len(feature_names)), dtype=dtype, order="F")
+    X = CHUNK_BUFFERS.empty((n, len(feature_names)), dtype, order="F")
     for j, name in enumerate(feature_names):
         source = _column_to_numpy(table.column(name), name)
         if order is None:
@@ -330,6 +331,10 @@ class ChunkStream:
         return columns + [c for c in self.extra_columns if c not in columns]
 
     def __iter__(self) -> Iterator[Chunk]:
+        with CHUNK_BUFFERS.streaming():  # the recycled dense blocks are unmapped when the last stream ends
+            yield from self._iterate()
+
+    def _iterate(self) -> Iterator[Chunk]:
         if self.prefetch_depth == 0:
             tables = UnitTableReader(self.dataset, self._columns(), read_stats=self.read_stats,
                                      fetch_bytes=self.fetch_bytes)

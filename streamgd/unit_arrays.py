@@ -29,6 +29,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from .chunk_buffers import CHUNK_BUFFERS
 from .shuffle import Step
 from .sparse import SparseBlock
 
@@ -179,7 +180,7 @@ class StepGather:
                 self.routes.append((part, np.ascontiguousarray(stored[dest], dtype=np.int64), dest))
         first = parts[0]
         self.order = order
-        self.X = np.empty((m, first.X.shape[1]), dtype=first.X.dtype, order="F")
+        self.X = CHUNK_BUFFERS.empty((m, first.X.shape[1]), first.X.dtype, order="F")
         self.done = 0  # dense columns gathered so far
         self.y = None if first.y is None else self._gather_vector("y", m)
         self.sparse = None if first.sparse is None else self._gather_sparse(m)
