@@ -106,8 +106,8 @@ def test_one_giant_row_group_streams_within_its_memory_budget(files):
     zero_rows, _ = median_peak(files["tiny"], "240MB")
     giant, giant_run = median_peak(files["giant"], "240MB")
     assert giant_run["units"] > 20  # the 2M-row row group was cut into slices
-    # measured (VmHWM, MiB, medians of 3) with a fifth of the budget kept back for the allocators: zero rows 247,
-    # the giant row group under 240 MB 380-383 (133-136 MiB over, 0.58x the budget), under 200 MB 351-373 (0.65x),
+    # measured (VmHWM, MiB, medians of 3) with a fifth of the budget kept back for the allocators: zero rows 239-247,
+    # the giant row group under 240 MB 374-384 (133-140 MiB over, 0.58-0.61x the budget), under 200 MB 351-373 (0.65x),
     # under 300 MB 443-449 (0.70x). Planned with the whole budget the same machine measured 0.68x under 160 MB,
     # another 1.0-1.23x and one CI run there 1.26x (192 MiB over): what is kept back is for machines like that one
     assert giant - zero_rows <= 1.1 * budget / 2**20, (zero_rows, giant)
