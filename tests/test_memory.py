@@ -24,6 +24,16 @@ if budget != "none":  # as `streamgd fit --memory-budget` sets up its allocators
     prefer_jemalloc(); map_large_arrays_directly()
     limit = plan_for_dataset(parse_memory_budget(budget), open_dataset(path, target="y"), 4, 2).max_unit_rows
 data = open_dataset(path, target="y", max_unit_rows=limit)
+anon_peak = [0]
+if len(sys.argv) > 3:  # the data plane's own memory: anonymous pages (resident minus file-backed), sampled each ms
+    import os, threading, time
+    page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+    def sample(fd=os.open("/proc/self/statm", os.O_RDONLY)):
+        while True:
+            resident, shared = map(int, os.pread(fd, 200, 0).split()[1:3])
+            anon_peak[0] = max(anon_peak[0], (resident - shared) * page_mb)
+            time.sleep(0.001)
+    threading.Thread(target=sample, daemon=True).start()
 rows = 0
 for epoch in range(2):
     for chunk in iter_chunks(data, make_plan(data.units, "row-groups", seed=0, epoch=epoch)):
@@ -36,7 +46,7 @@ try:
         peak = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
 except (OSError, StopIteration):
     pass
-print(json.dumps({"rows": rows, "units": len(data.units), "peak_mb": peak}), flush=True)
+print(json.dumps({"rows": rows, "units": len(data.units), "peak_mb": peak, "anon_peak_mb": anon_peak[0]}), flush=True)
 import os
 os._exit(0)  # as the command line exits: pyarrow can abort at teardown after the work (apache/arrow#34314)
 """
@@ -95,7 +105,8 @@ def test_peak_rss_at_10x_rows_stays_flat(files):
 
 def test_one_giant_row_group_streams_within_its_memory_budget(files):
     """The budget counts the page buffers of a row group read in slices: a budget below them is refused, and a
-    run within one stays within it (peak RSS over the zero-rows run at most the budget + 10%)."""
+    run within one stays within it: its anonymous memory (what the data plane allocates) over the zero-rows run's at
+    most the budget + 10%, and its whole peak RSS, file-backed pages too, within 1.25x the budget."""
     from streamgd.errors import ConfigError
     from streamgd.memory_plan import plan_for_dataset
     from streamgd import open_dataset
@@ -103,11 +114,20 @@ def test_one_giant_row_group_streams_within_its_memory_budget(files):
     with pytest.raises(ConfigError, match="page buffers of 33 columns hold about"):
         plan_for_dataset(64_000_000, open_dataset(files["giant"], target="y"), 4, 2)
     budget = 240_000_000
-    zero_rows, _ = median_peak(files["tiny"], "240MB")
-    giant, giant_run = median_peak(files["giant"], "240MB")
-    assert giant_run["units"] > 20  # the 2M-row row group was cut into slices
-    # measured (VmHWM, MiB, medians of 3) with a fifth of the budget kept back for the allocators: zero rows 239-247,
-    # the giant row group under 240 MB 374-384 (133-140 MiB over, 0.58-0.61x the budget), under 200 MB 351-373 (0.65x),
-    # under 300 MB 443-449 (0.70x). Planned with the whole budget the same machine measured 0.68x under 160 MB,
-    # another 1.0-1.23x and one CI run there 1.26x (192 MiB over): what is kept back is for machines like that one
-    assert giant - zero_rows <= 1.1 * budget / 2**20, (zero_rows, giant)
+    zero_rows = [run_python(STREAM, files["tiny"], "240MB", "sample") for _ in range(3)]
+    giant = [run_python(STREAM, files["giant"], "240MB", "sample") for _ in range(3)]
+    assert giant[0]["units"] > 20  # the 2M-row row group was cut into slices
+
+    def median(runs, measure):
+        return sorted(run[measure] for run in runs)[1]
+
+    anon = median(giant, "anon_peak_mb") - median(zero_rows, "anon_peak_mb")
+    whole = median(giant, "peak_mb") - median(zero_rows, "peak_mb")
+    # measured here (MiB, medians of 3) with a fifth of the budget kept back for the allocators: anonymous memory
+    # 100 with zero rows, 216-220 for the giant row group under 240 MB (116-120 over, 0.51-0.52x the budget); VmHWM
+    # 237 and 369-373 (132-136 over, 0.58-0.60x), under 200 MB 0.55-0.65x, under 300 MB 0.67-0.72x. Planned with
+    # the whole budget the same machine measured 0.68x under 160 MB (VmHWM), another 1.0-1.23x and one CI run there
+    # 1.26x (192 MiB over, its zero-rows run 67 MiB above this machine's, the same packages): the reserve is for
+    # machines like that one, and the whole-process bound leaves room for their file-backed pages
+    assert anon <= 1.1 * budget / 2**20, (zero_rows, giant)
+    assert whole <= 1.25 * budget / 2**20, (zero_rows, giant)
