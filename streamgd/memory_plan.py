@@ -16,9 +16,10 @@ process holds with zero rows (the interpreter, the libraries, compiled kernels a
   135 MB above the process's RSS before, 4.1 MB a column. That is fixed by the file, not by the budget: a budget below it is refused.
 
 When row groups are read in slices, a fifth of the budget is kept back (``ALLOCATOR_SHARE``) for what the
-allocators hold of freed buffers and for what the estimates above miss on a given machine. Measured on a 2M-row file written as one row group, read in
-slices (``tests/test_memory.py``), peak RSS over the zero-rows run with the whole budget planned: 0.68-0.75x the
-budget on one machine, 0.95-1.26x on another (one CI run: 192 MiB over under 160 MB), the same code and packages.
+allocators hold of freed buffers and for what the estimates above miss on a given machine. Measured on a 2M-row
+file written as one row group, read in slices (``tests/test_memory.py``), peak RSS over the zero-rows run with the
+whole budget planned: 0.68-0.75x the budget on one machine, 0.95-1.26x on another (one CI run: 192 MiB over under
+160 MB), the same code and packages.
 
 The budget does not bound the model and its optimizer state (``streamgd fit`` checks those against the memory
 available) nor the statistics pass, which reads one row group at a time on one thread.
