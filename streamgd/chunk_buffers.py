@@ -81,11 +81,6 @@ class ChunkBufferPool:
             if len(self._free) > self.keep:
                 self._free.pop(0)  # unmapped once its last array has let go of its buffer
 
-    def release(self) -> None:
-        """Unmap the free maps (the pool stays usable)."""
-        with self._lock:
-            self._free.clear()
-
     def open_stream(self) -> None:
         """A stream begins: memory given back is kept for it (up to ``keep`` maps)."""
         with self._lock:

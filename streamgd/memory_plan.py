@@ -152,7 +152,7 @@ def plan_memory(budget: int, row_group_rows: Sequence[Sequence[int]], footers: S
     buffers = max(slice_buffer_bytes(footers[i] if i < len(footers) else None, columns) for i in sliced)
     left = budget - reserve - buffers
     if left < MIN_UNIT_ROWS * per_row:
-        need = (buffers + 16 * MIN_UNIT_ROWS * per_row) / (1 - ALLOCATOR_SHARE)
+        need = (buffers + 16 * MIN_UNIT_ROWS * per_row) / (1 - reserve / budget)  # the reserve grows with it
         largest = max(max(row_group_rows[i]) for i in sliced)
         raise ConfigError(f"the memory budget {budget / MB:,.0f} MB is below what reading {source} needs: its "
                           f"row groups of up to {largest:,} rows are read in slices, and the page buffers of "

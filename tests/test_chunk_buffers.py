@@ -61,12 +61,12 @@ def test_small_arrays_are_left_to_malloc_and_sizes_far_apart_get_their_own_maps(
     assert pool.reused == 1 and pool.mapped == 2 and half.nbytes + quarter.nbytes == 3 * MIN_POOLED_BYTES
 
 
-def test_at_most_keep_free_maps_are_held_and_release_drops_them():
+def test_at_most_keep_free_maps_are_held_and_the_last_stream_drops_them():
     pool = streaming_pool(keep=2)
     arrays = [pool.empty(SHAPE, np.float32) for _ in range(5)]
     del arrays
     assert pool.free_bytes == 2 * SHAPE[0] * SHAPE[1] * 4
-    pool.release()
+    pool.close_stream()
     assert pool.free_bytes == 0
 
 
