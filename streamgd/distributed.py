@@ -72,6 +72,16 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def worker_count(client: Any) -> int:
+    """The cluster's workers, one shard each, asked of the scheduler directly. Not ``scheduler_info()``: its
+    reply is a cached identity that the client's periodic refresh (every 2 s) replaces with one listing no
+    workers, so a read racing that refresh counts zero (seen in CI: every shard's class scan was then empty)."""
+    count = len(client.nthreads())
+    if count == 0:
+        raise ConfigError("the dask cluster has no workers: start some (or wait for them) before training on it")
+    return count
+
+
 def _shard_stats(dataset: Dataset, shard: int, n_shards: int, columns: list[str], categorical: list[str],
                  max_categories: int) -> DatasetStats:
     """The statistics pass over one shard's units (merged on the client)."""
@@ -172,7 +182,7 @@ class DaskEpochs:
     def __init__(self, client: Any, round_chunks: int):
         self.client = client
         self.round_chunks = round_chunks
-        self.n_shards = len(client.scheduler_info()["workers"])
+        self.n_shards = worker_count(client)
         self._job: tuple[ChunkJob, Any] | None = None  # the job and its future
         self._cache: CacheStats | None = None  # the epoch's cache counters, summed over the workers' tasks
 
@@ -316,7 +326,7 @@ def predict_distributed(model: LinearModel, data: Any, out_dir: str | os.PathLik
     from .predict import open_for_model
 
     dataset = open_for_model(model, data, keep, storage_options=storage_options)
-    n_shards = len(client.scheduler_info()["workers"])
+    n_shards = worker_count(client)
     where = resolve(out_dir, storage_options)
     make_directory(where)
     futures = [client.submit(_predict_task, model, dataset, k, n_shards, list(keep), where, pure=False)

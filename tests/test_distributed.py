@@ -222,3 +222,23 @@ def test_workers_cache_their_shards_and_their_counters_reach_the_history(client,
     assert (second["hits"], second["misses"]) == (units, 0)
     assert len([n for n in os.listdir(tmp_path / "c" / "units") if n.endswith(".bin")]) == units
     assert np.array_equal(plain.coef_, cached.coef_) and np.array_equal(plain.intercept_, cached.intercept_)
+
+
+def test_the_worker_count_is_asked_of_the_scheduler_not_read_from_the_clients_cached_identity(client, monkeypatch):
+    """The client's periodic refresh (every 2 s) caches an identity that lists no workers; ``scheduler_info()``
+    racing it once counted zero shards, and every shard's class scan came back empty (a CI failure)."""
+    from streamgd.distributed import DaskEpochs, worker_count
+
+    refreshed = client.sync(client.scheduler.identity, n_workers=0)  # what the periodic refresh caches
+    assert refreshed["n_workers"] == 2 and refreshed["workers"] == {}
+    monkeypatch.setattr(client, "scheduler_info", lambda *args, **kwargs: refreshed)
+    assert worker_count(client) == 2
+    assert DaskEpochs(client, round_chunks=2).n_shards == 2
+
+
+def test_a_cluster_without_workers_is_a_one_line_error(regression):
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as empty:
+        with pytest.raises(streamgd.errors.ConfigError, match="^the dask cluster has no workers"):
+            fit_distributed(regression[0], target="y", client=empty, **LOCAL_SGD)
