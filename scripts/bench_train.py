@@ -5,6 +5,7 @@ reader, all in one run. Each variant runs in its own subprocess so its peak RSS 
     python3 scripts/bench_train.py --rows 10000000          # data cached under bench-data/
     python3 scripts/bench_train.py --variants decode-floor,streamgd-1024 --optimizers all
     python3 scripts/bench_train.py --variants decode-floor,streamgd-1024,streamgd-1024-cached   # the epoch cache
+    python3 scripts/bench_train.py --variants decode-floor,cache-write-floor,streamgd-1024,streamgd-1024-cached
 
 Every variant runs ``--repeat`` times, in rounds (each round runs every variant once, so a slow spell of a
 shared machine falls on all of them); the fastest run of each counts, with the median peak RSS of its runs.
@@ -85,6 +86,8 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
                 "cpu_seconds": _cpu_seconds() - start}
     if name == "streamgd-1024-cached":
         return _cached_variant(path)
+    if name == "cache-write-floor":
+        return _cache_write_floor(path)
     if name.startswith("streamgd"):
         import streamgd
 
@@ -183,6 +186,38 @@ def _cached_variant(path: str) -> dict:
             "log_loss": _log_loss(path, model.coef_[0], model.intercept_[0])}
 
 
+def _cache_write_floor(path: str) -> dict:
+    """What writing the epoch cache's bytes alone costs: one file per unit of the size the cache gives it (taken
+    from a cache of the first unit), each written to a temporary name and renamed, as the cache's writer does, in
+    a fresh directory beside the data; no decoding, no training."""
+    import shutil
+    import tempfile
+
+    import streamgd
+    from streamgd.epoch_cache import read_entries
+
+    data = streamgd.open_dataset(path, target="y")
+    first = data.subset(data.units[:1])
+    directory = tempfile.mkdtemp(prefix="floor-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        sample = os.path.join(directory, "sample")
+        streamgd.Trainer(model="logistic", batch_size=1024, epochs=1, standardize=False, cache=sample).fit(first)
+        per_row = read_entries(sample)[0]["size"] / first.units[0].n_rows
+        payload = np.random.default_rng(0).integers(0, 256, int(per_row * data.units[0].n_rows) + 4096, np.uint8)
+        start, cpu, written = time.perf_counter(), _cpu_seconds(), 0
+        for k, unit in enumerate(data.units):
+            size = -(-int(per_row * unit.n_rows) // 4096) * 4096
+            target = os.path.join(directory, f"unit-{k}")
+            with open(target + ".tmp", "wb") as stream:
+                stream.write(memoryview(payload)[:size])
+            os.replace(target + ".tmp", target)
+            written += size
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return {"seconds": seconds, "rows": data.n_rows, "cpu_seconds": cpu, "bytes": written, "log_loss": None}
+
+
 def _cache_summary(results: dict[str, dict]) -> str:
     """The cache's figures: later epochs against the decode floor, the first epoch's writing overhead against
     the uncached epoch, and peak RSS against the uncached run."""
@@ -210,6 +245,11 @@ def _cache_summary(results: dict[str, dict]) -> str:
         lines.append(f"  building the cache took {n} epoch(s) with misses: {built['building_seconds']:.2f} s, against "
                      f"{n * plain['seconds']:.2f} s for {n} uncached: overhead "
                      f"{100 * (built['building_seconds'] / (n * plain['seconds']) - 1):+.0f}%")
+        floor_write = results.get("cache-write-floor")
+        if floor_write is not None:
+            lines.append(f"  writing the cache's {floor_write['bytes'] / 1e9:.2f} GB alone (cache-write-floor): "
+                         f"{floor_write['seconds']:.2f} s, {_least_cpu(floor_write):.2f} CPU-s = "
+                         f"{100 * floor_write['seconds'] / plain['seconds']:.0f}% of the uncached epoch")
         lines.append(f"  peak RSS {cached['peak_rss_mb']:.0f} MB, uncached {plain['peak_rss_mb']:.0f} MB: "
                      f"{cached['peak_rss_mb'] / plain['peak_rss_mb']:.3f}x")
     return "\n".join(lines)
@@ -300,6 +340,8 @@ def _table(results: dict[str, dict]) -> str:
     lines = ["| variant | rows/s | " + " | ".join(f"x {name}" for name in baselines) + " | peak RSS MB | log loss |",
              "|---" * (4 + len(baselines)) + "|"]
     for name, r in results.items():
+        if name == "cache-write-floor":  # writes, trains nothing: in the cache's summary
+            continue
         ratios = " | ".join(f"{r['rows_per_s'] / results[b]['rows_per_s']:.2f}" for b in baselines)
         loss = f"{r['log_loss']:.4f}" if r.get("log_loss") is not None else "-"
         lines.append(f"| {name} | {r['rows_per_s']:,.0f} | {ratios} | {r['peak_rss_mb']:.0f} | {loss} |")
