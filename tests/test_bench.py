@@ -163,3 +163,21 @@ def test_click_log_benchmark_end_to_end(tmp_path):
         assert result["status"] == "ok", result
         assert math.isfinite(result["holdout_log_loss"]) and result["holdout_log_loss"] < math.log(2), name
         assert result["rows_per_s"] > 0 and 10 < result["peak_rss_mb"] < 4000, name
+
+
+@pytest.mark.slow  # five variants, each in its own subprocess: nightly
+def test_train_benchmark_reports_the_caches_floors(tmp_path):
+    """scripts/bench_train.py on 300k rows: the cache's summary has the same run's write floor (the cache's bytes,
+    as the cache wrote them) and compute floor (every row gathered and trained on)."""
+    report = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_train.py"), "--rows", "300000",
+                           "--data-dir", str(tmp_path), "--repeat", "1", "--json", str(report), "--variants",
+                           "decode-floor,cached-compute-floor,cache-write-floor,streamgd-1024,streamgd-1024-cached"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(report.read_text())["results"]
+    assert results["cached-compute-floor"]["rows"] == results["streamgd-1024-cached"]["rows"] == 300_000
+    written = sum(epoch["bytes_written"] for epoch in results["streamgd-1024-cached"]["cache"])
+    assert written > 300_000 * 33 * 4 and abs(results["cache-write-floor"]["bytes"] - written) <= 0.01 * written
+    assert "(cache-write-floor):" in done.stdout and "(cached-compute-floor," in done.stdout
+    assert "| cache-write-floor |" not in done.stdout  # trains nothing: not a row of the rates' table
