@@ -5,8 +5,7 @@ reader, all in one run. Each variant runs in its own subprocess so its peak RSS 
     python3 scripts/bench_train.py --rows 10000000          # data cached under bench-data/
     python3 scripts/bench_train.py --variants decode-floor,streamgd-1024 --optimizers all
     python3 scripts/bench_train.py --variants decode-floor,streamgd-1024,streamgd-1024-cached   # the epoch cache
-    python3 scripts/bench_train.py --variants decode-floor,cached-compute-floor,cache-write-floor,\
-        streamgd-1024,streamgd-1024-cached
+    python3 scripts/bench_train.py --variants decode-floor,cached-compute-floor,cache-write-floor,streamgd-1024,streamgd-1024-cached
 
 ``cached-compute-floor`` (the gather and the kernel of a cached epoch alone, from memory) and ``cache-write-floor``
 (the cache's bytes written alone) are what the cache's summary compares its epochs with, in the same run.
