@@ -75,10 +75,12 @@ def files(tmp_path_factory):
     return paths
 
 
-def median_peak(path, budget, runs=3):
-    """Median peak RSS (MB) over fresh processes: one run's peak moves by up to ~60 MB with allocator timing."""
-    peaks = [run_python(STREAM, path, budget) for _ in range(runs)]
-    return sorted(peak["peak_mb"] for peak in peaks)[runs // 2], peaks[0]
+def median_peaks(path, budget, *options, runs=3):
+    """The median of each figure ``STREAM`` reports, over fresh processes (one run's peak moves by up to ~60 MB
+    with allocator timing), and the first run. ``options``: STREAM's optional arguments ("sample": anonymous
+    memory too)."""
+    found = [run_python(STREAM, path, budget, *options) for _ in range(runs)]
+    return {key: sorted(run[key] for run in found)[runs // 2] for key in ("peak_mb", "anon_peak_mb")}, found[0]
 
 
 def in_memory_mb(rows):
@@ -87,8 +89,8 @@ def in_memory_mb(rows):
 
 
 def test_peak_rss_at_10x_rows_stays_flat(files):
-    small, small_run = median_peak(files["small"], "none")
-    large, large_run = median_peak(files["large"], "none")
+    (small, small_run), (large, large_run) = (median_peaks(files[n], "none") for n in ("small", "large"))
+    small, large = small["peak_mb"], large["peak_mb"]
     assert large_run["rows"] == 10 * small_run["rows"] == 4_000_000
     # measured here (pyarrow 26, numba 0.68, VmHWM, jemalloc as Arrow's C++ default as the command line sets it):
     # medians ~272 MB and ~287 MB (1.05x; with mimalloc left as the C++ default ~303 and ~322), i.e. the
@@ -98,8 +100,7 @@ def test_peak_rss_at_10x_rows_stays_flat(files):
     assert growth < 0.3 * in_memory_mb(1_800_000), (small, large)
     assert large <= 1.15 * small, (small, large)
     # under a memory budget freed chunks go back to the system: measured 271-272 MB and 276 MB (1.016-1.018x)
-    small, _ = median_peak(files["small"], "64MB")
-    large, _ = median_peak(files["large"], "64MB")
+    small, large = (median_peaks(files[n], "64MB")[0]["peak_mb"] for n in ("small", "large"))
     assert large <= 1.04 * small, (small, large)
 
 
@@ -114,15 +115,11 @@ def test_one_giant_row_group_streams_within_its_memory_budget(files):
     with pytest.raises(ConfigError, match="page buffers of 33 columns hold about"):
         plan_for_dataset(64_000_000, open_dataset(files["giant"], target="y"), 4, 2)
     budget = 240_000_000
-    zero_rows = [run_python(STREAM, files["tiny"], "240MB", "sample") for _ in range(3)]
-    giant = [run_python(STREAM, files["giant"], "240MB", "sample") for _ in range(3)]
-    assert giant[0]["units"] > 20  # the 2M-row row group was cut into slices
-
-    def median(runs, measure):
-        return sorted(run[measure] for run in runs)[1]
-
-    anon = median(giant, "anon_peak_mb") - median(zero_rows, "anon_peak_mb")
-    whole = median(giant, "peak_mb") - median(zero_rows, "peak_mb")
+    zero_rows, _ = median_peaks(files["tiny"], "240MB", "sample")
+    giant, giant_run = median_peaks(files["giant"], "240MB", "sample")
+    assert giant_run["units"] > 20  # the 2M-row row group was cut into slices
+    anon = giant["anon_peak_mb"] - zero_rows["anon_peak_mb"]
+    whole = giant["peak_mb"] - zero_rows["peak_mb"]
     # measured here (MiB, medians of 3) with a fifth of the budget kept back for the allocators: anonymous memory
     # 100 with zero rows, 216-220 for the giant row group under 240 MB (116-120 over, 0.51-0.52x the budget); VmHWM
     # 237 and 369-373 (132-136 over, 0.58-0.60x), under 200 MB 0.55-0.65x, under 300 MB 0.67-0.72x. Planned with
