@@ -31,7 +31,7 @@ def child(path: str, epochs: int, cache: str | None, bits: int) -> dict:
     import pyarrow.parquet as pq
 
     import streamgd
-    from streamgd.allocators import prefer_jemalloc
+    from streamgd.cli.allocators import prefer_jemalloc
 
     prefer_jemalloc()
     categorical = [n for n in pq.read_schema(path).names if n.startswith("C")]
@@ -42,7 +42,7 @@ def child(path: str, epochs: int, cache: str | None, bits: int) -> dict:
         streamgd.Trainer(epochs=2, cache=warm, **options).fit(data.subset(data.units[:1]))
     finally:
         shutil.rmtree(warm, ignore_errors=True)
-    from streamgd import train
+    from streamgd.training import trainer as train
 
     cpu: list[float] = []
     run_epoch = train.Trainer._run_epoch
@@ -82,7 +82,7 @@ def main() -> None:
         path, epochs, cache = args.child
         print(json.dumps(child(path, int(epochs), cache or None, args.hash_bits)))
         return
-    from streamgd.synthetic_ctr import make_ctr_dataset
+    from streamgd.bench.synthetic_ctr import make_ctr_dataset
 
     os.makedirs(args.data_dir, exist_ok=True)
     path = os.path.join(args.data_dir, f"ctr-{args.rows}.parquet")

@@ -1,5 +1,5 @@
 """First-run compile cost of the kernels: the train loop of a few loss/optimizer pairs and the README's first
-command, each in a fresh process on an empty Numba cache, with streamgd's inliner copy (``streamgd.numba_inline``)
+command, each in a fresh process on an empty Numba cache, with streamgd's inliner copy (``streamgd.kernels.numba_inline``)
 and with Numba's own (``STREAMGD_NUMBA_PER_BLOCK_COPY=1``), alternating, so both see the same machine.
 
     python3 scripts/bench_compile.py                 # 2 rounds
@@ -21,7 +21,7 @@ PAIRS = (("LOSS_LOG", "OPT_SGD"), ("LOSS_LOG", "OPT_ADAM"), ("LOSS_HINGE", "OPT_
 _TRAIN_LOOP = """
 import sys, time
 import numpy as np
-from streamgd import kernels as K
+from streamgd.kernels import dense as K
 from streamgd.optim import rules as R
 rng = np.random.default_rng(0)
 X = np.asfortranarray(rng.standard_normal((4096, 8)).astype(np.float32))

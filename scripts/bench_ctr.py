@@ -195,7 +195,7 @@ class Child:
 
 
 def streamgd_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "streamgd.cli", *args]
+    return [sys.executable, "-m", "streamgd.cli.commands", *args]
 
 
 def bench_child(*args: str) -> list[str]:
@@ -256,7 +256,7 @@ def references(args: argparse.Namespace, tables: dict) -> dict:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from streamgd.synthetic_ctr import ctr_model
+    from streamgd.bench.synthetic_ctr import ctr_model
 
     model = ctr_model(seed=args.model_seed)  # make-data's defaults, as the tables were written with
     labels = pq.read_table(tables["train"]["generated"], columns=["label"]).column("label")

@@ -28,7 +28,7 @@ def main() -> None:
 
     import streamgd
     from streamgd.distributed import fit_distributed
-    from streamgd.synthetic import make_dataset
+    from streamgd.bench.synthetic import make_dataset
 
     path = os.path.join(args.data_dir, f"logistic-{args.rows}x{args.features}.parquet")
     if not os.path.exists(path):

@@ -6,14 +6,14 @@ budget) against the decode floor, in-memory NumPy and scikit-learn partial_fit, 
     python3 scripts/bench_memory.py --baseline previous/bench.json  # also compare with (and gate on) a past run
 
 Writes bench.json, bench.md, peak_rss.png and rows_per_s.png into --out-dir; exits with status 1 when a gate
-fails (each failure on one line), 2 on bad arguments. The work is in streamgd/bench.py.
+fails (each failure on one line), 2 on bad arguments. The work is in streamgd/bench/harness.py.
 """
 
 from __future__ import annotations
 
 import sys
 
-from streamgd import bench
+from streamgd.bench import harness as bench
 
 if __name__ == "__main__":
     sys.exit(bench.main())

@@ -28,7 +28,7 @@ def run_variant(name: str, path: str) -> dict:
     start = time.perf_counter()
     rows = 0
     if name == "decode-floor":
-        from streamgd.bench import decode_floor
+        from streamgd.bench.harness import decode_floor
 
         return decode_floor(path)
     if name == "iter-batches-row-major":
@@ -37,8 +37,8 @@ def run_variant(name: str, path: str) -> dict:
             rows += matrix.shape[0]
     else:
         from streamgd import open_dataset
-        from streamgd.reader import iter_chunks
-        from streamgd.shuffle import make_plan
+        from streamgd.data.reader import iter_chunks
+        from streamgd.data.shuffle import make_plan
 
         _, mode, depth = name.rsplit("-", 2) if not name.startswith("reader-row-groups") else \
             ("reader", "row-groups", name.rsplit("-", 1)[1])
@@ -68,7 +68,7 @@ def main() -> None:
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    from streamgd.synthetic import make_dataset
+    from streamgd.bench.synthetic import make_dataset
 
     path = os.path.join(args.data_dir, f"logistic-{args.rows}x{args.features}.parquet")
     if not os.path.exists(path):

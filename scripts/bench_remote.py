@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 def child(args: argparse.Namespace) -> None:
     """Train ``args.epochs`` epochs on ``args.source``; print each epoch's window and record as JSON."""
-    from streamgd import core
-    from streamgd.train import Trainer
+    from streamgd.training import epoch as core
+    from streamgd.training.trainer import Trainer
 
     trainer = Trainer(model="logistic", epochs=1, prefetch_depth=args.prefetch)
     dataset = trainer.open(args.source, target="y")
@@ -62,7 +62,7 @@ def run_child(source: str, args: argparse.Namespace, env: dict) -> dict:
 
 
 def make_data(args: argparse.Namespace) -> str:
-    from streamgd.synthetic import make_dataset
+    from streamgd.bench.synthetic import make_dataset
 
     path = os.path.join(args.data_dir, f"remote-{args.rows}x{args.features}-rg{args.row_group_size}-f{args.files}")
     if not os.path.isdir(path):
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--source", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prefetch is None:
-        from streamgd.reader import DEFAULT_PREFETCH_DEPTH
+        from streamgd.data.reader import DEFAULT_PREFETCH_DEPTH
 
         args.prefetch = DEFAULT_PREFETCH_DEPTH
     if args.child:

@@ -13,7 +13,7 @@ reader, all in one run. Each variant runs in its own subprocess so its peak RSS 
 Every variant runs ``--repeat`` times, in rounds (each round runs every variant once, so a slow spell of a
 shared machine falls on all of them); the fastest run of each counts, with the median peak RSS of its runs.
 ``reader-decode`` is the decode floor read the way streamgd's reader reads (memory-mapped, see
-streamgd/mapped.py): the decoding that training overlaps with its own work. Every variant makes jemalloc
+streamgd/io/mapped.py): the decoding that training overlaps with its own work. Every variant makes jemalloc
 pyarrow's allocator, as ``streamgd fit`` does. Each run also records its CPU seconds (user + system, every thread):
 on a machine shared with other jobs, the ratio of CPU per row is what the ratio of rates would be with the cores to
 itself.
@@ -44,7 +44,7 @@ def _cpu_seconds() -> float:
 def _epoch_cpu_seconds() -> list[float]:
     """Record the CPU seconds (user + system, every thread) of each epoch a Trainer runs from now on: a shared
     machine's other work slows an epoch's wall time but not the CPU it needs."""
-    from streamgd import train
+    from streamgd.training import trainer as train
 
     seconds: list[float] = []
     run_epoch = train.Trainer._run_epoch
@@ -61,8 +61,8 @@ def _epoch_cpu_seconds() -> list[float]:
 
 def _log_loss(path: str, coef: np.ndarray, intercept: float) -> float:
     from streamgd import open_dataset
-    from streamgd.reader import iter_chunks
-    from streamgd.shuffle import make_plan
+    from streamgd.data.reader import iter_chunks
+    from streamgd.data.shuffle import make_plan
 
     data = open_dataset(path, target="y")
     total, rows = 0.0, 0
@@ -75,13 +75,13 @@ def _log_loss(path: str, coef: np.ndarray, intercept: float) -> float:
 
 def run_variant(name: str, path: str, shuffle: str) -> dict:
     """Run one variant in this process and return its measurements."""
-    from streamgd.allocators import prefer_jemalloc
+    from streamgd.cli.allocators import prefer_jemalloc
 
     prefer_jemalloc()  # every variant with the allocator `streamgd fit` runs with (the floor too)
 
     if name in ("decode-floor", "reader-decode"):
-        from streamgd.bench import decode_floor
-        from streamgd.mapped import MappedParquetFile
+        from streamgd.bench.harness import decode_floor
+        from streamgd.io.mapped import MappedParquetFile
 
         start = _cpu_seconds()
         floor = decode_floor(path, None if name == "decode-floor" else MappedParquetFile(path))
@@ -111,8 +111,8 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
                 "log_loss": _log_loss(path, model.coef_[0], model.intercept_[0]),
                 "kernel_calls": trainer.kernel_calls}
     from streamgd import open_dataset
-    from streamgd.reader import iter_chunks
-    from streamgd.shuffle import make_plan
+    from streamgd.data.reader import iter_chunks
+    from streamgd.data.shuffle import make_plan
 
     data = open_dataset(path, target="y")
     plan = make_plan(data.units, shuffle, seed=0)
@@ -199,7 +199,7 @@ def _cache_write_floor(path: str) -> dict:
     import tempfile
 
     import streamgd
-    from streamgd.epoch_cache import read_entries
+    from streamgd.data.epoch_cache import read_entries
 
     data = streamgd.open_dataset(path, target="y")
     first = data.subset(data.units[:1])
@@ -233,9 +233,9 @@ def _cached_compute_floor(path: str) -> dict:
 
     import pyarrow.parquet as pq
 
-    from streamgd import kernels
-    from streamgd.shuffle.permute import permutation
-    from streamgd.unit_arrays import _gather_columns, _gather_vector
+    from streamgd.kernels import dense as kernels
+    from streamgd.data.shuffle.permute import permutation
+    from streamgd.data.unit_arrays import _gather_columns, _gather_vector
 
     source = pq.ParquetFile(path)
     names = [n for n in source.schema_arrow.names if n != "y"]
@@ -351,7 +351,7 @@ def main() -> None:
         result["peak_rss_mb"] = _peak_mb()
         print(json.dumps(result))
         return
-    from streamgd.synthetic import make_dataset
+    from streamgd.bench.synthetic import make_dataset
 
     path = os.path.join(args.data_dir, f"logistic-{args.rows}x{args.features}.parquet")
     if not os.path.exists(path):

@@ -9,7 +9,7 @@ import argparse
 import os
 import time
 
-from streamgd.synthetic import TASKS, make_dataset
+from streamgd.bench.synthetic import TASKS, make_dataset
 
 
 def main() -> None:

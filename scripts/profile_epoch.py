@@ -14,8 +14,8 @@ import resource
 import time
 
 import streamgd
-from streamgd import train
-from streamgd.bench import decode_floor
+from streamgd.training import trainer as train
+from streamgd.bench.harness import decode_floor
 
 
 def _cpu() -> tuple[float, float]:

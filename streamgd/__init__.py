@@ -7,21 +7,21 @@
 
 __version__ = "0.1.0"
 
-from .numba_cache import use_user_cache_dir  # noqa: E402
+from .kernels.numba_cache import use_user_cache_dir  # noqa: E402
 
 use_user_cache_dir()  # before any compiled function is defined
 
-from .errors import (ConfigError, DataError, DivergenceError, ModelFileError, SchemaError,  # noqa: E402
-                     StreamgdError)
+from .errors import ConfigError, DataError, DivergenceError, ModelFileError, SchemaError, StreamgdError  # noqa: E402
 
 # The other public names load on first use (PEP 562), so ``import streamgd`` loads neither pyarrow nor Numba's
-# kernels: the command line (``streamgd.launch``) sets the allocators before pyarrow loads.
-_LAZY = {"Dataset": "dataset", "Unit": "dataset", "open_dataset": "dataset",
-         "MODEL_KINDS": "models", "HuberRegression": "models", "LinearModel": "models", "LinearRegression": "models",
-         "LinearSVM": "models", "LogisticRegression": "models", "PoissonRegression": "models",
-         "SoftmaxRegression": "models", "SquaredHingeSVM": "models", "load": "models",
-         "TrainConfig": "train", "Trainer": "train", "fit": "train",
-         "PredictionCounts": "predict", "predict_to_parquet": "predict"}
+# kernels: the command line (``streamgd.cli.launch``) sets the allocators before pyarrow loads.
+_LAZY = {"Dataset": "data.dataset", "Unit": "data.dataset", "open_dataset": "data.dataset",
+         "MODEL_KINDS": "models.linear", "HuberRegression": "models.linear", "LinearModel": "models.linear",
+         "LinearRegression": "models.linear", "LinearSVM": "models.linear", "LogisticRegression": "models.linear",
+         "PoissonRegression": "models.linear", "SoftmaxRegression": "models.linear",
+         "SquaredHingeSVM": "models.linear", "load": "models.linear",
+         "TrainConfig": "training.config", "Trainer": "training.trainer", "fit": "training.trainer",
+         "PredictionCounts": "models.predict", "predict_to_parquet": "models.predict"}
 
 
 def __getattr__(name: str):

@@ -16,11 +16,11 @@ count rounds here.)
 The client is a ``Trainer`` with a ``DaskEpochs`` runner: set-up (validation split, classes and class weights,
 the statistics pass, run on the workers, the FeatureSpec and standardizer, the resume check, ``init``), the
 epoch record with the validation loss, early stopping, checkpoints and the model are one process's, and each
-task runs ``streamgd.core``'s chunk step, so bad data raises the same error naming file, row group, row and
+task runs ``streamgd.training.epoch``'s chunk step, so bad data raises the same error naming file, row group, row and
 column.
 
->>> from streamgd.shuffle import make_plan
->>> from streamgd.dataset import Unit
+>>> from streamgd.data.shuffle import make_plan
+>>> from streamgd.data.dataset import Unit
 >>> units = [Unit(0, g, 0, 100, 100 * g) for g in range(10)]
 >>> shards = [make_plan(units, "row-groups", seed=1, shard=k, n_shards=3).units for k in range(3)]
 >>> sorted(u.row_group for s in shards for u in s) == list(range(10))
@@ -36,20 +36,20 @@ from typing import Any
 
 import numpy as np
 
-from . import core
-from .config import TrainConfig
-from .core import ChunkJob, LearningRates, Run, TrainState
-from .dataset import Dataset
-from .epoch_cache import CacheStats
+from .data.dataset import Dataset
+from .data.epoch_cache import CacheStats
+from .data.shuffle import Plan, ShuffleQualityMeter, make_plan
 from .errors import ConfigError, DivergenceError
-from .measure import EpochMeter
-from .models import LinearModel
-from .predict import PredictionCounts
-from .shuffle import Plan, ShuffleQualityMeter, make_plan
-from .stats import DatasetStats, merge_stats, units_stats
-from .storage import Location, make_directory, resolve
-from .targets import LabelEncoder, class_counts, merge_classes, scan_classes
-from .train import Trainer
+from .features.stats import DatasetStats, merge_stats, units_stats
+from .features.targets import LabelEncoder, class_counts, merge_classes, scan_classes
+from .io.storage import Location, make_directory, resolve
+from .models.linear import LinearModel
+from .models.predict import PredictionCounts
+from .training import epoch as core
+from .training.config import TrainConfig
+from .training.epoch import ChunkJob, LearningRates, Run, TrainState
+from .training.measure import EpochMeter
+from .training.trainer import Trainer
 
 __all__ = ["fit_distributed", "predict_distributed"]
 
@@ -309,7 +309,7 @@ def _predict_task(model: LinearModel, dataset: Dataset, shard: int, n_shards: in
                   out_dir: Location) -> tuple[str, PredictionCounts]:
     """Write the predictions of one shard (a contiguous block of units, in file order) to its own part file;
     return its path and its ``PredictionCounts``."""
-    from .predict import iter_prediction_tables, write_tables
+    from .models.predict import iter_prediction_tables, write_tables
 
     shard_units = make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units
     part = out_dir.join(f"part-{shard:05d}.parquet")
@@ -323,7 +323,7 @@ def predict_distributed(model: LinearModel, data: Any, out_dir: str | os.PathLik
     (``part-00000.parquet``, ...; a prefix in a store such as ``s3://bucket/predictions``, each part uploaded by
     its worker): read in name order, the parts hold the rows in input order. Returns the ``PredictionCounts`` of
     all parts (rows written, rows with a null prediction)."""
-    from .predict import open_for_model
+    from .models.predict import open_for_model
 
     dataset = open_for_model(model, data, keep, storage_options=storage_options)
     n_shards = worker_count(client)

@@ -44,15 +44,15 @@ try:
 except ImportError as error:  # an optional dependency
     raise ImportError("streamgd.estimators needs scikit-learn >= 1.6: pip install 'streamgd[sklearn]'") from error
 
-from . import core
-from .config import TrainConfig
-from .core import Run, TrainState, chunk_job
-from .dataset import Dataset, open_dataset, open_table
+from .data.dataset import Dataset, open_dataset, open_table
+from .data.sparse_block import SparseBlock
 from .errors import DataError
-from .models import LinearModel
-from .sparse import SparseBlock
-from .targets import scan_classes, to_json_labels
-from .train import Trainer
+from .features.targets import scan_classes, to_json_labels
+from .models.linear import LinearModel
+from .training import epoch as core
+from .training.config import TrainConfig
+from .training.epoch import Run, TrainState, chunk_job
+from .training.trainer import Trainer
 
 TARGET_COLUMN = "__target__"
 WEIGHT_COLUMN = "__sample_weight__"
@@ -95,7 +95,7 @@ def _sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray | None:
 @dataclass
 class _Session:
     """What ``partial_fit`` continues from: a run's fixed settings (without its data or schedule, which are
-    given again for each call) and its state. Each call is one epoch of ``streamgd.core`` over the batch, the
+    given again for each call) and its state. Each call is one epoch of ``streamgd.training.epoch`` over the batch, the
     epoch number counting the calls, so k calls on the rows ``fit`` trains on are ``fit(max_iter=k)``."""
 
     config: TrainConfig
@@ -225,7 +225,7 @@ class _StreamgdSGD(BaseEstimator):
         """Train out of core on a Parquet file, directory or glob (anything ``streamgd.open_dataset`` takes, an
         ``s3://`` prefix read with ``storage_options`` too), streamed chunk by chunk; ``sample_weight`` names a
         column of per-row weights, ``exclude`` columns (an id) left out of the default features; ``cache`` a
-        directory for the epoch cache (``streamgd.epoch_cache``: the second and later epochs, and later fits, read
+        directory for the epoch cache (``streamgd.data.epoch_cache``: the second and later epochs, and later fits, read
         the transformed units from it), bounded by ``cache_max_size`` (such as ``"20GB"``)."""
         self._reset()
         extra: dict[str, Any] = {"sample_weight": sample_weight, "cache": cache, "cache_max_size": cache_max_size,

@@ -35,7 +35,7 @@ def test_importing_streamgd_loads_neither_pyarrow_nor_numba_until_a_public_name_
 
 READ_ONE_ROW_GROUP = r"""
 import json
-from streamgd.allocators import arrow_jemalloc_by_default
+from streamgd.cli.allocators import arrow_jemalloc_by_default
 chosen = arrow_jemalloc_by_default()
 import pyarrow as pa, pyarrow.parquet as pq
 table = pq.ParquetFile(PATH).read_row_group(0)
@@ -53,7 +53,7 @@ def test_before_pyarrow_loads_jemalloc_becomes_arrows_cpp_default_and_the_reader
     assert chosen["chosen"] is True and chosen["default"] == "jemalloc"
     assert chosen["mimalloc"] == 0 and chosen["jemalloc"] >= 800_000  # the file's buffers and the decoded column
     # after pyarrow loaded it is too late: nothing is changed, and the reader's buffers come from mimalloc
-    late = run_python(code.replace("from streamgd.allocators", "import pyarrow\nfrom streamgd.allocators"))
+    late = run_python(code.replace("from streamgd.cli.allocators", "import pyarrow\nfrom streamgd.cli.allocators"))
     assert late["chosen"] is False and late["mimalloc"] > 0
     # a pool the user names is kept
     named = run_python(code, env={"ARROW_DEFAULT_MEMORY_POOL": "system"})
@@ -61,12 +61,12 @@ def test_before_pyarrow_loads_jemalloc_becomes_arrows_cpp_default_and_the_reader
 
 
 def test_the_command_line_sets_the_pool_before_it_loads_pyarrow():
-    # streamgd.launch runs the command line module last; a stand-in reports what the process looked like then
+    # streamgd.cli.launch runs the command line module last; a stand-in reports what the process looked like then
     seen = run_python("import json, os, sys, types\n"
-                      "stand_in = types.ModuleType('streamgd.cli')\n"
+                      "stand_in = types.ModuleType('streamgd.cli.commands')\n"
                       "stand_in.run = lambda: print(json.dumps([os.environ.get('ARROW_DEFAULT_MEMORY_POOL'), "
                       "'pyarrow' in sys.modules]))\n"
-                      "sys.modules['streamgd.cli'] = stand_in\n"
-                      "from streamgd.launch import run\n"
+                      "sys.modules['streamgd.cli.commands'] = stand_in\n"
+                      "from streamgd.cli.launch import run\n"
                       "run()")
     assert seen == ["jemalloc" if sys.platform.startswith("linux") else None, False]

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from streamgd.bench import check_gates, compare_to_baseline, markdown_report, parse_sizes
+from streamgd.bench.harness import check_gates, compare_to_baseline, markdown_report, parse_sizes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -131,7 +131,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
 def test_streamgd_bench_is_the_same_command():
     from click.testing import CliRunner
 
-    from streamgd.cli import main
+    from streamgd.cli.commands import main
 
     shown = CliRunner().invoke(main, ["bench", "--help"])
     assert shown.exit_code == 0 and "--baseline" in shown.output and "streamgd bench" in shown.output

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from streamgd.chunk_buffers import MIN_POOLED_BYTES, ChunkBufferPool
+from streamgd.data.chunk_buffers import MIN_POOLED_BYTES, ChunkBufferPool
 
 SHAPE = (65_536, 8)  # 2 MiB of float32
 
@@ -93,10 +93,10 @@ def test_arrays_made_on_one_thread_and_dropped_on_another_come_back():
 
 def test_the_free_maps_go_when_the_last_stream_ends(tmp_path):
     from streamgd import open_dataset
-    from streamgd.chunk_buffers import CHUNK_BUFFERS
-    from streamgd.reader import iter_chunks
-    from streamgd.shuffle import make_plan
-    from streamgd.synthetic import make_dataset
+    from streamgd.data.chunk_buffers import CHUNK_BUFFERS
+    from streamgd.data.reader import iter_chunks
+    from streamgd.data.shuffle import make_plan
+    from streamgd.bench.synthetic import make_dataset
 
     path = str(tmp_path / "d.parquet")
     make_dataset(path, n_rows=200_000, n_features=8, row_group_size=50_000, seed=1)

@@ -11,7 +11,7 @@ import pytest
 from conftest import write_table
 
 from streamgd import DataError, SchemaError, open_dataset
-from streamgd.dataset import UnitTableReader
+from streamgd.data.dataset import UnitTableReader
 
 
 def read_all(dataset, columns):

@@ -10,9 +10,9 @@ import pytest
 
 import streamgd
 from problems import ridge_exact, ridge_objective, write_xy
-from streamgd.dataset import Unit
+from streamgd.data.dataset import Unit
 from streamgd.distributed import fit_distributed
-from streamgd.shuffle import make_plan
+from streamgd.data.shuffle import make_plan
 from conftest import reported_lines
 
 ALPHA = 1e-3
@@ -89,7 +89,7 @@ def test_predictions_on_the_cluster_are_one_part_per_worker_in_input_order(clien
 
 
 def test_a_lost_client_resumes_from_its_last_checkpoint(client, regression, local_sgd, tmp_path):
-    from streamgd.checkpoint import list_checkpoints, read_checkpoint
+    from streamgd.training.checkpoint import list_checkpoints, read_checkpoint
 
     directory = str(tmp_path / "ck")
     options = dict(LOCAL_SGD, checkpoint_dir=directory, checkpoint_every=2, keep_checkpoints=1000)
@@ -112,7 +112,7 @@ def mixed(tmp_path_factory):
     """A binary table with 2 text columns, 5% missing numbers and a weight column; a test set from its model."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from streamgd.synthetic import make_dataset
+    from streamgd.bench.synthetic import make_dataset
 
     folder = tmp_path_factory.mktemp("mixed")
     train, test = str(folder / "train.parquet"), str(folder / "test.parquet")
@@ -131,7 +131,7 @@ MIXED = dict(model="logistic", batch_size=64, epochs=8, lr=0.1, categorical=["c0
 
 
 def test_categorical_missing_validation_early_stopping_and_weights_on_dask_match_one_process(client, mixed):
-    from streamgd.evaluate import evaluate
+    from streamgd.models.evaluate import evaluate
 
     train, test = mixed
     on_dask = fit_distributed(train, target="y", client=client, round_chunks=2, **MIXED)
@@ -175,7 +175,7 @@ def test_bad_value_in_a_worker_shard_is_the_one_process_error(client, bad_row):
 
 
 def test_bad_value_on_dask_is_one_line_and_exit_2_at_the_cli(client, bad_row, capsys):
-    from streamgd.cli import invoke
+    from streamgd.cli.commands import invoke
 
     status = invoke(["fit", bad_row, "--target", "y", "--model", "linear", "--epochs", "1", "--quiet",
                      "--dask", client.scheduler.address])
@@ -188,7 +188,7 @@ def test_bad_value_with_workers_2_is_one_line_and_exit_2_from_the_console_script
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "streamgd.cli", "fit", bad_row, "--target", "y", "--model", "linear",
+    done = subprocess.run([sys.executable, "-m", "streamgd.cli.commands", "fit", bad_row, "--target", "y", "--model", "linear",
                            "--epochs", "1", "--workers", "2"], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
     assert done.returncode == 2

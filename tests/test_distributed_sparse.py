@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import streamgd
-from streamgd import core
-from streamgd.config import TrainConfig
-from streamgd.dataset import open_dataset
+from streamgd.training import epoch as core
+from streamgd.training.config import TrainConfig
+from streamgd.data.dataset import open_dataset
 from streamgd.distributed import _round_task, fit_distributed
-from streamgd.shuffle import make_plan
-from streamgd.synthetic_ctr import make_ctr_dataset
-from streamgd.train import Trainer
+from streamgd.data.shuffle import make_plan
+from streamgd.bench.synthetic_ctr import make_ctr_dataset
+from streamgd.training.trainer import Trainer
 
 CATEGORICAL = ["C1", "C2", "C3", "C4"]
 ENCODINGS = [pytest.param(dict(encoding="hash", hash_bits=16), id="hash-16"),
@@ -49,7 +49,7 @@ def test_full_batch_with_categorical_slots_on_two_workers_equals_one_process(cli
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_local_sgd_with_categorical_slots_learns_as_one_process(client, clicks, encoding):
-    from streamgd.evaluate import evaluate
+    from streamgd.models.evaluate import evaluate
 
     train, test = clicks
     options = dict(model="logistic", batch_size=64, epochs=4, lr=0.1, dtype="float64", categorical=CATEGORICAL,

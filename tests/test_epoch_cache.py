@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 import streamgd
-from streamgd import epoch_cache
-from streamgd.cli import main
-from streamgd.epoch_cache import CacheWarning
+from streamgd.data import epoch_cache
+from streamgd.cli.commands import main
+from streamgd.data.epoch_cache import CacheWarning
 from conftest import reported_lines
 
 ROWS, GROUP = 6000, 1000  # six units
@@ -269,7 +269,7 @@ def test_cache_files_are_raw_arrays_described_by_their_index_entry(data, tmp_pat
 @pytest.mark.slow
 def test_peak_memory_with_the_cache_stays_within_ten_percent_of_without(tmp_path):
     """2M rows x 16 float32 (128 MB decoded), three epochs, each run in its own process."""
-    from streamgd.synthetic import make_dataset
+    from streamgd.bench.synthetic import make_dataset
 
     path = str(tmp_path / "big.parquet")
     make_dataset(path, n_rows=2_000_000, n_features=16, task="binary", seed=0)
@@ -305,7 +305,7 @@ def test_a_later_run_takes_the_statistics_from_the_cache_and_skips_the_pass(data
                                                                                   kind):
     """The statistics pass's result (numbers and one-hot vocabularies) is stored in the cache: a second run skips
     the pass, and its model is the uncached run's, bit for bit."""
-    from streamgd import train
+    from streamgd.training import trainer as train
 
     plain = _fit(data, **FEATURES[kind])
     _fit(data, tmp_path / "cache", epochs=1, **FEATURES[kind])

@@ -182,7 +182,7 @@ def test_bad_input_is_a_value_error():
 
 
 def test_fit_parquet_leaves_excluded_columns_out_of_the_features(tmp_path):
-    from streamgd.synthetic import make_dataset
+    from streamgd.bench.synthetic import make_dataset
 
     path = tmp_path / "d.parquet"
     make_dataset(path, n_rows=2000, n_features=3, row_group_size=500, id_column=True)

@@ -14,8 +14,8 @@ import pytest
 
 import streamgd
 from streamgd.errors import DataError
-from streamgd.features import CategoricalInput, FeatureSpec, fnv1a
-from streamgd.stats import compute_stats
+from streamgd.features.spec import CategoricalInput, FeatureSpec, fnv1a
+from streamgd.features.stats import compute_stats
 
 
 @pytest.mark.parametrize("row_group_size, workers", [(7, 1), (100, 2), (1000, 2), (5000, 3)])
@@ -65,7 +65,7 @@ def test_hashing_is_signed_fnv1a_and_the_same_in_another_process():
         expected[h & 63] = -1.0 if h >> 31 else 1.0
         np.testing.assert_array_equal(X[row], expected)
     assert np.abs(X[4]).sum() == 1.0  # a null has a bucket of its own hash
-    code = ("import pyarrow as pa; from streamgd.features import FeatureSpec, CategoricalInput;"
+    code = ("import pyarrow as pa; from streamgd.features.spec import FeatureSpec, CategoricalInput;"
             "X, _ = FeatureSpec([], [CategoricalInput('fruit')], encoding='hash', hash_bits=6).to_matrix("
             f"pa.table({{'fruit': {values!r}}}), None, 'float64'); print(X.argmax(1).tolist(), X.sum(1).tolist())")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import streamgd
-from streamgd.config import TrainConfig
+from streamgd.training.config import TrainConfig
 from streamgd.errors import ConfigError
-from streamgd.features import FeatureSpec
-from streamgd.heavy_hitters import SpaceSaving
-from streamgd.stats import category_capacity, compute_stats
+from streamgd.features.spec import FeatureSpec
+from streamgd.features.heavy_hitters import SpaceSaving
+from streamgd.features.stats import category_capacity, compute_stats
 
 
 def zipf_column(n: int, cardinality: int, exponent: float, seed: int) -> tuple[np.ndarray, pa.Array, pa.Array]:

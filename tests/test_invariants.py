@@ -9,9 +9,9 @@ import pytest
 
 import streamgd
 from problems import write_xy
-from streamgd import kernels
+from streamgd.kernels import dense as kernels
 from streamgd.errors import DivergenceError
-from streamgd.models import MODEL_KINDS
+from streamgd.models.linear import MODEL_KINDS
 
 N_ROWS, N_FEATURES = 13, 4
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamgd import kernels as K
+from streamgd.kernels import dense as K
 
 EPS = 0.7  # Huber threshold used throughout
 

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamgd import open_dataset
-from streamgd.dataset import UnitTableReader, open_parquet_file
+from streamgd.data.dataset import UnitTableReader, open_parquet_file
 from streamgd.errors import DataError
-from streamgd import mapped
-from streamgd.mapped import MappedParquetFile, can_map
+from streamgd.io import mapped
+from streamgd.io.mapped import MappedParquetFile, can_map
 
 
 @pytest.fixture(scope="module")

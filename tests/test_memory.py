@@ -10,17 +10,17 @@ import pytest
 
 STREAM = r"""
 import json, resource, sys
-from streamgd.allocators import arrow_jemalloc_by_default
+from streamgd.cli.allocators import arrow_jemalloc_by_default
 arrow_jemalloc_by_default()  # as the command line does, before pyarrow loads
 import numpy as np
 from streamgd import open_dataset
-from streamgd.memory_plan import plan_for_dataset
-from streamgd.reader import iter_chunks, parse_memory_budget
-from streamgd.shuffle import make_plan
+from streamgd.data.memory_plan import plan_for_dataset
+from streamgd.data.reader import iter_chunks, parse_memory_budget
+from streamgd.data.shuffle import make_plan
 path, budget = sys.argv[1], sys.argv[2]
 limit = None
 if budget != "none":  # as `streamgd fit --memory-budget` sets up its allocators
-    from streamgd.allocators import map_large_arrays_directly, prefer_jemalloc
+    from streamgd.cli.allocators import map_large_arrays_directly, prefer_jemalloc
     prefer_jemalloc(); map_large_arrays_directly()
     limit = plan_for_dataset(parse_memory_budget(budget), open_dataset(path, target="y"), 4, 2).max_unit_rows
 data = open_dataset(path, target="y", max_unit_rows=limit)
@@ -53,7 +53,7 @@ os._exit(0)  # as the command line exits: pyarrow can abort at teardown after th
 
 WRITE = r"""
 import sys
-from streamgd.synthetic import make_dataset
+from streamgd.bench.synthetic import make_dataset
 make_dataset(sys.argv[1], n_rows=int(sys.argv[2]), n_features=32, row_group_size=int(sys.argv[3]), seed=1)
 """
 
@@ -109,7 +109,7 @@ def test_one_giant_row_group_streams_within_its_memory_budget(files):
     run within one stays within it: its anonymous memory (what the data plane allocates) over the zero-rows run's at
     most the budget + 10%, and its whole peak RSS, file-backed pages too, within 1.25x the budget."""
     from streamgd.errors import ConfigError
-    from streamgd.memory_plan import plan_for_dataset
+    from streamgd.data.memory_plan import plan_for_dataset
     from streamgd import open_dataset
 
     with pytest.raises(ConfigError, match="page buffers of 33 columns hold about"):

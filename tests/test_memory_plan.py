@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamgd import open_dataset
-from streamgd.cli import invoke
+from streamgd.cli.commands import invoke
 from streamgd.errors import ConfigError
-from streamgd.memory_plan import (ALLOCATOR_SHARE, ASSUMED_PAGE_BYTES, PAGES_HELD_PER_COLUMN, bytes_per_row,
+from streamgd.data.memory_plan import (ALLOCATOR_SHARE, ASSUMED_PAGE_BYTES, PAGES_HELD_PER_COLUMN, bytes_per_row,
                                   plan_for_dataset, slice_buffer_bytes)
-from streamgd.synthetic import make_dataset
+from streamgd.bench.synthetic import make_dataset
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 
 import streamgd
 from streamgd import ModelFileError
-from streamgd.models import FORMAT_VERSION, LinearRegression, LogisticRegression, load
-from streamgd.predict import PredictionCounts, predict_to_parquet
+from streamgd.models.linear import FORMAT_VERSION, LinearRegression, LogisticRegression, load
+from streamgd.models.predict import PredictionCounts, predict_to_parquet
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_failed_save_leaves_the_previous_file_intact(fitted, tmp_path, monkeyp
     target = tmp_path / "m.safetensors"
     fitted[0].save(target)
     before = target.read_bytes()
-    from streamgd import tensorfile
+    from streamgd.io import tensorfile
 
     def broken(tensors, path, metadata=None):
         with open(path, "wb") as stream:
@@ -109,7 +109,7 @@ def test_saving_a_large_model_copies_no_tensor(tmp_path):
     tensor to bytes first: for a 2^24-slot model, hundreds of MB at the end of a run)."""
     import tracemalloc
 
-    from streamgd.features import CategoricalInput, FeatureSpec
+    from streamgd.features.spec import CategoricalInput, FeatureSpec
 
     spec = FeatureSpec([], [CategoricalInput("c")], "hash", 22)  # its 2^22 names are computed, not stored
     coef = np.random.default_rng(0).standard_normal((1, 1 << 22))

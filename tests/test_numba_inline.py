@@ -1,4 +1,4 @@
-"""The inliner's block copy with one memo per function (streamgd.numba_inline)."""
+"""The inliner's block copy with one memo per function (streamgd.kernels.numba_inline)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numba
 import pytest
 from numba.core import compiler, inline_closurecall
 
-import streamgd.kernels  # noqa: F401 - installs the copy
-from streamgd import numba_inline
+import streamgd.kernels.dense  # noqa: F401 - installs the copy
+from streamgd.kernels import numba_inline
 
 
 def _branchy(x, k):
@@ -64,7 +64,7 @@ def test_an_inlined_function_computes_what_python_does():
 
 
 def test_the_off_switch_leaves_numbas_own_copy():
-    probe = "import copy, streamgd.kernels; from numba.core import inline_closurecall as ic; print(ic.copy is copy)"
+    probe = "import copy, streamgd.kernels.dense; from numba.core import inline_closurecall as ic; print(ic.copy is copy)"
     env = dict(os.environ, **{numba_inline.OFF_SWITCH: "1"})
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"

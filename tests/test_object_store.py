@@ -18,8 +18,8 @@ from s3_server import Fault
 
 import streamgd
 from conftest import reported_lines
-from streamgd.checkpoint import list_checkpoints, read_checkpoint
-from streamgd.cli import invoke
+from streamgd.training.checkpoint import list_checkpoints, read_checkpoint
+from streamgd.cli.commands import invoke
 
 SETTINGS = dict(model="logistic", batch_size=50, epochs=2, optimizer="adam", seed=3, shuffle="row-groups")
 CLI_SETTINGS = ["--target", "y", "--batch-size", "50", "--epochs", "2", "--optimizer", "adam", "--seed", "3",

@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression
 import streamgd
 from conftest import optimizer_params
 from problems import logistic_exact, logistic_objective, ridge_exact, ridge_objective, write_xy
-from streamgd import kernels
+from streamgd.kernels import dense as kernels
 from streamgd.errors import ConfigError
-from streamgd.optim import (OPTIMIZERS, AveragedSGD, make_optimizer, make_schedule)
+from streamgd.optim import OPTIMIZERS, AveragedSGD, make_optimizer, make_schedule
 
 N_PARAMS = 7  # 6 coefficients and one intercept
 N_COEF = 6

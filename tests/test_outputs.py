@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from streamgd.cli import invoke
+from streamgd.cli.commands import invoke
 from streamgd.errors import ConfigError
-from streamgd.fileio import atomic_write
-from streamgd.outputs import check_output_dir, check_output_file
+from streamgd.io.atomic import atomic_write
+from streamgd.io.outputs import check_output_dir, check_output_file
 from conftest import reported_lines
 
 

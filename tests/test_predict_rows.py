@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 import streamgd
-from streamgd.cli import main
+from streamgd.cli.commands import main
 from streamgd.errors import DataError
-from streamgd.evaluate import evaluate, format_report
-from streamgd.predict import PredictionCounts, predict_to_parquet
+from streamgd.models.evaluate import evaluate, format_report
+from streamgd.models.predict import PredictionCounts, predict_to_parquet
 
 N = 2000
 ROW_GROUP = 300

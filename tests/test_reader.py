@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamgd import ConfigError, DataError, open_dataset
-from streamgd.memory_plan import plan_memory
-from streamgd.reader import ChunkStream, iter_chunks, parse_memory_budget
-from streamgd.shuffle import ShuffleQualityMeter, make_plan
+from streamgd.data.memory_plan import plan_memory
+from streamgd.data.reader import ChunkStream, iter_chunks, parse_memory_budget
+from streamgd.data.shuffle import ShuffleQualityMeter, make_plan
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

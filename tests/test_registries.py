@@ -6,13 +6,13 @@ from __future__ import annotations
 import click
 import pytest
 
-from streamgd.cli import invoke, main
-from streamgd.config import SCHEDULE_FALLBACKS, TrainConfig
+from streamgd.cli.commands import invoke, main
+from streamgd.training.config import SCHEDULE_FALLBACKS, TrainConfig
 from streamgd.errors import ConfigError
-from streamgd.models import MODEL_KINDS
+from streamgd.models.linear import MODEL_KINDS
 from streamgd.optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
-from streamgd.penalties import PENALTIES
-from streamgd.shuffle import MODES, parse_shuffle, takes_unit_count
+from streamgd.optim.penalties import PENALTIES
+from streamgd.data.shuffle import MODES, parse_shuffle, takes_unit_count
 
 REGISTRIES = {"model": MODEL_KINDS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "penalty": PENALTIES}
 

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 
 import streamgd
 from streamgd import open_dataset
-from streamgd.cli import main
-from streamgd.dataset import UnitTableReader
+from streamgd.cli.commands import main
+from streamgd.data.dataset import UnitTableReader
 from streamgd.errors import DataError
-from streamgd.mapped import _row_group_span
-from streamgd.reader import ChunkStream
-from streamgd.remote_reads import ReadStats, RemoteRowGroups, coalesce, column_chunk_ranges
-from streamgd.shuffle import make_plan
+from streamgd.io.mapped import _row_group_span
+from streamgd.data.reader import ChunkStream
+from streamgd.data.remote_reads import ReadStats, RemoteRowGroups, coalesce, column_chunk_ranges
+from streamgd.data.shuffle import make_plan
 
 pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
 from s3_latency import LocalS3  # noqa: E402
@@ -234,7 +234,7 @@ def test_epochs_from_the_epoch_cache_ask_the_bucket_for_nothing(bucket_data, tmp
 
 
 def test_a_memory_budget_keeps_a_quarter_for_remote_row_groups_fetched_ahead(bucket_data):
-    from streamgd.memory_plan import plan_for_dataset
+    from streamgd.data.memory_plan import plan_for_dataset
     local_dir, uri, _ = bucket_data
     data, local = open_dataset(uri, target="y"), open_dataset(local_dir, target="y")
     remote, on_disk = plan_for_dataset(64_000_000, data, 4, 2), plan_for_dataset(64_000_000, local, 4, 2)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from streamgd.cli import main
-from streamgd.config import TrainConfig
-from streamgd.models import LinearSVM
-from streamgd.show import file_kind, model_report
+from streamgd.cli.commands import main
+from streamgd.training.config import TrainConfig
+from streamgd.models.linear import LinearSVM
+from streamgd.cli.inspect_model import file_kind, model_report
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_inspect_json_is_one_object_with_every_coefficient_largest_first(svm_fil
 
 
 def test_a_binary_model_names_its_positive_class():
-    from streamgd.models import LogisticRegression
+    from streamgd.models.linear import LogisticRegression
 
     model = LogisticRegression(np.array([[1.0, -2.0]]), np.array([0.0]), ["p", "q"], target="t", classes=["no", "yes"])
     report = model_report(model, top=1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamgd.dataset import Unit
-from streamgd.shuffle import MODES as SHUFFLE_MODES
-from streamgd.shuffle import make_plan, shard_units, takes_unit_count
+from streamgd.data.dataset import Unit
+from streamgd.data.shuffle import MODES as SHUFFLE_MODES
+from streamgd.data.shuffle import make_plan, shard_units, takes_unit_count
 
 
 def units_of(sizes, slice_rows=None):

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 import streamgd
 from conftest import reported_lines
-from streamgd.cli import main
-from streamgd.features import CategoricalInput, FeatureSpec, NumericInput, fnv1a, pair_hashes
+from streamgd.cli.commands import main
+from streamgd.features.spec import CategoricalInput, FeatureSpec, NumericInput, fnv1a, pair_hashes
 
 
 def _fnv_of(name: str, value: str | None) -> int:
@@ -69,7 +69,7 @@ def test_one_hot_block_equals_arrow_index_in_for_a_large_vocabulary():
 @pytest.fixture(scope="module")
 def clicks(tmp_path_factory):
     """A small click log from the CTR generator (planted C1 x C2 interaction) and its holdout."""
-    from streamgd.synthetic_ctr import make_ctr_dataset
+    from streamgd.bench.synthetic_ctr import make_ctr_dataset
 
     folder = tmp_path_factory.mktemp("clicks")
     train = make_ctr_dataset(str(folder / "train.parquet"), n_rows=60_000, n_numeric=3, n_categorical=4,

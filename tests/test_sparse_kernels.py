@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import optimizer_params
-from streamgd import kernels
+from streamgd.kernels import dense as kernels
 from streamgd.optim import OPTIMIZERS, make_optimizer
 from streamgd.optim import rules
-from streamgd.sparse import SparseBlock, concatenate
+from streamgd.data.sparse_block import SparseBlock, concatenate
 
 N_ROWS, N_DENSE, N_COLUMNS, CARDINALITY, BATCH = 256, 3, 2, 4, 32
 

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from streamgd.cli import invoke, main
+from streamgd.cli.commands import invoke, main
 from streamgd.errors import ConfigError
-from streamgd.synthetic_ctr import default_cardinalities, make_ctr_dataset
+from streamgd.bench.synthetic_ctr import default_cardinalities, make_ctr_dataset
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from streamgd.errors import DataError
-from streamgd.targets import LabelEncoder
+from streamgd.features.targets import LabelEncoder
 
 
 @pytest.mark.parametrize("classes, arrow_type", [([0, 1], pa.int64()), ([-3, 2, 7], pa.int8()),

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from streamgd.vecmath import exp_nonpositive, log1p_unit
+from streamgd.kernels.vecmath import exp_nonpositive, log1p_unit
 
 
 @numba.njit

@@ -13,12 +13,22 @@ import math
 from typing import Any
 
 from ..errors import ConfigError
+from ..registry import Registry
 from .adaptive import AdaGrad, Adam, AdamW, RMSProp
 from .base import Optimizer
 from .ftrl import FTRL
-from ..registry import Registry
-from .schedules import (SCHEDULES, Schedule, ScheduleKind, ScheduleSettings, constant, cosine, exponential,
-                        inverse_scaling, step_decay, warmup)
+from .schedules import (
+    SCHEDULES,
+    Schedule,
+    ScheduleKind,
+    ScheduleSettings,
+    constant,
+    cosine,
+    exponential,
+    inverse_scaling,
+    step_decay,
+    warmup,
+)
 from .sgd import SGD, AveragedSGD, Momentum, Nesterov
 
 _RULES = (SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW, AveragedSGD, FTRL)

@@ -1,0 +1,1 @@
+"""Benchmarks and synthetic data: the nightly harness, its gates and reports, data generators."""

@@ -1,0 +1,1 @@
+"""The ``streamgd`` command line: thin commands over the Python API, and its inspect reports."""

@@ -1,0 +1,149 @@
+"""``streamgd inspect MODEL``: what a saved model holds, as text or as one JSON-ready dict.
+
+A file is recognised by its first bytes, not its name: Parquet starts with ``PAR1``; a safetensors file with the
+8-byte little-endian length of its JSON header, then the header's ``{``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..models.linear import LinearModel, load
+
+PARQUET_MAGIC = b"PAR1"
+SETTING_KEYS = ("optimizer", "optimizer_options", "lr", "schedule", "warmup", "batch_size", "epochs", "penalty",
+                "alpha", "l1_ratio", "clip_norm", "shuffle", "seed", "dtype", "standardize")
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """``"parquet"``, ``"safetensors"`` or None (not a file, or neither format), from the file's first bytes."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as stream:
+        head = stream.read(9)
+    if head[:4] == PARQUET_MAGIC:
+        return "parquet"
+    if len(head) == 9 and head[8:9] == b"{":
+        (length,) = struct.unpack("<Q", head[:8])
+        if 0 < length <= os.path.getsize(path) - 8:
+            return "safetensors"
+    return None
+
+
+def describe_model_file(path: str | os.PathLike, top: int = 20, as_json: bool = False,
+                        storage_options: dict | None = None) -> str:
+    """The report of a model file (text, or one JSON object); ModelFileError if it is not a streamgd model."""
+    model = load(path, storage_options)
+    report = model_report(model, top=top)
+    report["path"] = os.fspath(path)
+    return json.dumps(report) if as_json else format_report(report)
+
+
+def model_report(model: LinearModel, top: int = 20) -> dict:
+    """Everything ``inspect`` shows of a model, JSON-ready: coefficients largest (by absolute value) first."""
+    if top < 1:
+        raise ConfigError(f"--top {top}: expected a number of coefficients >= 1")
+    config, summary = model.config, model.summary
+    outputs = []
+    for k, label in enumerate(output_labels(model)):
+        row = model.coef_[k]
+        order = np.argsort(-np.abs(row), kind="stable")[:top]
+        outputs.append({"output": label, "intercept": float(model.intercept_[k]),
+                        "coefficients": [[model.feature_names[j], float(row[j])] for j in order],
+                        "zero": int((row == 0).sum()), "not_shown": int(len(row) - len(order))})
+    history = [{"epoch": int(e["epoch"]) + 1, "loss": e.get("loss"), "validation_loss": e.get("validation_loss"),
+                "rows": e.get("rows"), "rows_per_s": e.get("rows_per_s")} for e in model.history]
+    return {"kind": model.kind, "target": model.target, "classes": model.classes_, "n_features": model.n_features,
+            "transform": transform_lines(model), "standardized": bool(summary.get("feature_transform")),
+            "missing": (model.feature_spec or {}).get("missing", "error"),
+            "categorical": categorical_inputs(model), "outputs": outputs,
+            "settings": {key: config[key] for key in SETTING_KEYS if key in config},
+            "epochs": summary.get("epochs", len(model.history)), "steps": summary.get("steps"),
+            "best_epoch": summary["best_epoch"] + 1 if "best_epoch" in summary else None,
+            "history": history}
+
+
+def output_labels(model: LinearModel) -> list[str]:
+    """What each row of ``coef_`` scores: the class of a per-class row, the positive class, or the target."""
+    n_out = model.coef_.shape[0]
+    classes = model.classes_
+    if classes and n_out == len(classes):
+        return [f"class {c}" for c in classes]
+    if classes and n_out == 1:
+        return [f"class {classes[-1]} (vs {classes[0]})"]
+    return [str(model.target or "output")] if n_out == 1 else [f"output {k}" for k in range(n_out)]
+
+
+def categorical_inputs(model: LinearModel) -> dict[str, int | str]:
+    """Each categorical input: the number of one-hot values kept, or ``"hashed"``."""
+    spec = model.feature_spec or {}
+    hashed = spec.get("encoding") == "hash"
+    return {c["name"]: "hashed" if hashed else len(c["vocabulary"]) for c in spec.get("categorical", [])}
+
+
+def transform_lines(model: LinearModel) -> list[str]:
+    """The feature transform in a line or two: standardization, categorical encoding, missing-value policy."""
+    transform = model.summary.get("feature_transform")
+    if transform:
+        scaled = int(sum(1 for m, s in zip(transform["mean"], transform["scale"]) if m != 0.0 or s != 1.0))
+        first = (f"standardized ({scaled} of {model.n_features} features centred and scaled by the training "
+                 "statistics; folded into the coefficients, which apply to raw inputs)")
+    else:
+        first = "not standardized (raw features)"
+    spec = model.feature_spec
+    if not spec:
+        return [first, "numeric inputs as they are; missing values: error"]
+    categorical = [c["name"] for c in spec["categorical"]]
+    if not categorical:
+        encoding = "no categorical inputs"
+    elif spec["encoding"] == "hash":
+        encoding = f"{len(categorical)} categorical inputs hashed into 2^{spec['hash_bits']} columns"
+    else:
+        sizes = ", ".join(f"{c['name']} {len(c['vocabulary'])}" for c in spec["categorical"][:5])
+        more = ", ..." if len(categorical) > 5 else ""
+        encoding = f"{len(categorical)} categorical inputs one-hot (values kept: {sizes}{more}; the rest: __other__)"
+    indicators = sum(1 for c in spec["numeric"] if c.get("indicator"))
+    missing = spec["missing"] + (f" ({indicators} missing indicators)" if spec["missing"] == "impute" else "")
+    return [first, f"{len(spec['numeric'])} numeric inputs; {encoding}; missing values: {missing}"]
+
+
+def format_report(report: dict) -> str:
+    """The text form of ``model_report``."""
+    settings = report["settings"]
+    classes = report["classes"]
+    lines = [f"model:      {report['kind']}" + (f" ({report['path']})" if report.get("path") else ""),
+             f"target:     {report['target']}",
+             f"classes:    {', '.join(map(str, classes)) if classes else '(regression)'}",
+             f"features:   {report['n_features']}",
+             *[f"{'transform:' if i == 0 else '':<12}{line}" for i, line in enumerate(report["transform"])]]
+    if settings:
+        options = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in settings.get("optimizer_options", {}).items() if v is not None)
+        penalty = settings.get("penalty")
+        strength = "" if penalty == "none" else f" (alpha {settings.get('alpha'):g}" + (
+            f", l1_ratio {settings.get('l1_ratio'):g})" if penalty == "elasticnet" else ")")
+        lines.append(f"training:   {settings.get('optimizer')}" + (f" ({options})" if options else "")
+                     + f", lr {settings.get('lr'):g}, schedule {settings.get('schedule')}, batch size "
+                     f"{settings.get('batch_size')}, {report['epochs']} epochs ({report['steps']} steps), penalty "
+                     f"{penalty}{strength}")
+    if report["best_epoch"] is not None:
+        lines.append(f"kept:       the best epoch, {report['best_epoch']} (early stopping)")
+    for output in report["outputs"]:
+        lines.append(f"coefficients of {output['output']} (largest first), intercept {output['intercept']:.6g}:")
+        width = max([len(name) for name, _ in output["coefficients"]] + [8])
+        lines += [f"  {name:<{width}} {value:>+13.6g}" for name, value in output["coefficients"]]
+        if output["not_shown"]:
+            lines.append(f"  ... {output['not_shown']} more not shown (--top N); {output['zero']} of all "
+                         f"{report['n_features']} are exactly 0")
+    lines.append("history:" if report["history"] else "history:    (none)")
+    for e in report["history"]:
+        validation = (f", validation loss {e['validation_loss']:.6g}" if e["validation_loss"] is not None else "")
+        rate = f", {e['rows_per_s']:,.0f} rows/s" if e["rows_per_s"] is not None else ""
+        lines.append(f"  epoch {e['epoch']}: loss {e['loss']:.6g}{validation}, {e['rows']:,} rows{rate}")
+    return "\n".join(lines)

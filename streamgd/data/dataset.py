@@ -1,0 +1,751 @@
+"""A Parquet dataset as an index of units: the pieces of data streamgd reads one at a time.
+
+A *unit* is a whole row group, or a slice of one when the row group is larger than the row limit a memory
+budget allows. Opening a dataset reads file footers only, never data.
+
+>>> import tempfile, os, pyarrow as pa, pyarrow.parquet as pq
+>>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
+>>> pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": [1, 0, 1], "y": [0.5, 1.5, 2.5]}), path, row_group_size=2)
+>>> data = open_dataset(path, target="y")
+>>> data.feature_names, data.n_rows, [u.n_rows for u in data.units]
+(['a', 'b'], 3, [2, 1])
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob as globlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ..errors import ConfigError, DataError, SchemaError
+from ..io.mapped import MappedParquetFile, can_map
+from ..io.storage import Location, is_store_error, quick, resolve, storage_error, uri_of
+from .remote_reads import OpenFiles, ReadStats, RemoteRowGroups, is_remote
+from .sparse_block import BlockNames, SparseBlock
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+REMOTE_STREAM_BUFFER = 1 << 20  # per column, reading slices of a remote row group: each refill is a request
+REMOTE_FOOTER_BYTES = 1 << 20  # serialized footers of a remote dataset kept parsed (all, up to this): ~10x parsed
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a dataset read at once: rows [offset, offset + n_rows) of a row group of a source file."""
+
+    source: int  # index into Dataset.sources
+    row_group: int  # row group of that file (partition index for a dask source)
+    offset: int  # first row inside the row group
+    n_rows: int
+    first_row: int  # position of the unit's first row in the whole dataset, in file order
+
+    @property
+    def group_key(self) -> tuple[int, int]:
+        """The row group this unit belongs to; slices of one row group share it."""
+        return (self.source, self.row_group)
+
+
+class FooterCache:
+    """Parsed footers (``pq.FileMetaData``) of a dataset's files, shared by every reader of the dataset and its
+    subsets, the last ``capacity`` files used.
+
+    A footer costs memory in proportion to the file's row groups x columns, and what a parse allocates stays in the
+    process once freed (each reading thread parses in its own allocator arena): parsing the footer of a 490-row-
+    group x 33-column file adds 13-19 MB of resident memory. Parsed once, the footer costs that once, not once per
+    reader (training reads with a reader per epoch, the statistics pass with one per thread). Pickles empty.
+    """
+
+    def __init__(self, capacity: int = 8):
+        self.capacity = capacity
+        self._footers: dict[int, pq.FileMetaData] = {}
+        self._lock = threading.Lock()
+
+    def put(self, source: int, footer: pq.FileMetaData) -> None:
+        with self._lock:
+            self._footers.pop(source, None)
+            self._footers[source] = footer
+            while len(self._footers) > self.capacity:
+                self._footers.pop(next(iter(self._footers)))
+
+    def get(self, source: int) -> pq.FileMetaData | None:
+        with self._lock:
+            footer = self._footers.pop(source, None)
+            if footer is not None:
+                self._footers[source] = footer  # most recently used last
+            return footer
+
+    def __getstate__(self) -> dict:
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["capacity"])
+
+
+@dataclass
+class Dataset:
+    """Schema, feature and target columns, and the unit index of a Parquet dataset (or dask DataFrame)."""
+
+    sources: list[str]
+    schema: pa.Schema
+    feature_names: list[str]
+    target: str | None
+    units: list[Unit]
+    filesystem: Any = None
+    partition_values: list[dict[str, Any]] = field(default_factory=list)
+    ignored_columns: dict[str, str] = field(default_factory=dict)
+    dask_frame: Any = None
+    row_group_rows: list[list[int]] = field(default_factory=list)
+    table: pa.Table | None = None  # an in-memory source: units are slices of it
+    categorical: list[str] = field(default_factory=list)  # features to one-hot encode or hash
+    footers: FooterCache = field(default_factory=FooterCache, repr=False, compare=False)
+    open_files: OpenFiles = field(default_factory=OpenFiles, repr=False, compare=False)  # remote files, kept open
+    # an in-memory sparse matrix (with ``table``): row r of the table has the slots of row r of the block, which
+    # follow the ``feature_names`` (the dense block) as the model's features
+    sparse: SparseBlock | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(u.n_rows for u in self.units)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def n_slots(self) -> int:
+        """The sparse slots of an in-memory sparse matrix (0 without one)."""
+        return 0 if self.sparse is None else self.sparse.n_slots
+
+    @property
+    def model_feature_names(self) -> Sequence[str]:
+        """The features of a model of the inputs as they are: the numeric columns, then an in-memory sparse
+        matrix's columns (named ``x<j>``, on demand)."""
+        if self.sparse is None:
+            return list(self.feature_names)
+        return BlockNames(self.feature_names, self.sparse.n_slots)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns training reads: the features, then the target if any."""
+        return self.feature_names + ([self.target] if self.target else [])
+
+    @property
+    def n_row_groups(self) -> int:
+        return sum(len(r) for r in self.row_group_rows)
+
+    def subset(self, units: Sequence[Unit]) -> Dataset:
+        """The same dataset restricted to some of its units (for example a validation split)."""
+        clone = Dataset(**{**self.__dict__})
+        clone.units = list(units)
+        return clone
+
+    def describe_row(self, unit: Unit, row_in_unit: int) -> str:
+        """A human pointer to one row: file, row group and row index inside that row group."""
+        return (f"file {self.sources[unit.source]}, row group {unit.row_group}, "
+                f"row {unit.offset + row_in_unit}")
+
+
+def open_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
+                 max_unit_rows: int | None = None, allow_string_target: bool = True,
+                 categorical: Sequence[str] = (), exclude: Sequence[str] = (),
+                 footers_of: Dataset | None = None, storage_options: dict | None = None) -> Dataset:
+    """Open a Parquet file, directory, glob, list of paths, ``pyarrow.dataset.Dataset`` or dask DataFrame; a path
+    may be a URI (``s3://bucket/prefix/``, see ``streamgd.io.storage``) opened with ``storage_options``.
+
+    ``features`` defaults to every numeric, boolean, date or timestamp column except the target and the
+    ``exclude`` columns, plus the ``categorical`` columns (which are features whether named there or not); text
+    columns named as features are categorical. Row groups with more rows than
+    ``max_unit_rows`` are split into slices. ``footers_of``: a dataset opened on the same files, whose parsed
+    footers are taken rather than read again (a request each on an object store).
+    """
+    if isinstance(source, Dataset):
+        return source
+    if max_unit_rows is not None and max_unit_rows < 1:
+        raise DataError(f"max_unit_rows must be at least 1, got {max_unit_rows}")
+    if _is_dask_frame(source):
+        return _open_dask(source, target, features, allow_string_target, categorical, exclude)
+    if isinstance(source, pa.Table):
+        return open_table(source, target, features, unit_rows=max_unit_rows or DEFAULT_TABLE_UNIT_ROWS,
+                          allow_string_target=allow_string_target, categorical=categorical, exclude=exclude)
+    files, filesystem, partitions = _resolve_files(source, storage_options)
+    same = footers_of is not None and footers_of.sources == files
+    known = footers_of.footers if same else None
+    open_files = footers_of.open_files if same else OpenFiles()
+    metadata = _read_footers(files, filesystem, known, open_files)
+    schema = _merged_schema(files, metadata, partitions)
+    feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
+                                                           categorical, exclude)
+    _check_same_schema(files, metadata, partitions, feature_names + ([target] if target else []))
+    units, row_group_rows = _build_units(metadata, max_unit_rows)
+    if not units:
+        raise DataError(f"the dataset {_describe_source(source)} has no rows")
+    footers = FooterCache(_footer_capacity(metadata, filesystem))
+    for source, footer in enumerate(metadata[:footers.capacity]):
+        footers.put(source, footer)
+    return Dataset(sources=files, schema=schema, feature_names=feature_names, target=target, units=units,
+                   filesystem=filesystem, partition_values=partitions, ignored_columns=ignored,
+                   row_group_rows=row_group_rows, categorical=categorical, footers=footers, open_files=open_files)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resolving what the user named into files
+# ---------------------------------------------------------------------------------------------------------------
+
+def list_files(source: Any, storage_options: dict | None = None) -> list[str]:
+    """The files a path, glob, directory or list of paths names, objects in a store as URIs (empty for in-memory
+    sources)."""
+    if isinstance(source, (str, os.PathLike, list, tuple)):
+        files, filesystem, _ = _resolve_files(source, storage_options)
+        return [uri_of(filesystem, f) for f in files]
+    return []
+
+
+def _describe_source(source: Any) -> str:
+    if isinstance(source, (list, tuple)):
+        return f"[{len(source)} paths]"
+    return str(source)
+
+
+def _resolve_files(source: Any, storage_options: dict | None = None) -> tuple[list[str], Any, list[dict[str, Any]]]:
+    """Return (files, filesystem, hive partition values per file); URIs are opened with ``storage_options``."""
+    try:
+        import pyarrow.dataset as pads
+    except ImportError:  # pragma: no cover - pyarrow always ships it
+        pads = None
+    if pads is not None and isinstance(source, pads.FileSystemDataset):
+        files, parts = [], []
+        for fragment in source.get_fragments():
+            files.append(fragment.path)
+            parts.append(dict(pads.get_partition_keys(fragment.partition_expression)))
+        if not files:
+            raise DataError("the pyarrow dataset has no files")
+        return files, source.filesystem, parts
+    if isinstance(source, (str, os.PathLike)):
+        paths = [os.fspath(source)]
+    elif isinstance(source, (list, tuple)):
+        if not source:
+            raise DataError("the list of paths is empty")
+        paths = [os.fspath(p) for p in source]
+    else:
+        raise DataError(f"cannot read data from a {type(source).__name__}; give a path, a glob, a list of paths, "
+                        "a pyarrow dataset or a dask DataFrame")
+    files: list[str] = []
+    filesystem = None
+    for path in paths:
+        found, fs = _expand_path(path, storage_options)
+        if filesystem is not None and fs is not None and type(fs) is not type(filesystem):
+            raise DataError(f"{path} is on another filesystem than the other paths")
+        filesystem = filesystem or fs
+        files.extend(found)
+    duplicates = {f for f in files if files.count(f) > 1}
+    if duplicates:
+        raise DataError(f"the file {sorted(duplicates)[0]} is named more than once")
+    return files, filesystem, [_hive_values(f) for f in files]
+
+
+def _expand_path(path: str, storage_options: dict | None = None) -> tuple[list[str], Any]:
+    location = resolve(path, storage_options)
+    if not location.is_local:
+        return _expand_uri(location)
+    path = location.path
+    if _GLOB_CHARS.search(path):
+        found = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise DataError(f"no file matches the pattern {path}")
+        return found, None
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            found.extend(os.path.join(root, n) for n in sorted(names) if _is_data_file(n))
+        if not found:
+            raise DataError(f"the directory {path} holds no Parquet files")
+        return found, None
+    if not os.path.exists(path):
+        raise DataError(f"no such file or directory: {path}")
+    return [path], None
+
+
+def _expand_uri(location: Location) -> tuple[list[str], Any]:
+    """The files an object, a prefix or a glob in an object store names (paths inside its filesystem); listed
+    with few retries, so that a wrong endpoint, bucket or credential is said at once."""
+    fs, inner = quick(location).filesystem, location.path
+    pattern = None
+    if _GLOB_CHARS.search(inner):
+        pattern, inner = inner, _GLOB_CHARS.split(inner, 1)[0].rsplit("/", 1)[0]
+    try:
+        info = fs.get_file_info(inner)
+        if info.type == pafs.FileType.Directory:
+            selector = pafs.FileSelector(inner, recursive=True)
+            found = sorted(i.path for i in fs.get_file_info(selector)
+                           if i.type == pafs.FileType.File and _is_data_file(i.path)
+                           and (pattern is None or fnmatch.fnmatchcase(i.path, pattern)))
+    except OSError as exc:
+        raise storage_error(exc, "read", location.uri) from None
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"no such file or directory: {location.uri}")
+    if info.type == pafs.FileType.Directory:
+        if not found:
+            raise DataError(f"no file matches the pattern {location.uri}" if pattern else
+                            f"the directory {location.uri} holds no Parquet files")
+        return found, location.filesystem
+    return [inner], location.filesystem
+
+
+def _is_data_file(path: str) -> bool:
+    name = os.path.basename(path)
+    if name.startswith((".", "_")):
+        return False
+    return name.endswith(PARQUET_SUFFIXES) or "." not in name
+
+
+def _hive_values(path: str) -> dict[str, Any]:
+    """Hive partition values encoded in the directories of a path (``year=2024/...``)."""
+    values: dict[str, Any] = {}
+    for part in path.replace("\\", "/").split("/")[:-1]:
+        if "=" in part:
+            key, _, raw = part.partition("=")
+            if key:
+                values[key] = _parse_partition_value(raw)
+    return values
+
+
+def _parse_partition_value(raw: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Footers, schema, columns
+# ---------------------------------------------------------------------------------------------------------------
+
+def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False, open_files: OpenFiles | None = None,
+                      **options: Any) -> pq.ParquetFile | MappedParquetFile:
+    """Open one Parquet file, turning pyarrow's errors into a DataError that names the file. ``mapped``: read a
+    local file through a memory map (see ``streamgd.io.mapped``) where the platform allows it; ``open_files``: keep
+    a remote file open there, for the passes that read it later."""
+    try:
+        if mapped and can_map(path, filesystem):
+            return MappedParquetFile(path, metadata=options.get("metadata"))
+        if open_files is not None and is_remote(filesystem):
+            return pq.ParquetFile(open_files.open(path, filesystem), **options)
+        if filesystem is not None:
+            handle = filesystem.open_input_file(path)
+            return pq.ParquetFile(handle, **options)
+        return pq.ParquetFile(path, **options)
+    except FileNotFoundError:
+        raise DataError(f"no such file: {path}") from None
+    except OSError as exc:
+        if filesystem is not None and is_store_error(exc):  # not the file's fault: the store failed or refused
+            raise storage_error(exc, "read", uri_of(filesystem, path)) from None
+        raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _footer_capacity(metadata: list[pq.FileMetaData], filesystem: Any) -> int:
+    """Footers a dataset keeps parsed: 8 files' for local files (parsing one again costs little), every file's
+    for remote ones while they are small (reading one again costs a request), so a run reads each footer once."""
+    if is_remote(filesystem) and sum(m.serialized_size for m in metadata) <= REMOTE_FOOTER_BYTES:
+        return max(FooterCache().capacity, len(metadata))
+    return FooterCache().capacity
+
+
+def _read_footer(path: str, filesystem: Any, open_files: OpenFiles | None = None) -> pq.FileMetaData:
+    return open_parquet_file(path, filesystem, open_files=open_files).metadata
+
+
+def _read_footers(files: list[str], filesystem: Any, known: FooterCache | None = None,
+                  open_files: OpenFiles | None = None) -> list[pq.FileMetaData]:
+    def footer(index: int) -> pq.FileMetaData:
+        cached = known.get(index) if known is not None else None
+        return cached if cached is not None else _read_footer(files[index], filesystem, open_files)
+
+    if len(files) <= 4:
+        return [footer(i) for i in range(len(files))]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(footer, range(len(files))))
+
+
+def _partition_type(values: list[Any]) -> pa.DataType:
+    if all(isinstance(v, int) for v in values):
+        return pa.int64()
+    if all(isinstance(v, (int, float)) for v in values):
+        return pa.float64()
+    return pa.string()
+
+
+def _merged_schema(files: list[str], metadata: list[pq.FileMetaData], partitions: list[dict]) -> pa.Schema:
+    schema = metadata[0].schema.to_arrow_schema()
+    keys = [k for k in partitions[0] if k not in schema.names] if partitions else []
+    for key in keys:
+        values = [p.get(key) for p in partitions]
+        if any(v is None for v in values):
+            missing = files[values.index(None)]
+            raise SchemaError(f"the partition column {key!r} is missing from the path of {missing}")
+        schema = schema.append(pa.field(key, _partition_type(values)))
+    return schema
+
+
+def is_numeric_type(dtype: pa.DataType) -> bool:
+    """Whether a column of this Arrow type can be a feature as it is (ints, floats, booleans, decimals)."""
+    return (pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+            or pa.types.is_decimal(dtype))
+
+
+def _why_unusable(dtype: pa.DataType) -> str:
+    if is_text_type(dtype):
+        return f"holds text ({dtype}); name it with --categorical (categorical=[...]) to one-hot encode or hash it"
+    if pa.types.is_nested(dtype):
+        return f"is nested ({dtype}); features must be flat numeric columns"
+    return f"has type {dtype}, which is not numeric"
+
+
+def is_temporal_type(dtype: pa.DataType) -> bool:
+    """Dates, timestamps, times and durations: features as numbers (days or seconds)."""
+    return (pa.types.is_date(dtype) or pa.types.is_timestamp(dtype) or pa.types.is_time(dtype)
+            or pa.types.is_duration(dtype))
+
+
+def is_text_type(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype)
+
+
+def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[str] | None, first_file: str,
+                     allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = (),
+                     allow_no_features: bool = False) -> tuple[list[str], dict[str, str], list[str]]:
+    """(feature columns, ignored columns with the reason, the categorical features).
+
+    A categorical column is a feature: named with ``features`` or not, it is used. ``exclude`` names columns
+    (an id, a hive partition key) left out of the default selection. ``allow_no_features``: ``features=[]`` is
+    accepted (the features are elsewhere: an in-memory sparse matrix).
+    """
+    names = schema.names
+    exclude = list(exclude)
+    for name in exclude:
+        if name not in names:
+            raise DataError(f"the excluded column {name!r} is not in {first_file} (columns: {_short_list(names)})")
+        if name in categorical or name == target:
+            role = "categorical" if name in categorical else "the target"
+            raise ConfigError(f"the column {name!r} is named both as {role} and as excluded")
+        if features is not None and name in features:
+            raise ConfigError(f"the column {name!r} is named both as a feature and as excluded")
+    if target is not None:
+        if target not in names:
+            raise DataError(f"the target column {target!r} is not in {first_file} (columns: {_short_list(names)})")
+        target_type = schema.field(target).type
+        if not (is_numeric_type(target_type) or (allow_string_target and is_text_type(target_type))):
+            raise DataError(f"the target column {target!r} in {first_file} {_why_unusable(target_type)}")
+    categorical = list(categorical)
+    for name in categorical:
+        if name not in names:
+            raise DataError(f"the categorical column {name!r} is not in {first_file} (columns: {_short_list(names)})")
+        if name == target:
+            raise DataError(f"the column {name!r} cannot be both categorical and the target")
+        if pa.types.is_nested(schema.field(name).type):
+            raise DataError(f"the categorical column {name!r} in {first_file} {_why_unusable(schema.field(name).type)}")
+    ignored: dict[str, str] = {}
+    if features is None:
+        chosen = []
+        for f in schema:
+            if f.name == target:
+                continue
+            if f.name in exclude:
+                ignored[f.name] = "excluded"
+            elif f.name in categorical or is_numeric_type(f.type) or is_temporal_type(f.type):
+                chosen.append(f.name)
+            else:
+                ignored[f.name] = _why_unusable(f.type)
+        if not chosen:
+            raise DataError(f"{first_file} has no numeric column to use as a feature")
+        return chosen, ignored, [n for n in chosen if n in categorical]
+    features = list(features)
+    if not features and not allow_no_features:
+        raise DataError("the list of feature columns is empty")
+    for name in features:
+        if name not in names:
+            raise DataError(f"the feature column {name!r} is not in {first_file} (columns: {_short_list(names)})")
+        if name == target:
+            raise DataError(f"the column {name!r} cannot be both a feature and the target")
+        dtype = schema.field(name).type
+        if not (name in categorical or is_numeric_type(dtype) or is_temporal_type(dtype) or is_text_type(dtype)):
+            raise DataError(f"the feature column {name!r} in {first_file} {_why_unusable(dtype)}")
+    if len(set(features)) != len(features):
+        raise DataError("a feature column is named twice")
+    features += [n for n in categorical if n not in features]  # a categorical column is a feature
+    ignored = {f.name: "excluded" if f.name in exclude else "not selected" for f in schema
+               if f.name not in features and f.name != target}
+    chosen_categorical = [n for n in features if n in categorical or is_text_type(schema.field(n).type)]
+    return features, ignored, chosen_categorical
+
+
+def _short_list(names: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _check_same_schema(files: list[str], metadata: list[pq.FileMetaData], partitions: list[dict],
+                       columns: list[str]) -> None:
+    reference = metadata[0].schema.to_arrow_schema()
+    for path, meta, parts in zip(files[1:], metadata[1:], partitions[1:]):
+        schema = meta.schema.to_arrow_schema()
+        for name in columns:
+            if name in parts and name not in schema.names:
+                continue
+            if name not in schema.names:
+                raise SchemaError(f"{path} has no column {name!r}, which {files[0]} has")
+            if name in reference.names and schema.field(name).type != reference.field(name).type:
+                raise SchemaError(f"the column {name!r} is {schema.field(name).type} in {path} "
+                                  f"but {reference.field(name).type} in {files[0]}")
+
+
+def _build_units(metadata: list[pq.FileMetaData], max_unit_rows: int | None) -> tuple[list[Unit], list[list[int]]]:
+    units: list[Unit] = []
+    row_group_rows: list[list[int]] = []
+    position = 0
+    for source, meta in enumerate(metadata):
+        rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        row_group_rows.append(rows)
+        for group, n in enumerate(rows):
+            step = n if not max_unit_rows else max_unit_rows
+            for offset in range(0, n, max(step, 1)):
+                count = min(step, n - offset)
+                units.append(Unit(source, group, offset, count, position))
+                position += count
+    return units, row_group_rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In-memory tables: slices of ``unit_rows`` rows are the units (as row groups of that size would be)
+# ---------------------------------------------------------------------------------------------------------------
+
+DEFAULT_TABLE_UNIT_ROWS = 65_536
+
+
+def open_table(table: pa.Table, target: str | None = None, features: Sequence[str] | None = None,
+               unit_rows: int = DEFAULT_TABLE_UNIT_ROWS, allow_string_target: bool = True,
+               categorical: Sequence[str] = (), exclude: Sequence[str] = (),
+               sparse: SparseBlock | None = None) -> Dataset:
+    """A dataset over an in-memory Arrow table, cut into units of ``unit_rows`` rows: the same units, and so the
+    same plans, as a Parquet file of the same rows written with row groups of ``unit_rows``.
+
+    ``sparse``: more features, as a sparse matrix of the table's rows (a ``streamgd.data.sparse_block.SparseBlock``, from
+    ``SparseBlock.from_csr``): each chunk's sparse block is the rows of its units, in the chunk's row order, and
+    nothing is ever rows x columns. Its columns follow the table's ``features`` (which may then be ``[]``).
+
+    >>> import numpy as np
+    >>> X = SparseBlock.from_fixed(np.array([[1], [0], [2]]), np.array([[2.0], [1.0], [3.0]]), n_slots=3)
+    >>> data = open_table(pa.table({"y": [1.0, 0.0, 1.0]}), target="y", features=[], unit_rows=2, sparse=X)
+    >>> [u.n_rows for u in data.units], data.n_slots, list(data.model_feature_names)
+    ([2, 1], 3, ['x0', 'x1', 'x2'])
+    """
+    if unit_rows < 1:
+        raise DataError(f"unit_rows must be at least 1, got {unit_rows}")
+    if sparse is not None:
+        if sparse.n_rows != table.num_rows:
+            raise DataError(f"the sparse matrix has {sparse.n_rows} rows and the table {table.num_rows}")
+        if categorical:
+            raise ConfigError("a sparse matrix's columns cannot be combined with categorical columns; encode them "
+                              "into the sparse matrix (sklearn.feature_extraction.FeatureHasher, for example)")
+    feature_names, ignored, categorical = _resolve_columns(table.schema, target, features, "the table",
+                                                           allow_string_target, categorical, exclude,
+                                                           allow_no_features=sparse is not None)
+    sizes = [min(unit_rows, table.num_rows - start) for start in range(0, table.num_rows, unit_rows)]
+    if not sizes:
+        raise DataError("the table has no rows")
+    units = [Unit(0, index, 0, n, index * unit_rows) for index, n in enumerate(sizes)]
+    return Dataset(sources=["<in-memory table>"], schema=table.schema, feature_names=feature_names, target=target,
+                   units=units, partition_values=[{}], ignored_columns=ignored, row_group_rows=[sizes],
+                   table=table, categorical=categorical, sparse=sparse)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dask DataFrames: each partition is a unit
+# ---------------------------------------------------------------------------------------------------------------
+
+def _is_dask_frame(source: Any) -> bool:
+    module = type(source).__module__
+    return module.startswith("dask") and hasattr(source, "npartitions") and hasattr(source, "get_partition")
+
+
+def _open_dask(frame: Any, target: str | None, features: Sequence[str] | None,
+               allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = ()
+               ) -> Dataset:
+    empty = frame._meta
+    schema = pa.Schema.from_pandas(empty, preserve_index=False)
+    feature_names, ignored, categorical = _resolve_columns(schema, target, features, "the dask DataFrame",
+                                                           allow_string_target, categorical, exclude)
+    lengths = frame.map_partitions(len).compute()
+    units, position = [], 0
+    for index, n in enumerate(lengths):
+        if n:
+            units.append(Unit(0, index, 0, int(n), position))
+            position += int(n)
+    if not units:
+        raise DataError("the dask DataFrame has no rows")
+    return Dataset(sources=["<dask DataFrame>"], schema=schema, feature_names=feature_names, target=target,
+                   units=units, partition_values=[{}], ignored_columns=ignored, dask_frame=frame,
+                   row_group_rows=[[int(n) for n in lengths]], categorical=categorical)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading units as Arrow tables
+# ---------------------------------------------------------------------------------------------------------------
+
+class UnitTableReader:
+    """Reads units of one dataset as Arrow tables; keeps a few files open. Use from one thread at a time.
+
+    Whole row groups are read with ``read_row_group``, from a memory map for local files (``streamgd.io.mapped``:
+    no copy out of the page cache, and the pages go back after each row group). Slices of a big row group are read
+    from a streaming ``iter_batches`` cursor over unbuffered column chunks, which is what bounds memory: a plan
+    visits the slices of a row group in order, so the cursor only moves forward.
+
+    Remote files (object stores) are read through ``streamgd.data.remote_reads``: a row group's column chunks in one
+    or a few range requests, fetched ``read_ahead`` (the units in the order they will be read) ahead on threads,
+    each request counted in ``read_stats``; ``fetch_bytes`` bounds what is fetched and not yet read.
+    """
+
+    def __init__(self, dataset: Dataset, columns: Sequence[str], max_open_files: int = 8,
+                 read_ahead: Sequence[Unit] | None = None, read_stats: ReadStats | None = None,
+                 fetch_bytes: int | None = None):
+        self.dataset = dataset
+        self.columns = list(columns)
+        self.max_open_files = max_open_files
+        self._files: dict[int, pq.ParquetFile] = {}
+        self._cursor: tuple[tuple[int, int], int, Any, list[pa.RecordBatch]] | None = None
+        self.remote: RemoteRowGroups | None = None
+        if is_remote(dataset.filesystem) and dataset.table is None and dataset.dask_frame is None:
+            rows = dataset.row_group_rows
+            order = None if read_ahead is None else [  # whole row groups only: slices stream
+                u.group_key for u in read_ahead if u.offset == 0 and u.n_rows == rows[u.source][u.row_group]]
+            self.remote = RemoteRowGroups(dataset.sources, dataset.filesystem, dataset.footers,
+                                          lambda source: self._split_columns(source)[0], order, read_stats,
+                                          fetch_bytes, open_files=dataset.open_files)
+
+    def read(self, unit: Unit) -> pa.Table:
+        """The unit's rows of the projected columns (partition columns filled in)."""
+        data = self.dataset
+        if data.dask_frame is not None:
+            return self._read_dask(unit)
+        if data.table is not None:
+            return data.table.select(self.columns).slice(unit.first_row, unit.n_rows)
+        file_columns, partition_columns = self._split_columns(unit.source)
+        size = data.row_group_rows[unit.source][unit.row_group]
+        try:
+            if unit.offset == 0 and unit.n_rows == size:
+                if self.remote is not None:
+                    table = self.remote.read_row_group(unit.source, unit.row_group, file_columns)
+                else:
+                    table = self._file(unit.source).read_row_group(unit.row_group, columns=file_columns,
+                                                                   use_threads=True)
+            else:
+                table = self._read_slice(unit, file_columns)
+        except DataError:
+            raise
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataError(f"cannot read row group {unit.row_group} of {data.sources[unit.source]} "
+                            f"({_first_line(exc)})") from None
+        if table.num_rows != unit.n_rows:
+            raise DataError(f"row group {unit.row_group} of {data.sources[unit.source]} has {table.num_rows} rows, "
+                            f"its footer says {unit.n_rows}")
+        for name in partition_columns:
+            value = data.partition_values[unit.source][name]
+            table = table.append_column(name, pa.array([value] * unit.n_rows, type=data.schema.field(name).type))
+        return table.select(self.columns)
+
+    def close(self) -> None:
+        self._files.clear()
+        self._cursor = None
+        if self.remote is not None:
+            self.remote.close()
+
+    def _split_columns(self, source: int) -> tuple[list[str], list[str]]:
+        partitions = self.dataset.partition_values[source] if self.dataset.partition_values else {}
+        file_columns = [c for c in self.columns if c not in partitions]
+        return file_columns, [c for c in self.columns if c in partitions]
+
+    def _file(self, source: int, streaming: bool = False) -> pq.ParquetFile:
+        key = -source - 1 if streaming else source
+        handle = self._files.get(key)
+        if handle is None:
+            if len(self._files) >= self.max_open_files:
+                self._files.pop(next(iter(self._files)))
+            # slices stream each column through its own buffer: 64 KiB each, not 1 MiB (33 columns x 1 MiB was
+            # most of the slice reader's memory: reading 4M rows in 16k-32k-row slices peaked +90 MiB with 1 MiB
+            # buffers, +45 MiB with 64 KiB, and ran 20% faster; a 2M-row row group peaks the same either way)
+            if streaming and self.remote is not None:  # a request per refill: buffers of 1 MiB, not 64 KiB
+                handle = self._files[key] = self.remote.streaming_file(source, REMOTE_STREAM_BUFFER)
+                return handle
+            options = {"pre_buffer": False, "buffer_size": 1 << 16} if streaming else {"mapped": True}
+            footer = self.dataset.footers.get(source)
+            handle = open_parquet_file(self.dataset.sources[source], self.dataset.filesystem, metadata=footer,
+                                       **options)
+            if footer is None:
+                self.dataset.footers.put(source, handle.metadata)
+            self._files[key] = handle
+        return handle
+
+    def _read_slice(self, unit: Unit, columns: list[str]) -> pa.Table:
+        if self._cursor is None or self._cursor[0] != unit.group_key or self._cursor[1] != unit.offset:
+            handle = self._file(unit.source, streaming=True)
+            if self.remote is not None:  # its column chunks fetched now if they fit the fetch budget
+                self.remote.hold(unit.source, unit.row_group)
+                self.remote.stats.add_row_group()
+            batches = handle.iter_batches(batch_size=unit.n_rows, row_groups=[unit.row_group], columns=columns,
+                                          use_threads=False)
+            self._cursor = (unit.group_key, 0, batches, [])
+            self._skip_to(unit.offset)
+        key, position, batches, pending = self._cursor
+        taken: list[pa.RecordBatch] = []
+        needed = unit.n_rows
+        while needed > 0:
+            batch = pending.pop(0) if pending else next(batches, None)
+            if batch is None:
+                break
+            if batch.num_rows > needed:
+                pending.insert(0, batch.slice(needed))
+                batch = batch.slice(0, needed)
+            taken.append(batch)
+            needed -= batch.num_rows
+        self._cursor = (key, position + unit.n_rows, batches, pending)
+        if needed > 0:
+            raise DataError(f"row group {unit.row_group} of {self.dataset.sources[unit.source]} ended after "
+                            f"{unit.offset + unit.n_rows - needed} rows, its footer says more")
+        return pa.Table.from_batches(taken)
+
+    def _skip_to(self, offset: int) -> None:
+        key, position, batches, pending = self._cursor
+        while position < offset:
+            batch = next(batches, None)
+            if batch is None:
+                break
+            if position + batch.num_rows > offset:
+                pending.append(batch.slice(offset - position))
+                position = offset
+            else:
+                position += batch.num_rows
+        self._cursor = (key, position, batches, pending)
+
+    def _read_dask(self, unit: Unit) -> pa.Table:
+        frame = self.dataset.dask_frame.get_partition(unit.row_group)[self.columns].compute()
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        return table.slice(unit.offset, unit.n_rows)

@@ -1,0 +1,1 @@
+"""Input columns to model features: the statistics pass, the feature spec, standardization, targets."""

@@ -1,0 +1,419 @@
+"""FeatureSpec: input columns -> the model's features, fitted from the statistics pass and stored in models.
+
+A chunk's features come in two blocks. The **dense block** holds the numeric inputs (numbers, booleans, decimals,
+dates, timestamps), one column each; the missing-value policy is ``error`` (a NaN or null stops training and
+names the column and row group), ``drop-rows`` (such rows are skipped) or ``impute`` (the column's mean, plus a
+``<name>__missing`` indicator column for columns that had missing values). The **sparse block** holds, per row,
+one active slot and value for each categorical input (strings, dictionaries, or columns named categorical) and
+each interaction; it is never rows x slots (``streamgd.data.sparse_block``):
+
+* one-hot: the slot of the value in the column's vocabulary from the statistics pass (at most
+  ``max_categories`` values per column), value 1; the rest, nulls and unseen values take the column's
+  ``<name>=__other__`` slot;
+* hash: as Vowpal Wabbit's ``-b``, bucket ``h & (2^hash_bits - 1)`` of ``h = fnv1a(value, seed=fnv1a(name +
+  "="))``, the signed 32-bit FNV-1a hash, with value -1 or +1 from the hash's top bit: stable across runs,
+  processes and machines; every column shares the ``2^hash_bits`` buckets;
+* interactions, as Vowpal Wabbit's ``-q``: the pair (a, b) takes the bucket and sign of ``fnv1a`` of the 8 bytes
+  of the two columns' value hashes (little-endian), in the hash buckets (hash encoding) or, with
+  ``interaction_bits`` (and always under one-hot), in a space of ``2^interaction_bits`` buckets of its own.
+
+The model's features are the dense columns, then the slots: ``output_names`` names them all, lazily.
+
+>>> import pyarrow as pa
+>>> spec = FeatureSpec([NumericInput("x", 0.0, True)], [CategoricalInput("c", ["a", "b"])], "onehot", 0, "impute")
+>>> list(spec.output_names)
+['x', 'x__missing', 'c=a', 'c=b', 'c=__other__']
+>>> X, sparse, keep = spec.to_blocks(pa.table({"x": [1.5, None], "c": ["b", "z"]}), None, "float64")
+>>> X.tolist(), sparse.indices.tolist(), sparse.values.tolist()
+([[1.5, 0.0], [0.0, 1.0]], [1, 2], [1.0, 1.0])
+>>> spec.to_matrix(pa.table({"x": [1.5, None], "c": ["b", "z"]}), None, "float64")[0].tolist()
+[[1.5, 0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import pyarrow as pa
+
+from ..data.chunk_buffers import CHUNK_BUFFERS
+from ..data.sparse_block import ComputedNames, SparseBlock
+from ..errors import ConfigError, DataError
+from .stats import DatasetStats, category_strings, numeric_values
+
+MISSING_POLICIES = ("error", "drop-rows", "impute")
+ENCODINGS = ("onehot", "hash")
+OTHER = "__other__"
+MAX_HASH_BITS = 30  # slots are int32
+
+
+@dataclass
+class NumericInput:
+    name: str
+    impute_value: float | None = None  # set by the impute policy
+    indicator: bool = False  # a <name>__missing column
+
+
+@dataclass
+class CategoricalInput:
+    name: str
+    vocabulary: list[str] = field(default_factory=list)  # one-hot only
+
+
+def parse_interactions(text: str | Sequence | None) -> list[tuple[str, str]]:
+    """``"C1:C2,C3:C14"`` (or pairs) as a list of column pairs.
+
+    >>> parse_interactions("C1:C2, C3:C14")
+    [('C1', 'C2'), ('C3', 'C14')]
+    """
+    if not text:
+        return []
+    items = [item.strip() for item in text.split(",") if item.strip()] if isinstance(text, str) else list(text)
+    pairs = []
+    for item in items:
+        pair = item.split(":") if isinstance(item, str) else list(item)
+        if len(pair) != 2 or not all(isinstance(name, str) and name.strip() for name in pair):
+            raise ConfigError(f"interaction {item!r} is not two columns joined by ':' (such as C1:C2)")
+        pairs.append((pair[0].strip(), pair[1].strip()))
+    return pairs
+
+
+class OutputNames(ComputedNames):
+    """The model's feature names, computed on demand: a hashed model has up to 2^30 of them."""
+
+    def __init__(self, spec: FeatureSpec):
+        super().__init__(spec.dense_names, spec.n_slots)
+        self._spec = spec
+        self._starts = np.cumsum([0] + [len(c.vocabulary) + 1 for c in spec.categorical]) \
+            if spec.encoding == "onehot" else None
+
+    def slot_name(self, slot: int) -> str:
+        return self._spec.slot_name(slot, self._starts)
+
+    def __repr__(self) -> str:
+        return f"OutputNames({len(self)} features)"
+
+
+@dataclass
+class FeatureSpec:
+    """How to turn a table's input columns into the model's features (see the module docstring)."""
+
+    numeric: list[NumericInput]
+    categorical: list[CategoricalInput]
+    encoding: str = "onehot"
+    hash_bits: int = 18
+    missing: str = "error"
+    interactions: list[tuple[str, str]] = field(default_factory=list)
+    interaction_bits: int | None = None  # None: the hash buckets (hash encoding), or 2^hash_bits of their own
+    _lookups: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.interactions = [tuple(pair) for pair in self.interactions]
+        if self.encoding == "hash" or self.interactions:
+            check_hash_bits("hash_bits", self.hash_bits)
+        if self.interaction_bits is not None:
+            check_hash_bits("interaction_bits", self.interaction_bits)
+        names = {c.name for c in self.categorical}
+        for a, b in self.interactions:
+            for name in (a, b):
+                if name not in names:
+                    raise ConfigError(f"interaction {a}:{b} names {name!r}, which is not a categorical feature "
+                                      f"(categorical: {', '.join(sorted(names)) or 'none'})")
+
+    @classmethod
+    def fit(cls, numeric: list[str], categorical: list[str], stats: DatasetStats, missing: str = "error",
+            encoding: str = "onehot", hash_bits: int = 18, max_categories: int = 1000,
+            interactions: Sequence[tuple[str, str]] = (), interaction_bits: int | None = None) -> FeatureSpec:
+        """The spec for these inputs from their statistics."""
+        if missing not in MISSING_POLICIES:
+            raise ConfigError(f"missing={missing!r} is not accepted; expected one of {', '.join(MISSING_POLICIES)}")
+        if encoding not in ENCODINGS:
+            raise ConfigError(f"encoding={encoding!r} is not accepted; expected one of {', '.join(ENCODINGS)}")
+        check_hash_bits("hash_bits", hash_bits)
+        numeric_inputs = []
+        for name in numeric:
+            column = stats.columns[name]
+            impute = missing == "impute"
+            numeric_inputs.append(NumericInput(name, column.mean if impute else None,
+                                               impute and column.missing > 0))
+        categorical_inputs = []
+        for name in categorical:
+            vocabulary = []
+            if encoding == "onehot":  # hashing needs no vocabulary (nor statistics of the column)
+                vocabulary = sorted(stats.columns[name].top_values(max_categories))
+            categorical_inputs.append(CategoricalInput(name, vocabulary))
+        return cls(numeric_inputs, categorical_inputs, encoding, hash_bits, missing, list(interactions),
+                   interaction_bits)
+
+    # ---- shape ----------------------------------------------------------------------------------------------
+    @property
+    def input_columns(self) -> list[str]:
+        return [c.name for c in self.numeric] + [c.name for c in self.categorical]
+
+    @property
+    def dense_names(self) -> list[str]:
+        """The dense block's columns: the numeric inputs, then their missing-value indicators."""
+        return [c.name for c in self.numeric] + [f"{c.name}__missing" for c in self.numeric if c.indicator]
+
+    @property
+    def n_dense(self) -> int:
+        return len(self.numeric) + sum(c.indicator for c in self.numeric)
+
+    @property
+    def n_category_slots(self) -> int:
+        """Slots of the categorical inputs (before any interaction space of its own)."""
+        if not self.categorical:
+            return 0
+        if self.encoding == "hash":
+            return 1 << self.hash_bits
+        return sum(len(c.vocabulary) + 1 for c in self.categorical)
+
+    @property
+    def own_interaction_bits(self) -> int | None:
+        """The bits of the interactions' own bucket space, or None when they share the hash buckets."""
+        if not self.interactions:
+            return None
+        if self.encoding == "hash" and self.interaction_bits is None:
+            return None
+        return self.interaction_bits if self.interaction_bits is not None else self.hash_bits
+
+    @property
+    def n_slots(self) -> int:
+        """Slots of the sparse block: categorical values, then the interactions' own buckets, if any."""
+        own = self.own_interaction_bits
+        return self.n_category_slots + (0 if own is None else 1 << own)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_dense + self.n_slots
+
+    @property
+    def output_names(self) -> OutputNames:
+        return OutputNames(self)
+
+    def slot_name(self, slot: int, starts: np.ndarray | None = None) -> str:
+        """The name of sparse slot ``slot``: ``c=value``, ``c=__other__``, ``hash_<b>`` or ``interaction_<b>``."""
+        if slot >= self.n_category_slots:
+            return f"interaction_{slot - self.n_category_slots}"
+        if self.encoding == "hash":
+            return f"hash_{slot}"
+        if starts is None:
+            starts = np.cumsum([0] + [len(c.vocabulary) + 1 for c in self.categorical])
+        j = int(np.searchsorted(starts, slot, side="right")) - 1
+        column, rank = self.categorical[j], slot - int(starts[j])
+        return f"{column.name}={column.vocabulary[rank] if rank < len(column.vocabulary) else OTHER}"
+
+    @property
+    def continuous(self) -> np.ndarray:
+        """Which dense columns are numeric values (standardized in training), not indicators."""
+        flags = np.zeros(self.n_dense, dtype=bool)
+        flags[: len(self.numeric)] = True
+        return flags
+
+    # ---- applying it -----------------------------------------------------------------------------------------
+    def to_blocks(self, table: pa.Table, order: np.ndarray | None, dtype: str | np.dtype
+                  ) -> tuple[np.ndarray, SparseBlock | None, np.ndarray | None]:
+        """(X, sparse, keep): the dense block (column-major) and the sparse block (None without categorical
+        inputs) of the table's rows, taken in ``order``; ``keep`` marks the rows to train on under ``drop-rows``
+        (None: all)."""
+        n = table.num_rows
+        rows = np.arange(n) if order is None else np.asarray(order)
+        X = CHUNK_BUFFERS.zeros((len(rows), self.n_dense), dtype, order="F")
+        keep = None
+        next_indicator = len(self.numeric)
+        for j, spec in enumerate(self.numeric):
+            values = numeric_values(table.column(spec.name))[rows]
+            absent = np.isnan(values)
+            if spec.impute_value is not None:
+                values[absent] = spec.impute_value
+            if spec.indicator:
+                X[:, next_indicator] = absent
+                next_indicator += 1
+            if self.missing == "drop-rows" and absent.any():
+                keep = ~absent if keep is None else keep & ~absent
+            X[:, j] = values
+        if not self.categorical:
+            return X, None, keep
+        width = len(self.categorical) + len(self.interactions)
+        slots = np.empty((len(rows), width), dtype=np.int32)
+        values = np.empty((len(rows), width), dtype=np.float64)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        hashes: dict[str, np.ndarray] = {}
+
+        def column_hash(name: str) -> np.ndarray:
+            if name not in hashes:
+                hashes[name] = value_hashes(category_strings(table.column(name)), name)
+            return hashes[name]
+
+        mask = np.uint32((1 << self.hash_bits) - 1)
+        first = 0
+        for j, spec in enumerate(self.categorical):
+            if self.encoding == "hash":
+                _fill_hashed(column_hash(spec.name), rows, mask, 0, slots, values, j)
+            else:
+                ranks = self._vocabulary_index(j, category_strings(table.column(spec.name)))
+                _fill_indexed(ranks, rows, first, slots, values, j)
+                first += len(spec.vocabulary) + 1
+        own = self.own_interaction_bits
+        offset, pair_mask = (0, mask) if own is None else (self.n_category_slots, np.uint32((1 << own) - 1))
+        for t, (a, b) in enumerate(self.interactions):
+            _fill_hashed(pair_hashes(column_hash(a), column_hash(b)), rows, pair_mask, offset, slots, values,
+                         len(self.categorical) + t)
+        return X, SparseBlock.from_fixed(slots, values, self.n_slots), keep
+
+    def to_matrix(self, table: pa.Table, order: np.ndarray | None, dtype: str | np.dtype
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(X, keep) with the sparse block written out as dense columns: for small specs and tests only."""
+        X, sparse, keep = self.to_blocks(table, order, dtype)
+        if sparse is not None:
+            X = np.asfortranarray(np.hstack([X, sparse.to_dense().astype(X.dtype)]))
+        return X, keep
+
+    def _vocabulary_index(self, j: int, strings: pa.ChunkedArray) -> np.ndarray:
+        """Each value's rank in column j's vocabulary; nulls and values not in it: len(vocabulary) (other)."""
+        lookup = self._lookups.get(j)
+        if lookup is None:  # sorted 64-bit hashes of the vocabulary, built once per spec
+            vocabulary = self.categorical[j].vocabulary
+            keys = value_hashes64(pa.chunked_array([pa.array(vocabulary, type=pa.large_string())]))
+            order = np.argsort(keys, kind="stable")
+            lookup = self._lookups[j] = (keys[order], order.astype(np.int64))
+        sorted_keys, ranks = lookup
+        keys = value_hashes64(strings)
+        other = len(self.categorical[j].vocabulary)
+        if sorted_keys.shape[0] == 0:
+            return np.full(keys.shape[0], other, dtype=np.int64)
+        at = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.shape[0] - 1)
+        found = sorted_keys[at] == keys
+        found &= _valid(strings)
+        return np.where(found, ranks[at], other)
+
+    # ---- storage ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"kind": "features", "numeric": [vars(c) for c in self.numeric],
+                "categorical": [vars(c) for c in self.categorical], "encoding": self.encoding,
+                "hash_bits": self.hash_bits, "missing": self.missing,
+                "interactions": [list(pair) for pair in self.interactions], "interaction_bits": self.interaction_bits}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSpec:
+        try:
+            return cls([NumericInput(**c) for c in data["numeric"]],
+                       [CategoricalInput(**c) for c in data["categorical"]], data["encoding"], data["hash_bits"],
+                       data["missing"], [tuple(p) for p in data.get("interactions", [])],
+                       data.get("interaction_bits"))
+        except ConfigError as exc:
+            raise DataError(f"the feature spec is damaged: {exc}") from None
+
+
+def check_hash_bits(name: str, bits: object) -> None:
+    if not (isinstance(bits, (int, np.integer)) and not isinstance(bits, bool) and 1 <= bits <= MAX_HASH_BITS):
+        raise ConfigError(f"{name}={bits!r} is not accepted; expected an integer in [1, {MAX_HASH_BITS}]")
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_hashed(hashes, rows, mask, offset, slots, values, j):  # pragma: no cover - compiled
+    """Column j of the block: slot offset + (h & mask) and value -1 where h's top bit is set, else 1, for the
+    hash h of each row taken in ``rows`` order."""
+    for i in range(rows.shape[0]):
+        h = hashes[rows[i]]
+        slots[i, j] = offset + (h & mask)
+        values[i, j] = -1.0 if h >> 31 else 1.0
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_indexed(ranks, rows, first, slots, values, j):  # pragma: no cover - compiled
+    """Column j of the block: slot first + rank, value 1, for each row taken in ``rows`` order."""
+    for i in range(rows.shape[0]):
+        slots[i, j] = first + ranks[rows[i]]
+        values[i, j] = 1.0
+
+
+def _valid(strings: pa.ChunkedArray) -> np.ndarray:
+    if strings.null_count == 0:
+        return np.ones(len(strings), dtype=bool)
+    return strings.is_valid().to_numpy(zero_copy_only=False)
+
+
+def pair_hashes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """FNV-1a (32-bit) of the 8 bytes of two value hashes, little-endian: an interaction's hash.
+
+    >>> h = pair_hashes(np.array([1], np.uint32), np.array([2], np.uint32))
+    >>> int(h[0]) == fnv1a(bytes([1, 0, 0, 0, 2, 0, 0, 0]))
+    True
+    """
+    h = np.full(a.shape[0], 2166136261, dtype=np.uint64)
+    for word in (a.astype(np.uint64), b.astype(np.uint64)):
+        for shift in (0, 8, 16, 24):
+            h = ((h ^ ((word >> np.uint64(shift)) & np.uint64(0xFF))) * np.uint64(16777619)) & np.uint64(0xFFFFFFFF)
+    return h.astype(np.uint32)
+
+
+@numba.njit(nogil=True, cache=True)
+def _fnv1a_kernel(offsets, data, valid, seed, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        h = seed
+        if valid[i]:
+            for k in range(offsets[i], offsets[i + 1]):
+                h = ((h ^ data[k]) * np.uint32(16777619)) & np.uint32(0xFFFFFFFF)
+        else:
+            h = (h ^ np.uint32(0x9E3779B9)) & np.uint32(0xFFFFFFFF)
+        out[i] = h
+
+
+@numba.njit(nogil=True, cache=True)
+def _fnv1a64_kernel(offsets, data, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        h = np.uint64(14695981039346656037)
+        for k in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[k])) * np.uint64(1099511628211)
+        out[i] = h
+
+
+def fnv1a(text: bytes, seed: int = 2166136261) -> int:
+    """32-bit FNV-1a of ``text`` starting from ``seed`` (the offset basis by default).
+
+    >>> hex(fnv1a(b"a"))
+    '0xe40c292c'
+    """
+    h = seed
+    for byte in text:
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def _string_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, bytes) of a string array (int32 or int64 offsets), without copying."""
+    if not pa.types.is_string(chunk.type):
+        chunk = chunk.cast(pa.large_string())
+    width = np.int32 if pa.types.is_string(chunk.type) else np.int64
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset: chunk.offset + len(chunk) + 1]
+    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8) if chunk.buffers()[2] is not None \
+        else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def value_hashes(strings: pa.ChunkedArray, name: str) -> np.ndarray:
+    """fnv1a(value, seed=fnv1a(name + '=')) of every row (uint32); a null hashes as the seed ^ 0x9E3779B9."""
+    seed = np.uint32(fnv1a(name.encode() + b"="))
+    parts = []
+    for chunk in strings.chunks:
+        offsets, data = _string_buffers(chunk)
+        out = np.empty(len(chunk), dtype=np.uint32)
+        _fnv1a_kernel(offsets, data, chunk.is_valid().to_numpy(zero_copy_only=False), seed, out)
+        parts.append(out)
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
+
+
+def value_hashes64(strings: pa.ChunkedArray) -> np.ndarray:
+    """64-bit FNV-1a of every row's value (nulls hash as the empty string): the one-hot vocabulary's lookup key.
+    Two values of a vocabulary of a million share a key with probability below 1e-7."""
+    parts = []
+    for chunk in strings.chunks:
+        offsets, data = _string_buffers(chunk)
+        out = np.empty(len(chunk), dtype=np.uint64)
+        _fnv1a64_kernel(offsets, data, out)
+        parts.append(out)
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)

@@ -1,0 +1,115 @@
+"""streamgd's files on disk (models and checkpoints): one safetensors file each, arrays as tensors and a JSON
+header under the ``streamgd`` key, with a format name and version; written atomically, read without pickle.
+A path may name an object in a store (``s3://bucket/model.safetensors``): written whole in one upload, read
+from a downloaded copy (see ``streamgd.io.storage``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFileError
+from .storage import Location, local_copy, resolve, write_object
+
+_DTYPES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.int64): "I64",
+           np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8", np.dtype(np.bool_): "BOOL"}
+
+
+def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[str, str]) -> None:
+    """Write a safetensors file (the format's header: an 8-byte little-endian length, then JSON naming each
+    tensor's dtype, shape and byte range; then the bytes) straight from the arrays' memory: no copy of a tensor
+    is made (``safetensors.numpy.save_file`` makes one of each, which for a 2^24-slot model is hundreds of MB)."""
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    arrays = []
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        if array.dtype not in _DTYPES:
+            raise TypeError(f"cannot store a tensor of dtype {array.dtype}")
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        header[name] = {"dtype": _DTYPES[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+        arrays.append(array)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors' own writer pads it
+    with open(path, "wb") as stream:
+        stream.write(len(text).to_bytes(8, "little"))
+        stream.write(text)
+        for array in arrays:
+            if array.nbytes:
+                stream.write(memoryview(array.reshape(-1)).cast("B"))
+
+
+def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:
+    """One tensor of a file ``read_tensor_file`` has already checked (ModelFileError if it is gone since)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="numpy") as handle:
+            return handle.get_tensor(name)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
+
+
+def write_tensor_file(path: str | os.PathLike | Location, tensors: dict[str, np.ndarray], file_format: str,
+                      version: int, meta: dict, what: str, storage_options: dict | None = None) -> None:
+    """Write ``tensors`` and the JSON ``meta`` as one safetensors file, atomically (``what``: "a model file", for
+    the error a value that JSON cannot hold raises)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        raise TypeError(f"cannot store a {type(value).__name__} in {what}")
+
+    header = {"format": file_format, "format_version": str(version), "streamgd": json.dumps(meta, default=plain)}
+    write_object(resolve(path, storage_options), lambda temporary: save_safetensors(tensors, temporary, header))
+
+
+def read_tensor_file(path: str | os.PathLike | Location, file_format: str, version: int, what: str,
+                     names: tuple[str, ...] | None = None, storage_options: dict | None = None
+                     ) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON header and the tensors (only ``names``, if given; every name the file holds is listed under
+    ``"__names__"``) of a file written by ``write_tensor_file`` in ``file_format`` (version ``version`` or
+    older); anything else raises ModelFileError naming ``what`` ("streamgd model file", ...)."""
+    location = resolve(path, storage_options)
+    try:
+        with local_copy(location, what) as local:
+            return _read_tensor_file(local, location.uri, file_format, version, what, names)
+    except FileNotFoundError:
+        raise ModelFileError(f"no such {what}: {location.uri}") from None
+
+
+def _read_tensor_file(local: str, path: str, file_format: str, version: int, what: str,
+                      names: tuple[str, ...] | None) -> tuple[dict, dict[str, np.ndarray]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(local, framework="numpy") as handle:
+            header = handle.metadata() or {}
+            stored = list(handle.keys())
+            tensors = {name: handle.get_tensor(name) for name in stored if names is None or name in names}
+            tensors["__names__"] = stored
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()
+        raise ModelFileError(f"{path} is not a {what} (not a readable safetensors file: "
+                             f"{reason[0] if reason else type(exc).__name__})") from None
+    if header.get("format") != file_format:
+        raise ModelFileError(f"{path} is a safetensors file but not a {what}")
+    try:
+        found = int(header.get("format_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{path} has an unreadable format version") from None
+    if found > version:
+        raise ModelFileError(f"{path} was written by a newer streamgd (format {found}; this one reads {version} "
+                             "and older): upgrade streamgd")
+    try:
+        return json.loads(header["streamgd"]), tensors
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} is a damaged {what} ({type(exc).__name__}: {exc})") from None

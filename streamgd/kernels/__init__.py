@@ -1,0 +1,1 @@
+"""Compiled loops (Numba): loss, gradient and optimizer step of whole chunks; arrays in, arrays out."""

@@ -1,0 +1,1 @@
+"""Trained models: parameters, model files, prediction, evaluation and its metrics."""

@@ -1,0 +1,356 @@
+"""Linear models: parameters, prediction, and model files.
+
+A model file is one ``.safetensors`` file: the arrays as tensors (``coef``, ``intercept``, ``optimizer_state``)
+and everything else as JSON in the header's metadata. Loading never executes code (no pickle).
+
+>>> import numpy as np, tempfile, os
+>>> model = LinearRegression(np.array([[2.0, -1.0]]), np.array([0.5]), ["a", "b"], target="y")
+>>> model.predict(np.array([[1.0, 1.0]]))
+array([1.5])
+>>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+>>> model.save(path)
+>>> load(path).coef_.tolist()
+[[2.0, -1.0]]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import __version__
+from ..data.sparse_block import FeatureBlocks, SparseBlock
+from ..errors import DataError, ModelFileError
+from ..io.storage import resolve
+from ..io.tensorfile import read_tensor, read_tensor_file, write_tensor_file
+from ..kernels import dense as kernels
+from ..registry import Registry
+
+MODEL_FORMAT = "streamgd.model"
+FORMAT_VERSION = 1
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    out = np.empty_like(z, dtype=np.float64)
+    positive = z >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
+    ez = np.exp(z[~positive])
+    out[~positive] = ez / (1.0 + ez)
+    return out
+
+
+class LinearModel:
+    """Coefficients ``coef_`` (n_outputs, n_features), intercepts ``intercept_`` (n_outputs,), and metadata."""
+
+    kind = "base"
+    description = ""  # one line for the command line's help
+    loss_kind = -1
+    is_classifier = False
+    needs_nonnegative_target = False
+    # training defaults of this loss when the run names none (see TrainConfig.learning_rate and clip_norm)
+    default_lr_scale = 1.0  # times the optimizer's default learning rate
+    default_clip_norm = 0.0  # 0: no clipping
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, feature_names: list[str], target: str | None = None,
+                 classes: list | None = None, config: dict | None = None, history: list | None = None,
+                 optimizer_state: np.ndarray | None = None, summary: dict | None = None,
+                 feature_spec: dict | None = None):
+        coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+        intercept = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
+        # coef_ and intercept_ are views of one flat vector in the kernels' layout, so predicting does not copy
+        # a 2^28-slot model for every chunk
+        self._flat = np.concatenate([coef.ravel(), intercept])
+        self.coef_ = self._flat[: coef.size].reshape(coef.shape)
+        self.intercept_ = self._flat[coef.size:]
+        if feature_names is None and feature_spec is not None:  # a model file stores a spec's names as the spec
+            from ..features.spec import FeatureSpec
+
+            feature_names = FeatureSpec.from_dict(feature_spec).output_names
+        self.feature_names = feature_names if isinstance(feature_names, Sequence) and not isinstance(
+            feature_names, (list, tuple, str)) else list(feature_names)
+        self.target = target
+        self.classes_ = list(classes) if classes is not None else None
+        self.config = dict(config or {})
+        self.history = list(history or [])
+        self.optimizer_state = optimizer_state
+        self.summary = dict(summary or {})
+        self.feature_spec = feature_spec  # FeatureSpec.to_dict(): how input columns become feature_names
+        if self.coef_.shape != (self.intercept_.shape[0], len(self.feature_names)):
+            raise ValueError(f"coef has shape {self.coef_.shape}, expected ({self.intercept_.shape[0]}, "
+                             f"{len(self.feature_names)})")
+
+    @staticmethod
+    def n_outputs(n_classes: int | None) -> int:
+        """Number of rows of ``coef_`` for a target with ``n_classes`` classes."""
+        return 1
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The data columns the model reads (its features, or the FeatureSpec's inputs)."""
+        return self.spec.input_columns if self.spec is not None else self.feature_names
+
+    @property
+    def spec(self) -> Any:
+        """The FeatureSpec of the inputs, or None when the features are the numeric columns themselves."""
+        if self.feature_spec is None:
+            return None
+        from ..features.spec import FeatureSpec
+
+        return FeatureSpec.from_dict(self.feature_spec)
+
+    @property
+    def params(self) -> np.ndarray:
+        """The flat parameter vector in the kernels' layout (coef row-major, then intercepts): the model's own
+        memory while ``coef_`` and ``intercept_`` are its views, a new vector if they were replaced."""
+        flat = self._flat
+        if self.coef_.base is flat and self.intercept_.base is flat and self.coef_.size + self.intercept_.size \
+                == flat.size:
+            return flat
+        return np.concatenate([np.ravel(self.coef_), np.ravel(self.intercept_)])
+
+    @property
+    def optimizer_state(self) -> np.ndarray | None:
+        """The optimizer state the model was saved with, read from its file when first asked for (predicting
+        never needs it, and a hashed model's can be gigabytes)."""
+        if self._optimizer_state is None and self._state_file is not None:
+            self._optimizer_state = read_tensor(self._state_file, "optimizer_state")
+            self._state_file = None
+        return self._optimizer_state
+
+    @optimizer_state.setter
+    def optimizer_state(self, value: np.ndarray | None) -> None:
+        self._optimizer_state, self._state_file = value, None
+
+    def _blocks(self, X: Any) -> FeatureBlocks:
+        """The input as the dense and sparse blocks the kernels read: a table through the model's FeatureSpec, a
+        ``scipy.sparse`` matrix as a sparse block, a FeatureBlocks as it is, anything else as a dense matrix."""
+        if isinstance(X, FeatureBlocks):
+            return X
+        if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy.sparse
+            if X.shape[1] != self.n_features:
+                raise DataError(f"expected {self.n_features} features, got a sparse matrix of shape {X.shape}")
+            return FeatureBlocks(np.empty((X.shape[0], 0)), SparseBlock.from_csr(X))
+        spec = self.spec
+        if spec is not None and hasattr(X, "columns") and not isinstance(X, np.ndarray):
+            table = X if isinstance(X, pa.Table) else pa.Table.from_pandas(X, preserve_index=False)
+            missing = [n for n in spec.input_columns if n not in table.column_names]
+            if missing:
+                raise DataError(f"the input has no column {missing[0]!r}, which the model was trained on")
+            dense, sparse, _ = spec.to_blocks(table, None, np.float64)
+            return FeatureBlocks(dense, sparse)
+        return FeatureBlocks(self._matrix(X), None)
+
+    def _matrix(self, X: Any) -> np.ndarray:
+        if hasattr(X, "columns") and not isinstance(X, np.ndarray):  # pandas DataFrame or pyarrow Table
+            names = list(X.columns) if not hasattr(X, "column_names") else X.column_names
+            missing = [n for n in self.feature_names if n not in names]
+            if missing:
+                raise DataError(f"the input has no column {missing[0]!r}, which the model was trained on")
+            if hasattr(X, "column_names"):
+                X = np.column_stack([X.column(n).to_numpy(zero_copy_only=False) for n in self.feature_names])
+            else:
+                X = X[self.feature_names].to_numpy()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise DataError(f"expected {self.n_features} features, got an array of shape {X.shape}")
+        return X
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Margins ``X @ coef.T + intercept``: shape (n,) for one output, (n, n_outputs) otherwise."""
+        margins = self._margins(X)
+        return margins[:, 0] if margins.shape[1] == 1 else margins
+
+    def _margins(self, X: Any) -> np.ndarray:
+        """Margins of every row, shape (n, n_outputs), by the compiled kernel: a NumPy matrix product of a chunk
+        wakes OpenBLAS's threads, whose spinning takes the core the reader needs while streaming."""
+        X, sparse = self._blocks(X)
+        out = np.empty((X.shape[0], self.coef_.shape[0]))
+        kernels.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse)
+        return out
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.values_from_margins(self.decision_function(X))
+
+    def values_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        """A regressor's predicted values from its margins (the inverse link: identity here)."""
+        return margins
+
+    def loss(self, X: Any, y: np.ndarray) -> float:
+        """Mean data loss (no penalty) on encoded targets ``y``, computed by the same kernel as training."""
+        X, sparse = self._blocks(X)
+        hyper = np.zeros(kernels.N_HYPER)
+        hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
+        total = kernels.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
+                                   self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse)
+        return float(total) / max(len(X), 1)
+
+    # ---- files -------------------------------------------------------------------------------------------------
+    def metadata(self) -> dict:
+        names = None if self.feature_spec is not None and not isinstance(self.feature_names, list) \
+            else list(self.feature_names)  # a spec's names are computed from the spec
+        return {"kind": self.kind, "feature_names": names, "feature_spec": self.feature_spec,
+                "target": self.target,
+                "classes": self.classes_, "config": self.config, "history": self.history,
+                "summary": self.summary, "streamgd_version": __version__}
+
+    def save(self, path: str | os.PathLike, storage_options: dict | None = None) -> None:
+        """Write the model as one safetensors file, atomically (``path`` may be a URI such as
+        ``s3://bucket/model.safetensors``, written with ``storage_options``; see ``streamgd.io.storage``)."""
+        tensors = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
+        if self.optimizer_state is not None and self.optimizer_state.size:
+            tensors["optimizer_state"] = self.optimizer_state
+        write_tensor_file(path, tensors, MODEL_FORMAT, FORMAT_VERSION, self.metadata(), "a model file",
+                          storage_options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_features={self.n_features}, target={self.target!r})"
+
+
+class LinearRegression(LinearModel):
+    """Least squares: squared loss, ``predict`` returns the margin."""
+
+    kind = "linear"
+    description = "least squares (squared loss)"
+    loss_kind = kernels.LOSS_SQUARED
+
+
+class LogisticRegression(LinearModel):
+    """Binary logistic regression: log loss; ``predict_proba`` is the probability of ``classes_[1]``."""
+
+    kind = "logistic"
+    description = "binary classes, log loss"
+    loss_kind = kernels.LOSS_LOG
+    is_classifier = True
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities of (classes_[0], classes_[1]) per row, shape (n, 2)."""
+        p = _sigmoid(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return _labels(self.classes_, (self.decision_function(X) > 0).astype(np.int64))
+
+
+class SoftmaxRegression(LinearModel):
+    """Multinomial logistic regression over K classes: one coefficient row per class, softmax probabilities."""
+
+    kind = "softmax"
+    description = "K classes, multinomial log loss"
+    loss_kind = kernels.LOSS_SOFTMAX
+    is_classifier = True
+
+    @staticmethod
+    def n_outputs(n_classes: int | None) -> int:
+        return int(n_classes or 2)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self._margins(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities of each class in ``classes_`` order, shape (n, K)."""
+        margins = self.decision_function(X)
+        margins -= margins.max(axis=1, keepdims=True)
+        np.exp(margins, out=margins)
+        return margins / margins.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return _labels(self.classes_, self.decision_function(X).argmax(axis=1))
+
+
+class LinearSVM(LinearModel):
+    """Linear support vector machine: hinge loss ``max(0, 1 - s m)`` with s = +-1 (scikit-learn's LinearSVC
+    and SGDClassifier(loss="hinge")); more than two classes are one-vs-rest (a margin per class, the largest
+    wins). No probabilities; ``decision_function`` is the signed margin."""
+
+    kind = "svm"
+    description = "linear SVM, hinge loss (one-vs-rest for K classes)"
+    loss_kind = kernels.LOSS_HINGE
+    is_classifier = True
+
+    @staticmethod
+    def n_outputs(n_classes: int | None) -> int:
+        """One margin for two classes; one-vs-rest margins (one row per class) for more."""
+        return 1 if (n_classes or 2) <= 2 else int(n_classes)
+
+    def predict(self, X: Any) -> np.ndarray:
+        margins = self.decision_function(X)
+        index = margins.argmax(axis=1) if margins.ndim == 2 else (margins > 0).astype(np.int64)
+        return _labels(self.classes_, index)
+
+
+class SquaredHingeSVM(LinearSVM):
+    """Linear SVM with the squared hinge ``max(0, 1 - s m)^2`` (LinearSVC's default loss): smooth, so it
+    converges with larger steps."""
+
+    kind = "squared-hinge"
+    description = "linear SVM, squared hinge loss (smooth)"
+    loss_kind = kernels.LOSS_SQUARED_HINGE
+
+
+class HuberRegression(LinearModel):
+    """Robust regression: squared loss for residuals within ``epsilon``, linear beyond (config ``epsilon``)."""
+
+    kind = "huber"
+    description = "robust regression, squared loss within --epsilon, linear beyond"
+    loss_kind = kernels.LOSS_HUBER
+
+
+class PoissonRegression(LinearModel):
+    """Counts with a log link: loss ``exp(m) - y m``; ``predict`` returns the expected count ``exp(m)``."""
+
+    kind = "poisson"
+    description = "counts, Poisson loss with a log link"
+    loss_kind = kernels.LOSS_POISSON
+    needs_nonnegative_target = True
+    # The exp link's curvature grows with the counts: on abs(make_regression) targets (mean 170) the first SGD
+    # step at rate 0.2 overflowed exp. A quarter of the rate and steps clipped to norm 1 converge there and on
+    # counts of mean 0.2 to 30 (tests/test_invariants.py, test_poisson_defaults_converge).
+    default_lr_scale = 0.25
+    default_clip_norm = 1.0
+
+    def values_from_margins(self, margins: np.ndarray) -> np.ndarray:
+        return np.exp(margins)
+
+
+_KINDS = (LinearRegression, LogisticRegression, SoftmaxRegression, LinearSVM, SquaredHingeSVM, HuberRegression,
+          PoissonRegression)
+MODEL_KINDS: Registry[type[LinearModel]] = Registry("model", {cls.kind: cls for cls in _KINDS},
+                                                    {cls.kind: cls.description for cls in _KINDS})
+
+
+def _labels(classes: list | None, indices: np.ndarray) -> np.ndarray:
+    """Class labels (of the type the target held) for class indices."""
+    classes = classes if classes is not None else [0, 1]
+    return np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)[indices]
+
+
+def load(path: str | os.PathLike, storage_options: dict | None = None) -> LinearModel:
+    """Read a model file written by ``save`` (a local path, or a URI read with ``storage_options``); anything else
+    fails with ModelFileError."""
+    location = resolve(path, storage_options)
+    path = location.uri
+    if location.is_local and not os.path.isfile(location.path):
+        raise ModelFileError(f"no such model file: {path}")
+    # a remote file is read once, whole: its optimizer state cannot be fetched later from a local copy
+    meta, tensors = read_tensor_file(location, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file",
+                                     names=("coef", "intercept") if location.is_local else None)
+    try:
+        cls = MODEL_KINDS[meta["kind"]]
+        model = cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
+                    classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
+                    summary=meta.get("summary"), feature_spec=meta.get("feature_spec"))
+        if "optimizer_state" in tensors:
+            model.optimizer_state = tensors["optimizer_state"]
+        elif "optimizer_state" in tensors.get("__names__", ()):
+            model._state_file = location.path  # read when asked for
+        return model
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None

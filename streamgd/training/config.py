@@ -1,0 +1,255 @@
+"""The settings of a training run: one dataclass, validated in one place, stored in model files and checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..data.reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget, parse_size
+from ..data.shuffle import parse_shuffle
+from ..errors import ConfigError
+from ..features.spec import ENCODINGS, MISSING_POLICIES, check_hash_bits, parse_interactions
+from ..features.stats import MAX_CATEGORIES_LIMIT
+from ..models.linear import MODEL_KINDS
+from ..optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedule
+from ..optim.penalties import PENALTIES
+from ..optim.schedules import Schedule, ScheduleSettings
+from .checkpoint import checkpoint_interval_seconds
+
+DTYPES = ("float32", "float64")
+# what an invscaling schedule reads when neither the run nor the optimizer's default schedule names it
+SCHEDULE_FALLBACKS = {"lr_decay": ScheduleSettings.decay, "lr_power": ScheduleSettings.power}
+
+
+@dataclass
+class TrainConfig:
+    """Every choice of a training run; validated once, stored in the model file."""
+
+    model: str = "logistic"
+    batch_size: int | str = 1024
+    epochs: int = 5
+    lr: float | None = None  # None: the optimizer's default for mini-batches or full batch, times the model's scale
+    schedule: str | None = None  # a name of SCHEDULES; None: the optimizer's default_schedule
+    lr_decay: float | None = None  # invscaling (None: the optimizer's default, else SCHEDULE_FALLBACKS')
+    lr_power: float | None = None  # invscaling (None: the optimizer's default, else SCHEDULE_FALLBACKS')
+    lr_gamma: float | None = None  # step (default 0.5) and exponential (default: to 1% at the last step)
+    lr_step_size: int | None = None  # step (default: one epoch)
+    lr_min: float = 0.0  # cosine
+    warmup: int = 0  # steps of linear warm-up before the schedule
+    optimizer: str | Optimizer = "sgd"  # a name of OPTIMIZERS, or an Optimizer
+    optimizer_options: dict = field(default_factory=dict)  # e.g. {"beta2": 0.99}
+    penalty: str = "l2"  # a name of PENALTIES
+    alpha: float = 1e-4
+    l1_ratio: float = 0.15
+    clip_norm: float | None = None  # None: the model kind's default_clip_norm (0: off)
+    shuffle: str = "row-groups"
+    seed: int = 0
+    dtype: str = "float32"
+    prefetch_depth: int = DEFAULT_PREFETCH_DEPTH
+    memory_budget: str | int | None = None
+    standardize: bool = True
+    categorical: list[str] | None = None  # columns to one-hot encode or hash (text features are categorical anyway)
+    missing: str = "error"  # one of MISSING_POLICIES: error | drop-rows | impute (mean + a missing indicator)
+    encoding: str = "onehot"  # one of ENCODINGS: onehot | hash (categorical columns)
+    hash_bits: int = 18  # hash: 2^hash_bits shared columns
+    max_categories: int = 1000  # onehot: the most frequent values kept per column (<= 1e6), the rest: __other__
+    interactions: Any = None  # pairs of categorical columns hashed together, as "C1:C2,C3:C4" or [("C1", "C2")]
+    interaction_bits: int | None = None  # the interactions' own 2^bits buckets (None: the hash buckets)
+    epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
+    class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
+    sample_weight: str | None = None  # a column of per-row weights
+    validation: float = 0.0  # fraction of units held out (chosen from the seed) and evaluated after each epoch
+    validation_data: Any = None  # or a separate dataset (anything open_dataset accepts)
+    early_stopping: int = 0  # stop after this many epochs without improvement (0: off)
+    tol: float = 1e-4  # an improvement is a monitored loss below the best by more than tol
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | str = 0  # chunks between checkpoints, or a time such as "30s" or "5m" (0: epoch ends)
+    keep_checkpoints: int = 3
+    resume: bool = False  # continue from the newest checkpoint in checkpoint_dir (if there is one)
+    init: Any = None  # a LinearModel or model file to continue training from (epochs then counts more epochs)
+    cache: str | None = None  # a directory: the epoch cache of transformed units (streamgd.data.epoch_cache)
+    cache_max_size: str | int | None = None  # the cache's bound on disk, such as 20GB (None: no bound)
+    # settings of the filesystems URIs name (s3://...: endpoint_override, region, retries, ...; streamgd.io.storage);
+    # credentials may be among them, so they are never stored in a model file or a checkpoint
+    storage_options: dict | None = None
+
+    def validate(self) -> TrainConfig:
+        """Check every field, raising ConfigError with the field, its value and what is accepted; fill in the
+        defaults that depend on the optimizer (schedule) and the model kind (clip_norm)."""
+        model_cls = MODEL_KINDS.check(self.model)
+        if not isinstance(self.optimizer, Optimizer):
+            OPTIMIZERS.check(self.optimizer)
+        PENALTIES.check(self.penalty)
+        if self.schedule is not None:
+            SCHEDULES.check(self.schedule)
+        _one_of("missing", self.missing, MISSING_POLICIES)
+        _one_of("encoding", self.encoding, ENCODINGS)
+        _one_of("dtype", self.dtype, DTYPES)
+        self._fill_defaults(model_cls.default_clip_norm)
+        if isinstance(self.batch_size, str):
+            if self.batch_size != "full":
+                try:
+                    self.batch_size = int(self.batch_size)
+                except ValueError:
+                    _bad("batch_size", self.batch_size, "a positive integer or 'full'")
+        if not isinstance(self.batch_size, str) and (not isinstance(self.batch_size, (int, np.integer))
+                                                     or self.batch_size < 1):
+            _bad("batch_size", self.batch_size, "a positive integer or 'full'")
+        if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
+            _bad("epochs", self.epochs, "a positive integer")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            _bad("lr", self.lr, "a positive number")
+        for name in ("alpha", "clip_norm", "lr_decay", "lr_power"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                _bad(name, value, "a number >= 0")
+        if not 0.0 <= self.l1_ratio <= 1.0:
+            _bad("l1_ratio", self.l1_ratio, "a number in [0, 1]")
+        if not isinstance(self.prefetch_depth, int) or self.prefetch_depth < 0:
+            _bad("prefetch_depth", self.prefetch_depth, "an integer >= 0")
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            _bad("seed", self.seed, "an integer >= 0")
+        if not isinstance(self.hash_bits, (int, np.integer)) or not 1 <= self.hash_bits <= 30:
+            _bad("hash_bits", self.hash_bits, "an integer in [1, 30]")
+        self.interactions = [list(pair) for pair in parse_interactions(self.interactions)] or None
+        if self.interaction_bits is not None:
+            check_hash_bits("interaction_bits", self.interaction_bits)
+        categories = self.max_categories
+        if not isinstance(categories, (int, np.integer)) or not 1 <= categories <= MAX_CATEGORIES_LIMIT:
+            _bad("max_categories", self.max_categories, f"an integer in [1, {MAX_CATEGORIES_LIMIT}] (for more values "
+                 "per column, hash them: hash_bits)")
+        if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon > 0):
+            _bad("epsilon", self.epsilon, "a positive number")
+        if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
+            _bad("class_weight", self.class_weight, "None, 'balanced' or a mapping of label to weight")
+        if isinstance(self.class_weight, dict) and not all(
+                isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in self.class_weight.values()):
+            _bad("class_weight", self.class_weight, "weights that are finite numbers >= 0")
+        if self.class_weight is not None and not MODEL_KINDS[self.model].is_classifier:
+            raise ConfigError(f"class_weight applies to classifiers; model {self.model!r} is a regressor")
+        if not (isinstance(self.validation, (int, float)) and 0.0 <= self.validation < 1.0):
+            _bad("validation", self.validation, "a fraction in [0, 1)")
+        if self.validation and self.validation_data is not None:
+            raise ConfigError("give validation (a fraction to hold out) or validation_data, not both")
+        if not isinstance(self.early_stopping, (int, np.integer)) or self.early_stopping < 0:
+            _bad("early_stopping", self.early_stopping, "an integer >= 0")
+        self.checkpoint_every = parse_checkpoint_every(self.checkpoint_every)
+        if not isinstance(self.keep_checkpoints, (int, np.integer)) or self.keep_checkpoints < 1:
+            _bad("keep_checkpoints", self.keep_checkpoints, "an integer >= 1")
+        if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol >= 0):
+            _bad("tol", self.tol, "a number >= 0")
+        if self.resume and self.init is not None:
+            raise ConfigError("give init (start from a saved model) or resume (continue a checkpoint), not both")
+        if self.resume and not self.checkpoint_dir:
+            raise ConfigError("resume needs checkpoint_dir (the directory the interrupted run wrote to)")
+        parse_shuffle(self.shuffle)
+        parse_memory_budget(self.memory_budget)
+        if self.cache is not None and not isinstance(self.cache, (str, os.PathLike)):
+            _bad("cache", self.cache, "a directory path")
+        if self.cache is not None:
+            self.cache = os.fspath(self.cache)
+        parse_size(self.cache_max_size, "cache_max_size")
+        if self.storage_options is not None and not (isinstance(self.storage_options, dict) and all(
+                isinstance(key, str) for key in self.storage_options)):
+            _bad("storage_options", self.storage_options, "a dict of option names to values")
+        if self.cache_max_size is not None and self.cache is None:
+            raise ConfigError("cache_max_size bounds the epoch cache: give cache (a directory) too")
+        self.make_schedule(steps_per_epoch=1)
+        return self
+
+    def _fill_defaults(self, default_clip_norm: float) -> None:
+        """Settings left as None take the optimizer's default schedule and the model kind's clipping."""
+        if self.clip_norm is None:
+            self.clip_norm = default_clip_norm
+        chosen = {**SCHEDULE_FALLBACKS, **self.make_optimizer().default_schedule}
+        if self.schedule is None:
+            self.schedule = chosen["schedule"]
+        for name in SCHEDULE_FALLBACKS:
+            if getattr(self, name) is None:
+                setattr(self, name, chosen[name])
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size == "full"
+
+    def make_optimizer(self) -> Optimizer:
+        return make_optimizer(self.optimizer, **self.optimizer_options)
+
+    @property
+    def learning_rate(self) -> float:
+        """The base learning rate: ``lr``, else the optimizer's own, else its default for this batch size times the
+        model kind's ``default_lr_scale``."""
+        if self.lr is not None:
+            return float(self.lr)
+        optimizer = self.make_optimizer()
+        if optimizer.lr is not None:
+            return float(optimizer.lr)
+        return optimizer.base_lr(self.full_batch) * MODEL_KINDS[self.model].default_lr_scale
+
+    def make_schedule(self, steps_per_epoch: int) -> Schedule:
+        """The learning-rate schedule of a run of ``epochs`` epochs of ``steps_per_epoch`` steps."""
+        return make_schedule(self.schedule, self.learning_rate, total_steps=steps_per_epoch * self.epochs,
+                             steps_per_epoch=steps_per_epoch, warmup_steps=self.warmup, decay=self.lr_decay,
+                             power=self.lr_power, gamma=self.lr_gamma, step_size=self.lr_step_size,
+                             lr_min=self.lr_min)
+
+    def to_dict(self) -> dict:
+        """JSON-ready settings, the optimizer written out with all its hyperparameters."""
+        # a model object is not a setting (stored as its path); storage options are the machine's, not the run's
+        settings = asdict(replace(self, init=None, storage_options=None))
+        del settings["storage_options"]
+        if self.init is not None:
+            from .warm_start import describe_init
+
+            settings["init"] = describe_init(self.init)
+        optimizer = self.make_optimizer().config()
+        settings["optimizer"] = optimizer["name"]
+        settings["optimizer_options"] = {k: v for k, v in optimizer.items() if k not in ("name", "state")}
+        settings["lr"] = self.learning_rate
+        if settings["validation_data"] is not None:
+            settings["validation_data"] = str(settings["validation_data"])
+        return settings
+
+    def resume_key(self) -> dict:
+        """The settings a checkpoint must share with a run that resumes from it (all that shape the result)."""
+        settings = self.to_dict()
+        for name in ("checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume", "prefetch_depth", "init",
+                     "cache", "cache_max_size"):  # the cache gives bit-identical chunks: it shapes nothing
+            settings.pop(name)
+        return settings
+
+    @property
+    def effective_l1_ratio(self) -> float:
+        return PENALTIES[self.penalty].l1_ratio(self.l1_ratio)
+
+    @property
+    def effective_alpha(self) -> float:
+        return PENALTIES[self.penalty].alpha(self.alpha)
+
+
+def parse_checkpoint_every(value: int | str) -> int | str:
+    """A number of chunks (an int, or digits) or a time ("30s", "5m", "1.5h"), checked; returned normalized.
+
+    >>> parse_checkpoint_every("100"), parse_checkpoint_every("30s"), checkpoint_interval_seconds("2m")
+    (100, '30s', 120.0)
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    if isinstance(value, str) and checkpoint_interval_seconds(value) is not None:
+        return value.strip()
+    _bad("checkpoint_every", value, "a number of chunks >= 0 or a time such as 30s, 5m or 1h")
+
+
+def _one_of(name: str, value: Any, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        _bad(name, value, f"one of {', '.join(accepted)}")
+
+
+def _bad(name: str, value: Any, accepted: str) -> None:
+    raise ConfigError(f"{name}={value!r} is not accepted; expected {accepted}")
