@@ -22,7 +22,7 @@ _TRAIN_LOOP = """
 import sys, time
 import numpy as np
 from streamgd.kernels import dense as K
-from streamgd.optim import rules as R
+from streamgd.kernels import update_rules as R
 rng = np.random.default_rng(0)
 X = np.asfortranarray(rng.standard_normal((4096, 8)).astype(np.float32))
 y = (rng.random(4096) < 0.5).astype(float)

@@ -5,7 +5,7 @@
 ['huber', 'linear', 'logistic', 'poisson', 'softmax', 'squared-hinge', 'svm']
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .kernels.numba_cache import use_user_cache_dir  # noqa: E402
 

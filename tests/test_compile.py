@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from streamgd.kernels import dense as K
-from streamgd.optim.rules import OPT_ADAM
+from streamgd.kernels.update_rules import OPT_ADAM
 
 # Trains logistic/sgd on two float32 column-major chunks of different lengths, then prints what was compiled.
 _CHILD = r"""

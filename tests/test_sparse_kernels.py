@@ -9,7 +9,7 @@ import pytest
 from conftest import optimizer_params
 from streamgd.kernels import dense as kernels
 from streamgd.optim import OPTIMIZERS, make_optimizer
-from streamgd.optim import rules
+from streamgd.kernels import update_rules as rules
 from streamgd.data.sparse_block import SparseBlock, concatenate
 
 N_ROWS, N_DENSE, N_COLUMNS, CARDINALITY, BATCH = 256, 3, 2, 4, 32

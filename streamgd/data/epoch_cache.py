@@ -60,7 +60,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ConfigError, StreamgdError
 from ..features.stats import DatasetStats
 from ..io.storage import is_remote, resolve, uri_of

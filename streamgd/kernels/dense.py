@@ -46,7 +46,8 @@ import numba
 import numpy as np
 from numba.core import event as _event
 
-from ..optim.rules import (
+from .numba_inline import install as _install_inline_copy
+from .update_rules import (
     FASTMATH,
     H_ALPHA,
     H_CLIP_NORM,
@@ -60,7 +61,6 @@ from ..optim.rules import (
     after_step,
     optimizer_step,
 )
-from .numba_inline import install as _install_inline_copy
 from .vecmath import exp_nonpositive, log1p_unit
 
 _install_inline_copy()  # the loops inline their pieces: compiling them 2-2.5x faster (see streamgd.kernels.numba_inline)
@@ -75,7 +75,7 @@ LOSS_HUBER = 5
 LOSS_POISSON = 6
 N_LOSSES = 7
 
-# optimizer codes (OPT_*), the hyperparameter vector's slots (H_*) and the fastmath flags: streamgd.optim.rules
+# optimizer codes (OPT_*), the hyperparameter vector's slots (H_*) and the fastmath flags: streamgd.kernels.update_rules
 # The compiled loops run without the Numba runtime (NRT): there an array view or argument costs no atomic
 # reference count (with it, SGD with batch size 1 spent half its time on them), and nothing can be allocated.
 # ``_nrt`` is a Numba compiler flag; without it the loops are still correct, only slower.

@@ -35,7 +35,6 @@ import math
 import numpy as np
 
 from ..data.sparse_block import SparseBlock
-from ..optim.rules import H_ALPHA, H_HUBER_EPS, H_L1_RATIO, H_LAZY_ROW, H_WEIGHT_DECAY, OPT_ADAMW
 from . import dense as kernels
 from .dense import (
     _TILE_VALUES,
@@ -48,6 +47,7 @@ from .dense import (
     _rows_loss_dloss,
     _specialised,
 )
+from .update_rules import H_ALPHA, H_HUBER_EPS, H_L1_RATIO, H_LAZY_ROW, H_WEIGHT_DECAY, OPT_ADAMW
 
 _HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive slots spread over the table
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import __version__
+from ..version import __version__
 from ..data.sparse_block import FeatureBlocks, SparseBlock
 from ..errors import DataError, ModelFileError
 from ..io.storage import resolve

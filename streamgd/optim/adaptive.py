@@ -1,11 +1,11 @@
 """Per-coordinate adaptive rates: AdaGrad (Duchi, Hazan and Singer, 2011), RMSProp (Tieleman and Hinton, 2012),
-Adam (Kingma and Ba, 2015) and AdamW (Loshchilov and Hutter, 2019); the rules are in ``streamgd.optim.rules``."""
+Adam (Kingma and Ba, 2015) and AdamW (Loshchilov and Hutter, 2019); the rules are in ``streamgd.kernels.update_rules``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import rules
+from ..kernels import update_rules as rules
 from .base import Optimizer, hyperparameter
 
 # Per-coordinate rates keep their step size as the gradient shrinks, so they need a decaying rate to settle:

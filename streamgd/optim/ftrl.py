@@ -1,5 +1,5 @@
 """FTRL-Proximal (McMahan et al., 2013, "Ad Click Prediction: a View from the Trenches"), the per-coordinate
-learner of click logs; the rule is in ``streamgd.optim.rules``.
+learner of click logs; the rule is in ``streamgd.kernels.update_rules``.
 
 The paper's alpha is the learning rate (``lr``, constant by default: the per-coordinate rates
 ``alpha / (beta + sqrt(n_i))`` already decay), its beta is ``beta``, and its lambda1 and lambda2 are the run's
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import rules
+from ..kernels import update_rules as rules
 from .base import Optimizer, hyperparameter
 
 

@@ -1,6 +1,6 @@
 """The stochastic-gradient family: plain SGD (Robbins and Monro, 1951), heavy-ball momentum (Polyak, 1964),
 Nesterov momentum as Sutskever et al. (2013) write it, and averaged SGD (Polyak and Ruppert): the rules are in
-``streamgd.optim.rules``."""
+``streamgd.kernels.update_rules``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from . import rules
+from ..kernels import update_rules as rules
 from .base import Optimizer, hyperparameter
 
 
