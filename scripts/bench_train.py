@@ -199,7 +199,7 @@ def _cache_write_floor(path: str) -> dict:
     import tempfile
 
     import streamgd
-    from streamgd.data.epoch_cache import read_entries
+    from streamgd.data.cache import read_entries
 
     data = streamgd.open_dataset(path, target="y")
     first = data.subset(data.units[:1])

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .data.dataset import Dataset
-from .data.epoch_cache import CacheStats
+from .data.cache import CacheStats
 from .data.shuffle import Plan, ShuffleQualityMeter, make_plan
 from .errors import ConfigError, DivergenceError
 from .features.stats import DatasetStats, merge_stats, units_stats

@@ -225,7 +225,7 @@ class _StreamgdSGD(BaseEstimator):
         """Train out of core on a Parquet file, directory or glob (anything ``streamgd.open_dataset`` takes, an
         ``s3://`` prefix read with ``storage_options`` too), streamed chunk by chunk; ``sample_weight`` names a
         column of per-row weights, ``exclude`` columns (an id) left out of the default features; ``cache`` a
-        directory for the epoch cache (``streamgd.data.epoch_cache``: the second and later epochs, and later fits, read
+        directory for the epoch cache (``streamgd.data.cache``: the second and later epochs, and later fits, read
         the transformed units from it), bounded by ``cache_max_size`` (such as ``"20GB"``)."""
         self._reset()
         extra: dict[str, Any] = {"sample_weight": sample_weight, "cache": cache, "cache_max_size": cache_max_size,

@@ -18,9 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 import streamgd
-from streamgd.data import epoch_cache
 from streamgd.cli.commands import main
-from streamgd.data.epoch_cache import CacheWarning
+from streamgd.data.cache import FORMAT_VERSION, CacheWarning
+from streamgd.data.cache import keys as cache_keys
+from streamgd.data.cache import store as cache_store
 from conftest import reported_lines
 
 ROWS, GROUP = 6000, 1000  # six units
@@ -106,7 +107,7 @@ def test_a_rewritten_source_file_is_a_miss(data, tmp_path):
 
 def test_a_cache_of_another_streamgd_version_is_a_miss(data, tmp_path, monkeypatch):
     _fit(data, tmp_path / "cache", **DENSE)
-    monkeypatch.setattr(epoch_cache, "__version__", "99.0")
+    monkeypatch.setattr(cache_keys, "__version__", "99.0")  # what names the units
     rerun = _fit(data, tmp_path / "cache", **DENSE)
     assert rerun.history[0]["cache"]["hits"] == 0
     _same(rerun, _fit(data, **DENSE))
@@ -132,7 +133,7 @@ def test_a_damaged_cache_file_is_rebuilt_with_one_warning(data, tmp_path, damage
             with open(index) as stream:
                 entry = json.load(stream)
             with open(index, "w") as stream:
-                json.dump({**entry, "format": epoch_cache.FORMAT_VERSION + 1}, stream)
+                json.dump({**entry, "format": FORMAT_VERSION + 1}, stream)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rerun = _fit(data, cache, **HASHED)
@@ -148,7 +149,7 @@ def test_a_full_disk_while_writing_leaves_training_on_parquet_with_one_warning(d
     def disk_full(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(epoch_cache, "write_unit_file", disk_full)
+    monkeypatch.setattr(cache_store, "write_unit_file", disk_full)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = _fit(data, tmp_path / "cache", **HASHED)
@@ -244,7 +245,7 @@ def test_the_command_line_caches_and_inspect_shows_the_cache(data, tmp_path):
     shown = CliRunner().invoke(main, ["inspect", "--cache", str(cache)])
     assert shown.exit_code == 0
     lines = shown.stdout.splitlines()
-    assert lines[0].startswith(f"epoch cache {cache} (format {epoch_cache.FORMAT_VERSION} of streamgd")
+    assert lines[0].startswith(f"epoch cache {cache} (format {FORMAT_VERSION} of streamgd")
     assert lines[1].startswith(f"  units: 6, rows: {ROWS:,}, bytes: ")
     assert lines[2] == "  statistics passes stored: 1 (a later run on the same files skips its pass)"
     assert f"    {os.path.abspath(data)}: 6 units, {ROWS:,} rows" in shown.stdout and "(current)" in shown.stdout
@@ -359,14 +360,14 @@ def test_a_slow_disk_does_not_stall_the_first_epoch_units_wait_for_the_second(da
     is the uncached one, bit for bit."""
     import time
 
-    write = epoch_cache.write_unit_file
+    write = cache_store.write_unit_file
 
     def slow_write(*args):
         time.sleep(0.2)
         write(*args)
 
-    monkeypatch.setattr(epoch_cache, "write_unit_file", slow_write)
-    monkeypatch.setattr(epoch_cache, "_WRITE_BACKLOG_BYTES", 1)  # one unit in flight at a time
+    monkeypatch.setattr(cache_store, "write_unit_file", slow_write)
+    monkeypatch.setattr(cache_store, "_WRITE_BACKLOG_BYTES", 1)  # one unit in flight at a time
     model = _fit(data, tmp_path / "cache", epochs=4, **DENSE)
     first, second, *later = [e["cache"] for e in model.history]
     assert first["hits"] == 0 and first["written"] >= 1 and first["deferred"] >= 1

@@ -143,7 +143,7 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
     from .inspect_model import describe_model_file, file_kind
 
     if cache_dir is not None:
-        from ..data.epoch_cache import describe_cache
+        from .inspect_cache import describe_cache
 
         if path:
             raise ConfigError("inspect --cache DIR shows a cache; give no PATH with it")
@@ -407,7 +407,7 @@ def _check_fit_outputs(source: Any, out: str | None, history_path: str | None, o
     if options.get("checkpoint_dir") is not None:
         options["checkpoint_dir"] = check_output_dir(options["checkpoint_dir"], "--checkpoint-dir", storage)
     if options.get("cache") is not None:
-        from ..data.epoch_cache import check_cache_dir
+        from ..data.cache import check_cache_dir
 
         options["cache"] = check_cache_dir(options["cache"], "--cache")
     check_distinct({"--out": out, "--history": history_path})

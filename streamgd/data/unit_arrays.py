@@ -1,7 +1,7 @@
 """A unit's transformed rows as plain arrays, cut from the chunk that delivered them, and a plan step's chunk
 gathered back from such arrays in the step's row order.
 
-What the epoch cache stores per unit (``streamgd.data.epoch_cache``): the dense block after imputation and
+What the epoch cache stores per unit (``streamgd.data.cache``): the dense block after imputation and
 standardization, the sparse block, the target and the extra columns, with the rows in the order the first epoch's
 chunk delivered them (its permutation, less the rows drop-rows left out) and ``slot``: for each row of the unit in
 file order, where it is stored (-1: left out). Storing the chunk as it was delivered costs the first epoch a write

@@ -52,7 +52,7 @@ def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
         for source in inputs:
             if _same_file(local, source):
                 raise ConfigError(f"{what} {local} is one of the inputs; writing it would destroy the input")
-    _check_writable_directory(os.path.dirname(os.path.abspath(local)), what, local)
+    check_writable_directory(os.path.dirname(os.path.abspath(local)), what, local)
     return local
 
 
@@ -67,7 +67,7 @@ def check_output_dir(path: str | os.PathLike, what: str = "the output directory"
     local = location.path
     if os.path.exists(local) and not os.path.isdir(local):
         raise ConfigError(f"{what} {local} exists and is not a directory")
-    _check_writable_directory(os.path.abspath(local), what, local)
+    check_writable_directory(os.path.abspath(local), what, local)
     return local
 
 
@@ -108,8 +108,10 @@ def _object_key(path: str | os.PathLike | Location) -> str:
     return os.path.realpath(resolve(text).path)
 
 
-def _check_writable_directory(directory: str, what: str, shown: str) -> None:
-    """The directory, or the nearest ancestor that exists (the writer creates the rest), takes a new file."""
+def check_writable_directory(directory: str, what: str, shown: str) -> None:
+    """The directory, or the nearest ancestor that exists (the writer creates the rest), takes a new file: a probe
+    file is created and removed, since permission bits do not tell (ACLs, read-only mounts). ConfigError
+    naming ``what`` and ``shown`` otherwise."""
     existing = directory
     while not os.path.exists(existing):
         parent = os.path.dirname(existing)

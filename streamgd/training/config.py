@@ -71,7 +71,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     resume: bool = False  # continue from the newest checkpoint in checkpoint_dir (if there is one)
     init: Any = None  # a LinearModel or model file to continue training from (epochs then counts more epochs)
-    cache: str | None = None  # a directory: the epoch cache of transformed units (streamgd.data.epoch_cache)
+    cache: str | None = None  # a directory: the epoch cache of transformed units (streamgd.data.cache)
     cache_max_size: str | int | None = None  # the cache's bound on disk, such as 20GB (None: no bound)
     # settings of the filesystems URIs name (s3://...: endpoint_override, region, retries, ...; streamgd.io.storage);
     # credentials may be among them, so they are never stored in a model file or a checkpoint

@@ -18,7 +18,7 @@ from uuid import uuid4
 import numpy as np
 
 from ..data.dataset import Dataset
-from ..data.epoch_cache import CacheSession, CacheSettings, EpochCache, cache_context
+from ..data.cache import CacheSession, CacheSettings, EpochCache, cache_context
 from ..data.memory_plan import fetch_ahead_bytes
 from ..data.reader import Chunk, ChunkStream, parse_memory_budget, parse_size
 from ..data.shuffle import Plan, ShuffleQualityMeter, make_plan

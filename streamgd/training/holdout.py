@@ -42,7 +42,7 @@ def mean_loss(dataset: Dataset, params: np.ndarray, n_out: int, loss_kind: int, 
               target_encoder: Callable, transform: Callable | None = None, features: Any = None,
               cache: Any = None) -> float:
     """Mean data loss (no penalty) of ``params`` over the dataset, streamed in file order (``cache``: an epoch
-    cache session, see ``streamgd.data.epoch_cache``)."""
+    cache session, see ``streamgd.data.cache``)."""
     total, rows = 0.0, 0
     plan = make_plan(dataset.units, "none")
     with ChunkStream(dataset, plan, dtype=dtype, target_encoder=target_encoder, transform=transform,

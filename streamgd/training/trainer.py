@@ -26,8 +26,8 @@ import numpy as np
 import psutil
 import pyarrow as pa
 
+from ..data.cache import check_cache_dir
 from ..data.dataset import Dataset, is_numeric_type, is_temporal_type, open_dataset
-from ..data.epoch_cache import cached_statistics, check_cache_dir
 from ..data.memory_plan import MemoryPlan, plan_for_dataset
 from ..data.reader import default_target_encoder, parse_memory_budget
 from ..data.shuffle import Plan, ShuffleQualityMeter, make_plan, parse_shuffle
@@ -35,6 +35,7 @@ from ..errors import ConfigError, DataError, TrainingInterrupted
 from ..features.spec import FeatureSpec
 from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats, compute_stats
+from ..features.stats_cache import cached_statistics
 from ..features.targets import LabelEncoder, class_counts, scan_classes, to_json_labels
 from ..kernels import dense as kernels
 from ..models.linear import MODEL_KINDS, LinearModel
