@@ -11,7 +11,7 @@ import pytest
 from conftest import write_table
 
 from streamgd import DataError, SchemaError, open_dataset
-from streamgd.data.dataset import UnitTableReader
+from streamgd.data.unit_reader import UnitTableReader
 
 
 def read_all(dataset, columns):

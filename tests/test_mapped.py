@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamgd import open_dataset
-from streamgd.data.dataset import UnitTableReader, open_parquet_file
+from streamgd.data.dataset import open_parquet_file
+from streamgd.data.unit_reader import UnitTableReader
 from streamgd.errors import DataError
 from streamgd.io import mapped
 from streamgd.io.mapped import MappedParquetFile, can_map

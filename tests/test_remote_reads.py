@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import streamgd
 from streamgd import open_dataset
 from streamgd.cli.commands import main
-from streamgd.data.dataset import UnitTableReader
+from streamgd.data.unit_reader import UnitTableReader
 from streamgd.errors import DataError
 from streamgd.io.mapped import _row_group_span
 from streamgd.data.reader import ChunkStream
@@ -241,3 +241,16 @@ def test_a_memory_budget_keeps_a_quarter_for_remote_row_groups_fetched_ahead(buc
     assert remote.fetch_ahead == 16_000_000 and on_disk.fetch_ahead == 0
     assert remote.max_unit_rows == int(48_000_000 // remote.bytes_per_row)
     assert "fetched ahead" in remote.describe()
+
+
+def test_is_remote_means_the_same_for_a_path_a_location_and_a_filesystem(tmp_path):
+    """One ``is_remote`` for every caller: a path, its resolved Location and that Location's filesystem agree."""
+    import pyarrow.fs as pafs
+
+    from streamgd.io.storage import is_remote, resolve
+
+    local = resolve(str(tmp_path))
+    remote = resolve("s3://bucket/data/", {"endpoint_override": "http://127.0.0.1:9", "retries": "1"})
+    assert [is_remote(w) for w in (str(tmp_path), tmp_path, "file:///x.parquet", local, local.filesystem,
+                                   pafs.LocalFileSystem())] == [False] * 6
+    assert [is_remote(w) for w in ("s3://bucket/data/", remote, remote.filesystem)] == [True] * 3

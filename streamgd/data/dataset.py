@@ -29,12 +29,11 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError, DataError, SchemaError
 from ..io.mapped import MappedParquetFile, can_map
-from ..io.storage import Location, is_store_error, quick, resolve, storage_error, uri_of
-from .remote_reads import OpenFiles, ReadStats, RemoteRowGroups, is_remote
+from ..io.storage import Location, first_line, is_remote, is_store_error, quick, resolve, storage_error, uri_of
+from .remote_reads import OpenFiles
 from .sparse_block import BlockNames, SparseBlock
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
-REMOTE_STREAM_BUFFER = 1 << 20  # per column, reading slices of a remote row group: each refill is a request
 REMOTE_FOOTER_BYTES = 1 << 20  # serialized footers of a remote dataset kept parsed (all, up to this): ~10x parsed
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -352,14 +351,9 @@ def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False, o
     except OSError as exc:
         if filesystem is not None and is_store_error(exc):  # not the file's fault: the store failed or refused
             raise storage_error(exc, "read", uri_of(filesystem, path)) from None
-        raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
+        raise DataError(f"{path} is not a readable Parquet file ({first_line(exc)})") from None
     except (pa.ArrowInvalid, ValueError) as exc:
-        raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise DataError(f"{path} is not a readable Parquet file ({first_line(exc)})") from None
 
 
 def _footer_capacity(metadata: list[pq.FileMetaData], filesystem: Any) -> int:
@@ -605,147 +599,3 @@ def _open_dask(frame: Any, target: str | None, features: Sequence[str] | None,
     return Dataset(sources=["<dask DataFrame>"], schema=schema, feature_names=feature_names, target=target,
                    units=units, partition_values=[{}], ignored_columns=ignored, dask_frame=frame,
                    row_group_rows=[[int(n) for n in lengths]], categorical=categorical)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Reading units as Arrow tables
-# ---------------------------------------------------------------------------------------------------------------
-
-class UnitTableReader:
-    """Reads units of one dataset as Arrow tables; keeps a few files open. Use from one thread at a time.
-
-    Whole row groups are read with ``read_row_group``, from a memory map for local files (``streamgd.io.mapped``:
-    no copy out of the page cache, and the pages go back after each row group). Slices of a big row group are read
-    from a streaming ``iter_batches`` cursor over unbuffered column chunks, which is what bounds memory: a plan
-    visits the slices of a row group in order, so the cursor only moves forward.
-
-    Remote files (object stores) are read through ``streamgd.data.remote_reads``: a row group's column chunks in one
-    or a few range requests, fetched ``read_ahead`` (the units in the order they will be read) ahead on threads,
-    each request counted in ``read_stats``; ``fetch_bytes`` bounds what is fetched and not yet read.
-    """
-
-    def __init__(self, dataset: Dataset, columns: Sequence[str], max_open_files: int = 8,
-                 read_ahead: Sequence[Unit] | None = None, read_stats: ReadStats | None = None,
-                 fetch_bytes: int | None = None):
-        self.dataset = dataset
-        self.columns = list(columns)
-        self.max_open_files = max_open_files
-        self._files: dict[int, pq.ParquetFile] = {}
-        self._cursor: tuple[tuple[int, int], int, Any, list[pa.RecordBatch]] | None = None
-        self.remote: RemoteRowGroups | None = None
-        if is_remote(dataset.filesystem) and dataset.table is None and dataset.dask_frame is None:
-            rows = dataset.row_group_rows
-            order = None if read_ahead is None else [  # whole row groups only: slices stream
-                u.group_key for u in read_ahead if u.offset == 0 and u.n_rows == rows[u.source][u.row_group]]
-            self.remote = RemoteRowGroups(dataset.sources, dataset.filesystem, dataset.footers,
-                                          lambda source: self._split_columns(source)[0], order, read_stats,
-                                          fetch_bytes, open_files=dataset.open_files)
-
-    def read(self, unit: Unit) -> pa.Table:
-        """The unit's rows of the projected columns (partition columns filled in)."""
-        data = self.dataset
-        if data.dask_frame is not None:
-            return self._read_dask(unit)
-        if data.table is not None:
-            return data.table.select(self.columns).slice(unit.first_row, unit.n_rows)
-        file_columns, partition_columns = self._split_columns(unit.source)
-        size = data.row_group_rows[unit.source][unit.row_group]
-        try:
-            if unit.offset == 0 and unit.n_rows == size:
-                if self.remote is not None:
-                    table = self.remote.read_row_group(unit.source, unit.row_group, file_columns)
-                else:
-                    table = self._file(unit.source).read_row_group(unit.row_group, columns=file_columns,
-                                                                   use_threads=True)
-            else:
-                table = self._read_slice(unit, file_columns)
-        except DataError:
-            raise
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise DataError(f"cannot read row group {unit.row_group} of {data.sources[unit.source]} "
-                            f"({_first_line(exc)})") from None
-        if table.num_rows != unit.n_rows:
-            raise DataError(f"row group {unit.row_group} of {data.sources[unit.source]} has {table.num_rows} rows, "
-                            f"its footer says {unit.n_rows}")
-        for name in partition_columns:
-            value = data.partition_values[unit.source][name]
-            table = table.append_column(name, pa.array([value] * unit.n_rows, type=data.schema.field(name).type))
-        return table.select(self.columns)
-
-    def close(self) -> None:
-        self._files.clear()
-        self._cursor = None
-        if self.remote is not None:
-            self.remote.close()
-
-    def _split_columns(self, source: int) -> tuple[list[str], list[str]]:
-        partitions = self.dataset.partition_values[source] if self.dataset.partition_values else {}
-        file_columns = [c for c in self.columns if c not in partitions]
-        return file_columns, [c for c in self.columns if c in partitions]
-
-    def _file(self, source: int, streaming: bool = False) -> pq.ParquetFile:
-        key = -source - 1 if streaming else source
-        handle = self._files.get(key)
-        if handle is None:
-            if len(self._files) >= self.max_open_files:
-                self._files.pop(next(iter(self._files)))
-            # slices stream each column through its own buffer: 64 KiB each, not 1 MiB (33 columns x 1 MiB was
-            # most of the slice reader's memory: reading 4M rows in 16k-32k-row slices peaked +90 MiB with 1 MiB
-            # buffers, +45 MiB with 64 KiB, and ran 20% faster; a 2M-row row group peaks the same either way)
-            if streaming and self.remote is not None:  # a request per refill: buffers of 1 MiB, not 64 KiB
-                handle = self._files[key] = self.remote.streaming_file(source, REMOTE_STREAM_BUFFER)
-                return handle
-            options = {"pre_buffer": False, "buffer_size": 1 << 16} if streaming else {"mapped": True}
-            footer = self.dataset.footers.get(source)
-            handle = open_parquet_file(self.dataset.sources[source], self.dataset.filesystem, metadata=footer,
-                                       **options)
-            if footer is None:
-                self.dataset.footers.put(source, handle.metadata)
-            self._files[key] = handle
-        return handle
-
-    def _read_slice(self, unit: Unit, columns: list[str]) -> pa.Table:
-        if self._cursor is None or self._cursor[0] != unit.group_key or self._cursor[1] != unit.offset:
-            handle = self._file(unit.source, streaming=True)
-            if self.remote is not None:  # its column chunks fetched now if they fit the fetch budget
-                self.remote.hold(unit.source, unit.row_group)
-                self.remote.stats.add_row_group()
-            batches = handle.iter_batches(batch_size=unit.n_rows, row_groups=[unit.row_group], columns=columns,
-                                          use_threads=False)
-            self._cursor = (unit.group_key, 0, batches, [])
-            self._skip_to(unit.offset)
-        key, position, batches, pending = self._cursor
-        taken: list[pa.RecordBatch] = []
-        needed = unit.n_rows
-        while needed > 0:
-            batch = pending.pop(0) if pending else next(batches, None)
-            if batch is None:
-                break
-            if batch.num_rows > needed:
-                pending.insert(0, batch.slice(needed))
-                batch = batch.slice(0, needed)
-            taken.append(batch)
-            needed -= batch.num_rows
-        self._cursor = (key, position + unit.n_rows, batches, pending)
-        if needed > 0:
-            raise DataError(f"row group {unit.row_group} of {self.dataset.sources[unit.source]} ended after "
-                            f"{unit.offset + unit.n_rows - needed} rows, its footer says more")
-        return pa.Table.from_batches(taken)
-
-    def _skip_to(self, offset: int) -> None:
-        key, position, batches, pending = self._cursor
-        while position < offset:
-            batch = next(batches, None)
-            if batch is None:
-                break
-            if position + batch.num_rows > offset:
-                pending.append(batch.slice(offset - position))
-                position = offset
-            else:
-                position += batch.num_rows
-        self._cursor = (key, position, batches, pending)
-
-    def _read_dask(self, unit: Unit) -> pa.Table:
-        frame = self.dataset.dask_frame.get_partition(unit.row_group)[self.columns].compute()
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        return table.slice(unit.offset, unit.n_rows)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from .remote_reads import is_remote
+from ..io.storage import is_remote
 
 # a data page as written by pyarrow, parquet-mr and most writers (their default page size)
 ASSUMED_PAGE_BYTES = 1 << 20

@@ -25,12 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError, DataError
+from ..io.storage import is_remote
 from .chunk_buffers import CHUNK_BUFFERS
-from .dataset import Dataset, Unit, UnitTableReader
-from .remote_reads import ReadStats, is_remote
+from .dataset import Dataset, Unit
+from .remote_reads import ReadStats
 from .shuffle import Plan, ShuffleQualityMeter, Step
 from .sparse_block import SparseBlock
 from .unit_arrays import StepGather, concat_extra, split_chunk
+from .unit_reader import UnitTableReader
 
 DEFAULT_PREFETCH_DEPTH = 2
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -213,7 +215,7 @@ class ChunkStream:
         # every row delivered, in the step's order, even those a FeatureSpec's drop-rows policy leaves out (their
         # missing features stay NaN): predictions and evaluation decide per row themselves
         self.all_rows = all_rows
-        # an epoch cache session (``streamgd.data.epoch_cache.CacheSession``): a step whose units it holds is gathered
+        # an epoch cache session (``streamgd.data.cache.CacheSession``): a step whose units it holds is gathered
         # from them in the step's row order; any other is converted from Parquet and its units stored
         self.cache = cache
         # remote files: the requests this stream makes (``streamgd.data.remote_reads``), and the bytes fetched ahead

@@ -35,7 +35,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 HOLE_BYTES = 1 << 20  # read through gaps (columns not read) up to this: cheaper than another request's latency
@@ -45,11 +44,6 @@ DEFAULT_FETCH_BYTES = 128 << 20  # fetched bytes not yet decoded, without a memo
 _EMA = 0.3  # weight of the newest measurement in the running means
 _LATENCY_WINDOW = 32  # fetches whose least time is the latency
 _PARQUET_READERS = 8  # Parquet readers kept open per pass (each file's open handle is kept for the run)
-
-
-def is_remote(filesystem: Any) -> bool:
-    """Whether files on ``filesystem`` are remote objects (anything but the local disk)."""
-    return filesystem is not None and not isinstance(filesystem, pafs.LocalFileSystem)
 
 
 class ReadStats:

@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..data.dataset import Dataset, Unit, UnitTableReader
+from ..data.dataset import Dataset, Unit
+from ..data.unit_reader import UnitTableReader
 from ..errors import DataError
 from .heavy_hitters import VALUE_TYPE, SpaceSaving
 

@@ -12,7 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..data.dataset import Dataset, UnitTableReader
+from ..data.dataset import Dataset
+from ..data.unit_reader import UnitTableReader
 from ..errors import DataError
 
 MAX_CLASSES = 1000

@@ -78,11 +78,18 @@ def scheme_of(path: Any) -> str | None:
     return match.group("scheme").lower() if match else None
 
 
-def is_remote(path: Any) -> bool:
-    """True for a URI that names something other than the local disk."""
-    if isinstance(path, Location):
-        return not path.is_local
-    return scheme_of(path) not in (None, "file")
+def is_remote(where: Any) -> bool:
+    """Whether ``where`` lies outside the local disk: a URI of another scheme than ``file://``, a ``Location`` in
+    a store, or a filesystem other than pyarrow's local one (a path, ``None`` or a local filesystem: False).
+
+    >>> is_remote("s3://bucket/key"), is_remote("file:///tmp/a"), is_remote(pafs.LocalFileSystem()), is_remote(None)
+    (True, False, False, False)
+    """
+    if isinstance(where, Location):
+        return not where.is_local
+    if where is None or isinstance(where, (str, os.PathLike)):
+        return scheme_of(where) not in (None, "file")
+    return not isinstance(where, pafs.LocalFileSystem)  # a filesystem: pyarrow's S3, GCS, fsspec's ...
 
 
 def parse_storage_options(pairs: Any) -> dict[str, str]:
@@ -282,6 +289,8 @@ def uri_of(filesystem: Any, path: str) -> str:
 
 # ---- errors -----------------------------------------------------------------------------------------------------
 def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when empty): pyarrow's and the SDKs' errors run
+    to many lines, and an error a user can fix is said on one."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
