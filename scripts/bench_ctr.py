@@ -195,7 +195,7 @@ class Child:
 
 
 def streamgd_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "streamgd.cli.commands", *args]
+    return [sys.executable, "-m", "streamgd.cli.main", *args]
 
 
 def bench_child(*args: str) -> list[str]:

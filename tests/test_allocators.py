@@ -63,10 +63,10 @@ def test_before_pyarrow_loads_jemalloc_becomes_arrows_cpp_default_and_the_reader
 def test_the_command_line_sets_the_pool_before_it_loads_pyarrow():
     # streamgd.cli.launch runs the command line module last; a stand-in reports what the process looked like then
     seen = run_python("import json, os, sys, types\n"
-                      "stand_in = types.ModuleType('streamgd.cli.commands')\n"
+                      "stand_in = types.ModuleType('streamgd.cli.main')\n"
                       "stand_in.run = lambda: print(json.dumps([os.environ.get('ARROW_DEFAULT_MEMORY_POOL'), "
                       "'pyarrow' in sys.modules]))\n"
-                      "sys.modules['streamgd.cli.commands'] = stand_in\n"
+                      "sys.modules['streamgd.cli.main'] = stand_in\n"
                       "from streamgd.cli.launch import run\n"
                       "run()")
     assert seen == ["jemalloc" if sys.platform.startswith("linux") else None, False]

@@ -131,7 +131,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
 def test_streamgd_bench_is_the_same_command():
     from click.testing import CliRunner
 
-    from streamgd.cli.commands import main
+    from streamgd.cli.main import main
 
     shown = CliRunner().invoke(main, ["bench", "--help"])
     assert shown.exit_code == 0 and "--baseline" in shown.output and "streamgd bench" in shown.output

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import streamgd
-from streamgd.cli.commands import main
+from streamgd.cli.main import main
 from conftest import reported_lines
 
 
@@ -139,11 +139,11 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(data, args, message):
 
 
 def test_console_script_runs_in_a_subprocess(data):
-    done = subprocess.run([sys.executable, "-m", "streamgd.cli.commands", "fit", data, "--target", "y", "--epochs", "1",
+    done = subprocess.run([sys.executable, "-m", "streamgd.cli.main", "fit", data, "--target", "y", "--epochs", "1",
                            "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["epochs"][0]["rows"] == 2000
-    bad = subprocess.run([sys.executable, "-m", "streamgd.cli.commands", "fit", "nowhere.parquet", "--target", "y"],
+    bad = subprocess.run([sys.executable, "-m", "streamgd.cli.main", "fit", "nowhere.parquet", "--target", "y"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
 

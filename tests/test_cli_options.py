@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamgd.cli.commands import invoke
+from streamgd.cli.main import invoke
 from conftest import reported_lines
 
 

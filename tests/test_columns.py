@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import streamgd
-from streamgd.cli.commands import invoke
+from streamgd.cli.main import invoke
 from streamgd.errors import ConfigError, DataError
 
 

@@ -175,7 +175,7 @@ def test_bad_value_in_a_worker_shard_is_the_one_process_error(client, bad_row):
 
 
 def test_bad_value_on_dask_is_one_line_and_exit_2_at_the_cli(client, bad_row, capsys):
-    from streamgd.cli.commands import invoke
+    from streamgd.cli.main import invoke
 
     status = invoke(["fit", bad_row, "--target", "y", "--model", "linear", "--epochs", "1", "--quiet",
                      "--dask", client.scheduler.address])
@@ -188,7 +188,7 @@ def test_bad_value_with_workers_2_is_one_line_and_exit_2_from_the_console_script
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "streamgd.cli.commands", "fit", bad_row, "--target", "y", "--model", "linear",
+    done = subprocess.run([sys.executable, "-m", "streamgd.cli.main", "fit", bad_row, "--target", "y", "--model", "linear",
                            "--epochs", "1", "--workers", "2"], capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
     assert done.returncode == 2

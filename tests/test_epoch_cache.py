@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import streamgd
-from streamgd.cli.commands import main
+from streamgd.cli.main import main
 from streamgd.data.cache import FORMAT_VERSION, CacheWarning
 from streamgd.data.cache import keys as cache_keys
 from streamgd.data.cache import store as cache_store

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from sklearn import metrics as skm
 
 import streamgd
-from streamgd.cli.commands import main
+from streamgd.cli.main import main
 from streamgd.models.evaluate import evaluate, format_report
 from streamgd.models.metrics import ClassificationMetrics, HistogramAUC, RegressionMetrics
 from conftest import reported_lines
@@ -331,7 +331,7 @@ def test_cli_bad_input_exits_2_with_one_line(binary, model_file, tmp_path, args,
 
 
 def test_console_script_evaluate_prints_only_json(binary, model_file):
-    done = subprocess.run([sys.executable, "-m", "streamgd.cli.commands", "evaluate", model_file, binary[0], "--json"],
+    done = subprocess.run([sys.executable, "-m", "streamgd.cli.main", "evaluate", model_file, binary[0], "--json"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["metrics"]["accuracy"] == evaluate(binary[2], binary[0])["metrics"]["accuracy"]

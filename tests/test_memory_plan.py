@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamgd import open_dataset
-from streamgd.cli.commands import invoke
+from streamgd.cli.main import invoke
 from streamgd.errors import ConfigError
 from streamgd.data.memory_plan import (ALLOCATOR_SHARE, ASSUMED_PAGE_BYTES, PAGES_HELD_PER_COLUMN, bytes_per_row,
                                   plan_for_dataset, slice_buffer_bytes)

@@ -19,7 +19,7 @@ from s3_server import Fault
 import streamgd
 from conftest import reported_lines
 from streamgd.training.checkpoint import list_checkpoints, read_checkpoint
-from streamgd.cli.commands import invoke
+from streamgd.cli.main import invoke
 
 SETTINGS = dict(model="logistic", batch_size=50, epochs=2, optimizer="adam", seed=3, shuffle="row-groups")
 CLI_SETTINGS = ["--target", "y", "--batch-size", "50", "--epochs", "2", "--optimizer", "adam", "--seed", "3",

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from streamgd.cli.commands import invoke
+from streamgd.cli.main import invoke
 from streamgd.errors import ConfigError
 from streamgd.io.atomic import atomic_write
 from streamgd.io.outputs import check_output_dir, check_output_file

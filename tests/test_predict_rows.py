@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import streamgd
-from streamgd.cli.commands import main
+from streamgd.cli.main import main
 from streamgd.errors import DataError
 from streamgd.models.evaluate import evaluate, format_report
 from streamgd.models.predict import PredictionCounts, predict_to_parquet

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 import pytest
 
-from streamgd.cli.commands import invoke, main
+from streamgd.cli.main import invoke, main
 from streamgd.training.config import SCHEDULE_FALLBACKS, TrainConfig
 from streamgd.errors import ConfigError
 from streamgd.models.linear import MODEL_KINDS

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import streamgd
 from streamgd import open_dataset
-from streamgd.cli.commands import main
+from streamgd.cli.main import main
 from streamgd.data.unit_reader import UnitTableReader
 from streamgd.errors import DataError
 from streamgd.io.mapped import _row_group_span

@@ -41,7 +41,7 @@ def uninterrupted(many_groups):
 
 
 def _start_cli(path, checkpoint_dir, *extra):
-    command = [sys.executable, "-m", "streamgd.cli.commands", "fit", path, "--target", "y", *CLI_SETTINGS,
+    command = [sys.executable, "-m", "streamgd.cli.main", "fit", path, "--target", "y", *CLI_SETTINGS,
                "--checkpoint-dir", str(checkpoint_dir), "--checkpoint-every", "1", "--quiet", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -87,7 +87,7 @@ def test_ctrl_c_stops_after_a_chunk_with_a_checkpoint_and_resume_is_exact(many_g
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted at epoch" in stderr and "--resume" in stderr and "Traceback" not in stderr
-    done = subprocess.run([sys.executable, "-m", "streamgd.cli.commands", "fit", many_groups, "--target", "y", *CLI_SETTINGS,
+    done = subprocess.run([sys.executable, "-m", "streamgd.cli.main", "fit", many_groups, "--target", "y", *CLI_SETTINGS,
                            "--checkpoint-dir", str(checkpoint_dir), "--resume", "--out", str(tmp_path / "m.st"),
                            "--quiet"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -172,7 +172,7 @@ def test_divergence_stops_with_advice_and_leaves_the_last_good_model_and_checkpo
     model_path = tmp_path / "m.safetensors"
     streamgd.fit(path, target="y", model="linear", epochs=1).save(model_path)
     before = model_path.read_bytes()
-    done = subprocess.run([sys.executable, "-m", "streamgd.cli.commands", "fit", path, "--target", "y", "--model", "linear",
+    done = subprocess.run([sys.executable, "-m", "streamgd.cli.main", "fit", path, "--target", "y", "--model", "linear",
                            "--lr", "1e6", "--schedule", "constant", "--no-standardize", "--checkpoint-dir",
                            str(tmp_path / "ck"), "--checkpoint-every", "1", "--out", str(model_path), "--quiet"],
                           capture_output=True, text=True, timeout=120)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from streamgd.cli.commands import main
+from streamgd.cli.main import main
 from streamgd.training.config import TrainConfig
 from streamgd.models.linear import LinearSVM
 from streamgd.cli.inspect_model import file_kind, model_report

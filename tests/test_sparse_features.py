@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import streamgd
 from conftest import reported_lines
-from streamgd.cli.commands import main
+from streamgd.cli.main import main
 from streamgd.features.spec import CategoricalInput, FeatureSpec, NumericInput, fnv1a, pair_hashes
 
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from streamgd.cli.commands import invoke, main
+from streamgd.cli.main import invoke, main
 from streamgd.errors import ConfigError
 from streamgd.bench.synthetic_ctr import default_cardinalities, make_ctr_dataset
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import streamgd
 from problems import write_xy
-from streamgd.cli.commands import main
+from streamgd.cli.main import main
 from streamgd.errors import ConfigError
 
 SETTINGS = dict(model="logistic", batch_size=32, seed=3, shuffle="buffer:4", lr_decay=0.01)

@@ -4,7 +4,7 @@ baselines measured in the same run, with regression gates (``scripts/bench_memor
 For each dataset size (synthetic binary problems written by :func:`streamgd.bench.synthetic.make_dataset`, cached in a
 data directory), every method runs in its own subprocess:
 
-* streamgd (``python3 -m streamgd.cli.commands fit PATH --target y --model logistic --epochs 1 --json --quiet ...``):
+* streamgd (``python3 -m streamgd.cli.main fit PATH --target y --model logistic --epochs 1 --json --quiet ...``):
   SGD (batch 1), mini-batch (1,024), full batch, and mini-batch with ``--memory-budget 64MB``;
 * the decode floor (every row group read with pyarrow, nothing else), an in-memory full-batch NumPy logistic
   regression (``pq.read_table`` -> NumPy, a few gradient steps: the approach that does not scale) and
@@ -284,7 +284,7 @@ def measure_command(cmd: Sequence[str], interval: float = 0.02, timeout: float =
 def fit_command(path: str, method: str, config: BenchConfig) -> list[str]:
     """The ``streamgd fit`` command line of a streamgd method."""
     extra = [arg.format(budget=config.memory_budget_mb) for arg in STREAMGD_METHODS[method]]
-    return [sys.executable, "-m", "streamgd.cli.commands", "fit", path, "--target", "y", "--model", "logistic",
+    return [sys.executable, "-m", "streamgd.cli.main", "fit", path, "--target", "y", "--model", "logistic",
             "--epochs", "1", "--json", "--quiet", "--seed", str(config.seed), *extra]
 
 

@@ -1,0 +1,302 @@
+"""``streamgd fit``: train a model on Parquet data streamed from disk or an object store, in this process or on a
+dask cluster. Names, defaults and help of the choices come from the registries and ``TrainConfig``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..data.shuffle import MODES, shuffle_syntax
+from ..errors import ConfigError
+from ..features.spec import MISSING_POLICIES
+from ..features.stats import MAX_CATEGORIES_LIMIT
+from ..models.linear import MODEL_KINDS
+from ..optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
+from ..optim.penalties import PENALTIES
+from ..training.config import DTYPES, SCHEDULE_FALLBACKS, TrainConfig
+from .options import friendly_errors, split_columns, storage_option, storage_options_of
+
+OPTIMIZER_OPTIONS = tuple(hyperparameter_table())
+_SETTINGS = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
+
+
+def _write_text(path: str, text: str) -> None:
+    """Write ``text`` to a local file (``write_object`` uploads it where ``--history`` names a store)."""
+    with open(path, "w") as stream:
+        stream.write(text)
+
+
+def _parse_class_weight(text: str | None) -> str | dict | None:
+    """``balanced`` or ``label=weight,...``; labels that look like integers become integers."""
+    if text is None or text == "balanced":
+        return text
+    weights: dict = {}
+    for pair in text.split(","):
+        label, sep, weight = pair.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if not sep or value is None:
+            raise ConfigError(f"--class-weight {text!r}: expected 'balanced' or label=weight pairs such as 1=5,0=1")
+        label = label.strip()
+        weights[int(label) if label.lstrip("-").isdigit() else label] = value
+    return weights
+
+
+def _default(name: str) -> Any:
+    """TrainConfig's default of setting ``name``."""
+    return _SETTINGS[name]
+
+
+def _optimizer_hyperparameters(command: Callable) -> Callable:
+    """One option per optimizer hyperparameter; its help names the optimizers that take it and their defaults."""
+    for name, takers in reversed(hyperparameter_table().items()):
+        defaults = {default for default, _ in takers.values()}
+        if len(defaults) == 1:
+            where = f"{', '.join(takers)}: {next(iter(takers.values()))[1]} ({defaults.pop():g})"
+        else:
+            where = (f"{', '.join(takers)}: {next(iter(takers.values()))[1]} ("
+                     + ", ".join(f"{optimizer} {default:g}" for optimizer, (default, _) in takers.items()) + ")")
+        kind = int if all(isinstance(default, int) for default, _ in takers.values()) else float
+        command = click.option(f"--{name.replace('_', '-')}", name, default=None, type=kind, help=where + ".")(command)
+    return command
+
+
+def _schedule_help() -> str:
+    """Which schedule each optimizer takes by default, then the schedules."""
+    by_schedule: dict[str, list[str]] = {}
+    for name, rule in OPTIMIZERS.items():
+        settings = {**SCHEDULE_FALLBACKS, **rule.default_schedule}
+        text = settings["schedule"] + "".join(f", {key} {value:g}" for key, value in settings.items()
+                                              if key != "schedule")
+        by_schedule.setdefault(text, []).append(name)
+    defaults = "; ".join(f"{', '.join(names)}: {text}" for text, names in by_schedule.items())
+    return f"Default: the optimizer's ({defaults}). {SCHEDULES.help()}"
+
+
+def _scaled_defaults(attribute: str, neutral: float) -> str:
+    """The model kinds whose default ``attribute`` differs from ``neutral``, e.g. 'poisson 0.25'."""
+    return ", ".join(f"{kind} {getattr(cls, attribute):g}" for kind, cls in MODEL_KINDS.items()
+                     if getattr(cls, attribute) != neutral)
+
+
+@click.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--target", required=True, help="Target column.")
+@click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
+@click.option("--exclude", default=None,
+              help="Comma-separated columns left out of the default features (an id, a partition key).")
+@click.option("--model", default=_default("model"), show_default=True, type=click.Choice(list(MODEL_KINDS)),
+              help=MODEL_KINDS.help(default=_default("model")))
+@click.option("--epsilon", default=_default("epsilon"), show_default=True, type=float,
+              help="huber: where the loss turns linear.")
+@click.option("--class-weight", default=None,
+              help="balanced, or label=weight pairs such as 1=5,0=1 (classifiers).")
+@click.option("--sample-weight", default=None, help="A column of per-row weights.")
+@click.option("--batch-size", default=str(_default("batch_size")), show_default=True,
+              help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
+@click.option("--epochs", default=_default("epochs"), show_default=True, type=click.IntRange(min=1))
+@click.option("--optimizer", default=_default("optimizer"), show_default=True, type=click.Choice(list(OPTIMIZERS)),
+              help=OPTIMIZERS.help(default=_default("optimizer")))
+@click.option("--lr", default=None, type=float,
+              help="Base learning rate (default: the optimizer's own, scaled for some models: "
+                   f"{_scaled_defaults('default_lr_scale', 1.0)}).")
+@click.option("--schedule", default=None, type=click.Choice(list(SCHEDULES)), help=_schedule_help())
+@click.option("--warmup", default=_default("warmup"), show_default=True, type=int, help="Steps of linear warm-up.")
+@click.option("--lr-decay", default=None, type=float,
+              help="invscaling: lr / (1 + decay t)^power (default: the optimizer's, see --schedule).")
+@click.option("--lr-power", default=None, type=float, help="invscaling: the power (default: the optimizer's).")
+@click.option("--lr-gamma", default=None, type=float,
+              help="step: factor per drop (0.5); exponential: factor per step (default: 1% at the end).")
+@click.option("--lr-step-size", default=None, type=int, help="step: steps between drops (default: one epoch).")
+@click.option("--lr-min", default=_default("lr_min"), show_default=True, type=float, help="cosine: the final rate.")
+@_optimizer_hyperparameters
+@click.option("--penalty", default=_default("penalty"), show_default=True, type=click.Choice(list(PENALTIES)),
+              help=PENALTIES.help(default=_default("penalty")))
+@click.option("--alpha", default=_default("alpha"), show_default=True, type=float, help="Penalty strength.")
+@click.option("--l1-ratio", default=_default("l1_ratio"), show_default=True, type=float,
+              help="Elastic-net mixing (1 = L1).")
+@click.option("--clip-norm", default=None, type=float,
+              help="Clip each step's gradient to this norm (0 = off; default 0, "
+                   f"{_scaled_defaults('default_clip_norm', 0.0)}).")
+@click.option("--shuffle", default=_default("shuffle"), show_default=True,
+              help=f"One of {shuffle_syntax()}. {MODES.help(default=_default('shuffle'))}")
+@click.option("--seed", default=_default("seed"), show_default=True, type=int)
+@click.option("--dtype", default=_default("dtype"), show_default=True, type=click.Choice(DTYPES))
+@click.option("--prefetch", "prefetch_depth", default=_default("prefetch_depth"), show_default=True,
+              type=click.IntRange(min=0), help="Chunks read ahead.")
+@click.option("--memory-budget", default=None, help="Bound the bytes of chunks in flight, e.g. 256MB.")
+@click.option("--categorical", default=None,
+              help="Comma-separated columns to encode as categories (text features are categorical anyway).")
+@click.option("--missing", default=_default("missing"), show_default=True, type=click.Choice(MISSING_POLICIES),
+              help="Missing or NaN features: stop with the column and row group, skip the row, or impute the mean "
+                   "plus a missing indicator.")
+@click.option("--hash-bits", default=None, type=int,
+              help="Hash categorical values into 2^B columns (signed, as Vowpal Wabbit's -b) instead of one-hot.")
+@click.option("--max-categories", default=_default("max_categories"), show_default=True, type=int,
+              help=f"One-hot: most frequent values kept per column (at most {MAX_CATEGORIES_LIMIT:,}); the rest "
+                   "share an __other__ column.")
+@click.option("--interactions", default=None, metavar="A:B,...",
+              help="Pairs of categorical columns whose values are hashed together, as Vowpal Wabbit's -q "
+                   "(for example C1:C2,C3:C14).")
+@click.option("--interaction-bits", default=None, type=int,
+              help="Give the interactions 2^B buckets of their own (default: the --hash-bits buckets; under "
+                   "one-hot, 2^18 of their own).")
+@click.option("--no-standardize", "standardize", flag_value=False, default=True,
+              help="Train on raw features (default: standardize from one statistics pass).")
+@click.option("--validation", default=0.0, show_default=True, type=float,
+              help="Fraction of row groups held out (chosen from --seed) and evaluated after each epoch.")
+@click.option("--validation-data", default=None, help="A separate dataset to evaluate after each epoch.")
+@click.option("--early-stopping", default=0, show_default=True, type=int,
+              help="Stop after this many epochs without improvement of the validation (else training) loss; "
+                   "the best epoch's model is saved.")
+@click.option("--tol", default=1e-4, show_default=True, type=float, help="Smallest improvement that counts.")
+@click.option("--cache", default=None, metavar="DIR",
+              help="Keep the transformed data here after the first epoch; later epochs and runs read it from this "
+                   "local directory, memory-mapped, instead of decoding Parquet (results are identical).")
+@click.option("--cache-max-size", default=None, metavar="SIZE",
+              help="Bound the cache's disk use, e.g. 20GB; units beyond it are read from Parquet.")
+@click.option("--checkpoint-dir", default=None, help="Write checkpoints here (atomically).")
+@click.option("--checkpoint-every", default="0", show_default=True,
+              help="Chunks between checkpoints, or a time such as 30s, 5m, 1h (0: at the end of each epoch).")
+@click.option("--keep-checkpoints", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --checkpoint-dir.")
+@click.option("--init", "init", default=None, metavar="MODEL",
+              help="Continue training a saved model (its parameters, optimizer state, step and epoch) for --epochs "
+                   "more epochs; same model kind, features, classes and optimizer.")
+@click.option("--history", "history_path", default=None, help="Write the per-epoch history as JSON here.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Train on a local dask cluster of this many worker processes (0: in this process).")
+@click.option("--dask", "dask_address", default=None, help="Train on the dask.distributed scheduler at this address.")
+@click.option("--round-chunks", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Distributed mini-batch: chunks per worker between model averages.")
+@click.option("--out", default=None, help="Model file to write (.safetensors).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
+@click.option("--quiet", is_flag=True, help="No progress output on stderr.")
+@storage_option
+@friendly_errors
+def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str | None, model: str,
+        out: str | None, as_json: bool, quiet: bool, history_path: str | None, workers: int,
+        dask_address: str | None, round_chunks: int, storage_option: tuple[str, ...], **options: Any) -> None:
+    """Train a model on DATA (Parquet files, directories or globs; or s3://, gs://, abfs:// URIs) streamed from
+    disk or an object store; --out, --checkpoint-dir and --history may name an object store too."""
+    from ..training.progress import TrainingProgress
+    from ..training.trainer import Trainer
+
+    source = list(data) if len(data) > 1 else data[0]
+    options["class_weight"] = _parse_class_weight(options["class_weight"])
+    options["categorical"] = split_columns(options["categorical"])
+    hash_bits = options.pop("hash_bits")
+    if hash_bits is not None:
+        options.update(encoding="hash", hash_bits=hash_bits)
+    given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
+    options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
+    options["storage_options"] = storage_options_of(storage_option)
+    started = time.perf_counter()
+    _check_fit_outputs(source, out, history_path, options)
+    note = _NoteOnce("note: no --out given; the trained model will not be saved" if out is None else None)
+    if options.get("memory_budget") is not None:
+        from .allocators import map_large_arrays_directly
+
+        map_large_arrays_directly()
+    if workers or dask_address:
+        fitted = _fit_on_dask(source, target, split_columns(features), model, workers, dask_address, round_chunks,
+                              dict(options, exclude=split_columns(exclude) or ()))
+        note()  # the workers report no chunks to this process: said once the model is back
+    else:
+        with TrainingProgress(enabled=not quiet and not as_json) as progress:
+            trainer = Trainer(model=model, on_chunk=note.then(progress.update), **options)
+            fitted = trainer.fit(source, target=target, features=split_columns(features),
+                                 exclude=split_columns(exclude) or ())
+    if out:
+        fitted.save(out, options["storage_options"])
+    if history_path:
+        from ..io.storage import resolve, write_object
+
+        write_object(resolve(history_path, options["storage_options"]),
+                     lambda tmp: _write_text(tmp, json.dumps(fitted.history, indent=1)))
+    keys = ("epoch", "loss", "baseline_loss", "validation_loss", "rows", "seconds", "rows_per_s", "peak_rss_mb",
+            "steps", "shuffle_quality")
+    epochs = [{k: e[k] for k in keys if k in e} for e in fitted.history]
+    if as_json:
+        click.echo(json.dumps({"model": out, "kind": fitted.kind, "seconds": round(time.perf_counter() - started, 3),
+                               "epochs": epochs}))
+        return
+    last = epochs[-1]
+    validation = f", validation loss {last['validation_loss']:.6g}" if "validation_loss" in last else ""
+    best = (f", best epoch {fitted.summary['best_epoch'] + 1} kept" if "best_epoch" in fitted.summary else "")
+    resumed = (f", resumed from checkpoint {fitted.summary['resumed_from']}"
+               if fitted.summary.get("resumed_from") is not None else "")
+    if fitted.summary.get("continued_from_epoch") is not None:
+        resumed += f", continued {options['init']} at epoch {fitted.summary['continued_from_epoch'] + 1}"
+    baseline = f" (constant {last['baseline_loss']:.6g})" if last.get("baseline_loss") is not None else ""
+    left_out = fitted.history[-1].get("rows_skipped", 0)
+    why = "no target or a missing feature" if options["missing"] == "drop-rows" else "no target"
+    skipped = f" ({left_out:,} rows skipped: {why})" if left_out else ""
+    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch{skipped}, loss {last['loss']:.6g}"
+               f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
+               f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
+
+
+class _NoteOnce:
+    """A line for stderr, said once when training really starts (so that a bad option stays a one-line error)."""
+
+    def __init__(self, text: str | None):
+        self.text = text
+
+    def __call__(self, *ignored: Any) -> None:
+        if self.text is not None:
+            click.echo(self.text, err=True)
+            self.text = None
+
+    def then(self, callback: Callable) -> Callable:
+        def both(*args: Any) -> None:
+            self()
+            callback(*args)
+        return both
+
+
+def _check_fit_outputs(source: Any, out: str | None, history_path: str | None, options: dict) -> None:
+    """Every output of ``fit`` checked before the first chunk: writable, and none of the inputs."""
+    from ..data.dataset import list_files
+    from ..io.outputs import check_distinct, check_output_dir, check_output_file
+
+    storage = options.get("storage_options")
+    inputs = list_files(source, storage)
+    if options.get("validation_data") is not None:
+        inputs += list_files(options["validation_data"], storage)
+    if out is not None:
+        check_output_file(out, inputs, "--out", storage)
+    if history_path is not None:
+        check_output_file(history_path, inputs, "--history", storage)
+    if options.get("checkpoint_dir") is not None:
+        options["checkpoint_dir"] = check_output_dir(options["checkpoint_dir"], "--checkpoint-dir", storage)
+    if options.get("cache") is not None:
+        from ..data.cache import check_cache_dir
+
+        options["cache"] = check_cache_dir(options["cache"], "--cache")
+    check_distinct({"--out": out, "--history": history_path})
+
+
+def _fit_on_dask(source: Any, target: str, features: list[str] | None, model: str, workers: int,
+                 address: str | None, round_chunks: int, options: dict) -> Any:
+    from ..distributed import fit_distributed
+
+    if address:
+        from dask.distributed import Client
+
+        try:
+            client = Client(address, timeout=30)
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the dask scheduler at {address} ({exc})") from None
+        with client:
+            return fit_distributed(source, target, features, client=client, round_chunks=round_chunks,
+                                   model=model, **options)
+    return fit_distributed(source, target, features, n_workers=workers, round_chunks=round_chunks, model=model,
+                           **options)

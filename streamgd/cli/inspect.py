@@ -1,0 +1,68 @@
+"""``streamgd inspect``: a dataset's files, rows and columns and what training would use, a model file, or an
+epoch cache directory."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..data.shuffle import shuffle_syntax
+from ..errors import ConfigError, DataError
+from .options import friendly_errors, split_columns, storage_option, storage_options_of
+
+
+@click.command()
+@click.argument("path", nargs=-1)
+@click.option("--cache", "cache_dir", default=None, metavar="DIR",
+              help="Show what an epoch cache directory holds (units, rows, bytes, sources, format).")
+@click.option("--target", help="Target column (to show what would be used as features).")
+@click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
+@click.option("--shuffle", "shuffle", default=None, help=f"Show the shuffle quality of a mode: {shuffle_syntax()}.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--memory-budget", default=None, help="Show the units a memory budget such as 256MB gives.")
+@click.option("--categorical", default=None, help="Comma-separated columns to treat as categories.")
+@click.option("--stats", "statistics", is_flag=True,
+              help="Also compute column statistics (count, missing, mean, std, min, max; distinct values).")
+@click.option("--top", default=20, show_default=True, type=int,
+              help="Model files: coefficients shown per output, largest first.")
+@click.option("--json", "as_json", is_flag=True, help="Model files: print one JSON object.")
+@storage_option
+@friendly_errors
+def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, features: str | None,
+            shuffle: str | None, seed: int, memory_budget: str | None, categorical: str | None, statistics: bool,
+            top: int, as_json: bool, storage_option: tuple[str, ...]) -> None:
+    """Show a dataset's files, rows, row groups, columns and what training would use; for a model file
+    (.safetensors), its kind, features, transform, coefficients, settings and history; with --cache DIR, what an
+    epoch cache holds."""
+    from .inspect_data import describe_dataset
+    from .inspect_model import describe_model_file, file_kind
+
+    if cache_dir is not None:
+        from .inspect_cache import describe_cache
+
+        if path:
+            raise ConfigError("inspect --cache DIR shows a cache; give no PATH with it")
+        click.echo(describe_cache(cache_dir))
+        return
+    if not path:
+        raise ConfigError("inspect needs a PATH (a dataset or a model file) or --cache DIR")
+    from ..io.storage import is_remote
+
+    storage_options = storage_options_of(storage_option)
+    kinds = {p: file_kind(p) for p in path if os.path.isfile(p)}
+    remote_model = len(path) == 1 and is_remote(path[0]) and path[0].endswith(".safetensors")
+    if len(path) == 1 and (kinds.get(path[0]) == "safetensors" or remote_model):
+        click.echo(describe_model_file(path[0], top=top, as_json=as_json, storage_options=storage_options))
+        return
+    unknown = [p for p, kind in kinds.items() if kind != "parquet"]
+    if unknown:
+        raise DataError(f"{unknown[0]} is neither a Parquet file nor a streamgd model file"
+                        + (" (inspect one model file at a time)" if kinds[unknown[0]] else ""))
+    if as_json:
+        raise ConfigError("--json applies to model files; a dataset's report is text")
+    source = list(path) if len(path) > 1 else path[0]
+    click.echo(describe_dataset(source, target=target, features=split_columns(features), shuffle=shuffle,
+                                seed=seed, memory_budget=memory_budget,
+                                categorical=split_columns(categorical) or (), statistics=statistics,
+                                storage_options=storage_options))

@@ -1,0 +1,81 @@
+"""The ``streamgd`` command line: the group and its commands (one module per command group: ``fit``,
+``predict`` (predict and evaluate), ``inspect``, ``data`` (make-data and bench)), each thin over the Python API
+(parse, validate, call, print).
+
+Errors a user can fix print one line on stderr and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+import click
+
+from .data import bench, make_data
+from .fit import fit
+from .inspect import inspect
+from .options import EXIT_INTERRUPTED, EXIT_USAGE
+from .predict import evaluate, predict
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="streamgd")
+def main() -> None:
+    """Out-of-core gradient descent (full batch, SGD, mini-batch) on Parquet data."""
+    from .allocators import prefer_jemalloc
+
+    prefer_jemalloc()
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type, *ignored: Any, **also_ignored: Any) -> None:
+    """A warning as one line on stderr (no file, line or source), like the errors."""
+    click.echo(f"warning: {message}", err=True)
+
+
+for command in (inspect, fit, predict, evaluate, bench, make_data):
+    main.add_command(command)
+
+
+def invoke(args: list[str] | None = None) -> int:
+    """Run the command line on ``args`` (default: ``sys.argv``) and return its exit status; every error a user
+    can fix, a bad option value included, is one line on stderr and status 2."""
+    try:
+        status = main(args=args, standalone_mode=False)
+        return status if isinstance(status, int) else 0
+    except click.exceptions.UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        print(f"error: {where}{exc.format_message()}", file=sys.stderr)
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+            return 1
+        return 0 if exc.code is None else exc.code
+
+
+def run() -> None:
+    """The ``streamgd`` command: ``invoke``, then an exit that skips C++ static destructors.
+
+    pyarrow can abort a process at exit, after all its work is done, with "terminate called without an active
+    exception" (apache/arrow#34314: its thread pool torn down while a worker thread is still alive); seen here
+    twice in some hundreds of runs, once under the nightly benchmark. The command's work is over by then: its
+    files are written and closed, and its output is flushed here, so it exits at once with its status.
+    """
+    status = invoke()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
