@@ -2,7 +2,7 @@
 budget) against the decode floor, in-memory NumPy and scikit-learn partial_fit, as the rows grow; regression gates.
 
     python3 scripts/bench_memory.py                               # 1M, 4M, 16M rows x 32 features
-    python3 scripts/bench_memory.py --quick --out-dir /tmp/bench-quick
+    python3 scripts/bench_memory.py --quick --out-dir bench-quick
     python3 scripts/bench_memory.py --baseline previous/bench.json  # also compare with (and gate on) a past run
 
 Writes bench.json, bench.md, peak_rss.png and rows_per_s.png into --out-dir; exits with status 1 when a gate

@@ -28,7 +28,7 @@ def run_variant(name: str, path: str) -> dict:
     start = time.perf_counter()
     rows = 0
     if name == "decode-floor":
-        from streamgd.bench.harness import decode_floor
+        from streamgd.bench.children import decode_floor
 
         return decode_floor(path)
     if name == "iter-batches-row-major":

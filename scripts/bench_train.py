@@ -80,7 +80,7 @@ def run_variant(name: str, path: str, shuffle: str) -> dict:
     prefer_jemalloc()  # every variant with the allocator `streamgd fit` runs with (the floor too)
 
     if name in ("decode-floor", "reader-decode"):
-        from streamgd.bench.harness import decode_floor
+        from streamgd.bench.children import decode_floor
         from streamgd.io.mapped import MappedParquetFile
 
         start = _cpu_seconds()

@@ -15,7 +15,7 @@ import time
 
 import streamgd
 from streamgd.training import trainer as train
-from streamgd.bench.harness import decode_floor
+from streamgd.bench.children import decode_floor
 
 
 def _cpu() -> tuple[float, float]:

@@ -13,7 +13,9 @@ import sys
 
 import pytest
 
-from streamgd.bench.harness import check_gates, compare_to_baseline, markdown_report, parse_sizes
+from streamgd.bench.gates import check_gates, compare_to_baseline
+from streamgd.bench.methods import parse_sizes
+from streamgd.bench.report import markdown_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
