@@ -21,9 +21,7 @@ def arrow_jemalloc_by_default() -> bool:
     unless ``ARROW_DEFAULT_MEMORY_POOL`` names one; True if set. Must run before pyarrow is imported: Arrow reads
     the variable once, when it loads. ``prefer_jemalloc`` switches only pyarrow's Python-level pool, and Arrow's
     C++ code that allocates from the C++ default (its file readers' buffers, Parquet's decoding scratch) still
-    used mimalloc. Measured (``streamgd fit FILE --target y --epochs 2``, 32 float32 features, row groups of
-    65,536; medians of 3): peak RSS 315 MB at 1M rows and 323 MB at 10M (1.025x), against 324 and 341 MB (1.05x)
-    with only the Python pool switched. Only on Linux, where pyarrow's wheels are built with jemalloc (elsewhere
+    used mimalloc, and peak RSS grew more with the rows (benchmarks/README.md, "Figures quoted by the code"). Only on Linux, where pyarrow's wheels are built with jemalloc (elsewhere
     Arrow would warn about an unknown backend)."""
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or "pyarrow" in sys.modules or not sys.platform.startswith("linux"):
         return False
@@ -33,9 +31,8 @@ def arrow_jemalloc_by_default() -> bool:
 
 def prefer_jemalloc() -> bool:
     """Make jemalloc pyarrow's allocator in this process unless ``ARROW_DEFAULT_MEMORY_POOL`` names one; True if
-    switched. Measured (``streamgd fit`` on 4M rows x 32 float32, row groups of 65,536, --memory-budget 64MB):
-    peak RSS 73 MiB over the zero-rows run with jemalloc, 103-113 MiB with mimalloc (pyarrow's default, which
-    keeps the pages of freed row groups), at the same throughput."""
+    switched: mimalloc, pyarrow's default, keeps the pages of freed row groups, jemalloc hands them back at the
+    same throughput (benchmarks/README.md, "Figures quoted by the code")."""
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return False
     import pyarrow as pa
@@ -51,10 +48,9 @@ def map_large_arrays_directly(threshold: int = BUDGET_MMAP_THRESHOLD) -> bool:
     """Have glibc's malloc give arrays of ``threshold`` bytes or more their own pages, returned to the system when
     freed, instead of recycling them in its heaps (its default raises the threshold to the largest block freed, so
     chunk-sized NumPy arrays then fragment the heaps of the reader and training threads). Used under a memory
-    budget: measured with ``streamgd fit --memory-budget 64MB`` on 1M-16M rows x 32 float32, peak RSS 336-353 MB
-    instead of 402-435 MB (and 267 MB instead of 330 MB with zero rows), for 20-35% less throughput (page faults
-    on every new chunk), since won back for the dense blocks, which ``streamgd.data.chunk_buffers`` recycles. False
-    where the C library has no ``mallopt`` (not glibc)."""
+    budget: a lower peak RSS for less throughput (page faults on every new chunk), since won back for the dense
+    blocks, which ``streamgd.data.chunk_buffers`` recycles (benchmarks/README.md, "Figures quoted by the code"). False where the C library has no
+    ``mallopt`` (not glibc)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None

@@ -2,11 +2,10 @@
 
 A stream allocates a dense block of several MB for every chunk and frees it a few chunks later, often on another
 thread. glibc's malloc serves these from its heaps once the first one is freed (its dynamic mmap threshold rises
-to their size), where the two threads' interleaving fragments the heaps a little more now and then (10M rows x 32
-float32, row groups of 65,536: glibc's heaps 41 MB after 30 chunks, 53 MB by the end; 45 MB with the pool).
-Under a memory budget each block was instead mapped on its own (``streamgd.cli.allocators``), which keeps no freed
-memory but faults every page of every chunk in again: ``streamgd fit --memory-budget 64MB`` on those 10M rows ran
-at 3.5-3.9M rows/s that way, 4.7-5.1M with the pool (peak RSS 303-304 MB, 311-312 MB with it).
+to their size), where the two threads' interleaving fragments the heaps a little more now and then. Under a
+memory budget each block was instead mapped on its own (``streamgd.cli.allocators``), which keeps no freed memory
+but faults every page of every chunk in again, at a cost in throughput that the pool wins back for a few MB of
+peak RSS (benchmarks/README.md, "Figures quoted by the code").
 
 The pool hands out arrays backed by anonymous memory maps and takes a map back when the last view of its array
 dies (a weak reference's callback: the array's base is the one ``np.frombuffer`` array every view shares). While a

@@ -59,9 +59,9 @@ class FooterCache:
     subsets, the last ``capacity`` files used.
 
     A footer costs memory in proportion to the file's row groups x columns, and what a parse allocates stays in the
-    process once freed (each reading thread parses in its own allocator arena): parsing the footer of a 490-row-
-    group x 33-column file adds 13-19 MB of resident memory. Parsed once, the footer costs that once, not once per
-    reader (training reads with a reader per epoch, the statistics pass with one per thread). Pickles empty.
+    process once freed (each reading thread parses in its own allocator arena; benchmarks/README.md, "Figures quoted by the code").
+    Parsed once, the footer costs that once, not once per reader (training reads with a reader per epoch, the
+    statistics pass with one per thread). Pickles empty.
     """
 
     def __init__(self, capacity: int = 8):

@@ -12,14 +12,13 @@ process holds with zero rows (the interpreter, the libraries, compiled kernels a
   (``fetch_ahead_bytes``);
 * the page buffers of a row group read in slices: a row group larger than a unit is streamed column by column,
   and each column's reader holds its dictionary page and a data page compressed and decompressed, whatever the
-  slice. Measured (pyarrow 26 alone streaming a 3M-row row group of 33 float columns written with 1 MiB pages):
-  135 MB above the process's RSS before, 4.1 MB a column. That is fixed by the file, not by the budget: a budget below it is refused.
+  slice (a few MB a column: benchmarks/README.md, "Figures quoted by the code"). That is fixed by the file, not by the budget: a budget
+  below it is refused.
 
 When row groups are read in slices, a fifth of the budget is kept back (``ALLOCATOR_SHARE``) for what the
-allocators hold of freed buffers and for what the estimates above miss on a given machine. Measured on a 2M-row
-file written as one row group, read in slices (``tests/test_memory.py``), peak RSS over the zero-rows run with the
-whole budget planned: 0.68-0.75x the budget on one machine, 0.95-1.26x on another (one CI run: 192 MiB over under
-160 MB), the same code and packages.
+allocators hold of freed buffers and for what the estimates above miss on a given machine: with the whole
+budget planned, a 2M-row file written as one row group and read in slices (``tests/test_memory.py``) went over
+the budget on one machine and not on another, with the same code and packages (benchmarks/README.md, "Figures quoted by the code").
 
 The budget does not bound the model and its optimizer state (``streamgd fit`` checks those against the memory
 available) nor the statistics pass, which reads one row group at a time on one thread.
@@ -143,8 +142,8 @@ def plan_memory(budget: int, row_group_rows: Sequence[Sequence[int]], footers: S
     per_row = bytes_per_row(n_dense, itemsize, prefetch_depth, sparse_per_row, source_per_row,
                             decoded_per_row) * units_per_step
     # a row group is a unit when its rows fit the whole budget: slicing it to keep the reserve back would cost
-    # more than it saves (measured, 2M rows in row groups of 65,536 under 64MB: peak RSS 334 MB against 322-327,
-    # 10-20% slower), for the page buffers a sliced row group holds
+    # more than it saves, in memory and in time, for the page buffers a sliced row group holds
+    # (benchmarks/README.md, "Figures quoted by the code")
     rows = max(MIN_UNIT_ROWS, int(budget // per_row))
     sliced = [i for i, groups in enumerate(row_group_rows) if groups and max(groups) > rows]
     if not sliced:

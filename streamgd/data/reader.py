@@ -4,8 +4,8 @@ row permutation fused into the one copy, and prefetch the next chunks on a backg
 The prefetch thread decodes; the conversion runs on it too, or, with ``defer_conversion``, on the consuming
 thread, which then holds the decoded Arrow table until the copy.
 
-Column-major because Arrow stores columns: one contiguous copy per column, no transpose (the design measured a
-row-major layout at 1.7x the cost). The mini-batch kernels read consecutive rows of each column, which is the
+Column-major because Arrow stores columns: one contiguous copy per column, no transpose (a row-major layout
+costs more than the decoding: benchmarks/README.md, "Figures quoted by the code"). The mini-batch kernels read consecutive rows of each column, which is the
 contiguous direction of a column-major array.
 """
 
@@ -123,7 +123,7 @@ def parse_size(size: str | int | None, what: str) -> int | None:
 @numba.njit(nogil=True, cache=True)
 def _gather_into(source, order, out):  # pragma: no cover - compiled
     # one read of the source in order first, a value per cache line: the hardware prefetcher streams it into
-    # cache, so the random reads that follow hit (measured: a 65,536 x 33 float32 chunk in 1.70 ms, not 1.98)
+    # cache, so the random reads that follow hit (benchmarks/README.md, "Figures quoted by the code")
     warm = source[0] if source.shape[0] else 0
     for i in range(0, source.shape[0], 8):
         warm += source[i]

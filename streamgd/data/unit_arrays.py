@@ -5,8 +5,8 @@ What the epoch cache stores per unit (``streamgd.data.cache``): the dense block 
 standardization, the sparse block, the target and the extra columns, with the rows in the order the first epoch's
 chunk delivered them (its permutation, less the rows drop-rows left out) and ``slot``: for each row of the unit in
 file order, where it is stored (-1: left out). Storing the chunk as it was delivered costs the first epoch a write
-and nothing else: no second conversion in file order, no second copy (on 4M x 32 float32 that conversion and copy
-made the first epoch take 2.3x as long). Any later step's chunk is a gather through ``slot`` and equals, bit for
+and nothing else: no second conversion in file order, no second copy (which would lengthen the first epoch
+severalfold: benchmarks/README.md, "Figures quoted by the code"). Any later step's chunk is a gather through ``slot`` and equals, bit for
 bit, the chunk the reader converts from Parquet: conversion and transform work value by value, so the stored
 values are the values that conversion would deliver for those rows.
 
@@ -75,8 +75,7 @@ class UnitArrays:
 @numba.njit(nogil=True, cache=True)
 def _gather_columns(source, rows, dest, out, lo, hi):  # pragma: no cover - compiled
     # columns [lo, hi): each read once in order first, a value per cache line, then gathered: the hardware
-    # prefetcher streams it into cache and the random reads hit (measured, 65,536 x 32 float32 mapped: 2.1 ms,
-    # not 3.8). ``dest`` empty: row k goes to row k of ``out``, else to row dest[k]
+    # prefetcher streams it into cache and the random reads hit (benchmarks/README.md, "Figures quoted by the code"). ``dest`` empty: row k goes to row k of ``out``, else to row dest[k]
     warm = 0.0
     direct = dest.shape[0] == 0
     for j in range(lo, hi):
@@ -114,8 +113,8 @@ def _through(slot, positions):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, cache=True)
 def _gather_vector(source, rows, dest, out):  # pragma: no cover - compiled
-    # read in order first, a value per cache line, as ``_gather_columns`` does (65,536 float64: 0.15-0.17 ms
-    # against 0.23-0.26 without; the same for ``_through``'s int32 slots made no difference)
+    # read in order first, a value per cache line, as ``_gather_columns`` does (faster for float64 vectors; for
+    # ``_through``'s int32 slots it made no difference: benchmarks/README.md, "Figures quoted by the code")
     warm = 0.0
     for i in range(0, source.shape[0], 8):
         warm += source[i]

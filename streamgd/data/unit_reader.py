@@ -96,9 +96,8 @@ class UnitTableReader:
         if handle is None:
             if len(self._files) >= self.max_open_files:
                 self._files.pop(next(iter(self._files)))
-            # slices stream each column through its own buffer: 64 KiB each, not 1 MiB (33 columns x 1 MiB was
-            # most of the slice reader's memory: reading 4M rows in 16k-32k-row slices peaked +90 MiB with 1 MiB
-            # buffers, +45 MiB with 64 KiB, and ran 20% faster; a 2M-row row group peaks the same either way)
+            # slices stream each column through its own buffer: 64 KiB each, not 1 MiB (1 MiB buffers were most of
+            # the slice reader's memory, and slower: benchmarks/README.md, "Figures quoted by the code")
             if streaming and self.remote is not None:  # a request per refill: buffers of 1 MiB, not 64 KiB
                 handle = self._files[key] = self.remote.streaming_file(source, REMOTE_STREAM_BUFFER)
                 return handle

@@ -32,11 +32,10 @@ DEFAULT_MAX_CATEGORIES = 1000
 MAX_CATEGORIES_LIMIT = 1_000_000  # one-hot vocabulary per column; beyond it, hash (--hash-bits)
 # Counters per categorical column. Every value dropped, and the error of every value kept, is bounded by
 # floor <= N / (capacity + 1); the top max_categories are the exact ones whenever the max_categories-th and next true
-# counts differ by 2 floor or more, and in practice far beyond: measured on Zipf(1.1) columns (1e7 rows, 5e6 values,
-# max_categories 1e5), 2x counters picked 22,001 values that are not among the true top 1e5 (the vocabulary covers
-# 87.54% of rows, the exact one 88.33%), 8x picked 83 (88.33%), for +0.5 s and +130 MB. So 8x, up to 2^20 counters
-# (measured with 10-character values: 34 MB per saturated column, up to as much again of pending counts, and
-# about 250 MB more while one column folds them in), and never fewer than 2x nor 1,024.
+# counts differ by 2 floor or more, and in practice far beyond: on Zipf(1.1) columns 8x counters keep the exact
+# vocabulary's coverage where 2x lose some of it, for a little time and memory. So 8x, up to 2^20 counters (what a
+# saturated column then holds bounds the pass's memory), and never fewer than 2x nor 1,024. The measurements:
+# benchmarks/README.md, "Figures quoted by the code".
 CATEGORY_CAPACITY_FACTOR = 8
 MAX_CATEGORY_CAPACITY = 1 << 20
 MIN_CATEGORY_CAPACITY = 1024

@@ -82,7 +82,7 @@ def is_remote(where: Any) -> bool:
     """Whether ``where`` lies outside the local disk: a URI of another scheme than ``file://``, a ``Location`` in
     a store, or a filesystem other than pyarrow's local one (a path, ``None`` or a local filesystem: False).
 
-    >>> is_remote("s3://bucket/key"), is_remote("file:///tmp/a"), is_remote(pafs.LocalFileSystem()), is_remote(None)
+    >>> is_remote("s3://bucket/key"), is_remote("file:///data/a.parquet"), is_remote(pafs.LocalFileSystem()), is_remote(None)
     (True, False, False, False)
     """
     if isinstance(where, Location):
