@@ -3,8 +3,8 @@ reader, with every request counted.
 
 An object store answers each request after tens of milliseconds whatever its size, so the number of requests and
 how many are in flight bound reading, not bandwidth. pyarrow's streaming reader (``pre_buffer=False``) asks for
-each column chunk in 64 KiB pieces: 258 GET requests for 8 row groups x 32 columns against a local S3 server,
-30.7 s; fetching each row group's column chunks as one range made 9 requests, 0.84 s (issue 19). Here:
+each column chunk in 64 KiB pieces, a request each; fetching each row group's column chunks as one range takes
+a request per row group, dozens of times faster (issue 19; benchmarks/README.md, "Figures quoted by the code"). Here:
 
 * **one open file per Parquet file**, opened when its footer is read and reused by every pass of the run
   (``OpenFiles``: opening costs a HEAD request);
@@ -16,8 +16,7 @@ each column chunk in 64 KiB pieces: 258 GET requests for 8 row groups x 32 colum
   as the pass goes, capped by ``MAX_FETCH_DEPTH`` and by a byte budget for the fetched bytes not yet decoded.
   The fetch time is the least of the last ``_LATENCY_WINDOW`` fetches (the store's latency when not queued, as
   TCP BBR takes the least round-trip time): a server that is saturated answers slower the more is asked of it,
-  and the mean would then raise the depth without end (against moto on this 2-core machine, reading 16 row
-  groups of 12.5 MB: 1.48 s with the depth from the mean, which went to 16; 0.49 s with at most 4 in flight).
+  and the mean would then raise the depth without end, and reading with it (benchmarks/README.md, "Figures quoted by the code").
   Fetched bytes wait for the reader in memory: ``DEFAULT_FETCH_BYTES`` at most, or a quarter of a memory budget.
 
 Every request goes through ``RangeFile``, which counts it (pyarrow's S3 filesystem has no request counter):

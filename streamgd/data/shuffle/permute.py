@@ -1,7 +1,7 @@
 """Row permutations from a seed, compiled: a Fisher-Yates shuffle driven by SplitMix64.
 
-``np.random.Generator.permutation`` costs ~0.75 ms for a 65,536-row unit, once per chunk on the training
-pipeline's busiest thread; this costs ~0.07 ms. SplitMix64 (Steele, Lea and Flood, 2014) passes BigCrush;
+``np.random.Generator.permutation`` runs once per chunk on the training pipeline's busiest thread; this is about
+ten times faster (benchmarks/README.md, "Figures quoted by the code"). SplitMix64 (Steele, Lea and Flood, 2014) passes BigCrush;
 each swap index is Lemire's multiply-shift of 32 random bits, whose bias (at most n / 2^32) is far below
 anything a shuffle for SGD can feel.
 
