@@ -1,9 +1,10 @@
 """A real S3 protocol server on 127.0.0.1 for the tests: moto in server mode with credentials checked, and a small
 HTTP proxy in front of it that logs every request and fails the ones it is told to.
 
-Inside ``S3Server.credentials_checked()`` the server checks credentials (moto's IAM authentication): ``admin``
-may do anything, ``reader`` may only read, and any other key is refused with 403 InvalidAccessKeyId, as AWS
-refuses it. (moto's authentication is a setting of the whole process, and another moto server in it, such as
+Inside ``S3Server.credentials_checked()`` the server checks credentials (moto's IAM authentication) against the
+users' ``POLICIES``, as AWS would: ``admin`` may do anything, ``reader`` may list and read the objects under
+train/data/, ``getter`` may read objects but list nothing, and any other key is refused with 403
+InvalidAccessKeyId. (moto's authentication is a setting of the whole process, and another moto server in it, such as
 tests/s3_latency.py's, takes any key: so it is on only inside that block.) Clients go through the proxy
 (``S3Server.endpoint``), so a test can count the requests a command made, tell whose key signed each, and inject
 the transient errors (503) that retries must survive.
@@ -24,10 +25,32 @@ from typing import Any
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
                "expect"}  # the proxy answered the 100-continue itself; it forwards the whole body at once
-_ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-# moto authorizes HeadBucket as the action s3:HeadBucket; AWS does it with s3:ListBucket, which s3:List* grants
-_READ_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
-                                                         "Action": ["s3:Get*", "s3:List*", "s3:HeadBucket"]}]}
+# moto authorizes a request by the IAM action AWS names (s3:GetObject for a HeadObject, s3:ListBucket for a
+# ListObjectsV2) up to 5.2.5, and by the operation's own name from 5.2.6 on (s3:HeadObject, s3:ListObjectsV2, and
+# s3:HeadBucket always): a policy grants both, so the users below are what they would be on AWS with any moto
+_MOTO_NAMES = {"s3:GetObject": ["s3:HeadObject"], "s3:ListBucket": ["s3:ListObjectsV2", "s3:ListObjects",
+                                                                      "s3:HeadBucket"]}
+
+
+def _allow(actions: list[str], resource: str = "*") -> dict:
+    """An Allow statement of ``actions`` (AWS's names) on ``resource``, in the names every moto checks."""
+    return {"Effect": "Allow", "Resource": resource,
+            "Action": sorted({*actions, *(name for action in actions for name in _MOTO_NAMES.get(action, []))})}
+
+
+def _policy(*statements: dict) -> dict:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+# admin: anything. reader: list every bucket, read the objects under train/data/ (a role scoped to a prefix, so
+# the HeadObject of the key "train/data" itself is refused, as AWS refuses it). getter: read any object, list
+# nothing (so AWS answers 403, not 404, for a missing key: the proxy does that, see FaultProxy.hides_missing)
+POLICIES = {
+    "admin": _policy({"Effect": "Allow", "Action": "*", "Resource": "*"}),
+    "reader": _policy(_allow(["s3:ListBucket"]), _allow(["s3:GetObject"], "arn:aws:s3:::train/data/*")),
+    "getter": _policy(_allow(["s3:GetObject"])),
+}
+MAY_NOT_LIST = ("getter",)
 
 
 @dataclass
@@ -66,6 +89,16 @@ class RequestLog:
         with self.lock:
             return sum(1 for m, p, _, k in self.entries
                        if (method is None or m == method) and path in p and (key is None or k == key))
+
+
+_ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                  b'<Message>Access Denied</Message></Error>')
+
+
+def _names_object(path: str) -> bool:
+    """True for a path-style request of an object (``/bucket/key``), not of a bucket (``/bucket?list-type=2``)."""
+    bucket_and_key = path.split("?", 1)[0].lstrip("/").split("/", 1)
+    return len(bucket_and_key) == 2 and bool(bucket_and_key[1])
 
 
 class _Relay(BaseHTTPRequestHandler):
@@ -110,10 +143,13 @@ class _Relay(BaseHTTPRequestHandler):
         try:
             upstream.request(self.command, self.path, body=body, headers=headers)
             response = upstream.getresponse()
-            payload = response.read()
+            status, payload = response.status, response.read()
         finally:
             upstream.close()
-        self.send_response(response.status)
+        if status == 404 and signer in proxy.hides_missing and _names_object(self.path):
+            # AWS answers a missing key with 403 to a caller that may not list the bucket; moto answers 404
+            status, payload = 403, _ACCESS_DENIED
+        self.send_response(status)
         head = self.command == "HEAD"  # its Content-Length is the object's, with no body
         for name, value in response.getheaders():
             if name.lower() not in _HOP_BY_HOP and (head or name.lower() != "content-length"):
@@ -123,7 +159,7 @@ class _Relay(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(payload)
-        proxy.log.add(self.command, self.path, response.status, signer)
+        proxy.log.add(self.command, self.path, status, signer)
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
 
@@ -138,6 +174,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.upstream = upstream
         self.log = RequestLog()
         self.faults: list[Fault] = []
+        self.hides_missing: set[str] = set()  # access keys answered 403 for a missing object, as AWS would
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
@@ -222,7 +259,7 @@ class S3Server:
 
 
 def start_s3_server() -> S3Server:
-    """Start moto on a free port of 127.0.0.1, create the ``admin`` and ``reader`` users, and start the proxy."""
+    """Start moto on a free port of 127.0.0.1, create the users of ``POLICIES``, and start the proxy."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -234,10 +271,12 @@ def start_s3_server() -> S3Server:
     iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bootstrap",
                        aws_secret_access_key="bootstrap")
     keys = {}
-    for user, policy in (("admin", _ADMIN_POLICY), ("reader", _READ_POLICY)):
+    for user, policy in POLICIES.items():
         iam.create_user(UserName=user)
         iam.put_user_policy(UserName=user, PolicyName=f"{user}-policy", PolicyDocument=json.dumps(policy))
         created = iam.create_access_key(UserName=user)["AccessKey"]
         keys[user] = (created["AccessKeyId"], created["SecretAccessKey"])
     keys["stranger"] = ("AKIANOTAKNOWNKEY0000", "not-a-secret")
-    return S3Server(moto=moto, proxy=FaultProxy((host, port)), keys=keys)
+    proxy = FaultProxy((host, port))
+    proxy.hides_missing.update(keys[user][0] for user in MAY_NOT_LIST)
+    return S3Server(moto=moto, proxy=proxy, keys=keys)

@@ -14,12 +14,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import reported_lines
 from s3_server import Fault
 
 import streamgd
-from conftest import reported_lines
-from streamgd.training.checkpoint import list_checkpoints, read_checkpoint
 from streamgd.cli.main import invoke
+from streamgd.data.dataset import list_files
+from streamgd.training.checkpoint import list_checkpoints, read_checkpoint
 
 SETTINGS = dict(model="logistic", batch_size=50, epochs=2, optimizer="adam", seed=3, shuffle="row-groups")
 CLI_SETTINGS = ["--target", "y", "--batch-size", "50", "--epochs", "2", "--optimizer", "adam", "--seed", "3",
@@ -171,12 +172,15 @@ def test_a_missing_bucket_or_key_or_a_bad_uri_is_one_line_and_exit_2(aws, bucket
 
 
 @pytest.mark.parametrize("user, args, message", [
-    ("stranger", ["fit", "s3://train/data/", *CLI_SETTINGS], "cannot read s3://train/data/: access denied"),
+    ("stranger", ["fit", "s3://train/data/", *CLI_SETTINGS],
+     "cannot read s3://train/data/ as an object or list it as a prefix: the credentials are not valid"),
     ("stranger", ["fit", "{local}", *CLI_SETTINGS, "--out", "s3://out/m.safetensors"], "credentials"),
     ("reader", ["fit", "s3://train/data/", *CLI_SETTINGS, "--out", "s3://out/m.safetensors"],
      "--out s3://out/m.safetensors: cannot write there: access denied"),
     ("reader", ["fit", "s3://train/data/", *CLI_SETTINGS, "--checkpoint-dir", "s3://out/ck"],
      "--checkpoint-dir s3://out/ck: cannot write there: access denied"),
+    # its HeadObject of "train/data" is refused: a listing still finds that the name is a prefix
+    ("reader", ["fit", "{local}", *CLI_SETTINGS, "--out", "s3://train/data"], "is a prefix holding objects"),
 ])
 def test_wrong_credentials_or_a_refused_write_is_one_line_before_training(aws, bucket, local_files, capsys,
                                                                           monkeypatch, user, args, message):
@@ -186,6 +190,45 @@ def test_wrong_credentials_or_a_refused_write_is_one_line_before_training(aws, b
         status, out, err = _run(capsys, *[a.format(local=local_files) for a in args])
     assert status == 2 and len(err) == 1 and message in err[0], err
     assert aws.proxy.log.count("GET", "part-1.parquet") == 0  # refused before any data was read
+
+
+PART_0, PART_1 = "s3://train/data/part-0.parquet", "s3://train/data/part-1.parquet"
+REFUSED = "as an object or list it as a prefix: access denied"
+
+
+@pytest.mark.parametrize("user, path, expected", [
+    # reader: may list, may read train/data/*; AWS refuses its HeadObject of the key "train/data"
+    ("reader", PART_0, [PART_0]),
+    ("reader", "s3://train/data/", [PART_0, PART_1]),
+    ("reader", "s3://train/data", [PART_0, PART_1]),
+    ("reader", "s3://train/data/part-*.parquet", [PART_0, PART_1]),
+    ("reader", "s3://train/data/no-such.parquet", "no such file or directory: s3://train/data/no-such.parquet"),
+    ("reader", "s3://train/elsewhere", "cannot read s3://train/elsewhere: access denied"),
+    # getter: may read objects, may not list: AWS answers 403 for a missing key, so a prefix cannot be told
+    ("getter", PART_0, [PART_0]),
+    ("getter", "s3://train/data/", f"cannot read s3://train/data/ {REFUSED}"),
+    ("getter", "s3://train/data", f"cannot read s3://train/data {REFUSED}"),
+    ("getter", "s3://train/data/no-such.parquet", f"cannot read s3://train/data/no-such.parquet {REFUSED}"),
+])
+def test_a_path_resolves_by_what_the_credentials_may_do(aws, bucket, local_files, capsys, monkeypatch,
+                                                        user, path, expected):
+    """A file, a prefix (with and without its slash), a glob and a missing path, for a caller whose HeadObject of
+    the prefix's own key is refused but who may list (reader), and one who may not list (getter)."""
+    for name, value in aws.env(user).items():
+        monkeypatch.setenv(name, value)
+    with aws.credentials_checked():
+        if isinstance(expected, list):
+            assert list_files(path) == expected
+            model = streamgd.fit(path, target="y", **SETTINGS)  # and the data is read with these credentials
+        else:
+            status, out, err = _run(capsys, "fit", path, *CLI_SETTINGS)
+    if isinstance(expected, list):
+        local = streamgd.fit([str(local_files / uri.rsplit("/", 1)[1]) for uri in expected], target="y",
+                             **SETTINGS)
+        np.testing.assert_array_equal(model.coef_, local.coef_)
+    else:
+        assert status == 2 and len(err) == 1 and expected in err[0], err
+        assert aws.proxy.log.count("GET", "part-") == 0  # refused before any data was read
 
 
 def test_transient_errors_are_retried_and_the_result_is_the_same(aws, bucket, local_files, capsys):

@@ -32,7 +32,7 @@ README = ROOT / "README.md"
 MAX_ROWS = 20_000
 ROW_GROUP_SIZE = 2_000
 SKIPPED = {  # a text each skipped block holds: why it is skipped
-    "pip install . &&": "the install and test commands CI runs itself",
+    "pip install -c constraints.txt . &&": "the install and test commands CI runs itself",
     "--dask tcp://scheduler:8786": "needs a dask scheduler and an S3 bucket",
 }
 MARKER = re.compile(r"<!-- readme-test: skip \((.+)\) -->")
@@ -147,7 +147,7 @@ def test_readme_examples_run_as_written(workdir, monkeypatch, s3_server):
 def test_the_first_command_after_install(workdir):
     """The install block's ``streamgd fit`` on data/breast_cancer.parquet (the block itself is CI's to run)."""
     install = readme_blocks(README.read_text())[0]
-    assert install.skip and install.code.startswith("pip install . && streamgd fit")
+    assert install.skip and install.code.startswith("pip install -c constraints.txt . && streamgd fit")
     command = install.code.splitlines()[0].split(" && ", 1)[1]
     run_shell(install.line, command, workdir)
     assert (workdir / "model.safetensors").exists()

@@ -29,7 +29,17 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError, DataError, SchemaError
 from ..io.mapped import MappedParquetFile, can_map
-from ..io.storage import Location, first_line, is_remote, is_store_error, quick, resolve, storage_error, uri_of
+from ..io.storage import (
+    Location,
+    file_or_prefix,
+    first_line,
+    is_remote,
+    is_store_error,
+    quick,
+    resolve,
+    storage_error,
+    uri_of,
+)
 from .remote_reads import OpenFiles
 from .sparse_block import BlockNames, SparseBlock
 
@@ -277,23 +287,18 @@ def _expand_path(path: str, storage_options: dict | None = None) -> tuple[list[s
 
 def _expand_uri(location: Location) -> tuple[list[str], Any]:
     """The files an object, a prefix or a glob in an object store names (paths inside its filesystem); listed
-    with few retries, so that a wrong endpoint, bucket or credential is said at once."""
-    fs, inner = quick(location).filesystem, location.path
+    with few retries, so that a wrong endpoint, bucket or credential is said at once. A prefix is found by a
+    listing even when its own key's HeadObject is refused (``storage.file_or_prefix``)."""
+    inner = location.path
     pattern = None
     if _GLOB_CHARS.search(inner):
         pattern, inner = inner, _GLOB_CHARS.split(inner, 1)[0].rsplit("/", 1)[0]
-    try:
-        info = fs.get_file_info(inner)
-        if info.type == pafs.FileType.Directory:
-            selector = pafs.FileSelector(inner, recursive=True)
-            found = sorted(i.path for i in fs.get_file_info(selector)
-                           if i.type == pafs.FileType.File and _is_data_file(i.path)
-                           and (pattern is None or fnmatch.fnmatchcase(i.path, pattern)))
-    except OSError as exc:
-        raise storage_error(exc, "read", location.uri) from None
-    if info.type == pafs.FileType.NotFound:
+    kind, entries = file_or_prefix(Location(location.uri, inner, quick(location).filesystem))
+    if kind == pafs.FileType.NotFound:
         raise DataError(f"no such file or directory: {location.uri}")
-    if info.type == pafs.FileType.Directory:
+    if kind == pafs.FileType.Directory:
+        found = sorted(i.path for i in entries if i.type == pafs.FileType.File and _is_data_file(i.path)
+                       and (pattern is None or fnmatch.fnmatchcase(i.path, pattern)))
         if not found:
             raise DataError(f"no file matches the pattern {location.uri}" if pattern else
                             f"the directory {location.uri} holds no Parquet files")

@@ -304,6 +304,7 @@ _REASONS = (
     (("HTTP status 5", "SLOW_DOWN", "SERVICE_UNAVAILABLE", "INTERNAL_FAILURE", "NETWORK_CONNECTION",
       "REQUEST_TIMEOUT", "THROTTLING", "curlCode"), "the store kept failing, retries exhausted"),
 )
+_REFUSALS = ("ACCESS_DENIED", "HTTP status 403", "AccessDenied")  # a 403, whatever its body says (HEAD: none)
 
 
 def storage_error(exc: BaseException, doing: str, uri: str) -> StorageError:
@@ -325,13 +326,58 @@ def is_store_error(exc: BaseException) -> bool:
 
 # ---- operations -------------------------------------------------------------------------------------------------
 def file_type(location: Location) -> pafs.FileType:
-    """NotFound, File or Directory; StorageError when the store refuses to say."""
+    """NotFound, File or Directory (a prefix with objects under it). A refused HeadObject is asked again as a
+    listing (see ``refused``); StorageError, one line naming what was refused, when neither answers."""
     if location.is_local:
         return pafs.LocalFileSystem().get_file_info(os.path.abspath(location.path)).type
     try:
         return location.filesystem.get_file_info(location.path).type
     except OSError as exc:
-        raise storage_error(exc, "read", location.uri) from None
+        if not refused(exc):
+            raise storage_error(exc, "read", location.uri) from None
+        objects_after_refusal(location, exc, recursive=False)
+        return pafs.FileType.Directory
+
+
+def file_or_prefix(location: Location) -> tuple[pafs.FileType, list[pafs.FileInfo]]:
+    """What a remote ``location`` names: ``(File, [])``, ``(Directory, every entry under it, recursively)`` or
+    ``(NotFound, [])``, in one listing at most. StorageError as ``file_type``."""
+    filesystem = location.filesystem
+    try:
+        kind = filesystem.get_file_info(location.path).type
+        if kind != pafs.FileType.Directory:
+            return kind, []
+    except OSError as exc:
+        if not refused(exc):
+            raise storage_error(exc, "read", location.uri) from None
+        return pafs.FileType.Directory, objects_after_refusal(location, exc, recursive=True)
+    try:
+        return kind, filesystem.get_file_info(pafs.FileSelector(location.path, recursive=True))
+    except OSError as exc:
+        raise storage_error(exc, "list", location.uri) from None
+
+
+def refused(exc: BaseException) -> bool:
+    """True for a 403 from the store. S3 answers it to a HeadObject of a key the caller may not read (a policy
+    on ``prefix/*`` refuses the key ``prefix`` itself) and of any missing key when the caller may not list the
+    bucket: so a refused probe of a path as one object does not say that it is not a prefix."""
+    return is_store_error(exc) and any(code in str(exc) for code in _REFUSALS)
+
+
+def objects_after_refusal(location: Location, refusal: OSError, recursive: bool) -> list[pafs.FileInfo]:
+    """The entries under the prefix ``location.path/`` of a path whose HeadObject was refused (``refusal``).
+    StorageError, one line, when the listing is refused too (the listing's reason: for a key that is not valid,
+    the HeadObject's bodiless 403 cannot say so) or is empty (the HeadObject's refusal stands: an object these
+    credentials may not read, or nothing there)."""
+    selector = pafs.FileSelector(location.path, allow_not_found=True, recursive=recursive)
+    try:
+        entries = location.filesystem.get_file_info(selector)
+    except OSError as exc:
+        raise StorageError(f"cannot read {location.uri} as an object or list it as a prefix: {_reason(exc)}"
+                           ) from None
+    if not entries:
+        raise StorageError(f"cannot read {location.uri}: {_reason(refusal)}; and no object is under it as a prefix")
+    return entries
 
 
 def write_object(location: Location, write: Callable[[str], None]) -> None:
@@ -434,13 +480,26 @@ def check_writable(location: Location, what: str, directory: bool = False) -> No
         except OSError as exc:
             raise StorageError(f"{what} {location.uri}: cannot reach it: {_reason(exc)}") from None
 
+    def is_prefix() -> bool:
+        try:
+            return location.filesystem.get_file_info(location.path).type == pafs.FileType.Directory
+        except OSError as exc:
+            if not refused(exc):
+                raise StorageError(f"{what} {location.uri}: cannot reach it: {_reason(exc)}") from None
+        # a writer may be refused the HeadObject (S3 asks s3:GetObject for it): a listing says whether objects
+        # are under the name; one that may not list either is left to the probe write below
+        try:
+            return bool(location.filesystem.get_file_info(pafs.FileSelector(location.path, allow_not_found=True)))
+        except OSError:
+            return False
+
     if kind(bucket) == pafs.FileType.NotFound:
         raise StorageError(f"{what} {location.uri}: the bucket {bucket!r} does not exist (or these credentials "
                            "cannot see it)")
     if not directory:
         if "/" not in location.path:
             raise ConfigError(f"{what} {location.uri} is not a file name; give bucket/key")
-        if kind(location.path) == pafs.FileType.Directory:
+        if is_prefix():
             raise ConfigError(f"{what} {location.uri} is a prefix holding objects; give a file name")
     parent = location.path if directory else location.path.rsplit("/", 1)[0]
     probe = Location(location.uri, f"{parent}/.streamgd-probe-{uuid.uuid4().hex}", location.filesystem)
