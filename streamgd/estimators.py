@@ -49,9 +49,11 @@ from .data.sparse_block import SparseBlock
 from .errors import DataError
 from .features.targets import scan_classes, to_json_labels
 from .models.linear import LinearModel
-from .training import epoch as core
+from .training.chunk_step import chunk_job
 from .training.config import TrainConfig
-from .training.epoch import Run, TrainState, chunk_job
+from .training.epoch import train_epochs
+from .training.model_of_run import assemble_model
+from .training.state import Run, TrainState
 from .training.trainer import Trainer
 
 TARGET_COLUMN = "__target__"
@@ -95,8 +97,9 @@ def _sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray | None:
 @dataclass
 class _Session:
     """What ``partial_fit`` continues from: a run's fixed settings (without its data or schedule, which are
-    given again for each call) and its state. Each call is one epoch of ``streamgd.training.epoch`` over the batch, the
-    epoch number counting the calls, so k calls on the rows ``fit`` trains on are ``fit(max_iter=k)``."""
+    given again for each call) and its state. Each call is one epoch of the epoch driver (``streamgd.training.epoch``)
+    over the batch, the epoch number counting the calls, so k calls on the rows ``fit`` trains on are
+    ``fit(max_iter=k)``."""
 
     config: TrainConfig
     run: Run
@@ -140,17 +143,17 @@ class _Session:
         cfg = self.config
         run = replace(self.run, train=dataset, schedule=cfg.make_schedule(self.steps_per_epoch))
         job = replace(chunk_job(cfg, run), sample_weight=WEIGHT_COLUMN if weighted else None)
+        self.state.finished = False  # never stops early: each call is one more epoch
         try:
-            record = core.run_epoch(cfg, run, job, self.state)
+            train_epochs(cfg, run, job, self.state, last_epoch=self.state.epoch + 1)
         except DataError as error:
             raise ValueError(str(error)) from None
-        core.end_epoch(cfg, run, self.state, record)
         self.calls += 1
-        return record
+        return self.state.history[-1]
 
     def model(self, n_rows: int) -> LinearModel:
         """The model of the current parameters, on raw (unstandardized) inputs."""
-        return core.assemble_model(self.config, self.run, self.state, TARGET_COLUMN, n_rows,
+        return assemble_model(self.config, self.run, self.state, TARGET_COLUMN, n_rows,
                                    {"partial_fit_calls": self.calls})
 
 
