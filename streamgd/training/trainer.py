@@ -24,7 +24,6 @@ from ..data.dataset import Dataset
 from ..data.epoch_cache import check_cache_dir
 from ..data.memory_plan import MemoryPlan
 from ..errors import ConfigError, TrainingInterrupted
-from ..features.standardize import Standardizer
 from ..models.linear import LinearModel
 from .checkpoint import CheckpointClock, fingerprint, latest_checkpoint, save_checkpoint
 from .chunk_step import ChunkJob, chunk_job
@@ -80,7 +79,6 @@ class Trainer:
         self.local = LocalEpochs()
         self.job: ChunkJob | None = None  # the per-chunk settings of the current run
         self.dataset: Dataset | None = None
-        self.standardizer: Standardizer | None = None
         self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
         self.memory_plan: MemoryPlan | None = None  # how the memory budget is spent (None: no budget)
         self.run: Run | None = None  # the last fit's settings and its final state (to continue training from)
@@ -134,7 +132,7 @@ class Trainer:
         setup = RunSetup(self.config, self._scans(), self.init, self.memory_plan,
                          self.runner.settings() if self.runner is not None else {})
         run, state = setup.start(dataset, checkpoint, classes)
-        self.dataset, self.resumed_from, self.standardizer = dataset, setup.resumed_from, run.standardizer
+        self.dataset, self.resumed_from = dataset, setup.resumed_from
         self.run, self.state, self.job = run, state, chunk_job(self.config, run)
         return run, state
 
