@@ -44,18 +44,18 @@ def _cpu_seconds() -> float:
 def _epoch_cpu_seconds() -> list[float]:
     """Record the CPU seconds (user + system, every thread) of each epoch a Trainer runs from now on: a shared
     machine's other work slows an epoch's wall time but not the CPU it needs."""
-    from streamgd.training import trainer as train
+    from streamgd.training import epoch as driver
 
     seconds: list[float] = []
-    run_epoch = train.Trainer._run_epoch
+    run_epoch = driver.run_epoch
 
-    def timed(self, run, state):
+    def timed(*args, **kwargs):
         start = _cpu_seconds()
-        record = run_epoch(self, run, state)
+        record = run_epoch(*args, **kwargs)
         seconds.append(_cpu_seconds() - start)
         return record
 
-    train.Trainer._run_epoch = timed
+    driver.run_epoch = timed
     return seconds
 
 

@@ -14,8 +14,8 @@ import resource
 import time
 
 import streamgd
-from streamgd.training import trainer as train
 from streamgd.bench.children import decode_floor
+from streamgd.training import epoch as driver
 
 
 def _cpu() -> tuple[float, float]:
@@ -45,18 +45,18 @@ def main() -> None:
               f"(user {d['user']:.2f}, sys {d['sys']:.2f})")
 
     epochs: list[dict] = []
-    run_epoch = train.Trainer._run_epoch
+    run_epoch = driver.run_epoch
 
-    def timed(self, run, state):  # the Trainer's own epoch, with its CPU taken around it
+    def timed(*args, **kwargs):  # the Trainer's own epoch, with its CPU taken around it
         user0, sys0 = _cpu()
         start = time.perf_counter()
-        record = run_epoch(self, run, state)
+        record = run_epoch(*args, **kwargs)
         user1, sys1 = _cpu()
         epochs.append({"wall": time.perf_counter() - start, "user": user1 - user0, "sys": sys1 - sys0,
                        "rows_per_s": record["rows_per_s"]})
         return record
 
-    train.Trainer._run_epoch = timed
+    driver.run_epoch = timed
     batch = args.batch_size if args.batch_size == "full" else int(args.batch_size)
     streamgd.fit(args.path, target=args.target, epochs=args.epochs, batch_size=batch, standardize=False)
     for k, e in enumerate(epochs):

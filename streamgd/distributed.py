@@ -13,11 +13,12 @@ result, and the client checks that every chunk of the round was trained on exact
 lost client resumes from it (``resume=True``) with the same final model. ("Chunks" in the checkpoint cursor
 count rounds here.)
 
-The client is a ``Trainer`` with a ``DaskEpochs`` runner: set-up (validation split, classes and class weights,
-the statistics pass, run on the workers, the FeatureSpec and standardizer, the resume check, ``init``), the
-epoch record with the validation loss, early stopping, checkpoints and the model are one process's, and each
-task runs ``streamgd.training.epoch``'s chunk step, so bad data raises the same error naming file, row group, row and
-column.
+The client is a ``Trainer`` with a ``DaskEpochs`` runner, which supplies the epoch driver's hooks only (where an
+epoch's chunks are trained and how the workers' sums combine): set-up (validation split, classes and class
+weights, the statistics pass, run on the workers, the FeatureSpec and standardizer, the resume check, ``init``),
+the epoch record with the validation loss and the cache and remote-read figures, early stopping, checkpoints and
+the model are one process's, and each task runs ``streamgd.training.chunk_step``, so bad data raises the same
+error naming file, row group, row and column.
 
 >>> from streamgd.data.shuffle import make_plan
 >>> from streamgd.data.dataset import Unit
@@ -37,18 +38,18 @@ from typing import Any
 import numpy as np
 
 from .data.dataset import Dataset
-from .data.cache import CacheStats
-from .data.shuffle import Plan, ShuffleQualityMeter, make_plan
+from .data.shuffle import Plan, make_plan
 from .errors import ConfigError, DivergenceError
 from .features.stats import DatasetStats, merge_stats, units_stats
 from .features.targets import LabelEncoder, class_counts, merge_classes, scan_classes
 from .io.storage import Location, make_directory, resolve
 from .models.linear import LinearModel
 from .models.predict import PredictionCounts
-from .training import epoch as core
+from .training.chunk_step import ChunkJob, LearningRates, batches_in, divergence_message, open_stream, train_stream
 from .training.config import TrainConfig
-from .training.epoch import ChunkJob, LearningRates, Run, TrainState
-from .training.measure import EpochMeter
+from .training.epoch import EpochProgress, ReadFigures
+from .training.model_of_run import settle_state
+from .training.state import Run, TrainState
 from .training.trainer import Trainer
 
 __all__ = ["fit_distributed", "predict_distributed"]
@@ -101,43 +102,43 @@ def _shard_class_counts(dataset: Dataset, shard: int, n_shards: int, encoder: La
 
 
 def _gradient_task(job: ChunkJob, shard: int, n_shards: int, epoch: int, params: np.ndarray, step: int
-                   ) -> tuple[TrainState, list, dict | None]:
+                   ) -> tuple[TrainState, list, ReadFigures]:
     """Full batch: the gradient summed over one shard at ``params`` (in the state's ``grad_sum``), the shard's
-    epoch sums, the chunks it covered and the worker's epoch cache counters (None: no cache)."""
+    epoch sums, the chunks it covered and the worker's reads (epoch cache, remote files)."""
     _crash_if_asked()
     plan = make_plan(job.dataset.units, "none", shard=shard, n_shards=n_shards)
     state = TrainState(params=params, opt_state=np.empty(0), step=step, epoch=epoch)
     state.start_epoch(full_batch=True)
     covered: list = []
-    counters = _train_shard(job, state, plan, LearningRates(step, np.empty(0)), covered)
-    return state, covered, counters
+    reads = _train_shard(job, state, plan, LearningRates(step, np.empty(0)), covered)
+    return state, covered, reads
 
 
-def _train_shard(job: ChunkJob, state: TrainState, plan: Plan, lrs: LearningRates, covered: list) -> dict | None:
-    """Train on a plan's chunks, noting each one covered; the stream's epoch cache counters (the cache in the
-    directory ``job.cache`` names, on this worker's disk), or None."""
-    stream = core.open_stream(job, plan)
-    core.train_stream(job, state, stream, lrs, lambda chunk: covered.append(_chunk_id(chunk.step)))
-    return None if stream.cache is None else stream.cache.stats.as_dict()
+def _train_shard(job: ChunkJob, state: TrainState, plan: Plan, lrs: LearningRates, covered: list) -> ReadFigures:
+    """Train on a plan's chunks, noting each one covered; what the stream read (the epoch cache in the directory
+    ``job.cache`` names, on this worker's disk; remote files)."""
+    stream = open_stream(job, plan)
+    train_stream(job, state, stream, lrs, lambda chunk: covered.append(_chunk_id(chunk.step)))
+    return ReadFigures.of_stream(stream)
 
 
 def _round_task(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: int, epoch: int, first: int,
                 count: int, params: np.ndarray, opt_state: np.ndarray, step: int, lrs: np.ndarray
-                ) -> tuple[TrainState, list, dict | None]:
+                ) -> tuple[TrainState, list, ReadFigures]:
     """Local SGD on chunks [first, first + count) of this shard's epoch plan, from the broadcast state: the
-    state after them (parameters, optimizer state, step, epoch sums), the chunks covered and the worker's epoch
-    cache counters."""
+    state after them (parameters, optimizer state, step, epoch sums), the chunks covered and the worker's
+    reads."""
     _crash_if_asked()
     plan = make_plan(job.dataset.units, shuffle, seed=seed, epoch=epoch, shard=shard, n_shards=n_shards)
     plan = Plan(plan.mode, plan.seed, plan.epoch, plan.shard, plan.n_shards, plan.steps[first:first + count])
     state = TrainState(params=params.copy(), opt_state=opt_state.copy(), step=step, epoch=epoch)
     state.start_epoch(full_batch=False)
     covered: list = []
-    counters = _train_shard(job, state, plan, LearningRates(step, lrs), covered)
+    reads = _train_shard(job, state, plan, LearningRates(step, lrs), covered)
     # sparse slots this worker has not touched since some step still owe that step's penalty: settled here, the
     # parameters averaged are what the dense twin of this round would hold
-    core.settle_state(job, state)
-    return state, covered, counters
+    settle_state(job, state)
+    return state, covered, reads
 
 
 def _chunk_id(step: Any) -> tuple:
@@ -176,15 +177,15 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
 
 
 class DaskEpochs:
-    """A Trainer's epochs on a dask cluster: full batch sums the workers' gradients, mini-batch runs synchronous
-    local-SGD rounds of ``round_chunks`` chunks per worker with row-weighted model averaging."""
+    """A Trainer's passes and epochs on a dask cluster (an ``EpochRunner``): full batch sums the workers'
+    gradients, mini-batch runs synchronous local-SGD rounds of ``round_chunks`` chunks per worker with
+    row-weighted model averaging."""
 
     def __init__(self, client: Any, round_chunks: int):
         self.client = client
         self.round_chunks = round_chunks
         self.n_shards = worker_count(client)
         self._job: tuple[ChunkJob, Any] | None = None  # the job and its future
-        self._cache: CacheStats | None = None  # the epoch's cache counters, summed over the workers' tasks
 
     def settings(self) -> dict:
         return {"workers": self.n_shards, "round_chunks": self.round_chunks}
@@ -218,54 +219,44 @@ class DaskEpochs:
             self._job = (job, self.client.submit(_identity, job, pure=False))
         return self._job[1]
 
-    def run_epoch(self, trainer: Trainer, run: Run, state: TrainState) -> dict:
-        meter, quality = EpochMeter(), ShuffleQualityMeter()
-        self._cache = None
-        if trainer.config.full_batch:
-            self._full_batch_epoch(trainer, run, state, meter)
+    def train_epoch(self, cfg: TrainConfig, run: Run, job: ChunkJob, state: TrainState,
+                    progress: EpochProgress) -> dict:
+        """The epoch on the workers: the record's ``rounds`` and ``workers``."""
+        if job.full_batch:
+            self._full_batch_epoch(run, job, state, progress)
             rounds = 1
         else:
-            rounds = self._local_sgd_epoch(trainer, run, state, meter, quality)
+            rounds = self._local_sgd_epoch(cfg, run, job, state, progress)
         state.chunks_done += 1  # the epoch's end counts as a round, for checkpoint_every and the serials
-        record = trainer.epoch_record(run, state, meter, quality)
-        record.update(rounds=rounds, workers=self.n_shards)
-        if self._cache is not None:
-            record["cache"] = self._cache.as_dict()
-        return record
+        return {"rounds": rounds, "workers": self.n_shards}
 
-    def _count_cache(self, results: list[tuple]) -> None:
-        """Add the tasks' epoch cache counters to the epoch's."""
-        for _, _, counters in results:
-            if counters is not None:
-                self._cache = self._cache or CacheStats()
-                self._cache.add(counters)
-
-    def _full_batch_epoch(self, trainer: Trainer, run: Run, state: TrainState, meter: EpochMeter) -> None:
-        job, n = trainer.job, self.n_shards
+    def _full_batch_epoch(self, run: Run, job: ChunkJob, state: TrainState, progress: EpochProgress) -> None:
+        """Every shard's gradient sum at the state's parameters, added in shard order into ``state.grad_sum``."""
+        n = self.n_shards
         future = self._job_future(job)
         results = self.client.gather([self.client.submit(_gradient_task, future, k, n, state.epoch, state.params,
                                                          state.step, pure=False) for k in range(n)])
         _check_coverage([covered for _, covered, _ in results], make_plan(run.train.units, "none"), state.epoch)
-        self._count_cache(results)
-        for part, _, _ in results:
+        for part, _, reads in results:
             state.add_sums(part)
-        meter.add(state.epoch_rows)
-        grad_sum = np.sum([part.grad_sum for part, _, _ in results], axis=0)
-        core.full_batch_step(job, state, grad_sum, run.schedule)
+            progress.reads.add(reads)
+        progress.meter.add(state.epoch_rows)
+        state.grad_sum = np.sum([part.grad_sum for part, _, _ in results], axis=0)
 
-    def _local_sgd_epoch(self, trainer: Trainer, run: Run, state: TrainState, meter: EpochMeter,
-                         quality: ShuffleQualityMeter) -> int:
+    def _local_sgd_epoch(self, cfg: TrainConfig, run: Run, job: ChunkJob, state: TrainState,
+                         progress: EpochProgress) -> int:
         """The epoch's synchronous rounds from the state's cursor (``next_chunk``: the first chunk of the next
-        round in every shard's plan); after each, the Trainer's checkpoint clock and Ctrl-C check. Returns the
-        number of rounds in the epoch."""
-        cfg, job, n, size = trainer.config, trainer.job, self.n_shards, self.round_chunks
+        round in every shard's plan); after each, the progress hook (the Trainer's checkpoint clock and Ctrl-C
+        check). Returns the number of rounds in the epoch."""
+        n, size = self.n_shards, self.round_chunks
         future = self._job_future(job)
         plans = [make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch, shard=k, n_shards=n)
                  for k in range(n)]
         longest = max(len(p.steps) for p in plans)
+        progress.rows_total, progress.n_chunks = sum(p.n_rows for p in plans), -(-longest // size)
         for first in range(state.next_chunk, longest, size):
             active = [k for k in range(n) if first < len(plans[k].steps)]
-            batches_needed = [sum(-(-s.n_rows // cfg.batch_size) for s in plans[k].steps[first:first + size])
+            batches_needed = [sum(batches_in(s.n_rows, cfg.batch_size) for s in plans[k].steps[first:first + size])
                               for k in active]
             lrs = np.ascontiguousarray(run.schedule(state.step + np.arange(max(batches_needed))), dtype=np.float64)
             results = self.client.gather([
@@ -273,7 +264,6 @@ class DaskEpochs:
                                    state.params, state.opt_state, state.step, lrs, pure=False) for k in active])
             steps = [s for k in active for s in plans[k].steps[first:first + size]]
             _check_coverage([covered for _, covered, _ in results], [_chunk_id(s) for s in steps], state.epoch)
-            self._count_cache(results)
             parts = [part for part, _, _ in results]
             weights = np.array([part.epoch_rows for part in parts], dtype=np.float64)
             weights /= max(weights.sum(), 1.0)
@@ -281,18 +271,18 @@ class DaskEpochs:
             opt_state = np.sum([w * part.opt_state for w, part in zip(weights, parts)],
                                axis=0).reshape(state.opt_state.shape)
             if not (np.isfinite(params).all() and np.isfinite(opt_state).all()):
-                raise DivergenceError(core.divergence_message(job, state))
+                raise DivergenceError(divergence_message(job, state))
             state.params, state.opt_state = params, opt_state
-            for part in parts:
+            for part, _, reads in results:
                 state.add_sums(part)
+                progress.reads.add(reads)
             state.step = max(part.step for part in parts)
             state.next_chunk = first + size
             state.chunks_done += 1
             for step in steps:
-                quality.add(step.file_positions())
-            trainer.after_chunk(run, state, meter, meter.add(sum(part.epoch_rows for part in parts)),
-                                sum(p.n_rows for p in plans), -(-longest // size))
-        return -(-longest // size)
+                progress.quality.add(step.file_positions())
+            progress.chunk_done(sum(part.epoch_rows for part in parts))
+        return progress.n_chunks
 
 
 def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:

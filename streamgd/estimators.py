@@ -44,14 +44,17 @@ try:
 except ImportError as error:  # an optional dependency
     raise ImportError("streamgd.estimators needs scikit-learn >= 1.6: pip install 'streamgd[sklearn]'") from error
 
-from .data.dataset import Dataset, open_dataset, open_table
+from .data.dataset import Dataset, open_table
 from .data.sparse_block import SparseBlock
 from .errors import DataError
 from .features.targets import scan_classes, to_json_labels
 from .models.linear import LinearModel
-from .training import epoch as core
+from .training.chunk_step import chunk_job
 from .training.config import TrainConfig
-from .training.epoch import Run, TrainState, chunk_job
+from .training.epoch import train_epochs
+from .training.model_of_run import assemble_model
+from .training.run_setup import needs_feature_spec, open_training_data
+from .training.state import Run, TrainState
 from .training.trainer import Trainer
 
 TARGET_COLUMN = "__target__"
@@ -95,8 +98,9 @@ def _sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray | None:
 @dataclass
 class _Session:
     """What ``partial_fit`` continues from: a run's fixed settings (without its data or schedule, which are
-    given again for each call) and its state. Each call is one epoch of ``streamgd.training.epoch`` over the batch, the
-    epoch number counting the calls, so k calls on the rows ``fit`` trains on are ``fit(max_iter=k)``."""
+    given again for each call) and its state. Each call is one epoch of the epoch driver (``streamgd.training.epoch``)
+    over the batch, the epoch number counting the calls, so k calls on the rows ``fit`` trains on are
+    ``fit(max_iter=k)``."""
 
     config: TrainConfig
     run: Run
@@ -140,17 +144,17 @@ class _Session:
         cfg = self.config
         run = replace(self.run, train=dataset, schedule=cfg.make_schedule(self.steps_per_epoch))
         job = replace(chunk_job(cfg, run), sample_weight=WEIGHT_COLUMN if weighted else None)
+        self.state.finished = False  # never stops early: each call is one more epoch
         try:
-            record = core.run_epoch(cfg, run, job, self.state)
+            train_epochs(cfg, run, job, self.state, last_epoch=self.state.epoch + 1)
         except DataError as error:
             raise ValueError(str(error)) from None
-        core.end_epoch(cfg, run, self.state, record)
         self.calls += 1
-        return record
+        return self.state.history[-1]
 
     def model(self, n_rows: int) -> LinearModel:
         """The model of the current parameters, on raw (unstandardized) inputs."""
-        return core.assemble_model(self.config, self.run, self.state, TARGET_COLUMN, n_rows,
+        return assemble_model(self.config, self.run, self.state, TARGET_COLUMN, n_rows,
                                    {"partial_fit_calls": self.calls})
 
 
@@ -226,18 +230,22 @@ class _StreamgdSGD(BaseEstimator):
         ``s3://`` prefix read with ``storage_options`` too), streamed chunk by chunk; ``sample_weight`` names a
         column of per-row weights, ``exclude`` columns (an id) left out of the default features; ``cache`` a
         directory for the epoch cache (``streamgd.data.cache``: the second and later epochs, and later fits, read
-        the transformed units from it), bounded by ``cache_max_size`` (such as ``"20GB"``)."""
+        the transformed units from it), bounded by ``cache_max_size`` (such as ``"20GB"``). Data that would need a
+        FeatureSpec (categorical or date columns) is refused before anything is read."""
         self._reset()
         extra: dict[str, Any] = {"sample_weight": sample_weight, "cache": cache, "cache_max_size": cache_max_size,
                                  "storage_options": storage_options}
         if getattr(self, "class_weight", None) is not None:
             extra["class_weight"] = self.class_weight
-        trainer = Trainer(self._config(self._kind(self._count_classes(data, target, features, storage_options)),
-                                       **extra))
-        model = trainer.fit(data, target=target, features=features, exclude=exclude)
-        if model.spec is not None:
-            raise ValueError("fit_parquet takes numeric feature columns; for categorical, date or missing-value "
-                             "handling use streamgd.fit, whose model predicts on tables")
+        config = self._config(self._kind(None), **extra)
+        dataset, _ = open_training_data(config, data, target, features, exclude)  # footers only
+        if needs_feature_spec(config, dataset):  # its model would predict on tables, not on scikit-learn's arrays
+            why = f"the columns {', '.join(map(repr, dataset.categorical))} are categorical" if dataset.categorical \
+                else "its features need a FeatureSpec (dates)"
+            raise ValueError(f"fit_parquet takes numeric feature columns and {why}; use streamgd.fit for them")
+        classes = self._scan_classes(dataset)  # the one pass over the target; the Trainer is given its result
+        trainer = Trainer(self._config(self._kind(len(classes) if classes else None), **extra))
+        model = trainer.fit(dataset, classes=classes)
         self.model_ = model
         self.feature_names_in_ = np.asarray(model.feature_names, dtype=object)
         self.n_features_in_ = len(model.feature_names)
@@ -247,9 +255,8 @@ class _StreamgdSGD(BaseEstimator):
         self._set_fitted(model)
         return self
 
-    def _count_classes(self, data: Any, target: str, features: list[str] | None,
-                       storage_options: dict | None = None) -> int | None:
-        """The number of classes of a dataset's target (None for regressors)."""
+    def _scan_classes(self, dataset: Dataset) -> list | None:
+        """The class labels of the dataset's target (None for regressors)."""
         return None
 
     def _reset(self) -> None:
@@ -264,12 +271,10 @@ class _StreamgdSGD(BaseEstimator):
         self.history_ = list(model.history)
 
     # ---- predicting --------------------------------------------------------------------------------------------
-    def _margins(self, X: Any) -> np.ndarray:
-        """``X @ coef_.T + intercept_``, shape (n, n_outputs), after checking X against the fitted inputs (a
-        sparse X is multiplied as it is: SciPy's product of a CSR matrix and a dense one is dense)."""
+    def _fitted(self, X: Any) -> tuple[LinearModel, Any]:
+        """The fitted model, and X checked against its inputs (a sparse X stays sparse)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, **INPUT)
-        return np.asarray(X @ np.atleast_2d(self.coef_).T) + self.intercept_
+        return self.model_, validate_data(self, X, reset=False, **INPUT)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -318,10 +323,8 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         kind = super()._kind(n_classes)
         return "softmax" if kind == "logistic" and n_classes is not None and n_classes > 2 else kind
 
-    def _count_classes(self, data: Any, target: str, features: list[str] | None,
-                       storage_options: dict | None = None) -> int | None:
-        return len(scan_classes(open_dataset(data, target=target, features=features,
-                                             storage_options=storage_options)))
+    def _scan_classes(self, dataset: Dataset) -> list:
+        return scan_classes(dataset)
 
     def _class_weight_by_index(self) -> Any:
         if self.class_weight is None or isinstance(self.class_weight, str):
@@ -379,14 +382,13 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Margins ``X @ coef_.T + intercept_``: shape (n,) for two classes, (n, n_classes) otherwise."""
-        margins = self._margins(X)
-        return margins[:, 0] if margins.shape[1] == 1 else margins
+        model, X = self._fitted(X)
+        return model.decision_function(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The class labels of the largest margin."""
-        margins = self.decision_function(X)
-        index = (margins > 0).astype(np.int64) if margins.ndim == 1 else np.argmax(margins, axis=1)
-        return self.classes_[index]
+        """The class labels of the largest margin (the model's labels, of ``classes_``' type)."""
+        model, X = self._fitted(X)
+        return np.asarray(model.predict(X), dtype=self.classes_.dtype)
 
     def _has_proba(self) -> bool:
         return self.loss == "log_loss"
@@ -394,12 +396,8 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
     @available_if(_has_proba)
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n, n_classes), columns in the order of ``classes_``."""
-        margins = self.decision_function(X)
-        if margins.ndim == 1:
-            positive = 0.5 * (1.0 + np.tanh(0.5 * margins))  # the logistic function, without overflow
-            return np.column_stack([1.0 - positive, positive])
-        shifted = np.exp(margins - margins.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        model, X = self._fitted(X)
+        return model.predict_proba(X)
 
     @available_if(_has_proba)
     def predict_log_proba(self, X: Any) -> np.ndarray:
@@ -470,5 +468,5 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted values (poisson: the expected counts, ``exp`` of the linear predictor)."""
-        margins = self._margins(X)[:, 0]
-        return np.exp(margins) if self.loss == "poisson" else margins
+        model, X = self._fitted(X)
+        return model.predict(X)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import streamgd
-from streamgd.training import epoch as core
+from streamgd.kernels import dense as kernels
+from streamgd.training.epoch import run_epoch
+from streamgd.training.model_of_run import final_params
 from streamgd.training.config import TrainConfig
 from streamgd.data.dataset import open_dataset
 from streamgd.distributed import _round_task, fit_distributed
@@ -75,17 +77,17 @@ def test_a_rounds_parameters_owe_no_penalty_one_round_of_one_shard_is_one_proces
                       encoding="hash", hash_bits=12, alpha=1e-3, seed=2).validate()
     trainer = Trainer(cfg)
     run, state = trainer.prepare(open_dataset(clicks[0], target="label", categorical=CATEGORICAL))
-    assert run.hyper[core.kernels.H_LAZY_ROW] > 0  # the run keeps decay stamps
+    assert run.hyper[kernels.H_LAZY_ROW] > 0  # the run keeps decay stamps
     params, opt_state = state.params.copy(), state.opt_state.copy()
     steps = trainer.steps_per_epoch(run.train)
     lrs = np.ascontiguousarray(run.schedule(np.arange(steps + 8)), dtype=np.float64)
     n_chunks = len(make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=0).steps)
     worker, _, _ = _round_task(trainer.job, 0, 1, cfg.shuffle, cfg.seed, 0, 0, n_chunks, params, opt_state, 0, lrs)
-    core.run_epoch(cfg, run, trainer.job, state)
+    run_epoch(cfg, run, trainer.job, state)
     unsettled = state.params
-    settled = core.final_params(run, state)
+    settled = final_params(run, state)
     assert np.abs(settled - unsettled).max() > 1e-6  # some slots did owe decay at the epoch's end
     np.testing.assert_array_equal(worker.params, settled)
-    lazy = worker.opt_state[int(run.hyper[core.kernels.H_LAZY_ROW]) - 1]
+    lazy = worker.opt_state[int(run.hyper[kernels.H_LAZY_ROW]) - 1]
     n_dense = run.spec.n_dense  # I1 and I2: updated at every step, no stamps
     assert n_dense == 2 and (lazy[n_dense:] == lazy[-1]).all()  # every slot's stamp at the ledger: nothing owed

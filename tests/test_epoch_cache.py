@@ -306,7 +306,7 @@ def test_a_later_run_takes_the_statistics_from_the_cache_and_skips_the_pass(data
                                                                                   kind):
     """The statistics pass's result (numbers and one-hot vocabularies) is stored in the cache: a second run skips
     the pass, and its model is the uncached run's, bit for bit."""
-    from streamgd.training import trainer as train
+    from streamgd.training import run_setup
 
     plain = _fit(data, **FEATURES[kind])
     _fit(data, tmp_path / "cache", epochs=1, **FEATURES[kind])
@@ -315,7 +315,7 @@ def test_a_later_run_takes_the_statistics_from_the_cache_and_skips_the_pass(data
     def no_pass(*args, **kwargs):
         raise AssertionError("the statistics pass ran")
 
-    monkeypatch.setattr(train, "compute_stats", no_pass)
+    monkeypatch.setattr(run_setup, "compute_stats", no_pass)
     again = _fit(data, tmp_path / "cache", **FEATURES[kind])
     _same(plain, again)
     assert again.summary["statistics"] == plain.summary["statistics"]

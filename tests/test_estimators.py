@@ -224,3 +224,102 @@ def test_classifier_partial_fit_k_times_equals_fit_with_class_weights():
     np.testing.assert_array_equal(parts.intercept_, fitted.intercept_)
     assert parts.model_.classes_ == fitted.model_.classes_ == ["a", "b", "c"]
     assert parts.score(X, labels) == fitted.score(X, labels) > 0.8
+
+
+# ---- thin estimators: the model predicts, the target is scanned once, untrainable data refused first -----------
+
+def _spy(monkeypatch, module_name: str, name: str) -> list:
+    """Replace the function ``module_name.name`` wherever a streamgd module holds it with a wrapper that records
+    each call and then makes it; the list of calls."""
+    import importlib
+    import sys
+
+    original = getattr(importlib.import_module(module_name), name)
+    calls: list = []
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("streamgd") and getattr(module, name, None) is original:
+            monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("estimator, labels", [
+    pytest.param(SGDClassifier(max_iter=3), ["no", "yes"], id="logistic"),
+    pytest.param(SGDClassifier(max_iter=3), [3, 5, 9], id="softmax"),
+    pytest.param(SGDClassifier(loss="hinge", max_iter=3), [True, False], id="svm"),
+    pytest.param(SGDClassifier(loss="hinge", max_iter=3), ["a", "b", "c"], id="svm-one-vs-rest"),
+    pytest.param(SGDRegressor(max_iter=3), None, id="linear"),
+    pytest.param(SGDRegressor(loss="poisson", max_iter=3, lr=0.01), None, id="poisson"),
+])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_estimators_predict_exactly_what_their_model_predicts(estimator, labels, sparse):
+    import scipy.sparse
+
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((3000, 5)) * [1.0, 4.0, 0.3, 2.0, 1.0]
+    X[rng.random(X.shape) < 0.4] = 0.0
+    score = X @ np.array([1.0, -0.3, 2.0, 0.5, -1.0])
+    if labels is None:
+        y = score + rng.standard_normal(len(X)) if estimator.loss != "poisson" else rng.poisson(np.exp(0.3 * score))
+    else:
+        y = np.asarray(labels, dtype=object)[np.digitize(score, np.quantile(score, [0.5] if len(labels) == 2
+                                                                              else [1 / 3, 2 / 3]))].tolist()
+    if sparse:
+        X = scipy.sparse.csr_matrix(X)
+    fitted = estimator.fit(X, y)
+    model = fitted.model_
+    Xt = X[:700]
+    np.testing.assert_array_equal(fitted.predict(Xt), model.predict(Xt))
+    if labels is None:
+        return
+    np.testing.assert_array_equal(fitted.decision_function(Xt), model.decision_function(Xt))
+    assert fitted.predict(Xt).dtype == fitted.classes_.dtype
+    assert set(fitted.predict(Xt).tolist()) <= set(labels)
+    if estimator.loss == "log_loss":
+        np.testing.assert_array_equal(fitted.predict_proba(Xt), model.predict_proba(Xt))
+
+
+def test_fit_parquet_scans_the_target_once(tmp_path, monkeypatch):
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((3000, 3))
+    y = np.array(["x", "y", "z"])[np.argmax(X + 0.3 * rng.standard_normal(X.shape), axis=1)]
+    path = write(tmp_path / "d.parquet", X, y, "label")
+    scans = _spy(monkeypatch, "streamgd.features.targets", "scan_classes")
+    clf = SGDClassifier(max_iter=1).fit_parquet(path, target="label")
+    assert len(scans) == 1
+    assert clf.classes_.tolist() == ["x", "y", "z"] and clf.coef_.shape == (3, 3)
+    regressor_scans = len(scans)
+    SGDRegressor(max_iter=1).fit_parquet(path, target="x0", exclude=["label"])
+    assert len(scans) == regressor_scans  # a regressor has no classes to scan
+
+
+def test_fit_parquet_refuses_a_model_it_cannot_predict_with_before_reading_a_chunk(tmp_path, monkeypatch):
+    from streamgd.data.dataset import UnitTableReader
+    from streamgd.data.reader import ChunkStream
+
+    rng = np.random.default_rng(14)
+    table = pa.table({"x0": rng.standard_normal(2000), "city": rng.choice(["oslo", "rome"], 2000),
+                      "y": rng.integers(0, 2, 2000)})
+    path = str(tmp_path / "d.parquet")
+    pq.write_table(table, path, row_group_size=500)
+    reads: list = []
+    for cls, method in ((UnitTableReader, "read"), (ChunkStream, "__init__")):
+        original = getattr(cls, method)
+
+        def spy(self, *args, _original=original, _name=f"{cls.__name__}.{method}", **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, spy)
+    scans = _spy(monkeypatch, "streamgd.features.targets", "scan_classes")
+    stats = _spy(monkeypatch, "streamgd.features.stats", "compute_stats")
+    with pytest.raises(ValueError, match="fit_parquet takes numeric feature columns and the columns 'city' are "
+                                         "categorical"):
+        SGDClassifier(max_iter=1).fit_parquet(path, target="y", features=["x0", "city"])  # text: categorical
+    assert reads == [] and scans == [] and stats == []
+    clf = SGDClassifier(max_iter=1).fit_parquet(path, target="y")  # numeric columns only (text is left out): trains
+    assert clf.feature_names_in_.tolist() == ["x0"] and reads

@@ -5,6 +5,7 @@ Labels keep the type the column holds (ints, strings, booleans); models store th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numba
@@ -12,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..data.cache import CheckingEncoder
 from ..data.dataset import Dataset
 from ..data.unit_reader import UnitTableReader
 from ..errors import DataError
@@ -156,3 +158,18 @@ class LabelEncoder:
 def to_json_labels(classes: list) -> list[Any]:
     """Labels as JSON values (numpy scalars become Python numbers)."""
     return [c.item() if isinstance(c, np.generic) else c for c in classes]
+
+
+class NonNegativeTarget(CheckingEncoder):
+    """A target encoder that refuses negative values (counts: ``model.needs_nonnegative_target``); a class, so
+    that it pickles (dask ships it to the workers), and a ``CheckingEncoder``, so that the epoch cache keys it."""
+
+    def __init__(self, encoder: Callable, target: str, kind: str):
+        self.encoder, self.target, self.kind = encoder, target, kind
+
+    def __call__(self, column: Any) -> np.ndarray:
+        values = self.encoder(column)
+        if (values < 0).any():
+            raise DataError(f"the target column {self.target!r} holds {values[values < 0][0]}; model {self.kind!r} "
+                            "needs counts >= 0")
+        return values

@@ -22,12 +22,18 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ModelFileError
+from ..errors import ConfigError, ModelFileError
 from ..io.storage import Location, delete, list_names, resolve
 from ..io.tensorfile import read_tensor_file, write_tensor_file
+
+if TYPE_CHECKING:  # read, never imported here: config.py imports this module
+    from ..data.dataset import Dataset
+    from .config import TrainConfig
+    from .state import Run, TrainState
 
 CHECKPOINT_FORMAT = "streamgd.training.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -152,3 +158,40 @@ class CheckpointClock:
 
     def written(self) -> None:
         self.last = self.now()
+
+
+# ---- a run's checkpoints ----------------------------------------------------------------------------------------
+def fingerprint(dataset: Dataset) -> dict:
+    """What a checkpoint records of its data, to refuse resuming on other data."""
+    return {"rows": dataset.n_rows, "units": len(dataset.units), "features": dataset.feature_names,
+            "target": dataset.target}
+
+
+def save_checkpoint(cfg: TrainConfig, run: Run, state: TrainState, data: dict, settings: dict) -> None:
+    """Write the state as checkpoint ``chunks_done + epoch`` of ``cfg.checkpoint_dir`` (nothing without one);
+    ``data`` is the data's ``fingerprint``, ``settings`` the run's."""
+    if not cfg.checkpoint_dir:
+        return
+    standardizer = (run.standardizer.mean, run.standardizer.scale) if run.standardizer else None
+    write_checkpoint(cfg.checkpoint_dir, Checkpoint(
+        serial=state.chunks_done + state.epoch, params=state.params, opt_state=state.opt_state,
+        cursor=state.cursor(), history=state.history, settings=settings, fingerprint=data,
+        grad_sum=state.grad_sum, standardizer=standardizer, best=state.best), keep=cfg.keep_checkpoints,
+        storage_options=cfg.storage_options)
+
+
+def check_resumable(checkpoint: Checkpoint, wanted: dict, data: dict, directory: str) -> None:
+    """Refuse a checkpoint of another run: a continued model's, other settings (``wanted``), or other data."""
+    if checkpoint.settings.get("init") is not None:
+        raise ConfigError(f"the checkpoint in {directory} belongs to a run that continued "
+                          f"{checkpoint.settings['init']} (init); resuming such a run is not supported: run it "
+                          "again with init")
+    found = checkpoint.settings
+    for name in wanted:
+        if wanted[name] != found.get(name):
+            raise ConfigError(f"the checkpoint in {directory} was written with {name}={found.get(name)!r} and this "
+                              f"run has {name}={wanted[name]!r}; resume with the same settings, or train afresh in "
+                              "another checkpoint directory")
+    if checkpoint.fingerprint != data:
+        raise ConfigError(f"the checkpoint in {directory} was written for other data ({checkpoint.fingerprint}); "
+                          "resume on the same data")

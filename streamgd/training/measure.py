@@ -9,11 +9,6 @@ import time
 import psutil
 
 
-def current_rss_mb() -> float:
-    """Resident set size of this process now, in MB (10^6 bytes)."""
-    return psutil.Process(os.getpid()).memory_info().rss / 1e6
-
-
 def lifetime_peak_rss_mb() -> float:
     """The operating system's record of this process's peak RSS, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6

@@ -41,10 +41,10 @@ columns at most.
 from __future__ import annotations
 
 from .checksums import checksum
-from .keys import FORMAT_VERSION, cache_context, describe_encoder, digest, source_identity, unit_key
+from .keys import FORMAT_VERSION, CheckingEncoder, cache_context, describe_encoder, digest, source_identity, unit_key
 from .store import CacheSession, CacheSettings, CacheStats, CacheWarning, EpochCache, check_cache_dir
 from .unit_files import read_entries, remove_quietly, temporary_path, write_unit_file
 
-__all__ = ["FORMAT_VERSION", "CacheSession", "CacheSettings", "CacheStats", "CacheWarning", "EpochCache",
-           "cache_context", "check_cache_dir", "checksum", "describe_encoder", "digest", "read_entries",
+__all__ = ["FORMAT_VERSION", "CacheSession", "CacheSettings", "CacheStats", "CacheWarning", "CheckingEncoder",
+           "EpochCache", "cache_context", "check_cache_dir", "checksum", "describe_encoder", "digest", "read_entries",
            "remove_quietly", "source_identity", "temporary_path", "unit_key", "write_unit_file"]

@@ -34,12 +34,21 @@ def _arraydigest(array: np.ndarray | None) -> str | None:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float64).tobytes()).hexdigest()
 
 
+class CheckingEncoder:
+    """Base of a target encoder that wraps another (``encoder``) and checks its values (``kind``: for what
+    model), such as ``streamgd.features.targets.NonNegativeTarget``: the cache keys it by its type, its kind
+    and its inner encoder."""
+
+    encoder: Any
+    kind: str
+
+
 def describe_encoder(encoder: Any) -> Any:
     """What a target encoder does, as JSON-ready data (the classes of a label encoder, a function's name)."""
     if hasattr(encoder, "classes"):
         return {"type": type(encoder).__qualname__, "classes": [str(c) + ":" + type(c).__name__
                                                                 for c in encoder.classes]}
-    if hasattr(encoder, "encoder"):  # a wrapper that checks the values (NonNegativeTarget)
+    if isinstance(encoder, CheckingEncoder):
         return {"type": type(encoder).__qualname__, "inner": describe_encoder(encoder.encoder),
                 "kind": getattr(encoder, "kind", None)}
     return f"{getattr(encoder, '__module__', '')}.{getattr(encoder, '__qualname__', type(encoder).__qualname__)}"

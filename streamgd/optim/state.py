@@ -1,0 +1,63 @@
+"""A fresh run's optimizer set-up: the kernels' hyperparameter vector, zero parameters and the optimizer state,
+with the extra state rows the penalties need (the cumulative L1 record, the sparse slots' decay stamps).
+
+The layout is the kernels' (``streamgd.kernels.update_rules``): ``hyper[H_L1_ROW]`` and ``hyper[H_LAZY_ROW]``
+hold 1 + the row of the state that keeps each record (0: none), so the compiled rules find them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import psutil
+
+from ..errors import ConfigError
+from ..kernels import update_rules as rules
+from ..kernels.dense import n_params
+from .base import Optimizer
+
+__all__ = ["check_model_fits", "initial_state", "kernel_hyper"]
+
+def kernel_hyper(optimizer: Optimizer, alpha: float, l1_ratio: float, clip_norm: float, huber_epsilon: float
+                 ) -> np.ndarray:
+    """The kernels' hyperparameter vector: penalty (the effective ``alpha`` and ``l1_ratio``), clipping, Huber's
+    epsilon and the optimizer's own."""
+    hyper = np.zeros(rules.N_HYPER)
+    hyper[rules.H_ALPHA] = alpha
+    hyper[rules.H_L1_RATIO] = l1_ratio
+    hyper[rules.H_CLIP_NORM] = clip_norm
+    hyper[rules.H_HUBER_EPS] = huber_epsilon
+    optimizer.write_hyper(hyper)
+    return hyper
+
+
+def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_out: int, n_slots: int,
+                  full_batch: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Zero parameters and the optimizer's initial state for a fresh run (``n_slots`` of the features are a
+    sparse block's slots); ``hyper`` gets the rows of the penalty records the state holds."""
+    size = n_params(n_features, n_out)
+    stochastic = not full_batch and optimizer.code != rules.OPT_FTRL  # FTRL applies its penalty itself
+    # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record is one
+    # more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
+    cumulative_l1 = stochastic and hyper[rules.H_ALPHA] * hyper[rules.H_L1_RATIO] > 0
+    # sparse slots catch up the L2 penalty (and AdamW's decay) of the steps they skipped: a row of stamps
+    decays = hyper[rules.H_ALPHA] * (1 - hyper[rules.H_L1_RATIO]) > 0 or getattr(optimizer, "weight_decay", 0)
+    lazy = stochastic and n_slots > 0 and bool(decays)
+    check_model_fits(size, optimizer.state_rows + cumulative_l1 + lazy, n_slots)
+    opt_state = optimizer.init_state(size)
+    for needed, slot in ((cumulative_l1, rules.H_L1_ROW), (lazy, rules.H_LAZY_ROW)):
+        if needed:
+            opt_state = np.vstack([opt_state, np.zeros((1, size))])
+            hyper[slot] = opt_state.shape[0]
+    return np.zeros(size), opt_state
+
+
+def check_model_fits(n_params: int, state_rows: int, n_slots: int) -> None:
+    """ConfigError, before any training, when the parameters and optimizer state would not fit in the memory
+    this machine has available (a hashed or one-hot model grows with its slots)."""
+    need = 8 * n_params * (1 + state_rows) * 2  # and about as much again: checkpoints, the model's coef copy
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise ConfigError(f"the model's {n_params:,} parameters and {state_rows} optimizer state rows would need "
+                          f"{need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB available"
+                          + (f"; it has {n_slots:,} sparse slots: lower --hash-bits or --max-categories"
+                             if n_slots else ""))

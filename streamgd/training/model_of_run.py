@@ -1,0 +1,115 @@
+"""The model of a run's state: the parameters a model keeps (the optimizer's final ones, every sparse slot's owed
+penalty settled) and the ``LinearModel`` on raw inputs with its summary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..features.targets import to_json_labels
+from ..kernels import dense as kernels
+from ..models.linear import LinearModel
+from .chunk_step import ChunkJob
+from .config import TrainConfig
+from .measure import lifetime_peak_rss_mb
+from .state import Run, TrainState
+
+__all__ = ["assemble_model", "final_params", "settle_lazy_penalties", "settle_state"]
+
+
+def final_params(run: Run, state: TrainState) -> np.ndarray:
+    """The parameters a model of the state keeps: the optimizer's (ASGD: the average), after every sparse slot has
+    taken the penalty of the steps it skipped (``settle_lazy_penalties``, on copies: training goes on as it was)."""
+    params, opt_state = _settled(run, state)
+    return run.optimizer.final_params(params, opt_state, state.step)
+
+
+def _owes_penalties(hyper: np.ndarray, n_slots: int) -> bool:
+    """Whether sparse slots can owe penalties: there are some, and the state keeps a decay or L1 record."""
+    return bool(n_slots and (hyper[kernels.H_LAZY_ROW] or hyper[kernels.H_L1_ROW]))
+
+
+def _settled(run: Run, state: TrainState) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the parameters and the optimizer state with the lazy penalties settled (the state itself when
+    nothing can be owed). A model keeps both: continuing it must not apply the settled decay again."""
+    params, opt_state = state.params, state.opt_state
+    if _owes_penalties(run.hyper, run.n_slots):
+        params, opt_state = params.copy(), opt_state.copy()
+        settle_lazy_penalties(params, opt_state, run.hyper, run.n_out, len(run.feature_names) - run.n_slots,
+                              run.n_slots)
+    return params, opt_state
+
+
+def settle_state(job: ChunkJob, state: TrainState) -> None:
+    """Settle, in place, the penalties the state's sparse slots owe (``settle_lazy_penalties``): what a dask
+    worker does before its parameters are averaged with the others', which saw other slots at other steps."""
+    if _owes_penalties(job.hyper, job.n_slots):
+        settle_lazy_penalties(state.params, state.opt_state, job.hyper, job.n_out,
+                              len(job.feature_names) - job.n_slots, job.n_slots)
+
+
+def settle_lazy_penalties(params: np.ndarray, opt_state: np.ndarray, hyper: np.ndarray, n_out: int, d: int,
+                          n_slots: int) -> None:
+    """Give every sparse slot's coefficients, in place, the penalty of the steps since it was last touched, as
+    its next touch would (``streamgd.kernels.sparse``: the L2 and weight decay product from the ledger and its
+    stamp, then the cumulative L1 it has not received), and bring its records up to date. Without this a slot
+    untouched since some step would keep its coefficient undecayed in the model: a hashed model's rare slots, or
+    every slot a worker's round did not see.
+
+    Dense coefficients are updated at every step and are left alone (their records hold nothing owed).
+    """
+    width = d + n_slots
+    n_coef = n_out * width
+    coef = params[:n_coef].reshape(n_out, width)[:, d:]
+    lazy_row = int(hyper[kernels.H_LAZY_ROW]) - 1
+    if lazy_row >= 0:
+        stamps = opt_state[lazy_row, :n_coef].reshape(n_out, width)[:, d:]
+        ledger = opt_state[lazy_row, n_coef]
+        owed = stamps != ledger
+        coef[owed] *= np.exp(ledger - stamps[owed])
+        stamps[...] = ledger
+    l1_row = int(hyper[kernels.H_L1_ROW]) - 1
+    if l1_row >= 0:
+        received = opt_state[l1_row, :n_coef].reshape(n_out, width)[:, d:]
+        total = opt_state[l1_row, n_coef]  # what every coefficient could have received so far
+        settled = np.where(coef > 0.0, np.maximum(0.0, coef - (total + received)),
+                           np.where(coef < 0.0, np.minimum(0.0, coef + (total - received)), coef))
+        received += settled - coef
+        coef[...] = settled
+
+
+def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, rows: int,
+                   summary: dict | None = None, config: dict | None = None) -> LinearModel:
+    """The model of a run's state (early stopping's best epoch if there is one) on raw inputs: the
+    standardization folded into the coefficients; ``summary`` adds to the run's summary, ``config`` to its
+    settings."""
+    settled_params, opt_state = _settled(run, state)
+    if state.best:
+        params = state.best["params"]
+    else:
+        params = run.optimizer.final_params(settled_params, opt_state, state.step)
+    coef, intercept = kernels.split_params(params, len(run.feature_names), run.n_out)
+    transform = None
+    if run.standardizer is not None:
+        coef, intercept = run.standardizer.raw_coefficients(coef, intercept)
+        transform = run.standardizer.to_dict()
+    state_rows = list(run.optimizer.state_names) + (["l1_applied"] if run.hyper[kernels.H_L1_ROW] else []) \
+        + (["decay_stamps"] if run.hyper[kernels.H_LAZY_ROW] else [])
+    info = {"feature_transform": transform, "rows": rows, "epochs": len(state.history), "steps": state.step,
+            "optimizer_state_rows": state_rows,
+            "final_loss": state.history[-1]["loss"] if state.history else None,
+            "peak_rss_mb": round(lifetime_peak_rss_mb(), 1)}
+    if run.validation is not None:
+        info["validation_rows"] = run.validation.n_rows
+    if state.best:
+        info["best_epoch"] = state.best["epoch"]
+        info["best_loss"] = state.best["loss"]
+    if run.stats is not None:
+        info["statistics"] = run.stats.as_dict()
+    info.update(summary or {})
+    if run.standardizer is None:  # raw_coefficients made copies already
+        coef, intercept = coef.copy(), intercept.copy()
+    return run.model_cls(coef, intercept, run.feature_names, target=target,
+                         classes=to_json_labels(run.classes) if run.classes else None,
+                         config={**cfg.to_dict(), **(config or {})}, history=state.history,
+                         optimizer_state=opt_state, summary=info,
+                         feature_spec=run.spec.to_dict() if run.spec is not None else None)
