@@ -298,7 +298,7 @@ def test_fit_parquet_scans_the_target_once(tmp_path, monkeypatch):
 
 
 def test_fit_parquet_refuses_a_model_it_cannot_predict_with_before_reading_a_chunk(tmp_path, monkeypatch):
-    from streamgd.data.dataset import UnitTableReader
+    from streamgd.data.unit_reader import UnitTableReader
     from streamgd.data.reader import ChunkStream
 
     rng = np.random.default_rng(14)
