@@ -40,6 +40,7 @@ from ..io.storage import (
     storage_error,
     uri_of,
 )
+from .convert import no_parquet_files_message, other_format_hint
 from .remote_reads import OpenFiles
 from .schema import ColumnDrift, reconcile, settle_drift
 from .sparse_block import BlockNames, SparseBlock
@@ -289,7 +290,7 @@ def _expand_path(path: str, storage_options: dict | None = None) -> tuple[list[s
             dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
             found.extend(os.path.join(root, n) for n in sorted(names) if _is_data_file(n))
         if not found:
-            raise DataError(f"the directory {path} holds no Parquet files")
+            raise DataError(no_parquet_files_message(path))
         return found, None
     if not os.path.exists(path):
         raise DataError(f"no such file or directory: {path}")
@@ -367,9 +368,11 @@ def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False, o
     except OSError as exc:
         if filesystem is not None and is_store_error(exc):  # not the file's fault: the store failed or refused
             raise storage_error(exc, "read", uri_of(filesystem, path)) from None
-        raise DataError(f"{path} is not a readable Parquet file ({first_line(exc)})") from None
+        raise DataError(other_format_hint(path, filesystem)
+                        or f"{path} is not a readable Parquet file ({first_line(exc)})") from None
     except (pa.ArrowInvalid, ValueError) as exc:
-        raise DataError(f"{path} is not a readable Parquet file ({first_line(exc)})") from None
+        raise DataError(other_format_hint(path, filesystem)
+                        or f"{path} is not a readable Parquet file ({first_line(exc)})") from None
 
 
 def _footer_capacity(metadata: list[pq.FileMetaData], filesystem: Any) -> int:
