@@ -173,3 +173,18 @@ def test_the_command_converts_then_the_data_trains(text_files, tmp_path):
     bad = CliRunner().invoke(main, ["convert", str(text_files["csv"]), str(out), "--column-type", "x"])
     assert bad.exit_code == 2
     assert reported_lines(bad.stderr) == ["error: --column-type 'x': give NAME=TYPE, e.g. price=float64"]
+
+
+def test_progress_on_a_terminal_is_one_line_rewritten(capsys):
+    from streamgd.cli.convert import ConvertProgress
+
+    progress = ConvertProgress(enabled=True, interval=0.0)
+    progress.update(1_000, 250_000, 1_000_000)
+    progress.update(4_000, 1_000_000, 1_000_000)
+    progress.finish()
+    assert capsys.readouterr().err == ("\rconverting: 1,000 rows, 25% of 1.0 MB read"
+                                       "\rconverting: 4,000 rows, 100% of 1.0 MB read\n")
+    quiet = ConvertProgress(enabled=False, interval=0.0)  # not a terminal, or --quiet
+    quiet.update(1, 1, 1)
+    quiet.finish()
+    assert capsys.readouterr().err == ""

@@ -46,7 +46,7 @@ def convert(source: str, out: str, row_group_size: int, input_format: str | None
         if not sep or not name or not kind:
             raise ConfigError(f"--column-type {pair!r}: give NAME=TYPE, e.g. price=float64")
         types[name.strip()] = kind.strip()
-    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    progress = ConvertProgress(enabled=not quiet and sys.stderr.isatty())
     result = convert_file(source, out, row_group_size=row_group_size, input_format=input_format,
                           column_types=types, block_size=parse_size(block_size, "--block-size"), delimiter=delimiter,
                           progress=progress.update)
@@ -58,18 +58,19 @@ def convert(source: str, out: str, row_group_size: int, input_format: str | None
                    f"{'' if result.row_groups == 1 else 's'}, {len(result.schema)} columns ({kinds})")
 
 
-class _Progress:
+class ConvertProgress:
     """One line on a terminal, rewritten at most five times a second: rows written and the share of the input
     read."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, interval: float = 0.2):
         self.enabled = enabled
-        self.shown = 0.0
+        self.interval = interval
+        self.shown = -float("inf")
         self.drawn = False
 
     def update(self, rows: int, done: int, total: int) -> None:
         now = time.monotonic()
-        if not self.enabled or now - self.shown < 0.2:
+        if not self.enabled or now - self.shown < self.interval:
             return
         self.shown = now
         share = f", {100 * done / total:.0f}% of {total / 1e6:,.1f} MB read" if total else ""
