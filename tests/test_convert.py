@@ -150,9 +150,9 @@ def test_a_text_file_given_as_data_gets_one_line_naming_streamgd_convert(text_fi
     result = CliRunner().invoke(main, [command[0], path, *command[1:]])
     assert result.exit_code == 2
     stem = path.rsplit(".", 1)[0] if kind != "plain" else path
-    assert reported_lines(result.stderr) == [
+    assert reported_lines(result.stderr) == [(
         f"error: {path} is {what}, and streamgd reads Parquet: convert it once with "
-        f"`streamgd convert {path} {stem}.parquet` (streamed, in bounded memory)"]
+        f"`streamgd convert {path} {stem}.parquet` (streamed, in bounded memory)")]
 
 
 def test_a_directory_of_csv_files_names_streamgd_convert(text_files, tmp_path):

@@ -68,10 +68,7 @@ def reconcile(files: Sequence[str], schemas: Sequence[pa.Schema],
     partition keys in its path)."""
     order: list[str] = []
     types: dict[str, dict[str, tuple[pa.DataType, list[str]]]] = {}
-    distinct: list[pa.Schema] = []
     for path, schema in zip(files, schemas):
-        if not any(schema.equals(s) for s in distinct):
-            distinct.append(schema)
         for column in schema:
             if column.name not in types:
                 order.append(column.name)
