@@ -14,6 +14,7 @@ import streamgd
 from streamgd.cli.main import main
 from streamgd.data.dataset import open_dataset
 from streamgd.data.schema import reconcile, unify_types
+from streamgd.data.unit_reader import UnitTableReader
 from streamgd.errors import SchemaError
 
 ROWS = 600  # per file, in row groups of 200
@@ -165,6 +166,18 @@ def test_unified_types_hold_every_value_exactly():
                 column = pa.array(values[source], type=source)
                 cast = column.cast(kind)
                 assert cast.cast(source).equals(column), (a, b, kind)
+
+
+def test_text_stored_as_dictionaries_in_one_file_is_read_as_strings(tmp_path):
+    values = ["a", "b", "a", "c"]
+    pq.write_table(pa.table({"c": pa.array(values).dictionary_encode(), "y": [0, 1, 0, 1]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"c": values, "y": [1, 1, 0, 0]}), tmp_path / "b.parquet")
+    data = open_dataset(str(tmp_path), target="y", categorical=["c"])
+    assert data.schema_drift[0].files_by_type == {"dictionary<string>": [f"{tmp_path}/a.parquet"],
+                                                  "string": [f"{tmp_path}/b.parquet"]}
+    reader = UnitTableReader(data, ["c", "y"])
+    tables = [reader.read(unit) for unit in data.units]
+    assert pa.concat_tables(tables).column("c").to_pylist() == values + values  # one type: the chunks concatenate
 
 
 def test_identical_schemas_have_no_drift():

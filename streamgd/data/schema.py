@@ -73,7 +73,7 @@ def reconcile(files: Sequence[str], schemas: Sequence[pa.Schema],
             if column.name not in types:
                 order.append(column.name)
                 types[column.name] = {}
-            kind = types[column.name].setdefault(str(column.type), (column.type, []))
+            kind = types[column.name].setdefault(type_name(column.type), (column.type, []))
             kind[1].append(path)
     fields, drift = [], []
     for name in order:
@@ -185,6 +185,13 @@ def cast_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
         name = table.schema.field(i).name
         table = table.set_column(i, name, table.column(i).cast(schema.field(name).type))
     return table
+
+
+def type_name(kind: pa.DataType) -> str:
+    """A type as text, short: ``dictionary<string>`` rather than its index type and ordering too."""
+    if pa.types.is_dictionary(kind):
+        return f"dictionary<{kind.value_type}>"
+    return str(kind)
 
 
 def name_files(paths: Sequence[str]) -> str:
