@@ -21,7 +21,8 @@ _LAZY = {"Dataset": "data.dataset", "Unit": "data.dataset", "open_dataset": "dat
          "PoissonRegression": "models.linear", "SoftmaxRegression": "models.linear",
          "SquaredHingeSVM": "models.linear", "load": "models.linear",
          "TrainConfig": "training.config", "Trainer": "training.trainer", "fit": "training.trainer",
-         "PredictionCounts": "models.predict", "predict_to_parquet": "models.predict"}
+         "PredictionCounts": "models.predict", "predict_to_parquet": "models.predict",
+         "convert": "data.convert", "ConvertResult": "data.convert"}
 
 
 def __getattr__(name: str):
@@ -39,7 +40,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["ConfigError", "DataError", "Dataset", "DivergenceError", "HuberRegression", "LinearModel",
+__all__ = ["ConfigError", "ConvertResult", "DataError", "Dataset", "DivergenceError", "HuberRegression", "LinearModel",
            "LinearRegression", "LinearSVM", "LogisticRegression", "PoissonRegression", "SoftmaxRegression",
            "SquaredHingeSVM", "MODEL_KINDS", "ModelFileError", "PredictionCounts", "SchemaError", "StreamgdError",
-           "TrainConfig", "Trainer", "Unit", "fit", "load", "open_dataset", "predict_to_parquet"]
+           "TrainConfig", "Trainer", "Unit", "convert", "fit", "load", "open_dataset", "predict_to_parquet"]

@@ -116,7 +116,8 @@ def test_each_bad_input_gives_a_clear_data_error(tmp_path, numbered, case):
 def test_schema_mismatch_names_both_files_and_the_column(tmp_path):
     write_table(tmp_path / "a.parquet", {"x": [1.0, 2.0], "y": [0, 1]}, 2)
     write_table(tmp_path / "b.parquet", {"x": ["1", "2"], "y": [0, 1]}, 2)
-    with pytest.raises(SchemaError, match=r"column 'x' is string in .*b.parquet but double in .*a.parquet"):
+    with pytest.raises(SchemaError,
+                       match=r"column 'x' is of incompatible types: double in .*a.parquet; string in .*b.parquet"):
         open_dataset([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], target="y", features=["x"])
 
 

@@ -35,6 +35,7 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
     """Show a dataset's files, rows, row groups, columns and what training would use; for a model file
     (.safetensors), its kind, features, transform, coefficients, settings and history; with --cache DIR, what an
     epoch cache holds."""
+    from ..data.convert import other_format_hint
     from .inspect_data import describe_dataset
     from .inspect_model import describe_model_file, file_kind
 
@@ -57,7 +58,8 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
         return
     unknown = [p for p, kind in kinds.items() if kind != "parquet"]
     if unknown:
-        raise DataError(f"{unknown[0]} is neither a Parquet file nor a streamgd model file"
+        raise DataError(other_format_hint(unknown[0])
+                        or f"{unknown[0]} is neither a Parquet file nor a streamgd model file"
                         + (" (inspect one model file at a time)" if kinds[unknown[0]] else ""))
     if as_json:
         raise ConfigError("--json applies to model files; a dataset's report is text")

@@ -8,6 +8,7 @@ from typing import Any
 from ..data.dataset import open_dataset
 from ..data.memory_plan import plan_for_dataset
 from ..data.reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
+from ..data.schema import ColumnDrift, name_files
 from ..data.shuffle import make_plan, parse_shuffle
 
 
@@ -42,6 +43,7 @@ def describe_dataset(source: Any, target: str | None = None, features: Sequence[
                 "feature" if field.name in dataset.feature_names else
                 f"ignored: {dataset.ignored_columns.get(field.name, '')}")
         lines.append(f"  {field.name:<24} {str(field.type):<14} {role}")
+    lines += schema_drift_lines(dataset.schema_drift)
     lines.append(f"features:   {len(dataset.feature_names)}")
     lines.append(f"target:     {dataset.target if dataset.target else '(none given: use --target)'}")
     if shuffle:
@@ -52,6 +54,24 @@ def describe_dataset(source: Any, target: str | None = None, features: Sequence[
     if statistics:
         lines += _statistics_lines(dataset)
     return "\n".join(lines)
+
+
+def schema_drift_lines(drift: Sequence[ColumnDrift]) -> list[str]:
+    """The columns whose type differs between files: per column, each type with the files storing it, the files
+    lacking it, and the type it is read as (or why it cannot be used)."""
+    if not drift:
+        return []
+    lines = [f"schema differs across files ({len(drift)} column{'s' if len(drift) > 1 else ''}):",
+             f"  {'column':<24} {'type':<14} files"]
+    for column in drift:
+        rows = list(column.files_by_type.items()) + ([("(missing)", column.missing_from)] if column.missing_from
+                                                     else [])
+        for index, (kind, files) in enumerate(rows):
+            lines.append(f"  {column.name if index == 0 else '':<24} {kind:<14} {name_files(files)}")
+        outcome = (f"read as {column.unified} from every file" if column.usable else
+                   "not usable: left out of the default features; a run that names it stops")
+        lines.append(f"  {'':<24} -> {outcome}")
+    return lines
 
 
 def _statistics_lines(dataset: Any) -> list[str]:

@@ -1,5 +1,5 @@
 """The ``streamgd`` command line: the group and its commands (one module per command group: ``fit``,
-``predict`` (predict and evaluate), ``inspect``, ``data`` (make-data and bench)), each thin over the Python API
+``predict`` (predict and evaluate), ``inspect``, ``data`` (make-data and bench), ``convert``), each thin over the Python API
 (parse, validate, call, print).
 
 Errors a user can fix print one line on stderr and exit with status 2, never a traceback.
@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .convert import convert
 from .data import bench, make_data
 from .fit import fit
 from .inspect import inspect
@@ -36,7 +37,7 @@ def _one_line_warning(message: Warning | str, category: type, *ignored: Any, **a
     click.echo(f"warning: {message}", err=True)
 
 
-for command in (inspect, fit, predict, evaluate, bench, make_data):
+for command in (inspect, fit, predict, evaluate, bench, make_data, convert):
     main.add_command(command)
 
 

@@ -40,7 +40,9 @@ from ..io.storage import (
     storage_error,
     uri_of,
 )
+from .convert import no_parquet_files_message, other_format_hint
 from .remote_reads import OpenFiles
+from .schema import ColumnDrift, reconcile, settle_drift
 from .sparse_block import BlockNames, SparseBlock
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -121,6 +123,8 @@ class Dataset:
     # an in-memory sparse matrix (with ``table``): row r of the table has the slots of row r of the block, which
     # follow the ``feature_names`` (the dense block) as the model's features
     sparse: SparseBlock | None = field(default=None, repr=False, compare=False)
+    # columns whose type differs between files (``streamgd.data.schema``): each file is read at ``schema``'s type
+    schema_drift: list[ColumnDrift] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def n_rows(self) -> int:
@@ -191,10 +195,17 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
     known = footers_of.footers if same else None
     open_files = footers_of.open_files if same else OpenFiles()
     metadata = _read_footers(files, filesystem, known, open_files)
-    schema = _merged_schema(files, metadata, partitions)
+    merged = reconcile(files, [m.schema.to_arrow_schema() for m in metadata], [set(p) for p in partitions])
+    schema = _merged_schema(files, merged.schema, partitions)
     feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
                                                            categorical, exclude)
-    _check_same_schema(files, metadata, partitions, feature_names + ([target] if target else []))
+    feature_names, categorical, drifted = settle_drift(merged, feature_names, categorical, target, features is None)
+    ignored.update(drifted)
+    for drift in merged.drift:  # left out for its type in the first file: the other files' types say more
+        if not drift.usable and ignored.get(drift.name) not in (None, "excluded", "not selected"):
+            ignored[drift.name] = drift.problem()
+    if not feature_names:
+        raise SchemaError(f"no feature column is usable in every file: {'; '.join(drifted.values())}")
     units, row_group_rows = _build_units(metadata, max_unit_rows)
     if not units:
         raise DataError(f"the dataset {_describe_source(source)} has no rows")
@@ -203,7 +214,8 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
         footers.put(source, footer)
     return Dataset(sources=files, schema=schema, feature_names=feature_names, target=target, units=units,
                    filesystem=filesystem, partition_values=partitions, ignored_columns=ignored,
-                   row_group_rows=row_group_rows, categorical=categorical, footers=footers, open_files=open_files)
+                   row_group_rows=row_group_rows, categorical=categorical, footers=footers, open_files=open_files,
+                   schema_drift=merged.drift)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,7 +290,7 @@ def _expand_path(path: str, storage_options: dict | None = None) -> tuple[list[s
             dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
             found.extend(os.path.join(root, n) for n in sorted(names) if _is_data_file(n))
         if not found:
-            raise DataError(f"the directory {path} holds no Parquet files")
+            raise DataError(no_parquet_files_message(path))
         return found, None
     if not os.path.exists(path):
         raise DataError(f"no such file or directory: {path}")
@@ -356,9 +368,11 @@ def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False, o
     except OSError as exc:
         if filesystem is not None and is_store_error(exc):  # not the file's fault: the store failed or refused
             raise storage_error(exc, "read", uri_of(filesystem, path)) from None
-        raise DataError(f"{path} is not a readable Parquet file ({first_line(exc)})") from None
+        raise DataError(other_format_hint(path, filesystem)
+                        or f"{path} is not a readable Parquet file ({first_line(exc)})") from None
     except (pa.ArrowInvalid, ValueError) as exc:
-        raise DataError(f"{path} is not a readable Parquet file ({first_line(exc)})") from None
+        raise DataError(other_format_hint(path, filesystem)
+                        or f"{path} is not a readable Parquet file ({first_line(exc)})") from None
 
 
 def _footer_capacity(metadata: list[pq.FileMetaData], filesystem: Any) -> int:
@@ -393,8 +407,8 @@ def _partition_type(values: list[Any]) -> pa.DataType:
     return pa.string()
 
 
-def _merged_schema(files: list[str], metadata: list[pq.FileMetaData], partitions: list[dict]) -> pa.Schema:
-    schema = metadata[0].schema.to_arrow_schema()
+def _merged_schema(files: list[str], schema: pa.Schema, partitions: list[dict]) -> pa.Schema:
+    """The files' reconciled schema, then the hive partition keys that no file stores."""
     keys = [k for k in partitions[0] if k not in schema.names] if partitions else []
     for key in keys:
         values = [p.get(key) for p in partitions]
@@ -500,21 +514,6 @@ def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[s
 def _short_list(names: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-def _check_same_schema(files: list[str], metadata: list[pq.FileMetaData], partitions: list[dict],
-                       columns: list[str]) -> None:
-    reference = metadata[0].schema.to_arrow_schema()
-    for path, meta, parts in zip(files[1:], metadata[1:], partitions[1:]):
-        schema = meta.schema.to_arrow_schema()
-        for name in columns:
-            if name in parts and name not in schema.names:
-                continue
-            if name not in schema.names:
-                raise SchemaError(f"{path} has no column {name!r}, which {files[0]} has")
-            if name in reference.names and schema.field(name).type != reference.field(name).type:
-                raise SchemaError(f"the column {name!r} is {schema.field(name).type} in {path} "
-                                  f"but {reference.field(name).type} in {files[0]}")
 
 
 def _build_units(metadata: list[pq.FileMetaData], max_unit_rows: int | None) -> tuple[list[Unit], list[list[int]]]:

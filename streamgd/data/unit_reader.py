@@ -1,6 +1,7 @@
 """Units of a dataset read as Arrow tables: whole row groups, slices of big ones, rows of an in-memory table or a
-dask partition, from local files or an object store. Every pass over the data (statistics, targets, training,
-prediction) reads through it."""
+dask partition, from local files or an object store, each column at the dataset's type whatever width a file
+stores it at (``streamgd.data.schema``). Every pass over the data (statistics, targets, training, prediction)
+reads through it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..errors import DataError
 from ..io.storage import first_line, is_remote
 from .dataset import Dataset, Unit, open_parquet_file
 from .remote_reads import ReadStats, RemoteRowGroups
+from .schema import cast_to
 
 REMOTE_STREAM_BUFFER = 1 << 20  # per column, reading slices of a remote row group: each refill is a request
 
@@ -74,6 +76,8 @@ class UnitTableReader:
         if table.num_rows != unit.n_rows:
             raise DataError(f"row group {unit.row_group} of {data.sources[unit.source]} has {table.num_rows} rows, "
                             f"its footer says {unit.n_rows}")
+        if data.schema_drift:  # a column stored at another width in this file: read at the dataset's type
+            table = cast_to(table, data.schema)
         for name in partition_columns:
             value = data.partition_values[unit.source][name]
             table = table.append_column(name, pa.array([value] * unit.n_rows, type=data.schema.field(name).type))
