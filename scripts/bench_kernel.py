@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from streamgd.kernels import dense as kernels
+from streamgd.kernels import api as kernels
 
 LOSSES = {"log": kernels.LOSS_LOG, "squared": kernels.LOSS_SQUARED}
 

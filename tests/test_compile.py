@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from streamgd.kernels import dense as K
+from streamgd.kernels import api as K
 from streamgd.kernels.update_rules import OPT_ADAM
 
 # Trains logistic/sgd on two float32 column-major chunks of different lengths, then prints what was compiled.
@@ -18,7 +18,7 @@ _CHILD = r"""
 import json, sys
 import numpy as np
 from numba.core import event
-from streamgd.kernels import dense as K
+from streamgd.kernels import api as K
 
 compiled = []
 class Listener(event.Listener):

@@ -56,7 +56,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import pyarrow as pa
 
@@ -64,6 +63,7 @@ from ..version import __version__
 from ..errors import ConfigError, StreamgdError
 from ..features.stats import DatasetStats
 from ..io.storage import is_remote, resolve, uri_of
+from ..kernels.jit import njit
 from .dataset import Dataset, Unit
 from .sparse_block import SparseBlock
 from .unit_arrays import UnitArrays
@@ -156,7 +156,7 @@ def cache_context(dataset: Dataset, dtype: Any, target: str | None, encoder: Any
 
 
 # ---- checksums ---------------------------------------------------------------------------------------------------
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _fletcher64(words, tail):  # pragma: no cover - compiled
     # Fletcher's sums over 64-bit words (wrapping): position-sensitive and at memory speed (one add per word)
     a = np.uint64(0)

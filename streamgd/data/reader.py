@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError, DataError
+from ..kernels.jit import njit
 from .chunk_buffers import CHUNK_BUFFERS
 from .dataset import Dataset, Unit, UnitTableReader
 from .remote_reads import ReadStats, is_remote
@@ -118,7 +118,7 @@ def parse_size(size: str | int | None, what: str) -> int | None:
     return value
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _gather_into(source, order, out):  # pragma: no cover - compiled
     # one read of the source in order first, a value per cache line: the hardware prefetcher streams it into
     # cache, so the random reads that follow hit (measured: a 65,536 x 33 float32 chunk in 1.70 ms, not 1.98)
@@ -130,7 +130,7 @@ def _gather_into(source, order, out):  # pragma: no cover - compiled
     return warm
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _copy_into(source, out):  # pragma: no cover - compiled
     for i in range(source.shape[0]):
         out[i] = source[i]

@@ -28,7 +28,7 @@ from ..features.spec import FeatureSpec, OutputNames
 from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats
 from ..features.targets import to_json_labels
-from ..kernels import dense as kernels
+from ..kernels import api as kernels
 from ..models.linear import LinearModel
 from ..optim import Optimizer
 from .checkpoint import Checkpoint, write_checkpoint

@@ -36,7 +36,7 @@ from ..features.spec import FeatureSpec
 from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats, compute_stats
 from ..features.targets import LabelEncoder, class_counts, scan_classes, to_json_labels
-from ..kernels import dense as kernels
+from ..kernels import api as kernels
 from ..models.linear import MODEL_KINDS, LinearModel
 from ..optim import Optimizer
 from . import epoch as core
