@@ -139,7 +139,7 @@ def _scoped(dispatcher: Any) -> Any:
     return dispatcher
 
 
-def _accepted(options: dict) -> dict:
+def accepted_options(options: dict) -> dict:
     """``options`` without the private ones the installed Numba refuses (after one warning)."""
     try:
         cpu.CPUTargetOptions.parse_as_flags(compiler.Flags(), {k: v for k, v in options.items() if k != "cache"})
@@ -155,7 +155,7 @@ def _accepted(options: dict) -> dict:
 def njit(**options: Any) -> Callable[[Callable], Any]:
     """``numba.njit(**options)`` with streamgd's disk cache and compile scope: the decorator of every compiled
     function in the package."""
-    options = _accepted(options)
+    options = accepted_options(options)
 
     def decorate(function: Callable) -> Any:
         return _scoped(numba.njit(**options)(function))
@@ -163,7 +163,7 @@ def njit(**options: Any) -> Callable[[Callable], Any]:
     return decorate
 
 
-NO_RUNTIME = _accepted({"_nrt": False})
+NO_RUNTIME = accepted_options({"_nrt": False})
 # The chunk loops and the pieces that are compiled functions of their own.
 compiled = njit(nogil=True, fastmath=FASTMATH, error_model="numpy", **NO_RUNTIME)
 # Pieces inlined into the Numba IR of each specialised loop (see streamgd.kernels.pieces).

@@ -83,7 +83,8 @@ def applies() -> bool:
         source = inspect.getsource(inline_closurecall.InlineWorker.inline_ir)
     except (AttributeError, OSError, TypeError):
         source = ""
-    if PATTERN in source and getattr(inline_closurecall, "copy", None) is copy:
+    current = getattr(inline_closurecall, "copy", None)
+    if PATTERN in source and (current is copy or isinstance(current, CopyModule)):
         return True
     if not _warned:
         _warned = True
