@@ -7,8 +7,9 @@ a loop as a flat vector. Mini-batches of a column-major chunk are read in place;
 than ``ROW_MAJOR_BELOW`` rows, are staged into a small float64 tile. The X dtype is a type, so each dtype a run
 uses is its own signature of the same specialisation.
 
-The train loop is specialised on loss, optimizer, chunk order and tile kind: compiling every branch of one generic
-loop took a minute and 2 GB, for every run on an empty cache. The sum, bad-row and predict loops take the loss at
+The train loop is specialised on loss, optimizer, chunk order and tile kind: one generic loop with every branch
+of every rule took far longer and far more memory to compile, on every run with an empty cache (the figures are in
+benchmarks/README.md, "Kernels"). The sum, bad-row and predict loops take the loss at
 run time, which costs them nothing measurable (``scripts/bench_kernel.py --sum``) and saves a specialisation per
 loss. The loops take a few structured arguments (tuples): the chunk (x, n, d, y, sample_weight), the model
 (params, optimizer state, hyper, n_out), the schedule (rates, first step, batch size) and the workspace. They
