@@ -37,6 +37,7 @@ from .codes import (
     LOSS_HINGE,
     LOSS_HUBER,
     LOSS_LOG,
+    LOSS_POISSON,
     LOSS_SOFTMAX,
     LOSS_SQUARED,
     LOSS_SQUARED_HINGE,
@@ -317,9 +318,31 @@ def rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, sa
 def rows_loss_dloss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss, vectorised):
     """Weighted loss sum of the rows [lo, hi) of a block whose margins are computed (chunk rows row0 + lo ...);
     writes their weighted margin derivatives into ``dloss``. ``vectorised``: binary log loss by the vectorising
-    loop (batches on a row-major tile are SGD-sized, where libm is quicker per row)."""
+    loop (batches on a row-major tile are SGD-sized, where libm is quicker per row).
+
+    One loop per loss, chosen once per block: a loop that takes the loss at run time (the sum loops) then runs the
+    same row loop as one specialised on it (``scripts/bench_kernel.py --sum``); a loop given the loss as a
+    constant keeps only its own branch."""
     if loss_kind == LOSS_LOG and n_out == 1 and vectorised:
         return _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss)
+    if loss_kind == LOSS_SQUARED:
+        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_SQUARED, eps, dloss)
+    if loss_kind == LOSS_LOG:
+        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_LOG, eps, dloss)
+    if loss_kind == LOSS_SOFTMAX:
+        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_SOFTMAX, eps, dloss)
+    if loss_kind == LOSS_HINGE:
+        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_HINGE, eps, dloss)
+    if loss_kind == LOSS_SQUARED_HINGE:
+        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_SQUARED_HINGE, eps, dloss)
+    if loss_kind == LOSS_HUBER:
+        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_HUBER, eps, dloss)
+    return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_POISSON, eps, dloss)
+
+
+@inlined
+def _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss):
+    """``rows_loss_dloss`` for one loss, row by row."""
     weighted = sample_weight.shape[0] > 0
     total = 0.0
     for b in range(lo, hi):
