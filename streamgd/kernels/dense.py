@@ -25,7 +25,16 @@ import numpy as np
 
 from .codes import H_HUBER_EPS, loss_label, optimizer_label
 from .jit import compiled
-from .pieces import apply_update, cols_margins, row_loss_dloss, row_tile_margins, rows_loss_grad, stage_from, tile_end
+from .pieces import (
+    apply_update,
+    cols_margins,
+    row_loss_dloss,
+    row_tile_margins,
+    rows_loss_grad,
+    rows_loss_grad_of_kind,
+    stage_from,
+    tile_end,
+)
 from .specialise import specialised
 
 
@@ -124,15 +133,15 @@ def _make_sum_loop(FORTRAN, ROWS_MAJOR):  # noqa: N803
                 stage_from(x, FORTRAN, n, d, tile_start, tile_stop, tile, ROWS_MAJOR)
             hi = tile_stop - tile_start
             if IN_PLACE:
-                total += rows_loss_grad(x, n, tile_start, d, tile, False, zero, hi, tile_start, y, sample_weight,
-                                         params, n_out, loss_kind, eps, margins, dloss, grad)
+                total += rows_loss_grad_of_kind(x, n, tile_start, d, tile, False, zero, hi, tile_start, y,
+                                                sample_weight, params, n_out, loss_kind, eps, margins, dloss, grad)
             elif ROWS_MAJOR:  # the columns are not read: tile[0] only fills the slot
-                total += rows_loss_grad(tile[0], zero, zero, d, tile, True, zero, hi, tile_start, y, sample_weight,
-                                         params, n_out, loss_kind, eps, margins, dloss, grad)
+                total += rows_loss_grad_of_kind(tile[0], zero, zero, d, tile, True, zero, hi, tile_start, y,
+                                                sample_weight, params, n_out, loss_kind, eps, margins, dloss, grad)
             else:
-                total += rows_loss_grad(tile.reshape(tile.size), tile.shape[1], zero, d, tile, False, zero, hi,
-                                        tile_start, y, sample_weight, params, n_out, loss_kind, eps, margins, dloss,
-                                        grad)
+                total += rows_loss_grad_of_kind(tile.reshape(tile.size), tile.shape[1], zero, d, tile, False, zero,
+                                                hi, tile_start, y, sample_weight, params, n_out, loss_kind, eps,
+                                                margins, dloss, grad)
             tile_start = tile_stop
         return total
 

@@ -299,7 +299,8 @@ def rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, sa
     ``(src, stride, offset)`` of ``cols_margins``.
 
     The one pass over rows that every loop shares: margins, per-row loss and dloss, gradient. NaN and inf
-    propagate into the result; callers check it once.
+    propagate into the result; callers check it once. For a loop specialised on its loss; a loop given the loss at
+    run time calls ``rows_loss_grad_of_kind``.
     """
     if rows_major:
         row_tile_margins(tile, lo, hi, params, n_out, margins)
@@ -315,14 +316,42 @@ def rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, sa
 
 
 @inlined
+def rows_loss_grad_of_kind(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, sample_weight, params, n_out,
+                           loss_kind, eps, margins, dloss, grad):
+    """``rows_loss_grad`` for a loss given at run time (``rows_loss_dloss_of_kind``). A twin, not a flag: a
+    specialised loop must not hold the call even on a pruned branch (see ``rows_loss_dloss_of_kind``)."""
+    if rows_major:
+        row_tile_margins(tile, lo, hi, params, n_out, margins)
+    else:
+        cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, d)
+    total = rows_loss_dloss_of_kind(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss,
+                                    not rows_major)
+    if grad.shape[0] > 0:
+        if rows_major:
+            _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad)
+        else:
+            cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad, d)
+    return total
+
+
+@inlined
 def rows_loss_dloss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss, vectorised):
     """Weighted loss sum of the rows [lo, hi) of a block whose margins are computed (chunk rows row0 + lo ...);
     writes their weighted margin derivatives into ``dloss``. ``vectorised``: binary log loss by the vectorising
-    loop (batches on a row-major tile are SGD-sized, where libm is quicker per row).
+    loop (batches on a row-major tile are SGD-sized, where libm is quicker per row). For a loop specialised on its
+    loss; a loop given the loss at run time calls ``rows_loss_dloss_of_kind``."""
+    if loss_kind == LOSS_LOG and n_out == 1 and vectorised:
+        return _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss)
+    return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss)
 
-    One loop per loss, chosen once per block: a loop that takes the loss at run time (the sum loops) then runs the
-    same row loop as one specialised on it (``scripts/bench_kernel.py --sum``); a loop given the loss as a
-    constant keeps only its own branch."""
+
+@inlined
+def rows_loss_dloss_of_kind(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss, vectorised):
+    """``rows_loss_dloss`` for a loss given at run time: one row loop per loss, chosen once per block, so the row
+    loop is the one a specialised loop runs (``scripts/bench_kernel.py --sum``; as one loop with the branch per
+    row, or as a compiled function of its own, the sum ran slower). Only loops given the loss at run time call
+    it: Numba inlines before it prunes dead branches, so in a specialised loop its seven loops would be copied
+    and then dropped, which doubled a train loop's compile time."""
     if loss_kind == LOSS_LOG and n_out == 1 and vectorised:
         return _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss)
     if loss_kind == LOSS_SQUARED:
@@ -342,7 +371,7 @@ def rows_loss_dloss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, e
 
 @inlined
 def _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss):
-    """``rows_loss_dloss`` for one loss, row by row."""
+    """The rows of a block, row by row."""
     weighted = sample_weight.shape[0] > 0
     total = 0.0
     for b in range(lo, hi):

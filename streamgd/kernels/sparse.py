@@ -55,6 +55,7 @@ from .pieces import (
     cols_margins,
     row_loss_dloss,
     rows_loss_dloss,
+    rows_loss_dloss_of_kind,
 )
 from .specialise import specialised
 
@@ -273,7 +274,8 @@ def _make_sparse_sum_loop():
             hi = t1 - t0
             cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
             _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
-            total += rows_loss_dloss(margins, zero, hi, t0, y, sample_weight, n_out, loss_kind, eps, dloss, True)
+            total += rows_loss_dloss_of_kind(margins, zero, hi, t0, y, sample_weight, n_out, loss_kind, eps, dloss,
+                                              True)
             if grad.shape[0] > 0:
                 cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, grad, D)
                 _sparse_grad_add(indptr, indices, values, t0, hi, D, d, n_out, dloss, grad)
