@@ -21,7 +21,7 @@ PAIRS = (("LOSS_LOG", "OPT_SGD"), ("LOSS_LOG", "OPT_ADAM"), ("LOSS_HINGE", "OPT_
 _TRAIN_LOOP = """
 import sys, time
 import numpy as np
-from streamgd.kernels import dense as K
+from streamgd.kernels import api as K
 from streamgd.kernels import update_rules as R
 rng = np.random.default_rng(0)
 X = np.asfortranarray(rng.standard_normal((4096, 8)).astype(np.float32))

@@ -233,7 +233,7 @@ def _cached_compute_floor(path: str) -> dict:
 
     import pyarrow.parquet as pq
 
-    from streamgd.kernels import dense as kernels
+    from streamgd.kernels import api as kernels
     from streamgd.data.shuffle.permute import permutation
     from streamgd.data.unit_arrays import _gather_columns, _gather_vector
 

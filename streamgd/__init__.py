@@ -5,13 +5,12 @@
 ['huber', 'linear', 'logistic', 'poisson', 'softmax', 'squared-hinge', 'svm']
 """
 
-from .version import __version__  # noqa: E402
+from .version import __version__  # noqa: F401 - the package's version
 
-from .kernels.numba_cache import use_user_cache_dir  # noqa: E402
+from .errors import ConfigError, DataError, DivergenceError, ModelFileError, SchemaError, StreamgdError
 
-use_user_cache_dir()  # before any compiled function is defined
-
-from .errors import ConfigError, DataError, DivergenceError, ModelFileError, SchemaError, StreamgdError  # noqa: E402
+# Importing streamgd changes nothing in the host process: compiled functions find their own disk cache
+# (streamgd.kernels.jit), and process-wide settings (allocators) are the command line's (streamgd.cli.launch).
 
 # The other public names load on first use (PEP 562), so ``import streamgd`` loads neither pyarrow nor Numba's
 # kernels: the command line (``streamgd.cli.launch``) sets the allocators before pyarrow loads.

@@ -10,15 +10,18 @@ import sys
 
 import numpy as np
 
-from streamgd.kernels import dense as K
-from streamgd.kernels.update_rules import OPT_ADAM
+from streamgd.kernels import api as K
+from streamgd.kernels import dense
+from streamgd.kernels.codes import OPT_ADAM
 
 # Trains logistic/sgd on two float32 column-major chunks of different lengths, then prints what was compiled.
 _CHILD = r"""
 import json, sys
 import numpy as np
 from numba.core import event
-from streamgd.kernels import dense as K
+from streamgd.kernels import api as K
+from streamgd.kernels import dense, specialise
+import streamgd.optim, streamgd.models.linear  # the registries name the codes
 
 compiled = []
 class Listener(event.Listener):
@@ -37,8 +40,8 @@ for n in (300, 211):
     total, rows, status = K.train_chunk(X, y, np.empty(0), params, np.zeros((0, 6)), np.zeros(K.N_HYPER),
                                         np.full(10, 0.01), 64, 1, K.LOSS_LOG, K.OPT_SGD, 0)
     assert (rows, status) == (n, 0)
-    signatures.append([str(s) for s in K._train_loop_for(K.LOSS_LOG, K.OPT_SGD, True, False).signatures])
-trains = sorted(str(key) for key in K._specialisations)
+    signatures.append([str(s) for s in dense.train_loop_for(K.LOSS_LOG, K.OPT_SGD, True, False).signatures])
+trains = sorted(str(key) for key in specialise.MEMO)
 print(json.dumps({"signatures": signatures, "specialisations": trains, "compiled": compiled,
                   "params": params.tolist()}))
 """
@@ -46,6 +49,7 @@ print(json.dumps({"signatures": signatures, "specialisations": trains, "compiled
 
 def _run_child(cache_dir):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    env.pop("STREAMGD_NUMBA_PER_BLOCK_COPY", None)
     done = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout), done.stderr
 
@@ -58,8 +62,8 @@ def test_a_run_compiles_only_its_specialisation_once_and_a_second_process_loads_
     assert first["specialisations"] == ["('train', 1, 0, True, False)"]
     assert first["compiled"].count("_make_train_loop.<locals>.train_loop") == 1
     # the pieces compiled on their own: the column passes and the vectorised binary log loss; none of softmax's
-    pieces = {name for name in first["compiled"] if name.startswith("_") and "<locals>" not in name}
-    assert pieces == {"_cols_margins", "_cols_grad_add", "_binary_log_loss_rows"}
+    pieces = {name for name in first["compiled"] if "<locals>" not in name}
+    assert pieces == {"cols_margins", "cols_grad_add", "_binary_log_loss_rows"}
     assert stderr.count("compiling kernels for logistic/sgd (first run only)") == 1
     # a second process compiles nothing: everything loads from the disk cache, and it says nothing
     second, stderr = _run_child(tmp_path)
@@ -70,7 +74,7 @@ def test_a_run_compiles_only_its_specialisation_once_and_a_second_process_loads_
 
 def test_a_second_chunk_of_the_same_kind_adds_no_compiled_signature():
     rng = np.random.default_rng(1)
-    loop = K._train_loop_for(K.LOSS_SQUARED, OPT_ADAM, True, False)
+    loop = dense.train_loop_for(K.LOSS_SQUARED, OPT_ADAM, True, False)
     params, state = np.zeros(4), np.zeros((2, 4))
     counts = []
     for n in (100, 57, 100):

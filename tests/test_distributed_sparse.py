@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import streamgd
-from streamgd.kernels import dense as kernels
+from streamgd.kernels import api as kernels
 from streamgd.training.epoch import run_epoch
 from streamgd.training.model_of_run import final_params
 from streamgd.training.config import TrainConfig

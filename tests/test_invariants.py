@@ -9,7 +9,7 @@ import pytest
 
 import streamgd
 from problems import write_xy
-from streamgd.kernels import dense as kernels
+from streamgd.kernels import api as kernels
 from streamgd.errors import DivergenceError
 from streamgd.models.linear import MODEL_KINDS
 

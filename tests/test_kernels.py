@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamgd.kernels import dense as K
+from streamgd.kernels import api as K
 
 EPS = 0.7  # Huber threshold used throughout
 

@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 import streamgd
 from conftest import optimizer_params
 from problems import logistic_exact, logistic_objective, ridge_exact, ridge_objective, write_xy
-from streamgd.kernels import dense as kernels
+from streamgd.kernels import api as kernels
 from streamgd.errors import ConfigError
 from streamgd.optim import OPTIMIZERS, AveragedSGD, make_optimizer, make_schedule
 

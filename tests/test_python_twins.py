@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from streamgd.kernels import dense as K
+from streamgd.kernels import api as K
 
 # every loss and every optimizer at least once, both layouts, SGD and mini-batch: few specialisations, so the
 # compiled side costs little compile time, and plain Python runs it in seconds
@@ -25,7 +25,7 @@ CASES = [(loss, n_out, opt, *_LAYOUTS[opt % 3]) for opt, (loss, n_out) in enumer
 _RUN = r"""
 import json, sys
 import numpy as np
-from streamgd.kernels import dense as K
+from streamgd.kernels import api as K
 
 def run(cases):
     out = []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import optimizer_params
-from streamgd.kernels import dense as kernels
+from streamgd.kernels import api as kernels
 from streamgd.optim import OPTIMIZERS, make_optimizer
 from streamgd.kernels import update_rules as rules
 from streamgd.data.sparse_block import SparseBlock, concatenate

@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError, DataError
 from ..io.storage import is_remote
+from ..kernels.jit import njit
 from .chunk_buffers import CHUNK_BUFFERS
 from .dataset import Dataset, Unit
 from .remote_reads import ReadStats
@@ -120,7 +120,7 @@ def parse_size(size: str | int | None, what: str) -> int | None:
     return value
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _gather_into(source, order, out):  # pragma: no cover - compiled
     # one read of the source in order first, a value per cache line: the hardware prefetcher streams it into
     # cache, so the random reads that follow hit (benchmarks/README.md, "Figures quoted by the code")
@@ -132,7 +132,7 @@ def _gather_into(source, order, out):  # pragma: no cover - compiled
     return warm
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _copy_into(source, out):  # pragma: no cover - compiled
     for i in range(source.shape[0]):
         out[i] = source[i]

@@ -25,10 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pyarrow as pa
 
+from ..kernels.jit import njit
 from .chunk_buffers import CHUNK_BUFFERS
 from .shuffle import Step
 from .sparse_block import SparseBlock
@@ -72,7 +72,7 @@ class UnitArrays:
             + (self.extra.nbytes if self.extra is not None else 0)
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _gather_columns(source, rows, dest, out, lo, hi):  # pragma: no cover - compiled
     # columns [lo, hi): each read once in order first, a value per cache line, then gathered: the hardware
     # prefetcher streams it into cache and the random reads hit (benchmarks/README.md, "Figures quoted by the code"). ``dest`` empty: row k goes to row k of ``out``, else to row dest[k]
@@ -90,7 +90,7 @@ def _gather_columns(source, rows, dest, out, lo, hi):  # pragma: no cover - comp
     return warm
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _take_entries(indptr, indices, values, rows, dest, out_indptr, out_indices, out_values):  # pragma: no cover
     for k in range(rows.shape[0]):
         o = out_indptr[dest[k]]
@@ -100,7 +100,7 @@ def _take_entries(indptr, indices, values, rows, dest, out_indptr, out_indices, 
             o += 1
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _through(slot, positions):  # pragma: no cover - compiled
     # slot[positions] as int64 (one pass, no temporary), and how many are -1 (rows not stored)
     out = np.empty(positions.shape[0], dtype=np.int64)
@@ -111,7 +111,7 @@ def _through(slot, positions):  # pragma: no cover - compiled
     return out, missing
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _gather_vector(source, rows, dest, out):  # pragma: no cover - compiled
     # read in order first, a value per cache line, as ``_gather_columns`` does (faster for float64 vectors; for
     # ``_through``'s int32 slots it made no difference: benchmarks/README.md, "Figures quoted by the code")

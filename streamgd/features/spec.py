@@ -35,13 +35,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import pyarrow as pa
 
 from ..data.chunk_buffers import CHUNK_BUFFERS
 from ..data.sparse_block import ComputedNames, SparseBlock
 from ..errors import ConfigError, DataError
+from ..kernels.jit import njit
 from .stats import DatasetStats, category_strings, numeric_values
 
 MISSING_POLICIES = ("error", "drop-rows", "impute")
@@ -313,7 +313,7 @@ def check_hash_bits(name: str, bits: object) -> None:
         raise ConfigError(f"{name}={bits!r} is not accepted; expected an integer in [1, {MAX_HASH_BITS}]")
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _fill_hashed(hashes, rows, mask, offset, slots, values, j):  # pragma: no cover - compiled
     """Column j of the block: slot offset + (h & mask) and value -1 where h's top bit is set, else 1, for the
     hash h of each row taken in ``rows`` order."""
@@ -323,7 +323,7 @@ def _fill_hashed(hashes, rows, mask, offset, slots, values, j):  # pragma: no co
         values[i, j] = -1.0 if h >> 31 else 1.0
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _fill_indexed(ranks, rows, first, slots, values, j):  # pragma: no cover - compiled
     """Column j of the block: slot first + rank, value 1, for each row taken in ``rows`` order."""
     for i in range(rows.shape[0]):
@@ -351,7 +351,7 @@ def pair_hashes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return h.astype(np.uint32)
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _fnv1a_kernel(offsets, data, valid, seed, out):  # pragma: no cover - compiled
     for i in range(out.shape[0]):
         h = seed
@@ -363,7 +363,7 @@ def _fnv1a_kernel(offsets, data, valid, seed, out):  # pragma: no cover - compil
         out[i] = h
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _fnv1a64_kernel(offsets, data, out):  # pragma: no cover - compiled
     for i in range(out.shape[0]):
         h = np.uint64(14695981039346656037)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from ..kernels.jit import njit
 
-@numba.njit(nogil=True, cache=True)
+
+@njit(nogil=True)
 def _standardize_in_place(X, mean, scale):  # pragma: no cover - compiled
     for j in range(X.shape[1]):
         m = mean[j]

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 from ..data.dataset import Dataset, Unit
 from ..data.unit_reader import UnitTableReader
 from ..errors import DataError
+from ..kernels.jit import njit
 from .heavy_hitters import VALUE_TYPE, SpaceSaving
 
 DEFAULT_MAX_CATEGORIES = 1000
@@ -142,7 +142,7 @@ def category_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _moments(values):  # pragma: no cover - compiled
     """(finite count, NaN count, mean, population variance, min, max) of the finite values, in two passes and no
     temporary arrays (a NumPy version allocates four per column and chunk, and the freed memory fragments)."""

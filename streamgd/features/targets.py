@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,6 +16,7 @@ from ..data.cache import CheckingEncoder
 from ..data.dataset import Dataset
 from ..data.unit_reader import UnitTableReader
 from ..errors import DataError
+from ..kernels.jit import njit
 
 MAX_CLASSES = 1000
 
@@ -84,7 +84,7 @@ def class_counts(dataset: Dataset, encoder: LabelEncoder) -> np.ndarray:
     return counts
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _index_numbers(values, classes, out):  # pragma: no cover - compiled
     """out[i] = the index of values[i] in classes, NaN for NaN; returns the first unknown row or -1. One
     branch-free pass per class (K is small), so random labels cost no mispredicted branches."""

@@ -1,16 +1,17 @@
-"""Compiled loops for chunks with a sparse block: margins as the dense block's dot product plus the gathered weights
-of each row's active slots, gradients scattered to the touched slots only, lazy per-coordinate updates.
+"""Compiled loops for chunks with a sparse block (its arrays: ``SparseArrays``): margins as the dense block's dot
+product plus the gathered weights of each row's active slots, gradients scattered to the touched slots only, lazy
+per-coordinate updates.
 
-Parameters keep the layout of ``streamgd.kernels.dense``: with a dense block of ``d`` columns and ``n_slots`` sparse
-slots, a model has ``D = d + n_slots`` features, ``coef[k, j] = params[k * D + j]`` and slot ``c`` is feature
+Parameters keep the layout of ``streamgd.kernels.pieces``: with a dense block of ``d`` columns and ``n_slots``
+sparse slots, a model has ``D = d + n_slots`` features, ``coef[k, j] = params[k * D + j]`` and slot ``c`` is feature
 ``d + c``. The optimizer state rows have the same length.
 
 Each mini-batch gathers what it touches into a compact vector: the dense coefficients, the coefficients of the
 slots its rows name (found with a small open-addressing table, so nothing of the size of the slot space is
 zeroed or scanned), and the intercepts, with the optimizer state alike. The batch's gradient, the penalty,
 clipping, the optimizer rule and the L1 step then run on the compact vectors with the same compiled update as
-dense chunks (``kernels._apply_update``), and the result is written back only if it is finite. So when every slot
-is active in every batch, a sparse chunk trains exactly as its dense twin.
+dense chunks (``streamgd.kernels.pieces.apply_update``), and the result is written back only if it is finite. So
+when every slot is active in every batch, a sparse chunk trains exactly as its dense twin.
 
 **Lazy updates.** A slot that no row of a batch names is not updated in that step: its optimizer state is not
 decayed and its coefficient does not move, as TensorFlow's LazyAdam and PyTorch's SparseAdam define lazy Adam
@@ -22,8 +23,8 @@ next touched, before the batch computes its margins:
   ``(1 - lr_t * l2) * (1 - lr_t * weight_decay)``: the exact dense result for SGD. A run-wide ledger of
   ``sum log(factor)`` (kept in the first intercept's entry of a state row, ``hyper[H_LAZY_ROW] - 1``) and a stamp
   per coefficient (the ledger when it was last touched, in the same row) give the factor in one ``exp``.
-* L1: mini-batch runs take it as the cumulative penalty (``kernels._l1_prox``), whose record is already lazy: the
-  global total ``u`` against each coefficient's received ``q``.
+* L1: mini-batch runs take it as the cumulative penalty (``_l1_prox`` in ``streamgd.kernels.pieces``), whose
+  record is already lazy: the global total ``u`` against each coefficient's received ``q``.
 * FTRL needs no catch-up: with no gradient its ``z`` and ``n`` do not change, so lazy is exact.
 * ASGD's average of a slot takes its iterates at the steps that touch it.
 """
@@ -31,28 +32,37 @@ next touched, before the batch computes its margins:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from ..data.sparse_block import SparseBlock
-from . import dense as kernels
-from .dense import (
-    _TILE_VALUES,
-    _apply_update,
-    _cols_grad_add,
-    _cols_margins,
-    _inline,
-    _jit,
-    _row_loss_dloss,
-    _rows_loss_dloss,
-    _specialised,
+from .arguments import SparseArrays, column_major_vector
+from .codes import (
+    H_ALPHA,
+    H_HUBER_EPS,
+    H_L1_RATIO,
+    H_LAZY_ROW,
+    H_WEIGHT_DECAY,
+    OPT_ADAMW,
+    loss_label,
+    optimizer_label,
 )
-from .update_rules import H_ALPHA, H_HUBER_EPS, H_L1_RATIO, H_LAZY_ROW, H_WEIGHT_DECAY, OPT_ADAMW
+from .jit import compiled, inlined
+from .pieces import (
+    TILE_VALUES,
+    apply_update,
+    cols_grad_add,
+    cols_margins,
+    row_loss_dloss,
+    rows_loss_dloss,
+    rows_loss_dloss_of_kind,
+)
+from .specialise import specialised
 
 _HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive slots spread over the table
 
 
-@_jit
+@compiled
 def _sparse_margins_add(indptr, indices, values, r0, hi, params, pstride, first, n_out, margins):
     """margins[k, b] += sum of value * params[k * pstride + first + slot] over the entries of rows r0 + b."""
     for b in range(hi):
@@ -64,7 +74,7 @@ def _sparse_margins_add(indptr, indices, values, r0, hi, params, pstride, first,
                 margins[k, b] += v * params[k * pstride + column]
 
 
-@_jit
+@compiled
 def _sparse_grad_add(indptr, indices, values, r0, hi, pstride, first, n_out, dloss, grad):
     """grad[k * pstride + first + slot] += dloss[k, b] * value over the entries of rows r0 + b."""
     for b in range(hi):
@@ -76,7 +86,7 @@ def _sparse_grad_add(indptr, indices, values, r0, hi, pstride, first, n_out, dlo
                 grad[k * pstride + column] += dloss[k, b] * v
 
 
-@_jit
+@compiled
 def _compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys):
     """Number the distinct slots of entries [e0, e1) in order of first appearance: ``touched[p]`` is slot p's
     number, ``entry_pos[e - e0]`` the number of entry e's slot. ``keys`` (a power-of-two table of -1) is left as
@@ -104,7 +114,7 @@ def _compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touc
     return m
 
 
-@_inline
+@inlined
 def _gather_vector(source, d, D, n_out, touched, m, target):  # noqa: N803 - D as in the module docstring
     """target = the compact (n_out, d + m) + intercepts of ``source``: dense coefficients, touched slots'."""
     stride = d + m
@@ -116,7 +126,7 @@ def _gather_vector(source, d, D, n_out, touched, m, target):  # noqa: N803 - D a
         target[n_out * stride + k] = source[n_out * D + k]
 
 
-@_inline
+@inlined
 def _scatter_vector(source, d, D, n_out, touched, m, target):  # noqa: N803
     """The inverse of ``_gather_vector``: write the compact ``source`` back into the full ``target``."""
     stride = d + m
@@ -128,7 +138,7 @@ def _scatter_vector(source, d, D, n_out, touched, m, target):  # noqa: N803
         target[n_out * D + k] = source[n_out * stride + k]
 
 
-@_jit
+@compiled
 def _gather(params, opt_state, d, D, n_out, touched, m, cw, cstate):  # noqa: N803
     """The compact parameters and state of a batch: dense coefficients, the touched slots', intercepts."""
     _gather_vector(params, d, D, n_out, touched, m, cw)
@@ -136,7 +146,7 @@ def _gather(params, opt_state, d, D, n_out, touched, m, cw, cstate):  # noqa: N8
         _gather_vector(opt_state[s], d, D, n_out, touched, m, cstate[s])
 
 
-@_jit
+@compiled
 def _scatter(cw, cstate, d, D, n_out, touched, m, params, opt_state):  # noqa: N803
     """Write the compact vectors of ``_gather`` back into the full parameters and state."""
     _scatter_vector(cw, d, D, n_out, touched, m, params)
@@ -144,14 +154,15 @@ def _scatter(cw, cstate, d, D, n_out, touched, m, params, opt_state):  # noqa: N
         _scatter_vector(cstate[s], d, D, n_out, touched, m, opt_state[s])
 
 
-def _sparse_train_loop_for(loss_kind, opt_kind):
+def sparse_train_loop_for(loss_kind: int, opt_kind: int) -> Any:
+    """The loop of ``train_chunk`` for one loss and optimizer."""
     key = ("sparse_train", int(loss_kind), int(opt_kind))
-    label = f"{kernels._name(kernels.LOSS_NAMES, key[1])}/{kernels._name(kernels.OPT_NAMES, key[2])} (sparse)"
-    return _specialised(key, label, lambda: _make_sparse_train_loop(*key[1:]))
+    label = f"{loss_label(key[1])}/{optimizer_label(key[2])} (sparse)"
+    return specialised(key, label, lambda: _make_sparse_train_loop(*key[1:]))
 
 
 def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
-    @_jit
+    @compiled
     def sparse_train_loop(chunk, sparse, model, schedule, work):
         """Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
         x, n, d, y, sample_weight = chunk
@@ -196,16 +207,16 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             while t0 < b1:
                 t1 = min(t0 + tile_rows, b1)
                 hi = t1 - t0
-                _cols_margins(x, n, t0, d, zero, hi, w, n_out, margins, stride)
+                cols_margins(x, n, t0, d, zero, hi, w, n_out, margins, stride)
                 for b in range(hi):
                     for e in range(indptr[t0 + b], indptr[t0 + b + 1]):
                         v = values[e]
                         column = d + entry_pos[e - e0]
                         for k in range(n_out):
                             margins[k, b] += v * w[k * stride + column]
-                batch_loss += _rows_loss_dloss(margins, zero, hi, t0, y, sample_weight, n_out, LOSS, eps, dloss,
+                batch_loss += rows_loss_dloss(margins, zero, hi, t0, y, sample_weight, n_out, LOSS, eps, dloss,
                                                True)
-                _cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, g, stride)
+                cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, g, stride)
                 for b in range(hi):
                     for e in range(indptr[t0 + b], indptr[t0 + b + 1]):
                         v = values[e]
@@ -219,7 +230,7 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             for i in range(n_par):
                 g[i] *= inv
             lr = lrs[batch]
-            if not _apply_update(w, g, state, hyper, lr, OPT, step0 + batch, n_coef, cg[:0],
+            if not apply_update(w, g, state, hyper, lr, OPT, step0 + batch, n_coef, cg[:0],
                                  state_backup[:, :0], False):  # no rollback: a failed batch is not scattered
                 return total, b0, b0
             if lazy_row >= 0:
@@ -242,15 +253,14 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
     return sparse_train_loop
 
 
-def _sparse_sum_loop_for(loss_kind):
-    key = ("sparse_sum", int(loss_kind))
-    label = f"{kernels._name(kernels.LOSS_NAMES, key[1])} loss and gradient (sparse)"
-    return _specialised(key, label, lambda: _make_sparse_sum_loop(key[1]))
+def sparse_sum_loop_for() -> Any:
+    """The loop of ``loss_sum`` (every loss)."""
+    return specialised(("sparse_sum",), "loss and gradient sums (sparse)", _make_sparse_sum_loop)
 
 
-def _make_sparse_sum_loop(LOSS):  # noqa: N803
-    @_jit
-    def sparse_sum_loop(chunk, sparse, start, stop, params, n_out, eps, work):
+def _make_sparse_sum_loop():
+    @compiled
+    def sparse_sum_loop(chunk, sparse, start, stop, params, n_out, loss_kind, eps, work):
         """Weighted loss sum of rows [start, stop), adding their summed gradient into ``grad`` (full length)
         unless it is empty; rows taken in tiles from ``start`` as the train loop takes one batch."""
         x, n, d, y, sample_weight = chunk
@@ -262,11 +272,12 @@ def _make_sparse_sum_loop(LOSS):  # noqa: N803
         while t0 < stop:
             t1 = min(t0 + tile_rows, stop)
             hi = t1 - t0
-            _cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
+            cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
             _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
-            total += _rows_loss_dloss(margins, zero, hi, t0, y, sample_weight, n_out, LOSS, eps, dloss, True)
+            total += rows_loss_dloss_of_kind(margins, zero, hi, t0, y, sample_weight, n_out, loss_kind, eps, dloss,
+                                              True)
             if grad.shape[0] > 0:
-                _cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, grad, D)
+                cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, grad, D)
                 _sparse_grad_add(indptr, indices, values, t0, hi, D, d, n_out, dloss, grad)
             t0 = t1
         return total
@@ -274,14 +285,14 @@ def _make_sparse_sum_loop(LOSS):  # noqa: N803
     return sparse_sum_loop
 
 
-def _sparse_first_bad_row_loop_for(loss_kind):
-    key = ("sparse_bad_row", int(loss_kind))
-    return _specialised(key, None, lambda: _make_sparse_first_bad_row_loop(key[1]))
+def sparse_first_bad_row_loop_for() -> Any:
+    """The loop of ``first_bad_row`` (every loss)."""
+    return specialised(("sparse_bad_row",), None, _make_sparse_first_bad_row_loop)
 
 
-def _make_sparse_first_bad_row_loop(LOSS):  # noqa: N803
-    @_jit
-    def sparse_first_bad_row_loop(chunk, sparse, start, stop, params, n_out, eps, work):
+def _make_sparse_first_bad_row_loop():
+    @compiled
+    def sparse_first_bad_row_loop(chunk, sparse, start, stop, params, n_out, loss_kind, eps, work):
         """The first row of [start, stop) whose features, target, weight, margins, loss or dloss are not
         finite, else ``start``."""
         x, n, d, y, sample_weight = chunk
@@ -291,10 +302,10 @@ def _make_sparse_first_bad_row_loop(LOSS):  # noqa: N803
         zero = np.int64(0)
         one = np.int64(1)
         for r in range(start, stop):
-            _cols_margins(x, n, r, d, zero, one, params, n_out, margins, D)
+            cols_margins(x, n, r, d, zero, one, params, n_out, margins, D)
             _sparse_margins_add(indptr, indices, values, r, one, params, D, d, n_out, margins)
             weight = sample_weight[r] if weighted else 1.0
-            probe = _row_loss_dloss(margins, 0, n_out, LOSS, y[r], weight, eps, dloss) * 0.0
+            probe = row_loss_dloss(margins, 0, n_out, loss_kind, y[r], weight, eps, dloss) * 0.0
             probe += (y[r] + weight) * 0.0
             for j in range(d):
                 probe += x[j * n + r] * 0.0
@@ -309,38 +320,26 @@ def _make_sparse_first_bad_row_loop(LOSS):  # noqa: N803
     return sparse_first_bad_row_loop
 
 
-@_jit
+@compiled
 def _sparse_predict_loop(x, n, d, indptr, indices, values, D, params, n_out, tile_rows, margins, out):  # noqa: N803
     """out[r, k] = margin k of row r, for every row of the chunk."""
     zero = np.int64(0)
     for t0 in range(0, n, tile_rows):
         hi = min(t0 + tile_rows, n) - t0
-        _cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
+        cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
         _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
         for b in range(hi):
             for k in range(n_out):
                 out[t0 + b, k] = margins[k, b]
 
 
-# ---- wrappers (called by the public functions of streamgd.kernels.dense) ----------------------------------------------
-def dense_block(X: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """(flat column-major vector, n, d) of the dense block, copied only when it is not column-major."""
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array, got shape {X.shape}")
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    X = np.asfortranarray(X)
-    return X.ravel(order="F"), X.shape[0], X.shape[1]
-
-
-def _block_args(sparse: SparseBlock, n: int, d: int) -> tuple:
-    sparse.check(n)
+# ---- the public functions for chunks with a sparse block (streamgd.kernels.api checks their arguments) ----------
+def _block_args(sparse: SparseArrays, d: int) -> tuple:
     return sparse.indptr, sparse.indices, sparse.values, np.int64(d + sparse.n_slots)
 
 
 def _tile_rows(d: int) -> int:
-    return max(16, _TILE_VALUES // max(d, 1))
+    return max(16, TILE_VALUES // max(d, 1))
 
 
 def max_batch_entries(indptr: np.ndarray, batch_size: int) -> int:
@@ -352,11 +351,12 @@ def max_batch_entries(indptr: np.ndarray, batch_size: int) -> int:
     return int((indptr[np.minimum(starts + batch_size, n)] - indptr[starts]).max())
 
 
-def train_chunk(X, sparse: SparseBlock, y, sample_weight, params, opt_state, hyper, lrs, batch_size, n_out,
-                loss_kind, opt_kind, step0) -> tuple[float, int, int]:
-    """``kernels.train_chunk`` for a chunk with a sparse block (checked by the caller, but for the block)."""
-    x, n, d = dense_block(X)
-    block = _block_args(sparse, n, d)
+def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
+                opt_state: np.ndarray, hyper: np.ndarray, lrs: np.ndarray, batch_size: int, n_out: int,
+                loss_kind: int, opt_kind: int, step0: int) -> tuple[float, int, int]:
+    """``api.train_chunk`` for a chunk with a sparse block (its arguments checked by ``api``)."""
+    x, n, d = column_major_vector(X)
+    block = _block_args(sparse, d)
     entries = max(max_batch_entries(sparse.indptr, batch_size), 1)
     capacity = 16
     while capacity < 2 * entries:
@@ -369,7 +369,7 @@ def train_chunk(X, sparse: SparseBlock, y, sample_weight, params, opt_state, hyp
             (np.full(capacity, -1, dtype=np.int64), np.empty(capacity, dtype=np.int64)),
             (np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64)),
             np.empty(width), np.empty(width), np.empty((rows, width)), np.empty((rows, 0)))
-    loop = _sparse_train_loop_for(loss_kind, opt_kind)
+    loop = sparse_train_loop_for(loss_kind, opt_kind)
     total, done, failed = loop((x, n, d, y, sample_weight), block, (params, opt_state, hyper, int(n_out)),
                                (lrs, int(step0), int(batch_size)), work)
     if failed < 0:
@@ -379,31 +379,33 @@ def train_chunk(X, sparse: SparseBlock, y, sample_weight, params, opt_state, hyp
     return total, done, -bad - 1
 
 
-def loss_sum(X, sparse: SparseBlock, y, sample_weight, start, stop, params, n_out, loss_kind, eps, grad) -> float:
+def loss_sum(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, start: int, stop: int,
+             params: np.ndarray, n_out: int, loss_kind: int, eps: float, grad: np.ndarray) -> float:
     """Weighted loss sum of rows [start, stop), adding their gradient into ``grad`` (full length, or empty)."""
-    x, n, d = dense_block(X)
-    block = _block_args(sparse, n, d)
+    x, n, d = column_major_vector(X)
     tile_rows = _tile_rows(d)
     margins = np.empty((n_out, tile_rows))
-    loop = _sparse_sum_loop_for(loss_kind)
-    return loop((x, n, d, y, sample_weight), block, int(start), int(stop), params, int(n_out), float(eps),
-                (tile_rows, margins, np.empty_like(margins), grad))
+    return sparse_sum_loop_for()((x, n, d, y, sample_weight), _block_args(sparse, d), int(start), int(stop), params,
+                                 int(n_out), int(loss_kind), float(eps), (tile_rows, margins, np.empty_like(margins),
+                                                                         grad))
 
 
-def first_bad_row(X, sparse: SparseBlock, y, sample_weight, start, stop, params, n_out, loss_kind, eps) -> int:
-    x, n, d = dense_block(X)
-    block = _block_args(sparse, n, d)
-    loop = _sparse_first_bad_row_loop_for(loss_kind)
-    return loop((x, n, d, y, sample_weight), block, int(start), int(stop), params, int(n_out), float(eps),
-                (np.empty((n_out, 1)), np.empty((n_out, 1))))
+def first_bad_row(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, start: int,
+                  stop: int, params: np.ndarray, n_out: int, loss_kind: int, eps: float) -> int:
+    """The first row of [start, stop) whose inputs, margins or loss are not finite, else ``start``."""
+    x, n, d = column_major_vector(X)
+    return sparse_first_bad_row_loop_for()((x, n, d, y, sample_weight), _block_args(sparse, d), int(start), int(stop),
+                                           params, int(n_out), int(loss_kind), float(eps),
+                                           (np.empty((n_out, 1)), np.empty((n_out, 1))))
 
 
-def predict_margins(X, sparse: SparseBlock, params, n_out, out) -> None:
-    x, n, d = dense_block(X)
-    indptr, indices, values, D = _block_args(sparse, n, d)  # noqa: N806
+def predict_margins(X: np.ndarray, sparse: SparseArrays, params: np.ndarray, n_out: int, out: np.ndarray) -> None:
+    """Write the margins of every row, shape (n_rows, n_out), into ``out``."""
+    x, n, d = column_major_vector(X)
+    indptr, indices, values, D = _block_args(sparse, d)  # noqa: N806
     tile_rows = _tile_rows(d)
     _sparse_predict_loop(x, n, d, indptr, indices, values, D, params, int(n_out), tile_rows,
                          np.empty((n_out, tile_rows)), out)
 
 
-__all__ = ["SparseBlock", "first_bad_row", "loss_sum", "max_batch_entries", "predict_margins", "train_chunk"]
+__all__ = ["SparseArrays", "first_bad_row", "loss_sum", "max_batch_entries", "predict_margins", "train_chunk"]

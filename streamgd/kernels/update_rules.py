@@ -34,42 +34,34 @@ from __future__ import annotations
 
 import math
 
-import numba
-
-OPT_SGD = 0
-OPT_MOMENTUM = 1
-OPT_NESTEROV = 2
-OPT_ADAGRAD = 3
-OPT_RMSPROP = 4
-OPT_ADAM = 5
-OPT_ADAMW = 6
-OPT_ASGD = 7
-OPT_FTRL = 8
-
-# optimizer hyperparameters in the kernels' ``hyper`` array (entries 0 .. H_OPT0 - 1 are the penalty's)
-# The kernels' hyperparameter vector, one slot map for all of it: the penalty's and the loss's slots, then the
-# optimizers' (H_OPT0 on), then the L1 record's row.
-H_ALPHA = 0
-H_L1_RATIO = 1
-H_CLIP_NORM = 2
-H_HUBER_EPS = 3
-H_OPT0 = 4
-H_BETA1 = 4  # momentum and nesterov's beta; adam's beta1
-H_BETA2 = 5  # rmsprop's rho; adam's beta2
-H_EPS = 6
-H_WEIGHT_DECAY = 7
-H_AVERAGE_START = 8  # asgd: the first step whose iterate enters the average
-H_FTRL_BETA = 9  # ftrl: beta of the per-coordinate rate (beta + sqrt(n)) / lr
-H_LAZY_ROW = 10  # 1 + the row of the state that holds the sparse slots' decay stamps; 0: none (see sparse_kernels)
-H_L1_ROW = 11  # 1 + the row of the optimizer state that holds the cumulative L1 penalty; 0: none (plain prox)
-N_HYPER = 12
-
-# fastmath for every compiled kernel, never nnan/ninf: the divergence and bad-data guards rely on NaN and inf
-# surviving the arithmetic
-FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+from .codes import (  # noqa: F401 - the codes the optimizers (streamgd.optim) name their rules by
+    H_ALPHA,
+    H_AVERAGE_START,
+    H_BETA1,
+    H_BETA2,
+    H_EPS,
+    H_FTRL_BETA,
+    H_L1_RATIO,
+    H_L1_ROW,
+    H_LAZY_ROW,
+    H_OPT0,
+    H_WEIGHT_DECAY,
+    N_HYPER,
+    OPT_ADAGRAD,
+    OPT_ADAM,
+    OPT_ADAMW,
+    OPT_ASGD,
+    OPT_FTRL,
+    OPT_MOMENTUM,
+    OPT_NESTEROV,
+    OPT_RMSPROP,
+    OPT_SGD,
+    STATE_ROWS,
+)
+from .jit import inlined
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
+@inlined
 def optimizer_step(opt_kind, params, grad, state, step, lr, hyper, n_coef):  # pragma: no cover - compiled
     """Apply one update of rule ``opt_kind`` in place (see the module docstring for the rules)."""
     n = params.shape[0]
@@ -132,7 +124,7 @@ def optimizer_step(opt_kind, params, grad, state, step, lr, hyper, n_coef):  # p
             params[i] -= lr * grad[i]
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
+@inlined
 def ftrl_coordinate(w, g, z, sum_squares, i, alpha, beta, l1, l2):  # pragma: no cover - compiled
     """One FTRL-Proximal update of coordinate ``i`` (z[i] and n[i] in place); returns its new weight."""
     n_old = sum_squares[i]
@@ -147,7 +139,7 @@ def ftrl_coordinate(w, g, z, sum_squares, i, alpha, beta, l1, l2):  # pragma: no
     return -shrunk / ((beta + root) / alpha + l2)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
+@inlined
 def after_step(opt_kind, params, state, step, hyper):  # pragma: no cover - compiled
     """Work a rule does on the final iterate of a step (after the L1 proximal step): ASGD's average."""
     if opt_kind == OPT_ASGD:

@@ -16,8 +16,9 @@ NaN in gives NaN out.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from .jit import njit
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that k * _LN2_HI is exact for |k| < 2^11 (fdlibm)
 _LN2_LO = 1.90821492927058770002e-10
@@ -28,9 +29,10 @@ _POW2 = np.ldexp(1.0, np.arange(_MIN_K, 1))  # _POW2[k - _MIN_K] = 2^k for _MIN_
 _EXP_COEFFS = tuple(1.0 / float(np.prod(np.arange(1, i + 1, dtype=np.float64))) for i in range(14))  # 1/i!
 _ATANH_COEFFS = tuple(1.0 / (2 * i + 1) for i in range(18))  # 1 / (2i + 1)
 
-_inline = numba.njit(nogil=True, cache=True, inline="always", error_model="numpy")
+_inline = njit(nogil=True, inline="always", error_model="numpy")
 # The Horner chains below are written out: as a loop over the coefficient tuple, the log-loss loop no longer
-# vectorised (one 65,536 x 32 chunk at batch 1,024: 1.51-1.67 ms instead of 0.74-0.88 ms).
+# vectorised (scripts/bench_kernel.py, logistic loss at batch 1,024; the figures are in benchmarks/README.md,
+# "Kernels").
 
 
 @_inline

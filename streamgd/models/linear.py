@@ -27,7 +27,7 @@ from ..data.sparse_block import FeatureBlocks, SparseBlock
 from ..errors import DataError, ModelFileError
 from ..io.storage import resolve
 from ..io.tensorfile import read_tensor, read_tensor_file, write_tensor_file
-from ..kernels import dense as kernels
+from ..kernels import codes as kernels  # numba-free: reading a model file loads no compiler
 from ..registry import Registry
 
 MODEL_FORMAT = "streamgd.model"
@@ -171,9 +171,11 @@ class LinearModel:
     def _margins(self, X: Any) -> np.ndarray:
         """Margins of every row, shape (n, n_outputs), by the compiled kernel: a NumPy matrix product of a chunk
         wakes OpenBLAS's threads, whose spinning takes the core the reader needs while streaming."""
+        from ..kernels import api  # the compiled kernels load where a model first predicts
+
         X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
-        kernels.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse)
+        api.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse)
         return out
 
     def predict(self, X: Any) -> np.ndarray:
@@ -185,11 +187,13 @@ class LinearModel:
 
     def loss(self, X: Any, y: np.ndarray) -> float:
         """Mean data loss (no penalty) on encoded targets ``y``, computed by the same kernel as training."""
+        from ..kernels import api
+
         X, sparse = self._blocks(X)
         hyper = np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
-        total = kernels.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
-                                   self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse)
+        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
+                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse)
         return float(total) / max(len(X), 1)
 
     # ---- files -------------------------------------------------------------------------------------------------
@@ -324,6 +328,7 @@ _KINDS = (LinearRegression, LogisticRegression, SoftmaxRegression, LinearSVM, Sq
           PoissonRegression)
 MODEL_KINDS: Registry[type[LinearModel]] = Registry("model", {cls.kind: cls for cls in _KINDS},
                                                     {cls.kind: cls.description for cls in _KINDS})
+kernels.name_losses({cls.loss_kind: cls.kind for cls in _KINDS})  # the compile notice's names of the losses
 
 
 def _labels(classes: list | None, indices: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from ..errors import ConfigError
+from ..kernels.codes import name_optimizers
 from ..registry import Registry
 from .adaptive import AdaGrad, Adam, AdamW, RMSProp
 from .base import Optimizer
@@ -34,6 +35,7 @@ from .sgd import SGD, AveragedSGD, Momentum, Nesterov
 _RULES = (SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW, AveragedSGD, FTRL)
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", {cls.name: cls for cls in _RULES},
                                                  {cls.name: cls.description for cls in _RULES})
+name_optimizers({cls.code: cls.name for cls in _RULES})  # the compile notice's names of the rules
 
 __all__ = ["FTRL", "OPTIMIZERS", "SCHEDULES", "SGD", "AdaGrad", "Adam", "AdamW", "AveragedSGD", "Momentum", "Nesterov",
            "Optimizer", "RMSProp", "Schedule", "ScheduleKind", "ScheduleSettings", "constant", "cosine",

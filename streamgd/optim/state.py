@@ -12,7 +12,7 @@ import psutil
 
 from ..errors import ConfigError
 from ..kernels import update_rules as rules
-from ..kernels.dense import n_params
+from ..kernels.api import n_params
 from .base import Optimizer
 
 __all__ = ["check_model_fits", "initial_state", "kernel_hyper"]

@@ -24,7 +24,7 @@ from ..data.sparse_block import BlockNames
 from ..errors import DataError, DivergenceError
 from ..features.spec import FeatureSpec, OutputNames
 from ..features.standardize import Standardizer
-from ..kernels import dense as kernels
+from ..kernels import api as kernels
 from .config import TrainConfig
 from .state import Run, TrainState, n_slots
 

@@ -19,7 +19,7 @@ from ..data.dataset import Dataset, Unit
 from ..data.reader import ChunkStream
 from ..data.shuffle import make_plan
 from ..errors import ConfigError
-from ..kernels import dense as kernels
+from ..kernels import api as kernels
 
 _HOLDOUT_STREAM = 0x5EED_0F_7A11  # a seed stream of its own: the held-out set does not move with the plans
 

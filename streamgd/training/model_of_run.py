@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..features.targets import to_json_labels
-from ..kernels import dense as kernels
+from ..kernels import api as kernels
 from ..models.linear import LinearModel
 from .chunk_step import ChunkJob
 from .config import TrainConfig

@@ -3,11 +3,12 @@ cut short, zeroed or overwritten after a crash is a miss, not a wrong model."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from ...kernels.jit import njit
 
-@numba.njit(nogil=True, cache=True)
+
+@njit(nogil=True)
 def _fletcher64(words, tail):  # pragma: no cover - compiled
     # Fletcher's sums over 64-bit words (wrapping): position-sensitive and at memory speed (one add per word)
     a = np.uint64(0)

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba
 import numpy as np
+
+from ...kernels.jit import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _fisher_yates(state, n):  # pragma: no cover - compiled
     out = np.arange(n)
     s = state

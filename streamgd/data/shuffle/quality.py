@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numba
 import numpy as np
+
+from ...kernels.jit import njit
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ShuffleQuality:
         return asdict(self)
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _sums(positions, n0, last):  # pragma: no cover - compiled
     """One pass over rows delivered as numbers n0, n0 + 1, ... from file positions ``positions``: the sums of
     x, x^2 and x*y (x the file position, y the delivery number), and the gaps |x_i - x_(i-1)| (the first one from

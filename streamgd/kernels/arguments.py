@@ -1,0 +1,148 @@
+"""The checks the public kernel functions make before compiled code runs: compiled code checks no bounds, so a
+wrong shape, a state with too few rows or a slot outside the model must be refused here, with a clear message.
+
+>>> check_opt_state(np.zeros((1, 3)), 5, 3)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+ValueError: ... reads 2 rows of optimizer state, got an array of shape (1, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .codes import (
+    H_L1_ROW,
+    H_LAZY_ROW,
+    N_HYPER,
+    N_LOSSES,
+    N_OPTIMIZERS,
+    STATE_ROWS,
+    optimizer_label,
+)
+
+
+class SparseArrays(NamedTuple):
+    """A chunk's sparse block as the compiled loops read it: row ``r``'s entries are
+    ``indices[indptr[r]: indptr[r + 1]]`` (slots in ``[0, n_slots)``) with ``values`` alike; int64 row pointers,
+    int32 slots, float64 values. Slot ``c`` is feature ``d + c`` of a model whose dense block has ``d`` columns."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    n_slots: int
+
+
+def sparse_arrays(block: Any, n_rows: int) -> SparseArrays:
+    """The four arrays of a sparse block (anything with ``indptr``, ``indices``, ``values`` and ``n_slots``, such as
+    ``streamgd.data``'s ``SparseBlock``), checked to describe ``n_rows`` rows."""
+    indptr, indices, values = block.indptr, block.indices, block.values
+    n_slots = int(block.n_slots)
+    if not all(isinstance(a, np.ndarray) for a in (indptr, indices, values)) or not (
+            indptr.dtype == np.int64 and indices.dtype == np.int32 and values.dtype == np.float64
+            and indptr.ndim == indices.ndim == values.ndim == 1 and indptr.flags.c_contiguous
+            and indices.flags.c_contiguous and values.flags.c_contiguous):
+        raise ValueError("a sparse block needs contiguous int64 indptr, int32 indices and float64 values")
+    if indptr.shape[0] != n_rows + 1 or indptr[0] != 0 or indices.shape[0] != values.shape[0] \
+            or indptr[-1] != indices.shape[0] or (n_rows and (np.diff(indptr) < 0).any()):
+        raise ValueError(f"the sparse block's row pointers do not describe {n_rows} rows of {indices.shape[0]} entries")
+    if indices.shape[0] and (indices.min() < 0 or indices.max() >= n_slots):
+        raise ValueError(f"a sparse slot lies outside [0, {n_slots})")
+    return SparseArrays(indptr, indices, values, n_slots)
+
+
+def chunk_vector(X: Any) -> tuple[np.ndarray, bool, int, int]:
+    """(x, fortran, n, d): the chunk as the flat vector the compiled loops read, without a copy for any
+    contiguous float32 or float64 array (anything else is converted once)."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array, got shape {X.shape}")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if not (X.flags.f_contiguous or X.flags.c_contiguous):
+        X = np.asfortranarray(X)
+    fortran = bool(X.flags.f_contiguous)
+    flat = X.ravel(order="F" if fortran else "C")  # a view
+    return flat, fortran, X.shape[0], X.shape[1]
+
+
+def column_major_vector(X: Any) -> tuple[np.ndarray, int, int]:
+    """(flat column-major vector, n, d) of a dense block, copied only when it is not column-major."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array, got shape {X.shape}")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    X = np.asfortranarray(X)
+    return X.ravel(order="F"), X.shape[0], X.shape[1]
+
+
+def vector(values: Any, name: str, length: int | None = None) -> np.ndarray:
+    """``values`` as a contiguous float64 vector (copied only if needed), checking its length."""
+    out = np.ascontiguousarray(values, dtype=np.float64)
+    if out.ndim != 1 or (length is not None and out.shape[0] != length):
+        raise ValueError(f"{name} must be a 1-D array of length {length}, got shape {out.shape}")
+    return out
+
+
+def targets(y: Any, sample_weight: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The target and the sample weights (length 0: all ones) of ``n`` rows, as float64 vectors."""
+    y = vector(y, "y", n)
+    sample_weight = vector(sample_weight, "sample_weight")
+    if sample_weight.shape[0] not in (0, n):
+        raise ValueError(f"sample_weight must have length 0 (all ones) or {n}, got {sample_weight.shape[0]}")
+    return y, sample_weight
+
+
+def check_params(params: Any, n_features: int, n_out: int) -> None:
+    """``params`` must be the contiguous float64 vector of ``n_out * (n_features + 1)`` the loops update."""
+    expected = n_out * (n_features + 1)
+    if not (isinstance(params, np.ndarray) and params.dtype == np.float64 and params.ndim == 1
+            and params.flags.c_contiguous and params.shape[0] == expected):
+        raise ValueError(f"params must be a contiguous float64 vector of length n_out * (n_features + 1) = {expected} "
+                         f"(updated in place), got {getattr(params, 'dtype', type(params))} "
+                         f"{getattr(params, 'shape', '')}")
+
+
+def check_in_place(array: Any, name: str, shape: tuple[int, ...]) -> None:
+    """``array`` must be a contiguous float64 array of ``shape`` (the loops write into it)."""
+    if not (isinstance(array, np.ndarray) and array.dtype == np.float64 and array.flags.c_contiguous
+            and array.shape == shape):
+        raise ValueError(f"{name} must be a contiguous float64 array of shape {shape} (updated in place), got "
+                         f"{getattr(array, 'dtype', type(array))} {getattr(array, 'shape', '')}")
+
+
+def check_loss(loss_kind: Any) -> int:
+    """A loss code the loops know."""
+    if not (isinstance(loss_kind, (int, np.integer)) and 0 <= loss_kind < N_LOSSES):
+        raise ValueError(f"loss_kind must be a loss code in [0, {N_LOSSES}), got {loss_kind!r}")
+    return int(loss_kind)
+
+
+def check_opt_state(opt_state: Any, opt_kind: Any, n_par: int) -> int:
+    """``opt_state`` must hold, for each of the rows optimizer ``opt_kind`` reads, a row as long as the parameters;
+    returns the optimizer code. More rows (the L1 record, the sparse stamps) are allowed; ``hyper`` names them."""
+    if not (isinstance(opt_kind, (int, np.integer)) and 0 <= opt_kind < N_OPTIMIZERS):
+        raise ValueError(f"opt_kind must be an optimizer code in [0, {N_OPTIMIZERS}), got {opt_kind!r}")
+    rows = STATE_ROWS[opt_kind]
+    shape = getattr(opt_state, "shape", None)
+    if not (isinstance(opt_state, np.ndarray) and opt_state.ndim == 2 and opt_state.shape[0] >= rows
+            and opt_state.shape[1] == n_par):
+        raise ValueError(f"{optimizer_label(opt_kind)} reads {rows} rows of optimizer state, got an array of "
+                         f"shape {shape}" + ("" if shape is None or len(shape) != 2 or shape[1] == n_par
+                                             else f" (each row must hold the {n_par} parameters)"))
+    check_in_place(opt_state, "opt_state", opt_state.shape)
+    return int(opt_kind)
+
+
+def hyper_vector(hyper: Any, opt_state: np.ndarray | None = None) -> np.ndarray:
+    """``hyper`` as a float64 vector; with ``opt_state``, checks that the rows it names exist (compiled code does
+    not)."""
+    hyper = vector(hyper, "hyper", N_HYPER)
+    for slot, name in ((H_L1_ROW, "H_L1_ROW"), (H_LAZY_ROW, "H_LAZY_ROW")):
+        if opt_state is not None and not (hyper[slot] == int(hyper[slot]) and 0 <= hyper[slot] <= opt_state.shape[0]):
+            raise ValueError(f"hyper[{name}] = {hyper[slot]} names no row of an optimizer state with "
+                             f"{opt_state.shape[0]} rows")
+    return hyper

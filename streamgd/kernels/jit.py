@@ -1,0 +1,170 @@
+"""The one way streamgd compiles: the decorator every ``@njit`` of the package uses, its flags, its disk cache and
+the scope of its compiles.
+
+A library must not change its host process, so nothing here sets an environment variable, Numba's
+configuration or another package's module for longer than streamgd's own compile:
+
+- **Cache.** Each function gets a disk cache of its own whose locator points at ``$XDG_CACHE_HOME/streamgd/numba``
+  (``~/.cache/streamgd/numba``), never inside the installed package (a cache there outlives a reinstall and
+  shadows an editable install as an empty namespace package). ``NUMBA_CACHE_DIR`` (Numba's
+  ``config.CACHE_DIR``), when the user sets it, wins, as it does for any Numba function. Other packages'
+  functions keep Numba's own locators.
+- **Compile scope.** A dispatcher compiles lazily, on the first call with new argument types; ``compile_scope``
+  wraps exactly that compile (the dispatcher's ``_compile_for_args`` hook), holding Numba's compiler lock, and
+  within it applies the inliner patch (``streamgd.kernels.numba_inline``) and listens for the compile notice.
+  Calls that find their signature compiled go straight to Numba's C dispatch, untouched.
+- **No runtime.** The kernels run without the Numba runtime (NRT): an array view or argument then costs no atomic
+  reference count, which SGD at batch size 1 spends much of its time on otherwise (``scripts/bench_kernel.py``),
+  and nothing can be allocated. ``_nrt`` is a private Numba option: where a Numba refuses it, the kernels are
+  built with the default flags (correct, only slower) after one ``NumbaFlagWarning``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numba
+from numba.core import caching, compiler, compiler_lock, config, cpu, event
+
+from . import numba_inline
+
+# fastmath for every compiled kernel, never nnan/ninf: the divergence and bad-data guards rely on NaN and inf
+# surviving the arithmetic
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+class NumbaFlagWarning(RuntimeWarning):
+    """The installed Numba refuses a compiler option the kernels ask for; they compile without it."""
+
+
+def cache_dir() -> str:
+    """Where streamgd's compiled functions are cached: ``NUMBA_CACHE_DIR`` if the user set it, else
+    ``$XDG_CACHE_HOME/streamgd/numba`` (``~/.cache/streamgd/numba`` when unset)."""
+    if config.CACHE_DIR:
+        return config.CACHE_DIR
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "streamgd", "numba")
+
+
+class StreamgdCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
+    """Numba's cache locator for a streamgd source file: a folder per source folder under ``cache_dir()``."""
+
+    def __init__(self, py_func: Callable, py_file: str) -> None:
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = os.path.join(cache_dir(), self.get_suitable_cache_subpath(py_file))
+
+    def get_cache_path(self) -> str:
+        return self._cache_path
+
+
+class StreamgdCacheImpl(caching.CompileResultCacheImpl):
+    # the user's NUMBA_CACHE_DIR first (Numba's own locator for it), then streamgd's folder, then Numba's others
+    _locator_classes = [caching.UserProvidedCacheLocator, StreamgdCacheLocator,
+                        *[cls for cls in caching.CompileResultCacheImpl._locator_classes
+                          if cls is not caching.UserProvidedCacheLocator]]
+
+
+class StreamgdFunctionCache(caching.FunctionCache):
+    """Numba's function cache, located by ``StreamgdCacheLocator``."""
+
+    _impl_class = StreamgdCacheImpl
+
+
+# ---- the compile notice ------------------------------------------------------------------------------------------
+_labels: dict[int, str] = {}  # id(dispatcher) -> what its compile notice names
+_announced: set[str] = set()  # labels announced in this process
+
+
+def announce_as(dispatcher: Any, label: str) -> None:
+    """Name ``dispatcher`` in the compile notice: its first compile (not a load from the cache) in a process
+    prints ``compiling kernels for <label> (first run only)`` on stderr."""
+    _labels[id(dispatcher)] = label
+
+
+class CompileNotice(event.Listener):
+    """One line on stderr when a labelled dispatcher compiles (a cache miss), never when it loads from the cache."""
+
+    def on_start(self, event: event.Event) -> None:
+        label = _labels.get(id(event.data["dispatcher"]))
+        if label is not None and label not in _announced:
+            _announced.add(label)
+            sys.stderr.write(f"compiling kernels for {label} (first run only)\n")
+            sys.stderr.flush()
+
+    def on_end(self, event: event.Event) -> None:
+        pass
+
+
+_NOTICE = CompileNotice()
+_depth = 0  # compile scopes open (in the thread that holds the compiler lock)
+
+
+@contextlib.contextmanager
+def compile_scope() -> Iterator[None]:
+    """Streamgd's compiles run within this: the compiler lock held, the inliner patch applied, the compile notice
+    listening; all undone on exit. Nested scopes (a compile that compiles a callee) share the outermost."""
+    global _depth
+    with compiler_lock.global_compiler_lock:
+        if _depth:
+            _depth += 1
+            try:
+                yield
+            finally:
+                _depth -= 1
+            return
+        _depth = 1
+        try:
+            with numba_inline.patched(), event.install_listener("numba:compile", _NOTICE):
+                yield
+        finally:
+            _depth = 0
+
+
+def _scoped(dispatcher: Any) -> Any:
+    """Give ``dispatcher`` streamgd's cache and run its lazy compiles within ``compile_scope``."""
+    dispatcher._cache = StreamgdFunctionCache(dispatcher.py_func)
+    compile_for_args = dispatcher._compile_for_args
+
+    def compile_in_scope(*args: Any, **kwargs: Any) -> Any:
+        with compile_scope():
+            return compile_for_args(*args, **kwargs)
+
+    dispatcher._compile_for_args = compile_in_scope  # Numba's C dispatch calls this attribute on a miss
+    return dispatcher
+
+
+def accepted_options(options: dict) -> dict:
+    """``options`` without the private ones the installed Numba refuses (after one warning)."""
+    try:
+        cpu.CPUTargetOptions.parse_as_flags(compiler.Flags(), {k: v for k, v in options.items() if k != "cache"})
+        return options
+    except Exception as refused:  # noqa: BLE001 - any refusal: the options are only an optimisation
+        private = {k: v for k, v in options.items() if not k.startswith("_")}
+        warnings.warn(f"streamgd: this Numba refuses the kernels' compiler options ({refused}); they compile "
+                      f"without {sorted(set(options) - set(private))}, correct but slower", NumbaFlagWarning,
+                      stacklevel=3)
+        return private
+
+
+def njit(**options: Any) -> Callable[[Callable], Any]:
+    """``numba.njit(**options)`` with streamgd's disk cache and compile scope: the decorator of every compiled
+    function in the package."""
+    options = accepted_options(options)
+
+    def decorate(function: Callable) -> Any:
+        return _scoped(numba.njit(**options)(function))
+
+    return decorate
+
+
+NO_RUNTIME = accepted_options({"_nrt": False})
+# The chunk loops and the pieces that are compiled functions of their own.
+compiled = njit(nogil=True, fastmath=FASTMATH, error_model="numpy", **NO_RUNTIME)
+# Pieces inlined into the Numba IR of each specialised loop (see streamgd.kernels.pieces).
+inlined = njit(nogil=True, fastmath=FASTMATH, inline="always")
