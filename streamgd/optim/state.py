@@ -11,7 +11,7 @@ import numpy as np
 import psutil
 
 from ..errors import ConfigError
-from ..kernels import update_rules as rules
+from ..kernels import codes as rules
 from ..kernels.api import n_params
 from .base import Optimizer
 
