@@ -36,6 +36,7 @@ from ..features.spec import FeatureSpec
 from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats, compute_stats
 from ..features.stats_cache import cached_statistics
+from ..features.transforms import ColumnTreatment, heavy_tail_note, treatments
 from ..features.targets import LabelEncoder, class_counts, scan_classes, to_json_labels
 from ..kernels import dense as kernels
 from ..models.linear import MODEL_KINDS, LinearModel
@@ -74,7 +75,7 @@ class EpochRunner(Protocol):
         """Settings that shape the result besides the TrainConfig (stored in checkpoints, models, summaries)."""
 
     def statistics(self, dataset: Dataset, columns: list[str], categorical: list[str],
-                   max_categories: int) -> DatasetStats:
+                   max_categories: int, treatments: dict | None = None) -> DatasetStats:
         """The statistics pass (as ``compute_stats``)."""
 
     def classes(self, dataset: Dataset) -> list:
@@ -116,6 +117,7 @@ class Trainer:
         self.state: TrainState | None = None
         self._clock = CheckpointClock(self.config.checkpoint_every)  # restarted by each fit
         self._interrupted = False
+        self.notes: list[str] = []  # lines for the user from the last set-up (heavy-tailed columns), said by the CLI
 
     # ---- set-up ------------------------------------------------------------------------------------------------
     def open(self, data: Any, target: str | None = None, features: Sequence[str] | None = None,
@@ -254,15 +256,32 @@ class Trainer:
         counted = list(train.categorical) if cfg.encoding == "onehot" else []
         columns = [name for name in train.feature_names if name not in train.categorical or name in counted]
         workers = 1 if cfg.memory_budget is not None else 2
+        treated = self._treatments(train)
+        extra = {"treatments": treated} if treated else {}  # transforms and bins: computed inside the pass
 
         def compute() -> DatasetStats:
             if self.runner is not None:
-                return self.runner.statistics(train, columns, counted, cfg.max_categories)
-            return compute_stats(train, columns, counted, cfg.max_categories, workers=workers)
+                return self.runner.statistics(train, columns, counted, cfg.max_categories, **extra)
+            return compute_stats(train, columns, counted, cfg.max_categories, workers=workers, **extra)
 
         if cfg.cache is not None and train.table is None and train.dask_frame is None:  # a later run skips the pass
-            return cached_statistics(cfg.cache, train, columns, counted, cfg.max_categories, compute)
-        return compute()
+            stats = cached_statistics(cfg.cache, train, columns, counted, cfg.max_categories, compute, **extra)
+        else:
+            stats = compute()
+        self._note_heavy_tails(train, stats, treated)
+        return stats
+
+    def _treatments(self, train: Dataset) -> dict[str, ColumnTreatment]:
+        """The numeric feature columns' transforms and bins (``transforms`` and ``bins`` of the config)."""
+        numeric = [name for name in train.feature_names if name not in train.categorical]
+        return treatments(numeric, self.config.transforms, self.config.bins)
+
+    def _note_heavy_tails(self, train: Dataset, stats: DatasetStats, treated: dict) -> None:
+        """``self.notes``: a line naming the untreated numeric features whose values are heavy-tailed, if any."""
+        skewness = {name: stats.columns[name].skewness for name in train.feature_names
+                    if name not in train.categorical and name not in treated and name in stats.columns}
+        note = heavy_tail_note(skewness)
+        self.notes = [] if note is None else [note]
 
     def _check_interactions(self, train: Dataset) -> None:
         """Every column an interaction names must be a categorical feature: said before the statistics pass."""
@@ -278,17 +297,20 @@ class Trainer:
     def _needs_spec(self, dataset: Dataset) -> bool:
         """Whether the inputs need more than reading numeric columns as they are."""
         temporal = any(is_temporal_type(dataset.schema.field(name).type) for name in dataset.feature_names)
-        return bool(dataset.categorical) or self.config.missing != "error" or temporal
+        treated = bool(self.config.transforms or self.config.bins)
+        return bool(dataset.categorical) or self.config.missing != "error" or temporal or treated
 
     def _feature_spec(self, train: Dataset, stats: DatasetStats | None) -> FeatureSpec | None:
         if not self._needs_spec(train):
             return None
         cfg = self.config
         numeric = [name for name in train.feature_names if name not in train.categorical]
-        return FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
+        spec = FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
                                hash_bits=cfg.hash_bits, max_categories=cfg.max_categories,
                                interactions=[tuple(pair) for pair in cfg.interactions or ()],
                                interaction_bits=cfg.interaction_bits)
+        treated = self._treatments(train)
+        return spec.with_treatments(treated, stats) if treated else spec
 
     @staticmethod
     def _standardizer(stats: DatasetStats, spec: FeatureSpec | None) -> Standardizer:
