@@ -17,7 +17,13 @@ from streamgd.errors import ConfigError
 from streamgd.features.quantiles import QuantileSketch, bin_edges
 from streamgd.features.spec import FeatureSpec, NumericInput
 from streamgd.features.stats import compute_stats, merge_stats, units_stats
-from streamgd.features.transforms import TransformStep, heavy_tailed, parse_bins, parse_transform, treatments
+from streamgd.features.transforms import (
+    TransformStep,
+    heavy_tailed,
+    parse_bins,
+    parse_transform,
+    treatments,
+)
 from streamgd.models.linear import load
 
 
@@ -93,8 +99,9 @@ def test_sketch_quantiles_within_stated_error(draw):
     assert np.max(np.abs(ranks - qs)) <= sketch.rank_error + 1.0 / n
     # the reference: numpy.quantile's values lie within the same rank distance
     reference = np.quantile(values, qs, method="inverted_cdf")
-    assert np.all((found >= np.quantile(values, np.maximum(qs - sketch.rank_error - 1 / n, 0), method="inverted_cdf"))
-                  & (found <= np.quantile(values, np.minimum(qs + sketch.rank_error + 1 / n, 1), method="inverted_cdf")))
+    slack = sketch.rank_error + 1 / n
+    assert np.all(found >= np.quantile(values, np.maximum(qs - slack, 0), method="inverted_cdf"))
+    assert np.all(found <= np.quantile(values, np.minimum(qs + slack, 1), method="inverted_cdf"))
     assert np.median(np.abs(np.log(found / reference))) < 0.01
 
 
@@ -199,7 +206,7 @@ def test_model_with_transforms_and_bins_predicts_raw_data_as_trained(tmp_path):
 def click_log(tmp_path_factory):
     """A small click log of raw counts with heavy tails (the truth reads log1p of the counts), and a holdout."""
     where = tmp_path_factory.mktemp("ctr")
-    common = dict(n_categorical=4, row_group_size=20_000, model_seed=4)  # a truth whose counts matter
+    common = {"n_categorical": 4, "row_group_size": 20_000, "model_seed": 4}  # a truth whose counts matter
     make_ctr_dataset(where / "train.parquet", 120_000, seed=11, **common)
     make_ctr_dataset(where / "holdout.parquet", 40_000, seed=12, **common)
     return str(where / "train.parquet"), str(where / "holdout.parquet")
@@ -207,8 +214,9 @@ def click_log(tmp_path_factory):
 
 def test_transforms_and_bins_lower_holdout_log_loss_on_raw_counts(click_log):
     train, holdout = click_log
-    options = dict(target="label", missing="impute", categorical=["C1", "C2", "C3", "C4"], encoding="hash",
-                   hash_bits=16, optimizer="ftrl", batch_size=1, lr=0.1, epochs=1, validation_data=holdout)
+    options = {"target": "label", "missing": "impute", "categorical": ["C1", "C2", "C3", "C4"], "encoding": "hash",
+               "hash_bits": 16, "optimizer": "ftrl", "batch_size": 1, "lr": 0.1, "epochs": 1,
+               "validation_data": holdout}
     losses = {name: streamgd.fit(train, **options, **extra).history[-1]["validation_loss"]
               for name, extra in [("raw", {}), ("log1p", {"transforms": ["log1p:I*"]}),
                                   ("bins", {"bins": ["16:I*"]})]}

@@ -158,8 +158,9 @@ def category_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 @numba.njit(nogil=True, cache=True)
 def _moments(values):  # pragma: no cover - compiled
-    """(finite count, NaN count, mean, population variance, min, max, third central moment) of the finite values, in two passes and no
-    temporary arrays (a NumPy version allocates four per column and chunk, and the freed memory fragments)."""
+    """(finite count, NaN count, mean, population variance, min, max, third central moment) of the finite values,
+    in two passes and no temporary arrays (a NumPy version allocates four per column and chunk, and the freed memory
+    fragments)."""
     count = 0
     nan = 0
     total = 0.0

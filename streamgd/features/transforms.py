@@ -64,7 +64,9 @@ class TransformStep:
 
     def describe(self) -> str:
         if self.kind == "clip":
-            return f"clip[{'' if self.low is None else f'{self.low:g}'},{'' if self.high is None else f'{self.high:g}'}]"
+            low = "" if self.low is None else f"{self.low:g}"
+            high = "" if self.high is None else f"{self.high:g}"
+            return f"clip[{low},{high}]"
         return self.kind
 
     def to_dict(self) -> dict:
