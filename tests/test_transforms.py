@@ -223,3 +223,22 @@ def test_transforms_and_bins_lower_holdout_log_loss_on_raw_counts(click_log):
     # measured: raw 0.4799, log1p 0.4673, bins 0.4688
     assert losses["log1p"] < losses["raw"] - 0.005, losses
     assert losses["bins"] < losses["raw"] - 0.005, losses
+
+
+def test_estimators_apply_transforms_and_bins_as_in_training():
+    from streamgd.estimators import SGDClassifier, SGDRegressor
+
+    rng = np.random.default_rng(8)
+    X = np.column_stack([np.floor(rng.lognormal(1.0, 1.5, 3000)), rng.pareto(1.5, 3000)])
+    y = (np.log1p(X[:, 0]) - np.log1p(X[:, 1]) + rng.standard_normal(3000) > 0.5).astype(int)
+    transformed = SGDClassifier(random_state=0, max_iter=3, transforms=["log1p:*"]).fit(X, y)
+    by_hand = SGDClassifier(random_state=0, max_iter=3).fit(np.log1p(X), y)
+    np.testing.assert_allclose(transformed.coef_, by_hand.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(transformed.decision_function(X), by_hand.decision_function(np.log1p(X)),
+                               rtol=1e-10, atol=1e-12)
+    binned = SGDRegressor(random_state=0, max_iter=2, bins=["8:x1"]).fit(X, y.astype(float))
+    edges = np.asarray(binned.model_.spec.binned[0].edges)
+    assert edges.size == 7 and binned.coef_.shape == (1 + 8 + 1,)  # x0, then x1's 8 bins and its missing slot
+    expected = (binned.intercept_[0] + binned.coef_[0] * X[:, 0]
+                + binned.coef_[1 + np.searchsorted(edges, X[:, 1], side="right")])
+    np.testing.assert_allclose(binned.predict(X), expected, rtol=1e-12, atol=1e-12)
