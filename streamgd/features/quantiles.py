@@ -58,7 +58,7 @@ class QuantileSketch:
         if values.size == 0:
             return
         self.count += int(values.size)
-        self._put(0, values)
+        self._put(0, values, owned=True)
         self._compress()
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
@@ -97,11 +97,14 @@ class QuantileSketch:
             self.levels.append(np.empty(0))
             self.compactions.append(0)
 
-    def _put(self, h: int, values: np.ndarray) -> None:
-        """Sorted ``values`` into level h (kept sorted)."""
+    def _put(self, h: int, values: np.ndarray, owned: bool = False) -> None:
+        """Sorted ``values`` into level h (kept sorted; ``owned``: the array is the sketch's to keep)."""
         self._grow(h)
         level = self.levels[h]
-        self.levels[h] = values.copy() if level.size == 0 else np.sort(np.concatenate([level, values]), kind="stable")
+        if level.size == 0:
+            self.levels[h] = values if owned else values.copy()
+        else:  # two sorted runs: the stable sort (timsort) merges them in linear time
+            self.levels[h] = np.sort(np.concatenate([level, values]), kind="stable")
 
     def _compress(self) -> None:
         h = 0
@@ -114,7 +117,7 @@ class QuantileSketch:
                 self.levels[h] = level[level.size - keep:]
                 self.compactions[h] += 1
                 self.error += 1 << h
-                self._put(h + 1, paired[offset::2])
+                self._put(h + 1, np.ascontiguousarray(paired[offset::2]), owned=True)
             h += 1
 
     # ---- storage -------------------------------------------------------------------------------------------------

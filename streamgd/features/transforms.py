@@ -55,8 +55,12 @@ class TransformStep:
         """The step applied to a float array in place (NaN stays NaN); returns the array."""
         if self.kind == "log1p":
             negative = values < 0
-            np.log1p(np.abs(values), out=values)
-            np.negative(values, out=values, where=negative)
+            if negative.any():  # counts rarely are: then one pass over the values
+                np.abs(values, out=values)
+                np.log1p(values, out=values)
+                np.negative(values, out=values, where=negative)
+            else:
+                np.log1p(values, out=values)
         else:
             np.clip(values, -np.inf if self.low is None else self.low, np.inf if self.high is None else self.high,
                     out=values)
