@@ -17,6 +17,10 @@ each interaction; it is never rows x slots (``streamgd.data.sparse_block``):
   of the two columns' value hashes (little-endian), in the hash buckets (hash encoding) or, with
   ``interaction_bits`` (and always under one-hot), in a space of ``2^interaction_bits`` buckets of its own.
 
+Numeric columns may be transformed first (``log1p``, ``clip``: ``streamgd.features.transforms``; the statistics,
+hence imputation and standardization, are the transformed values'), or binned: ``--bins`` turns a column into
+one-hot slots at the quantiles of its values, after the categorical and interaction slots.
+
 The model's features are the dense columns, then the slots: ``output_names`` names them all, lazily.
 
 >>> import pyarrow as pa
@@ -68,7 +72,8 @@ class CategoricalInput:
 @dataclass
 class BinnedInput:
     """A numeric column turned into categorical slots at its quantiles (``--bins``): ``len(edges) + 1`` bins (value
-    x in bin ``searchsorted(edges, x, side="right")``, after the column's transform), then a slot for missing."""
+    x in bin ``searchsorted(edges, x, side="right")``, after the column's transform), then a slot for missing
+    values: a missing value is one more category under every policy (``drop-rows`` also leaves its row out)."""
 
     name: str
     edges: list[float] = field(default_factory=list)
