@@ -219,6 +219,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
         fitted = _fit_on_dask(source, target, split_columns(features), model, workers, dask_address, round_chunks,
                               dict(options, exclude=split_columns(exclude) or ()))
         note()  # the workers report no chunks to this process: said once the model is back
+        for line in fitted.summary.get("notes", []) if not quiet else ():
+            click.echo(line, err=True)
     else:
         with TrainingProgress(enabled=not quiet and not as_json) as progress:
             trainer = Trainer(model=model, **options)

@@ -432,6 +432,8 @@ class Trainer:
     def _model(self, run: Run, state: TrainState) -> LinearModel:
         summary = {"resumed_from": self.resumed_from,
                    "continued_from_epoch": state.first_epoch if self.init is not None else None}
+        if self.notes:  # kept with the model: a dask run's client says them once the model is back
+            summary["notes"] = list(self.notes)
         config = None
         if self.runner is not None:
             summary.update(self.runner.settings())
