@@ -84,10 +84,10 @@ def worker_count(client: Any) -> int:
 
 
 def _shard_stats(dataset: Dataset, shard: int, n_shards: int, columns: list[str], categorical: list[str],
-                 max_categories: int) -> DatasetStats:
+                 max_categories: int, treatments: dict | None = None) -> DatasetStats:
     """The statistics pass over one shard's units (merged on the client)."""
     units = make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units
-    return units_stats(dataset, units, columns, set(categorical), max_categories)
+    return units_stats(dataset, units, columns, set(categorical), max_categories, treatments)
 
 
 def _shard_classes(dataset: Dataset, shard: int, n_shards: int) -> list:
@@ -191,11 +191,13 @@ class DaskEpochs:
         return {"workers": self.n_shards, "round_chunks": self.round_chunks}
 
     def statistics(self, dataset: Dataset, columns: list[str], categorical: list[str],
-                   max_categories: int) -> DatasetStats:
-        """The statistics pass, one task per shard, merged on the client in shard order."""
+                   max_categories: int, treatments: dict | None = None) -> DatasetStats:
+        """The statistics pass, one task per shard, merged on the client in shard order (quantile sketches of
+        binned columns merge like the rest)."""
         n = self.n_shards
         parts = self.client.gather(self.client.map(_shard_stats, [dataset] * n, range(n), [n] * n, [columns] * n,
-                                                   [categorical] * n, [max_categories] * n, pure=False))
+                                                   [categorical] * n, [max_categories] * n, [treatments] * n,
+                                                   pure=False))
         return merge_stats(parts, columns)
 
     def classes(self, dataset: Dataset) -> list:

@@ -18,6 +18,10 @@ epochs, weights, class weights, early stopping and ``partial_fit`` behave as for
 not standardized (scikit-learn does not centre sparse input either: it would make the matrix dense); scale its
 columns beforehand if their scales differ (``sklearn.preprocessing.MaxAbsScaler``).
 
+``transforms`` and ``bins`` are ``streamgd.fit``'s (``["log1p:x*"]``, ``["16:x3"]``; columns named ``x0, x1, ...``
+or by the data frame's columns): the model's FeatureSpec applies them in ``fit``, ``partial_fit`` and every
+prediction alike; ``coef_`` then holds the coefficients of the transformed inputs, then of the bins' slots.
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0); X = rng.standard_normal((500, 3)); y = (X @ [2.0, -1.0, 0.5] > 0)
 >>> clf = SGDClassifier(random_state=0).fit(X, y)
@@ -176,7 +180,8 @@ class _StreamgdSGD(BaseEstimator):
                            alpha=self.alpha, l1_ratio=self.l1_ratio, shuffle=self.shuffle,
                            seed=_seed(self.random_state), dtype="float64",
                            standardize=self.standardize and not sparse,
-                           early_stopping=self.n_iter_no_change, tol=self.tol, **extra).validate()
+                           early_stopping=self.n_iter_no_change, tol=self.tol, transforms=self.transforms,
+                           bins=self.bins, **extra).validate()
 
     def _feature_names(self) -> list[str]:
         names = getattr(self, "feature_names_in_", None)
@@ -274,7 +279,10 @@ class _StreamgdSGD(BaseEstimator):
     def _fitted(self, X: Any) -> tuple[LinearModel, Any]:
         """The fitted model, and X checked against its inputs (a sparse X stays sparse)."""
         check_is_fitted(self)
-        return self.model_, validate_data(self, X, reset=False, **INPUT)
+        X = validate_data(self, X, reset=False, **INPUT)
+        if self.model_.spec is not None:  # transforms or bins: the model's FeatureSpec reads named columns
+            X = pa.table({name: X[:, j] for j, name in enumerate(self._feature_names())})
+        return self.model_, X
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -302,7 +310,7 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
                  max_iter: int = 20, tol: float = 1e-4, n_iter_no_change: int = 5, batch_size: int | str = 32,
                  optimizer: str = "sgd", lr: float | None = None, schedule: str | None = None,
                  shuffle: str = "row-groups", standardize: bool = True, class_weight: Any = None,
-                 random_state: Any = None):
+                 random_state: Any = None, transforms: Any = None, bins: Any = None):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -318,6 +326,8 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         self.standardize = standardize
         self.class_weight = class_weight
         self.random_state = random_state
+        self.transforms = transforms
+        self.bins = bins
 
     def _kind(self, n_classes: int | None) -> str:
         kind = super()._kind(n_classes)
@@ -419,7 +429,7 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
                  l1_ratio: float = 0.15, epsilon: float = 1.35, max_iter: int = 20, tol: float = 1e-4,
                  n_iter_no_change: int = 5, batch_size: int | str = 32, optimizer: str = "sgd",
                  lr: float | None = None, schedule: str | None = None, shuffle: str = "row-groups",
-                 standardize: bool = True, random_state: Any = None):
+                 standardize: bool = True, random_state: Any = None, transforms: Any = None, bins: Any = None):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -435,6 +445,8 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
         self.shuffle = shuffle
         self.standardize = standardize
         self.random_state = random_state
+        self.transforms = transforms
+        self.bins = bins
 
     def _config(self, kind: str, sparse: bool = False, **extra: Any) -> TrainConfig:
         return super()._config(kind, sparse, epsilon=self.epsilon, **extra)

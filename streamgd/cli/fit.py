@@ -148,6 +148,14 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
 @click.option("--interaction-bits", default=None, type=int,
               help="Give the interactions 2^B buckets of their own (default: the --hash-bits buckets; under "
                    "one-hot, 2^18 of their own).")
+@click.option("--transform", "transforms", multiple=True, metavar="KIND:COLUMNS",
+              help="Transform numeric columns before anything else (repeatable; steps apply in order): "
+                   "log1p:COLUMNS (sign(x) log(1 + |x|), for counts) or clip:COLUMNS:LOW:HIGH; COLUMNS are names "
+                   "or globs joined by ',', e.g. --transform log1p:'I*' --transform clip:I3:0:1000.")
+@click.option("--bins", multiple=True, metavar="N[:COLUMNS]",
+              help="Turn numeric columns into N categorical slots at their quantiles (one streaming sketch in the "
+                   "statistics pass; after --transform): N for every numeric column, or N:COLUMNS (repeatable), "
+                   "e.g. --bins 32:'I*'.")
 @click.option("--no-standardize", "standardize", flag_value=False, default=True,
               help="Train on raw features (default: standardize from one statistics pass).")
 @click.option("--validation", default=0.0, show_default=True, type=float,
@@ -192,6 +200,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     source = list(data) if len(data) > 1 else data[0]
     options["class_weight"] = _parse_class_weight(options["class_weight"])
     options["categorical"] = split_columns(options["categorical"])
+    options["transforms"] = list(options["transforms"]) or None
+    options["bins"] = list(options["bins"]) or None
     hash_bits = options.pop("hash_bits")
     if hash_bits is not None:
         options.update(encoding="hash", hash_bits=hash_bits)
@@ -209,9 +219,13 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
         fitted = _fit_on_dask(source, target, split_columns(features), model, workers, dask_address, round_chunks,
                               dict(options, exclude=split_columns(exclude) or ()))
         note()  # the workers report no chunks to this process: said once the model is back
+        for line in fitted.summary.get("notes", []) if not quiet else ():
+            click.echo(line, err=True)
     else:
         with TrainingProgress(enabled=not quiet and not as_json) as progress:
-            trainer = Trainer(model=model, on_chunk=note.then(progress.update), **options)
+            trainer = Trainer(model=model, **options)
+            setup_notes = _SetUpNotes(trainer, enabled=not quiet)
+            trainer.on_chunk = note.then(setup_notes.then(progress.update))
             fitted = trainer.fit(source, target=target, features=split_columns(features),
                                  exclude=split_columns(exclude) or ())
     if out:
@@ -260,6 +274,20 @@ class _NoteOnce:
             self()
             callback(*args)
         return both
+
+
+class _SetUpNotes(_NoteOnce):
+    """The trainer's notes from setting the run up (heavy-tailed columns), said once when training starts."""
+
+    def __init__(self, trainer: Any, enabled: bool):
+        super().__init__(None)
+        self.trainer = trainer if enabled else None
+
+    def __call__(self, *ignored: Any) -> None:
+        if self.trainer is not None:
+            for line in self.trainer.notes:
+                click.echo(line, err=True)
+            self.trainer = None
 
 
 def _check_fit_outputs(source: Any, out: str | None, history_path: str | None, options: dict) -> None:

@@ -76,6 +76,7 @@ def schema_drift_lines(drift: Sequence[ColumnDrift]) -> list[str]:
 
 def _statistics_lines(dataset: Any) -> list[str]:
     from ..features.stats import compute_stats
+    from ..features.transforms import heavy_tail_note
 
     columns = dataset.feature_names + ([dataset.target] if dataset.target else [])
     stats = compute_stats(dataset, columns, dataset.categorical)
@@ -95,4 +96,8 @@ def _statistics_lines(dataset: Any) -> list[str]:
                          f"{column.std:>12.5g} {column.min:>12.5g} {column.max:>12.5g}")
         else:
             lines.append(f"  {name:<24} {0:>10} {column.missing:>9,}   (no finite values)")
+    note = heavy_tail_note({name: stats.columns[name].skewness for name in dataset.feature_names
+                            if name not in dataset.categorical})
+    if note is not None:
+        lines.append(note)
     return lines

@@ -17,6 +17,10 @@ each interaction; it is never rows x slots (``streamgd.data.sparse_block``):
   of the two columns' value hashes (little-endian), in the hash buckets (hash encoding) or, with
   ``interaction_bits`` (and always under one-hot), in a space of ``2^interaction_bits`` buckets of its own.
 
+Numeric columns may be transformed first (``log1p``, ``clip``: ``streamgd.features.transforms``; the statistics,
+hence imputation and standardization, are the transformed values'), or binned: ``--bins`` turns a column into
+one-hot slots at the quantiles of its values, after the categorical and interaction slots.
+
 The model's features are the dense columns, then the slots: ``output_names`` names them all, lazily.
 
 >>> import pyarrow as pa
@@ -42,7 +46,9 @@ from ..data.chunk_buffers import CHUNK_BUFFERS
 from ..data.sparse_block import ComputedNames, SparseBlock
 from ..errors import ConfigError, DataError
 from ..kernels.jit import njit
+from .quantiles import assign_bins, bin_edges
 from .stats import DatasetStats, category_strings, numeric_values
+from .transforms import ColumnTreatment, TransformStep, apply_steps
 
 MISSING_POLICIES = ("error", "drop-rows", "impute")
 ENCODINGS = ("onehot", "hash")
@@ -61,6 +67,28 @@ class NumericInput:
 class CategoricalInput:
     name: str
     vocabulary: list[str] = field(default_factory=list)  # one-hot only
+
+
+@dataclass
+class BinnedInput:
+    """A numeric column turned into categorical slots at its quantiles (``--bins``): ``len(edges) + 1`` bins (value
+    x in bin ``searchsorted(edges, x, side="right")``, after the column's transform), then a slot for missing
+    values: a missing value is one more category under every policy (``drop-rows`` also leaves its row out)."""
+
+    name: str
+    edges: list[float] = field(default_factory=list)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.edges) + 2
+
+    def slot_name(self, rank: int) -> str:
+        edges = self.edges
+        if rank == len(edges) + 1:
+            return f"{self.name}=__missing__"
+        low = f"{edges[rank - 1]:.6g}" if rank > 0 else "-inf"
+        high = f"{edges[rank]:.6g}" if rank < len(edges) else "inf"
+        return f"{self.name}={'(' if rank == 0 else '['}{low},{high})"
 
 
 def parse_interactions(text: str | Sequence | None) -> list[tuple[str, str]]:
@@ -108,6 +136,10 @@ class FeatureSpec:
     missing: str = "error"
     interactions: list[tuple[str, str]] = field(default_factory=list)
     interaction_bits: int | None = None  # None: the hash buckets (hash encoding), or 2^hash_bits of their own
+    # numeric transforms (``streamgd.features.transforms``): column -> steps, applied before imputation, scaling and
+    # binning; binned columns: their slots follow the categorical and interaction slots
+    transforms: dict[str, tuple[TransformStep, ...]] = field(default_factory=dict)
+    binned: list[BinnedInput] = field(default_factory=list)
     _lookups: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -151,7 +183,7 @@ class FeatureSpec:
     # ---- shape ----------------------------------------------------------------------------------------------
     @property
     def input_columns(self) -> list[str]:
-        return [c.name for c in self.numeric] + [c.name for c in self.categorical]
+        return [c.name for c in self.numeric] + [c.name for c in self.categorical] + [c.name for c in self.binned]
 
     @property
     def dense_names(self) -> list[str]:
@@ -182,7 +214,13 @@ class FeatureSpec:
 
     @property
     def n_slots(self) -> int:
-        """Slots of the sparse block: categorical values, then the interactions' own buckets, if any."""
+        """Slots of the sparse block: categorical values, then the interactions' own buckets, if any, then the
+        binned columns' bins."""
+        return self.first_bin_slot + sum(c.n_slots for c in self.binned)
+
+    @property
+    def first_bin_slot(self) -> int:
+        """The first slot of the binned columns: after the categorical values and the interactions' own buckets."""
         own = self.own_interaction_bits
         return self.n_category_slots + (0 if own is None else 1 << own)
 
@@ -195,7 +233,10 @@ class FeatureSpec:
         return OutputNames(self)
 
     def slot_name(self, slot: int, starts: np.ndarray | None = None) -> str:
-        """The name of sparse slot ``slot``: ``c=value``, ``c=__other__``, ``hash_<b>`` or ``interaction_<b>``."""
+        """The name of sparse slot ``slot``: ``c=value``, ``c=__other__``, ``hash_<b>``, ``interaction_<b>`` or a
+        bin's ``x=[low,high)``."""
+        if self.binned and slot >= self.first_bin_slot:
+            return self.bin_slot_name(slot - self.first_bin_slot)
         if slot >= self.n_category_slots:
             return f"interaction_{slot - self.n_category_slots}"
         if self.encoding == "hash":
@@ -226,6 +267,8 @@ class FeatureSpec:
         next_indicator = len(self.numeric)
         for j, spec in enumerate(self.numeric):
             values = numeric_values(table.column(spec.name))[rows]
+            if spec.name in self.transforms:
+                apply_steps(values, self.transforms[spec.name])
             absent = np.isnan(values)
             if spec.impute_value is not None:
                 values[absent] = spec.impute_value
@@ -235,9 +278,9 @@ class FeatureSpec:
             if self.missing == "drop-rows" and absent.any():
                 keep = ~absent if keep is None else keep & ~absent
             X[:, j] = values
-        if not self.categorical:
+        if not self.categorical and not self.binned:
             return X, None, keep
-        width = len(self.categorical) + len(self.interactions)
+        width = len(self.categorical) + len(self.interactions) + len(self.binned)
         slots = np.empty((len(rows), width), dtype=np.int32)
         values = np.empty((len(rows), width), dtype=np.float64)
         rows = np.ascontiguousarray(rows, dtype=np.int64)
@@ -262,6 +305,7 @@ class FeatureSpec:
         for t, (a, b) in enumerate(self.interactions):
             _fill_hashed(pair_hashes(column_hash(a), column_hash(b)), rows, pair_mask, offset, slots, values,
                          len(self.categorical) + t)
+        keep = self._fill_bins(table, rows, slots, values, len(self.categorical) + len(self.interactions), keep)
         return X, SparseBlock.from_fixed(slots, values, self.n_slots), keep
 
     def to_matrix(self, table: pa.Table, order: np.ndarray | None, dtype: str | np.dtype
@@ -290,12 +334,60 @@ class FeatureSpec:
         found &= _valid(strings)
         return np.where(found, ranks[at], other)
 
+    # ---- numeric transforms and quantile bins ---------------------------------------------------------------
+    def with_treatments(self, treatments: dict[str, ColumnTreatment], stats: DatasetStats) -> FeatureSpec:
+        """This spec with the columns' transforms, and the binned columns moved from the dense block to bins at
+        the quantiles of the statistics pass's sketches (``treatments``: as ``streamgd.features.transforms``
+        makes them; the pass must have summarised those columns with the same treatments)."""
+        transforms = {name: tuple(t.steps) for name, t in treatments.items() if t.steps}
+        binned = []
+        for name, treatment in treatments.items():
+            if treatment.bins:
+                sketch = stats.columns[name].quantiles
+                if sketch is None:
+                    raise ConfigError(f"column {name!r} is to be binned but its statistics hold no quantile sketch")
+                binned.append(BinnedInput(name, bin_edges(sketch, treatment.bins).tolist()))
+        numeric = [c for c in self.numeric if c.name not in {b.name for b in binned}]
+        return FeatureSpec(numeric, self.categorical, self.encoding, self.hash_bits, self.missing,
+                           list(self.interactions), self.interaction_bits, transforms, binned)
+
+    def bin_slot_name(self, slot: int) -> str:
+        """The name of slot ``slot`` counted from the first bin slot."""
+        for column in self.binned:
+            if slot < column.n_slots:
+                return column.slot_name(slot)
+            slot -= column.n_slots
+        raise IndexError(slot)
+
+    def _fill_bins(self, table: pa.Table, rows: np.ndarray, slots: np.ndarray, values: np.ndarray, first: int,
+                   keep: np.ndarray | None) -> np.ndarray | None:
+        """The binned columns' block columns (from ``first``): each row's bin slot, value 1; a missing value takes
+        the column's ``__missing__`` slot (under ``drop-rows`` its row is also left out). Returns ``keep``."""
+        base = self.first_bin_slot
+        for j, column in enumerate(self.binned):
+            raw = numeric_values(table.column(column.name))[rows]
+            if column.name in self.transforms:
+                apply_steps(raw, self.transforms[column.name])
+            bins = assign_bins(raw, np.asarray(column.edges, dtype=np.float64))
+            absent = bins < 0
+            bins[absent] = column.n_slots - 1
+            if self.missing == "drop-rows" and absent.any():
+                keep = ~absent if keep is None else keep & ~absent
+            slots[:, first + j] = base + bins
+            values[:, first + j] = 1.0
+            base += column.n_slots
+        return keep
+
     # ---- storage ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"kind": "features", "numeric": [vars(c) for c in self.numeric],
+        data = {"kind": "features", "numeric": [vars(c) for c in self.numeric],
                 "categorical": [vars(c) for c in self.categorical], "encoding": self.encoding,
                 "hash_bits": self.hash_bits, "missing": self.missing,
                 "interactions": [list(pair) for pair in self.interactions], "interaction_bits": self.interaction_bits}
+        if self.transforms or self.binned:  # absent otherwise: such a spec reads as before transforms existed
+            data["transforms"] = {name: [step.to_dict() for step in steps] for name, steps in self.transforms.items()}
+            data["binned"] = [vars(c) for c in self.binned]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
@@ -303,7 +395,10 @@ class FeatureSpec:
             return cls([NumericInput(**c) for c in data["numeric"]],
                        [CategoricalInput(**c) for c in data["categorical"]], data["encoding"], data["hash_bits"],
                        data["missing"], [tuple(p) for p in data.get("interactions", [])],
-                       data.get("interaction_bits"))
+                       data.get("interaction_bits"),
+                       {name: tuple(TransformStep.from_dict(step) for step in steps)
+                        for name, steps in data.get("transforms", {}).items()},
+                       [BinnedInput(**c) for c in data.get("binned", [])])
         except ConfigError as exc:
             raise DataError(f"the feature spec is damaged: {exc}") from None
 

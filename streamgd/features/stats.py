@@ -14,7 +14,7 @@ within the summary's bounds), so units can be summarised in parallel and in any 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -27,6 +27,8 @@ from ..data.unit_reader import UnitTableReader
 from ..errors import DataError
 from ..kernels.jit import njit
 from .heavy_hitters import VALUE_TYPE, SpaceSaving
+from .quantiles import QuantileSketch
+from .transforms import ColumnTreatment
 
 DEFAULT_MAX_CATEGORIES = 1000
 MAX_CATEGORIES_LIMIT = 1_000_000  # one-hot vocabulary per column; beyond it, hash (--hash-bits)
@@ -61,6 +63,8 @@ class ColumnStats:
     min: float = math.inf
     max: float = -math.inf
     categories: SpaceSaving | None = None
+    m3: float = 0.0  # the finite values' third central moment (population): their skewness, for the heavy-tail report
+    quantiles: QuantileSketch | None = None  # numeric columns to be binned (``--bins``): a quantile sketch
 
     def merge(self, other: ColumnStats) -> ColumnStats:
         """The statistics of both row sets together (Chan, Golub and LeVeque's pairwise update; the category
@@ -71,12 +75,22 @@ class ColumnStats:
             mean = self.mean + delta * other.count / count
             var = (self.var * self.count + other.var * other.count + delta * delta * self.count * other.count / count
                    ) / count
+            m3 = merged_third_moment(self, other, delta, count)
         else:
-            mean = var = 0.0
+            mean = var = m3 = 0.0
         categories = self.categories if other.categories is None else (
             other.categories if self.categories is None else self.categories.merge(other.categories))
+        quantiles = self.quantiles if other.quantiles is None else (
+            other.quantiles if self.quantiles is None else self.quantiles.merge(other.quantiles))
         return ColumnStats(count, self.missing + other.missing, self.infinite + other.infinite, mean, var,
-                           min(self.min, other.min), max(self.max, other.max), categories)
+                           min(self.min, other.min), max(self.max, other.max), categories, m3, quantiles)
+
+    @property
+    def skewness(self) -> float:
+        """The finite values' skewness (population; 0 for fewer than 3 values or no spread)."""
+        if self.count < 3 or self.var <= 0:
+            return 0.0
+        return self.m3 / self.var ** 1.5
 
     @property
     def values(self) -> dict | None:
@@ -144,8 +158,9 @@ def category_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 @njit(nogil=True)
 def _moments(values):  # pragma: no cover - compiled
-    """(finite count, NaN count, mean, population variance, min, max) of the finite values, in two passes and no
-    temporary arrays (a NumPy version allocates four per column and chunk, and the freed memory fragments)."""
+    """(finite count, NaN count, mean, population variance, min, max, third central moment) of the finite values,
+    in two passes and no temporary arrays (a NumPy version allocates four per column and chunk, and the freed memory
+    fragments)."""
     count = 0
     nan = 0
     total = 0.0
@@ -162,11 +177,14 @@ def _moments(values):  # pragma: no cover - compiled
             high = max(high, v)
     mean = total / count if count else 0.0
     squares = 0.0
+    cubes = 0.0
     for i in range(values.shape[0]):
         v = np.float64(values[i])
         if v == v and abs(v) != np.inf:
-            squares += (v - mean) * (v - mean)
-    return count, nan, mean, squares / count if count else 0.0, low, high
+            d = v - mean
+            squares += d * d
+            cubes += d * d * d
+    return count, nan, mean, squares / count if count else 0.0, low, high, cubes / count if count else 0.0
 
 
 def _plain_numbers(column: pa.ChunkedArray) -> np.ndarray | None:
@@ -179,23 +197,44 @@ def _plain_numbers(column: pa.ChunkedArray) -> np.ndarray | None:
     return column.chunk(0).to_numpy(zero_copy_only=False)
 
 
-def column_stats(column: pa.ChunkedArray, categorical: bool,
-                 max_categories: int = DEFAULT_MAX_CATEGORIES) -> ColumnStats:
-    """Statistics of one column of one chunk."""
+def column_stats(column: pa.ChunkedArray, categorical: bool, max_categories: int = DEFAULT_MAX_CATEGORIES,
+                 treatment: ColumnTreatment | None = None) -> ColumnStats:
+    """Statistics of one column of one chunk; a numeric column with a ``treatment`` is summarised after its
+    transform (the values training sees), with a quantile sketch when it is to be binned."""
     if categorical:
         strings = category_strings(column)
         return ColumnStats(count=len(strings) - strings.null_count, missing=strings.null_count,
                            categories=SpaceSaving.from_array(strings, category_capacity(max_categories)))
+    if treatment is not None:
+        values = numeric_values(column)
+        if not values.flags.writeable:  # a zero-copy view of the column's buffer
+            values = values.copy()
+        values = treatment.transform(values)
+        stats = array_stats(values)
+        if treatment.bins:
+            stats.quantiles = QuantileSketch.from_values(values)
+        return stats
     values = _plain_numbers(column)
     return array_stats(numeric_values(column) if values is None else values)
 
 
 def array_stats(values: np.ndarray) -> ColumnStats:
     """Statistics of a 1-D array of numbers (NaN counts as missing), by one compiled two-pass kernel."""
-    n, missing, mean, var, low, high = _moments(values)
+    n, missing, mean, var, low, high, m3 = _moments(values)
     if n == 0:
         return ColumnStats(0, missing, int(values.size - missing))
-    return ColumnStats(n, missing, int(values.size - n - missing), mean, var, low, high)
+    return ColumnStats(n, missing, int(values.size - n - missing), mean, var, low, high, m3=m3)
+
+
+def merged_third_moment(a: ColumnStats, b: ColumnStats, delta: float, count: int) -> float:
+    """The third central moment (population) of two row sets together, from each one's count, variance and third
+    moment (Pébay 2008, "Formulas for robust, one-pass parallel computation of covariances and arbitrary-order
+    statistical moments", eq. 2.1, with M_p = count x moment)."""
+    na, nb = a.count, b.count
+    m2a, m2b = a.var * na, b.var * nb
+    m3 = (a.m3 * na + b.m3 * nb + delta ** 3 * na * nb * (na - nb) / (count * count)
+          + 3.0 * delta * (na * m2b - nb * m2a) / count)
+    return m3 / count
 
 
 @dataclass
@@ -214,7 +253,9 @@ class DatasetStats:
         columns = {}
         for name, c in self.columns.items():
             column = {"count": c.count, "missing": c.missing, "infinite": c.infinite, "mean": c.mean, "var": c.var,
-                      "min": c.min, "max": c.max}
+                      "min": c.min, "max": c.max, "m3": c.m3}
+            if c.quantiles is not None:
+                column["quantiles"] = c.quantiles.to_json()
             if c.categories is not None:
                 summary = c.categories.compacted()
                 column["categories"] = {"capacity": summary.capacity, "floor": summary.floor,
@@ -234,14 +275,19 @@ class DatasetStats:
                                       np.array(summary["counts"], dtype=np.int64),
                                       np.array(summary["errors"], dtype=np.int64), int(summary["floor"]),
                                       int(summary["total"]))
+            quantiles = c.get("quantiles")  # absent from statistics stored before quantile bins
             columns[name] = ColumnStats(int(c["count"]), int(c["missing"]), int(c["infinite"]), float(c["mean"]),
-                                        float(c["var"]), float(c["min"]), float(c["max"]), summary)
+                                        float(c["var"]), float(c["min"]), float(c["max"]), summary,
+                                        float(c.get("m3", 0.0)),
+                                        None if quantiles is None else QuantileSketch.from_json(quantiles))
         return cls(int(data["rows"]), columns)
 
 
 def units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str], categorical: set[str],
-                max_categories: int) -> DatasetStats:
-    """Statistics of ``columns`` over some units of the dataset, read one at a time."""
+                max_categories: int, treatments: Mapping[str, ColumnTreatment] | None = None) -> DatasetStats:
+    """Statistics of ``columns`` over some units of the dataset, read one at a time (numeric columns with a
+    treatment: of their transformed values, see ``column_stats``)."""
+    treatments = treatments or {}
     tables = UnitTableReader(dataset, columns, read_ahead=units)
     empty = SpaceSaving.empty(category_capacity(max_categories))
     total = DatasetStats(0, {name: ColumnStats(categories=empty if name in categorical else None) for name in columns})
@@ -250,7 +296,7 @@ def units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str],
             table = tables.read(unit)
             total.rows += table.num_rows
             for name in columns:
-                part = column_stats(table.column(name), name in categorical, max_categories)
+                part = column_stats(table.column(name), name in categorical, max_categories, treatments.get(name))
                 total.columns[name] = total.columns[name].merge(part)
     finally:
         tables.close()
@@ -261,7 +307,8 @@ def units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str],
 
 
 def compute_stats(dataset: Dataset, columns: Sequence[str], categorical: Sequence[str] = (),
-                  max_categories: int = DEFAULT_MAX_CATEGORIES, workers: int = 2) -> DatasetStats:
+                  max_categories: int = DEFAULT_MAX_CATEGORIES, workers: int = 2,
+                  treatments: Mapping[str, ColumnTreatment] | None = None) -> DatasetStats:
     """One pass over ``columns`` of the dataset, ``workers`` threads each summarising a contiguous block of
     units (pyarrow decodes without the GIL); the blocks merge exactly. Memory: one unit per thread."""
     categorical = set(categorical)
@@ -269,11 +316,11 @@ def compute_stats(dataset: Dataset, columns: Sequence[str], categorical: Sequenc
     workers = max(1, min(workers, len(units)))
     blocks = [units[len(units) * k // workers: len(units) * (k + 1) // workers] for k in range(workers)]
     if len(blocks) == 1:
-        parts = [units_stats(dataset, blocks[0], columns, categorical, max_categories)]
+        parts = [units_stats(dataset, blocks[0], columns, categorical, max_categories, treatments)]
     else:
         with ThreadPoolExecutor(max_workers=len(blocks), thread_name_prefix="streamgd-stats") as pool:
-            parts = list(pool.map(lambda block: units_stats(dataset, block, columns, categorical, max_categories),
-                                  blocks))
+            parts = list(pool.map(lambda block: units_stats(dataset, block, columns, categorical, max_categories,
+                                                            treatments), blocks))
     pa.default_memory_pool().release_unused()  # the pass's freed buffers, before training reads the data again
     return merge_stats(parts, columns)
 

@@ -17,13 +17,13 @@ STATS_DIR = "stats"  # inside the cache directory, beside ``units/``
 
 
 def cached_statistics(directory: str, dataset: Dataset, columns: list[str], counted: list[str], max_categories: int,
-                      compute: Callable[[], DatasetStats]) -> DatasetStats:
+                      compute: Callable[[], DatasetStats], treatments: dict | None = None) -> DatasetStats:
     """The statistics pass's result for these units and columns, from ``stats/<key>.json`` of the cache directory
     when an earlier run stored it (then no Parquet is read), else ``compute()``, stored for the next run.
 
     The key digests what the result depends on: the cache format and streamgd versions, every source file's
     identity (as the units' keys), the units, the columns, the categorical columns counted and the vocabulary's
-    bound. A file that cannot be read or parsed is a miss; a failed write only costs the next run the pass.
+    bound, and the numeric columns' transforms and bins when there are any. A file that cannot be read or parsed is a miss; a failed write only costs the next run the pass.
     """
     try:
         identities = [source_identity(path, dataset.filesystem) for path in dataset.sources]
@@ -31,7 +31,8 @@ def cached_statistics(directory: str, dataset: Dataset, columns: list[str], coun
         return compute()
     key = digest([FORMAT_VERSION, __version__, identities, [str(v) for v in dataset.partition_values],
                    [(u.source, u.row_group, u.offset, u.n_rows) for u in dataset.units], list(columns),
-                   sorted(counted), int(max_categories)])[:40]
+                   sorted(counted), int(max_categories)]
+                  + ([{name: t.to_json() for name, t in sorted(treatments.items())}] if treatments else []))[:40]
     path = os.path.join(directory, STATS_DIR, key + ".json")
     try:
         with open(path) as stream:

@@ -14,6 +14,7 @@ from ..data.shuffle import parse_shuffle
 from ..errors import ConfigError
 from ..features.spec import ENCODINGS, MISSING_POLICIES, check_hash_bits, parse_interactions
 from ..features.stats import MAX_CATEGORIES_LIMIT
+from ..features.transforms import parse_bins, parse_transform
 from ..models.linear import MODEL_KINDS
 from ..optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedule
 from ..optim.penalties import PENALTIES
@@ -59,6 +60,10 @@ class TrainConfig:
     max_categories: int = 1000  # onehot: the most frequent values kept per column (<= 1e6), the rest: __other__
     interactions: Any = None  # pairs of categorical columns hashed together, as "C1:C2,C3:C4" or [("C1", "C2")]
     interaction_bits: int | None = None  # the interactions' own 2^bits buckets (None: the hash buckets)
+    # numeric transforms, as ["log1p:I*", "clip:I3:0:1000"], and quantile bins, as ["32"] or ["32:I*"]
+    # (streamgd.features.transforms)
+    transforms: Any = None
+    bins: Any = None
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
     class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
     sample_weight: str | None = None  # a column of per-row weights
@@ -118,6 +123,7 @@ class TrainConfig:
         self.interactions = [list(pair) for pair in parse_interactions(self.interactions)] or None
         if self.interaction_bits is not None:
             check_hash_bits("interaction_bits", self.interaction_bits)
+        self.transforms, self.bins = check_treatments(self.transforms, self.bins)
         categories = self.max_categories
         if not isinstance(categories, (int, np.integer)) or not 1 <= categories <= MAX_CATEGORIES_LIMIT:
             _bad("max_categories", self.max_categories, f"an integer in [1, {MAX_CATEGORIES_LIMIT}] (for more values "
@@ -244,6 +250,23 @@ def parse_checkpoint_every(value: int | str) -> int | str:
     if isinstance(value, str) and checkpoint_interval_seconds(value) is not None:
         return value.strip()
     _bad("checkpoint_every", value, "a number of chunks >= 0 or a time such as 30s, 5m or 1h")
+
+
+def check_treatments(transforms: Any, bins: Any) -> tuple[list[str] | None, list[str] | None]:
+    """``transforms`` and ``bins`` as lists of their texts (a single text or number is a list of one), each parsed
+    once so that a typo is said before the statistics pass; None when empty."""
+    texts = []
+    for name, value, parse in (("transforms", transforms, parse_transform), ("bins", bins, parse_bins)):
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            texts.append(None)
+            continue
+        items = [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, (str, int)) for item in items):
+            _bad(name, value, "a text such as 'log1p:I*' (bins: '32' or '32:I*') or a list of them")
+        for item in items:
+            parse(item)
+        texts.append([str(item) for item in items])
+    return texts[0], texts[1]
 
 
 def _one_of(name: str, value: Any, accepted: tuple[str, ...]) -> None:

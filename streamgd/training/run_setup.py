@@ -24,6 +24,7 @@ from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats, compute_stats
 from ..features.stats_cache import cached_statistics
 from ..features.targets import LabelEncoder, NonNegativeTarget, class_counts, scan_classes, to_json_labels
+from ..features.transforms import ColumnTreatment, heavy_tail_note, treatments
 from ..kernels.update_rules import OPT_FTRL
 from ..models.linear import MODEL_KINDS, LinearModel
 from ..optim.state import initial_state, kernel_hyper
@@ -41,7 +42,7 @@ class DataScans(Protocol):
     """Where the set-up's passes over the data run."""
 
     def statistics(self, dataset: Dataset, columns: list[str], categorical: list[str],
-                   max_categories: int) -> DatasetStats:
+                   max_categories: int, treatments: dict | None = None) -> DatasetStats:
         """The statistics pass (as ``compute_stats``)."""
 
     def classes(self, dataset: Dataset) -> list:
@@ -58,8 +59,9 @@ class LocalScans:
         self.workers = workers
 
     def statistics(self, dataset: Dataset, columns: list[str], categorical: list[str],
-                   max_categories: int) -> DatasetStats:
-        return compute_stats(dataset, columns, categorical, max_categories, workers=self.workers)
+                   max_categories: int, treatments: dict | None = None) -> DatasetStats:
+        extra = {"treatments": treatments} if treatments else {}
+        return compute_stats(dataset, columns, categorical, max_categories, workers=self.workers, **extra)
 
     def classes(self, dataset: Dataset) -> list:
         return scan_classes(dataset)
@@ -108,7 +110,8 @@ def needs_feature_spec(cfg: TrainConfig, dataset: Dataset) -> bool:
     """Whether the inputs need a FeatureSpec (categorical or date columns, a missing-value policy), not just
     numeric columns read as they are."""
     temporal = any(is_temporal_type(dataset.schema.field(name).type) for name in dataset.feature_names)
-    return bool(dataset.categorical) or cfg.missing != "error" or temporal
+    treated = bool(cfg.transforms or cfg.bins)
+    return bool(dataset.categorical) or cfg.missing != "error" or temporal or treated
 
 
 class RunSetup:
@@ -122,6 +125,7 @@ class RunSetup:
         self.init = init  # the model this run continues (config ``init``)
         self.memory_plan = memory_plan
         self.settings = settings or {}  # the epoch source's settings a checkpoint must share (dask: workers)
+        self.notes: list[str] = []  # lines for the user from the statistics pass (heavy-tailed columns)
         self.resumed_from: int | None = None
 
     def start(self, dataset: Dataset, checkpoint: Checkpoint | None = None, classes: list | None = None
@@ -190,13 +194,30 @@ class RunSetup:
         # hashing needs no vocabulary: the pass then reads the numeric columns only
         counted = list(train.categorical) if cfg.encoding == "onehot" else []
         columns = [name for name in train.feature_names if name not in train.categorical or name in counted]
+        treated = self._treatments(train)
+        extra = {"treatments": treated} if treated else {}  # transforms and bins: computed inside the pass
 
         def compute() -> DatasetStats:
-            return self.scans.statistics(train, columns, counted, cfg.max_categories)
+            return self.scans.statistics(train, columns, counted, cfg.max_categories, **extra)
 
         if cfg.cache is not None and train.table is None and train.dask_frame is None:  # a later run skips the pass
-            return cached_statistics(cfg.cache, train, columns, counted, cfg.max_categories, compute)
-        return compute()
+            stats = cached_statistics(cfg.cache, train, columns, counted, cfg.max_categories, compute, **extra)
+        else:
+            stats = compute()
+        self._note_heavy_tails(train, stats, treated)
+        return stats
+
+    def _treatments(self, train: Dataset) -> dict[str, ColumnTreatment]:
+        """The numeric feature columns' transforms and bins (``transforms`` and ``bins`` of the config)."""
+        numeric = [name for name in train.feature_names if name not in train.categorical]
+        return treatments(numeric, self.cfg.transforms, self.cfg.bins)
+
+    def _note_heavy_tails(self, train: Dataset, stats: DatasetStats, treated: dict) -> None:
+        """``self.notes``: a line naming the untreated numeric features whose values are heavy-tailed, if any."""
+        skewness = {name: stats.columns[name].skewness for name in train.feature_names
+                    if name not in train.categorical and name not in treated and name in stats.columns}
+        note = heavy_tail_note(skewness)
+        self.notes = [] if note is None else [note]
 
     def _check_interactions(self, train: Dataset) -> None:
         """Every column an interaction names must be a categorical feature: said before the statistics pass."""
@@ -214,10 +235,12 @@ class RunSetup:
         if not needs_feature_spec(cfg, train):
             return None
         numeric = [name for name in train.feature_names if name not in train.categorical]
-        return FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
+        spec = FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
                                hash_bits=cfg.hash_bits, max_categories=cfg.max_categories,
                                interactions=[tuple(pair) for pair in cfg.interactions or ()],
                                interaction_bits=cfg.interaction_bits)
+        treated = self._treatments(train)
+        return spec.with_treatments(treated, stats) if treated else spec
 
     @staticmethod
     def _standardizer(stats: DatasetStats, spec: FeatureSpec | None) -> Standardizer:

@@ -86,6 +86,7 @@ class Trainer:
         self.state: TrainState | None = None
         self._clock = CheckpointClock(self.config.checkpoint_every)  # restarted by each fit
         self._interrupted = False
+        self.notes: list[str] = []  # lines for the user from the last set-up (heavy-tailed columns), said by the CLI
 
     @property
     def kernel_calls(self) -> int:
@@ -133,6 +134,7 @@ class Trainer:
                          self.runner.settings() if self.runner is not None else {})
         run, state = setup.start(dataset, checkpoint, classes)
         self.dataset, self.resumed_from = dataset, setup.resumed_from
+        self.notes = setup.notes
         self.run, self.state, self.job = run, state, chunk_job(self.config, run)
         return run, state
 
@@ -175,6 +177,8 @@ class Trainer:
     def _model(self, run: Run, state: TrainState) -> LinearModel:
         summary = {"resumed_from": self.resumed_from,
                    "continued_from_epoch": state.first_epoch if self.init is not None else None}
+        if self.notes:  # kept with the model: a dask run's client says them once the model is back
+            summary["notes"] = list(self.notes)
         config = None
         if self.runner is not None:
             summary.update(self.runner.settings())
