@@ -32,6 +32,7 @@ from ..data.memory_plan import MemoryPlan, plan_for_dataset
 from ..data.reader import default_target_encoder, parse_memory_budget
 from ..data.shuffle import Plan, ShuffleQualityMeter, make_plan, parse_shuffle
 from ..errors import ConfigError, DataError, TrainingInterrupted
+from ..features.encoding_choice import choose_encodings
 from ..features.spec import FeatureSpec
 from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats, compute_stats
@@ -114,6 +115,7 @@ class Trainer:
         self.run: Run | None = None  # the last fit's settings and its final state (to continue training from)
         self.init: LinearModel | None = None  # the model this run continues (config ``init``)
         self.state: TrainState | None = None
+        self.encodings: dict[str, str] = {}  # each categorical column's encoding (choose_encodings)
         self._clock = CheckpointClock(self.config.checkpoint_every)  # restarted by each fit
         self._interrupted = False
 
@@ -199,6 +201,7 @@ class Trainer:
         if self.init is not None:
             return self._continue(train, validation, model_cls, classes, encoder, n_out, class_weights)
         self._check_interactions(train)
+        self.encodings = choose_encodings(train, train.categorical, cfg.encoding, cfg.max_categories)
         stats = self._statistics(train)
         spec = self._feature_spec(train, stats)
         feature_names = spec.output_names if spec is not None else dataset.model_feature_names
@@ -251,7 +254,7 @@ class Trainer:
         # each concurrent pyarrow reader keeps ~80 MB of buffers of its own (measured, 8 MB row groups), which the
         # budget does not count: under a memory budget the pass reads with one thread
         # hashing needs no vocabulary: the pass then reads the numeric columns only
-        counted = list(train.categorical) if cfg.encoding == "onehot" else []
+        counted = [name for name in train.categorical if self.encodings.get(name) == "onehot"]
         columns = [name for name in train.feature_names if name not in train.categorical or name in counted]
         workers = 1 if cfg.memory_budget is not None else 2
 
@@ -288,7 +291,7 @@ class Trainer:
         return FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
                                hash_bits=cfg.hash_bits, max_categories=cfg.max_categories,
                                interactions=[tuple(pair) for pair in cfg.interactions or ()],
-                               interaction_bits=cfg.interaction_bits)
+                               interaction_bits=cfg.interaction_bits, encodings=self.encodings)
 
     @staticmethod
     def _standardizer(stats: DatasetStats, spec: FeatureSpec | None) -> Standardizer:
