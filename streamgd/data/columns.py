@@ -65,9 +65,9 @@ SELECTORS: dict[str, Callable[[pa.DataType], bool]] = {"text": is_text_type, "nu
 def why_not_a_feature(dtype: pa.DataType) -> str:
     """The short reason a column of this type is not a feature (None of the feature types)."""
     if pa.types.is_nested(dtype):
-        return f"nested ({dtype})"
+        return "nested"
     if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype) or pa.types.is_fixed_size_binary(dtype):
-        return f"binary ({dtype})"
+        return "binary"
     if pa.types.is_null(dtype):
         return "all null"
     return f"type {dtype}, neither numeric nor text"
