@@ -73,7 +73,7 @@ def test_inspect_shows_interactions_and_the_weight_of_each_hashed_column(wide, h
     table = pq.read_table(wide)
     entries = {e["column"]: e for e in column_weights(model, table)}
     # reference: the slots FeatureSpec.to_blocks gives each column (block column j), the norm of their weights
-    X, sparse, _ = model.spec.to_blocks(table, None, "float64")
+    _, sparse, _ = model.spec.to_blocks(table, None, "float64")
     slots = sparse.indices.reshape(table.num_rows, -1)
     for j, name in enumerate(["tok", "few", "tok:few"]):
         used = model.spec.n_dense + np.unique(slots[:, j])

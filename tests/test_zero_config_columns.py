@@ -15,7 +15,12 @@ from streamgd.bench.synthetic_ctr import make_ctr_dataset
 from streamgd.cli.main import main
 from streamgd.errors import DataError
 from streamgd.features.encoding_choice import choose_encodings, onehot_limit
-from streamgd.features.spec import CategoricalInput, FeatureSpec, NumericInput, value_hashes
+from streamgd.features.spec import (
+    CategoricalInput,
+    FeatureSpec,
+    NumericInput,
+    value_hashes,
+)
 from streamgd.models.evaluate import evaluate
 
 
@@ -88,7 +93,7 @@ def test_a_mixed_spec_puts_one_hot_slots_first_then_the_hash_buckets():
                                              CategoricalInput("c", ["a", "b"], encoding="onehot")],
                        "mixed", hash_bits=4, interactions=[("h", "c")])
     table = pa.table({"x": [1.0, 2.0, 3.0], "h": ["p", "q", None], "c": ["b", "z", "a"]})
-    X, sparse, _ = spec.to_blocks(table, None, "float64")
+    _, sparse, _ = spec.to_blocks(table, None, "float64")
     h = value_hashes(pa.chunked_array([table.column("h").chunk(0)]), "h")
     expected_h = 3 + (h & 15)  # after c=a, c=b, c=__other__
     slots = sparse.indices.reshape(3, 3)

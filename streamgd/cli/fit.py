@@ -153,7 +153,8 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
                    f"{_default('hash_bits')}); given without --encoding, every categorical column is hashed.")
 @click.option("--max-categories", default=_default("max_categories"), show_default=True, type=int,
               help=f"One-hot: most frequent values kept per column (at most {MAX_CATEGORIES_LIMIT:,}); the rest "
-                   "share an __other__ column.")
+                   f"share an __other__ column. --encoding auto one-hot encodes a column whose first rows show "
+                   f"at most 1/{ONEHOT_SHARE} of it.")
 @click.option("--interactions", default=None, metavar="A:B,...",
               help="Pairs of categorical columns whose values are hashed together, as Vowpal Wabbit's -q "
                    "(for example C1:C2,C3:C14).")

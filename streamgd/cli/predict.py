@@ -59,8 +59,8 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
 def _predict_with_progress(model: Any, source: Any, out: str, keep: list[str], storage_options: dict | None
                            ) -> PredictionCounts:
     """``predict_to_parquet``, its tables counted by a progress bar on a terminal (nothing otherwise)."""
-    from ..io.storage import uri_of
     from ..io.outputs import check_output_file
+    from ..io.storage import uri_of
     from ..models.predict import iter_prediction_tables, open_for_model, write_tables
 
     dataset = open_for_model(model, source, keep, storage_options=storage_options)
