@@ -145,10 +145,13 @@ def test_every_group_and_every_column_not_used_is_one_line(mixed):
     ("features", ["numeric"], ["id", "I1", "I2", "I3"], []),
     ("features", ["C?", "I1"], ["C1", "C2", "C3", "I1"], ["C1", "C2", "C3"]),
     ("exclude", ["text", "i?"], ["I1", "I2", "I3"], []),
+    ("features", ["*"], ["id", "I1", "I2", "I3", "C1", "C2", "C3"], ["C1", "C2", "C3"]),  # not tags, blob, y
 ])
 def test_globs_and_selectors_name_columns(mixed, option, value, features, categorical):
     data = streamgd.open_dataset(mixed, target="y", **{option: value})
     assert sorted(data.feature_names) == sorted(features) and sorted(data.categorical) == sorted(categorical)
+    if value == ["*"]:
+        assert data.ignored_columns == {"tags": "nested", "blob": "binary", "y": "the target"}
 
 
 def test_the_cli_takes_globs_and_selectors(mixed):

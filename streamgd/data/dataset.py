@@ -485,12 +485,14 @@ def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[s
                 raise ConfigError(f"the column {name!r} is named both as a feature and as excluded")
             continue
         dtype = schema.field(name).type
-        if not (name in categorical or is_number_like(dtype) or is_text_type(dtype)):
+        if not (name in categorical or is_number_like(dtype) or is_text_type(dtype)) and name in given:
             raise DataError(f"the feature column {name!r} in {first_file} is {why_not_a_feature(dtype)}")
-    features = [n for n in features if n not in exclude]
+    usable = {f.name for f in schema if f.name in categorical or is_number_like(f.type) or is_text_type(f.type)}
+    unusable = {n: why_not_a_feature(schema.field(n).type) for n in features if n not in usable}  # from a glob
+    features = [n for n in features if n not in exclude and n in usable]
     features += [n for n in categorical if n not in features]  # a categorical column is a feature
-    ignored = {f.name: "the target" if f.name == target else "excluded" if f.name in exclude else "not selected"
-               for f in schema if f.name not in features}
+    ignored = {f.name: "the target" if f.name == target else "excluded" if f.name in exclude else
+               unusable.get(f.name, "not selected") for f in schema if f.name not in features}
     chosen_categorical = [n for n in features if n in categorical or is_text_type(schema.field(n).type)]
     return features, ignored, chosen_categorical
 
