@@ -261,7 +261,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     left_out = fitted.history[-1].get("rows_skipped", 0)
     why = "no target or a missing feature" if options["missing"] == "drop-rows" else "no target"
     skipped = f" ({left_out:,} rows skipped: {why})" if left_out else ""
-    click.echo(f"{fitted.kind}: {plural(len(epochs), 'epoch')}, {last['rows']:,} rows/epoch{skipped}, loss {last['loss']:.6g}"
+    click.echo(f"{fitted.kind}: {plural(len(epochs), 'epoch')}, {last['rows']:,} rows/epoch{skipped}, "
+               f"loss {last['loss']:.6g}"
                f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
                f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
 

@@ -16,10 +16,10 @@ A column is what the data's schema says it is:
 ['C1', 'C2', 'I1']
 >>> expand_columns(["numeric"], schema, "feature")
 ['I1', 'I2', 'label']
->>> expand_columns(["I3"], schema, "feature")
+>>> expand_columns(["I3"], schema, "feature")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-streamgd.errors.DataError: the feature column 'I3' is not in the data; did you mean 'I1', 'I2'? (columns: I1, I2, C1, C2, label)
+streamgd.errors.DataError: the feature column 'I3' is not in the data; did you mean 'I1', 'I2'? (columns: I1, ...)
 """
 
 from __future__ import annotations
