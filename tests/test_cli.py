@@ -113,7 +113,7 @@ def test_inspect_shows_columns_and_shuffle_quality(data):
     result = run("inspect", data, "--target", "y", "--shuffle", "buffer:2")
     assert result.exit_code == 0, result.output
     assert "rows:       2,000" in result.output and "row groups: 4" in result.output
-    assert "name" in result.output and "ignored" in result.output
+    assert "name" in result.output and "feature (categorical)" in result.output  # a text column is used
     assert "local mixing" in result.output
 
 

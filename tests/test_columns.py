@@ -26,10 +26,10 @@ def table_path(tmp_path_factory):
 
 
 def test_exclude_leaves_columns_out_of_the_default_features(table_path):
-    dataset = streamgd.open_dataset(table_path, target="y", exclude=["id", "region"])
+    dataset = streamgd.open_dataset(table_path, target="y", exclude=["id", "region", "city"])
     assert dataset.feature_names == ["x"]
     assert dataset.ignored_columns["id"] == "excluded" and dataset.ignored_columns["region"] == "excluded"
-    model = streamgd.fit(table_path, target="y", model="linear", exclude=["id", "region"], epochs=2,
+    model = streamgd.fit(table_path, target="y", model="linear", exclude=["id", "region", "city"], epochs=2,
                          batch_size=64, lr=0.05, alpha=0.0)
     assert model.feature_names == ["x"]
 

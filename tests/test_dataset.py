@@ -67,11 +67,11 @@ def test_a_dask_dataframe_partitions_become_units(tmp_path):
     assert np.array_equal(np.sort(read_all(data, ["a", "y"]).column("a").to_numpy()), np.arange(14.0))
 
 
-def test_text_columns_are_ignored_unless_named_and_then_categorical(tmp_path):
+def test_text_columns_are_categorical_features_by_default(tmp_path):
     path = write_table(tmp_path / "t.parquet", {"a": [1.0, 2.0], "name": ["x", "y"], "n": [3, 4], "y": [0, 1]}, 2)
     data = open_dataset(path, target="y")
-    assert data.feature_names == ["a", "n"] and "holds text" in data.ignored_columns["name"]
-    assert "--categorical" in data.ignored_columns["name"] and data.categorical == []
+    assert data.feature_names == ["a", "name", "n"] and data.categorical == ["name"]
+    assert data.ignored_columns == {"y": "the target"}
     assert open_dataset(path, target="y", features=["a", "name"]).categorical == ["name"]
     assert open_dataset(path, target="y", categorical=["name", "n"]).categorical == ["name", "n"]
     with pytest.raises(DataError, match="the categorical column 'nope' is not in"):

@@ -13,6 +13,7 @@ be regenerated exactly instead of being committed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,14 +121,14 @@ def make_dataset(path: str | os.PathLike, n_rows: int, n_features: int = 32, tas
                  n_classes: int = 3, row_group_size: int = 65_536, n_files: int = 1, dtype: str = "float32",
                  nan_fraction: float = 0.0, noise: float = 0.1, sorted_by_target: bool = False,
                  seed: int = 0, id_column: bool = False, n_categorical: int = 0,
-                 model_seed: int | None = None) -> SyntheticInfo:
+                 model_seed: int | None = None, on_rows: Callable[[int], None] | None = None) -> SyntheticInfo:
     """Write ``n_rows`` rows of ``x0..x{d-1}`` and ``y`` drawn from a known linear model; one file or a directory
     of ``n_files`` parts. ``sorted_by_target`` (small data only) sorts rows by ``y``, to test shuffling.
 
     ``id_column`` adds ``id`` (int64, the row number 0..n_rows-1 across the files); ``n_categorical`` adds text
     columns ``c0..`` whose values (``LEVELS``) enter the true model; ``model_seed`` (default ``seed``) seeds the
     true model alone, so another ``seed`` draws new rows from the same model (a test set). ``nan_fraction``
-    applies to the ``x`` columns."""
+    applies to the ``x`` columns. ``on_rows`` is called with the rows of each row group written (progress)."""
     _check(n_rows, n_features, task, n_classes, row_group_size, n_files, dtype, nan_fraction, noise, n_categorical)
     if sorted_by_target and n_rows > 5_000_000:
         raise ConfigError(f"sorted_by_target holds all rows in memory; n_rows={n_rows} is over 5,000,000")
@@ -147,6 +148,8 @@ def make_dataset(path: str | os.PathLike, n_rows: int, n_features: int = 32, tas
             table = pa.concat_tables(list(groups))
             table = table.take(np.argsort(table.column("y").to_numpy(), kind="stable"))
             pq.write_table(table, file, row_group_size=row_group_size)
+            if on_rows is not None:
+                on_rows(table.num_rows)
             continue
         writer = None
         try:
@@ -154,6 +157,8 @@ def make_dataset(path: str | os.PathLike, n_rows: int, n_features: int = 32, tas
                 if writer is None:
                     writer = pq.ParquetWriter(file, table.schema)
                 writer.write_table(table, row_group_size=row_group_size)
+                if on_rows is not None:
+                    on_rows(table.num_rows)
         finally:
             if writer is not None:
                 writer.close()

@@ -32,7 +32,7 @@ True
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -376,7 +376,8 @@ def make_ctr_dataset(path: str | os.PathLike, n_rows: int, n_numeric: int = N_NU
                      numeric_null_fraction: float = NUMERIC_NULL_FRACTION,
                      interactions: Sequence[tuple[int, int]] | str | None = None, ctr: float = CTR,
                      row_group_size: int = 65_536, n_files: int = 1, dtype: str = "float32", seed: int = 0,
-                     model_seed: int | None = None, id_column: bool = False) -> CtrInfo:
+                     model_seed: int | None = None, id_column: bool = False,
+                     on_rows: Callable[[int], None] | None = None) -> CtrInfo:
     """Write ``n_rows`` rows of a click log drawn from the truth of ``model_seed`` (default ``seed``); one file,
     or a directory of ``n_files`` parts.
 
@@ -384,7 +385,7 @@ def make_ctr_dataset(path: str | os.PathLike, n_rows: int, n_numeric: int = N_NU
     categorical column, or one per column; default :func:`default_null_fractions`) and ``interactions``
     (0-based column pairs or text such as ``"C1:C2,C11:C16"``; default :func:`default_interactions`) shape the
     categorical columns; ``numeric_null_fraction`` applies to every ``I`` column. ``id_column`` adds ``id``
-    (int64, the row number across the files)."""
+    (int64, the row number across the files). ``on_rows`` is called with the rows of each row group written."""
     cardinalities = tuple(int(c) for c in (default_cardinalities(n_categorical) if cardinalities is None
                                            else cardinalities))
     if null_fractions is None:
@@ -417,6 +418,8 @@ def make_ctr_dataset(path: str | os.PathLike, n_rows: int, n_numeric: int = N_NU
                 if writer is None:
                     writer = pq.ParquetWriter(file, table.schema)
                 writer.write_table(table, row_group_size=row_group_size)
+                if on_rows is not None:
+                    on_rows(table.num_rows)
         finally:
             if writer is not None:
                 writer.close()

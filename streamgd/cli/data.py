@@ -17,6 +17,7 @@ from ..bench.synthetic_ctr import TASK as CTR_TASK
 from ..errors import ConfigError
 from ..training.config import DTYPES
 from .options import friendly_errors, storage_option
+from .row_progress import RowProgress
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
@@ -101,10 +102,11 @@ def make_data(out: str, rows: int, features: int | None, task: str, n_classes: i
     from ..bench.synthetic import make_dataset
 
     n_categorical = n_categorical or 0
-    info = make_dataset(out, n_rows=rows, n_features=32 if features is None else features, task=task,
-                        n_classes=n_classes, row_group_size=row_group_size, n_files=n_files, dtype=dtype,
-                        nan_fraction=nan_fraction or 0.0, seed=seed, id_column=id_column,
-                        n_categorical=n_categorical, model_seed=model_seed)
+    with RowProgress("make-data", rows) as progress:
+        info = make_dataset(out, n_rows=rows, n_features=32 if features is None else features, task=task,
+                            n_classes=n_classes, row_group_size=row_group_size, n_files=n_files, dtype=dtype,
+                            nan_fraction=nan_fraction or 0.0, seed=seed, id_column=id_column,
+                            n_categorical=n_categorical, model_seed=model_seed, on_rows=progress.advance)
     extra = ["id"] * id_column + [f"c{k}" for k in range(n_categorical)]
     plus = f" plus {', '.join(extra)}" if extra else ""
     click.echo(f"wrote {info.n_rows:,} rows x {info.n_features} features{plus} to {out} "
@@ -131,13 +133,15 @@ def _make_ctr_data(out: str, rows: int, features: int | None, row_group_size: in
     null_fractions = _numbers("null-fraction", null_fraction, float)
     if null_fractions is not None and len(null_fractions) == 1:
         null_fractions = null_fractions[0]
-    info = clicks.make_ctr_dataset(
-        out, n_rows=rows, n_numeric=clicks.N_NUMERIC if features is None else features, n_categorical=n_categorical,
-        cardinalities=_numbers("cardinalities", cardinalities, int), zipf=clicks.ZIPF if zipf is None else zipf,
-        null_fractions=null_fractions,
-        numeric_null_fraction=clicks.NUMERIC_NULL_FRACTION if nan_fraction is None else nan_fraction,
-        interactions=interactions, ctr=clicks.CTR if ctr is None else ctr, row_group_size=row_group_size,
-        n_files=n_files, dtype=dtype, seed=seed, model_seed=model_seed, id_column=id_column)
+    with RowProgress("make-data", rows) as progress:
+        info = clicks.make_ctr_dataset(
+            out, n_rows=rows, n_numeric=clicks.N_NUMERIC if features is None else features,
+            n_categorical=n_categorical, cardinalities=_numbers("cardinalities", cardinalities, int),
+            zipf=clicks.ZIPF if zipf is None else zipf, null_fractions=null_fractions,
+            numeric_null_fraction=clicks.NUMERIC_NULL_FRACTION if nan_fraction is None else nan_fraction,
+            interactions=interactions, ctr=clicks.CTR if ctr is None else ctr, row_group_size=row_group_size,
+            n_files=n_files, dtype=dtype, seed=seed, model_seed=model_seed, id_column=id_column,
+            on_rows=progress.advance)
     pairs = ", ".join(f"{a} x {c}" for a, c in info.interactions) or "none"
     click.echo(f"wrote {info.n_rows:,} click-log rows (label, I1..I{info.n_numeric}, C1..C{info.n_categorical}"
                f"{', id' if id_column else ''}) to {out} ({len(info.files)} file(s), "

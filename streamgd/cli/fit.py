@@ -12,7 +12,9 @@ from typing import Any
 import click
 
 from ..data.shuffle import MODES, shuffle_syntax
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingInterrupted
+from ..features.column_report import describe_columns, plural
+from ..features.encoding_choice import ENCODING_CHOICES, ONEHOT_SHARE, SAMPLE_ROWS
 from ..features.spec import MISSING_POLICIES
 from ..features.stats import MAX_CATEGORIES_LIMIT
 from ..models.linear import MODEL_KINDS
@@ -89,9 +91,12 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
 @click.command()
 @click.argument("data", nargs=-1, required=True)
 @click.option("--target", required=True, help="Target column.")
-@click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
-@click.option("--exclude", default=None,
-              help="Comma-separated columns left out of the default features (an id, a partition key).")
+@click.option("--features", metavar="COLUMNS",
+              help="Feature columns: comma-separated names, globs ('I*') or the selectors text and numeric (default: "
+                   "every column but the target and --exclude: numbers as numbers, text and dictionary columns as "
+                   "categoricals; what each column became is printed before training).")
+@click.option("--exclude", default=None, metavar="COLUMNS",
+              help="Columns left out of the default features (an id, a partition key): names, globs or selectors.")
 @click.option("--model", default=_default("model"), show_default=True, type=click.Choice(list(MODEL_KINDS)),
               help=MODEL_KINDS.help(default=_default("model")))
 @click.option("--epsilon", default=_default("epsilon"), show_default=True, type=float,
@@ -132,16 +137,24 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
 @click.option("--prefetch", "prefetch_depth", default=_default("prefetch_depth"), show_default=True,
               type=click.IntRange(min=0), help="Chunks read ahead.")
 @click.option("--memory-budget", default=None, help="Bound the bytes of chunks in flight, e.g. 256MB.")
-@click.option("--categorical", default=None,
-              help="Comma-separated columns to encode as categories (text features are categorical anyway).")
+@click.option("--categorical", default=None, metavar="COLUMNS",
+              help="More columns to encode as categoricals, numeric ones too (an id, a zip code): names, globs or "
+                   "selectors. Text and dictionary columns are categorical features without it.")
+@click.option("--encoding", default=None, type=click.Choice(ENCODING_CHOICES),
+              help="Categorical columns: auto (the default) one-hot encodes a column whose first "
+                   f"{SAMPLE_ROWS:,} rows hold at most --max-categories/{ONEHOT_SHARE} distinct values (100 by "
+                   "default) and hashes the others into the 2^--hash-bits buckets; onehot or hash: every column "
+                   "(--hash-bits alone means hash).")
 @click.option("--missing", default=_default("missing"), show_default=True, type=click.Choice(MISSING_POLICIES),
               help="Missing or NaN features: stop with the column and row group, skip the row, or impute the mean "
                    "plus a missing indicator.")
 @click.option("--hash-bits", default=None, type=int,
-              help="Hash categorical values into 2^B columns (signed, as Vowpal Wabbit's -b) instead of one-hot.")
+              help=f"Hashed columns share 2^B buckets (signed, as Vowpal Wabbit's -b; default "
+                   f"{_default('hash_bits')}); given without --encoding, every categorical column is hashed.")
 @click.option("--max-categories", default=_default("max_categories"), show_default=True, type=int,
               help=f"One-hot: most frequent values kept per column (at most {MAX_CATEGORIES_LIMIT:,}); the rest "
-                   "share an __other__ column.")
+                   f"share an __other__ column. --encoding auto one-hot encodes a column whose first rows show "
+                   f"at most 1/{ONEHOT_SHARE} of it.")
 @click.option("--interactions", default=None, metavar="A:B,...",
               help="Pairs of categorical columns whose values are hashed together, as Vowpal Wabbit's -q "
                    "(for example C1:C2,C3:C14).")
@@ -204,7 +217,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     options["bins"] = list(options["bins"]) or None
     hash_bits = options.pop("hash_bits")
     if hash_bits is not None:
-        options.update(encoding="hash", hash_bits=hash_bits)
+        options["hash_bits"] = hash_bits
+    options["encoding"] = options["encoding"] or ("hash" if hash_bits is not None else _default("encoding"))
     given = {name: options.pop(name) for name in OPTIMIZER_OPTIONS}
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     options["storage_options"] = storage_options_of(storage_option)
@@ -215,19 +229,27 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
         from .allocators import map_large_arrays_directly
 
         map_large_arrays_directly()
-    if workers or dask_address:
-        fitted = _fit_on_dask(source, target, split_columns(features), model, workers, dask_address, round_chunks,
-                              dict(options, exclude=split_columns(exclude) or ()))
-        note()  # the workers report no chunks to this process: said once the model is back
-        for line in fitted.summary.get("notes", []) if not quiet else ():
-            click.echo(line, err=True)
-    else:
-        with TrainingProgress(enabled=not quiet and not as_json) as progress:
-            trainer = Trainer(model=model, **options)
-            setup_notes = _SetUpNotes(trainer, enabled=not quiet)
-            trainer.on_chunk = note.then(setup_notes.then(progress.update))
-            fitted = trainer.fit(source, target=target, features=split_columns(features),
-                                 exclude=split_columns(exclude) or ())
+    try:
+        if workers or dask_address:
+            fitted = _fit_on_dask(source, target, split_columns(features), model, workers, dask_address,
+                                  round_chunks, dict(options, exclude=split_columns(exclude) or ()))
+            if not quiet:  # the workers report no chunks to this process: said once the model is back
+                _echo_columns(source, target, split_columns(features), split_columns(exclude), options, fitted.spec)
+            note()
+            for line in fitted.summary.get("notes", []) if not quiet else ():
+                click.echo(line, err=True)
+        else:
+            with TrainingProgress(enabled=not quiet and not as_json) as progress:
+                trainer = Trainer(model=model, **options)
+                setup_notes = _SetUpNotes(trainer, enabled=not quiet)
+                trainer.on_chunk = note.then(setup_notes.then(progress.update))
+                if not quiet:
+                    note.first = lambda: _echo_lines(describe_columns(trainer.dataset, trainer.run.spec,
+                                                                      trainer.config.standardize))
+                fitted = trainer.fit(source, target=target, features=split_columns(features),
+                                     exclude=split_columns(exclude) or ())
+    except (TrainingInterrupted, KeyboardInterrupt) as exc:
+        raise TrainingInterrupted(interrupted_message(exc, options.get("checkpoint_dir"))) from None
     if out:
         fitted.save(out, options["storage_options"])
     if history_path:
@@ -253,18 +275,47 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     left_out = fitted.history[-1].get("rows_skipped", 0)
     why = "no target or a missing feature" if options["missing"] == "drop-rows" else "no target"
     skipped = f" ({left_out:,} rows skipped: {why})" if left_out else ""
-    click.echo(f"{fitted.kind}: {len(epochs)} epochs, {last['rows']:,} rows/epoch{skipped}, loss {last['loss']:.6g}"
+    click.echo(f"{fitted.kind}: {plural(len(epochs), 'epoch')}, {last['rows']:,} rows/epoch{skipped}, "
+               f"loss {last['loss']:.6g}"
                f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
                f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
 
 
+def interrupted_message(exc: BaseException, checkpoint_dir: str | None) -> str:
+    """What an interrupted fit says: where it stopped and, without ``--checkpoint-dir``, that nothing was saved."""
+    text = str(exc) or "interrupted"
+    if checkpoint_dir is None:
+        text += "; nothing was saved (no --checkpoint-dir: give one to keep checkpoints that --resume continues)"
+    return text
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
+
+
+def _echo_columns(source: Any, target: str, features: list[str] | None, exclude: list[str] | None, options: dict,
+                  spec: Any) -> None:
+    """What each column became, for a run whose set-up happened elsewhere (dask): the data's footers read again."""
+    from ..data.dataset import open_dataset
+
+    dataset = open_dataset(source, target=target, features=features, categorical=options.get("categorical") or (),
+                           exclude=exclude or (), storage_options=options.get("storage_options"))
+    _echo_lines(describe_columns(dataset, spec, options.get("standardize", True)))
+
+
 class _NoteOnce:
-    """A line for stderr, said once when training really starts (so that a bad option stays a one-line error)."""
+    """Lines for stderr, said once when training really starts (so that a bad option stays a one-line error):
+    ``first`` (what each column became), then the note."""
 
     def __init__(self, text: str | None):
         self.text = text
+        self.first: Callable[[], None] | None = None
 
     def __call__(self, *ignored: Any) -> None:
+        if self.first is not None:
+            first, self.first = self.first, None
+            first()
         if self.text is not None:
             click.echo(self.text, err=True)
             self.text = None

@@ -17,15 +17,17 @@ from .options import friendly_errors, split_columns, storage_option, storage_opt
 @click.option("--cache", "cache_dir", default=None, metavar="DIR",
               help="Show what an epoch cache directory holds (units, rows, bytes, sources, format).")
 @click.option("--target", help="Target column (to show what would be used as features).")
-@click.option("--features", help="Comma-separated feature columns (default: every numeric column but the target).")
+@click.option("--features", help="Feature columns: names, globs or the selectors text / numeric (default: every "
+                                 "column but the target).")
 @click.option("--shuffle", "shuffle", default=None, help=f"Show the shuffle quality of a mode: {shuffle_syntax()}.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--memory-budget", default=None, help="Show the units a memory budget such as 256MB gives.")
-@click.option("--categorical", default=None, help="Comma-separated columns to treat as categories.")
+@click.option("--categorical", default=None,
+              help="More columns to treat as categories (names, globs, selectors; text columns are anyway).")
 @click.option("--stats", "statistics", is_flag=True,
               help="Also compute column statistics (count, missing, mean, std, min, max; distinct values).")
 @click.option("--top", default=20, show_default=True, type=int,
-              help="Model files: coefficients shown per output, largest first.")
+              help="Model files: coefficients shown per output, and source columns, largest first.")
 @click.option("--json", "as_json", is_flag=True, help="Model files: print one JSON object.")
 @storage_option
 @friendly_errors
@@ -33,8 +35,9 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
             shuffle: str | None, seed: int, memory_budget: str | None, categorical: str | None, statistics: bool,
             top: int, as_json: bool, storage_option: tuple[str, ...]) -> None:
     """Show a dataset's files, rows, row groups, columns and what training would use; for a model file
-    (.safetensors), its kind, features, transform, coefficients, settings and history; with --cache DIR, what an
-    epoch cache holds."""
+    (.safetensors), its kind, features, transform, interactions, coefficients, the weight norm of each source
+    column, settings and history (MODEL DATA: the data's first rows attribute a hashed model's buckets to its
+    columns); with --cache DIR, what an epoch cache holds."""
     from ..data.convert import other_format_hint
     from .inspect_data import describe_dataset
     from .inspect_model import describe_model_file, file_kind
@@ -52,9 +55,11 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
 
     storage_options = storage_options_of(storage_option)
     kinds = {p: file_kind(p) for p in path if os.path.isfile(p)}
-    remote_model = len(path) == 1 and is_remote(path[0]) and path[0].endswith(".safetensors")
-    if len(path) == 1 and (kinds.get(path[0]) == "safetensors" or remote_model):
-        click.echo(describe_model_file(path[0], top=top, as_json=as_json, storage_options=storage_options))
+    remote_model = is_remote(path[0]) and path[0].endswith(".safetensors")
+    if kinds.get(path[0]) == "safetensors" or remote_model:
+        data = path[1:]  # the model's data: which hash buckets each hashed column's values use
+        click.echo(describe_model_file(path[0], top=top, as_json=as_json, storage_options=storage_options,
+                                       data=(list(data) if len(data) > 1 else data[0]) if data else None))
         return
     unknown = [p for p, kind in kinds.items() if kind != "parquet"]
     if unknown:

@@ -11,8 +11,12 @@ import os
 import struct
 
 import numpy as np
+import pyarrow as pa
 
 from ..errors import ConfigError
+from ..features.column_report import plural
+from ..features.spec import pair_hashes, value_hashes
+from ..features.stats import category_strings
 from ..models.linear import LinearModel, load
 
 PARQUET_MAGIC = b"PAR1"
@@ -37,16 +41,19 @@ def file_kind(path: str | os.PathLike) -> str | None:
 
 
 def describe_model_file(path: str | os.PathLike, top: int = 20, as_json: bool = False,
-                        storage_options: dict | None = None) -> str:
-    """The report of a model file (text, or one JSON object); ModelFileError if it is not a streamgd model."""
+                        storage_options: dict | None = None, data: object = None) -> str:
+    """The report of a model file (text, or one JSON object); ModelFileError if it is not a streamgd model.
+    ``data``: a dataset whose first rows' values say which hash buckets each hashed column uses."""
     model = load(path, storage_options)
-    report = model_report(model, top=top)
+    sample = sample_for(model, data, storage_options=storage_options) if data is not None else None
+    report = model_report(model, top=top, sample=sample)
     report["path"] = os.fspath(path)
     return json.dumps(report) if as_json else format_report(report)
 
 
-def model_report(model: LinearModel, top: int = 20) -> dict:
-    """Everything ``inspect`` shows of a model, JSON-ready: coefficients largest (by absolute value) first."""
+def model_report(model: LinearModel, top: int = 20, sample: pa.Table | None = None) -> dict:
+    """Everything ``inspect`` shows of a model, JSON-ready: coefficients largest (by absolute value) first, and
+    the weight norm of each source column (``column_weights``)."""
     if top < 1:
         raise ConfigError(f"--top {top}: expected a number of coefficients >= 1")
     config, summary = model.config, model.summary
@@ -63,10 +70,12 @@ def model_report(model: LinearModel, top: int = 20) -> dict:
             "transform": transform_lines(model), "standardized": bool(summary.get("feature_transform")),
             "missing": (model.feature_spec or {}).get("missing", "error"),
             "categorical": categorical_inputs(model), "outputs": outputs,
+            "interactions": [f"{a}:{b}" for a, b in (model.spec.interactions if model.spec is not None else [])],
+            "columns": column_weights(model, sample),
             "settings": {key: config[key] for key in SETTING_KEYS if key in config},
             "epochs": summary.get("epochs", len(model.history)), "steps": summary.get("steps"),
             "best_epoch": summary["best_epoch"] + 1 if "best_epoch" in summary else None,
-            "history": history}
+            "history": history, "top": top}
 
 
 def output_labels(model: LinearModel) -> list[str]:
@@ -82,9 +91,80 @@ def output_labels(model: LinearModel) -> list[str]:
 
 def categorical_inputs(model: LinearModel) -> dict[str, int | str]:
     """Each categorical input: the number of one-hot values kept, or ``"hashed"``."""
-    spec = model.feature_spec or {}
-    hashed = spec.get("encoding") == "hash"
-    return {c["name"]: "hashed" if hashed else len(c["vocabulary"]) for c in spec.get("categorical", [])}
+    spec = model.spec
+    if spec is None:
+        return {}
+    return {c.name: "hashed" if spec.column_encoding(c) == "hash" else len(c.vocabulary) for c in spec.categorical}
+
+
+def column_weights(model: LinearModel, sample: pa.Table | None = None) -> list[dict]:
+    """Each source column's share of the model, largest first: the L2 norm (over every output) of its weights on
+    standardized inputs (a numeric column with its missing indicator; a one-hot column over its slots; a hashed
+    column or an interaction over the buckets that the values of ``sample`` fall in). Without a sample, the hashed
+    columns are one entry: all the shared buckets, ``"column": None``."""
+    spec = model.spec
+    coef = np.array(model.coef_, dtype=np.float64)
+    transform = model.summary.get("feature_transform")
+    if transform:  # coefficients on raw inputs back to standardized ones, so that columns compare
+        scale = np.asarray(transform["scale"], dtype=np.float64)
+        coef[:, : scale.shape[0]] *= scale
+    entries = []
+
+    def add(column: str | None, kind: str, slots: np.ndarray) -> None:
+        entries.append({"column": column, "kind": kind, "slots": int(slots.shape[0]),
+                        "norm": float(np.sqrt((coef[:, slots] ** 2).sum()))})
+
+    if spec is None:
+        for j, name in enumerate(model.feature_names):
+            add(name, "numeric", np.array([j]))
+        return sorted(entries, key=lambda e: -e["norm"])
+    indicators = iter(range(len(spec.numeric), spec.n_dense))
+    for j, column in enumerate(spec.numeric):
+        add(column.name, "numeric", np.array([j, next(indicators)] if column.indicator else [j]))
+    starts = spec.onehot_starts() + spec.n_dense
+    for i, column in enumerate(spec.onehot_columns):
+        add(column.name, "one-hot", np.arange(starts[i], starts[i + 1]))
+    hash_start = spec.n_dense + spec.n_onehot_slots
+    mask = (1 << spec.hash_bits) - 1
+    if spec.hashed_columns and sample is None:
+        add(None, "hashed", np.arange(hash_start, hash_start + (1 << spec.hash_bits)))
+    hashes = {}
+    if sample is not None:
+        for column in {name for pair in spec.interactions for name in pair} | {c.name for c in spec.hashed_columns}:
+            hashes[column] = value_hashes(category_strings(sample.column(column)), column)
+        for column in spec.hashed_columns:
+            add(column.name, "hashed", hash_start + np.unique(hashes[column.name] & mask))
+    own = spec.own_interaction_bits
+    for a, b in spec.interactions:
+        if own is not None:
+            start = spec.n_dense + spec.n_category_slots
+            if sample is None:
+                add(f"{a}:{b}", "interaction", np.arange(start, start + (1 << own)))
+                continue
+            add(f"{a}:{b}", "interaction", start + np.unique(pair_hashes(hashes[a], hashes[b]) & ((1 << own) - 1)))
+        elif sample is not None:
+            add(f"{a}:{b}", "interaction", hash_start + np.unique(pair_hashes(hashes[a], hashes[b]) & mask))
+    return sorted(entries, key=lambda e: -e["norm"])
+
+
+def sample_for(model: LinearModel, data: object, rows: int = 65_536, storage_options: dict | None = None
+               ) -> pa.Table:
+    """The model's input columns of the data's first units (about ``rows`` rows)."""
+    from ..data.unit_reader import UnitTableReader
+    from ..models.predict import open_for_model
+
+    dataset = open_for_model(model, data, storage_options=storage_options)
+    reader = UnitTableReader(dataset, model.input_columns)
+    tables, seen = [], 0
+    try:
+        for unit in dataset.units:
+            tables.append(reader.read(unit))
+            seen += tables[-1].num_rows
+            if seen >= rows:
+                break
+    finally:
+        reader.close()
+    return pa.concat_tables(tables)
 
 
 def transform_lines(model: LinearModel) -> list[str]:
@@ -99,18 +179,36 @@ def transform_lines(model: LinearModel) -> list[str]:
     spec = model.feature_spec
     if not spec:
         return [first, "numeric inputs as they are; missing values: error"]
-    categorical = [c["name"] for c in spec["categorical"]]
-    if not categorical:
-        encoding = "no categorical inputs"
-    elif spec["encoding"] == "hash":
-        encoding = f"{len(categorical)} categorical inputs hashed into 2^{spec['hash_bits']} columns"
-    else:
-        sizes = ", ".join(f"{c['name']} {len(c['vocabulary'])}" for c in spec["categorical"][:5])
-        more = ", ..." if len(categorical) > 5 else ""
-        encoding = f"{len(categorical)} categorical inputs one-hot (values kept: {sizes}{more}; the rest: __other__)"
+    parts = []
+    hashed, onehot = model.spec.hashed_columns, model.spec.onehot_columns
+    if hashed:
+        parts.append(f"{len(hashed)} categorical inputs hashed into 2^{spec['hash_bits']} columns")
+    if onehot:
+        sizes = ", ".join(f"{c.name} {len(c.vocabulary)}" for c in onehot[:5])
+        more = ", ..." if len(onehot) > 5 else ""
+        parts.append(f"{len(onehot)} categorical inputs one-hot (values kept: {sizes}{more}; the rest: __other__)")
+    encoding = "; ".join(parts) or "no categorical inputs"
     indicators = sum(1 for c in spec["numeric"] if c.get("indicator"))
     missing = spec["missing"] + (f" ({indicators} missing indicators)" if spec["missing"] == "impute" else "")
     return [first, f"{len(spec['numeric'])} numeric inputs; {encoding}; missing values: {missing}"]
+
+
+def column_lines(columns: list[dict], top: int) -> list[str]:
+    """The source columns by weight norm, largest first (``top`` of them)."""
+    if not columns:
+        return []
+    lines = ["weight norm per source column (standardized inputs, largest first):"]
+    width = max([len(e["column"] or "") for e in columns[:top]] + [12])
+    for entry in columns[:top]:
+        name = entry["column"] or "(hashed columns)"
+        slots = plural(entry["slots"], "slot" if entry["kind"] != "hashed" else "bucket")
+        lines.append(f"  {name:<{width}} {entry['norm']:>11.5g}  {entry['kind']}, {slots}")
+    if len(columns) > top:
+        lines.append(f"  ... {len(columns) - top} more (--top N)")
+    if any(e["column"] is None for e in columns):
+        lines.append("  (the hashed columns share their buckets: give the data too, streamgd inspect MODEL DATA, "
+                     "to attribute them to columns)")
+    return lines
 
 
 def format_report(report: dict) -> str:
@@ -130,10 +228,14 @@ def format_report(report: dict) -> str:
             f", l1_ratio {settings.get('l1_ratio'):g})" if penalty == "elasticnet" else ")")
         lines.append(f"training:   {settings.get('optimizer')}" + (f" ({options})" if options else "")
                      + f", lr {settings.get('lr'):g}, schedule {settings.get('schedule')}, batch size "
-                     f"{settings.get('batch_size')}, {report['epochs']} epochs ({report['steps']} steps), penalty "
+                     f"{settings.get('batch_size')}, {plural(report['epochs'], 'epoch')} ({report['steps']} steps), "
+                     "penalty "
                      f"{penalty}{strength}")
     if report["best_epoch"] is not None:
         lines.append(f"kept:       the best epoch, {report['best_epoch']} (early stopping)")
+    if report["interactions"]:
+        lines.append(f"interactions: {', '.join(report['interactions'])}")
+    lines += column_lines(report["columns"], report["top"])
     for output in report["outputs"]:
         lines.append(f"coefficients of {output['output']} (largest first), intercept {output['intercept']:.6g}:")
         width = max([len(name) for name, _ in output["coefficients"]] + [8])

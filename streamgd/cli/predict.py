@@ -10,6 +10,7 @@ import click
 
 from ..errors import ConfigError
 from .options import friendly_errors, split_columns, storage_option, storage_options_of
+from .row_progress import RowProgress
 
 if TYPE_CHECKING:
     from ..models.predict import PredictionCounts
@@ -31,7 +32,6 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
     row with a missing or non-finite feature the model does not impute). MODEL, DATA and --out may be URIs
     (s3://bucket/key)."""
     from ..models.linear import load
-    from ..models.predict import predict_to_parquet
 
     source = list(data) if len(data) > 1 else data[0]
     storage_options = storage_options_of(storage_option)
@@ -52,8 +52,22 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
             cluster.close()
         click.echo(_predicted_line(counts, f"{out}/part-*.parquet"))
         return
-    counts = predict_to_parquet(model, source, out, keep=split_columns(keep) or (), storage_options=storage_options)
+    counts = _predict_with_progress(model, source, out, split_columns(keep) or (), storage_options)
     click.echo(_predicted_line(counts, out))
+
+
+def _predict_with_progress(model: Any, source: Any, out: str, keep: list[str], storage_options: dict | None
+                           ) -> PredictionCounts:
+    """``predict_to_parquet``, its tables counted by a progress bar on a terminal (nothing otherwise)."""
+    from ..io.outputs import check_output_file
+    from ..io.storage import uri_of
+    from ..models.predict import iter_prediction_tables, open_for_model, write_tables
+
+    dataset = open_for_model(model, source, keep, storage_options=storage_options)
+    out = check_output_file(out, [uri_of(dataset.filesystem, s) for s in dataset.sources], "the predictions' path",
+                            storage_options)
+    with RowProgress("predict", dataset.n_rows) as progress:
+        return write_tables(progress.tables(iter_prediction_tables(model, dataset, keep)), out, storage_options)
 
 
 def _predicted_line(counts: PredictionCounts, out: str) -> str:

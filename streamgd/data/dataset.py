@@ -40,6 +40,15 @@ from ..io.storage import (
     storage_error,
     uri_of,
 )
+from .columns import (
+    expand_columns,
+    is_number_like,
+    is_numeric_type,
+    is_temporal_type,  # noqa: F401 - imported from here by the trainer
+    is_text_type,
+    unknown_column,
+    why_not_a_feature,
+)
 from .convert import no_parquet_files_message, other_format_hint
 from .remote_reads import OpenFiles
 from .schema import ColumnDrift, reconcile, settle_drift
@@ -419,101 +428,89 @@ def _merged_schema(files: list[str], schema: pa.Schema, partitions: list[dict]) 
     return schema
 
 
-def is_numeric_type(dtype: pa.DataType) -> bool:
-    """Whether a column of this Arrow type can be a feature as it is (ints, floats, booleans, decimals)."""
-    return (pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
-            or pa.types.is_decimal(dtype))
-
-
-def _why_unusable(dtype: pa.DataType) -> str:
-    if is_text_type(dtype):
-        return f"holds text ({dtype}); name it with --categorical (categorical=[...]) to one-hot encode or hash it"
-    if pa.types.is_nested(dtype):
-        return f"is nested ({dtype}); features must be flat numeric columns"
-    return f"has type {dtype}, which is not numeric"
-
-
-def is_temporal_type(dtype: pa.DataType) -> bool:
-    """Dates, timestamps, times and durations: features as numbers (days or seconds)."""
-    return (pa.types.is_date(dtype) or pa.types.is_timestamp(dtype) or pa.types.is_time(dtype)
-            or pa.types.is_duration(dtype))
-
-
-def is_text_type(dtype: pa.DataType) -> bool:
-    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype)
-
-
 def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[str] | None, first_file: str,
                      allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = (),
                      allow_no_features: bool = False) -> tuple[list[str], dict[str, str], list[str]]:
-    """(feature columns, ignored columns with the reason, the categorical features).
+    """(feature columns, columns not used with the reason, the categorical features).
 
-    A categorical column is a feature: named with ``features`` or not, it is used. ``exclude`` names columns
-    (an id, a hive partition key) left out of the default selection. ``allow_no_features``: ``features=[]`` is
-    accepted (the features are elsewhere: an in-memory sparse matrix).
+    By default every column is a feature but the target and the ``exclude`` columns: numeric ones as numbers,
+    text and dictionary ones as categoricals, and the ``categorical`` columns as categoricals whatever their type;
+    a column that cannot be a feature (nested, binary, all null) is named with the reason. ``features``,
+    ``categorical`` and ``exclude`` take names, globs and the selectors ``text`` / ``numeric``
+    (``streamgd.data.columns``). ``allow_no_features``: ``features=[]`` is accepted (the features are elsewhere:
+    an in-memory sparse matrix).
     """
     names = schema.names
-    exclude = list(exclude)
-    for name in exclude:
-        if name not in names:
-            raise DataError(f"the excluded column {name!r} is not in {first_file} (columns: {_short_list(names)})")
-        if name in categorical or name == target:
-            role = "categorical" if name in categorical else "the target"
-            raise ConfigError(f"the column {name!r} is named both as {role} and as excluded")
-        if features is not None and name in features:
-            raise ConfigError(f"the column {name!r} is named both as a feature and as excluded")
+    where = first_file
+    named_out = list(exclude)
+    exclude = expand_columns(named_out, schema, "excluded", where)
     if target is not None:
         if target not in names:
-            raise DataError(f"the target column {target!r} is not in {first_file} (columns: {_short_list(names)})")
+            raise unknown_column(target, names, "target", where)
+        if target in named_out:
+            raise ConfigError(f"the column {target!r} is named both as the target and as excluded")
         target_type = schema.field(target).type
         if not (is_numeric_type(target_type) or (allow_string_target and is_text_type(target_type))):
-            raise DataError(f"the target column {target!r} in {first_file} {_why_unusable(target_type)}")
-    categorical = list(categorical)
-    for name in categorical:
-        if name not in names:
-            raise DataError(f"the categorical column {name!r} is not in {first_file} (columns: {_short_list(names)})")
+            raise DataError(f"the target column {target!r} in {first_file} is {why_not_a_feature(target_type)}; "
+                            "a target must be numbers or labels")
+    named_categorical = list(categorical)
+    categorical = []
+    for name in expand_columns(named_categorical, schema, "categorical", where):
         if name == target:
-            raise DataError(f"the column {name!r} cannot be both categorical and the target")
-        if pa.types.is_nested(schema.field(name).type):
-            raise DataError(f"the categorical column {name!r} in {first_file} {_why_unusable(schema.field(name).type)}")
-    ignored: dict[str, str] = {}
+            if name in named_categorical:
+                raise DataError(f"the column {name!r} cannot be both categorical and the target")
+            continue  # a glob or selector passes over the target
+        if name in exclude:
+            if name in named_categorical and name in named_out:
+                raise ConfigError(f"the column {name!r} is named both as categorical and as excluded")
+            continue  # excluding wins over a glob or selector
+        dtype = schema.field(name).type
+        if not (is_text_type(dtype) or is_number_like(dtype)):
+            if name in named_categorical:
+                raise DataError(f"the categorical column {name!r} in {first_file} is {why_not_a_feature(dtype)}")
+            continue
+        categorical.append(name)
     if features is None:
-        chosen = []
+        chosen, ignored = [], {}
         for f in schema:
             if f.name == target:
-                continue
-            if f.name in exclude:
+                ignored[f.name] = "the target"
+            elif f.name in exclude:
                 ignored[f.name] = "excluded"
-            elif f.name in categorical or is_numeric_type(f.type) or is_temporal_type(f.type):
+            elif f.name in categorical or is_number_like(f.type) or is_text_type(f.type):
                 chosen.append(f.name)
             else:
-                ignored[f.name] = _why_unusable(f.type)
+                ignored[f.name] = why_not_a_feature(f.type)
         if not chosen:
-            raise DataError(f"{first_file} has no numeric column to use as a feature")
-        return chosen, ignored, [n for n in chosen if n in categorical]
-    features = list(features)
-    if not features and not allow_no_features:
+            raise DataError(f"{first_file} has no numeric or text column to use as a feature")
+        return chosen, ignored, [n for n in chosen if n in categorical or is_text_type(schema.field(n).type)]
+    given = list(features)
+    if not given and not allow_no_features:
         raise DataError("the list of feature columns is empty")
+    if len(set(given)) != len(given):
+        raise DataError("a feature column is named twice")
+    features = expand_columns(given, schema, "feature", where)
+    features = [n for n in features if n != target or target in given]  # a selector or glob skips the target
     for name in features:
-        if name not in names:
-            raise DataError(f"the feature column {name!r} is not in {first_file} (columns: {_short_list(names)})")
         if name == target:
             raise DataError(f"the column {name!r} cannot be both a feature and the target")
+        if name in exclude:
+            if name in given:
+                raise ConfigError(f"the column {name!r} is named both as a feature and as excluded")
+            continue
         dtype = schema.field(name).type
-        if not (name in categorical or is_numeric_type(dtype) or is_temporal_type(dtype) or is_text_type(dtype)):
-            raise DataError(f"the feature column {name!r} in {first_file} {_why_unusable(dtype)}")
-    if len(set(features)) != len(features):
-        raise DataError("a feature column is named twice")
+        if not (name in categorical or is_number_like(dtype) or is_text_type(dtype)) and name in given:
+            raise DataError(f"the feature column {name!r} in {first_file} is {why_not_a_feature(dtype)}")
+    usable = {f.name for f in schema if f.name in categorical or is_number_like(f.type) or is_text_type(f.type)}
+    unusable = {n: why_not_a_feature(schema.field(n).type) for n in features if n not in usable}  # from a glob
+    features = [n for n in features if n not in exclude and n in usable]
     features += [n for n in categorical if n not in features]  # a categorical column is a feature
-    ignored = {f.name: "excluded" if f.name in exclude else "not selected" for f in schema
-               if f.name not in features and f.name != target}
+    ignored = {f.name: "the target" if f.name == target else "excluded" if f.name in exclude else
+               unusable.get(f.name, "not selected") for f in schema if f.name not in features}
     chosen_categorical = [n for n in features if n in categorical or is_text_type(schema.field(n).type)]
     return features, ignored, chosen_categorical
 
 
-def _short_list(names: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _build_units(metadata: list[pq.FileMetaData], max_unit_rows: int | None) -> tuple[list[Unit], list[list[int]]]:

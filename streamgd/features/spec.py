@@ -21,6 +21,9 @@ Numeric columns may be transformed first (``log1p``, ``clip``: ``streamgd.featur
 hence imputation and standardization, are the transformed values'), or binned: ``--bins`` turns a column into
 one-hot slots at the quantiles of its values, after the categorical and interaction slots.
 
+Each categorical input has its encoding (``CategoricalInput.encoding``; None: the spec's): the one-hot columns'
+slots come first, then the ``2^hash_bits`` buckets the hashed columns share, then the interactions' own buckets.
+Which encoding a column gets by default is ``choose_encodings``'s rule (``streamgd.features.encoding_choice``).
 The model's features are the dense columns, then the slots: ``output_names`` names them all, lazily.
 
 >>> import pyarrow as pa
@@ -52,6 +55,7 @@ from .transforms import ColumnTreatment, TransformStep, apply_steps
 
 MISSING_POLICIES = ("error", "drop-rows", "impute")
 ENCODINGS = ("onehot", "hash")
+MIXED = "mixed"  # a spec whose categorical columns are some one-hot, some hashed (each column says which)
 OTHER = "__other__"
 MAX_HASH_BITS = 30  # slots are int32
 
@@ -67,6 +71,7 @@ class NumericInput:
 class CategoricalInput:
     name: str
     vocabulary: list[str] = field(default_factory=list)  # one-hot only
+    encoding: str | None = None  # "onehot" or "hash"; None: the spec's encoding
 
 
 @dataclass
@@ -115,8 +120,7 @@ class OutputNames(ComputedNames):
     def __init__(self, spec: FeatureSpec):
         super().__init__(spec.dense_names, spec.n_slots)
         self._spec = spec
-        self._starts = np.cumsum([0] + [len(c.vocabulary) + 1 for c in spec.categorical]) \
-            if spec.encoding == "onehot" else None
+        self._starts = spec.onehot_starts()
 
     def slot_name(self, slot: int) -> str:
         return self._spec.slot_name(slot, self._starts)
@@ -144,7 +148,11 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         self.interactions = [tuple(pair) for pair in self.interactions]
-        if self.encoding == "hash" or self.interactions:
+        for column in self.categorical:
+            if self.column_encoding(column) not in ENCODINGS:
+                raise ConfigError(f"the categorical input {column.name!r} has encoding "
+                                  f"{self.column_encoding(column)!r}; expected one of {', '.join(ENCODINGS)}")
+        if self.hashed_columns or self.interactions:
             check_hash_bits("hash_bits", self.hash_bits)
         if self.interaction_bits is not None:
             check_hash_bits("interaction_bits", self.interaction_bits)
@@ -158,12 +166,16 @@ class FeatureSpec:
     @classmethod
     def fit(cls, numeric: list[str], categorical: list[str], stats: DatasetStats, missing: str = "error",
             encoding: str = "onehot", hash_bits: int = 18, max_categories: int = 1000,
-            interactions: Sequence[tuple[str, str]] = (), interaction_bits: int | None = None) -> FeatureSpec:
-        """The spec for these inputs from their statistics."""
+            interactions: Sequence[tuple[str, str]] = (), interaction_bits: int | None = None,
+            encodings: dict[str, str] | None = None) -> FeatureSpec:
+        """The spec for these inputs from their statistics; ``encodings``: each categorical column's own encoding
+        (``choose_encodings``; needed when ``encoding`` is ``auto``), else ``encoding`` for all."""
         if missing not in MISSING_POLICIES:
             raise ConfigError(f"missing={missing!r} is not accepted; expected one of {', '.join(MISSING_POLICIES)}")
-        if encoding not in ENCODINGS:
-            raise ConfigError(f"encoding={encoding!r} is not accepted; expected one of {', '.join(ENCODINGS)}")
+        if encodings is None:
+            if encoding not in ENCODINGS:
+                raise ConfigError(f"encoding={encoding!r} is not accepted; expected one of {', '.join(ENCODINGS)}")
+            encodings = {name: encoding for name in categorical}
         check_hash_bits("hash_bits", hash_bits)
         numeric_inputs = []
         for name in numeric:
@@ -174,11 +186,11 @@ class FeatureSpec:
         categorical_inputs = []
         for name in categorical:
             vocabulary = []
-            if encoding == "onehot":  # hashing needs no vocabulary (nor statistics of the column)
+            if encodings[name] == "onehot":  # hashing needs no vocabulary (nor statistics of the column)
                 vocabulary = sorted(stats.columns[name].top_values(max_categories))
-            categorical_inputs.append(CategoricalInput(name, vocabulary))
-        return cls(numeric_inputs, categorical_inputs, encoding, hash_bits, missing, list(interactions),
-                   interaction_bits)
+            categorical_inputs.append(CategoricalInput(name, vocabulary, encodings[name]))
+        return cls(numeric_inputs, categorical_inputs, spec_encoding(encodings.values()), hash_bits, missing,
+                   list(interactions), interaction_bits)
 
     # ---- shape ----------------------------------------------------------------------------------------------
     @property
@@ -194,21 +206,39 @@ class FeatureSpec:
     def n_dense(self) -> int:
         return len(self.numeric) + sum(c.indicator for c in self.numeric)
 
+    # ---- encodings: which categorical column is one-hot, which hashed ----------------------------------------
+    def column_encoding(self, column: CategoricalInput) -> str:
+        """``onehot`` or ``hash``: the column's own encoding, else the spec's."""
+        return column.encoding or self.encoding
+
+    @property
+    def onehot_columns(self) -> list[CategoricalInput]:
+        return [c for c in self.categorical if self.column_encoding(c) == "onehot"]
+
+    @property
+    def hashed_columns(self) -> list[CategoricalInput]:
+        return [c for c in self.categorical if self.column_encoding(c) == "hash"]
+
+    def onehot_starts(self) -> np.ndarray:
+        """The first slot of each one-hot column (and, last, the end of the one-hot slots)."""
+        return np.cumsum([0] + [len(c.vocabulary) + 1 for c in self.onehot_columns])
+
+    @property
+    def n_onehot_slots(self) -> int:
+        return sum(len(c.vocabulary) + 1 for c in self.onehot_columns)
+
     @property
     def n_category_slots(self) -> int:
-        """Slots of the categorical inputs (before any interaction space of its own)."""
-        if not self.categorical:
-            return 0
-        if self.encoding == "hash":
-            return 1 << self.hash_bits
-        return sum(len(c.vocabulary) + 1 for c in self.categorical)
+        """Slots of the categorical inputs (before any interaction space of its own): the one-hot columns'
+        slots, then the hash buckets when a column is hashed."""
+        return self.n_onehot_slots + ((1 << self.hash_bits) if self.hashed_columns else 0)
 
     @property
     def own_interaction_bits(self) -> int | None:
         """The bits of the interactions' own bucket space, or None when they share the hash buckets."""
         if not self.interactions:
             return None
-        if self.encoding == "hash" and self.interaction_bits is None:
+        if self.hashed_columns and self.interaction_bits is None:
             return None
         return self.interaction_bits if self.interaction_bits is not None else self.hash_bits
 
@@ -239,12 +269,12 @@ class FeatureSpec:
             return self.bin_slot_name(slot - self.first_bin_slot)
         if slot >= self.n_category_slots:
             return f"interaction_{slot - self.n_category_slots}"
-        if self.encoding == "hash":
-            return f"hash_{slot}"
         if starts is None:
-            starts = np.cumsum([0] + [len(c.vocabulary) + 1 for c in self.categorical])
+            starts = self.onehot_starts()
+        if slot >= int(starts[-1]):
+            return f"hash_{slot - int(starts[-1])}"
         j = int(np.searchsorted(starts, slot, side="right")) - 1
-        column, rank = self.categorical[j], slot - int(starts[j])
+        column, rank = self.onehot_columns[j], slot - int(starts[j])
         return f"{column.name}={column.vocabulary[rank] if rank < len(column.vocabulary) else OTHER}"
 
     @property
@@ -292,16 +322,18 @@ class FeatureSpec:
             return hashes[name]
 
         mask = np.uint32((1 << self.hash_bits) - 1)
+        hash_start = self.n_onehot_slots  # the hash buckets follow the one-hot columns' slots
         first = 0
         for j, spec in enumerate(self.categorical):
-            if self.encoding == "hash":
-                _fill_hashed(column_hash(spec.name), rows, mask, 0, slots, values, j)
+            if self.column_encoding(spec) == "hash":
+                _fill_hashed(column_hash(spec.name), rows, mask, hash_start, slots, values, j)
             else:
                 ranks = self._vocabulary_index(j, category_strings(table.column(spec.name)))
                 _fill_indexed(ranks, rows, first, slots, values, j)
                 first += len(spec.vocabulary) + 1
         own = self.own_interaction_bits
-        offset, pair_mask = (0, mask) if own is None else (self.n_category_slots, np.uint32((1 << own) - 1))
+        offset, pair_mask = (hash_start, mask) if own is None else (self.n_category_slots,
+                                                                    np.uint32((1 << own) - 1))
         for t, (a, b) in enumerate(self.interactions):
             _fill_hashed(pair_hashes(column_hash(a), column_hash(b)), rows, pair_mask, offset, slots, values,
                          len(self.categorical) + t)
@@ -401,6 +433,16 @@ class FeatureSpec:
                        [BinnedInput(**c) for c in data.get("binned", [])])
         except ConfigError as exc:
             raise DataError(f"the feature spec is damaged: {exc}") from None
+
+
+def spec_encoding(encodings: Sequence[str] | object) -> str:
+    """A spec's encoding from its columns': ``onehot`` or ``hash`` when they all share it, else ``mixed``.
+
+    >>> spec_encoding(["hash", "hash"]), spec_encoding(["onehot", "hash"]), spec_encoding([])
+    ('hash', 'mixed', 'onehot')
+    """
+    kinds = set(encodings)
+    return kinds.pop() if len(kinds) == 1 else ("onehot" if not kinds else MIXED)
 
 
 def check_hash_bits(name: str, bits: object) -> None:

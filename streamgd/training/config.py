@@ -12,7 +12,8 @@ import numpy as np
 from ..data.reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget, parse_size
 from ..data.shuffle import parse_shuffle
 from ..errors import ConfigError
-from ..features.spec import ENCODINGS, MISSING_POLICIES, check_hash_bits, parse_interactions
+from ..features.encoding_choice import ENCODING_CHOICES
+from ..features.spec import MISSING_POLICIES, check_hash_bits, parse_interactions
 from ..features.stats import MAX_CATEGORIES_LIMIT
 from ..features.transforms import parse_bins, parse_transform
 from ..models.linear import MODEL_KINDS
@@ -53,9 +54,12 @@ class TrainConfig:
     prefetch_depth: int = DEFAULT_PREFETCH_DEPTH
     memory_budget: str | int | None = None
     standardize: bool = True
-    categorical: list[str] | None = None  # columns to one-hot encode or hash (text features are categorical anyway)
+    # columns (names, globs, the selectors text / numeric) encoded as categoricals; text columns are anyway
+    categorical: list[str] | None = None
     missing: str = "error"  # one of MISSING_POLICIES: error | drop-rows | impute (mean + a missing indicator)
-    encoding: str = "onehot"  # one of ENCODINGS: onehot | hash (categorical columns)
+    # one of ENCODING_CHOICES: auto (per column: one-hot when it has few values, else hashed;
+    # streamgd.features.encoding_choice) | onehot | hash (every categorical column)
+    encoding: str = "auto"
     hash_bits: int = 18  # hash: 2^hash_bits shared columns
     max_categories: int = 1000  # onehot: the most frequent values kept per column (<= 1e6), the rest: __other__
     interactions: Any = None  # pairs of categorical columns hashed together, as "C1:C2,C3:C4" or [("C1", "C2")]
@@ -92,7 +96,7 @@ class TrainConfig:
         if self.schedule is not None:
             SCHEDULES.check(self.schedule)
         _one_of("missing", self.missing, MISSING_POLICIES)
-        _one_of("encoding", self.encoding, ENCODINGS)
+        _one_of("encoding", self.encoding, ENCODING_CHOICES)
         _one_of("dtype", self.dtype, DTYPES)
         self._fill_defaults(model_cls.default_clip_norm)
         if isinstance(self.batch_size, str):

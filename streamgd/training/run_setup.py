@@ -19,6 +19,7 @@ from ..data.memory_plan import MemoryPlan, plan_for_dataset
 from ..data.reader import default_target_encoder, parse_memory_budget
 from ..data.shuffle import parse_shuffle
 from ..errors import ConfigError, DataError
+from ..features.encoding_choice import choose_encodings
 from ..features.spec import FeatureSpec
 from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats, compute_stats
@@ -126,6 +127,7 @@ class RunSetup:
         self.memory_plan = memory_plan
         self.settings = settings or {}  # the epoch source's settings a checkpoint must share (dask: workers)
         self.notes: list[str] = []  # lines for the user from the statistics pass (heavy-tailed columns)
+        self.encodings: dict[str, str] = {}  # each categorical column's encoding (choose_encodings)
         self.resumed_from: int | None = None
 
     def start(self, dataset: Dataset, checkpoint: Checkpoint | None = None, classes: list | None = None
@@ -146,6 +148,7 @@ class RunSetup:
             slots = spec.n_slots if spec is not None else 0
         else:
             self._check_interactions(train)
+            self.encodings = choose_encodings(train, train.categorical, self.cfg.encoding, self.cfg.max_categories)
             stats = self._statistics(train)
             spec = self._feature_spec(train, stats)
             feature_names = spec.output_names if spec is not None else dataset.model_feature_names
@@ -192,7 +195,7 @@ class RunSetup:
         if not (cfg.standardize or needs_feature_spec(cfg, train)):
             return None
         # hashing needs no vocabulary: the pass then reads the numeric columns only
-        counted = list(train.categorical) if cfg.encoding == "onehot" else []
+        counted = [name for name in train.categorical if self.encodings.get(name) == "onehot"]
         columns = [name for name in train.feature_names if name not in train.categorical or name in counted]
         treated = self._treatments(train)
         extra = {"treatments": treated} if treated else {}  # transforms and bins: computed inside the pass
@@ -238,7 +241,7 @@ class RunSetup:
         spec = FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
                                hash_bits=cfg.hash_bits, max_categories=cfg.max_categories,
                                interactions=[tuple(pair) for pair in cfg.interactions or ()],
-                               interaction_bits=cfg.interaction_bits)
+                               interaction_bits=cfg.interaction_bits, encodings=self.encodings)
         treated = self._treatments(train)
         return spec.with_treatments(treated, stats) if treated else spec
 

@@ -84,6 +84,7 @@ class Trainer:
         self.run: Run | None = None  # the last fit's settings and its final state (to continue training from)
         self.init: LinearModel | None = None  # the model this run continues (config ``init``)
         self.state: TrainState | None = None
+        self.encodings: dict[str, str] = {}  # each categorical column's encoding (choose_encodings)
         self._clock = CheckpointClock(self.config.checkpoint_every)  # restarted by each fit
         self._interrupted = False
         self.notes: list[str] = []  # lines for the user from the last set-up (heavy-tailed columns), said by the CLI
@@ -135,6 +136,7 @@ class Trainer:
         run, state = setup.start(dataset, checkpoint, classes)
         self.dataset, self.resumed_from = dataset, setup.resumed_from
         self.notes = setup.notes
+        self.encodings = setup.encodings
         self.run, self.state, self.job = run, state, chunk_job(self.config, run)
         return run, state
 
