@@ -79,6 +79,14 @@ def test_the_dataset_reads_every_file_at_the_unified_type(drifted):
     assert drift["x0"].files_by_type == {"float": [f"{folder}/p0.parquet"], "double": [f"{folder}/p1.parquet"]}
 
 
+@pytest.mark.parametrize("selection", [{"categorical": ["*"]}, {"features": ["text", "numeric"]}, {"features": ["*"]}])
+def test_a_glob_or_selector_leaves_a_drifted_column_out_as_the_default_does(drifted, selection):
+    folder, _ = drifted
+    data = open_dataset(folder, target="y", **selection)
+    assert "z" not in data.feature_names and "z" not in data.categorical
+    assert data.ignored_columns["z"].startswith("of incompatible types: string in ")
+
+
 def test_an_unused_mismatched_column_does_not_block(tmp_path):
     rng = np.random.default_rng(1)
     parts = [_columns(rng) for _ in range(2)]

@@ -206,9 +206,12 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
     metadata = _read_footers(files, filesystem, known, open_files)
     merged = reconcile(files, [m.schema.to_arrow_schema() for m in metadata], [set(p) for p in partitions])
     schema = _merged_schema(files, merged.schema, partitions)
+    categorical_named = categorical
     feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
                                                            categorical, exclude)
-    feature_names, categorical, drifted = settle_drift(merged, feature_names, categorical, target, features is None)
+    literal = [name for name in [*(features or ()), *(categorical_named or ())] if name in schema.names]
+    feature_names, categorical, drifted = settle_drift(merged, feature_names, categorical,
+                                                       ([target] if target else []) + literal)
     ignored.update(drifted)
     for drift in merged.drift:  # left out for its type in the first file: the other files' types say more
         if not drift.usable and ignored.get(drift.name) not in (None, "excluded", "not selected"):

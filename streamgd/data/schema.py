@@ -100,13 +100,13 @@ def check_used(merged: MergedSchema, used: Sequence[str]) -> None:
             raise SchemaError(f"the column {name!r} is {drift.problem()}; leave it out of the run, or {fix}")
 
 
-def settle_drift(merged: MergedSchema, features: list[str], categorical: list[str], target: str | None,
-                 chosen_by_default: bool) -> tuple[list[str], list[str], dict[str, str]]:
+def settle_drift(merged: MergedSchema, features: list[str], categorical: list[str],
+                 named: Sequence[str]) -> tuple[list[str], list[str], dict[str, str]]:
     """(features, categorical features, columns left out with the reason) once drift is settled: a column that
-    some files lack or store in incompatible types is left out of a default selection (and said so), and is a
-    one-line SchemaError when the run names it (as a feature, a categorical column or the target)."""
-    named = ([target] if target else []) + (list(features) if not chosen_by_default else list(categorical))
-    check_used(merged, named)
+    some files lack or store in incompatible types is left out of a selection by default, glob or selector (and
+    said so), and is a one-line SchemaError when the run names it (``named``: the target, and the feature or
+    categorical columns given by their exact names)."""
+    check_used(merged, list(named))
     dropped = {}
     for name in features:
         drift = merged.drift_of(name)
