@@ -85,9 +85,10 @@ def run(cases):
                                             optimizer.code, 0, sparse=block)
         grad_sum = np.zeros(params.size)
         full_loss, full_status = K.accumulate_chunk(X, y, weights, params, n_out, loss, hyper, grad_sum, sparse=block)
-        full_state = optimizer.init_state(params.size)
-        step = K.full_batch_step(params.copy(), grad_sum, float(n), full_state, hyper, 0.1, optimizer.code, 1,
-                                 n_out * width) if c["opt"] != "ftrl" else 0
+        full_state, full_hyper = optimizer.init_state(params.size), hyper.copy()
+        full_hyper[K.H_LAZY_ROW] = 0  # the decay stamps are the sparse train loop's, not a full-batch step's
+        step = K.full_batch_step(params.copy(), grad_sum, float(n), full_state, full_hyper, 0.1, optimizer.code, 1,
+                                 n_out * width)
         margins = np.zeros((n, n_out))
         K.predict_margins(X, params, n_out, margins, sparse=block)
         bad = X.copy(order="K")
