@@ -2,7 +2,8 @@
 
 No test here gates on this machine's timings or memory: the gates are checked on fabricated measurements, and
 the end-to-end run turns its measured gates off and checks only the structure of its output. The gates
-themselves run in the nightly benchmark (scripts/bench_memory.py, .github/workflows/nightly.yml)."""
+themselves run in the nightly benchmark (scripts/bench_memory.py, .github/workflows/nightly.yml). The click-log
+benchmark's peak RSS is checked against children measured in the same test, never against a fixed figure."""
 
 from __future__ import annotations
 
@@ -220,3 +221,21 @@ def assert_peak_rss_is_bounded_by_measured_baselines(report: dict, tmp_path) -> 
         print(f"{name}: peak {peak:.0f} MB; imports alone {imports:.0f} MB, one row group of {1 / scale:.0%} of the "
               f"rows {one:.0f} MB")
         assert imports <= peak <= imports + scale * (one - imports), name
+
+
+@pytest.mark.slow  # five variants, each in its own subprocess: nightly
+def test_train_benchmark_reports_the_caches_floors(tmp_path):
+    """scripts/bench_train.py on 300k rows: the cache's summary has the same run's write floor (the cache's bytes,
+    as the cache wrote them) and compute floor (every row gathered and trained on)."""
+    report = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_train.py"), "--rows", "300000",
+                           "--data-dir", str(tmp_path), "--repeat", "1", "--json", str(report), "--variants",
+                           "decode-floor,cached-compute-floor,cache-write-floor,streamgd-1024,streamgd-1024-cached"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(report.read_text())["results"]
+    assert results["cached-compute-floor"]["rows"] == results["streamgd-1024-cached"]["rows"] == 300_000
+    written = sum(epoch["bytes_written"] for epoch in results["streamgd-1024-cached"]["cache"])
+    assert written > 300_000 * 33 * 4 and abs(results["cache-write-floor"]["bytes"] - written) <= 0.01 * written
+    assert "(cache-write-floor):" in done.stdout and "(cached-compute-floor," in done.stdout
+    assert "| cache-write-floor |" not in done.stdout  # trains nothing: not a row of the rates' table
