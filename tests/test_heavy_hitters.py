@@ -1,6 +1,6 @@
 """Space-Saving against exact counts: its bounds on Zipf-skewed streams cut into many chunks, merged summaries of
-disjoint parts, exact top-k when the gap allows, determinism, bounded memory, work per chunk (not per value) at click-log scale, and the
-vocabulary the statistics pass hands to the one-hot encoding."""
+disjoint parts, exact top-k when the gap allows, determinism, bounded memory, work per chunk (not per value) at
+click-log scale, and the vocabulary the statistics pass hands to the one-hot encoding."""
 
 from __future__ import annotations
 
