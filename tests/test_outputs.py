@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ from streamgd.cli.main import invoke
 from streamgd.errors import ConfigError
 from streamgd.io.atomic import atomic_write
 from streamgd.io.outputs import check_output_dir, check_output_file
+from streamgd.io.storage import DEFAULT_S3_RETRIES
 from conftest import reported_lines
 
 
@@ -59,14 +59,49 @@ def test_remote_outputs_are_never_written_to_a_local_folder(trained, tmp_path, c
     data, model = trained
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there: refused at once
-    started = time.perf_counter()
     _fails_with(capsys, ["predict", model, data, "--out", "s3://bucket/p.parquet"],
                 "--out s3://bucket/p.parquet: cannot reach it: the store kept failing")
     _fails_with(capsys, ["fit", data, "--target", "y", "--out", "s3://bucket/m.safetensors"], "s3://bucket/m")
     _fails_with(capsys, ["fit", data, "--target", "y", "--checkpoint-dir", "foo://bucket/ckpt"],
                 "unknown scheme foo://")
     assert os.listdir(tmp_path) == []
-    assert time.perf_counter() - started < 15  # the checks before a run retry 3 times, not 10
+
+
+@pytest.fixture
+def failing_store(monkeypatch):
+    """An S3 endpoint that answers 503 Service Unavailable to every request and logs each one (tests/s3_server.py's
+    proxy, with nothing behind it), set as the environment's endpoint, with credentials."""
+    from s3_server import Fault, FaultProxy
+
+    proxy = FaultProxy(("127.0.0.1", 9))
+    proxy.inject(Fault(status=503, times=None))
+    for name, value in {"AWS_ENDPOINT_URL": proxy.url, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.parametrize("command, out", [
+    (["predict", "{model}", "{data}", "--out"], "s3://bucket/p.parquet"),
+    (["fit", "{data}", "--target", "y", "--out"], "s3://bucket/m.safetensors"),
+    (["fit", "{data}", "--target", "y", "--checkpoint-dir"], "s3://bucket/ckpt"),
+])
+def test_the_checks_before_a_run_try_a_failing_store_three_times_not_ten(trained, failing_store, capsys, command,
+                                                                         out):
+    """The run's own requests are tried 10 times (storage.DEFAULT_S3_RETRIES, with backoff); the checks
+    before it, 3 times (storage.QUICK_S3_RETRIES), counted where they arrive: the first check (does the bucket exist?)
+    reaches the store 2 or 3 times, then the command stops with one line. The SDK's standard strategy makes
+    max_attempts attempts against a store that keeps failing, or one fewer (measured here: 2, 2 and 3; with 10
+    attempts allowed, 9 requests)."""
+    data, model = trained
+    args = [part.format(model=model, data=data) for part in command] + [out]
+    _fails_with(capsys, args, f"{out}: cannot reach it: the store kept failing")
+    requests = [(method, path) for method, path, _, _ in failing_store.log.entries]
+    assert requests and set(requests) == {("HEAD", "/bucket")}, requests
+    print(f"{args[0]} {out}: {len(requests)} requests")
+    assert len(requests) in (2, 3) and DEFAULT_S3_RETRIES == 10
 
 
 @pytest.mark.parametrize("option,value,words", [

@@ -4,8 +4,9 @@ request; tests/s3_latency.py), the same results as from local files, and the req
 from __future__ import annotations
 
 import json
+import math
 import os
-import time
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,8 @@ from streamgd.data.unit_reader import UnitTableReader
 from streamgd.errors import DataError
 from streamgd.io.mapped import _row_group_span
 from streamgd.data.reader import ChunkStream
-from streamgd.data.remote_reads import ReadStats, RemoteRowGroups, coalesce, column_chunk_ranges
+from streamgd.data import remote_reads
+from streamgd.data.remote_reads import MAX_FETCH_DEPTH, ReadStats, RemoteRowGroups, coalesce, column_chunk_ranges
 from streamgd.data.shuffle import make_plan
 
 pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
@@ -131,42 +133,116 @@ def test_reading_out_of_the_announced_order_gives_the_same_tables(bucket_data):
         local_reader.close()
 
 
-def paced_depth(data, seconds_per_unit: float) -> int:
-    """The deepest fetch-ahead of a reader that spends ``seconds_per_unit`` on each row group."""
+class VirtualClock:
+    """Time as the remote reader measures it (its module's ``time.perf_counter``), advanced by the test, never by
+    sleeping: each thread has its own. The reading thread's advances by the work the test says it did on each row
+    group; a fetching thread's by the store's latency at each request (``SlowStore``). So the fetch time and the
+    consume time the reader measures are exactly what the test set, however busy the machine is."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def perf_counter(self) -> float:
+        return getattr(self._local, "now", 0.0)
+
+    def advance(self, seconds: float) -> None:
+        self._local.now = self.perf_counter() + seconds
+
+
+class SlowStore:
+    """A dataset's open remote files (``Dataset.open_files``) whose every ranged read costs ``latency`` on the
+    calling thread's virtual clock, and is logged: what the store was asked, in the order it was asked."""
+
+    def __init__(self, inner, clock: VirtualClock, latency: float):
+        self.inner, self.clock, self.latency = inner, clock, latency
+        self.asked: list[tuple[str, int]] = []
+        self._changed = threading.Condition()
+
+    def open(self, path, filesystem, stats=None):
+        store, native = self, self.inner.open(path, filesystem, stats)
+
+        class SlowFile:
+            def size(self) -> int:
+                return native.size()
+
+            def read_at(self, length: int, offset: int):
+                store.clock.advance(store.latency)
+                data = native.read_at(length, offset)
+                with store._changed:
+                    store.asked.append((path, offset))
+                    store._changed.notify_all()
+                return data
+        return SlowFile()
+
+    def wait_until_asked(self, count: int) -> int:
+        """Wait (on the store's own notifications, 30 s at most) until ``count`` requests arrived; how many did."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.asked) >= count, timeout=30)
+            return len(self.asked)
+
+
+@pytest.fixture(scope="module")
+def many_row_groups(s3, tmp_path_factory):
+    """One file of 24 row groups of 40 rows in a bucket: room for a fetch depth of 16."""
+    directory = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((24 * 40, 3))
+    pq.write_table(pa.table({"x0": X[:, 0], "x1": X[:, 1], "x2": X[:, 2], "y": (X[:, 0] > 0).astype(np.int64)}),
+                   directory / "part-0.parquet", row_group_size=40)
+    bucket = f"streamgd-depth-{os.getpid()}"
+    s3.upload_dir(str(directory), bucket, "train")
+    return f"s3://{bucket}/train"
+
+
+def paced_pass(uri: str, latency: float, work: float, monkeypatch, fetch_bytes: int | None = None):
+    """One pass of a reader over every row group, announced in order, against a store that answers each request
+    in ``latency`` seconds, the reader working ``work`` seconds on each row group (both on a virtual clock).
+    Returns the pass's ReadStats and, after each row group read, how many row groups ahead of the reader the store
+    had been asked for (waited for through the store's log, which must reach the depth the reader set)."""
+    data = open_dataset(uri, target="y")
+    clock = VirtualClock()
+    monkeypatch.setattr(remote_reads, "time", clock)
+    store = SlowStore(data.open_files, clock, latency)
+    monkeypatch.setattr(data, "open_files", store)
     stats = ReadStats()
-    reader = UnitTableReader(data, data.columns, read_ahead=data.units, read_stats=stats)
+    reader = UnitTableReader(data, data.columns, read_ahead=data.units, read_stats=stats, fetch_bytes=fetch_bytes)
+    ahead = []
     try:
-        for unit in data.units:
+        for k, unit in enumerate(data.units):
             reader.read(unit)
-            time.sleep(seconds_per_unit)
+            wanted = min(len(data.units), k + 1 + stats.prefetch_depth)  # the row groups fetched or in flight
+            asked = store.wait_until_asked(wanted)
+            assert asked == wanted, (k, asked, wanted, stats.prefetch_depth)
+            ahead.append(asked - (k + 1))
+            clock.advance(work)
     finally:
         reader.close()
-    return stats.max_prefetch_depth
+    assert len(store.asked) == len(set(store.asked)) == len(data.units)  # each row group asked once, in one range
+    return stats, ahead
 
 
-def test_fetch_depth_follows_request_latency_over_time_per_row_group(s3, bucket_data):
-    data = open_dataset(bucket_data[1], target="y")
-    s3.proxy.delay = 0.15  # 150 ms a request against 5 ms of work per row group: Little's law wants >= 16
-    try:
-        deep = paced_depth(data, 0.005)
-    finally:
-        s3.proxy.delay = 0.0
-    shallow = paced_depth(data, 0.2)  # no delay, 200 ms of work per row group: 2 in flight are plenty
-    assert deep >= 4 and shallow <= 2
+@pytest.mark.parametrize("latency, work, depth", [
+    (0.150, 0.005, 16),  # Little's law wants ceil(0.150 / 0.005) + 1 = 31: capped by MAX_FETCH_DEPTH
+    (0.100, 0.030, 5),  # ceil(3.33) + 1
+    (0.010, 0.200, 2),  # the store answers long before the reader is done: one ahead, plus one
+])
+def test_fetch_depth_follows_little_law_on_the_latency_and_the_work_per_row_group(many_row_groups, monkeypatch,
+                                                                                   latency, work, depth):
+    """The depth the reader sets from the second row group on, and the row groups the store was asked for ahead
+    of the reader, both equal ceil(fetch time / consume time) + 1 (two ahead before any consume time is known)."""
+    stats, ahead = paced_pass(many_row_groups, latency, work, monkeypatch)
+    assert depth == min(MAX_FETCH_DEPTH, math.ceil(latency / work) + 1)
+    assert stats.prefetch_depth == depth and stats.max_prefetch_depth == max(depth, 2)
+    assert ahead[0] == 2 and ahead[1: 24 - depth] == [depth] * (23 - depth)
+    assert ahead[24 - depth:] == list(range(depth - 1, -1, -1))  # the end of the order: fewer left to fetch
 
 
-def test_fetched_bytes_stay_within_the_budget(bucket_data):
-    data = open_dataset(bucket_data[1], target="y")
-    stats = ReadStats()
-    reader = UnitTableReader(data, data.columns, read_ahead=data.units, read_stats=stats, fetch_bytes=1)
-    try:
-        for unit in data.units:
-            reader.read(unit)
-            time.sleep(0.002)
-    finally:
-        reader.close()
-    assert stats.max_prefetch_depth == 2  # the first two are asked before any size is known; then one
-    assert stats.prefetch_depth == 1
+def test_fetched_bytes_stay_within_the_budget(many_row_groups, monkeypatch):
+    """A budget of 1 byte: Little's law wants 16 ahead, the budget allows one row group (always allowed) after the
+    first two, asked before any size was known."""
+    stats, ahead = paced_pass(many_row_groups, 0.150, 0.005, monkeypatch, fetch_bytes=1)
+    assert stats.max_prefetch_depth == 2 and stats.prefetch_depth == 1
+    assert ahead[:2] == [2, 1] and ahead[2:] == [1] * 21 + [0]
 
 
 def test_an_object_gone_after_opening_is_one_error_naming_it(s3, bucket_data, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import streamgd
 from problems import logistic_exact, logistic_objective, ridge_exact, ridge_objective, write_xy
 from streamgd import DataError, DivergenceError, Trainer
+from streamgd.kernels import dense as KERNELS  # the module whose functions the training core calls per chunk
 
 
 ALPHA = 1e-3
@@ -60,13 +61,30 @@ def test_same_seed_gives_bit_identical_weights_and_other_seeds_differ(classifica
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 1024, "full"])
-def test_one_kernel_call_per_chunk_whatever_the_batch_size(classification, batch_size):
+def test_one_kernel_call_per_chunk_whatever_the_batch_size(classification, batch_size, monkeypatch):
+    """A spy on the compiled kernels' entry points the training core calls: each chunk (a row group here) goes
+    through one call, with all its rows, whatever the batch size; full batch steps once per epoch."""
+    calls = []
+
+    def spy(name):
+        real = getattr(KERNELS, name)
+
+        def counted(*args, **kwargs):
+            calls.append((name, None if name == "full_batch_step" else args[0].shape[0]))
+            return real(*args, **kwargs)
+        return counted
+
+    for name in ("train_chunk", "accumulate_chunk", "full_batch_step"):
+        monkeypatch.setattr(KERNELS, name, spy(name))
     path = classification[0]
     trainer = Trainer(model="logistic", batch_size=batch_size, epochs=3)
     trainer.fit(path, target="y")
-    chunks_per_epoch = len(trainer.dataset.units)
-    assert chunks_per_epoch == 6
-    assert trainer.kernel_calls == 3 * chunks_per_epoch
+    unit_rows = sorted(unit.n_rows for unit in trainer.dataset.units)
+    assert len(unit_rows) == 6 and sum(unit_rows) == 3000
+    chunk_kernel = "accumulate_chunk" if batch_size == "full" else "train_chunk"
+    assert sorted(rows for name, rows in calls if name == chunk_kernel) == sorted(3 * unit_rows)
+    steps = [name for name, _ in calls if name == "full_batch_step"]
+    assert len(calls) == 3 * len(unit_rows) + len(steps) and len(steps) == (3 if batch_size == "full" else 0)
 
 
 def test_history_records_every_epoch(classification):
