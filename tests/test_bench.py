@@ -181,7 +181,7 @@ def _bench_ctr():
 
 # what each contender's training child imports before it reads a row
 CONTENDER_IMPORTS = {"sklearn": "import numpy, pyarrow.parquet, sklearn.feature_extraction, sklearn.linear_model",
-                     "streamgd": "import numpy, pyarrow.parquet, streamgd.cli.commands, streamgd.kernels.dense"}
+                     "streamgd": "import numpy, pyarrow.parquet, streamgd.cli.main, streamgd.kernels.api"}
 
 
 def assert_peak_rss_is_bounded_by_measured_baselines(report: dict, tmp_path) -> None:

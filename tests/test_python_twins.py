@@ -156,8 +156,12 @@ def test_the_python_twins_compute_what_the_compiled_kernels_compute(tmp_path):
 
 
 def test_the_twins_lists_name_every_loss_and_optimizer_of_the_registries():
-    from streamgd.kernels import dense
+    from streamgd.kernels import codes
+    from streamgd.models.linear import MODEL_KINDS
     from streamgd.optim import OPTIMIZERS as REGISTERED
 
-    assert list(OPTIMIZERS) == list(dense.OPT_NAMES) and set(OPTIMIZERS) == set(REGISTERED)
-    assert {code: name for name, (code, _) in LOSSES.items()} == dict(enumerate(dense.LOSS_NAMES))
+    assert [codes.optimizer_label(code) for code in range(len(OPTIMIZERS))] == list(OPTIMIZERS)
+    assert set(OPTIMIZERS) == set(REGISTERED)
+    assert {code: name for name, (code, _) in LOSSES.items()} == {
+        code: codes.loss_label(code) for code in range(codes.N_LOSSES)} == {
+        cls.loss_kind: name for name, cls in MODEL_KINDS.items()}

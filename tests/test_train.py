@@ -11,7 +11,7 @@ import pytest
 import streamgd
 from problems import logistic_exact, logistic_objective, ridge_exact, ridge_objective, write_xy
 from streamgd import DataError, DivergenceError, Trainer
-from streamgd.kernels import dense as KERNELS  # the module whose functions the training core calls per chunk
+from streamgd.kernels import api as KERNELS  # the module whose functions the training core calls per chunk
 
 
 ALPHA = 1e-3

@@ -128,6 +128,8 @@ def compile_scope() -> Iterator[None]:
 
 def _scoped(dispatcher: Any) -> Any:
     """Give ``dispatcher`` streamgd's cache and run its lazy compiles within ``compile_scope``."""
+    if not hasattr(dispatcher, "py_func"):  # NUMBA_DISABLE_JIT=1: njit returned the plain Python function
+        return dispatcher
     dispatcher._cache = StreamgdFunctionCache(dispatcher.py_func)
     compile_for_args = dispatcher._compile_for_args
 
