@@ -70,6 +70,13 @@ def _crash_if_asked() -> None:
     os._exit(1)
 
 
+def _process_peak() -> tuple[tuple[str, int], float]:
+    """This process (host, pid) and its peak RSS in MB."""
+    import socket
+
+    return (socket.gethostname(), os.getpid()), lifetime_peak_rss_mb()
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -197,11 +204,12 @@ class DaskEpochs:
         """Each worker process's peak RSS so far, in MB (by address: a worker that died keeps its last figure):
         every worker asked for its own high-water mark, which no sampling between rounds can miss."""
         try:
-            peaks = self.client.run(lifetime_peak_rss_mb)
+            peaks = self.client.run(_process_peak)
         except Exception:  # a worker lost mid-call: the figures known so far
             peaks = {}
-        for address, peak in peaks.items():
-            self._peaks[address] = max(peak, self._peaks.get(address, 0.0))
+        for address, (process, peak) in peaks.items():
+            if process != _process_peak()[0]:  # a worker thread of this very process is the client's figure
+                self._peaks[address] = max(peak, self._peaks.get(address, 0.0))
         return [round(self._peaks[address], 1) for address in sorted(self._peaks)]
 
     def settings(self) -> dict:
