@@ -125,3 +125,25 @@ def test_workers_print_epoch_lines_and_their_peak_rss_counts_every_worker(data, 
     assert len(peaks) == 2  # the test saw both workers
     assert workers >= sum(peaks.values()) - 1  # each worker's own peak, summed (printed to 1 MB)
     assert total >= client + workers - 1 and client > 0
+
+
+def test_dask_address_prints_the_same_epoch_lines_and_each_workers_peak(client, data, tmp_path):
+    from click.testing import CliRunner
+
+    from streamgd.cli.main import main
+
+    history = tmp_path / "history.json"
+    result = CliRunner().invoke(main, ["fit", data, "--target", "y", "--epochs", "2", "--batch-size", "64",
+                                       "--validation", "0.25", "--dask", client.scheduler.address,
+                                       "--history", str(history)])
+    assert result.exit_code == 0, result.output
+    records = json.loads(history.read_text())
+    lines = [EPOCH_LINE.match(line) for line in reported_lines(result.stderr)]
+    assert len(lines) == 2 and all(lines), result.stderr
+    assert [int(line["epoch"]) for line in lines] == [record["epoch"] for record in records] == [1, 2]
+    assert [float(line["validation"]) for line in lines] == [float(f"{r['validation_loss']:.6g}") for r in records]
+    # each worker's reported peak is at least what the worker process holds now, read from outside it
+    now = sorted(psutil.Process(pid).memory_info().rss / 1e6 for pid in client.run(os.getpid).values())
+    reported = sorted(records[-1]["workers_peak_rss_mb"])
+    assert len(reported) == 2 and all(peak >= held - 0.1 for peak, held in zip(reported, now)), (reported, now)
+    assert f"+ 2 workers {sum(reported):,.0f} MB" in result.stdout
