@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,9 +48,10 @@ from .models.predict import PredictionCounts
 from .training.chunk_step import ChunkJob, LearningRates, batches_in, divergence_message, open_stream, train_stream
 from .training.config import TrainConfig
 from .training.epoch import EpochProgress, ReadFigures
+from .training.measure import lifetime_peak_rss_mb
 from .training.model_of_run import settle_state
 from .training.state import Run, TrainState
-from .training.trainer import Trainer
+from .training.trainer import ChunkProgress, Trainer
 
 __all__ = ["fit_distributed", "predict_distributed"]
 
@@ -67,6 +68,13 @@ def _crash_if_asked() -> None:
     except FileExistsError:
         return
     os._exit(1)
+
+
+def _process_peak() -> tuple[tuple[str, int], float]:
+    """This process (host, pid) and its peak RSS in MB."""
+    import socket
+
+    return (socket.gethostname(), os.getpid()), lifetime_peak_rss_mb()
 
 
 def _identity(value: Any) -> Any:
@@ -148,11 +156,12 @@ def _chunk_id(step: Any) -> tuple:
 # ---- the client -------------------------------------------------------------------------------------------------
 def fit_distributed(data: Any, target: str | None = None, features: Sequence[str] | None = None, *,
                     client: Any = None, n_workers: int = 2, round_chunks: int = 4, exclude: Sequence[str] = (),
-                    **options: Any) -> LinearModel:
+                    on_chunk: Callable[[ChunkProgress], None] | None = None, **options: Any) -> LinearModel:
     """Train on a dask.distributed cluster: ``client`` (an existing ``dask.distributed.Client``), else a
     ``LocalCluster`` of ``n_workers`` processes on this machine. Options as for ``streamgd.fit``: the same
     Trainer sets the run up, keeps its history, validation, early stopping and checkpoints; the workers run
-    the same chunk step on their shards."""
+    the same chunk step on their shards. ``on_chunk`` hears of each round and each booked epoch, as a Trainer's
+    does of chunks; the model's summary holds each worker's peak RSS (``workers_peak_rss_mb``)."""
     from dask.distributed import Client, LocalCluster
 
     cfg = TrainConfig(**options).validate()
@@ -168,8 +177,11 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
                                    dashboard_address=":0", silence_logs=logging.CRITICAL)
         client = Client(own_cluster)
     try:
-        trainer = Trainer(cfg, runner=DaskEpochs(client, round_chunks))
-        return trainer.fit(data, target=target, features=features, exclude=exclude)
+        runner = DaskEpochs(client, round_chunks)
+        model = Trainer(cfg, on_chunk=on_chunk, runner=runner).fit(data, target=target, features=features,
+                                                                   exclude=exclude)
+        model.summary["workers_peak_rss_mb"] = runner.workers_peak_rss_mb()
+        return model
     finally:
         if own_cluster is not None:
             client.close()
@@ -186,6 +198,19 @@ class DaskEpochs:
         self.round_chunks = round_chunks
         self.n_shards = worker_count(client)
         self._job: tuple[ChunkJob, Any] | None = None  # the job and its future
+        self._peaks: dict[str, float] = {}  # each worker process's peak RSS in MB, by address
+
+    def workers_peak_rss_mb(self) -> list[float]:
+        """Each worker process's peak RSS so far, in MB (by address: a worker that died keeps its last figure):
+        every worker asked for its own high-water mark, which no sampling between rounds can miss."""
+        try:
+            peaks = self.client.run(_process_peak)
+        except Exception:  # a worker lost mid-call: the figures known so far
+            peaks = {}
+        for address, (process, peak) in peaks.items():
+            if process != _process_peak()[0]:  # a worker thread of this very process is the client's figure
+                self._peaks[address] = max(peak, self._peaks.get(address, 0.0))
+        return [round(self._peaks[address], 1) for address in sorted(self._peaks)]
 
     def settings(self) -> dict:
         return {"workers": self.n_shards, "round_chunks": self.round_chunks}
@@ -230,7 +255,7 @@ class DaskEpochs:
         else:
             rounds = self._local_sgd_epoch(cfg, run, job, state, progress)
         state.chunks_done += 1  # the epoch's end counts as a round, for checkpoint_every and the serials
-        return {"rounds": rounds, "workers": self.n_shards}
+        return {"rounds": rounds, "workers": self.n_shards, "workers_peak_rss_mb": self.workers_peak_rss_mb()}
 
     def _full_batch_epoch(self, run: Run, job: ChunkJob, state: TrainState, progress: EpochProgress) -> None:
         """Every shard's gradient sum at the state's parameters, added in shard order into ``state.grad_sum``."""
@@ -242,7 +267,7 @@ class DaskEpochs:
         for part, _, reads in results:
             state.add_sums(part)
             progress.reads.add(reads)
-        progress.meter.add(state.epoch_rows)
+        progress.meter.add(state.epoch_rows)  # not the per-chunk hook: a checkpoint here would hold the sums
         state.grad_sum = np.sum([part.grad_sum for part, _, _ in results], axis=0)
 
     def _local_sgd_epoch(self, cfg: TrainConfig, run: Run, job: ChunkJob, state: TrainState,

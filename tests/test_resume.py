@@ -158,8 +158,8 @@ def test_early_stopping_stops_at_the_right_epoch_and_keeps_the_best(many_groups,
     monkeypatch.setattr(core_module, "mean_loss", lambda *args, **kwargs: next(script))
     options = dict(target="y", validation=0.2, **{**SETTINGS, "batch_size": 32})
     stopped = streamgd.fit(many_groups, early_stopping=3, tol=0.0, **{**options, "epochs": 20})
-    assert len(stopped.history) == 6  # epochs 3, 4 and 5 did not beat epoch 2's 0.7
-    assert stopped.summary["best_epoch"] == 2 and stopped.summary["best_loss"] == 0.7
+    assert len(stopped.history) == 6  # epochs 4, 5 and 6 did not beat epoch 3's 0.7
+    assert stopped.summary["best_epoch"] == 3 and stopped.summary["best_loss"] == 0.7
     monkeypatch.setattr(core_module, "mean_loss", lambda *args, **kwargs: 1.0)
     three_epochs = streamgd.fit(many_groups, **{**options, "epochs": 3})
     np.testing.assert_array_equal(stopped.coef_, three_epochs.coef_)

@@ -20,8 +20,8 @@ def svm_file(tmp_path):
     coef = np.array([[0.5, -3.0, 0.0, 1.25], [2.0, 0.1, -0.2, 0.0], [0.0, 0.0, 0.0, -7.5]])
     config = TrainConfig(model="svm", optimizer="adam", lr=0.01, schedule="constant", batch_size=64, epochs=2,
                          penalty="l1", alpha=0.001).validate().to_dict()
-    history = [{"epoch": 0, "loss": 0.75, "validation_loss": 0.7, "rows": 1000, "rows_per_s": 2000.0},
-               {"epoch": 1, "loss": 0.5, "validation_loss": 0.45, "rows": 1000, "rows_per_s": 4000.0}]
+    history = [{"epoch": 1, "loss": 0.75, "validation_loss": 0.7, "rows": 1000, "rows_per_s": 2000.0},
+               {"epoch": 2, "loss": 0.5, "validation_loss": 0.45, "rows": 1000, "rows_per_s": 4000.0}]
     summary = {"epochs": 2, "steps": 32, "feature_transform": {"kind": "standardize", "mean": [1.0, 0.0, 0.0, 0.0],
                                                                "scale": [2.0, 1.0, 1.0, 1.0]}}
     model = LinearSVM(coef, np.array([0.25, -0.5, 1.0]), ["a", "b", "c", "d"], target="kind",

@@ -89,7 +89,7 @@ def test_one_kernel_call_per_chunk_whatever_the_batch_size(classification, batch
 
 def test_history_records_every_epoch(classification):
     model = streamgd.fit(classification[0], target="y", epochs=3, batch_size=64)
-    assert [e["epoch"] for e in model.history] == [0, 1, 2]
+    assert [e["epoch"] for e in model.history] == [1, 2, 3]
     for record in model.history:
         assert record["rows"] == 3000
         assert record["rows_per_s"] > 0 and record["peak_rss_mb"] > 10

@@ -41,7 +41,7 @@ def test_three_epochs_then_two_more_equal_five(groups, tmp_path, options):
     assert np.abs(more.coef_ - three.coef_).max() > 1e-3  # the two epochs did train
     assert more.summary["steps"] == five.summary["steps"] and more.summary["epochs"] == 5
     assert more.summary["continued_from_epoch"] == 3
-    assert [e["epoch"] for e in more.history] == [0, 1, 2, 3, 4]
+    assert [e["epoch"] for e in more.history] == [1, 2, 3, 4, 5]
     np.testing.assert_allclose([e["loss"] for e in more.history], [e["loss"] for e in five.history], rtol=1e-12)
 
 

@@ -230,16 +230,12 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
 
         map_large_arrays_directly()
     try:
-        if workers or dask_address:
-            fitted = _fit_on_dask(source, target, split_columns(features), model, workers, dask_address,
-                                  round_chunks, dict(options, exclude=split_columns(exclude) or ()))
-            if not quiet:  # the workers report no chunks to this process: said once the model is back
-                _echo_columns(source, target, split_columns(features), split_columns(exclude), options, fitted.spec)
-            note()
-            for line in fitted.summary.get("notes", []) if not quiet else ():
-                click.echo(line, err=True)
-        else:
-            with TrainingProgress(enabled=not quiet and not as_json) as progress:
+        with TrainingProgress(enabled=not quiet and not as_json) as progress:
+            if workers or dask_address:
+                fitted = _fit_on_dask(source, target, split_columns(features), model, workers, dask_address,
+                                      round_chunks, dict(options, exclude=split_columns(exclude) or (),
+                                                         on_chunk=note.then(progress.update)))
+            else:
                 trainer = Trainer(model=model, **options)
                 setup_notes = _SetUpNotes(trainer, enabled=not quiet)
                 trainer.on_chunk = note.then(setup_notes.then(progress.update))
@@ -250,6 +246,10 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
                                      exclude=split_columns(exclude) or ())
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
         raise TrainingInterrupted(interrupted_message(exc, options.get("checkpoint_dir"))) from None
+    if (workers or dask_address) and not quiet:  # the workers report no set-up to this process: said now
+        _echo_columns(source, target, split_columns(features), split_columns(exclude), options, fitted.spec)
+        for line in fitted.summary.get("notes", []):
+            click.echo(line, err=True)
     if out:
         fitted.save(out, options["storage_options"])
     if history_path:
@@ -257,28 +257,60 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
 
         write_object(resolve(history_path, options["storage_options"]),
                      lambda tmp: _write_text(tmp, json.dumps(fitted.history, indent=1)))
-    keys = ("epoch", "loss", "baseline_loss", "validation_loss", "rows", "seconds", "rows_per_s", "peak_rss_mb",
-            "steps", "shuffle_quality")
-    epochs = [{k: e[k] for k in keys if k in e} for e in fitted.history]
+    seconds = time.perf_counter() - started
     if as_json:
-        click.echo(json.dumps({"model": out, "kind": fitted.kind, "seconds": round(time.perf_counter() - started, 3),
-                               "epochs": epochs}))
+        click.echo(json.dumps(_json_report(fitted, out, seconds)))
         return
-    last = epochs[-1]
+    click.echo(_summary_line(fitted, out, seconds, options))
+
+
+_JSON_EPOCH_KEYS = ("epoch", "loss", "baseline_loss", "validation_loss", "rows", "seconds", "rows_per_s",
+                    "peak_rss_mb", "workers_peak_rss_mb", "steps", "shuffle_quality")
+
+
+def _run_figures(fitted: Any, seconds: float) -> dict:
+    """The whole run's figures: rows trained over the epochs this run trained (a resumed or continued model's
+    history holds earlier ones too), over the command's wall time; this process's peak RSS, and under dask each
+    worker's."""
+    run = fitted.history[len(fitted.history) - fitted.summary.get("epochs_run", len(fitted.history)):]
+    rows = sum(record["rows"] for record in run)
+    figures = {"seconds": round(seconds, 3), "epochs_run": len(run), "rows": rows,
+               "rows_per_s": round(rows / max(seconds, 1e-9), 1),
+               "peak_rss_mb": max([fitted.summary.get("peak_rss_mb") or 0.0] + [r["peak_rss_mb"] for r in run])}
+    if fitted.summary.get("workers_peak_rss_mb") is not None:
+        figures["workers_peak_rss_mb"] = fitted.summary["workers_peak_rss_mb"]
+    return figures
+
+
+def _json_report(fitted: Any, out: str | None, seconds: float) -> dict:
+    """``--json``: the model, the run's figures and one entry per epoch (``epoch`` counted from 1)."""
+    epochs = [{k: e[k] for k in _JSON_EPOCH_KEYS if k in e} for e in fitted.history]
+    return {"model": out, "kind": fitted.kind, **_run_figures(fitted, seconds), "epochs": epochs}
+
+
+def _summary_line(fitted: Any, out: str | None, seconds: float, options: dict) -> str:
+    """The run in one line: epochs and their losses, then the whole run's rows, wall time and rows/s (the last
+    epoch's rows/s labelled as such), and the peak RSS of every process that trained."""
+    last = fitted.history[-1]
+    figures = _run_figures(fitted, seconds)
     validation = f", validation loss {last['validation_loss']:.6g}" if "validation_loss" in last else ""
-    best = (f", best epoch {fitted.summary['best_epoch'] + 1} kept" if "best_epoch" in fitted.summary else "")
+    best = (f", best epoch {fitted.summary['best_epoch']} kept" if "best_epoch" in fitted.summary else "")
     resumed = (f", resumed from checkpoint {fitted.summary['resumed_from']}"
                if fitted.summary.get("resumed_from") is not None else "")
     if fitted.summary.get("continued_from_epoch") is not None:
         resumed += f", continued {options['init']} at epoch {fitted.summary['continued_from_epoch'] + 1}"
     baseline = f" (constant {last['baseline_loss']:.6g})" if last.get("baseline_loss") is not None else ""
-    left_out = fitted.history[-1].get("rows_skipped", 0)
+    left_out = last.get("rows_skipped", 0)
     why = "no target or a missing feature" if options["missing"] == "drop-rows" else "no target"
     skipped = f" ({left_out:,} rows skipped: {why})" if left_out else ""
-    click.echo(f"{fitted.kind}: {plural(len(epochs), 'epoch')}, {last['rows']:,} rows/epoch{skipped}, "
-               f"loss {last['loss']:.6g}"
-               f"{baseline}{validation}{best}, {last['rows_per_s']:,.0f} rows/s, "
-               f"peak RSS {last['peak_rss_mb']:.0f} MB{resumed}" + (f", model written to {out}" if out else ""))
+    client, workers = figures["peak_rss_mb"], figures.get("workers_peak_rss_mb")
+    memory = (f"peak RSS {client + sum(workers):,.0f} MB (client {client:,.0f} MB + {len(workers)} workers "
+              f"{sum(workers):,.0f} MB, each process's own peak)" if workers else f"peak RSS {client:,.0f} MB")
+    return (f"{fitted.kind}: {plural(len(fitted.history), 'epoch')}, {last['rows']:,} rows/epoch{skipped}, "
+            f"loss {last['loss']:.6g}{baseline}{validation}{best}; {figures['rows']:,} rows in "
+            f"{figures['seconds']:.2f} s, {figures['rows_per_s']:,.0f} rows/s over the run (last epoch "
+            f"{last['rows_per_s']:,.0f} rows/s), {memory}{resumed}"
+            + (f", model written to {out}" if out else ""))
 
 
 def interrupted_message(exc: BaseException, checkpoint_dir: str | None) -> str:

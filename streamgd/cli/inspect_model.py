@@ -64,7 +64,9 @@ def model_report(model: LinearModel, top: int = 20, sample: pa.Table | None = No
         outputs.append({"output": label, "intercept": float(model.intercept_[k]),
                         "coefficients": [[model.feature_names[j], float(row[j])] for j in order],
                         "zero": int((row == 0).sum()), "not_shown": int(len(row) - len(order))})
-    history = [{"epoch": int(e["epoch"]) + 1, "loss": e.get("loss"), "validation_loss": e.get("validation_loss"),
+    # epochs count from 1 in files written since issue 27; older files counted from 0 (their first record's 0)
+    shift = 1 if model.history and model.history[0].get("epoch") == 0 else 0
+    history = [{"epoch": int(e["epoch"]) + shift, "loss": e.get("loss"), "validation_loss": e.get("validation_loss"),
                 "rows": e.get("rows"), "rows_per_s": e.get("rows_per_s")} for e in model.history]
     return {"kind": model.kind, "target": model.target, "classes": model.classes_, "n_features": model.n_features,
             "transform": transform_lines(model), "standardized": bool(summary.get("feature_transform")),
@@ -74,7 +76,7 @@ def model_report(model: LinearModel, top: int = 20, sample: pa.Table | None = No
             "columns": column_weights(model, sample),
             "settings": {key: config[key] for key in SETTING_KEYS if key in config},
             "epochs": summary.get("epochs", len(model.history)), "steps": summary.get("steps"),
-            "best_epoch": summary["best_epoch"] + 1 if "best_epoch" in summary else None,
+            "best_epoch": summary["best_epoch"] + shift if "best_epoch" in summary else None,
             "history": history, "top": top}
 
 

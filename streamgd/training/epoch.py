@@ -174,9 +174,10 @@ def steps_per_epoch(cfg: TrainConfig, dataset: Dataset) -> int:
 # ---- the epoch's record and early stopping ----------------------------------------------------------------------
 def epoch_record(cfg: TrainConfig, run: Run, state: TrainState, meter: EpochMeter,
                  quality: ShuffleQualityMeter) -> dict:
-    """The history entry of the epoch just trained: losses (and the validation loss), rows, time, memory."""
+    """The history entry of the epoch just trained: losses (and the validation loss), rows, time, memory.
+    ``epoch`` counts from 1, as every line a user reads does (the state's cursor counts from 0)."""
     seconds = meter.seconds
-    record = {"epoch": state.epoch, "loss": state.epoch_loss_sum / max(state.epoch_rows, 1),
+    record = {"epoch": state.epoch + 1, "loss": state.epoch_loss_sum / max(state.epoch_rows, 1),
               "baseline_loss": constant_loss(run.model_cls.loss_kind, state.epoch_rows, state.epoch_y_sum,
                                              state.epoch_y_sq_sum),
               "rows": state.epoch_rows, "rows_skipped": state.epoch_rows_skipped, "seconds": round(seconds, 4),

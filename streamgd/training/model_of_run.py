@@ -101,7 +101,7 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     if run.validation is not None:
         info["validation_rows"] = run.validation.n_rows
     if state.best:
-        info["best_epoch"] = state.best["epoch"]
+        info["best_epoch"] = state.best["epoch"] + 1  # counted from 1, as the history's records
         info["best_loss"] = state.best["loss"]
     if run.stats is not None:
         info["statistics"] = run.stats.as_dict()

@@ -39,9 +39,10 @@ __all__ = ["ChunkProgress", "EpochRunner", "TrainConfig", "TrainState", "Trainer
 
 @dataclass
 class ChunkProgress:
-    """What the trainer reports after each chunk (for progress bars)."""
+    """What the trainer reports after each chunk (for progress bars), and once more when the epoch is booked,
+    with its history record (``record``: the figures a per-epoch line prints)."""
 
-    epoch: int
+    epoch: int  # counted from 0, as the state's cursor (the record's ``epoch`` counts from 1)
     epochs: int
     rows_done: int
     rows_total: int
@@ -49,6 +50,7 @@ class ChunkProgress:
     loss: float
     rss_mb: float
     validation_loss: float | None = None  # of the previous epoch, when there is validation data
+    record: dict | None = None  # the epoch's history record, once it is booked
 
 
 class EpochRunner(EpochSource, DataScans, Protocol):
@@ -88,6 +90,7 @@ class Trainer:
         self._clock = CheckpointClock(self.config.checkpoint_every)  # restarted by each fit
         self._interrupted = False
         self.notes: list[str] = []  # lines for the user from the last set-up (heavy-tailed columns), said by the CLI
+        self._records_before = 0  # the history's records when this fit started
 
     @property
     def kernel_calls(self) -> int:
@@ -118,9 +121,10 @@ class Trainer:
         checkpoint = latest_checkpoint(cfg.checkpoint_dir, cfg.storage_options) if cfg.resume else None
         run, state = self._start(dataset, checkpoint, classes)
         self._clock = CheckpointClock(cfg.checkpoint_every, now=time.monotonic)
+        self._records_before = len(state.history)
         with self._stop_on_ctrl_c():
             train_epochs(cfg, run, self.job, state, self.runner or self.local, after_chunk=self._after_chunk,
-                         after_epoch=lambda record: self._write_checkpoint())
+                         after_epoch=self._after_epoch)
         return self._model(run, state)
 
     def prepare(self, dataset: Dataset, classes: list | None = None) -> tuple[Run, TrainState]:
@@ -171,13 +175,23 @@ class Trainer:
                                         progress.rows_total, progress.meter.rows_per_s,
                                         state.epoch_loss_sum / max(state.epoch_rows, 1), rss, previous))
 
+    def _after_epoch(self, record: dict) -> None:
+        """After an epoch is booked: its checkpoint, then its record to the progress callback."""
+        self._write_checkpoint()
+        if self.on_chunk is not None:
+            cfg, state = self.config, self.state
+            self.on_chunk(ChunkProgress(state.epoch - 1, state.first_epoch + cfg.epochs, record["rows"],
+                                        record["rows"], record["rows_per_s"], record["loss"],
+                                        record["peak_rss_mb"], record.get("validation_loss"), record))
+
     # ---- checkpoints, the model --------------------------------------------------------------------------------
     def _write_checkpoint(self) -> None:
         self._clock.written()
         save_checkpoint(self.config, self.run, self.state, fingerprint(self.dataset), self.settings())
 
     def _model(self, run: Run, state: TrainState) -> LinearModel:
-        summary = {"resumed_from": self.resumed_from,
+        # the records this fit added (a resumed or continued run's history holds the earlier ones too)
+        summary = {"resumed_from": self.resumed_from, "epochs_run": len(state.history) - self._records_before,
                    "continued_from_epoch": state.first_epoch if self.init is not None else None}
         if self.notes:  # kept with the model: a dask run's client says them once the model is back
             summary["notes"] = list(self.notes)

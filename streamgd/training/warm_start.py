@@ -97,7 +97,7 @@ def starting_point(model: LinearModel, name: str, standardizer: Standardizer | N
             "average_start", 0):
         warnings.warn(f"{name} holds the average of the asgd iterates, not the last one: training continues from "
                       "the average, which a longer run would not", stacklevel=3)
-    if "best_epoch" in summary and summary["best_epoch"] + 1 < summary["epochs"]:
-        warnings.warn(f"{name} kept its best epoch ({summary['best_epoch'] + 1} of {summary['epochs']}): training "
+    if "best_epoch" in summary and summary["best_epoch"] < summary["epochs"]:
+        warnings.warn(f"{name} kept its best epoch ({summary['best_epoch']} of {summary['epochs']}): training "
                       "continues from it with the optimizer state of the last epoch", stacklevel=3)
     return params, np.array(state, dtype=np.float64), int(summary["steps"]), int(summary["epochs"])
