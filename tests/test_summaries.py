@@ -21,6 +21,11 @@ from conftest import reported_lines
 
 SUMMARY = re.compile(r"; (?P<rows>[\d,]+) rows in (?P<seconds>[\d.]+) s, (?P<rate>[\d,]+) rows/s over the run "
                      r"\(last epoch (?P<last>[\d,]+) rows/s\), (?P<memory>peak RSS .*)$")
+def epoch_lines(stderr: str) -> list[str]:
+    """The per-epoch lines of a fit's stderr (the lines saying what each column became come before them)."""
+    return [line for line in reported_lines(stderr) if line.startswith("epoch ")]
+
+
 EPOCH_LINE = re.compile(r"^epoch (?P<epoch>\d+)/(?P<of>\d+): (?P<rows>[\d,]+) rows, loss (?P<loss>\S+), "
                         r"validation loss (?P<validation>\S+), (?P<rate>[\d,]+) rows/s, (?P<memory>peak RSS .*)$")
 
@@ -67,7 +72,7 @@ def test_summary_rate_is_over_the_whole_run_and_epochs_count_from_one_everywhere
     # the run's rate: its rows over its wall time (seconds printed to 0.01 s, the rate to 1 row/s)
     assert rows / (seconds + 0.005) - 1 <= number(summary["rate"]) <= rows / (seconds - 0.005) + 1
     assert number(summary["last"]) == round(records[-1]["rows_per_s"])  # the last epoch's, labelled as such
-    lines = [EPOCH_LINE.match(line) for line in reported_lines(done.stderr)]
+    lines = [EPOCH_LINE.match(line) for line in epoch_lines(done.stderr)]
     assert all(lines), done.stderr
     assert [int(line["epoch"]) for line in lines] == [record["epoch"] for record in records] == [1, 2, 3]
     assert [float(line["validation"]) for line in lines] == [float(f"{r['validation_loss']:.6g}") for r in records]
@@ -113,7 +118,7 @@ def test_workers_print_epoch_lines_and_their_peak_rss_counts_every_worker(data, 
                "2", "--history", str(history), cwd=tmp_path, sample=sample)
     assert done.returncode == 0, done.stderr
     records = json.loads(history.read_text())
-    lines = [EPOCH_LINE.match(line) for line in reported_lines(done.stderr)]
+    lines = [EPOCH_LINE.match(line) for line in epoch_lines(done.stderr)]
     assert len(lines) == 2 and all(lines), done.stderr
     assert [int(line["epoch"]) for line in lines] == [1, 2]
     assert [float(line["validation"]) for line in lines] == [float(f"{r['validation_loss']:.6g}") for r in records]
@@ -138,7 +143,7 @@ def test_dask_address_prints_the_same_epoch_lines_and_each_workers_peak(client, 
                                        "--history", str(history)])
     assert result.exit_code == 0, result.output
     records = json.loads(history.read_text())
-    lines = [EPOCH_LINE.match(line) for line in reported_lines(result.stderr)]
+    lines = [EPOCH_LINE.match(line) for line in epoch_lines(result.stderr)]
     assert len(lines) == 2 and all(lines), result.stderr
     assert [int(line["epoch"]) for line in lines] == [record["epoch"] for record in records] == [1, 2]
     assert [float(line["validation"]) for line in lines] == [float(f"{r['validation_loss']:.6g}") for r in records]
