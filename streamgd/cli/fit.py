@@ -99,11 +99,14 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
 @click.option("--class-weight", default=None,
               help="balanced, or label=weight pairs such as 1=5,0=1 (classifiers).")
 @click.option("--sample-weight", default=None, help="A column of per-row weights.")
-@click.option("--batch-size", default=str(_default("batch_size")), show_default=True,
-              help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
-@click.option("--epochs", default=_default("epochs"), show_default=True, type=click.IntRange(min=1))
-@click.option("--optimizer", default=_default("optimizer"), show_default=True, type=click.Choice(list(OPTIMIZERS)),
-              help=OPTIMIZERS.help(default=_default("optimizer")))
+@click.option("--batch-size", default=None,
+              help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent (default: the optimizer's, "
+                   "ftrl 1, the others 1024).")
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Passes over the data (default: 1 for a model with categorical columns at batch size 1, else 5).")
+@click.option("--optimizer", default=None, type=click.Choice(list(OPTIMIZERS)),
+              help="Default: ftrl for a model with categorical columns, sgd for numeric columns only (printed). "
+                   + OPTIMIZERS.help())
 @click.option("--lr", default=None, type=float,
               help="Base learning rate (default: the optimizer's own, scaled for some models: "
                    f"{_scaled_defaults('default_lr_scale', 1.0)}).")
@@ -212,6 +215,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     else:
         with TrainingProgress(enabled=not quiet and not as_json) as progress:
             trainer = Trainer(model=model, on_chunk=note.then(progress.update), **options)
+            if not quiet and not as_json:  # what the data chose, said once with the first chunk
+                note.first = lambda: trainer.config.defaults_note()
             fitted = trainer.fit(source, target=target, features=split_columns(features),
                                  exclude=split_columns(exclude) or ())
     if out:
@@ -250,7 +255,13 @@ class _NoteOnce:
     def __init__(self, text: str | None):
         self.text = text
 
+    first: Callable[[], str | None] | None = None  # a line computed when training starts, said before the text
+
     def __call__(self, *ignored: Any) -> None:
+        if self.first is not None:
+            line, self.first = self.first(), None
+            if line:
+                click.echo(line, err=True)
         if self.text is not None:
             click.echo(self.text, err=True)
             self.text = None
