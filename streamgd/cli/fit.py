@@ -18,7 +18,7 @@ from ..features.stats import MAX_CATEGORIES_LIMIT
 from ..models.linear import MODEL_KINDS
 from ..optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
 from ..optim.penalties import PENALTIES
-from ..training.config import DTYPES, SCHEDULE_FALLBACKS, TrainConfig
+from ..training.config import DTYPES, SCHEDULE_FALLBACKS, TrainConfig, describe_chosen_defaults
 from .options import friendly_errors, split_columns, storage_option, storage_options_of
 
 OPTIMIZER_OPTIONS = tuple(hyperparameter_table())
@@ -211,6 +211,8 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     if workers or dask_address:
         fitted = _fit_on_dask(source, target, split_columns(features), model, workers, dask_address, round_chunks,
                               dict(options, exclude=split_columns(exclude) or ()))
+        if not quiet and not as_json:
+            note.first = lambda: describe_chosen_defaults(fitted.config.get("chosen_defaults"))
         note()  # the workers report no chunks to this process: said once the model is back
     else:
         with TrainingProgress(enabled=not quiet and not as_json) as progress:

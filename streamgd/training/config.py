@@ -217,14 +217,7 @@ class TrainConfig:
 
     def defaults_note(self) -> str | None:
         """One line saying what the data chose (None when the run named everything)."""
-        if not self.chosen_defaults:
-            return None
-        chosen = dict(self.chosen_defaults)
-        kind = "a sparse block (categorical columns)" if chosen.pop("model") == "sparse" else "dense features only"
-        words = {"optimizer": lambda v: f"optimizer {v}", "batch_size": lambda v: f"batch size {v}",
-                 "epochs": lambda v: f"{v} epoch" + ("" if v == 1 else "s")}
-        return (f"defaults for a model with {kind}: " + ", ".join(words[k](v) for k, v in chosen.items())
-                + " (--optimizer, --batch-size and --epochs choose otherwise)")
+        return describe_chosen_defaults(self.chosen_defaults)
 
     def _check_batch_size(self) -> None:
         if isinstance(self.batch_size, str) and self.batch_size != "full":
@@ -300,6 +293,18 @@ class TrainConfig:
     @property
     def effective_alpha(self) -> float:
         return PENALTIES[self.penalty].alpha(self.alpha)
+
+
+def describe_chosen_defaults(chosen_defaults: dict | None) -> str | None:
+    """One line for a model's ``chosen_defaults`` setting (None when the run named everything)."""
+    if not chosen_defaults:
+        return None
+    chosen = dict(chosen_defaults)
+    kind = "a sparse block (categorical columns)" if chosen.pop("model") == "sparse" else "dense features only"
+    words = {"optimizer": lambda v: f"optimizer {v}", "batch_size": lambda v: f"batch size {v}",
+             "epochs": lambda v: f"{v} epoch" + ("" if v == 1 else "s")}
+    return (f"defaults for a model with {kind}: " + ", ".join(words[k](v) for k, v in chosen.items())
+            + " (--optimizer, --batch-size and --epochs choose otherwise)")
 
 
 def parse_checkpoint_every(value: int | str) -> int | str:
