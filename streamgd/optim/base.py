@@ -32,7 +32,7 @@ class Optimizer:
                                                   "lr_power": ScheduleSettings.power}
     default_batch_size: ClassVar[int] = 1024  # rows per step when the run names none
     # default_lr[0] is the rate of a batch of this many rows; smaller batches take batch_lr_factor of it
-    reference_batch: ClassVar[int] = 1024
+    reference_batch: ClassVar[int] = 32
     description: ClassVar[str] = ""  # one line for the command line's help
 
     def __post_init__(self) -> None:
@@ -82,7 +82,8 @@ class Optimizer:
     def batch_lr_factor(self, batch_size: int) -> float:
         """The default rate's factor at ``batch_size``: sqrt(batch_size / reference_batch) below the reference, 1
         from it on. A step's noise grows as the batch shrinks; the square-root rule (Hoffer et al., 2017; Malladi
-        et al., 2022 for Adam) keeps batch 1 from wandering at a rate tuned for 1,024 rows (tests/test_defaults.py).
+        et al., 2022 for Adam) keeps batch 1 from wandering at a rate tuned for mini-batches; from 32 rows on the
+        rates are the mini-batch ones (tests/test_defaults.py).
         """
         return math.sqrt(min(float(batch_size), self.reference_batch) / self.reference_batch)
 
