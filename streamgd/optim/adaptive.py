@@ -10,7 +10,7 @@ from .base import Optimizer, hyperparameter
 
 # Per-coordinate rates keep their step size as the gradient shrinks, so they need a decaying rate to settle:
 # lr / (1 + rows / 100,000), t counted in rows, not steps, so that batch 1 decays no faster per row than batch
-# 1,024, which it matches (1e-2 per step of 1,024 rows; tests/test_defaults.py).
+# 1,024, which it matches (1e-2 per step of 1,024 rows; scripts/bench_defaults.py, tests/test_defaults.py).
 DECAYING = {"schedule": "invscaling", "lr_decay": 1e-5, "lr_power": 1.0}
 
 
@@ -21,7 +21,7 @@ class AdaGrad(Optimizer):
     eps: float = hyperparameter(1e-10, "the denominator's floor")
 
     name = "adagrad"
-    default_schedule = {"schedule": "constant"}  # its summed squares decay its rates already
+    default_schedule = DECAYING
     code = rules.OPT_ADAGRAD
     description = "per-coordinate rates from the summed squared gradients"
     state_names = ("sum_squares",)
