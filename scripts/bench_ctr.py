@@ -3,6 +3,7 @@
     python3 scripts/bench_ctr.py                                   # 2M rows, 2^20 hashed features, all three
     python3 scripts/bench_ctr.py --rows 100000 --hash-bits 8 --only sklearn,streamgd --json out.json
     python3 scripts/bench_ctr.py --streamgd-onehot 20               # streamgd one-hot (--max-categories 20)
+    python3 scripts/bench_ctr.py --rows 1000000 --only vw,streamgd-defaults,streamgd-tuned   # issue 27's target
 
 The training table (``--rows``, ``--seed``) and the holdout (``--holdout-rows``, ``--seed`` + 1) are drawn from
 the same planted truth (``--model-seed``) by ``streamgd make-data --task ctr`` into ``--data-dir``, once: an
@@ -16,6 +17,14 @@ existing file of the same name is reused. Each contender trains in its own child
   the coefficients are saved and another child scores the holdout.
 - ``streamgd``: ``streamgd fit --model logistic --hash-bits B --missing impute`` (plus ``--interactions`` and
   ``--streamgd-args``), then ``streamgd predict`` on the holdout.
+- ``streamgd-defaults``: ``streamgd fit TRAIN --target label --missing impute`` and nothing else (plus
+  ``--defaults-args``), on the raw counts whatever ``--numeric`` says: what a new user types.
+- ``streamgd-defaults-log1p``: the same command on the log1p counts (what a default log1p of the counts would
+  give).
+- ``streamgd-tuned``: the best recipe known, on the log1p counts: ``--tuned-args`` (FTRL at batch 1 with the
+  planted interactions, one epoch, 2^B buckets).
+
+VW and ``streamgd`` read the counts as ``--numeric`` says (log1p by default, as VW's users feed it).
 
 rows/s is the training rows over the wall time of the training child (interpreter start and imports included,
 as a user waits for them); peak RSS is that child's own ``ru_maxrss`` (``os.wait4``). Log losses are computed
@@ -40,7 +49,8 @@ import time
 # numpy and pyarrow are imported where they are used, not here: this file is also each contender's child process
 # (``bench_ctr.py child ...``), and the VW child must not carry pyarrow's ~50 MB into VW's peak RSS.
 
-CONTENDERS = ("vw", "sklearn", "streamgd")
+CONTENDERS = ("vw", "sklearn", "streamgd", "streamgd-defaults", "streamgd-defaults-log1p", "streamgd-tuned")
+TUNED = "--optimizer ftrl --batch-size 1 --lr 0.1 --epochs 1 --interactions C1:C2,C11:C16"
 NUMERIC = ("log1p", "raw")
 CLIP = 1e-15
 SCRIPT = os.path.abspath(__file__)
@@ -134,8 +144,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sklearn-params", default="", metavar="K=V,...",
                         help="SGDClassifier parameters over loss=log_loss, e.g. learning_rate=adaptive,eta0=0.01 "
                              "(default: scikit-learn's own).")
+    parser.add_argument("--defaults-args", default="",
+                        help="Appended to streamgd-defaults' command (for a build that needs the columns named).")
+    parser.add_argument("--tuned-args", default=TUNED, help="streamgd-tuned's options (over --hash-bits B, "
+                        "--missing impute, --categorical C1..C26).")
     parser.add_argument("--vw-args", default="", help="Appended to VW's training arguments (e.g. '-q cc').")
-    parser.add_argument("--only", default=",".join(CONTENDERS), help="Comma-separated subset of vw,sklearn,streamgd.")
+    parser.add_argument("--only", default=",".join(CONTENDERS), help="Comma-separated subset of "
+                        + ",".join(CONTENDERS) + ".")
     parser.add_argument("--repeat", type=int, default=1, help="Train each contender this many times (median rows/s).")
     parser.add_argument("--json", default=None, help="Write every number measured here.")
     args = parser.parse_args(argv)
@@ -220,16 +235,16 @@ def make_tables(args: argparse.Namespace) -> dict:
             os.replace(path + ".part", path)
             made = child.seconds
             print(child.stdout.strip())
-        prepared = path
-        if args.numeric == "log1p":
-            prepared = os.path.join(args.data_dir, name + "-log1p.parquet")
-            if not os.path.exists(prepared):
-                print(f"# write {prepared}: I columns as log1p(count)", flush=True)
-                started = time.perf_counter()
-                write_log1p_copy(path, prepared)
-                prepared_seconds = time.perf_counter() - started
-        tables[role] = {"generated": path, "path": prepared, "rows": rows, "seed": seed,
-                        "generation_seconds": made, "log1p_copy_seconds": prepared_seconds}
+        logged = os.path.join(args.data_dir, name + "-log1p.parquet")
+        wanted = args.numeric == "log1p" or {"streamgd-tuned", "streamgd-defaults-log1p"} & set(args.only)
+        if wanted and not os.path.exists(logged):
+            print(f"# write {logged}: I columns as log1p(count)", flush=True)
+            started = time.perf_counter()
+            write_log1p_copy(path, logged)
+            prepared_seconds = time.perf_counter() - started
+        tables[role] = {"generated": path, "log1p": logged, "path": logged if args.numeric == "log1p" else path,
+                        "rows": rows, "seed": seed, "generation_seconds": made,
+                        "log1p_copy_seconds": prepared_seconds}
     return tables
 
 
@@ -354,22 +369,49 @@ def run_sklearn(args: argparse.Namespace, tables: dict, out_dir: str) -> dict:
 def run_streamgd(args: argparse.Namespace, tables: dict, out_dir: str) -> dict:
     import pyarrow.parquet as pq
 
-    model, preds = os.path.join(out_dir, "model.safetensors"), os.path.join(out_dir, "preds.parquet")
     categorical = ",".join(n for n in pq.read_schema(tables["train"]["path"]).names if n.startswith("C"))
     encoding = (["--hash-bits", str(args.hash_bits)] if args.streamgd_onehot is None
                 else ["--max-categories", str(args.streamgd_onehot)])
-    fit = ["fit", tables["train"]["path"], "--target", "label", "--model", "logistic", "--categorical", categorical,
-           *encoding, "--missing", "impute", "--epochs", str(args.epochs), "--out", model, "--json", "--quiet"]
+    options = ["--model", "logistic", "--categorical", categorical, *encoding, "--missing", "impute", "--epochs",
+               str(args.epochs)]
     if args.interactions:
-        fit += ["--interactions", args.interactions]
-    fit += shlex.split(args.streamgd_args)
+        options += ["--interactions", args.interactions]
+    return fit_and_score(args, tables, out_dir, "path", options + shlex.split(args.streamgd_args))
+
+
+def run_streamgd_defaults(args: argparse.Namespace, tables: dict, out_dir: str) -> dict:
+    """The command a new user types, on the raw counts."""
+    return fit_and_score(args, tables, out_dir, "generated", ["--missing", "impute", *shlex.split(args.defaults_args)])
+
+
+def run_streamgd_defaults_log1p(args: argparse.Namespace, tables: dict, out_dir: str) -> dict:
+    """The new user's command on the log1p counts."""
+    return fit_and_score(args, tables, out_dir, "log1p", ["--missing", "impute", *shlex.split(args.defaults_args)])
+
+
+def run_streamgd_tuned(args: argparse.Namespace, tables: dict, out_dir: str) -> dict:
+    """The best recipe known, on the log1p counts."""
+    import pyarrow.parquet as pq
+
+    categorical = ",".join(n for n in pq.read_schema(tables["train"]["log1p"]).names if n.startswith("C"))
+    return fit_and_score(args, tables, out_dir, "log1p", ["--categorical", categorical, "--hash-bits",
+                                                          str(args.hash_bits), "--missing", "impute",
+                                                          *shlex.split(args.tuned_args)])
+
+
+def fit_and_score(args: argparse.Namespace, tables: dict, out_dir: str, table: str, options: list[str]) -> dict:
+    """``streamgd fit`` on the ``table`` copy (generated, log1p or path) with ``options``, then predict."""
+    import pyarrow.parquet as pq
+
+    model, preds = os.path.join(out_dir, "model.safetensors"), os.path.join(out_dir, "preds.parquet")
+    fit = ["fit", tables["train"][table], "--target", "label", *options, "--out", model, "--json", "--quiet"]
     runs = []
     for r in range(args.repeat):
         for stale in (model, preds):  # never score a previous run's model after a failure
             if os.path.exists(stale):
                 os.remove(stale)
         runs.append(Child(streamgd_command(*fit), os.path.join(out_dir, f"train-{r}")).check())
-    predict = Child(streamgd_command("predict", model, tables["holdout"]["path"], "--out", preds),
+    predict = Child(streamgd_command("predict", model, tables["holdout"][table], "--out", preds),
                     os.path.join(out_dir, "predict")).check()
     proba = pq.read_table(preds).column("proba")  # of class 1; null for a row streamgd could not score
     if proba.null_count:
@@ -387,7 +429,8 @@ def summarise(args: argparse.Namespace, runs: list[Child], predict: Child, log_l
             "predict_seconds": predict.seconds, "holdout_log_loss": log_loss}
 
 
-RUNNERS = {"vw": run_vw, "sklearn": run_sklearn, "streamgd": run_streamgd}
+RUNNERS = {"vw": run_vw, "sklearn": run_sklearn, "streamgd": run_streamgd, "streamgd-defaults": run_streamgd_defaults,
+           "streamgd-defaults-log1p": run_streamgd_defaults_log1p, "streamgd-tuned": run_streamgd_tuned}
 
 
 def markdown(report: dict) -> str:
@@ -404,6 +447,11 @@ def markdown(report: dict) -> str:
     lines.append(f"| planted truth | | | | {ref['truth_log_loss']:.4f} |")
     lines.append(f"| constant (train click rate {ref['train_click_rate']:.3f}) | | | | "
                  f"{ref['constant_log_loss']:.4f} |")
+    results = report["results"]
+    if all(results.get(name, {}).get("status") == "ok" for name in ("streamgd-defaults", "streamgd-tuned", "vw")):
+        mine, tuned, vw_loss = (results[n]["holdout_log_loss"] for n in ("streamgd-defaults", "streamgd-tuned", "vw"))
+        lines.append(f"\nstreamgd-defaults / streamgd-tuned = {mine / tuned:.4f} (target <= 1.01); "
+                     f"streamgd-defaults / vw = {mine / vw_loss:.4f} (target <= 1)")
     return "\n".join(lines)
 
 

@@ -73,7 +73,8 @@ def test_local_sgd_with_categorical_slots_learns_as_one_process(client, clicks, 
 def test_a_rounds_parameters_owe_no_penalty_one_round_of_one_shard_is_one_process_epoch(clicks):
     """A worker settles the decay its untouched slots owe before its parameters are averaged: the round's
     parameters are then the settled parameters of one process's epoch (run in this process, no cluster)."""
-    cfg = TrainConfig(model="logistic", batch_size=32, epochs=1, lr=0.1, dtype="float64", categorical=CATEGORICAL,
+    cfg = TrainConfig(model="logistic", optimizer="sgd", batch_size=32, epochs=1, lr=0.1, dtype="float64",
+                      categorical=CATEGORICAL,
                       encoding="hash", hash_bits=12, alpha=1e-3, seed=2).validate()
     trainer = Trainer(cfg)
     run, state = trainer.prepare(open_dataset(clicks[0], target="label", categorical=CATEGORICAL))

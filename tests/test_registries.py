@@ -47,17 +47,17 @@ def test_command_line_defaults_are_train_config_defaults(setting):
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_optimizer_default_schedule_is_filled_in(name):
-    config = TrainConfig(optimizer=name).validate()
+    config = TrainConfig(optimizer=name, epochs=1).validate()
     wanted = {**SCHEDULE_FALLBACKS, **OPTIMIZERS[name].default_schedule}
     assert (config.schedule, config.lr_decay, config.lr_power) == (wanted["schedule"], wanted["lr_decay"],
                                                                    wanted["lr_power"])
-    named = TrainConfig(optimizer=name, schedule="constant", lr_decay=0.5).validate()
+    named = TrainConfig(optimizer=name, epochs=1, schedule="constant", lr_decay=0.5).validate()
     assert (named.schedule, named.lr_decay) == ("constant", 0.5)  # a named setting wins
 
 
 @pytest.mark.parametrize("kind", list(MODEL_KINDS))
 def test_model_kind_defaults_scale_the_rate_and_set_clipping(kind):
-    config = TrainConfig(model=kind).validate()
+    config = TrainConfig(model=kind, optimizer="sgd", epochs=5).validate()  # the dense defaults
     cls = MODEL_KINDS[kind]
     assert config.learning_rate == OPTIMIZERS["sgd"].default_lr[0] * cls.default_lr_scale
     assert config.clip_norm == cls.default_clip_norm
@@ -65,7 +65,7 @@ def test_model_kind_defaults_scale_the_rate_and_set_clipping(kind):
 
 
 def test_poisson_defaults_are_a_quarter_of_the_rate_and_clipping_at_one():
-    config = TrainConfig(model="poisson").validate()
+    config = TrainConfig(model="poisson", optimizer="sgd", epochs=5).validate()
     assert (config.learning_rate, config.clip_norm) == (0.05, 1.0)
 
 

@@ -20,7 +20,7 @@ from ..features.stats import MAX_CATEGORIES_LIMIT
 from ..models.linear import MODEL_KINDS
 from ..optim import OPTIMIZERS, SCHEDULES, hyperparameter_table
 from ..optim.penalties import PENALTIES
-from ..training.config import DTYPES, SCHEDULE_FALLBACKS, TrainConfig
+from ..training.config import DTYPES, SCHEDULE_FALLBACKS, TrainConfig, describe_chosen_defaults
 from .options import friendly_errors, split_columns, storage_option, storage_options_of
 
 OPTIMIZER_OPTIONS = tuple(hyperparameter_table())
@@ -104,11 +104,14 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
 @click.option("--class-weight", default=None,
               help="balanced, or label=weight pairs such as 1=5,0=1 (classifiers).")
 @click.option("--sample-weight", default=None, help="A column of per-row weights.")
-@click.option("--batch-size", default=str(_default("batch_size")), show_default=True,
-              help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent.")
-@click.option("--epochs", default=_default("epochs"), show_default=True, type=click.IntRange(min=1))
-@click.option("--optimizer", default=_default("optimizer"), show_default=True, type=click.Choice(list(OPTIMIZERS)),
-              help=OPTIMIZERS.help(default=_default("optimizer")))
+@click.option("--batch-size", default=None,
+              help="Rows per step: 1 = SGD, N = mini-batch, full = gradient descent (default: the optimizer's, "
+                   "ftrl 1, the others 1024).")
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Passes over the data (default: 1 for a model with categorical columns at batch size 1, else 5).")
+@click.option("--optimizer", default=None, type=click.Choice(list(OPTIMIZERS)),
+              help="Default: ftrl for a model with categorical columns, sgd for numeric columns only (printed). "
+                   + OPTIMIZERS.help())
 @click.option("--lr", default=None, type=float,
               help="Base learning rate (default: the optimizer's own, scaled for some models: "
                    f"{_scaled_defaults('default_lr_scale', 1.0)}).")
@@ -239,17 +242,18 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
                 trainer = Trainer(model=model, **options)
                 setup_notes = _SetUpNotes(trainer, enabled=not quiet)
                 trainer.on_chunk = note.then(setup_notes.then(progress.update))
-                if not quiet:
-                    note.first = lambda: _echo_lines(describe_columns(trainer.dataset, trainer.run.spec,
-                                                                      trainer.config.standardize))
+                if not quiet:  # what each column became and what the data chose, said once with the first chunk
+                    note.first = lambda: _echo_lines([*describe_columns(trainer.dataset, trainer.run.spec,
+                                                                        trainer.config.standardize),
+                                                      *filter(None, [trainer.config.defaults_note()])])
                 fitted = trainer.fit(source, target=target, features=split_columns(features),
                                      exclude=split_columns(exclude) or ())
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
         raise TrainingInterrupted(interrupted_message(exc, options.get("checkpoint_dir"))) from None
     if (workers or dask_address) and not quiet:  # the workers report no set-up to this process: said now
         _echo_columns(source, target, split_columns(features), split_columns(exclude), options, fitted.spec)
-        for line in fitted.summary.get("notes", []):
-            click.echo(line, err=True)
+        _echo_lines([*filter(None, [describe_chosen_defaults(fitted.config.get("chosen_defaults"))]),
+                     *fitted.summary.get("notes", [])])
     if out:
         fitted.save(out, options["storage_options"])
     if history_path:
@@ -343,6 +347,8 @@ class _NoteOnce:
     def __init__(self, text: str | None):
         self.text = text
         self.first: Callable[[], None] | None = None
+
+    first: Callable[[], str | None] | None = None  # a line computed when training starts, said before the text
 
     def __call__(self, *ignored: Any) -> None:
         if self.first is not None:

@@ -78,12 +78,13 @@ def make_optimizer(name: str | Optimizer = "sgd", **options: Any) -> Optimizer:
 def make_schedule(name: str | Schedule = "constant", lr: float = 0.01, *, total_steps: int | None = None,
                   steps_per_epoch: int | None = None, warmup_steps: int = 0, decay: float = ScheduleSettings.decay,
                   power: float = ScheduleSettings.power, gamma: float | None = None, step_size: int | None = None,
-                  lr_min: float = 0.0) -> Schedule:
+                  lr_min: float = 0.0, rows_per_step: int = 1) -> Schedule:
     """A learning-rate schedule by name, or the callable itself, with linear warm-up if ``warmup_steps``.
 
     Defaults that depend on the run: ``step`` halves the rate every ``step_size`` steps (default: one epoch);
     ``exponential`` decays by ``gamma`` a step (default: to 1% of ``lr`` at the last step); ``cosine`` reaches
-    ``lr_min`` at the last step. ``total_steps`` counts the warm-up.
+    ``lr_min`` at the last step. ``total_steps`` counts the warm-up. ``rows_per_step`` > 1: invscaling's
+    ``decay`` is per row (the rate at a row is then the same at every batch size).
     """
     if callable(name):
         return warmup(name, warmup_steps)
@@ -100,5 +101,5 @@ def make_schedule(name: str | Schedule = "constant", lr: float = 0.01, *, total_
     if not 0.0 <= lr_min <= lr:
         raise ConfigError(f"lr_min must be in [0, lr={lr}], got {lr_min}")
     settings = ScheduleSettings(total_steps=total, steps_per_epoch=steps_per_epoch, decay=decay, power=power,
-                                gamma=gamma, step_size=step_size, lr_min=lr_min)
+                                gamma=gamma, step_size=step_size, lr_min=lr_min, rows_per_step=int(rows_per_step))
     return warmup(kind.build(lr, settings), warmup_steps)

@@ -26,9 +26,13 @@ class Optimizer:
     state_names: ClassVar[tuple[str, ...]] = ()  # one row of the state per name, each as long as the params
     slots: ClassVar[dict[str, int]] = {}  # hyperparameter -> its index in the kernels' ``hyper`` array
     default_lr: ClassVar[tuple[float, float]] = (0.2, 0.5)  # (mini-batch, full batch) when nothing is named
-    # the schedule (and its settings) a run uses when it names none: see scripts/bench_defaults.py
-    default_schedule: ClassVar[dict[str, Any]] = {"schedule": "invscaling", "lr_decay": ScheduleSettings.decay,
+    # the schedule (and its settings) a run uses when it names none; its lr_decay counts rows (not steps), so the
+    # rate decays alike at every batch size (tests/test_defaults.py, scripts/bench_defaults.py)
+    default_schedule: ClassVar[dict[str, Any]] = {"schedule": "invscaling", "lr_decay": ScheduleSettings.decay_per_row,
                                                   "lr_power": ScheduleSettings.power}
+    default_batch_size: ClassVar[int] = 1024  # rows per step when the run names none
+    # default_lr[0] is the rate of a batch of this many rows; smaller batches take batch_lr_factor of it
+    reference_batch: ClassVar[int] = 32
     description: ClassVar[str] = ""  # one line for the command line's help
 
     def __post_init__(self) -> None:
@@ -67,9 +71,21 @@ class Optimizer:
         """Each hyperparameter but ``lr``: its default and its help (the field's ``help`` metadata)."""
         return {item.name: (item.default, item.metadata.get("help", "")) for item in fields(cls) if item.name != "lr"}
 
-    def base_lr(self, full_batch: bool) -> float:
-        """This optimizer's own learning rate, or its default for mini-batches or full batch."""
-        return float(self.lr) if self.lr is not None else self.default_lr[1 if full_batch else 0]
+    def base_lr(self, full_batch: bool, batch_size: int = 1) -> float:
+        """This optimizer's own learning rate, or its default for full batch or mini-batches of ``batch_size``."""
+        if self.lr is not None:
+            return float(self.lr)
+        if full_batch:
+            return self.default_lr[1]
+        return self.default_lr[0] * self.batch_lr_factor(batch_size)
+
+    def batch_lr_factor(self, batch_size: int) -> float:
+        """The default rate's factor at ``batch_size``: sqrt(batch_size / reference_batch) below the reference, 1
+        from it on. A step's noise grows as the batch shrinks; the square-root rule (Hoffer et al., 2017; Malladi
+        et al., 2022 for Adam) keeps batch 1 from wandering at a rate tuned for mini-batches; from 32 rows on the
+        rates are the mini-batch ones (tests/test_defaults.py).
+        """
+        return math.sqrt(min(float(batch_size), self.reference_batch) / self.reference_batch)
 
     def init_state(self, n_params: int) -> np.ndarray:
         """The initial optimizer state: zeros of shape ``(state_rows, n_params)``."""

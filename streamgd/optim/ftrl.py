@@ -10,6 +10,7 @@ paper's algorithm exactly. Coefficients with ``|z| <= lambda1`` are exactly zero
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..kernels import update_rules as rules
@@ -29,6 +30,12 @@ class FTRL(Optimizer):
     slots = {"beta": rules.H_FTRL_BETA}
     default_lr = (0.1, 0.1)
     default_schedule = {"schedule": "constant"}
+    default_batch_size = 1  # the paper's per-example algorithm: the best holdout loss in one pass of a click log
+
+    def batch_lr_factor(self, batch_size: int) -> float:
+        """sqrt(batch_size): w_i is about lr * sqrt(steps) after steps of one sign, whatever the gradient's scale,
+        so at batch B a rate lr * sqrt(B) reaches as far as B single-row steps (tests/test_defaults.py)."""
+        return math.sqrt(float(batch_size))
 
     def check(self) -> None:
         self._positive("beta", allow_zero=True)

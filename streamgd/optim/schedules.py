@@ -86,7 +86,11 @@ class ScheduleSettings:
 
     total_steps: int = 1  # after the warm-up
     steps_per_epoch: int | None = None
-    decay: float = 1e-4
+    decay: float = 1e-4  # invscaling's decay per unit of t (a step, or a row: see rows_per_step)
+    # invscaling counts t in rows when rows_per_step > 1: decay * rows_per_step per step. A decay per step makes
+    # the rate at a given row depend on the batch size (1,024 times faster at batch 1 than at batch 1,024)
+    rows_per_step: int = 1
+    decay_per_row: float = 1e-7  # the SGD rules' default: a step of 1,024 rows decays as 1e-4 per step did
     power: float = 0.5
     gamma: float | None = None
     step_size: int | None = None
@@ -106,7 +110,7 @@ class ScheduleKind:
 _KINDS = (
     ScheduleKind("constant", "the same rate at every step", (), lambda lr, s: constant(lr)),
     ScheduleKind("invscaling", "lr / (1 + lr_decay t)^lr_power", ("lr_decay", "lr_power"),
-                 lambda lr, s: inverse_scaling(lr, decay=s.decay, power=s.power)),
+                 lambda lr, s: inverse_scaling(lr, decay=s.decay * s.rows_per_step, power=s.power)),
     ScheduleKind("step", "times lr_gamma (0.5) every lr_step_size steps (one epoch)", ("lr_gamma", "lr_step_size"),
                  lambda lr, s: step_decay(lr, gamma=0.5 if s.gamma is None else s.gamma,
                                           step_size=int(s.step_size or s.steps_per_epoch or 1000))),

@@ -24,7 +24,14 @@ from .checkpoint import checkpoint_interval_seconds
 
 DTYPES = ("float32", "float64")
 # what an invscaling schedule reads when neither the run nor the optimizer's default schedule names it
-SCHEDULE_FALLBACKS = {"lr_decay": ScheduleSettings.decay, "lr_power": ScheduleSettings.power}
+SCHEDULE_FALLBACKS = {"lr_decay": ScheduleSettings.decay_per_row, "lr_power": ScheduleSettings.power}
+DECAY_UNITS = ("rows", "steps")
+# the defaults a run with no optimizer options gets (resolve_defaults): a model with a sparse block (categorical
+# columns) learns best in one pass of per-coordinate updates, one row at a time (FTRL at batch 1, the issue's
+# click-log measurements and scripts/bench_ctr.py); more passes over a click log overfit. A dense-only model
+# keeps the SGD rules at mini-batches, whose few epochs of a long table do not.
+SPARSE_DEFAULTS = {"optimizer": "ftrl", "epochs": 1}
+DENSE_DEFAULTS = {"optimizer": "sgd", "epochs": 5}
 
 
 @dataclass
@@ -32,17 +39,20 @@ class TrainConfig:
     """Every choice of a training run; validated once, stored in the model file."""
 
     model: str = "logistic"
-    batch_size: int | str = 1024
-    epochs: int = 5
+    batch_size: int | str | None = None  # None: the optimizer's default_batch_size (ftrl 1, the others 1,024)
+    epochs: int | None = None  # None: SPARSE_DEFAULTS' or DENSE_DEFAULTS' (resolve_defaults)
     lr: float | None = None  # None: the optimizer's default for mini-batches or full batch, times the model's scale
     schedule: str | None = None  # a name of SCHEDULES; None: the optimizer's default_schedule
     lr_decay: float | None = None  # invscaling (None: the optimizer's default, else SCHEDULE_FALLBACKS')
     lr_power: float | None = None  # invscaling (None: the optimizer's default, else SCHEDULE_FALLBACKS')
+    # what invscaling's t counts: rows or steps (None: rows for a default lr_decay, steps for a given one, as
+    # before; full batch: steps)
+    lr_decay_unit: str | None = None
     lr_gamma: float | None = None  # step (default 0.5) and exponential (default: to 1% at the last step)
     lr_step_size: int | None = None  # step (default: one epoch)
     lr_min: float = 0.0  # cosine
     warmup: int = 0  # steps of linear warm-up before the schedule
-    optimizer: str | Optimizer = "sgd"  # a name of OPTIMIZERS, or an Optimizer
+    optimizer: str | Optimizer | None = None  # a name of OPTIMIZERS, or an Optimizer; None: chosen from the data
     optimizer_options: dict = field(default_factory=dict)  # e.g. {"beta2": 0.99}
     penalty: str = "l2"  # a name of PENALTIES
     alpha: float = 1e-4
@@ -85,35 +95,38 @@ class TrainConfig:
     # settings of the filesystems URIs name (s3://...: endpoint_override, region, retries, ...; streamgd.io.storage);
     # credentials may be among them, so they are never stored in a model file or a checkpoint
     storage_options: dict | None = None
+    # the settings the data chose because the run named none ({"optimizer": "ftrl", ...}; resolve_defaults)
+    chosen_defaults: dict | None = None
 
     def validate(self) -> TrainConfig:
         """Check every field, raising ConfigError with the field, its value and what is accepted; fill in the
         defaults that depend on the optimizer (schedule) and the model kind (clip_norm)."""
         model_cls = MODEL_KINDS.check(self.model)
-        if not isinstance(self.optimizer, Optimizer):
+        if self.optimizer is not None and not isinstance(self.optimizer, Optimizer):
             OPTIMIZERS.check(self.optimizer)
+        if self.optimizer is None and self.optimizer_options:
+            raise ConfigError(f"optimizer options {sorted(self.optimizer_options)} given without an optimizer; "
+                              "name one (optimizer=...)")
+        if self.lr_decay_unit is not None:
+            _one_of("lr_decay_unit", self.lr_decay_unit, DECAY_UNITS)
         PENALTIES.check(self.penalty)
         if self.schedule is not None:
             SCHEDULES.check(self.schedule)
         _one_of("missing", self.missing, MISSING_POLICIES)
         _one_of("encoding", self.encoding, ENCODING_CHOICES)
         _one_of("dtype", self.dtype, DTYPES)
-        self._fill_defaults(model_cls.default_clip_norm)
-        if isinstance(self.batch_size, str):
-            if self.batch_size != "full":
-                try:
-                    self.batch_size = int(self.batch_size)
-                except ValueError:
-                    _bad("batch_size", self.batch_size, "a positive integer or 'full'")
-        if not isinstance(self.batch_size, str) and (not isinstance(self.batch_size, (int, np.integer))
-                                                     or self.batch_size < 1):
-            _bad("batch_size", self.batch_size, "a positive integer or 'full'")
-        if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
+        if self.clip_norm is None:
+            self.clip_norm = model_cls.default_clip_norm
+        if self.batch_size is not None:
+            self._check_batch_size()
+        if self.epochs is not None and (not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1):
             _bad("epochs", self.epochs, "a positive integer")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             _bad("lr", self.lr, "a positive number")
         for name in ("alpha", "clip_norm", "lr_decay", "lr_power"):
             value = getattr(self, name)
+            if value is None and name in SCHEDULE_FALLBACKS:
+                continue  # filled by resolve_defaults
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 _bad(name, value, "a number >= 0")
         if not 0.0 <= self.l1_ratio <= 1.0:
@@ -168,25 +181,72 @@ class TrainConfig:
             _bad("storage_options", self.storage_options, "a dict of option names to values")
         if self.cache_max_size is not None and self.cache is None:
             raise ConfigError("cache_max_size bounds the epoch cache: give cache (a directory) too")
+        if self.optimizer is not None and self.epochs is not None:
+            self.resolve_defaults(sparse=False)  # nothing left for the data to choose
+        return self
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the optimizer, batch size, epochs and schedule are settled (resolve_defaults has run)."""
+        return self.optimizer is not None and self.batch_size is not None and self.epochs is not None \
+            and self.schedule is not None and self.lr_decay_unit is not None
+
+    def resolve_defaults(self, sparse: bool) -> TrainConfig:
+        """Fill what the run left as None from the model's shape: ``sparse`` (a sparse block: categorical
+        columns) gives SPARSE_DEFAULTS, else DENSE_DEFAULTS; the batch size is the optimizer's default_batch_size
+        and the schedule its default_schedule. What was chosen is kept in ``chosen_defaults`` (stored in the model
+        and its checkpoints). Idempotent."""
+        if self.resolved:
+            return self
+        table = SPARSE_DEFAULTS if sparse else DENSE_DEFAULTS
+        chosen = dict(self.chosen_defaults or {})
+        if self.optimizer is None:
+            self.optimizer = chosen["optimizer"] = table["optimizer"]
+        optimizer = self.make_optimizer()
+        if self.batch_size is None:
+            self.batch_size = chosen["batch_size"] = optimizer.default_batch_size
+            self._check_batch_size()
+        if self.epochs is None:
+            one_pass = sparse and self.batch_size == 1
+            self.epochs = chosen["epochs"] = SPARSE_DEFAULTS["epochs"] if one_pass else DENSE_DEFAULTS["epochs"]
+        schedule = {**SCHEDULE_FALLBACKS, **optimizer.default_schedule}
+        if self.lr_decay_unit is None:
+            self.lr_decay_unit = "steps" if self.lr_decay is not None or self.full_batch else "rows"
+        if self.schedule is None:
+            self.schedule = schedule["schedule"]
+        for name in SCHEDULE_FALLBACKS:
+            if getattr(self, name) is None:
+                setattr(self, name, schedule[name])
+        for name in SCHEDULE_FALLBACKS:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                _bad(name, value, "a number >= 0")
+        self.chosen_defaults = {"model": "sparse" if sparse else "dense", **chosen} if chosen else None
         self.make_schedule(steps_per_epoch=1)
         return self
 
-    def _fill_defaults(self, default_clip_norm: float) -> None:
-        """Settings left as None take the optimizer's default schedule and the model kind's clipping."""
-        if self.clip_norm is None:
-            self.clip_norm = default_clip_norm
-        chosen = {**SCHEDULE_FALLBACKS, **self.make_optimizer().default_schedule}
-        if self.schedule is None:
-            self.schedule = chosen["schedule"]
-        for name in SCHEDULE_FALLBACKS:
-            if getattr(self, name) is None:
-                setattr(self, name, chosen[name])
+    def defaults_note(self) -> str | None:
+        """One line saying what the data chose (None when the run named everything)."""
+        return describe_chosen_defaults(self.chosen_defaults)
+
+    def _check_batch_size(self) -> None:
+        if isinstance(self.batch_size, str) and self.batch_size != "full":
+            try:
+                self.batch_size = int(self.batch_size)
+            except ValueError:
+                _bad("batch_size", self.batch_size, "a positive integer or 'full'")
+        if not isinstance(self.batch_size, str) and (not isinstance(self.batch_size, (int, np.integer))
+                                                     or self.batch_size < 1):
+            _bad("batch_size", self.batch_size, "a positive integer or 'full'")
 
     @property
     def full_batch(self) -> bool:
         return self.batch_size == "full"
 
     def make_optimizer(self) -> Optimizer:
+        if self.optimizer is None:
+            raise ConfigError("the optimizer is chosen from the data when the run starts (resolve_defaults); "
+                              "name one to know it before")
         return make_optimizer(self.optimizer, **self.optimizer_options)
 
     @property
@@ -198,14 +258,15 @@ class TrainConfig:
         optimizer = self.make_optimizer()
         if optimizer.lr is not None:
             return float(optimizer.lr)
-        return optimizer.base_lr(self.full_batch) * MODEL_KINDS[self.model].default_lr_scale
+        return optimizer.base_lr(self.full_batch, self.batch_size) * MODEL_KINDS[self.model].default_lr_scale
 
     def make_schedule(self, steps_per_epoch: int) -> Schedule:
         """The learning-rate schedule of a run of ``epochs`` epochs of ``steps_per_epoch`` steps."""
+        rows_per_step = self.batch_size if self.lr_decay_unit == "rows" and not self.full_batch else 1
         return make_schedule(self.schedule, self.learning_rate, total_steps=steps_per_epoch * self.epochs,
                              steps_per_epoch=steps_per_epoch, warmup_steps=self.warmup, decay=self.lr_decay,
                              power=self.lr_power, gamma=self.lr_gamma, step_size=self.lr_step_size,
-                             lr_min=self.lr_min)
+                             lr_min=self.lr_min, rows_per_step=rows_per_step)
 
     def to_dict(self) -> dict:
         """JSON-ready settings, the optimizer written out with all its hyperparameters."""
@@ -216,12 +277,15 @@ class TrainConfig:
             from .warm_start import describe_init
 
             settings["init"] = describe_init(self.init)
+        if settings["validation_data"] is not None:
+            settings["validation_data"] = str(settings["validation_data"])
+        if self.optimizer is None:  # not resolved yet: the data choose it when the run starts
+            settings["optimizer"], settings["lr"] = None, self.lr
+            return settings
         optimizer = self.make_optimizer().config()
         settings["optimizer"] = optimizer["name"]
         settings["optimizer_options"] = {k: v for k, v in optimizer.items() if k not in ("name", "state")}
         settings["lr"] = self.learning_rate
-        if settings["validation_data"] is not None:
-            settings["validation_data"] = str(settings["validation_data"])
         return settings
 
     def resume_key(self) -> dict:
@@ -239,6 +303,18 @@ class TrainConfig:
     @property
     def effective_alpha(self) -> float:
         return PENALTIES[self.penalty].alpha(self.alpha)
+
+
+def describe_chosen_defaults(chosen_defaults: dict | None) -> str | None:
+    """One line for a model's ``chosen_defaults`` setting (None when the run named everything)."""
+    if not chosen_defaults:
+        return None
+    chosen = dict(chosen_defaults)
+    kind = "a sparse block (categorical columns)" if chosen.pop("model") == "sparse" else "dense features only"
+    words = {"optimizer": lambda v: f"optimizer {v}", "batch_size": lambda v: f"batch size {v}",
+             "epochs": lambda v: f"{v} epoch" + ("" if v == 1 else "s")}
+    return (f"defaults for a model with {kind}: " + ", ".join(words[k](v) for k, v in chosen.items())
+            + " (--optimizer, --batch-size and --epochs choose otherwise)")
 
 
 def parse_checkpoint_every(value: int | str) -> int | str:

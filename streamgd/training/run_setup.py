@@ -143,6 +143,7 @@ class RunSetup:
         class_weights = self._class_weights(train, classes, encoder)
         n_out = model_cls.n_outputs(len(classes) if classes else None)
         if init is not None:  # its spec and transform: no statistics pass
+            cfg.resolve_defaults(sparse=init.spec is not None and init.spec.n_slots > 0)
             self._check_continuable(train, classes)
             stats, spec, feature_names = None, init.spec, init.feature_names
             slots = spec.n_slots if spec is not None else 0
@@ -153,6 +154,7 @@ class RunSetup:
             spec = self._feature_spec(train, stats)
             feature_names = spec.output_names if spec is not None else dataset.model_feature_names
             slots = spec.n_slots if spec is not None else dataset.n_slots
+            cfg.resolve_defaults(sparse=slots > 0)  # the optimizer, batch size and epochs the run left to the data
         optimizer = cfg.make_optimizer()
         hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon)
         params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch)
