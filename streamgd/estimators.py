@@ -233,7 +233,8 @@ class _StreamgdSGD(BaseEstimator):
                     cache_max_size: str | int | None = None, storage_options: dict | None = None) -> _StreamgdSGD:
         """Train out of core on a Parquet file, directory or glob (anything ``streamgd.open_dataset`` takes, an
         ``s3://`` prefix read with ``storage_options`` too), streamed chunk by chunk; ``sample_weight`` names a
-        column of per-row weights, ``exclude`` columns (an id) left out of the default features; ``cache`` a
+        column of per-row weights, ``exclude`` columns (an id) left out of the default features (the numeric
+        columns); ``cache`` a
         directory for the epoch cache (``streamgd.data.cache``: the second and later epochs, and later fits, read
         the transformed units from it), bounded by ``cache_max_size`` (such as ``"20GB"``). Data that would need a
         FeatureSpec (categorical or date columns) is refused before anything is read."""
@@ -243,6 +244,8 @@ class _StreamgdSGD(BaseEstimator):
         if getattr(self, "class_weight", None) is not None:
             extra["class_weight"] = self.class_weight
         config = self._config(self._kind(None), **extra)
+        # the default features are the numeric columns: scikit-learn's arrays hold numbers (streamgd.fit takes text)
+        features = ["numeric"] if features is None else features
         dataset, _ = open_training_data(config, data, target, features, exclude)  # footers only
         if needs_feature_spec(config, dataset):  # its model would predict on tables, not on scikit-learn's arrays
             why = f"the columns {', '.join(map(repr, dataset.categorical))} are categorical" if dataset.categorical \

@@ -90,7 +90,7 @@ def open_training_data(cfg: TrainConfig, data: Any, target: str | None = None,
             raise DataError(f"the sample weight column {weight!r} has type {probe.schema.field(weight).type}; "
                             "weights must be numbers")
         if weight in probe.feature_names:
-            if features is not None:
+            if features is not None and weight in features:  # named; matched by a glob or a selector is not
                 raise ConfigError(f"the column {weight!r} is named both as a feature and as the sample weight")
             features = [name for name in probe.feature_names if name != weight]
     plan = None
