@@ -37,8 +37,8 @@ def test_exclude_leaves_columns_out_of_the_default_features(table_path):
 def test_a_categorical_column_is_a_feature_without_being_listed_twice(table_path):
     dataset = streamgd.open_dataset(table_path, target="y", features=["x"], categorical=["city"])
     assert dataset.feature_names == ["x", "city"] and dataset.categorical == ["city"]
-    model = streamgd.fit(table_path, target="y", model="linear", features=["x"], categorical=["city"], epochs=8, optimizer="sgd",
-                         batch_size=32, lr=0.05, alpha=0.0)
+    model = streamgd.fit(table_path, target="y", model="linear", features=["x"], categorical=["city"], epochs=8,
+                         optimizer="sgd", batch_size=32, lr=0.05, alpha=0.0)
     coef = dict(zip(model.feature_names, model.coef_[0]))
     assert sorted(coef) == ["city=__other__", "city=lima", "city=oslo", "city=pune", "x"]
     assert coef["x"] == pytest.approx(2.0, abs=0.05)
