@@ -68,15 +68,20 @@ def optimizer_params(names):
     return [pytest.param(name, marks=() if name in EVERY_RUN_OPTIMIZERS else pytest.mark.slow) for name in names]
 
 
-@pytest.fixture(scope="module")
-def client():
-    """A local dask cluster of two worker processes, one per test module."""
+def local_client(n_workers: int):
+    """A client of a local dask cluster of ``n_workers`` worker processes (one thread each), closed after."""
     distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       host="127.0.0.1")
+    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1")
     with distributed.Client(cluster) as connected:
         yield connected
     cluster.close()
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A local dask cluster of two worker processes, one per test module."""
+    yield from local_client(2)
 
 
 @pytest.fixture(scope="session")

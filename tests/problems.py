@@ -7,6 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.linear_model import LogisticRegression
 
+from streamgd.models.linear import MODEL_KINDS
+
 
 def write_xy(path, X, y, row_group_size):
     """Write features x0.. and target y to a Parquet file; return its path as a string."""
@@ -38,3 +40,13 @@ def logistic_exact(X, y, alpha):
     """scikit-learn's lbfgs solution of the same objective (C = 1 / (alpha * n))."""
     reference = LogisticRegression(C=1.0 / (alpha * len(y)), solver="lbfgs", tol=1e-12, max_iter=10_000).fit(X, y)
     return reference.coef_[0], reference.intercept_[0]
+
+
+def targets_for(kind: str, n_out: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Targets a loss accepts: labels for classifiers, counts for Poisson, values otherwise."""
+    cls = MODEL_KINDS[kind]
+    if cls.is_classifier:
+        return rng.integers(0, max(n_out, 2), n).astype(np.float64)
+    if cls.needs_nonnegative_target:
+        return rng.poisson(2.0, n).astype(np.float64)
+    return 2.0 * rng.standard_normal(n)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import streamgd
+from conftest import local_client
 from problems import write_xy
 from streamgd.distributed import fit_distributed
 
@@ -18,12 +19,7 @@ COMMON = dict(model="logistic", epochs=3, dtype="float64", alpha=1e-3, seed=5, s
 
 @pytest.fixture(scope="module")
 def one_worker():
-    distributed = pytest.importorskip("dask.distributed")
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       host="127.0.0.1")
-    with distributed.Client(cluster) as connected:
-        yield connected
-    cluster.close()
+    yield from local_client(1)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import streamgd
-from problems import write_xy
+from problems import targets_for, write_xy
 from streamgd.kernels import api as kernels
 from streamgd.errors import DivergenceError
 from streamgd.models.linear import MODEL_KINDS
@@ -16,14 +16,6 @@ from streamgd.models.linear import MODEL_KINDS
 N_ROWS, N_FEATURES = 13, 4
 
 
-def targets_for(kind: str, n_out: int, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Targets a loss accepts: labels for classifiers, counts for poisson, values otherwise."""
-    cls = MODEL_KINDS[kind]
-    if cls.is_classifier:
-        return rng.integers(0, max(n_out, 2), n).astype(np.float64)
-    if cls.needs_nonnegative_target:
-        return rng.poisson(2.0, n).astype(np.float64)
-    return 2.0 * rng.standard_normal(n)
 
 
 # every loss with one output, and the multi-output ones with three classes

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import optimizer_params
+from problems import targets_for
 from streamgd.data.sparse_block import SparseBlock
 from streamgd.kernels import api as dense_kernels  # the kernel modules, named once: a move is a one-line change
 from streamgd.kernels import sparse as sparse_kernels
@@ -23,14 +24,6 @@ LOSS_CASES += [(kind, 3) for kind, cls in MODEL_KINDS.items() if cls.n_outputs(3
 LOSS_IDS = [f"{kind}-{n_out}" for kind, n_out in LOSS_CASES]
 
 
-def targets_for(kind: str, n_out: int, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Targets a loss accepts: labels for classifiers, counts for Poisson, values otherwise."""
-    cls = MODEL_KINDS[kind]
-    if cls.is_classifier:
-        return rng.integers(0, max(n_out, 2), n).astype(np.float64)
-    if cls.needs_nonnegative_target:
-        return rng.poisson(2.0, n).astype(np.float64)
-    return 2.0 * rng.standard_normal(n)
 
 
 def ragged_block(rng: np.random.Generator, n_rows: int) -> SparseBlock:
