@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 LISTED_COLUMNS = 12  # names an error lists before "..." (the closest matches are always listed)
@@ -138,3 +138,86 @@ def column_list(names: Sequence[str], near: Sequence[str] = (), limit: int = LIS
             shown.append(name)
             last = index
     return ", ".join(shown) + f", ... ({len(names)} in all)"
+
+
+def resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[str] | None, first_file: str,
+                     allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = (),
+                     allow_no_features: bool = False) -> tuple[list[str], dict[str, str], list[str]]:
+    """(feature columns, columns not used with the reason, the categorical features).
+
+    By default every column is a feature but the target and the ``exclude`` columns: numeric ones as numbers,
+    text and dictionary ones as categoricals, and the ``categorical`` columns as categoricals whatever their type;
+    a column that cannot be a feature (nested, binary, all null) is named with the reason. ``features``,
+    ``categorical`` and ``exclude`` take names, globs and the selectors ``text`` / ``numeric``
+    (``streamgd.data.columns``). ``allow_no_features``: ``features=[]`` is accepted (the features are elsewhere:
+    an in-memory sparse matrix).
+    """
+    names = schema.names
+    where = first_file
+    named_out = list(exclude)
+    exclude = expand_columns(named_out, schema, "excluded", where)
+    if target is not None:
+        if target not in names:
+            raise unknown_column(target, names, "target", where)
+        if target in named_out:
+            raise ConfigError(f"the column {target!r} is named both as the target and as excluded")
+        target_type = schema.field(target).type
+        if not (is_numeric_type(target_type) or (allow_string_target and is_text_type(target_type))):
+            raise DataError(f"the target column {target!r} in {first_file} is {why_not_a_feature(target_type)}; "
+                            "a target must be numbers or labels")
+    named_categorical = list(categorical)
+    categorical = []
+    for name in expand_columns(named_categorical, schema, "categorical", where):
+        if name == target:
+            if name in named_categorical:
+                raise DataError(f"the column {name!r} cannot be both categorical and the target")
+            continue  # a glob or selector passes over the target
+        if name in exclude:
+            if name in named_categorical and name in named_out:
+                raise ConfigError(f"the column {name!r} is named both as categorical and as excluded")
+            continue  # excluding wins over a glob or selector
+        dtype = schema.field(name).type
+        if not (is_text_type(dtype) or is_number_like(dtype)):
+            if name in named_categorical:
+                raise DataError(f"the categorical column {name!r} in {first_file} is {why_not_a_feature(dtype)}")
+            continue
+        categorical.append(name)
+    if features is None:
+        chosen, ignored = [], {}
+        for f in schema:
+            if f.name == target:
+                ignored[f.name] = "the target"
+            elif f.name in exclude:
+                ignored[f.name] = "excluded"
+            elif f.name in categorical or is_number_like(f.type) or is_text_type(f.type):
+                chosen.append(f.name)
+            else:
+                ignored[f.name] = why_not_a_feature(f.type)
+        if not chosen:
+            raise DataError(f"{first_file} has no numeric or text column to use as a feature")
+        return chosen, ignored, [n for n in chosen if n in categorical or is_text_type(schema.field(n).type)]
+    given = list(features)
+    if not given and not allow_no_features:
+        raise DataError("the list of feature columns is empty")
+    if len(set(given)) != len(given):
+        raise DataError("a feature column is named twice")
+    features = expand_columns(given, schema, "feature", where)
+    features = [n for n in features if n != target or target in given]  # a selector or glob skips the target
+    for name in features:
+        if name == target:
+            raise DataError(f"the column {name!r} cannot be both a feature and the target")
+        if name in exclude:
+            if name in given:
+                raise ConfigError(f"the column {name!r} is named both as a feature and as excluded")
+            continue
+        dtype = schema.field(name).type
+        if not (name in categorical or is_number_like(dtype) or is_text_type(dtype)) and name in given:
+            raise DataError(f"the feature column {name!r} in {first_file} is {why_not_a_feature(dtype)}")
+    usable = {f.name for f in schema if f.name in categorical or is_number_like(f.type) or is_text_type(f.type)}
+    unusable = {n: why_not_a_feature(schema.field(n).type) for n in features if n not in usable}  # from a glob
+    features = [n for n in features if n not in exclude and n in usable]
+    features += [n for n in categorical if n not in features]  # a categorical column is a feature
+    ignored = {f.name: "the target" if f.name == target else "excluded" if f.name in exclude else
+               unusable.get(f.name, "not selected") for f in schema if f.name not in features}
+    chosen_categorical = [n for n in features if n in categorical or is_text_type(schema.field(n).type)]
+    return features, ignored, chosen_categorical

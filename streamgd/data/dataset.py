@@ -40,15 +40,7 @@ from ..io.storage import (
     storage_error,
     uri_of,
 )
-from .columns import (
-    expand_columns,
-    is_number_like,
-    is_numeric_type,
-    is_temporal_type,  # noqa: F401 - imported from here by the trainer
-    is_text_type,
-    unknown_column,
-    why_not_a_feature,
-)
+from .columns import resolve_columns
 from .convert import no_parquet_files_message, other_format_hint
 from .remote_reads import OpenFiles
 from .schema import ColumnDrift, reconcile, settle_drift
@@ -207,7 +199,7 @@ def open_dataset(source: Any, target: str | None = None, features: Sequence[str]
     merged = reconcile(files, [m.schema.to_arrow_schema() for m in metadata], [set(p) for p in partitions])
     schema = _merged_schema(files, merged.schema, partitions)
     categorical_named = categorical
-    feature_names, ignored, categorical = _resolve_columns(schema, target, features, files[0], allow_string_target,
+    feature_names, ignored, categorical = resolve_columns(schema, target, features, files[0], allow_string_target,
                                                            categorical, exclude)
     literal = [name for name in [*(features or ()), *(categorical_named or ())] if name in schema.names]
     feature_names, categorical, drifted = settle_drift(merged, feature_names, categorical,
@@ -431,91 +423,6 @@ def _merged_schema(files: list[str], schema: pa.Schema, partitions: list[dict]) 
     return schema
 
 
-def _resolve_columns(schema: pa.Schema, target: str | None, features: Sequence[str] | None, first_file: str,
-                     allow_string_target: bool, categorical: Sequence[str] = (), exclude: Sequence[str] = (),
-                     allow_no_features: bool = False) -> tuple[list[str], dict[str, str], list[str]]:
-    """(feature columns, columns not used with the reason, the categorical features).
-
-    By default every column is a feature but the target and the ``exclude`` columns: numeric ones as numbers,
-    text and dictionary ones as categoricals, and the ``categorical`` columns as categoricals whatever their type;
-    a column that cannot be a feature (nested, binary, all null) is named with the reason. ``features``,
-    ``categorical`` and ``exclude`` take names, globs and the selectors ``text`` / ``numeric``
-    (``streamgd.data.columns``). ``allow_no_features``: ``features=[]`` is accepted (the features are elsewhere:
-    an in-memory sparse matrix).
-    """
-    names = schema.names
-    where = first_file
-    named_out = list(exclude)
-    exclude = expand_columns(named_out, schema, "excluded", where)
-    if target is not None:
-        if target not in names:
-            raise unknown_column(target, names, "target", where)
-        if target in named_out:
-            raise ConfigError(f"the column {target!r} is named both as the target and as excluded")
-        target_type = schema.field(target).type
-        if not (is_numeric_type(target_type) or (allow_string_target and is_text_type(target_type))):
-            raise DataError(f"the target column {target!r} in {first_file} is {why_not_a_feature(target_type)}; "
-                            "a target must be numbers or labels")
-    named_categorical = list(categorical)
-    categorical = []
-    for name in expand_columns(named_categorical, schema, "categorical", where):
-        if name == target:
-            if name in named_categorical:
-                raise DataError(f"the column {name!r} cannot be both categorical and the target")
-            continue  # a glob or selector passes over the target
-        if name in exclude:
-            if name in named_categorical and name in named_out:
-                raise ConfigError(f"the column {name!r} is named both as categorical and as excluded")
-            continue  # excluding wins over a glob or selector
-        dtype = schema.field(name).type
-        if not (is_text_type(dtype) or is_number_like(dtype)):
-            if name in named_categorical:
-                raise DataError(f"the categorical column {name!r} in {first_file} is {why_not_a_feature(dtype)}")
-            continue
-        categorical.append(name)
-    if features is None:
-        chosen, ignored = [], {}
-        for f in schema:
-            if f.name == target:
-                ignored[f.name] = "the target"
-            elif f.name in exclude:
-                ignored[f.name] = "excluded"
-            elif f.name in categorical or is_number_like(f.type) or is_text_type(f.type):
-                chosen.append(f.name)
-            else:
-                ignored[f.name] = why_not_a_feature(f.type)
-        if not chosen:
-            raise DataError(f"{first_file} has no numeric or text column to use as a feature")
-        return chosen, ignored, [n for n in chosen if n in categorical or is_text_type(schema.field(n).type)]
-    given = list(features)
-    if not given and not allow_no_features:
-        raise DataError("the list of feature columns is empty")
-    if len(set(given)) != len(given):
-        raise DataError("a feature column is named twice")
-    features = expand_columns(given, schema, "feature", where)
-    features = [n for n in features if n != target or target in given]  # a selector or glob skips the target
-    for name in features:
-        if name == target:
-            raise DataError(f"the column {name!r} cannot be both a feature and the target")
-        if name in exclude:
-            if name in given:
-                raise ConfigError(f"the column {name!r} is named both as a feature and as excluded")
-            continue
-        dtype = schema.field(name).type
-        if not (name in categorical or is_number_like(dtype) or is_text_type(dtype)) and name in given:
-            raise DataError(f"the feature column {name!r} in {first_file} is {why_not_a_feature(dtype)}")
-    usable = {f.name for f in schema if f.name in categorical or is_number_like(f.type) or is_text_type(f.type)}
-    unusable = {n: why_not_a_feature(schema.field(n).type) for n in features if n not in usable}  # from a glob
-    features = [n for n in features if n not in exclude and n in usable]
-    features += [n for n in categorical if n not in features]  # a categorical column is a feature
-    ignored = {f.name: "the target" if f.name == target else "excluded" if f.name in exclude else
-               unusable.get(f.name, "not selected") for f in schema if f.name not in features}
-    chosen_categorical = [n for n in features if n in categorical or is_text_type(schema.field(n).type)]
-    return features, ignored, chosen_categorical
-
-
-
-
 def _build_units(metadata: list[pq.FileMetaData], max_unit_rows: int | None) -> tuple[list[Unit], list[list[int]]]:
     units: list[Unit] = []
     row_group_rows: list[list[int]] = []
@@ -564,7 +471,7 @@ def open_table(table: pa.Table, target: str | None = None, features: Sequence[st
         if categorical:
             raise ConfigError("a sparse matrix's columns cannot be combined with categorical columns; encode them "
                               "into the sparse matrix (sklearn.feature_extraction.FeatureHasher, for example)")
-    feature_names, ignored, categorical = _resolve_columns(table.schema, target, features, "the table",
+    feature_names, ignored, categorical = resolve_columns(table.schema, target, features, "the table",
                                                            allow_string_target, categorical, exclude,
                                                            allow_no_features=sparse is not None)
     sizes = [min(unit_rows, table.num_rows - start) for start in range(0, table.num_rows, unit_rows)]
@@ -590,7 +497,7 @@ def _open_dask(frame: Any, target: str | None, features: Sequence[str] | None,
                ) -> Dataset:
     empty = frame._meta
     schema = pa.Schema.from_pandas(empty, preserve_index=False)
-    feature_names, ignored, categorical = _resolve_columns(schema, target, features, "the dask DataFrame",
+    feature_names, ignored, categorical = resolve_columns(schema, target, features, "the dask DataFrame",
                                                            allow_string_target, categorical, exclude)
     lengths = frame.map_partitions(len).compute()
     units, position = [], 0

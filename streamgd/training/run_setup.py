@@ -14,7 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from ..data.dataset import Dataset, is_numeric_type, is_temporal_type, open_dataset
+from ..data.columns import is_numeric_type, is_temporal_type
+from ..data.dataset import Dataset, open_dataset
 from ..data.memory_plan import MemoryPlan, plan_for_dataset
 from ..data.reader import default_target_encoder, parse_memory_budget
 from ..data.shuffle import parse_shuffle
