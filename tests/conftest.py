@@ -12,7 +12,6 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
-
 from problems import write_xy  # noqa: E402
 
 
@@ -93,3 +92,15 @@ def s3_server():
     server = start_s3_server()
     yield server
     server.stop()
+
+
+def set_environment(values: dict) -> dict:
+    """Set (None: remove) environment variables of this process; return their previous values (dask workers run it
+    through ``client.run`` to take a store's credentials, and again to give them back)."""
+    previous = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return previous

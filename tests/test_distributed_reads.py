@@ -15,21 +15,12 @@ import streamgd
 from streamgd.distributed import fit_distributed
 
 pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
+from conftest import set_environment
 from s3_latency import LocalS3  # noqa: E402
 
 N_FILES, GROUPS, GROUP_ROWS = 2, 3, 400
 SETTINGS = dict(model="logistic", batch_size=64, epochs=2, seed=1, dtype="float64")
 
-
-def _set_environment(values: dict) -> dict:
-    """Set (None: remove) environment variables of this process; return their previous values."""
-    previous = {name: os.environ.get(name) for name in values}
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    return previous
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +48,13 @@ def tasks_per_epoch(batch_size) -> int:
 @pytest.mark.parametrize("batch_size", [64, "full"])
 def test_dask_history_carries_the_remote_reads_of_a_local_run(client, bucket, batch_size):
     server, uri = bucket
-    previous = client.run(_set_environment, server.environ())
+    previous = client.run(set_environment, server.environ())
     try:
         on_dask = fit_distributed(uri, target="y", client=client, round_chunks=2,
                                   **dict(SETTINGS, batch_size=batch_size))
     finally:
         for worker, values in previous.items():
-            client.run(_set_environment, values, workers=[worker])
+            client.run(set_environment, values, workers=[worker])
     single = streamgd.fit(uri, target="y", **dict(SETTINGS, batch_size=batch_size))
     for mine, theirs in zip(on_dask.history, single.history, strict=True):
         reads, local = mine["remote_reads"], theirs["remote_reads"]

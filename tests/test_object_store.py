@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import reported_lines
+from conftest import reported_lines, set_environment
 from s3_server import Fault
 
 import streamgd
@@ -270,16 +269,6 @@ def test_a_scheme_pyarrow_lacks_goes_through_fsspec(local_files):
     np.testing.assert_array_equal(streamgd.load("memory://models/m.safetensors").coef_, model.coef_)
 
 
-def _set_environment(values: dict) -> dict:
-    """Set (None: remove) environment variables of this process; return their previous values."""
-    previous = {name: os.environ.get(name) for name in values}
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    return previous
-
 
 def test_distributed_fit_reads_the_bucket_on_the_workers_and_equals_the_local_files(
         client, s3_server, bucket, local_files, monkeypatch):
@@ -289,7 +278,7 @@ def test_distributed_fit_reads_the_bucket_on_the_workers_and_equals_the_local_fi
     # the server's log then says who read what. The endpoint and region travel with the dataset.
     for name, value in s3_server.env("admin").items():
         monkeypatch.setenv(name, value)
-    previous = client.run(_set_environment, s3_server.env("reader"))
+    previous = client.run(set_environment, s3_server.env("reader"))
     settings = dict(SETTINGS, standardize=False, epochs=1)
     try:
         local = fit_distributed(str(local_files), target="y", client=client, round_chunks=2, **settings)
@@ -297,7 +286,7 @@ def test_distributed_fit_reads_the_bucket_on_the_workers_and_equals_the_local_fi
         remote = fit_distributed(bucket, target="y", client=client, round_chunks=2, **settings)
     finally:
         for worker, values in previous.items():
-            client.run(_set_environment, values, workers=[worker])
+            client.run(set_environment, values, workers=[worker])
     np.testing.assert_array_equal(remote.coef_, local.coef_)
     np.testing.assert_array_equal(remote.intercept_, local.intercept_)
     admin, reader = s3_server.keys["admin"][0], s3_server.keys["reader"][0]
@@ -313,13 +302,13 @@ def test_distributed_predictions_are_written_to_a_bucket_by_the_workers(client, 
 
     for name, value in s3_server.env("admin").items():
         monkeypatch.setenv(name, value)
-    previous = client.run(_set_environment, s3_server.env("admin"))
+    previous = client.run(set_environment, s3_server.env("admin"))
     model = streamgd.fit(str(local_files), target="y", **SETTINGS)
     try:
         counts = predict_distributed(model, bucket, "s3://out/parts", client=client)
     finally:
         for worker, values in previous.items():
-            client.run(_set_environment, values, workers=[worker])
+            client.run(set_environment, values, workers=[worker])
     assert counts.rows == 1200
     parts = [key for key in _keys(s3_server, "out", "parts/") if not key.endswith("/")]
     assert parts == ["parts/part-00000.parquet", "parts/part-00001.parquet"]
