@@ -31,6 +31,7 @@ DECAY_UNITS = ("rows", "steps")
 # click-log measurements and scripts/bench_ctr.py); more passes over a click log overfit. A dense-only model
 # keeps the SGD rules at mini-batches, whose few epochs of a long table do not.
 SPARSE_DEFAULTS = {"optimizer": "ftrl", "epochs": 1}
+AUTO_INTERACTIONS, NO_INTERACTIONS = "auto", "none"
 DENSE_DEFAULTS = {"optimizer": "sgd", "epochs": 5}
 
 
@@ -72,7 +73,9 @@ class TrainConfig:
     encoding: str = "auto"
     hash_bits: int = 18  # hash: 2^hash_bits shared columns
     max_categories: int = 1000  # onehot: the most frequent values kept per column (<= 1e6), the rest: __other__
-    interactions: Any = None  # pairs of categorical columns hashed together, as "C1:C2,C3:C4" or [("C1", "C2")]
+    # pairs of categorical columns hashed together, as "C1:C2,C3:C4" or [("C1", "C2")]; "none" (or []) for none;
+    # None or "auto": searched on a sample of the data where that applies (streamgd.features.interaction_search)
+    interactions: Any = None
     interaction_bits: int | None = None  # the interactions' own 2^bits buckets (None: the hash buckets)
     # numeric transforms, as ["log1p:I*", "clip:I3:0:1000"], and quantile bins, as ["32"] or ["32:I*"]
     # (streamgd.features.transforms)
@@ -137,7 +140,7 @@ class TrainConfig:
             _bad("seed", self.seed, "an integer >= 0")
         if not isinstance(self.hash_bits, (int, np.integer)) or not 1 <= self.hash_bits <= 30:
             _bad("hash_bits", self.hash_bits, "an integer in [1, 30]")
-        self.interactions = [list(pair) for pair in parse_interactions(self.interactions)] or None
+        self.interactions = normalize_interactions(self.interactions)
         if self.interaction_bits is not None:
             check_hash_bits("interaction_bits", self.interaction_bits)
         self.transforms, self.bins = check_treatments(self.transforms, self.bins)
@@ -305,6 +308,19 @@ class TrainConfig:
         return PENALTIES[self.penalty].alpha(self.alpha)
 
 
+def normalize_interactions(value: Any) -> list[list[str]] | None:
+    """None for "auto" (the data choose), [] for "none", else the pairs as lists.
+
+    >>> normalize_interactions("auto"), normalize_interactions("none"), normalize_interactions("C1:C2")
+    (None, [], [['C1', 'C2']])
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == AUTO_INTERACTIONS):
+        return None
+    if isinstance(value, str) and value.strip().lower() == NO_INTERACTIONS:
+        return []
+    return [list(pair) for pair in parse_interactions(value)]
+
+
 def describe_chosen_defaults(chosen_defaults: dict | None) -> str | None:
     """One line for a model's ``chosen_defaults`` setting (None when the run named everything)."""
     if not chosen_defaults:
@@ -312,9 +328,12 @@ def describe_chosen_defaults(chosen_defaults: dict | None) -> str | None:
     chosen = dict(chosen_defaults)
     kind = "a sparse block (categorical columns)" if chosen.pop("model") == "sparse" else "dense features only"
     words = {"optimizer": lambda v: f"optimizer {v}", "batch_size": lambda v: f"batch size {v}",
-             "epochs": lambda v: f"{v} epoch" + ("" if v == 1 else "s")}
+             "epochs": lambda v: f"{v} epoch" + ("" if v == 1 else "s"),
+             "interactions": lambda v: "interactions " + (", ".join(v) if v else "none")}
+    options = ("--optimizer, --batch-size, --epochs and --interactions" if "interactions" in chosen
+               else "--optimizer, --batch-size and --epochs")
     return (f"defaults for a model with {kind}: " + ", ".join(words[k](v) for k, v in chosen.items())
-            + " (--optimizer, --batch-size and --epochs choose otherwise)")
+            + f" ({options} choose otherwise)")
 
 
 def parse_checkpoint_every(value: int | str) -> int | str:

@@ -21,6 +21,7 @@ from ..data.reader import default_target_encoder, parse_memory_budget
 from ..data.shuffle import parse_shuffle
 from ..errors import ConfigError, DataError
 from ..features.encoding_choice import choose_encodings
+from ..features.interaction_search import MAX_PAIRS, describe_search, search_interactions
 from ..features.spec import FeatureSpec
 from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats, compute_stats
@@ -99,13 +100,28 @@ def open_training_data(cfg: TrainConfig, data: Any, target: str | None = None,
     if budget is not None:
         plan = plan_for_dataset(budget, probe, np.dtype(cfg.dtype).itemsize, cfg.prefetch_depth,
                                 parse_shuffle(cfg.shuffle).units_per_step, probe.categorical,
-                                len(cfg.interactions or ()), cached=cfg.cache is not None)
+                                planned_interactions(cfg, probe), cached=cfg.cache is not None)
     if features is None and plan is None:
         return probe, None
     max_rows = plan.max_unit_rows if plan is not None else None
     return open_dataset(data, target=target, features=features, max_unit_rows=max_rows,
                         categorical=categorical, exclude=exclude, footers_of=probe,
                         storage_options=cfg.storage_options), plan
+
+
+def searches_interactions(cfg: TrainConfig, dataset: Dataset, model_cls: type[LinearModel],
+                          classes: list | None) -> bool:
+    """Whether the run searches its interactions: it names none (``interactions`` None, "auto") and trains a
+    binary model of two or more categorical columns."""
+    return (cfg.interactions is None and cfg.init is None and model_cls.kind == "logistic"
+            and len(classes or ()) == 2 and len(dataset.categorical) >= 2)
+
+
+def planned_interactions(cfg: TrainConfig, dataset: Dataset) -> int:
+    """The interactions the memory plan allows for: the named ones, or the most a search may choose."""
+    if cfg.interactions is not None:
+        return len(cfg.interactions)
+    return MAX_PAIRS if len(dataset.categorical) >= 2 else 0
 
 
 def needs_feature_spec(cfg: TrainConfig, dataset: Dataset) -> bool:
@@ -150,6 +166,7 @@ class RunSetup:
             slots = spec.n_slots if spec is not None else 0
         else:
             self._check_interactions(train)
+            self._search_interactions(train, model_cls, classes, encoder)
             self.encodings = choose_encodings(train, train.categorical, self.cfg.encoding, self.cfg.max_categories)
             stats = self._statistics(train)
             spec = self._feature_spec(train, stats)
@@ -223,7 +240,7 @@ class RunSetup:
         skewness = {name: stats.columns[name].skewness for name in train.feature_names
                     if name not in train.categorical and name not in treated and name in stats.columns}
         note = heavy_tail_note(skewness)
-        self.notes = [] if note is None else [note]
+        self.notes += [] if note is None else [note]
 
     def _check_interactions(self, train: Dataset) -> None:
         """Every column an interaction names must be a categorical feature: said before the statistics pass."""
@@ -235,6 +252,18 @@ class RunSetup:
                     raise ConfigError(f"--interactions names {name!r}, which is {kind}; interactions pair "
                                       f"categorical columns ({', '.join(train.categorical) or 'there are none'}; "
                                       "--categorical makes a column categorical)")
+
+    def _search_interactions(self, train: Dataset, model_cls: type[LinearModel], classes: list | None,
+                             encoder: Any) -> None:
+        """A binary model of two or more categorical columns that names no interactions crosses the pairs found
+        on a sample of the data (streamgd.features.interaction_search); recorded in ``chosen_defaults``."""
+        cfg = self.cfg
+        if not searches_interactions(cfg, train, model_cls, classes):
+            return
+        found = search_interactions(train, list(train.categorical), encoder.encode)
+        cfg.interactions = [[pair.a, pair.b] for pair in found.chosen]
+        cfg.chosen_defaults = {**(cfg.chosen_defaults or {}), "interactions": [pair.label for pair in found.chosen]}
+        self.notes.append(describe_search(found, len(train.categorical)))
 
     def _feature_spec(self, train: Dataset, stats: DatasetStats | None) -> FeatureSpec | None:
         cfg = self.cfg

@@ -1,0 +1,206 @@
+"""Which pairs of categorical columns to cross when the run names none (``interactions="auto"``, the default of a
+binary model with two or more categorical columns).
+
+A linear model on one-hot or hashed categories learns one weight per value; a click that depends on a *pair* of
+values (an ad on a site, a device in a region) needs the pair as a feature of its own, Vowpal Wabbit's ``-q``.
+Which pairs matter is a property of the data, so it is measured on a sample of it:
+
+1. Read about ``SAMPLE_ROWS`` rows from units spread over the whole dataset, the label and every categorical column
+   (each column's values numbered, a null being a value of its own).
+2. Split the rows in two halves by row (even and odd). On one half, fit for each column a main effect per value and,
+   for each pair of columns, an offset per cell (pair of values) on top of the two main effects; both are one
+   Newton step of an L2-penalised logistic log likelihood from the smaller model (``PRIOR_ROWS`` rows' worth of
+   penalty), so a value or cell seen a few times moves little.
+3. The pair's **gain** is the log loss the cell offsets remove on the *other* half, in nats per row, averaged over
+   both directions. A pair without an interaction gains nothing or loses a little (its offsets fit noise), so a
+   held-out gain is its own significance test.
+4. The pairs whose gain is at least ``MIN_GAIN`` of the baseline's log loss are crossed, the strongest first, up to
+   ``MAX_PAIRS``; they are hashed into the shared buckets like any ``--interactions``.
+
+Cells are numbered exactly when a pair has at most ``CELL_BUCKETS`` of them, else hashed into that many (a few
+collisions only blur a cell). The cost is a handful of ``bincount`` passes per pair over the sample; it does not
+grow with the data. Only binary targets are searched (the log loss is the criterion); other models keep the
+interactions the run names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..data.dataset import Dataset
+from ..data.unit_reader import UnitTableReader
+from ..kernels.jit import njit
+from .stats import category_strings
+
+SAMPLE_ROWS = 200_000
+PRIOR_ROWS = 20.0  # the L2 penalty of a value's or cell's offset, in rows at the base rate
+MIN_GAIN = 0.001  # a pair is crossed when it removes at least this fraction of the baseline's held-out log loss
+MAX_PAIRS = 8
+CELL_BUCKETS = 1 << 18
+
+
+@dataclass(frozen=True)
+class PairGain:
+    """A pair of categorical columns and the held-out log loss its cells remove, in nats per row."""
+
+    a: str
+    b: str
+    gain: float
+    relative: float  # gain / the baseline's held-out log loss
+
+    @property
+    def label(self) -> str:
+        return f"{self.a}:{self.b}"
+
+
+@dataclass(frozen=True)
+class InteractionSearch:
+    """The outcome: the pairs to cross and every pair's gain (for ``inspect`` and tests)."""
+
+    chosen: list[PairGain]
+    gains: list[PairGain]  # every pair searched, the largest gain first
+    rows: int  # rows of the sample
+
+
+def sample_units(dataset: Dataset, rows: int) -> list:
+    """Units spread evenly over the dataset, enough for about ``rows`` rows (all of them for a small dataset)."""
+    units = list(dataset.units)
+    total = sum(unit.n_rows for unit in units)
+    if total <= rows or not units:
+        return units
+    share = rows / total
+    wanted = max(1, int(np.ceil(share * len(units))))
+    picks = np.unique(np.linspace(0, len(units) - 1, wanted).round().astype(int))
+    return [units[i] for i in picks]
+
+
+def read_sample(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
+                rows: int = SAMPLE_ROWS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(labels 0/1 as float64, each column's value numbers as int64 with null the last number) of the sample's
+    rows whose label is known."""
+    reader = UnitTableReader(dataset, [*columns, dataset.target])
+    y_parts: list[np.ndarray] = []
+    parts: dict[str, list[pa.ChunkedArray]] = {name: [] for name in columns}
+    try:
+        for unit in sample_units(dataset, rows):
+            table = reader.read(unit)
+            y_parts.append(labels(table.column(dataset.target)))
+            for name in columns:
+                parts[name].append(category_strings(table.column(name)).cast(pa.large_string()))
+    finally:
+        reader.close()
+    y = np.concatenate(y_parts) if y_parts else np.zeros(0)
+    known = np.isfinite(y)
+    codes = {}
+    for name in columns:
+        values = pa.chunked_array([chunk for part in parts[name] for chunk in part.chunks], type=pa.large_string())
+        encoded = pc.dictionary_encode(values).combine_chunks()
+        numbers = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+        codes[name] = numbers.astype(np.int64)[known]
+    return y[known], codes
+
+
+def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: float) -> np.ndarray:
+    """One Newton step, from the base rate, of each group's logit offset under an L2 penalty."""
+    base = y.mean()
+    residual = np.bincount(groups, weights=y - base, minlength=n_groups)
+    curvature = np.bincount(groups, minlength=n_groups) * (base * (1.0 - base))
+    return residual / (curvature + penalty)
+
+
+@njit(nogil=True)
+def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table):
+    """Held-out gain of crossing columns ``a`` and ``b``, both folds (fold f fits on rows i % 2 == f and scores
+    the others): the cells' Newton offsets on the fit rows, then on the held rows the second-order estimate
+    ``sum_cells delta (y - p) - delta^2 p (1 - p) / 2`` of the log loss they remove. ``table``: a zeroed work
+    table of the cell space, (cells, 2) for each cell's residual and curvature side by side, left zeroed."""
+    n = y.shape[0]
+    slots = table.shape[0]
+    shift = np.uint64(64 - int(np.log2(slots)))
+    gain = 0.0
+    for fold in range(2):
+        for i in range(fold, n, 2):  # the fit half: each cell's residual and curvature at the additive model
+            cell = a[i] * size_b + b[i]
+            if hashed:
+                cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+            table[cell, 0] += y[i] - p
+            table[cell, 1] += p * (1.0 - p)
+        for i in range(1 - fold, n, 2):  # the held half
+            cell = a[i] * size_b + b[i]
+            if hashed:
+                cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+            if table[cell, 1] == 0.0:
+                continue
+            delta = table[cell, 0] / (table[cell, 1] + penalty[fold])
+            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+            gain += delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
+        for i in range(fold, n, 2):  # zero the cells touched, not the whole table
+            cell = a[i] * size_b + b[i]
+            if hashed:
+                cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+            table[cell, 0] = 0.0
+            table[cell, 1] = 0.0
+    return gain / n
+
+
+def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = PRIOR_ROWS,
+               threads: int = 2) -> list[PairGain]:
+    """Every pair's held-out gain (module docstring, steps 2-3), the largest first."""
+    names = list(codes)
+    if len(y) < 4 or len(names) < 2:
+        return []
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    folds = [np.arange(0, len(y), 2), np.arange(1, len(y), 2)]
+    rates = np.array([np.clip(y[rows].mean(), 1e-6, 1 - 1e-6) for rows in folds])
+    penalty = prior_rows * rates * (1.0 - rates)
+    base_margins = np.log(rates / (1.0 - rates))
+    held_losses = [float(np.mean(np.logaddexp(0.0, m) - y[rows] * m)) for m, rows in zip(base_margins, folds[::-1])]
+    baseline = sum(held_losses) / 2
+    sizes = {name: int(codes[name].max()) + 1 for name in names}
+    effects = {name: np.stack([_newton_offsets(codes[name][rows], sizes[name], y[rows], pen)
+                               for rows, pen in zip(folds, penalty)]) for name in names}
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    cells = min(max(sizes[a] * sizes[b] for a, b in pairs), CELL_BUCKETS)
+
+    def gains_of(share: list[tuple[str, str]]) -> list[PairGain]:
+        table = np.zeros((cells, 2))  # each thread its own
+        out = []
+        for a, b in share:
+            n_cells = sizes[a] * sizes[b]
+            hashed = n_cells > CELL_BUCKETS
+            gain = float(_pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a], effects[b], base_margins,
+                                    penalty, table if hashed else table[:n_cells]))
+            out.append(PairGain(a, b, gain, gain / baseline))
+        return out
+
+    workers = max(1, min(threads, len(pairs)))
+    with ThreadPoolExecutor(workers) as pool:  # the kernel releases the GIL
+        found = [pair for share in pool.map(gains_of, [pairs[k::workers] for k in range(workers)]) for pair in share]
+    return sorted(found, key=lambda pair: -pair.gain)
+
+
+def search_interactions(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
+                        rows: int = SAMPLE_ROWS, min_gain: float = MIN_GAIN,
+                        max_pairs: int = MAX_PAIRS) -> InteractionSearch:
+    """The pairs of ``columns`` worth crossing (module docstring); ``labels`` maps the target column to 0/1."""
+    y, codes = read_sample(dataset, columns, labels, rows)
+    gains = pair_gains(y, codes)
+    chosen = [pair for pair in gains if pair.relative >= min_gain][:max_pairs]
+    return InteractionSearch(chosen, gains, len(y))
+
+
+def describe_search(found: InteractionSearch, n_columns: int) -> str:
+    """One line for the user: the pairs crossed and their gains, or that none was worth it."""
+    searched = f"{n_columns * (n_columns - 1) // 2:,} pairs of {n_columns} categorical columns on {found.rows:,} rows"
+    if not found.chosen:
+        return f"interactions: none of {searched} gains {MIN_GAIN:.1%} of the log loss (--interactions A:B names some)"
+    pairs = ", ".join(f"{pair.label} ({pair.relative:.2%})" for pair in found.chosen)
+    return (f"interactions: {pairs} of the held-out log loss, found among {searched} (--interactions none or A:B "
+            "chooses otherwise)")
