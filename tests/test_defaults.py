@@ -103,7 +103,9 @@ def test_sparse_model_gets_ftrl_at_batch_one_for_one_pass(click_log, tmp_path):
     common = dict(model="logistic", categorical=categorical, missing="impute", encoding="hash", hash_bits=16)
     model = Trainer(**common).fit(train, target="label")
     assert (model.config["optimizer"], model.config["batch_size"], model.config["epochs"]) == ("ftrl", 1, 1)
-    assert model.config["chosen_defaults"] == {"model": "sparse", "optimizer": "ftrl", "batch_size": 1, "epochs": 1}
+    chosen_defaults = dict(model.config["chosen_defaults"])
+    assert sorted(chosen_defaults.pop("interactions")) == ["C1:C2", "C3:C4"]  # the planted pairs, searched
+    assert chosen_defaults == {"model": "sparse", "optimizer": "ftrl", "batch_size": 1, "epochs": 1}
     assert len(model.history) == 1
     model.save(tmp_path / "m.json")
     assert load(tmp_path / "m.json").config["chosen_defaults"] == model.config["chosen_defaults"]
@@ -144,10 +146,11 @@ def test_cli_says_the_choice_once(click_log, tmp_path):
     result = CliRunner().invoke(main, ["fit", str(train), "--target", "label", "--missing", "impute",
                                        "--categorical", "C1,C2,C3", "--hash-bits", "12"])
     assert result.exit_code == 0, result.output
-    wanted = ("defaults for a model with a sparse block (categorical columns): optimizer ftrl, batch size 1, "
-              "1 epoch (--optimizer, --batch-size and --epochs choose otherwise)")
-    assert result.stderr.count(wanted) == 1
+    wanted = ("defaults for a model with a sparse block (categorical columns): interactions C1:C2, C3:C4, "
+              "optimizer ftrl, "
+              "batch size 1, 1 epoch (--optimizer, --batch-size, --epochs and --interactions choose otherwise)")
+    assert result.stderr.count(wanted) == 1, result.stderr
     named = CliRunner().invoke(main, ["fit", str(train), "--target", "label", "--missing", "impute",
                                       "--categorical", "C1", "--hash-bits", "12", "--optimizer", "sgd",
-                                      "--epochs", "1", "--batch-size", "64"])
+                                      "--epochs", "1", "--batch-size", "64", "--interactions", "none"])
     assert named.exit_code == 0 and "defaults for a model" not in named.stderr

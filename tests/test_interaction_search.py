@@ -47,6 +47,17 @@ def test_the_search_finds_the_planted_pairs_and_no_other(click_log):
     assert min(planted_gains) > 3 * search.MIN_GAIN and max(others) < search.MIN_GAIN / 2
 
 
+def test_a_small_sample_does_not_cross_chance():
+    """Labels that depend on no column: a pair of few cells can gain on held-out rows by chance (the gain's
+    standard error on 600 rows is about 0.3% of the log loss); the z test keeps every such pair out."""
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        codes = {f"C{k}": rng.integers(0, 2 + k, 600) for k in range(4)}
+        gains = search.pair_gains(rng.integers(0, 2, 600).astype(np.float64), codes)
+        assert not [pair for pair in gains if pair.relative >= search.MIN_GAIN and pair.z >= search.MIN_Z]
+        assert max(pair.z for pair in gains) < search.MIN_Z
+
+
 def numpy_gain(y, a, b, prior_rows=search.PRIOR_ROWS):
     """The module docstring's steps 2-3 for one pair, in plain NumPy: fold f fits on rows i % 2 == f."""
     n, total = len(y), 0.0
@@ -144,3 +155,19 @@ def test_a_sample_spreads_over_the_dataset(click_log):
     units = search.sample_units(dataset, 40_000)  # 6 units of 20,000 rows: two of them, first and last
     assert [unit.n_rows for unit in units] == [20_000, 20_000]
     assert units[0] == dataset.units[0] and units[-1] == dataset.units[-1]
+
+
+def test_continuing_a_model_keeps_its_interactions_and_refuses_others(click_log, tmp_path):
+    runner = CliRunner()
+    train = str(click_log / "train.parquet")
+    common = ["--target", "label", "--missing", "impute", "--optimizer", "adagrad", "--batch-size", "64",
+              "--epochs", "1"]
+    first, second = str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")
+    assert runner.invoke(main, ["fit", train, *common, "--out", first]).exit_code == 0
+    continued = runner.invoke(main, ["fit", train, *common, "--init", first, "--out", second])
+    assert continued.exit_code == 0, continued.output
+    assert sorted(load(second).spec.interactions) == [("C2", "C3"), ("C4", "C6")]
+    assert "interactions: " not in continued.stderr  # nothing searched: the model's pairs are kept
+    refused = runner.invoke(main, ["fit", train, *common, "--init", first, "--interactions", "C1:C2", "--out", second])
+    assert refused.exit_code == 2 and "this run names C1:C2; continuing training keeps" in refused.stderr
+    assert "C2:C3" in refused.stderr and "C4:C6" in refused.stderr and len(refused.stderr.splitlines()) == 1

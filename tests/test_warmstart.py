@@ -63,6 +63,8 @@ def test_continuing_a_model_object_restarting_the_epoch_count_would_differ(group
     (dict(schedule="cosine"), "schedule 'cosine' depends on the total number of steps"),
     (dict(penalty="elasticnet"), "optimizer state of shape (0, 5) and this run needs (1, 5)"),
     (dict(features=["x0", "x1", "x3", "x2"]), "reads the columns ['x0', 'x1', 'x2', 'x3']"),
+    (dict(transforms="log1p:x1"), "trained with transforms=None and this run names transforms=['log1p:x1']"),
+    (dict(bins=8), "trained with bins=None and this run names bins=['8']"),
 ])
 def test_an_incompatible_continuation_is_refused_in_one_sentence(groups, tmp_path, change, message):
     streamgd.fit(groups, target="y", epochs=1, **SETTINGS).save(tmp_path / "m.safetensors")

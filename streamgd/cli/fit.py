@@ -158,9 +158,10 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
               help=f"One-hot: most frequent values kept per column (at most {MAX_CATEGORIES_LIMIT:,}); the rest "
                    f"share an __other__ column. --encoding auto one-hot encodes a column whose first rows show "
                    f"at most 1/{ONEHOT_SHARE} of it.")
-@click.option("--interactions", default=None, metavar="A:B,...",
+@click.option("--interactions", default=None, metavar="A:B,...|auto|none",
               help="Pairs of categorical columns whose values are hashed together, as Vowpal Wabbit's -q "
-                   "(for example C1:C2,C3:C14).")
+                   "(for example C1:C2,C3:C14). Default (auto): a binary model of two or more categorical columns "
+                   "crosses the pairs that a sample of the data shows worth it (said on stderr); none: no pairs.")
 @click.option("--interaction-bits", default=None, type=int,
               help="Give the interactions 2^B buckets of their own (default: the --hash-bits buckets; under "
                    "one-hot, 2^18 of their own).")

@@ -11,11 +11,14 @@ Which pairs matter is a property of the data, so it is measured on a sample of i
    for each pair of columns, an offset per cell (pair of values) on top of the two main effects; both are one
    Newton step of an L2-penalised logistic log likelihood from the smaller model (``PRIOR_ROWS`` rows' worth of
    penalty), so a value or cell seen a few times moves little.
-3. The pair's **gain** is the log loss the cell offsets remove on the *other* half, in nats per row, averaged over
-   both directions. A pair without an interaction gains nothing or loses a little (its offsets fit noise), so a
+3. The pair's **gain** is the log loss the cell offsets remove on the *other* half, in nats per row, over both
+   directions (each row held out once), estimated to second order (the held-out Newton decrement
+   ``delta (y - p) - delta^2 p (1 - p) / 2`` per row). A pair without an interaction gains nothing or loses a little (its offsets fit noise), so a
    held-out gain is its own significance test.
-4. The pairs whose gain is at least ``MIN_GAIN`` of the baseline's log loss are crossed, the strongest first, up to
-   ``MAX_PAIRS``; they are hashed into the shared buckets like any ``--interactions``.
+4. The pairs whose gain is at least ``MIN_GAIN`` of the baseline's log loss, and ``MIN_Z`` standard errors (of a
+   mean over the held-out rows) above zero, are crossed, the strongest first, up to ``MAX_PAIRS``; they are hashed
+   into the shared buckets like any ``--interactions``. The second test keeps a small sample from crossing noise:
+   with few rows a pair's cells fit chance, and chance can gain on the other half too.
 
 Cells are numbered exactly when a pair has at most ``CELL_BUCKETS`` of them, else hashed into that many (a few
 collisions only blur a cell). The cost is a handful of ``bincount`` passes per pair over the sample; it does not
@@ -41,6 +44,7 @@ from .stats import category_strings
 SAMPLE_ROWS = 200_000
 PRIOR_ROWS = 20.0  # the L2 penalty of a value's or cell's offset, in rows at the base rate
 MIN_GAIN = 0.001  # a pair is crossed when it removes at least this fraction of the baseline's held-out log loss
+MIN_Z = 4.0  # ... and its gain is at least this many standard errors (over the held-out rows) above zero
 MAX_PAIRS = 8
 CELL_BUCKETS = 1 << 18
 
@@ -53,6 +57,7 @@ class PairGain:
     b: str
     gain: float
     relative: float  # gain / the baseline's held-out log loss
+    z: float  # gain / its standard error over the held-out rows
 
     @property
     def label(self) -> str:
@@ -124,6 +129,7 @@ def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, pena
     slots = table.shape[0]
     shift = np.uint64(64 - int(np.log2(slots)))
     gain = 0.0
+    squares = 0.0
     for fold in range(2):
         for i in range(fold, n, 2):  # the fit half: each cell's residual and curvature at the additive model
             cell = a[i] * size_b + b[i]
@@ -140,14 +146,16 @@ def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, pena
                 continue
             delta = table[cell, 0] / (table[cell, 1] + penalty[fold])
             p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
-            gain += delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
+            term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
+            gain += term
+            squares += term * term
         for i in range(fold, n, 2):  # zero the cells touched, not the whole table
             cell = a[i] * size_b + b[i]
             if hashed:
                 cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
             table[cell, 0] = 0.0
             table[cell, 1] = 0.0
-    return gain / n
+    return gain / n, squares / n
 
 
 def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = PRIOR_ROWS,
@@ -175,9 +183,10 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
         for a, b in share:
             n_cells = sizes[a] * sizes[b]
             hashed = n_cells > CELL_BUCKETS
-            gain = float(_pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a], effects[b], base_margins,
-                                    penalty, table if hashed else table[:n_cells]))
-            out.append(PairGain(a, b, gain, gain / baseline))
+            gain, squares = _pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a], effects[b],
+                                       base_margins, penalty, table if hashed else table[:n_cells])
+            error = np.sqrt(max(squares - gain * gain, 0.0) / len(y))  # the standard error of a mean over rows
+            out.append(PairGain(a, b, float(gain), float(gain) / baseline, float(gain / error) if error else 0.0))
         return out
 
     workers = max(1, min(threads, len(pairs)))
@@ -192,7 +201,7 @@ def search_interactions(dataset: Dataset, columns: Sequence[str], labels: Callab
     """The pairs of ``columns`` worth crossing (module docstring); ``labels`` maps the target column to 0/1."""
     y, codes = read_sample(dataset, columns, labels, rows)
     gains = pair_gains(y, codes)
-    chosen = [pair for pair in gains if pair.relative >= min_gain][:max_pairs]
+    chosen = [pair for pair in gains if pair.relative >= min_gain and pair.z >= MIN_Z][:max_pairs]
     return InteractionSearch(chosen, gains, len(y))
 
 
@@ -200,7 +209,7 @@ def describe_search(found: InteractionSearch, n_columns: int) -> str:
     """One line for the user: the pairs crossed and their gains, or that none was worth it."""
     searched = f"{n_columns * (n_columns - 1) // 2:,} pairs of {n_columns} categorical columns on {found.rows:,} rows"
     if not found.chosen:
-        return f"interactions: none of {searched} gains {MIN_GAIN:.1%} of the log loss (--interactions A:B names some)"
+        return f"interactions: none of {searched} gains enough to cross (--interactions A:B names some)"
     pairs = ", ".join(f"{pair.label} ({pair.relative:.2%})" for pair in found.chosen)
     return (f"interactions: {pairs} of the held-out log loss, found among {searched} (--interactions none or A:B "
             "chooses otherwise)")

@@ -262,7 +262,8 @@ class RunSetup:
             return
         found = search_interactions(train, list(train.categorical), encoder.encode)
         cfg.interactions = [[pair.a, pair.b] for pair in found.chosen]
-        cfg.chosen_defaults = {**(cfg.chosen_defaults or {}), "interactions": [pair.label for pair in found.chosen]}
+        cfg.chosen_defaults = {"model": "sparse", **(cfg.chosen_defaults or {}),
+                               "interactions": [pair.label for pair in found.chosen]}
         self.notes.append(describe_search(found, len(train.categorical)))
 
     def _feature_spec(self, train: Dataset, stats: DatasetStats | None) -> FeatureSpec | None:

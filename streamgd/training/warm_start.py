@@ -29,6 +29,7 @@ from ..models.linear import LinearModel, load
 
 # settings that shape the parameters' meaning or the optimizer state: a continued run must share them
 SHARED_SETTINGS = ("optimizer", "standardize", "missing", "encoding", "hash_bits", "max_categories")
+KEPT_BY_THE_MODEL = ("transforms", "bins")  # a run that names none continues with the model's
 
 
 def load_init(init: str | os.PathLike | LinearModel, storage_options: dict | None = None) -> LinearModel:
@@ -50,11 +51,25 @@ def check_settings(model: LinearModel, settings: dict, name: str) -> None:
         if key in model.config and model.config[key] != settings[key]:
             raise ConfigError(f"{name} was trained with {key}={model.config[key]!r} and this run has {key}="
                               f"{settings[key]!r}; continuing training needs the same {key}")
+    for key in KEPT_BY_THE_MODEL:
+        if settings.get(key) is not None and key in model.config and model.config[key] != settings[key]:
+            raise ConfigError(f"{name} was trained with {key}={model.config[key]!r} and this run names {key}="
+                              f"{settings[key]!r}; continuing training keeps the model's (leave the option out)")
+    named = settings.get("interactions")
+    if named is not None and model.spec is not None and sorted(map(list, named)) != sorted(
+            map(list, model.spec.interactions)):
+        raise ConfigError(f"{name} was trained with interactions {_pairs(model.spec.interactions)} and this run "
+                          f"names {_pairs(named)}; continuing training keeps the model's interactions (leave out "
+                          "--interactions)")
     schedule = settings["schedule"]
     if schedule == "cosine" or (schedule == "exponential" and settings["lr_gamma"] is None):
         raise ConfigError(f"schedule {schedule!r} depends on the total number of steps, which the run that wrote "
                           f"{name} had already used up; continue with constant, invscaling, step, or exponential "
                           "with an explicit lr_gamma")
+
+
+def _pairs(pairs) -> str:
+    return ",".join(f"{a}:{b}" for a, b in pairs) or "none"
 
 
 def check_data(model: LinearModel, name: str, classes: list | None, input_columns: list[str],
