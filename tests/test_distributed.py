@@ -127,7 +127,8 @@ def mixed(tmp_path_factory):
 
 MIXED = dict(model="logistic", batch_size=64, epochs=8, lr=0.1, categorical=["c0", "c1"], missing="impute",
              validation=0.2, early_stopping=2,
-             sample_weight="w", memory_budget="1.3MB", seed=4)  # units of 2,633 rows: row groups read in slices
+             sample_weight="w", memory_budget="1.3MB", seed=4,  # units of 2,633 rows: row groups read in slices
+             interactions="none")  # a search would leave room in the budget for the pairs it may add
 
 
 def test_categorical_missing_validation_early_stopping_and_weights_on_dask_match_one_process(client, mixed):

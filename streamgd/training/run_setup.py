@@ -121,7 +121,8 @@ def planned_interactions(cfg: TrainConfig, dataset: Dataset) -> int:
     """The interactions the memory plan allows for: the named ones, or the most a search may choose."""
     if cfg.interactions is not None:
         return len(cfg.interactions)
-    return MAX_PAIRS if len(dataset.categorical) >= 2 else 0
+    may_search = cfg.model == "logistic" and cfg.init is None and len(dataset.categorical) >= 2
+    return MAX_PAIRS if may_search else 0
 
 
 def needs_feature_spec(cfg: TrainConfig, dataset: Dataset) -> bool:
