@@ -25,8 +25,16 @@ from ..dataset import Dataset, Unit
 from ..unit_arrays import UnitArrays
 from .checksums import checksum
 from .keys import FORMAT_VERSION, source_identity, unit_key
-from .unit_files import (DONTNEED, pack_arrays, release_mapping, release_range, remove_quietly, temporary_path,
-                         unpack_arrays, write_unit_file)
+from .unit_files import (
+    DONTNEED,
+    pack_arrays,
+    release_mapping,
+    release_range,
+    remove_quietly,
+    temporary_path,
+    unpack_arrays,
+    write_unit_file,
+)
 
 _ALIGN = 64
 # bytes of units handed to the writer thread and not yet written (one unit always may be): what writing adds to
@@ -103,7 +111,7 @@ class EpochCache:
         self.units_dir = os.path.join(self.directory, "units")
         os.makedirs(self.units_dir, exist_ok=True)
         self._lock = threading.Lock()
-        self._trusted: set[str] = set()  # keys written, or verified, by this process
+        self._identities: dict[str, dict] = {}  # each source file's identity, read once per run
         self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamgd-cache")
         self._pending: list[Future] = []
         self._backlog = 0  # bytes handed to the writer and not yet written
@@ -141,6 +149,16 @@ class EpochCache:
                 continue
             total += status.st_size
         return total
+
+    def source_identity(self, path: str, filesystem: object = None) -> dict:
+        """A source file's identity (``keys.source_identity``: by content), read once per run and path."""
+        with self._lock:
+            identity = self._identities.get(path)
+        if identity is None:
+            identity = source_identity(path, filesystem)
+            with self._lock:
+                self._identities[path] = identity
+        return dict(identity)
 
     def session(self, dataset: Dataset, context: str, summary: dict) -> CacheSession:
         """Lookups and writes of one stream over ``dataset`` with the transform ``context``."""
@@ -200,18 +218,14 @@ class EpochCache:
         finally:
             os.close(descriptor)
         try:
-            verify = key not in self._trusted
             views: dict[str, np.ndarray] = {}
             for name, spec in entry["arrays"].items():
                 count = int(np.prod(spec["shape"]))
                 flat = np.frombuffer(mapping, dtype=np.dtype(spec["dtype"]), count=count, offset=spec["offset"]) \
                     if count else np.empty(0, dtype=np.dtype(spec["dtype"]))
-                if verify and checksum(flat) != spec["checksum"]:
+                if checksum(flat) != spec["checksum"]:  # every read: units rewritten mid-run are caught too
                     raise _Damaged(f"the checksum of its {name} array does not match")
                 views[name] = flat.reshape(spec["shape"], order=spec.get("order", "C"))
-            if verify:
-                with self._lock:
-                    self._trusted.add(key)
             return mapping, unpack_arrays(views, entry)
         except (KeyError, ValueError, TypeError) as exc:
             release_mapping(mapping)
@@ -294,7 +308,6 @@ class EpochCache:
                 stats.not_written += 1
                 return
             with self._lock:
-                self._trusted.add(key)
                 stats.written += 1
                 stats.bytes_written += size
         finally:
@@ -347,10 +360,10 @@ class CacheSession:
     def _source(self, index: int) -> dict:
         identity = self._sources.get(index)
         if identity is None:
-            identity = source_identity(self.dataset.sources[index], self.dataset.filesystem)
+            identity = self.cache.source_identity(self.dataset.sources[index], self.dataset.filesystem)
             if self.dataset.partition_values:
                 identity["partition"] = {k: str(v) for k, v in self.dataset.partition_values[index].items()}
-            identity = self._sources[index] = identity
+            self._sources[index] = identity
         return identity
 
     def key(self, unit: Unit) -> str:
