@@ -1,5 +1,5 @@
 """The checksum of a cached unit's arrays: XXH64 (the xxHash algorithm, 64 bits, compiled here: no dependency),
-checked every time a unit is read, so a file cut short, zeroed, overwritten after a crash or rewritten by hand
+checked every time a unit is read (and a BLAKE2b of its index entry), so a file cut short, zeroed, overwritten after a crash or rewritten by hand
 after the run's first look is a miss, not a wrong model.
 
 It replaced a Fletcher-style sum (two running sums of 64-bit words), in which three changed words could keep
@@ -9,6 +9,9 @@ through multiplications and rotations in four independent lanes: no easy collisi
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 import numpy as np
 
@@ -96,6 +99,13 @@ def xxh64(raw: np.ndarray) -> int:
 def checksum(raw: np.ndarray) -> str:
     """The checksum of a flat array's bytes that a cache entry records: ``xxh64:`` and XXH64 in hex."""
     return f"xxh64:{xxh64(raw):016x}"
+
+
+def entry_checksum(entry: dict) -> str:
+    """A BLAKE2b of an index entry's JSON (keys sorted, its own ``checksum`` left out): an entry edited by hand or
+    damaged (another shape, offset or order of the same bytes) is a miss, as damaged arrays are."""
+    text = json.dumps({k: v for k, v in entry.items() if k != "checksum"}, sort_keys=True, default=str)
+    return "blake2b:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def storage_bytes(array: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from ...io.outputs import check_output_dir, check_writable_directory, local_path
 from ...version import __version__
 from ..dataset import Dataset, Unit
 from ..unit_arrays import UnitArrays
-from .checksums import checksum
+from .checksums import checksum, entry_checksum
 from .keys import FORMAT_VERSION, source_identity, unit_key
 from .unit_files import (
     DONTNEED,
@@ -173,8 +173,8 @@ class EpochCache:
         """The unit's arrays mapped from the cache (None: a miss); its pages go back when the block ends."""
         data_path, index_path = self._paths(key)
         try:
-            with open(index_path) as stream:
-                text = stream.read()
+            with open(index_path, "rb") as stream:
+                text = stream.read()  # decoded as JSON below: bytes that are not UTF-8 are a damaged entry
         except OSError:
             yield None
             return
@@ -186,6 +186,8 @@ class EpochCache:
                 raise _Damaged("its index entry is not JSON") from None
             if not isinstance(entry, dict):
                 raise _Damaged("its index entry is not an object")
+            if entry.get("checksum") != entry_checksum(entry):
+                raise _Damaged("the checksum of its index entry does not match")
             mapping, arrays = self._map(key, data_path, entry)
         except _Damaged as exc:
             stats.damaged += 1
@@ -286,6 +288,7 @@ class EpochCache:
             size = -(-offset // _ALIGN) * _ALIGN
             entry = {"format": FORMAT_VERSION, "streamgd": __version__, "key": key, **record, "arrays": layout,
                      "size": size, "written": time.time()}
+            entry["checksum"] = entry_checksum(entry)
             index_text = json.dumps(entry)
             if not self._reserve(size + len(index_text)):
                 stats.not_written += 1
