@@ -28,7 +28,7 @@ from streamgd.training.checkpoint import latest_checkpoint, list_checkpoints, re
 from conftest import reported_lines
 
 ROWS, GROUP = 4000, 500  # eight units
-SETTINGS = dict(epochs=2, batch_size=50, seed=3, shuffle="row-groups", lr=0.05)
+SETTINGS = {"epochs": 2, "batch_size": 50, "seed": 3, "shuffle": "row-groups", "lr": 0.05}
 CLI = ["--target", "y", "--epochs", "2", "--batch-size", "50", "--seed", "3", "--shuffle", "row-groups",
        "--lr", "0.05", "--quiet"]
 
@@ -281,7 +281,7 @@ def test_fuzzed_cache_index_entries_are_misses_or_the_same_arrays(data, tmp_path
     entry = read_entries(cache)[0]
     key = entry["key"]
     store = EpochCache(streamgd.data.cache.CacheSettings(cache, run="fuzz"))
-    data_path, index_path = store._paths(key)  # noqa: SLF001 - the test plays the user who edits the files
+    data_path, index_path = (os.path.join(cache, "units", key + suffix) for suffix in (".bin", ".json"))
     with open(index_path, "rb") as stream:
         raw = stream.read()
     with open(data_path, "rb") as stream:
