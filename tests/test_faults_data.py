@@ -332,3 +332,28 @@ def test_a_cache_entry_pointing_at_other_bytes_is_a_miss(data, tmp_path):
         warnings.simplefilter("always")
         again = streamgd.fit(data, target="y", cache=cache, **SETTINGS)
     assert any("damaged" in str(w.message) for w in said) and _same(again, plain)
+
+
+def test_the_content_check_covers_small_files_whole_and_samples_larger_ones(tmp_path):
+    """A file up to WHOLE_FILE_BYTES: any byte changed is seen. A larger one: a byte of a sample is seen; a byte
+    between the samples is not (what the check promises, and what it does not)."""
+    from streamgd.io import fingerprint
+
+    def content_after(size: int, flip: int | None) -> str:
+        raw = bytearray(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes())
+        if flip is not None:
+            raw[flip] ^= 0xFF
+        path = tmp_path / "f.bin"
+        path.write_bytes(bytes(raw))
+        return fingerprint.content_identity(str(path))["content"]
+
+    small = fingerprint.WHOLE_FILE_BYTES
+    assert all(content_after(small, at) != content_after(small, None) for at in (0, small // 3, small - 1))
+    large = 40 * fingerprint.WHOLE_FILE_BYTES
+    ranges = fingerprint.sample_ranges(large)
+    assert len(ranges) == fingerprint.SAMPLES and ranges[0][0] == 0 and sum(ranges[-1]) == large
+    sampled = ranges[5][0] + 17
+    between = ranges[5][0] + fingerprint.SAMPLE_BYTES + 1
+    assert between < ranges[6][0]
+    assert content_after(large, sampled) != content_after(large, None)
+    assert content_after(large, between) == content_after(large, None)

@@ -28,6 +28,7 @@ import re
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -228,7 +229,7 @@ class CheckpointClock:
 
 
 # ---- a run's checkpoints ----------------------------------------------------------------------------------------
-_FINGERPRINTS: list[tuple[Dataset, dict]] = []  # a few recent datasets' (read once per run, not per checkpoint)
+_FINGERPRINTS: list[tuple[weakref.ref, dict]] = []  # a few recent datasets' (read once per run, not per checkpoint)
 _FILE_FIELDS = ("size", "footer_sha256", "content")  # what names a file's data (the path and time do not)
 
 
@@ -237,7 +238,7 @@ def fingerprint(dataset: Dataset) -> dict:
     and each file by its content (``streamgd.io.fingerprint``; an in-memory table by a hash of its buffers; a
     dask DataFrame by its shape only). Computed once per dataset object."""
     for held, found in _FINGERPRINTS:
-        if held is dataset:
+        if held() is dataset:
             return found
     found = {"rows": dataset.n_rows, "units": len(dataset.units), "features": list(dataset.feature_names),
              "target": dataset.target}
@@ -254,7 +255,7 @@ def fingerprint(dataset: Dataset) -> dict:
                 entry["partition"] = {k: str(v) for k, v in dataset.partition_values[index].items()}
             files.append(entry)
         found["files"] = files
-    _FINGERPRINTS.insert(0, (dataset, found))
+    _FINGERPRINTS.insert(0, (weakref.ref(dataset), found))
     del _FINGERPRINTS[4:]
     return found
 

@@ -5,7 +5,7 @@ after the run's first look is a miss, not a wrong model.
 It replaced a Fletcher-style sum (two running sums of 64-bit words), in which three changed words could keep
 both sums (a collision a user could make by accident, as the integrity issue showed). XXH64 mixes every word
 through multiplications and rotations in four independent lanes: no easy collisions, and still at memory speed
-(``scripts/bench_cache_checksum.py`` compares the two on a unit's bytes; figures in benchmarks/README.md).
+(``scripts/bench_integrity.py`` compares the two on a cache's units, and against a cached epoch).
 """
 
 from __future__ import annotations
