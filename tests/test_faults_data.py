@@ -357,3 +357,27 @@ def test_the_content_check_covers_small_files_whole_and_samples_larger_ones(tmp_
     assert between < ranges[6][0]
     assert content_after(large, sampled) != content_after(large, None)
     assert content_after(large, between) == content_after(large, None)
+
+
+def test_an_object_rewritten_in_a_store_is_told_by_its_etag_and_content(s3_server, monkeypatch, data, tmp_path):
+    from streamgd.data.cache import source_identity
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    s3 = s3_server.boto3()
+    s3.create_bucket(Bucket="faults")
+    with open(data, "rb") as stream:
+        s3.put_object(Bucket="faults", Key="d/a.parquet", Body=stream.read())
+    uri = "s3://faults/d/a.parquet"
+    before = source_identity(uri)
+    assert before["etag"] and before["size"] == os.path.getsize(data)
+    ck = str(tmp_path / "ck")
+    assert CliRunner().invoke(main, ["fit", uri, *CLI, "--checkpoint-dir", ck]).exit_code == 0
+    _rewrite_in_place(data, seed=5)  # same size and footer, other rows
+    with open(data, "rb") as stream:
+        s3.put_object(Bucket="faults", Key="d/a.parquet", Body=stream.read())
+    after = source_identity(uri)
+    assert after["size"] == before["size"] and after["footer_sha256"] == before["footer_sha256"]
+    assert after["etag"] != before["etag"] and after["content"] != before["content"]
+    line = _one_line_exit_2(CliRunner().invoke(main, ["fit", uri, *CLI, "--checkpoint-dir", ck, "--resume"]))
+    assert f"{uri} differs from the file it was written on: its content, etag" in line

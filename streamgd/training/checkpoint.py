@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelFileError
 from ..io.fingerprint import content_identity
-from ..io.storage import Location, delete, list_names, resolve
+from ..io.storage import Location, delete, list_names, resolve, uri_of
 from ..io.tensorfile import read_tensor_file, write_tensor_file
 
 if TYPE_CHECKING:  # read, never imported here: config.py imports this module
@@ -147,6 +147,8 @@ def read_checkpoint(path: str, storage_options: dict | None = None) -> Checkpoin
     """Read one checkpoint file; ModelFileError if it is not a complete streamgd checkpoint."""
     meta, tensors = read_tensor_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "streamgd checkpoint",
                                      storage_options=storage_options)
+    if isinstance(meta, dict) and "checksum" not in meta:
+        raise ModelFileError(f"{path} was written by an older streamgd, without a checksum: it cannot be resumed")
     if not isinstance(meta, dict) or meta.get("checksum") != checksum(meta, {k: v for k, v in tensors.items()
                                                                             if k != "__names__"}):
         raise ModelFileError(f"{path} is a damaged checkpoint (its checksum does not match its contents)")
@@ -188,7 +190,7 @@ def latest_checkpoint(directory: str | os.PathLike, storage_options: dict | None
             except ModelFileError as exc:
                 warnings.warn(f"skipping checkpoint: {exc}", stacklevel=2)
     newest.sort(key=lambda checkpoint: (checkpoint.written, checkpoint.serial), reverse=True)
-    matching = [checkpoint for checkpoint in newest if data is None or checkpoint.fingerprint == data]
+    matching = [checkpoint for checkpoint in newest if data is None or other_data(checkpoint.fingerprint, data) is None]
     return (matching or newest or [None])[0]
 
 
@@ -248,7 +250,8 @@ def fingerprint(dataset: Dataset) -> dict:
         files = []
         for index, path in enumerate(dataset.sources):
             identity = content_identity(path, dataset.filesystem)
-            entry = {"path": path, **{k: identity[k] for k in _FILE_FIELDS}}
+            where = path if dataset.filesystem is None else uri_of(dataset.filesystem, path)
+            entry = {"path": where, **{k: identity[k] for k in _FILE_FIELDS}}
             if "etag" in identity:
                 entry["etag"] = identity["etag"]
             if dataset.partition_values:

@@ -17,7 +17,8 @@ is named by its content (``streamgd.io.fingerprint``: size, footer, a content ha
 
 **Atomic writes, concurrent runs.** A unit is written to a temporary name in ``units/`` and renamed; its index
 entry follows the same way, last. A reader takes a unit only when its entry exists, the data file has the size
-the entry says and the arrays' checksums (XXH64, ``checksums``) match, checked every time a unit is read. A process
+the entry says and the arrays' checksums (XXH64, ``checksums``) match: summed once per run, and again whenever
+the file's status (inode, size, modification and change times) differs from the one then. A process
 that dies leaves units complete or ignored. The files are not fsynced: after a power loss a renamed file may hold
 zeros or be cut short, which the size and checksum checks turn into a rebuild (fsyncing every unit lengthened the
 first epoch, benchmarks/README.md "Figures quoted by the code", for a protection the checksums give anyway). Two

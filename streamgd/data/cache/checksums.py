@@ -1,6 +1,9 @@
 """The checksum of a cached unit's arrays: XXH64 (the xxHash algorithm, 64 bits, compiled here: no dependency),
-checked every time a unit is read (and a BLAKE2b of its index entry), so a file cut short, zeroed, overwritten after a crash or rewritten by hand
-after the run's first look is a miss, not a wrong model.
+and a BLAKE2b of its index entry, so a file cut short, zeroed, overwritten after a crash or edited by hand is a
+miss, not a wrong model. A run sums a unit's bytes once (when it writes or first reads it); every later read
+compares the file's status (inode, size, modification and change times) with the one then, and sums the bytes
+again when it differs: a write since, even one that restored the modification time, changes the change time.
+Summing on every read made fully cached epochs markedly slower (measured by ``scripts/bench_integrity.py``).
 
 It replaced a Fletcher-style sum (two running sums of 64-bit words), in which three changed words could keep
 both sums (a collision a user could make by accident, as the integrity issue showed). XXH64 mixes every word

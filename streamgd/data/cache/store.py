@@ -112,6 +112,9 @@ class EpochCache:
         os.makedirs(self.units_dir, exist_ok=True)
         self._lock = threading.Lock()
         self._identities: dict[str, dict] = {}  # each source file's identity, read once per run
+        # each unit file's status (inode, size, mtime, ctime) when this run wrote or verified it: a read that finds
+        # another status (any write since, even one that restored the mtime, changes the ctime) verifies it again
+        self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamgd-cache")
         self._pending: list[Future] = []
         self._backlog = 0  # bytes handed to the writer and not yet written
@@ -212,7 +215,8 @@ class EpochCache:
         except OSError as exc:
             raise _Damaged(f"the data file cannot be opened: {exc.strerror}") from None
         try:
-            size = os.fstat(descriptor).st_size
+            status = os.fstat(descriptor)
+            size = status.st_size
             if size != entry["size"]:
                 raise _Damaged(f"the data file holds {size} bytes, its index entry says {entry['size']}")
             # faulted in as the gather reads it (fault-around maps 64 KiB a time): MAP_POPULATE measured no faster
@@ -220,14 +224,20 @@ class EpochCache:
         finally:
             os.close(descriptor)
         try:
+            now = _status(status)
+            with self._lock:
+                verify = self._verified.get(key) != now
             views: dict[str, np.ndarray] = {}
             for name, spec in entry["arrays"].items():
                 count = int(np.prod(spec["shape"]))
                 flat = np.frombuffer(mapping, dtype=np.dtype(spec["dtype"]), count=count, offset=spec["offset"]) \
                     if count else np.empty(0, dtype=np.dtype(spec["dtype"]))
-                if checksum(flat) != spec["checksum"]:  # every read: units rewritten mid-run are caught too
+                if verify and checksum(flat) != spec["checksum"]:
                     raise _Damaged(f"the checksum of its {name} array does not match")
                 views[name] = flat.reshape(spec["shape"], order=spec.get("order", "C"))
+            if verify:
+                with self._lock:
+                    self._verified[key] = now
             return mapping, unpack_arrays(views, entry)
         except (KeyError, ValueError, TypeError) as exc:
             release_mapping(mapping)
@@ -299,6 +309,7 @@ class EpochCache:
                 write_unit_file(temporary, [(raw, layout[name]["offset"]) for name, raw, _ in parts], size)
                 del parts
                 os.replace(temporary, data_path)
+                written = _status(os.stat(data_path))
                 index_temporary = temporary_path(index_path)
                 with open(index_temporary, "w") as stream:
                     stream.write(index_text)
@@ -311,6 +322,7 @@ class EpochCache:
                 stats.not_written += 1
                 return
             with self._lock:
+                self._verified[key] = written
                 stats.written += 1
                 stats.bytes_written += size
         finally:
@@ -399,6 +411,10 @@ class CacheSession:
 
     def close(self) -> None:
         self.cache.flush()
+
+
+def _status(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 class _Damaged(Exception):
