@@ -17,7 +17,7 @@ import streamgd
 from problems import write_xy
 from streamgd.training import epoch as core_module
 from streamgd.training import trainer as train_module
-from streamgd.training.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
+from streamgd.training.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint, serial_of
 from streamgd.errors import ConfigError, ModelFileError
 from streamgd.training.holdout import holdout_units
 from conftest import reported_lines
@@ -51,7 +51,7 @@ def _wait_for_checkpoints(process, checkpoint_dir, at_least, timeout=120.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = list_checkpoints(checkpoint_dir) if os.path.isdir(checkpoint_dir) else []
-        if found and int(found[-1].rsplit("-", 1)[1].split(".")[0]) >= at_least:
+        if found and serial_of(found[-1]) >= at_least:
             return
         if process.poll() is not None:
             raise AssertionError(f"the run ended before it could be stopped: {process.stderr.read()}")

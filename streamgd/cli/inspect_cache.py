@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from ..data.cache import FORMAT_VERSION, read_entries, source_identity
+from ..data.cache import FORMAT_VERSION, read_entries, source_state
 from ..errors import ConfigError, StreamgdError
 from ..features.stats_cache import STATS_DIR
 from ..version import __version__
@@ -57,8 +57,6 @@ def describe_cache(directory: str) -> str:
 
 def _source_state(path: str, recorded: dict) -> str:
     try:
-        now = source_identity(path)
-    except (OSError, StreamgdError):
+        return source_state(path, recorded)
+    except StreamgdError:
         return "the file is gone"
-    same = all(now[k] == recorded.get(k) for k in ("size", "mtime_ns", "footer_sha256"))
-    return "current" if same else "the file changed since: these units are misses"

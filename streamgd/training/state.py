@@ -18,6 +18,7 @@ from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats
 from ..models.linear import LinearModel
 from ..optim import Optimizer
+from .checkpoint import new_run_id
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
@@ -46,6 +47,8 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=dict)  # early stopping: params, loss, epoch, waited
     finished: bool = False
+    run_id: str = field(default_factory=new_run_id)  # names its checkpoints: a run prunes only its own
+
 
     def start_epoch(self, full_batch: bool) -> None:
         self.next_chunk = 0
@@ -78,7 +81,8 @@ class TrainState:
                    epoch_rows_skipped=cursor.get("epoch_rows_skipped", 0),  # absent from older checkpoints
                    epoch_y_sum=cursor["epoch_y_sum"], epoch_y_sq_sum=cursor["epoch_y_sq_sum"],
                    grad_sum=None if checkpoint.grad_sum is None else checkpoint.grad_sum.copy(),
-                   history=list(checkpoint.history), best=dict(checkpoint.best), finished=cursor["finished"])
+                   history=list(checkpoint.history), best=dict(checkpoint.best), finished=cursor["finished"],
+                   run_id=checkpoint.run or new_run_id())  # a resumed run goes on under its name
 
 
 @dataclass

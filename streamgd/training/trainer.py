@@ -118,7 +118,8 @@ class Trainer:
         dataset = data if isinstance(data, Dataset) else self.open(data, target, features, exclude)
         if dataset.target is None:
             raise ConfigError("training needs a target column (target=...)")
-        checkpoint = latest_checkpoint(cfg.checkpoint_dir, cfg.storage_options) if cfg.resume else None
+        checkpoint = latest_checkpoint(cfg.checkpoint_dir, cfg.storage_options, fingerprint(dataset)) \
+            if cfg.resume else None
         run, state = self._start(dataset, checkpoint, classes)
         self._clock = CheckpointClock(cfg.checkpoint_every, now=time.monotonic)
         self._records_before = len(state.history)
@@ -187,7 +188,8 @@ class Trainer:
     # ---- checkpoints, the model --------------------------------------------------------------------------------
     def _write_checkpoint(self) -> None:
         self._clock.written()
-        save_checkpoint(self.config, self.run, self.state, fingerprint(self.dataset), self.settings())
+        if self.config.checkpoint_dir:  # the data's fingerprint reads the files: only when it is stored
+            save_checkpoint(self.config, self.run, self.state, fingerprint(self.dataset), self.settings())
 
     def _model(self, run: Run, state: TrainState) -> LinearModel:
         # the records this fit added (a resumed or continued run's history holds the earlier ones too)

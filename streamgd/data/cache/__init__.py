@@ -12,11 +12,13 @@ rows as the first epoch delivered them, and where each row of the file is among 
 its dtype, shape and a checksum, and what the entry was made from. Arrow IPC decodes as fast, but one file of raw
 arrays maps with one system call and needs no reader. ``stats/<key>.json`` holds statistics passes.
 
-**Validity.** A changed file or setting is a new key (``keys``), so a miss: stale arrays are never read.
+**Validity.** A changed file or setting is a new key (``keys``), so a miss: stale arrays are never read. A file
+is named by its content (``streamgd.io.fingerprint``: size, footer, a content hash), not by its size and time.
 
 **Atomic writes, concurrent runs.** A unit is written to a temporary name in ``units/`` and renamed; its index
 entry follows the same way, last. A reader takes a unit only when its entry exists, the data file has the size
-the entry says and (once per run, for a unit the run did not write itself) the arrays' checksums match. A process
+the entry says and the arrays' checksums (XXH64, ``checksums``) match: summed once per run, and again whenever
+the file's status (inode, size, modification and change times) differs from the one then. A process
 that dies leaves units complete or ignored. The files are not fsynced: after a power loss a renamed file may hold
 zeros or be cut short, which the size and checksum checks turn into a rebuild (fsyncing every unit lengthened the
 first epoch, benchmarks/README.md "Figures quoted by the code", for a protection the checksums give anyway). Two
@@ -41,10 +43,27 @@ columns at most.
 from __future__ import annotations
 
 from .checksums import checksum
-from .keys import FORMAT_VERSION, CheckingEncoder, cache_context, describe_encoder, digest, source_identity, unit_key
-from .store import CacheSession, CacheSettings, CacheStats, CacheWarning, EpochCache, check_cache_dir
+from .keys import (
+                   FORMAT_VERSION,
+                   IDENTITY_FIELDS,
+                   CheckingEncoder,
+                   cache_context,
+                   describe_encoder,
+                   digest,
+                   source_identity,
+                   source_state,
+                   unit_key,
+)
+from .store import (
+                   CacheSession,
+                   CacheSettings,
+                   CacheStats,
+                   CacheWarning,
+                   EpochCache,
+                   check_cache_dir,
+)
 from .unit_files import read_entries, remove_quietly, temporary_path, write_unit_file
 
-__all__ = ["FORMAT_VERSION", "CacheSession", "CacheSettings", "CacheStats", "CacheWarning", "CheckingEncoder",
-           "EpochCache", "cache_context", "check_cache_dir", "checksum", "describe_encoder", "digest", "read_entries",
-           "remove_quietly", "source_identity", "temporary_path", "unit_key", "write_unit_file"]
+__all__ = ["FORMAT_VERSION", "IDENTITY_FIELDS", "CacheSession", "CacheSettings", "CacheStats", "CacheWarning",
+           "CheckingEncoder", "EpochCache", "cache_context", "check_cache_dir", "checksum", "describe_encoder", "digest", "read_entries",
+           "remove_quietly", "source_identity", "source_state", "temporary_path", "unit_key", "write_unit_file"]

@@ -2,7 +2,7 @@
 file or setting is a new key, a miss, and stale arrays are never read.
 
 A unit's key covers the cache format and streamgd versions, the source file's identity (path, size, modification
-time in ns, a SHA-256 of its Parquet footer, partition values), the unit (row group, first row, rows), and the
+time in ns, a SHA-256 of its Parquet footer, a hash of its content (``streamgd.io.fingerprint``), partition values), the unit (row group, first row, rows), and the
 run's transform (``cache_context``: input columns and their types, the FeatureSpec, the standardizer's mean and
 scale, dtype, target and its encoding, extra columns).
 """
@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ...io.fingerprint import content_identity
 from ...io.storage import is_remote, resolve, uri_of
 from ...version import __version__
 from ..dataset import Dataset, Unit
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: keys name sources by content; units checked by XXH64
 
 
 def digest(value: Any) -> str:
@@ -80,32 +81,25 @@ def unit_key(context: str, source: dict, unit: Unit) -> str:
 
 
 def source_identity(path: str, filesystem: Any = None) -> dict:
-    """Path (a URI for an object in a store), size, modification time (ns) and a SHA-256 of the Parquet footer of a
-    data file."""
+    """Path (a URI for an object in a store), size, modification time (ns), a SHA-256 of the Parquet footer and a
+    hash of the content (``streamgd.io.fingerprint``; an object's ETag too) of a data file."""
     if filesystem is None and is_remote(path):
         location = resolve(path)  # a source recorded by URI, inspected later (credentials from the environment)
         path, filesystem = location.path, location.filesystem
-    if filesystem is None:
-        status = os.stat(path)
-        size, mtime_ns = status.st_size, status.st_mtime_ns
-        with open(path, "rb") as stream:
-            footer = _footer_bytes(size, lambda offset, n: (stream.seek(offset), stream.read(n))[1])
-    else:
-        info = filesystem.get_file_info(path)
-        size, mtime_ns = info.size, info.mtime_ns
-        with filesystem.open_input_file(path) as stream:
-            footer = _footer_bytes(size, lambda offset, n: stream.read_at(n, offset))
-    return {"path": os.path.abspath(path) if filesystem is None else uri_of(filesystem, path), "size": size,
-            "mtime_ns": mtime_ns,
-            "footer_sha256": hashlib.sha256(footer).hexdigest()}
+    identity = content_identity(path, filesystem)
+    return {"path": os.path.abspath(path) if filesystem is None else uri_of(filesystem, path), **identity}
 
 
-def _footer_bytes(size: int, read_at: Any) -> bytes:
-    if size < 12:
-        return b""
-    tail = read_at(size - 8, 8)
-    length = int.from_bytes(tail[:4], "little")
-    if tail[4:] != b"PAR1" or length > size - 12:
-        return tail
-    return read_at(size - 8 - length, length + 8)
+IDENTITY_FIELDS = ("size", "mtime_ns", "footer_sha256", "content", "etag")
 
+
+def source_state(path: str, recorded: dict) -> str:
+    """Whether a source file still is what a cache entry recorded: "current", "stale: ..." or "the file is gone"."""
+    try:
+        now = source_identity(path)
+    except (OSError, ValueError):
+        return "the file is gone"
+    if all(now.get(k) == recorded.get(k) for k in IDENTITY_FIELDS):
+        return "current"
+    changed = [k for k in IDENTITY_FIELDS if now.get(k) != recorded.get(k)]
+    return f"stale: the file changed since ({', '.join(changed)}): these units are misses"

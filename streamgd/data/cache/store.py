@@ -23,10 +23,18 @@ from ...io.outputs import check_output_dir, check_writable_directory, local_path
 from ...version import __version__
 from ..dataset import Dataset, Unit
 from ..unit_arrays import UnitArrays
-from .checksums import checksum
+from .checksums import checksum, entry_checksum
 from .keys import FORMAT_VERSION, source_identity, unit_key
-from .unit_files import (DONTNEED, pack_arrays, release_mapping, release_range, remove_quietly, temporary_path,
-                         unpack_arrays, write_unit_file)
+from .unit_files import (
+    DONTNEED,
+    pack_arrays,
+    release_mapping,
+    release_range,
+    remove_quietly,
+    temporary_path,
+    unpack_arrays,
+    write_unit_file,
+)
 
 _ALIGN = 64
 # bytes of units handed to the writer thread and not yet written (one unit always may be): what writing adds to
@@ -103,7 +111,10 @@ class EpochCache:
         self.units_dir = os.path.join(self.directory, "units")
         os.makedirs(self.units_dir, exist_ok=True)
         self._lock = threading.Lock()
-        self._trusted: set[str] = set()  # keys written, or verified, by this process
+        self._identities: dict[str, dict] = {}  # each source file's identity, read once per run
+        # each unit file's status (inode, size, mtime, ctime) when this run wrote or verified it: a read that finds
+        # another status (any write since, even one that restored the mtime, changes the ctime) verifies it again
+        self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamgd-cache")
         self._pending: list[Future] = []
         self._backlog = 0  # bytes handed to the writer and not yet written
@@ -142,6 +153,16 @@ class EpochCache:
             total += status.st_size
         return total
 
+    def source_identity(self, path: str, filesystem: object = None) -> dict:
+        """A source file's identity (``keys.source_identity``: by content), read once per run and path."""
+        with self._lock:
+            identity = self._identities.get(path)
+        if identity is None:
+            identity = source_identity(path, filesystem)
+            with self._lock:
+                self._identities[path] = identity
+        return dict(identity)
+
     def session(self, dataset: Dataset, context: str, summary: dict) -> CacheSession:
         """Lookups and writes of one stream over ``dataset`` with the transform ``context``."""
         return CacheSession(self, dataset, context, summary)
@@ -155,8 +176,8 @@ class EpochCache:
         """The unit's arrays mapped from the cache (None: a miss); its pages go back when the block ends."""
         data_path, index_path = self._paths(key)
         try:
-            with open(index_path) as stream:
-                text = stream.read()
+            with open(index_path, "rb") as stream:
+                text = stream.read()  # decoded as JSON below: bytes that are not UTF-8 are a damaged entry
         except OSError:
             yield None
             return
@@ -168,6 +189,8 @@ class EpochCache:
                 raise _Damaged("its index entry is not JSON") from None
             if not isinstance(entry, dict):
                 raise _Damaged("its index entry is not an object")
+            if entry.get("checksum") != entry_checksum(entry):
+                raise _Damaged("the checksum of its index entry does not match")
             mapping, arrays = self._map(key, data_path, entry)
         except _Damaged as exc:
             stats.damaged += 1
@@ -192,7 +215,8 @@ class EpochCache:
         except OSError as exc:
             raise _Damaged(f"the data file cannot be opened: {exc.strerror}") from None
         try:
-            size = os.fstat(descriptor).st_size
+            status = os.fstat(descriptor)
+            size = status.st_size
             if size != entry["size"]:
                 raise _Damaged(f"the data file holds {size} bytes, its index entry says {entry['size']}")
             # faulted in as the gather reads it (fault-around maps 64 KiB a time): MAP_POPULATE measured no faster
@@ -200,7 +224,9 @@ class EpochCache:
         finally:
             os.close(descriptor)
         try:
-            verify = key not in self._trusted
+            now = _status(status)
+            with self._lock:
+                verify = self._verified.get(key) != now
             views: dict[str, np.ndarray] = {}
             for name, spec in entry["arrays"].items():
                 count = int(np.prod(spec["shape"]))
@@ -211,7 +237,7 @@ class EpochCache:
                 views[name] = flat.reshape(spec["shape"], order=spec.get("order", "C"))
             if verify:
                 with self._lock:
-                    self._trusted.add(key)
+                    self._verified[key] = now
             return mapping, unpack_arrays(views, entry)
         except (KeyError, ValueError, TypeError) as exc:
             release_mapping(mapping)
@@ -272,6 +298,7 @@ class EpochCache:
             size = -(-offset // _ALIGN) * _ALIGN
             entry = {"format": FORMAT_VERSION, "streamgd": __version__, "key": key, **record, "arrays": layout,
                      "size": size, "written": time.time()}
+            entry["checksum"] = entry_checksum(entry)
             index_text = json.dumps(entry)
             if not self._reserve(size + len(index_text)):
                 stats.not_written += 1
@@ -282,6 +309,7 @@ class EpochCache:
                 write_unit_file(temporary, [(raw, layout[name]["offset"]) for name, raw, _ in parts], size)
                 del parts
                 os.replace(temporary, data_path)
+                written = _status(os.stat(data_path))
                 index_temporary = temporary_path(index_path)
                 with open(index_temporary, "w") as stream:
                     stream.write(index_text)
@@ -294,7 +322,7 @@ class EpochCache:
                 stats.not_written += 1
                 return
             with self._lock:
-                self._trusted.add(key)
+                self._verified[key] = written
                 stats.written += 1
                 stats.bytes_written += size
         finally:
@@ -347,10 +375,10 @@ class CacheSession:
     def _source(self, index: int) -> dict:
         identity = self._sources.get(index)
         if identity is None:
-            identity = source_identity(self.dataset.sources[index], self.dataset.filesystem)
+            identity = self.cache.source_identity(self.dataset.sources[index], self.dataset.filesystem)
             if self.dataset.partition_values:
                 identity["partition"] = {k: str(v) for k, v in self.dataset.partition_values[index].items()}
-            identity = self._sources[index] = identity
+            self._sources[index] = identity
         return identity
 
     def key(self, unit: Unit) -> str:
@@ -383,6 +411,10 @@ class CacheSession:
 
     def close(self) -> None:
         self.cache.flush()
+
+
+def _status(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 class _Damaged(Exception):
