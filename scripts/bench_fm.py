@@ -17,7 +17,7 @@ child process for ``--epochs`` passes, then another child scores the holdout:
 - ``linear-pairs``: the same with ``--interactions`` over every pair of the factor columns (10 crosses).
 - ``fm``: the same plus ``--fm-args`` (default ``--factors 8``); ``ffm``: plus ``--ffm-args`` (default
   ``--field-aware --factors 4``).
-- ``torch-fm``: PyTorch on the CPU (all threads): the linear part over the same 2^B signed hashed slots as
+- ``torch-fm``: PyTorch on the CPU (``--torch-threads``, default 1): the linear part over the same 2^B signed hashed slots as
   streamgd (an ``nn.EmbeddingBag`` sum with the signs as per-sample weights, plus the 13 counts), the pair term
   by Rendle's identity over an ``nn.Embedding`` of K-vectors of the 26 slots of a row (EmbeddingBag's sum
   gives sum v x but not sum (v x)^2), sparse gradients, ``torch.optim.Adagrad``, batches of ``--torch-batch``
@@ -104,14 +104,14 @@ def numeric_block(table):
 
 
 def child_torch_train(train: str, bits: str, factors: str, epochs: str, batch: str, lr: str, out: str,
-                      seed: str = "0") -> None:
+                      seed: str = "0", threads: str = "1") -> None:
     import numpy as np
     import pyarrow.parquet as pq
     import torch
 
     started = time.perf_counter()
     torch.manual_seed(int(seed))
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(threads))
     n_slots, k, batch = 1 << int(bits), int(factors), int(batch)
     source = pq.ParquetFile(train)
     n_numeric = sum(1 for n in source.schema_arrow.names if n.startswith("I"))
@@ -201,6 +201,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-factors", type=int, default=8)
     parser.add_argument("--torch-batch", type=int, default=512)
     parser.add_argument("--torch-lr", type=float, default=0.05, help="torch.optim.Adagrad's learning rate.")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch.set_num_threads (default 1: on a 2-core machine shared with other work, "
+                             "two OpenMP threads made each batch many times slower than one).")
     parser.add_argument("--vw-rank", type=int, default=8, help="VW's --lrq ccK.")
     parser.add_argument("--vw-args", default="", help="Appended to VW's training arguments.")
     parser.add_argument("--only", default=",".join(CONTENDERS),
@@ -345,7 +348,8 @@ def run_torch_fm(args, tables, out_dir):
     check_slots_match_streamgd(tables["holdout"]["path"], args.hash_bits)
     model, preds = os.path.join(out_dir, "model.npz"), os.path.join(out_dir, "preds.parquet")
     train = run(bench_child("torch-train", tables["train"]["path"], str(args.hash_bits), str(args.torch_factors),
-                            str(args.epochs), str(args.torch_batch), str(args.torch_lr), model, str(args.seed)),
+                            str(args.epochs), str(args.torch_batch), str(args.torch_lr), model, str(args.seed),
+                            str(args.torch_threads)),
                 os.path.join(out_dir, "train"))
     predict = run(bench_child("torch-predict", tables["holdout"]["path"], str(args.hash_bits), model, preds),
                   os.path.join(out_dir, "predict"))

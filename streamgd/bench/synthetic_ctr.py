@@ -19,8 +19,9 @@ N(0, sigma^2) from the same hash, with sigma set so that the pair term's standar
 values; a factorization machine needs R numbers per value (issue 28's benchmark, ``scripts/bench_fm.py``). A token is a bijective 32-bit mix of (model seed, column, rank): distinct ranks of a column give
 distinct tokens, and a token gives its rank back (:meth:`CtrModel.margins` recomputes the truth from a table).
 
-Memory is bounded by one row group plus each column's Zipf table (8 bytes per possible value: 20 MB for the
-default cardinalities); rows depend only on ``seed`` and ``row_group_size``, the truth only on ``model_seed``
+Memory is bounded by one row group (with the latent vectors of its values: R floats per factor column and row,
+made per row group) plus each column's Zipf table (8 bytes per possible value: 20 MB for the default
+cardinalities); rows depend only on ``seed`` and ``row_group_size``, the truth only on ``model_seed``
 and the other arguments (the intercept is solved for them), so a holdout set is another ``seed`` with the same
 ``model_seed`` and arguments.
 
