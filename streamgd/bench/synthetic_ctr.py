@@ -5,16 +5,23 @@ The columns are ``label`` (int8, 0 or 1), ``I1..I{n_numeric}`` (float32 counts, 
 some null). With ``r_k`` the Zipf rank (0 = most frequent) of the value of ``Ck`` in a row, the truth is
 
     margin = b + sum_j w_j log1p(I_j) + sum_k e_k(r_k) + sum_{(a, c) in pairs} g_ac(r_a, r_c)
+             [+ sum_{a < c in factor columns} <u_a(r_a), u_c(r_c)>]              (FM-shaped), or
+             [+ sum_{a < c in factor columns} <u_{a,c}(r_a), u_{c,a}(r_c)>]      (FFM-shaped)
     label ~ Bernoulli(sigmoid(margin)),     P(r_k = r) proportional to (r + 1)^-zipf, r < cardinality_k
 
 where a null contributes 0 to its term (a null count counts as a zero count), ``e_k(r) ~ N(0, s_k^2)`` and
 ``g_ac(r_a, r_c) ~ N(0, t^2)`` are drawn from a 64-bit hash of (model seed, column or pair, rank or ranks), so
 no table of a million effects is held or drawn, and ``b`` is solved for once so that the mean click rate is
-about ``ctr``. A token is a bijective 32-bit mix of (model seed, column, rank): distinct ranks of a column give
+about ``ctr``. The bracketed low-rank pair effects are off unless ``factor_rank`` R > 0: each value of each
+factor column then has a latent vector in R^R (FFM-shaped: one per other factor column), each component
+N(0, sigma^2) from the same hash, with sigma set so that the pair term's standard deviation is about
+``factor_scale``. A linear model cannot learn them, and crosses of the columns need a parameter per pair of
+values; a factorization machine needs R numbers per value (issue 28's benchmark, ``scripts/bench_fm.py``). A token is a bijective 32-bit mix of (model seed, column, rank): distinct ranks of a column give
 distinct tokens, and a token gives its rank back (:meth:`CtrModel.margins` recomputes the truth from a table).
 
-Memory is bounded by one row group plus each column's Zipf table (8 bytes per possible value: 20 MB for the
-default cardinalities); rows depend only on ``seed`` and ``row_group_size``, the truth only on ``model_seed``
+Memory is bounded by one row group (with the latent vectors of its values: R floats per factor column and row,
+made per row group) plus each column's Zipf table (8 bytes per possible value: 20 MB for the default
+cardinalities); rows depend only on ``seed`` and ``row_group_size``, the truth only on ``model_seed``
 and the other arguments (the intercept is solved for them), so a holdout set is another ``seed`` with the same
 ``model_seed`` and arguments.
 
@@ -50,6 +57,8 @@ ZIPF = 1.1
 CTR = 0.25
 NUMERIC_NULL_FRACTION = 0.1
 PAIR_SCALE = 0.5  # t: the standard deviation of a pair cell's effect
+FACTOR_SCALE = 1.0  # the standard deviation of the low-rank pair term (all pairs, no nulls)
+MAX_FACTOR_RANK = 64
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _U64 = np.uint64
 _M32 = np.uint64(0xFFFFFFFF)
@@ -73,6 +82,22 @@ def default_interactions(n_categorical: int) -> tuple[tuple[int, int], ...]:
     if n_categorical >= 5:
         pairs.append((n_categorical * 2 // 5, n_categorical * 3 // 5))
     return tuple(pairs)
+
+
+def default_factor_columns(n_categorical: int) -> tuple[int, ...]:
+    """The columns with latent vectors (0-based): up to five, between a fifth and three fifths of the way through
+    the columns, where cardinalities grow from tens to thousands (C6, C9, C11, C14, C17 of 26): frequent values
+    recur often enough to be learned, and the column pairs have too many cells to cross one by one."""
+    if n_categorical < 2:
+        return ()
+    return tuple(sorted({min(n_categorical - 1, int(round(n_categorical * f))) for f in (0.2, 0.3, 0.4, 0.5, 0.6)}))
+
+
+def factor_component_scale(n_columns: int, rank: int, scale: float) -> float:
+    """sigma such that sum over the P = n(n-1)/2 column pairs of <u_a, u_c> (R products of two independent
+    N(0, sigma^2) each, uncorrelated across pairs) has variance P R sigma^4 = scale^2."""
+    pairs = n_columns * (n_columns - 1) // 2
+    return float((scale ** 2 / (pairs * rank)) ** 0.25) if pairs and rank else 0.0
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -119,6 +144,10 @@ class CtrModel:
     interactions: tuple[tuple[int, int], ...]  # 0-based column pairs
     pair_scale: float
     intercept: float = 0.0
+    factor_rank: int = 0  # R: 0 = no low-rank pair effects
+    factor_columns: tuple[int, ...] = ()  # 0-based columns with latent vectors
+    factor_field_aware: bool = False  # FFM-shaped: a vector per (value, other factor column)
+    factor_sigma: float = 0.0  # the standard deviation of each latent component
     _cdfs: list = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -143,6 +172,42 @@ class CtrModel:
         key = self._key(2, pair)
         both = (np.asarray(ranks_a).astype(_U64) << _U64(32)) | np.asarray(ranks_c).astype(_U64)
         return self.pair_scale * _normal_from_hash(_mix64(both ^ key))
+
+    def factor_vectors(self, column: int, ranks: np.ndarray, other: int | None = None) -> np.ndarray:
+        """(n, R): the latent vector ``u_k(r)`` of column ``column`` (0-based) for each rank, or with ``other``
+        (a column) the field-aware ``u_{k,other}(r)``."""
+        ranks = np.asarray(ranks).astype(_U64)
+        out = np.empty((len(ranks), self.factor_rank))
+        for q in range(self.factor_rank):
+            key = self._key(4, column, 0 if other is None else other + 1, q)
+            out[:, q] = _normal_from_hash(_mix64(ranks ^ key))
+        return self.factor_sigma * out
+
+    def factor_pair_margins(self, ranks: np.ndarray) -> np.ndarray:
+        """The low-rank pair term of each row: sum over factor column pairs a < c of <u_a(r_a), u_c(r_c)> (or
+        the field-aware <u_{a,c}(r_a), u_{c,a}(r_c)>); a null value's vector is zero. ``ranks`` as in
+        :meth:`partial_margins`. Zero when ``factor_rank`` is 0."""
+        n = ranks.shape[1]
+        margin = np.zeros(n)
+        if self.factor_rank == 0:
+            return margin
+
+        def vectors(k: int, other: int | None) -> np.ndarray:
+            seen = ranks[k] >= 0
+            u = np.zeros((n, self.factor_rank))
+            u[seen] = self.factor_vectors(k, ranks[k][seen], other)
+            return u
+
+        columns = self.factor_columns
+        if not self.factor_field_aware:
+            u = {k: vectors(k, None) for k in columns}  # one row group's vectors: n x R per column
+        for i, a in enumerate(columns):
+            for c in columns[i + 1:]:
+                if self.factor_field_aware:
+                    margin += np.einsum("nq,nq->n", vectors(a, c), vectors(c, a))
+                else:
+                    margin += np.einsum("nq,nq->n", u[a], u[c])
+        return margin
 
     def codes(self, column: int, ranks: np.ndarray) -> np.ndarray:
         """The 32-bit token codes of ranks of ``column``: distinct ranks, distinct codes."""
@@ -181,6 +246,8 @@ class CtrModel:
         for p, (a, c) in enumerate(self.interactions):
             seen = (ranks[a] >= 0) & (ranks[c] >= 0)
             margin[seen] += self.pair_effects(p, ranks[a][seen], ranks[c][seen])
+        if self.factor_rank:
+            margin += self.factor_pair_margins(ranks)
         return margin
 
     def margins(self, table: pa.Table) -> np.ndarray:
@@ -227,7 +294,8 @@ def ctr_model(n_numeric: int = N_NUMERIC, n_categorical: int = N_CATEGORICAL,
               cardinalities: Sequence[int] | None = None, zipf: float = ZIPF,
               interactions: Sequence[tuple[int, int]] | None = None, ctr: float = CTR,
               null_fractions: Sequence[float] | None = None, numeric_null_fraction: float = NUMERIC_NULL_FRACTION,
-              seed: int = 0) -> CtrModel:
+              seed: int = 0, factor_rank: int = 0, factor_columns: Sequence[int] | None = None,
+              factor_field_aware: bool = False, factor_scale: float = FACTOR_SCALE) -> CtrModel:
     """The truth a click log with this ``seed`` (``model_seed`` of :func:`make_ctr_dataset`) is drawn from.
 
     The intercept is solved, by bisection on 50,000 rows drawn once, so that the mean of sigmoid(margin) is
@@ -242,6 +310,12 @@ def ctr_model(n_numeric: int = N_NUMERIC, n_categorical: int = N_CATEGORICAL,
                      numeric_coef=rng.normal(0.0, 0.2, n_numeric),
                      category_scale=rng.uniform(0.2, 0.6, n_categorical),
                      interactions=tuple((int(a), int(c)) for a, c in interactions), pair_scale=PAIR_SCALE)
+    if factor_rank:
+        columns = tuple(default_factor_columns(n_categorical) if factor_columns is None else factor_columns)
+        model = CtrModel(**{**model.__dict__, "factor_rank": int(factor_rank),
+                            "factor_columns": tuple(int(k) for k in columns),
+                            "factor_field_aware": bool(factor_field_aware),
+                            "factor_sigma": factor_component_scale(len(columns), factor_rank, factor_scale)})
     _, counts, ranks = _draw_features(model, np.random.default_rng([seed, 0xCA1]), 50_000, numeric_null_fraction,
                                       null_fractions)
     margin = model.partial_margins(counts, ranks)
@@ -292,6 +366,11 @@ class CtrInfo:
         return [(f"C{a + 1}", f"C{c + 1}") for a, c in self.model.interactions]
 
     @property
+    def factor_columns(self) -> list[str]:
+        """The columns with latent vectors (low-rank pair effects), by name; empty when there are none."""
+        return [f"C{k + 1}" for k in self.model.factor_columns] if self.model.factor_rank else []
+
+    @property
     def coef(self) -> np.ndarray:
         return self.model.numeric_coef
 
@@ -302,7 +381,8 @@ class CtrInfo:
 
 def _check(n_rows: int, n_numeric: int, n_categorical: int, cardinalities: tuple[int, ...], zipf: float,
            null_fractions: tuple[float, ...], numeric_null_fraction: float, interactions: tuple, ctr: float,
-           row_group_size: int, n_files: int, dtype: str) -> None:
+           row_group_size: int, n_files: int, dtype: str, factor_rank: int = 0, factor_columns: tuple = (),
+           factor_scale: float = FACTOR_SCALE) -> None:
     pairs_ok = all(len(p) == 2 and all(isinstance(k, (int, np.integer)) and 0 <= k < n_categorical for k in p)
                    and p[0] != p[1] for p in interactions) and len({tuple(sorted(p)) for p in interactions}) == len(
         interactions)
@@ -322,6 +402,13 @@ def _check(n_rows: int, n_numeric: int, n_categorical: int, cardinalities: tuple
         ("row_group_size", row_group_size, row_group_size >= 1, "an integer >= 1"),
         ("n_files", n_files, 1 <= n_files <= n_rows, "an integer between 1 and n_rows"),
         ("dtype", dtype, dtype in ("float32", "float64"), "float32 or float64"),
+        ("factor_rank", factor_rank, isinstance(factor_rank, (int, np.integer))
+         and 0 <= factor_rank <= MAX_FACTOR_RANK, f"an integer in [0, {MAX_FACTOR_RANK}]"),
+        ("factor_columns", factor_columns, not factor_rank or (
+            len(factor_columns) >= 2 and len(set(factor_columns)) == len(factor_columns)
+            and all(isinstance(k, (int, np.integer)) and 0 <= k < n_categorical for k in factor_columns)),
+         f"two or more distinct columns among C1..C{n_categorical}"),
+        ("factor_scale", factor_scale, factor_scale > 0 and np.isfinite(factor_scale), "a number > 0"),
     ]
     for name, value, ok, accepted in rules:
         if not ok:
@@ -347,6 +434,18 @@ def parse_interactions(text: str, n_categorical: int) -> tuple[tuple[int, int], 
         raise ConfigError(f"interactions={text!r} is not accepted; expected distinct pairs of distinct columns "
                           f"among C1..C{n_categorical}") from None
     return tuple(pairs)
+
+
+def parse_factor_columns(text: str, n_categorical: int) -> tuple[int, ...]:
+    """``"C6,C9,C11"`` as 0-based columns.
+
+    >>> parse_factor_columns("C6, C9,C11", 26)
+    (5, 8, 10)
+    """
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(n[:1] == "C" and n[1:].isdigit() for n in names):
+        raise ConfigError(f"factor_columns={text!r} is not accepted; expected columns such as C6,C9,C11")
+    return tuple(int(n[1:]) - 1 for n in names)
 
 
 def _row_group(model: CtrModel, rng: np.random.Generator, n: int, numeric_null_fraction: float,
@@ -377,7 +476,9 @@ def make_ctr_dataset(path: str | os.PathLike, n_rows: int, n_numeric: int = N_NU
                      interactions: Sequence[tuple[int, int]] | str | None = None, ctr: float = CTR,
                      row_group_size: int = 65_536, n_files: int = 1, dtype: str = "float32", seed: int = 0,
                      model_seed: int | None = None, id_column: bool = False,
-                     on_rows: Callable[[int], None] | None = None) -> CtrInfo:
+                     on_rows: Callable[[int], None] | None = None, factor_rank: int = 0,
+                     factor_columns: Sequence[int] | str | None = None, factor_field_aware: bool = False,
+                     factor_scale: float = FACTOR_SCALE) -> CtrInfo:
     """Write ``n_rows`` rows of a click log drawn from the truth of ``model_seed`` (default ``seed``); one file,
     or a directory of ``n_files`` parts.
 
@@ -385,7 +486,10 @@ def make_ctr_dataset(path: str | os.PathLike, n_rows: int, n_numeric: int = N_NU
     categorical column, or one per column; default :func:`default_null_fractions`) and ``interactions``
     (0-based column pairs or text such as ``"C1:C2,C11:C16"``; default :func:`default_interactions`) shape the
     categorical columns; ``numeric_null_fraction`` applies to every ``I`` column. ``id_column`` adds ``id``
-    (int64, the row number across the files). ``on_rows`` is called with the rows of each row group written."""
+    (int64, the row number across the files). ``on_rows`` is called with the rows of each row group written.
+    ``factor_rank`` R > 0 adds low-rank pair effects among ``factor_columns`` (0-based or text such as
+    ``"C6,C9,C11"``; default :func:`default_factor_columns`), FFM-shaped with ``factor_field_aware``; at R = 0
+    (the default) the file is the same, byte for byte, as without these arguments."""
     cardinalities = tuple(int(c) for c in (default_cardinalities(n_categorical) if cardinalities is None
                                            else cardinalities))
     if null_fractions is None:
@@ -397,11 +501,17 @@ def make_ctr_dataset(path: str | os.PathLike, n_rows: int, n_numeric: int = N_NU
         interactions = parse_interactions(interactions, n_categorical)
     interactions = tuple(default_interactions(n_categorical) if interactions is None else
                          (tuple(p) for p in interactions))
+    if factor_field_aware and not factor_rank:
+        raise ConfigError("factor_field_aware=True needs factor_rank > 0 (the rank of the latent vectors)")
+    if isinstance(factor_columns, str):
+        factor_columns = parse_factor_columns(factor_columns, n_categorical)
+    factor_columns = tuple(default_factor_columns(n_categorical) if factor_columns is None else factor_columns)
     _check(n_rows, n_numeric, n_categorical, cardinalities, zipf, null_fractions, numeric_null_fraction,
-           interactions, ctr, row_group_size, n_files, dtype)
+           interactions, ctr, row_group_size, n_files, dtype, factor_rank, factor_columns, factor_scale)
     path = os.fspath(path)
     model = ctr_model(n_numeric, n_categorical, cardinalities, zipf, interactions, ctr, null_fractions,
-                      numeric_null_fraction, seed if model_seed is None else model_seed)
+                      numeric_null_fraction, seed if model_seed is None else model_seed, factor_rank,
+                      factor_columns, factor_field_aware, factor_scale)
     files, bounds = output_files(path, n_rows, n_files)
     clicks, loss = 0, 0.0
     for index, file in enumerate(files):

@@ -31,7 +31,8 @@ def bench(ctx: click.Context) -> None:
 
 
 # ---- make-data --------------------------------------------------------------------------------------------------
-_CTR_ONLY = ("cardinalities", "zipf", "null_fraction", "interactions", "ctr")
+_CTR_ONLY = ("cardinalities", "zipf", "null_fraction", "interactions", "ctr", "factor_rank", "factor_columns",
+             "factor_shape")
 
 
 @click.command("make-data")
@@ -62,6 +63,14 @@ _CTR_ONLY = ("cardinalities", "zipf", "null_fraction", "interactions", "ctr")
 @click.option("--interactions", default=None,
               help="ctr: the planted pairwise interactions, e.g. C1:C2,C11:C16 (the default for 26 columns).")
 @click.option("--ctr", default=None, type=float, help="ctr: the mean click rate the intercept aims at [default: 0.25].")
+@click.option("--factor-rank", default=None, type=int,
+              help="ctr: add low-rank pair effects: a latent vector of this rank per value of --factor-columns, "
+                   "the margin gains <u_a, u_c> for each pair of those columns [default: 0, none].")
+@click.option("--factor-columns", default=None,
+              help="ctr: the columns with latent vectors, e.g. C6,C9,C11 [default for 26 columns: "
+                   "C6,C9,C11,C14,C17].")
+@click.option("--factor-shape", default=None, type=click.Choice(["fm", "ffm"]),
+              help="ctr: fm: one vector per value; ffm: one per value and other factor column [default: fm].")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--model-seed", default=None, type=int,
               help="Seed of the true model alone (default: --seed); another --seed then draws new rows from the "
@@ -126,13 +135,16 @@ def _numbers(option: str, text: str | None, kind: type) -> list | None:
 def _make_ctr_data(out: str, rows: int, features: int | None, row_group_size: int, n_files: int, dtype: str,
                    nan_fraction: float | None, id_column: bool, n_categorical: int | None, seed: int,
                    model_seed: int | None, started: float, cardinalities: str | None, zipf: float | None,
-                   null_fraction: str | None, interactions: str | None, ctr: float | None) -> None:
+                   null_fraction: str | None, interactions: str | None, ctr: float | None,
+                   factor_rank: int | None, factor_columns: str | None, factor_shape: str | None) -> None:
     from ..bench import synthetic_ctr as clicks
 
     n_categorical = clicks.N_CATEGORICAL if n_categorical is None else n_categorical
     null_fractions = _numbers("null-fraction", null_fraction, float)
     if null_fractions is not None and len(null_fractions) == 1:
         null_fractions = null_fractions[0]
+    if not factor_rank and (factor_columns is not None or factor_shape is not None):
+        raise ConfigError(f"--factor-{'columns' if factor_columns is not None else 'shape'} needs --factor-rank R")
     with RowProgress("make-data", rows) as progress:
         info = clicks.make_ctr_dataset(
             out, n_rows=rows, n_numeric=clicks.N_NUMERIC if features is None else features,
@@ -141,9 +153,12 @@ def _make_ctr_data(out: str, rows: int, features: int | None, row_group_size: in
             numeric_null_fraction=clicks.NUMERIC_NULL_FRACTION if nan_fraction is None else nan_fraction,
             interactions=interactions, ctr=clicks.CTR if ctr is None else ctr, row_group_size=row_group_size,
             n_files=n_files, dtype=dtype, seed=seed, model_seed=model_seed, id_column=id_column,
-            on_rows=progress.advance)
+            on_rows=progress.advance, factor_rank=factor_rank or 0, factor_columns=factor_columns,
+            factor_field_aware=factor_shape == "ffm")
     pairs = ", ".join(f"{a} x {c}" for a, c in info.interactions) or "none"
     click.echo(f"wrote {info.n_rows:,} click-log rows (label, I1..I{info.n_numeric}, C1..C{info.n_categorical}"
                f"{', id' if id_column else ''}) to {out} ({len(info.files)} file(s), "
                f"{time.perf_counter() - started:.1f} s): click rate {info.label_mean:.4f}, "
-               f"the truth's log loss {info.truth_log_loss:.4f}, interactions {pairs}")
+               f"the truth's log loss {info.truth_log_loss:.4f}, interactions {pairs}"
+               + (f", low-rank pairs among {','.join(info.factor_columns)} (rank {info.model.factor_rank}, "
+                  f"{factor_shape or 'fm'})" if info.factor_columns else ""))
