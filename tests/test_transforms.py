@@ -176,6 +176,24 @@ def test_fit_notes_heavy_columns_and_rejects_bad_options(tmp_path):
     assert result.exit_code == 2 and "matches no numeric feature" in result.stderr
 
 
+def test_fit_says_which_columns_are_transformed_and_binned(tmp_path):
+    rng = np.random.default_rng(8)
+    n = 4000
+    columns = {f"I{k}": rng.lognormal(1.0, 1.5, n) for k in range(1, 6)}  # no ties: 8 bins are 8
+    path = write(tmp_path / "d.parquet", {**columns, "y": (columns["I1"] > 3).astype(np.int8)})
+    result = CliRunner().invoke(main, ["fit", path, "--target", "y", "--epochs", "1", "--transform", "log1p:I*",
+                                       "--transform", "clip:I5:0:3", "--bins", "8:I1,I2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert "2 numeric columns transformed first (log1p): I1..I4" not in lines  # I1, I2 are binned after it
+    assert "4 numeric columns transformed first (log1p): I1..I4" in lines
+    assert "1 numeric column transformed first (log1p then clip to [0, 3]): I5" in lines
+    binned = [line for line in lines if "quantile bins" in line]
+    assert binned == ["2 numeric columns as categoricals in 8 quantile bins each (and one for missing values): "
+                      "I1, I2"], lines
+    assert "3 numeric columns standardized: I3..I5" in lines
+
+
 def test_model_with_transforms_and_bins_predicts_raw_data_as_trained(tmp_path):
     rng = np.random.default_rng(7)
     n = 30_000

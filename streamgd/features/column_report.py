@@ -48,6 +48,8 @@ def describe_columns(dataset: Dataset, spec: FeatureSpec | None, standardize: bo
     if temporal:
         lines.append(f"{plural(len(temporal), 'date or time column')} as numbers (days or seconds), {scaled}"
                      f"{missing}: {name_ranges(temporal)}")
+    if spec is not None:
+        lines += treatment_lines(spec)
     groups: dict[tuple[str, str], list[str]] = {}
     for column in categorical:
         kind = "text" if is_text_type(schema.field(column.name).type) else "numeric"
@@ -74,6 +76,32 @@ def describe_columns(dataset: Dataset, spec: FeatureSpec | None, standardize: bo
         lines.append("not used: " + "; ".join(f"{name_ranges(names)} ({reason})"
                                               for reason, names in by_reason.items()))
     return lines
+
+
+def treatment_lines(spec: FeatureSpec) -> list[str]:
+    """A line per transform shared by numeric columns (``--transform``), and one for the binned columns
+    (``--bins``)."""
+    lines = []
+    by_steps: dict[str, list[str]] = {}
+    for name, steps in spec.transforms.items():
+        by_steps.setdefault(" then ".join(describe_step(step) for step in steps), []).append(name)
+    for steps, names in by_steps.items():
+        lines.append(f"{plural(len(names), 'numeric column')} transformed first ({steps}): {name_ranges(names)}")
+    if spec.binned:
+        sizes = sorted(len(c.edges) + 1 for c in spec.binned)
+        kept = f"{sizes[0]}" if sizes[0] == sizes[-1] else f"{sizes[0]} to {sizes[-1]}"
+        lines.append(f"{plural(len(spec.binned), 'numeric column')} as categoricals in {kept} quantile bins each "
+                     f"(and one for missing values): {name_ranges([c.name for c in spec.binned])}")
+    return lines
+
+
+def describe_step(step) -> str:
+    """``log1p`` or ``clip to [0, 1000]``."""
+    if step.kind != "clip":
+        return step.kind
+    low = "-inf" if step.low is None else f"{step.low:g}"
+    high = "inf" if step.high is None else f"{step.high:g}"
+    return f"clip to [{low}, {high}]"
 
 
 def plural(n: int, noun: str) -> str:
