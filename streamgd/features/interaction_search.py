@@ -121,40 +121,38 @@ def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: f
 
 @njit(nogil=True)
 def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table):
-    """Held-out gain of crossing columns ``a`` and ``b``, both folds (fold f fits on rows i % 2 == f and scores
-    the others): the cells' Newton offsets on the fit rows, then on the held rows the second-order estimate
-    ``sum_cells delta (y - p) - delta^2 p (1 - p) / 2`` of the log loss they remove. ``table``: a zeroed work
-    table of the cell space, (cells, 2) for each cell's residual and curvature side by side, left zeroed."""
+    """Held-out gain of crossing columns ``a`` and ``b`` and the mean of its squared terms, both folds at once: row
+    i fits fold i % 2 and is held out of the other. A first pass sums each cell's residual and curvature at the
+    additive model per fold; a second scores each row with the other fold's Newton offset of its cell, to second
+    order: ``delta (y - p) - delta^2 p (1 - p) / 2``. ``table``: a zeroed work table, (cells, 4) for each cell's
+    residual and curvature in fold 0 and fold 1 side by side (one cache line), zeroed again on return."""
     n = y.shape[0]
     slots = table.shape[0]
     shift = np.uint64(64 - int(np.log2(slots)))
+    for i in range(n):  # the fit sums: each row in its own fold
+        cell = a[i] * size_b + b[i]
+        if hashed:
+            cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        fold = i & 1
+        p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+        table[cell, 2 * fold] += y[i] - p
+        table[cell, 2 * fold + 1] += p * (1.0 - p)
     gain = 0.0
     squares = 0.0
-    for fold in range(2):
-        for i in range(fold, n, 2):  # the fit half: each cell's residual and curvature at the additive model
-            cell = a[i] * size_b + b[i]
-            if hashed:
-                cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
-            table[cell, 0] += y[i] - p
-            table[cell, 1] += p * (1.0 - p)
-        for i in range(1 - fold, n, 2):  # the held half
-            cell = a[i] * size_b + b[i]
-            if hashed:
-                cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-            if table[cell, 1] == 0.0:
-                continue
-            delta = table[cell, 0] / (table[cell, 1] + penalty[fold])
-            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
-            term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
-            gain += term
-            squares += term * term
-        for i in range(fold, n, 2):  # zero the cells touched, not the whole table
-            cell = a[i] * size_b + b[i]
-            if hashed:
-                cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-            table[cell, 0] = 0.0
-            table[cell, 1] = 0.0
+    for i in range(n):  # each row held out of the other fold
+        cell = a[i] * size_b + b[i]
+        if hashed:
+            cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        fold = 1 - (i & 1)
+        curvature = table[cell, 2 * fold + 1]
+        if curvature == 0.0:
+            continue
+        delta = table[cell, 2 * fold] / (curvature + penalty[fold])
+        p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+        term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
+        gain += term
+        squares += term * term
+    table[:] = 0.0  # sequential: cheaper than revisiting the cells at random
     return gain / n, squares / n
 
 
@@ -178,7 +176,7 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
     cells = min(max(sizes[a] * sizes[b] for a, b in pairs), CELL_BUCKETS)
 
     def gains_of(share: list[tuple[str, str]]) -> list[PairGain]:
-        table = np.zeros((cells, 2))  # each thread its own
+        table = np.zeros((cells, 4))  # each thread its own
         out = []
         for a, b in share:
             n_cells = sizes[a] * sizes[b]
