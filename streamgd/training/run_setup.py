@@ -157,8 +157,10 @@ class RunSetup:
             slots = spec.n_slots if spec is not None else dataset.n_slots
             cfg.resolve_defaults(sparse=slots > 0)  # the optimizer, batch size and epochs the run left to the data
         optimizer = cfg.make_optimizer()
-        hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon)
-        params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch)
+        hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon,
+                             cfg.factor_settings())
+        params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch,
+                                          cfg.factor_settings(), cfg.seed)
         if init is not None:
             standardizer = stored_standardizer(init)
             params, opt_state, step, epoch = starting_point(init, describe_init(cfg.init), standardizer, opt_state)

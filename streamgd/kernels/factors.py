@@ -1,0 +1,175 @@
+"""The factorization machine's pieces (Rendle, 2010): the pair term of the margins, its gradient, and the update
+of the factor rows a mini-batch touches. The sparse chunk loops (``streamgd.kernels.sparse``) call them beside
+the linear part's margins, gradient and update, so an FM is the linear model plus these pieces.
+
+A row's pair term over its entries i (the sparse slots, and the dense columns where the factors cover them) is
+
+    sum_{i<j} <v_i, v_j> x_i x_j = 1/2 sum_f [ (sum_i v_if x_i)^2 - sum_i v_if^2 x_i^2 ]
+
+computed in O(k nnz) from the per-row sums ``s_f = sum_i v_if x_i``, whose gradient is
+``d/dv_if = x_i (s_f - v_if x_i)`` (Rendle's eq. 4; two entries of one slot add up, as in tests/fm_reference.py).
+
+The factor rows live in one block (``FactorArrays``): row ``r`` holds its k factors, then the rule's state for
+them, side by side. A batch's factor gradient is summed per touched row (numbered as the sparse loop numbers its
+slots), its mean plus the factors' L2 penalty (``hyper[H_FACTOR_L2]``, on touched rows only, as libffm and xLearn
+regularise) is stepped by the rule ``FACTOR_RULES`` names for the run's optimizer (SGD, AdaGrad or Adam; FTRL
+runs take AdaGrad), and the new rows are written only once the whole batch is known to be finite. Rows no batch
+touches are not updated (lazy): their state does not decay, Adam's bias correction still counts every step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .codes import FACTOR_FLOOR, H_BETA1, H_BETA2, H_EPS, H_FACTOR_L2, OPT_ADAGRAD, OPT_ADAM
+from .jit import compiled
+
+
+@compiled
+def factor_margins_add(chunk, sparse, factors, t0, hi, sums, margins):
+    """margins[0, b] += the pair term of chunk row t0 + b, for b in [0, hi); ``sums[b]`` keeps its
+    ``sum_i v_i x_i``."""
+    x, n, d = chunk.x, chunk.n, chunk.d
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    V = factors.block  # noqa: N806 - the factor matrix, as in the papers
+    k = factors.k
+    numeric = factors.numeric > 0
+    first = d if numeric else 0  # the row of slot 0
+    for b in range(hi):
+        r = t0 + b
+        for f in range(k):
+            sums[b, f] = 0.0
+        squares = 0.0
+        if numeric:
+            for j in range(d):
+                xv = np.float64(x[j * n + r])
+                for f in range(k):
+                    t = V[j, f] * xv
+                    sums[b, f] += t
+                    squares += t * t
+        for e in range(indptr[r], indptr[r + 1]):
+            xv = values[e]
+            row = first + indices[e]
+            for f in range(k):
+                t = V[row, f] * xv
+                sums[b, f] += t
+                squares += t * t
+        total = 0.0
+        for f in range(k):
+            total += sums[b, f] * sums[b, f]
+        margins[0, b] += 0.5 * (total - squares)
+
+
+@compiled
+def factor_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, sums, dloss, grad):
+    """grad[q] += dloss[0, b] * d(pair term of row t0 + b) / d v for the touched rows q of a batch: the dense
+    columns' rows first (q = j, when the factors cover them), then its slots in the sparse loop's numbering
+    (q = d_num + entry_pos[e - e0])."""
+    x, n, d = chunk.x, chunk.n, chunk.d
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    V = factors.block  # noqa: N806
+    k = factors.k
+    numeric = factors.numeric > 0
+    first = d if numeric else 0
+    for b in range(hi):
+        r = t0 + b
+        g = dloss[0, b]
+        if numeric:
+            for j in range(d):
+                gx = g * np.float64(x[j * n + r])
+                xv = np.float64(x[j * n + r])
+                for f in range(k):
+                    grad[j, f] += gx * (sums[b, f] - V[j, f] * xv)
+        for e in range(indptr[r], indptr[r + 1]):
+            xv = values[e]
+            gx = g * xv
+            row = first + indices[e]
+            q = first + entry_pos[e - e0]
+            for f in range(k):
+                grad[q, f] += gx * (sums[b, f] - V[row, f] * xv)
+
+
+@compiled
+def factor_block_grad_add(chunk, sparse, factors, t0, hi, sums, dloss, block_grad):
+    """block_grad[row, :k] += dloss[0, b] * d(pair term of row t0 + b) / d v_row over every factor row: the
+    full gradient the sum loops return (laid out as the block; its state columns stay untouched)."""
+    x, n, d = chunk.x, chunk.n, chunk.d
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    V = factors.block  # noqa: N806
+    k = factors.k
+    numeric = factors.numeric > 0
+    first = d if numeric else 0
+    for b in range(hi):
+        r = t0 + b
+        g = dloss[0, b]
+        if numeric:
+            for j in range(d):
+                xv = np.float64(x[j * n + r])
+                for f in range(k):
+                    block_grad[j, f] += g * xv * (sums[b, f] - V[j, f] * xv)
+        for e in range(indptr[r], indptr[r + 1]):
+            xv = values[e]
+            row = first + indices[e]
+            for f in range(k):
+                block_grad[row, f] += g * xv * (sums[b, f] - V[row, f] * xv)
+
+
+@compiled
+def factor_step(factors, rule, grad, n_rows, d, touched, inv, lr, hyper, step, updated):
+    """The touched rows' next values and state into ``updated[q]`` (the block is not written): the mean
+    gradient ``grad[q] * inv`` plus the factor L2, stepped by ``rule`` (OPT_SGD, OPT_ADAGRAD or OPT_ADAM). Rows
+    q < d_num are the dense columns', the others slot ``touched[q - d_num]``'s. False if any result is not
+    finite."""
+    V = factors.block  # noqa: N806
+    k = factors.k
+    numeric = factors.numeric > 0
+    d_num = d if numeric else 0
+    first = d_num
+    stride = V.shape[1]
+    l2 = hyper[H_FACTOR_L2]
+    eps = hyper[H_EPS] if hyper[H_EPS] > 0.0 else FACTOR_FLOOR
+    beta1 = hyper[H_BETA1]
+    beta2 = hyper[H_BETA2]
+    t = step + 1.0
+    correction1 = 1.0 - beta1 ** t
+    correction2 = 1.0 - beta2 ** t
+    probe = 0.0
+    for q in range(n_rows):
+        row = q if q < d_num else first + touched[q - d_num]
+        out = updated[q]
+        source = V[row]
+        for c in range(stride):
+            out[c] = source[c]
+        for f in range(k):
+            g = grad[q, f] * inv + l2 * out[f]
+            if rule == OPT_ADAGRAD:
+                total = out[k + f] + g * g
+                out[k + f] = total
+                out[f] -= lr * g / (math.sqrt(total) + eps)
+            elif rule == OPT_ADAM:
+                m = beta1 * out[k + f] + (1.0 - beta1) * g
+                v = beta2 * out[2 * k + f] + (1.0 - beta2) * g * g
+                out[k + f] = m
+                out[2 * k + f] = v
+                out[f] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+            else:  # OPT_SGD
+                out[f] -= lr * g
+        for c in range(stride):
+            probe += out[c] * 0.0
+    return probe == 0.0
+
+
+@compiled
+def factor_write(factors, updated, n_rows, d, touched):
+    """Write the rows ``factor_step`` computed back into the block."""
+    V = factors.block  # noqa: N806
+    d_num = d if factors.numeric > 0 else 0
+    stride = V.shape[1]
+    for q in range(n_rows):
+        row = q if q < d_num else d_num + touched[q - d_num]
+        target = V[row]
+        source = updated[q]
+        for c in range(stride):
+            target[c] = source[c]
