@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 
+import fm_reference as ref
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,7 +15,6 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 
-import fm_reference as ref
 import streamgd
 from streamgd.cli.main import main as cli
 from streamgd.errors import ConfigError
@@ -103,7 +103,7 @@ OPTIMIZERS = {"sgd": K.OPT_SGD, "adagrad": 3, "adam": 5, "ftrl": K.OPT_FTRL}
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_factors_held_at_zero_train_the_linear_model_bit_for_bit(name, batch_size):
     opt = OPTIMIZERS[name]
-    rng, X, dense, y = _problem(seed=5, n=64, d=2)
+    _, X, dense, y = _problem(seed=5, n=64, d=2)
     n_lin = dense.shape[1] + X.shape[1] + 1
     rows = {K.OPT_SGD: 0, 3: 1, 5: 2, K.OPT_FTRL: 2}[opt]
     hyper = np.zeros(K.N_HYPER)
@@ -190,7 +190,7 @@ def clicks(tmp_path_factory):
     return str(path)
 
 
-FM = dict(factors=4, optimizer="adagrad", batch_size=8, epochs=3, seed=2)
+FM = {"factors": 4, "optimizer": "adagrad", "batch_size": 8, "epochs": 3, "seed": 2}
 
 
 def test_an_fm_learns_pairs_a_linear_model_cannot_and_its_file_predicts_the_same(clicks, tmp_path):

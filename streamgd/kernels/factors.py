@@ -23,7 +23,15 @@ import math
 
 import numpy as np
 
-from .codes import FACTOR_FLOOR, H_BETA1, H_BETA2, H_EPS, H_FACTOR_L2, OPT_ADAGRAD, OPT_ADAM
+from .codes import (
+    FACTOR_FLOOR,
+    H_BETA1,
+    H_BETA2,
+    H_EPS,
+    H_FACTOR_L2,
+    OPT_ADAGRAD,
+    OPT_ADAM,
+)
 from .jit import compiled
 
 
