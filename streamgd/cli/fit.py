@@ -173,6 +173,10 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
               help="--factors: the scale of the factors' normal initial values (drawn from --seed).")
 @click.option("--factor-numeric", is_flag=True,
               help="--factors: give the numeric columns factors too (needs --no-standardize).")
+@click.option("--field-aware", is_flag=True,
+              help="--factors: a field-aware FM (FFM): each categorical column, interaction and binned column is "
+                   "a field (each numeric column too, under --factor-numeric) and every factor row keeps a K-vector "
+                   "per field; O(K n^2) a row for n columns.")
 @click.option("--transform", "transforms", multiple=True, metavar="KIND:COLUMNS",
               help="Transform numeric columns before anything else (repeatable; steps apply in order): "
                    "log1p:COLUMNS (sign(x) log(1 + |x|), for counts) or clip:COLUMNS:LOW:HIGH; COLUMNS are names "

@@ -90,27 +90,42 @@ class SumWork(NamedTuple):
 
 class FactorArrays(NamedTuple):
     """A factorization machine's factor rows as the compiled loops read them: ``block`` (n_rows, stride) holds,
-    per row, its ``k`` factors and then that row's optimizer state (``stride = k * (1 + state rows)``), so an
-    update touches one run of memory per row (a stride per coordinate, as libffm lays it out). Rows are the dense
-    columns' (when ``numeric`` is 1) and then the sparse slots'. ``k = 0``: no factors (a linear model)."""
+    per row and per field, the ``k`` factors and then their optimizer state (``stride = fields * k * (1 + state
+    rows)``; a plain FM has one field), so an update touches one run of memory per row and field (a stride per
+    coordinate, as libffm lays it out). Rows are the dense columns' (when ``numeric`` is 1) and then the sparse
+    slots'. ``k = 0``: no factors (a linear model). ``fields`` = 0: a plain FM; else a field-aware FM of that many
+    fields, the dense columns' first (one each, when ``numeric``), then the sparse entries' (``slot_fields[slot]``,
+    or, where ``slot_fields`` is empty, the entry's position in its row: a FeatureSpec's block holds one entry per
+    categorical column, interaction and binned column, in that order)."""
 
     block: np.ndarray
     k: int
     numeric: int
+    fields: int
+    slot_fields: np.ndarray
 
 
 class FactorWork(NamedTuple):
-    """Scratch of the factor pieces: per row of a tile its sums ``sum_i v_i x_i`` (tile_rows, k); a batch's
-    factor gradient per touched row (rows, k) and the touched rows' updated copies (rows, stride); in the sum
-    loops, the gradient of the factor block ((n_rows, stride), empty: none)."""
+    """Scratch of the factor pieces: per row of a tile its sums ``sum_i v_i x_i`` (tile_rows, k: a plain FM's);
+    a batch's factor gradient per touched row (rows, fields * k), which (row, field) blocks it reached (``mask``,
+    rows x fields: a field-aware FM's) and the touched rows' updated copies (rows, stride); in the sum loops, the
+    gradient of the factor block ((n_rows, stride), empty: none); a field-aware FM's entries of one row (their
+    factor row, field, value and compact row ``q``)."""
 
     sums: np.ndarray
     grad: np.ndarray
+    mask: np.ndarray
     updated: np.ndarray
     block_grad: np.ndarray
+    entry_rows: np.ndarray
+    entry_fields: np.ndarray
+    entry_values: np.ndarray
+    entry_q: np.ndarray
 
 
-NO_FACTORS_WORK = FactorWork(np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0)))
+NO_INDEX = np.empty(0, dtype=np.int64)
+NO_FACTORS_WORK = FactorWork(np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0), dtype=np.uint8),
+                             np.empty((0, 0)), np.empty((0, 0)), NO_INDEX, NO_INDEX, np.empty(0), NO_INDEX)
 
 
 class SparseWork(NamedTuple):

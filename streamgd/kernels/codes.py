@@ -60,7 +60,8 @@ H_L1_ROW = 11  # 1 + the row of the optimizer state that holds the cumulative L1
 H_FACTORS = 12  # k, the length of each factor vector
 H_FACTOR_L2 = 13  # the factors' own L2 penalty, on the rows a batch touches
 H_FACTOR_NUMERIC = 14  # 1: the dense block's columns have factor rows too (before the slots'); 0: the slots only
-N_HYPER = 15
+H_FIELDS = 15  # a field-aware FM (streamgd.kernels.field_factors): its number of fields; 0: a plain FM
+N_HYPER = 16
 
 # The rule that updates the factor rows, by the optimizer code of the run (absent: factors refused with it), and
 # the state rows it keeps per factor: FTRL's proximal form has no use for a factor (no L1 zeros wanted there), so

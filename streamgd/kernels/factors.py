@@ -125,17 +125,20 @@ def factor_block_grad_add(chunk, sparse, factors, t0, hi, sums, dloss, block_gra
 
 
 @compiled
-def factor_step(factors, rule, grad, n_rows, d, touched, inv, lr, hyper, step, updated):
+def factor_step(factors, rule, grad, mask, n_rows, d, touched, inv, lr, hyper, step, updated):
     """The touched rows' next values and state into ``updated[q]`` (the block is not written): the mean
     gradient ``grad[q] * inv`` plus the factor L2, stepped by ``rule`` (OPT_SGD, OPT_ADAGRAD or OPT_ADAM). Rows
-    q < d_num are the dense columns', the others slot ``touched[q - d_num]``'s. False if any result is not
+    q < d_num are the dense columns', the others slot ``touched[q - d_num]``'s. A field-aware FM steps only the
+    (row, field) blocks ``mask`` marks, and clears their gradient for the next batch. False if any result is not
     finite."""
     V = factors.block  # noqa: N806
     k = factors.k
+    aware = factors.fields > 0
+    n_fields = factors.fields if aware else 1
     numeric = factors.numeric > 0
     d_num = d if numeric else 0
     first = d_num
-    stride = V.shape[1]
+    width = V.shape[1] // n_fields  # one field's k factors and their state
     l2 = hyper[H_FACTOR_L2]
     eps = hyper[H_EPS] if hyper[H_EPS] > 0.0 else FACTOR_FLOOR
     beta1 = hyper[H_BETA1]
@@ -146,38 +149,54 @@ def factor_step(factors, rule, grad, n_rows, d, touched, inv, lr, hyper, step, u
     probe = 0.0
     for q in range(n_rows):
         row = q if q < d_num else first + touched[q - d_num]
-        out = updated[q]
-        source = V[row]
-        for c in range(stride):
-            out[c] = source[c]
-        for f in range(k):
-            g = grad[q, f] * inv + l2 * out[f]
-            if rule == OPT_ADAGRAD:
-                total = out[k + f] + g * g
-                out[k + f] = total
-                out[f] -= lr * g / (math.sqrt(total) + eps)
-            elif rule == OPT_ADAM:
-                m = beta1 * out[k + f] + (1.0 - beta1) * g
-                v = beta2 * out[2 * k + f] + (1.0 - beta2) * g * g
-                out[k + f] = m
-                out[2 * k + f] = v
-                out[f] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
-            else:  # OPT_SGD
-                out[f] -= lr * g
-        for c in range(stride):
-            probe += out[c] * 0.0
+        for field in range(n_fields):
+            if aware and mask[q, field] == 0:
+                continue
+            base = field * width
+            out = updated[q, base:base + width]
+            source = V[row, base:base + width]
+            g_row = grad[q, field * k:(field + 1) * k]
+            for c in range(width):
+                out[c] = source[c]
+            for f in range(k):
+                g = g_row[f] * inv + l2 * out[f]
+                if rule == OPT_ADAGRAD:
+                    total = out[k + f] + g * g
+                    out[k + f] = total
+                    out[f] -= lr * g / (math.sqrt(total) + eps)
+                elif rule == OPT_ADAM:
+                    m = beta1 * out[k + f] + (1.0 - beta1) * g
+                    v = beta2 * out[2 * k + f] + (1.0 - beta2) * g * g
+                    out[k + f] = m
+                    out[2 * k + f] = v
+                    out[f] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+                else:  # OPT_SGD
+                    out[f] -= lr * g
+                if aware:
+                    g_row[f] = 0.0
+            for c in range(width):
+                probe += out[c] * 0.0
     return probe == 0.0
 
 
 @compiled
-def factor_write(factors, updated, n_rows, d, touched):
-    """Write the rows ``factor_step`` computed back into the block."""
+def factor_write(factors, updated, mask, n_rows, d, touched):
+    """Write the rows ``factor_step`` computed back into the block (a field-aware FM: the blocks ``mask`` marks,
+    clearing the marks for the next batch)."""
     V = factors.block  # noqa: N806
+    aware = factors.fields > 0
+    n_fields = factors.fields if aware else 1
+    width = V.shape[1] // n_fields
     d_num = d if factors.numeric > 0 else 0
-    stride = V.shape[1]
     for q in range(n_rows):
         row = q if q < d_num else d_num + touched[q - d_num]
-        target = V[row]
-        source = updated[q]
-        for c in range(stride):
-            target[c] = source[c]
+        for field in range(n_fields):
+            if aware:
+                if mask[q, field] == 0:
+                    continue
+                mask[q, field] = 0
+            base = field * width
+            target = V[row, base:base + width]
+            source = updated[q, base:base + width]
+            for c in range(width):
+                target[c] = source[c]

@@ -60,6 +60,7 @@ from .codes import (
     optimizer_label,
 )
 from .factors import factor_block_grad_add, factor_grad_add, factor_margins_add, factor_step, factor_write
+from .field_factors import ffm_block_grad_add, ffm_grad_add, ffm_margins_add
 from .jit import compiled, inlined
 from .pieces import (
     TILE_VALUES,
@@ -167,26 +168,33 @@ def _scatter(cw, cstate, d, D, n_out, touched, m, params, opt_state):  # noqa: N
         _scatter_vector(cstate[s], d, D, n_out, touched, m, opt_state[s])
 
 
-def sparse_train_loop_for(loss_kind: int, opt_kind: int, factorized: bool = False) -> Any:
-    """The loop of ``train_chunk`` for one loss and optimizer, of a linear model or (``factorized``) a
-    factorization machine."""
-    if not factorized:  # the linear loops keep their keys (and their disk cache)
+LINEAR, FM, FFM = 0, 1, 2  # the model kinds of the sparse train loops: their pieces beside the linear part
+
+
+def sparse_train_loop_for(loss_kind: int, opt_kind: int, model: int = LINEAR) -> Any:
+    """The loop of ``train_chunk`` for one loss and optimizer, of a linear model, a factorization machine
+    (``FM``) or a field-aware one (``FFM``)."""
+    if model == LINEAR:  # the linear loops keep their keys
         key: tuple = ("sparse_train", int(loss_kind), int(opt_kind))
         label = f"{loss_label(key[1])}/{optimizer_label(key[2])} (sparse)"
-        return specialised(key, label, lambda: _make_sparse_train_loop(key[1], key[2], False))
-    key = ("fm_train", int(loss_kind), int(opt_kind))
-    label = f"{loss_label(key[1])}/{optimizer_label(key[2])} (factorization machine)"
-    return specialised(key, label, lambda: _make_sparse_train_loop(key[1], key[2], True))
+        return specialised(key, label, lambda: _make_sparse_train_loop(key[1], key[2], LINEAR))
+    key = ("fm_train" if model == FM else "ffm_train", int(loss_kind), int(opt_kind))
+    kind = "factorization machine" if model == FM else "field-aware factorization machine"
+    label = f"{loss_label(key[1])}/{optimizer_label(key[2])} ({kind})"
+    return specialised(key, label, lambda: _make_sparse_train_loop(key[1], key[2], model))
 
 
-def _make_sparse_train_loop(LOSS, OPT, FM):  # noqa: N803 - compile-time constants
+def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time constants
     FACTOR_RULE = FACTOR_RULES.get(OPT, -1)  # noqa: N806
+    PLAIN = MODEL == FM
+    AWARE = MODEL == FFM
+    FACTORS = MODEL != LINEAR
 
     @compiled
     def sparse_train_loop(chunk, sparse, model, schedule, work, factors, fwork):
         """``chunk``: ChunkArrays, ``sparse``: SparseArrays, ``model``: ModelArrays, ``schedule``: StepRates,
         ``work``: SparseWork; an FM's ``factors`` (FactorArrays) and their scratch ``fwork`` (FactorWork), unread
-        by a linear loop. Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
+        by a linear loop (a field-aware FM's gradient scratch and mask come zeroed, and are left so). Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
         x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
         indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
         D = d + sparse.n_slots  # noqa: N806
@@ -226,8 +234,9 @@ def _make_sparse_train_loop(LOSS, OPT, FM):  # noqa: N803 - compile-time constan
             for i in range(n_par):
                 g[i] = 0.0
             n_frows = 0
-            if FM:  # the batch's factor rows: the dense columns' (if factorized), then its slots'
+            if FACTORS:  # the batch's factor rows: the dense columns' (if factorized), then its slots'
                 n_frows = (d if factors.numeric > 0 else 0) + m
+            if PLAIN:
                 for q in range(n_frows):
                     for f in range(factors.k):
                         fwork.grad[q, f] = 0.0
@@ -243,8 +252,10 @@ def _make_sparse_train_loop(LOSS, OPT, FM):  # noqa: N803 - compile-time constan
                         column = d + entry_pos[e - e0]
                         for k in range(n_out):
                             margins[k, b] += v * w[k * stride + column]
-                if FM:
+                if PLAIN:
                     factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
+                elif AWARE:
+                    ffm_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
                 batch_loss += rows_loss_dloss(margins, zero, hi, t0, y, sample_weight, n_out, LOSS, eps, dloss,
                                                True)
                 cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, g, stride)
@@ -254,8 +265,10 @@ def _make_sparse_train_loop(LOSS, OPT, FM):  # noqa: N803 - compile-time constan
                         column = d + entry_pos[e - e0]
                         for k in range(n_out):
                             g[k * stride + column] += dloss[k, b] * v
-                if FM:
+                if PLAIN:
                     factor_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, fwork.sums, dloss, fwork.grad)
+                elif AWARE:
+                    ffm_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, dloss, fwork)
                 t0 = t1
             if not math.isfinite(batch_loss):
                 return total, b0, b0
@@ -263,8 +276,8 @@ def _make_sparse_train_loop(LOSS, OPT, FM):  # noqa: N803 - compile-time constan
             for i in range(n_par):
                 g[i] *= inv
             lr = lrs[batch]
-            if FM and not factor_step(factors, FACTOR_RULE, fwork.grad, n_frows, d, touched, inv, lr, hyper,
-                                      step0 + batch, fwork.updated):
+            if FACTORS and not factor_step(factors, FACTOR_RULE, fwork.grad, fwork.mask, n_frows, d, touched, inv,
+                                           lr, hyper, step0 + batch, fwork.updated):
                 return total, b0, b0
             if not apply_update(w, g, state, hyper, lr, OPT, step0 + batch, n_coef, cg[:0],
                                  cstate[:, :0], False):  # no rollback: a failed batch is not scattered
@@ -281,14 +294,24 @@ def _make_sparse_train_loop(LOSS, OPT, FM):  # noqa: N803 - compile-time constan
                     for p in range(k * stride + d, k * stride + d + m):
                         stamps[p] = ledger
             _scatter(w, state, d, D, n_out, touched, m, params, opt_state)
-            if FM:
-                factor_write(factors, fwork.updated, n_frows, d, touched)
+            if FACTORS:
+                factor_write(factors, fwork.updated, fwork.mask, n_frows, d, touched)
             total += batch_loss
             batch += 1
             b0 = b1
         return total, n, -1
 
     return sparse_train_loop
+
+
+@inlined
+def _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins):
+    """The pair term of the loops that take the model at run time: none (k = 0), a plain or a field-aware FM's."""
+    if factors.k > 0:
+        if factors.fields > 0:
+            ffm_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
+        else:
+            factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
 
 
 def sparse_sum_loop_for() -> Any:
@@ -315,15 +338,17 @@ def _make_sparse_sum_loop():
             hi = t1 - t0
             cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
             _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
-            if factors.k > 0:
-                factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
+            _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
             total += rows_loss_dloss_of_kind(margins, zero, hi, t0, y, sample_weight, n_out, loss_kind, eps, dloss,
                                               True)
             if grad.shape[0] > 0:
                 cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, grad, D)
                 _sparse_grad_add(indptr, indices, values, t0, hi, D, d, n_out, dloss, grad)
             if factors.k > 0 and fwork.block_grad.shape[0] > 0:
-                factor_block_grad_add(chunk, sparse, factors, t0, hi, fwork.sums, dloss, fwork.block_grad)
+                if factors.fields > 0:
+                    ffm_block_grad_add(chunk, sparse, factors, t0, hi, dloss, fwork)
+                else:
+                    factor_block_grad_add(chunk, sparse, factors, t0, hi, fwork.sums, dloss, fwork.block_grad)
             t0 = t1
         return total
 
@@ -351,8 +376,7 @@ def _make_sparse_first_bad_row_loop():
         for r in range(start, stop):
             cols_margins(x, n, r, d, zero, one, params, n_out, margins, D)
             _sparse_margins_add(indptr, indices, values, r, one, params, D, d, n_out, margins)
-            if factors.k > 0:
-                factor_margins_add(chunk, sparse, factors, r, one, fwork.sums, margins)
+            _factor_margins_add(chunk, sparse, factors, r, one, fwork, margins)
             weight = sample_weight[r] if weighted else 1.0
             probe = row_loss_dloss(margins, 0, n_out, loss_kind, y[r], weight, eps, dloss) * 0.0
             probe += (y[r] + weight) * 0.0
@@ -382,8 +406,7 @@ def _sparse_predict_loop(chunk, sparse, params, n_out, work, out, factors, fwork
         hi = min(t0 + tile_rows, n) - t0
         cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
         _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
-        if factors.k > 0:
-            factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
+        _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
         for b in range(hi):
             for k in range(n_out):
                 out[t0 + b, k] = margins[k, b]
@@ -408,18 +431,26 @@ def max_batch_entries(indptr: np.ndarray, batch_size: int) -> int:
     return int((indptr[np.minimum(starts + batch_size, n)] - indptr[starts]).max())
 
 
-NO_FACTORS = FactorArrays(np.empty((0, 0)), 0, 0)
+NO_FACTORS = FactorArrays(np.empty((0, 0)), 0, 0, 0, np.empty(0, dtype=np.int32))
 
 
-def _factor_work(factors: FactorArrays, tile_rows: int, rows: int = 0, block_grad: np.ndarray | None = None
-                 ) -> FactorWork:
-    """Scratch for ``factors`` (none for a linear model): per-row sums of a tile, and for a batch of ``rows``
-    factor rows their gradient and updated copies."""
+def _factor_work(factors: FactorArrays, sparse: SparseArrays, d: int, tile_rows: int, rows: int = 0,
+                 block_grad: np.ndarray | None = None) -> FactorWork:
+    """Scratch for ``factors`` (none for a linear model): a plain FM's per-row sums of a tile; for a batch of
+    ``rows`` factor rows their gradient and updated copies (a field-aware FM's gradient and mask zeroed, its
+    pieces leave them so); a field-aware FM's entries of one row."""
     if factors.k == 0:
         return NO_FACTORS_WORK
-    return FactorWork(np.empty((tile_rows, factors.k)), np.empty((rows, factors.k)),
-                      np.empty((rows, factors.block.shape[1])),
-                      np.empty((0, 0)) if block_grad is None else block_grad)
+    block_grad = np.empty((0, 0)) if block_grad is None else block_grad
+    updated = np.empty((rows, factors.block.shape[1]))
+    if factors.fields == 0:
+        return FactorWork(np.empty((tile_rows, factors.k)), np.empty((rows, factors.k)), NO_FACTORS_WORK.mask,
+                          updated, block_grad, *NO_FACTORS_WORK[5:])
+    n_entries = (d if factors.numeric else 0) + max_batch_entries(sparse.indptr, 1)
+    index = np.empty(n_entries, dtype=np.int64)
+    return FactorWork(NO_FACTORS_WORK.sums, np.zeros((rows, factors.fields * factors.k)),
+                      np.zeros((rows, factors.fields), dtype=np.uint8), updated, block_grad, index,
+                      np.empty_like(index), np.empty(n_entries), np.empty_like(index))
 
 
 def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
@@ -443,11 +474,11 @@ def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
                       np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64), np.empty(width),
                       np.empty(width), np.empty((rows, width)))
     factor_rows = (d if factors.numeric else 0) + min(entries, sparse.n_slots)
-    loop = sparse_train_loop_for(loss_kind, opt_kind, factors.k > 0)
+    loop = sparse_train_loop_for(loss_kind, opt_kind, LINEAR if factors.k == 0 else FFM if factors.fields else FM)
     total, done, failed = loop(ChunkArrays(x, n, d, y, sample_weight), block,
                                ModelArrays(params, opt_state, hyper, int(n_out)),
                                StepRates(lrs, int(step0), int(batch_size)), work, factors,
-                               _factor_work(factors, tile_rows, factor_rows))
+                               _factor_work(factors, sparse, d, tile_rows, factor_rows))
     if failed < 0:
         return total, done, 0
     bad = first_bad_row(X, sparse, y, sample_weight, failed, min(failed + batch_size, n), params, n_out, loss_kind,
@@ -466,7 +497,7 @@ def loss_sum(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: 
     return sparse_sum_loop_for()(ChunkArrays(x, n, d, y, sample_weight), _block_args(sparse), int(start), int(stop),
                                  params, int(n_out), int(loss_kind), float(eps),
                                  SumWork(tile_rows, margins, margins, np.empty_like(margins), grad), factors,
-                                 _factor_work(factors, tile_rows, 0, factor_grad))
+                                 _factor_work(factors, sparse, d, tile_rows, 0, factor_grad))
 
 
 def first_bad_row(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, start: int,
@@ -478,7 +509,7 @@ def first_bad_row(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_wei
     return sparse_first_bad_row_loop_for()(ChunkArrays(x, n, d, y, sample_weight), _block_args(sparse), int(start),
                                            int(stop), params, int(n_out), int(loss_kind), float(eps),
                                            SumWork(1, one_row, one_row, np.empty((n_out, 1)), np.empty(0)), factors,
-                                           _factor_work(factors, 1))
+                                           _factor_work(factors, sparse, d, 1))
 
 
 def predict_margins(X: np.ndarray, sparse: SparseArrays, params: np.ndarray, n_out: int, out: np.ndarray,
@@ -489,7 +520,7 @@ def predict_margins(X: np.ndarray, sparse: SparseArrays, params: np.ndarray, n_o
     margins = np.empty((n_out, tile_rows))
     _sparse_predict_loop(ChunkArrays(x, n, d, np.empty(0), np.empty(0)), _block_args(sparse), params, int(n_out),
                          SumWork(tile_rows, margins, margins, margins, np.empty(0)), out, factors,
-                         _factor_work(factors, tile_rows))
+                         _factor_work(factors, sparse, d, tile_rows))
 
 
 __all__ = ["NO_FACTORS", "SparseArrays", "first_bad_row", "loss_sum", "max_batch_entries", "predict_margins", "train_chunk"]

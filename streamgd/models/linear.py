@@ -85,7 +85,8 @@ class LinearModel:
             raise ValueError(f"coef has shape {self.coef_.shape}, expected ({self.intercept_.shape[0]}, "
                              f"{len(self.feature_names)})")
         # a factorization machine: ``factors`` (rows, stride) holds each factor row's k factors, then its optimizer
-        # state (streamgd.kernels.factors); ``factorization`` = {"kind": "fm", "k", "numeric", ...}
+        # state (streamgd.kernels.factors), per field for a field-aware FM; ``factorization`` = {"kind": "fm" or
+        # "ffm", "k", "numeric", "fields" (ffm), ...}
         self.factorization = dict(factorization) if factors is not None else None
         self.factor_block = None if factors is None else np.ascontiguousarray(factors, dtype=np.float64)
         if self.factor_block is not None:
@@ -97,21 +98,30 @@ class LinearModel:
         return 1
 
     # ---- factorization machines --------------------------------------------------------------------------------
+    @property
+    def n_fields(self) -> int:
+        """A field-aware FM's number of fields (0: a plain FM or a linear model)."""
+        return int((self.factorization or {}).get("fields", 0))
+
     def _check_factors(self) -> None:
         k, block = int(self.factorization.get("k", 0)), self.factor_block
         rows = self.n_slots + (self.n_dense if self.factorization.get("numeric") else 0)
-        if not (k >= 1 and block.ndim == 2 and block.shape[0] == rows and block.shape[1] % k == 0
+        vector = k * max(self.n_fields, 1)
+        if not (k >= 1 and block.ndim == 2 and block.shape[0] == rows and block.shape[1] % vector == 0
                 and self.coef_.shape[0] == 1):
-            raise ValueError(f"the factors have shape {block.shape}, expected ({rows}, a multiple of k={k}) for "
-                             "one output")
+            raise ValueError(f"the factors have shape {block.shape}, expected ({rows}, a multiple of "
+                             f"{vector} = k x fields) for one output")
 
     @property
     def factors_(self) -> np.ndarray | None:
-        """A factorization machine's factors, (rows, k): the dense columns' rows (when they have factors), then
-        the sparse slots'; None for a linear model."""
+        """A factorization machine's factors, (rows, k), or (rows, fields, k) for a field-aware one: the dense
+        columns' rows (when they have factors), then the sparse slots'; None for a linear model."""
         if self.factor_block is None:
             return None
-        return self.factor_block[:, :int(self.factorization["k"])]
+        k = int(self.factorization["k"])
+        if self.n_fields:
+            return self.factor_block.reshape(self.factor_block.shape[0], self.n_fields, -1)[:, :, :k]
+        return self.factor_block[:, :k]
 
     @property
     def n_slots(self) -> int:
@@ -132,6 +142,7 @@ class LinearModel:
         hyper = np.zeros(kernels.N_HYPER)
         hyper[kernels.H_FACTORS] = int(self.factorization["k"])
         hyper[kernels.H_FACTOR_NUMERIC] = 1.0 if self.factorization.get("numeric") else 0.0
+        hyper[kernels.H_FIELDS] = self.n_fields
         return hyper
 
     def factor_norms(self) -> dict[str, float]:
@@ -254,7 +265,7 @@ class LinearModel:
         (without their optimizer state)."""
         if self.factor_block is None:
             return self.params
-        return np.concatenate([self.params, self.factors_.ravel()])
+        return np.concatenate([self.params, self.factors_.ravel()])  # a copy: the factors without their state
 
     def predict(self, X: Any) -> np.ndarray:
         return self.values_from_margins(self.decision_function(X))
@@ -293,9 +304,12 @@ class LinearModel:
         version = LINEAR_FORMAT_VERSION
         if self.factor_block is not None:  # format 2: a reader of format 1 refuses it rather than drop the pairs
             k = int(self.factorization["k"])
-            tensors["factors"] = np.ascontiguousarray(self.factor_block[:, :k])
-            if self.factor_block.shape[1] > k:
-                tensors["factor_state"] = np.ascontiguousarray(self.factor_block[:, k:])
+            rows, fields = self.factor_block.shape[0], max(self.n_fields, 1)
+            by_field = self.factor_block.reshape(rows, fields, -1)  # a field-aware FM's (rows, fields, k) tensors
+            shape = (rows, fields, -1) if self.n_fields else (rows, -1)
+            tensors["factors"] = np.ascontiguousarray(by_field[:, :, :k]).reshape(shape)
+            if by_field.shape[2] > k:
+                tensors["factor_state"] = np.ascontiguousarray(by_field[:, :, k:]).reshape(shape)
             version = FORMAT_VERSION
         write_tensor_file(path, tensors, MODEL_FORMAT, version, self.metadata(), "a model file",
                           storage_options)
@@ -439,8 +453,9 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Linear
         factors = None
         if meta.get("factorization") is not None:  # a factorization machine: its factors, then their state
             factors = tensors["factors"]
-            if "factor_state" in tensors:
-                factors = np.concatenate([factors, tensors["factor_state"]], axis=1)
+            if "factor_state" in tensors:  # per field: the k factors, then their state (a plain FM: one field)
+                factors = np.concatenate([factors, tensors["factor_state"]], axis=-1)
+            factors = factors.reshape(factors.shape[0], -1)
         model = cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
                     classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
                     summary=meta.get("summary"), feature_spec=meta.get("feature_spec"), factors=factors,

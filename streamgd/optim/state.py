@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..kernels import codes as rules
 from ..kernels.api import factor_rows, n_params
 from .base import Optimizer
-from .factors import FactorSettings
+from .factors import FactorSettings, check_factor_block_fits
 
 __all__ = ["check_model_fits", "initial_state", "kernel_hyper"]
 
@@ -34,19 +34,24 @@ def kernel_hyper(optimizer: Optimizer, alpha: float, l1_ratio: float, clip_norm:
 
 
 def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_out: int, n_slots: int,
-                  full_batch: bool, factors: FactorSettings | None = None, seed: int = 0
+                  full_batch: bool, factors: FactorSettings | None = None, seed: int = 0, sparse_fields: int = 0
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Zero parameters and the optimizer's initial state for a fresh run (``n_slots`` of the features are a
     sparse block's slots); ``hyper`` gets the rows of the penalty records the state holds. A factorization
     machine's parameters go on with its factor block (seeded from ``seed``; ``streamgd.kernels.factors``), which
-    holds the factors' optimizer state beside them: ``opt_state`` covers the linear part."""
+    holds the factors' optimizer state beside them: ``opt_state`` covers the linear part. A field-aware one
+    takes its fields from ``sparse_fields`` (the FeatureSpec's, ``spec_fields``), written to ``hyper``."""
     size = n_params(n_features, n_out)
     block = None
     if factors is not None:
         rows = factor_rows(n_features - n_slots, n_slots, factors.numeric)
         state_rows = rules.factor_state_rows(optimizer.code)
-        check_model_fits(size + rows * factors.k * (1 + state_rows), optimizer.state_rows, n_slots)
-        block = factors.initial_rows(rows, state_rows, seed)
+        fields = factors.fields(n_features - n_slots, sparse_fields)
+        hyper[rules.H_FIELDS] = fields
+        if fields:
+            check_factor_block_fits(rows, fields, factors.k, state_rows)
+        check_model_fits(size + rows * max(fields, 1) * factors.k * (1 + state_rows), optimizer.state_rows, n_slots)
+        block = factors.initial_rows(rows, state_rows, seed, fields)
     stochastic = not full_batch and optimizer.code != rules.OPT_FTRL  # FTRL applies its penalty itself
     # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record is one
     # more row of the optimizer state. Full batch uses the plain proximal step (ISTA).

@@ -85,6 +85,7 @@ class TrainConfig:
     factor_l2: float = 2e-5
     factor_init: float = 0.05
     factor_numeric: bool = False
+    field_aware: bool = False  # a field-aware FM: each categorical column (interaction, binned column) a field
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
     class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
     sample_weight: str | None = None  # a column of per-row weights
@@ -198,6 +199,8 @@ class TrainConfig:
         if self.factors is None:
             if self.factor_numeric:
                 raise ConfigError("factor_numeric gives the numeric columns factors: give factors (k) too")
+            if self.field_aware:
+                raise ConfigError("field_aware makes the factors field-aware: give factors (k) too")
             return
         settings = self.factor_settings()  # checks k, the L2 penalty and the initial scale
         if model_cls.n_outputs(2) != 1:
@@ -217,7 +220,8 @@ class TrainConfig:
         """The factorization machine of the run (None: a linear model)."""
         if self.factors is None:
             return None
-        return FactorSettings(self.factors, self.factor_l2, self.factor_init, bool(self.factor_numeric))
+        return FactorSettings(self.factors, self.factor_l2, self.factor_init, bool(self.factor_numeric),
+                              bool(self.field_aware))
 
     @property
     def resolved(self) -> bool:

@@ -93,7 +93,9 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     if settings is not None:  # a factorization machine: its factor block follows the linear parameters
         rows = kernels.factor_rows(len(run.feature_names) - run.n_slots, run.n_slots, settings.numeric)
         factors = params[n_linear:].reshape(rows, -1).copy()
-        factorization = {"kind": "fm", **settings.config()}
+        fields = int(run.hyper[kernels.H_FIELDS])
+        factorization = {"kind": "ffm" if fields else "fm", **settings.config(),
+                         **({"fields": fields} if fields else {})}
     coef, intercept = kernels.split_params(params[:n_linear], len(run.feature_names), run.n_out)
     transform = None
     if run.standardizer is not None:

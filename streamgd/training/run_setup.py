@@ -29,6 +29,7 @@ from ..features.targets import LabelEncoder, NonNegativeTarget, class_counts, sc
 from ..features.transforms import ColumnTreatment, heavy_tail_note, treatments
 from ..kernels.update_rules import OPT_FTRL
 from ..models.linear import MODEL_KINDS, LinearModel
+from ..optim.factors import spec_fields
 from ..optim.state import initial_state, kernel_hyper
 from .checkpoint import Checkpoint, check_resumable, fingerprint
 from .config import TrainConfig
@@ -160,7 +161,7 @@ class RunSetup:
         hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon,
                              cfg.factor_settings())
         params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch,
-                                          cfg.factor_settings(), cfg.seed)
+                                          cfg.factor_settings(), cfg.seed, spec_fields(spec))
         if init is not None:
             standardizer = stored_standardizer(init)
             params, opt_state, step, epoch = starting_point(init, describe_init(cfg.init), standardizer, opt_state)

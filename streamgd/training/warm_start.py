@@ -29,7 +29,7 @@ from ..models.linear import LinearModel, load
 
 # settings that shape the parameters' meaning or the optimizer state: a continued run must share them
 SHARED_SETTINGS = ("optimizer", "standardize", "missing", "encoding", "hash_bits", "max_categories", "factors",
-                   "factor_numeric")
+                   "factor_numeric", "field_aware")
 
 
 def load_init(init: str | os.PathLike | LinearModel, storage_options: dict | None = None) -> LinearModel:
