@@ -27,6 +27,7 @@ from .codes import (
     FACTOR_FLOOR,
     H_BETA1,
     H_BETA2,
+    H_CLIP_NORM,
     H_EPS,
     H_FACTOR_L2,
     OPT_ADAGRAD,
@@ -127,10 +128,14 @@ def factor_block_grad_add(chunk, sparse, factors, t0, hi, sums, dloss, block_gra
 @compiled
 def factor_step(factors, rule, grad, mask, n_rows, d, touched, inv, lr, hyper, step, updated):
     """The touched rows' next values and state into ``updated[q]`` (the block is not written): the mean
-    gradient ``grad[q] * inv`` plus the factor L2, stepped by ``rule`` (OPT_SGD, OPT_ADAGRAD or OPT_ADAM). Rows
-    q < d_num are the dense columns', the others slot ``touched[q - d_num]``'s. A field-aware FM steps only the
-    (row, field) blocks ``mask`` marks, and clears their gradient for the next batch. False if any result is not
-    finite."""
+    gradient ``grad[q] * inv`` plus the factor L2, clipped, stepped by ``rule`` (OPT_SGD, OPT_ADAGRAD or OPT_ADAM).
+    Rows q < d_num are the dense columns', the others slot ``touched[q - d_num]``'s. A field-aware FM steps only
+    the (row, field) blocks ``mask`` marks, and clears their gradient for the next batch. False if any result is
+    not finite.
+
+    Clipping (``hyper[H_CLIP_NORM]`` > 0) scales the factors' gradient down to that global L2 norm, as the
+    linear part's is (``streamgd.kernels.pieces``): the factor block is a parameter group of its own (its own
+    penalty, and AdaGrad under FTRL), so its norm is taken, and bounded, on its own."""
     V = factors.block  # noqa: N806
     k = factors.k
     aware = factors.fields > 0
@@ -146,6 +151,21 @@ def factor_step(factors, rule, grad, mask, n_rows, d, touched, inv, lr, hyper, s
     t = step + 1.0
     correction1 = 1.0 - beta1 ** t
     correction2 = 1.0 - beta2 ** t
+    scale = 1.0
+    clip = hyper[H_CLIP_NORM]
+    if clip > 0.0:  # the norm of the whole step's gradient first
+        norm = 0.0
+        for q in range(n_rows):
+            row = q if q < d_num else first + touched[q - d_num]
+            for field in range(n_fields):
+                if aware and mask[q, field] == 0:
+                    continue
+                for f in range(k):
+                    g = grad[q, field * k + f] * inv + l2 * V[row, field * width + f]
+                    norm += g * g
+        norm = math.sqrt(norm)
+        if norm > clip:
+            scale = clip / norm
     probe = 0.0
     for q in range(n_rows):
         row = q if q < d_num else first + touched[q - d_num]
@@ -160,6 +180,8 @@ def factor_step(factors, rule, grad, mask, n_rows, d, touched, inv, lr, hyper, s
                 out[c] = source[c]
             for f in range(k):
                 g = g_row[f] * inv + l2 * out[f]
+                if scale != 1.0:
+                    g *= scale
                 if rule == OPT_ADAGRAD:
                     total = out[k + f] + g * g
                     out[k + f] = total
