@@ -145,6 +145,13 @@ class LinearModel:
         hyper[kernels.H_FIELDS] = self.n_fields
         return hyper
 
+    def slot_fields(self) -> np.ndarray | None:
+        """A field-aware FM's field of each sparse slot where no FeatureSpec numbers a row's entries by column (a
+        sparse matrix's columns: each its own field); None otherwise (the kernels' default: by position)."""
+        if not self.n_fields or self.spec is not None:
+            return None
+        return np.arange(self.n_slots, dtype=np.int32)
+
     def factor_norms(self) -> dict[str, float]:
         """The L2 norm of the factors of each input column (its slots' rows together): which columns' pairs the
         model uses. Empty for a linear model."""
@@ -256,7 +263,7 @@ class LinearModel:
         X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
         api.predict_margins(X, self.kernel_params, self.coef_.shape[0], out, sparse=sparse,
-                            hyper=self.kernel_hyper())
+                            hyper=self.kernel_hyper(), slot_fields=self.slot_fields())
         return out
 
     @property
@@ -282,7 +289,8 @@ class LinearModel:
         hyper = self.kernel_hyper() if self.factorization is not None else np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
         total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.kernel_params,
-                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse)
+                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse,
+                               slot_fields=self.slot_fields())
         return float(total) / max(len(X), 1)
 
     # ---- files -------------------------------------------------------------------------------------------------

@@ -87,11 +87,12 @@ class FactorSettings:
                 **({"field_aware": True} if self.field_aware else {})}
 
 
-def spec_fields(spec: Any) -> int:
+def spec_fields(spec: Any, n_slots: int = 0) -> int:
     """The fields a FeatureSpec's sparse block numbers its entries by (one entry per row each, in this order):
-    its categorical columns, interactions and binned columns; 0 without a spec."""
+    its categorical columns, interactions and binned columns. Without a spec, the ``n_slots`` slots of a sparse
+    matrix (the scikit-learn estimators' input) are each a field of their own, as its columns are the inputs."""
     if spec is None:
-        return 0
+        return int(n_slots)
     return len(spec.categorical) + len(spec.interactions) + len(spec.binned)
 
 

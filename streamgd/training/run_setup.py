@@ -161,7 +161,7 @@ class RunSetup:
         hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon,
                              cfg.factor_settings())
         params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch,
-                                          cfg.factor_settings(), cfg.seed, spec_fields(spec))
+                                          cfg.factor_settings(), cfg.seed, spec_fields(spec, slots))
         if init is not None:
             standardizer = stored_standardizer(init)
             params, opt_state, step, epoch = starting_point(init, describe_init(cfg.init), standardizer, opt_state)
