@@ -26,7 +26,7 @@ def pairs():
     return X, y
 
 
-SETTINGS = dict(optimizer="adagrad", batch_size=8, max_iter=4, n_iter_no_change=0, random_state=1)
+SETTINGS = {"optimizer": "adagrad", "batch_size": 8, "max_iter": 4, "n_iter_no_change": 0, "random_state": 1}
 
 
 @pytest.mark.parametrize("field_aware", [False, True], ids=["fm", "ffm"])
