@@ -174,7 +174,19 @@ class _StreamgdSGD(BaseEstimator):
         return self._losses[self.loss]
 
     def _config(self, kind: str, sparse: bool = False, **extra: Any) -> TrainConfig:
-        """The run's settings; ``sparse`` input is not standardized (see the module docstring)."""
+        """The run's settings; ``sparse`` input is not standardized (see the module docstring). ``factors``: a
+        factorization machine over the input columns (dense columns: each with factors of its own, so unscaled:
+        ``standardize=False``); ``field_aware``: each column of a sparse matrix is a field of its own."""
+        factors = getattr(self, "factors", None)
+        if factors is not None:
+            if not sparse and self.standardize:
+                raise ValueError(f"factors={factors!r} on dense input gives each column factors, whose pair term "
+                                 "does not fold into a model on raw inputs: pass standardize=False (and scale "
+                                 "the columns yourself), or sparse input")
+            extra.update(factors=factors, field_aware=bool(getattr(self, "field_aware", False)),
+                         factor_numeric=not sparse)
+        elif getattr(self, "field_aware", False):
+            raise ValueError("field_aware=True makes the factors field-aware: give factors (k) too")
         return TrainConfig(model=kind, batch_size=self.batch_size, epochs=self.max_iter, lr=self.lr,
                            schedule=self.schedule, optimizer=self.optimizer, penalty=self.penalty,
                            alpha=self.alpha, l1_ratio=self.l1_ratio, shuffle=self.shuffle,
@@ -304,7 +316,9 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
     ``optimizer`` are streamgd's (see ``streamgd.optim``), and dense inputs are standardized unless
     ``standardize=False``: the fitted ``coef_`` apply to raw inputs. ``X`` may be a ``scipy.sparse`` matrix
     (``FeatureHasher``'s output), trained without making it dense and not standardized.
-    ``random_state=None`` is seed 0.
+    ``random_state=None`` is seed 0. ``factors=K`` trains a factorization machine (binary ``log_loss`` or
+    ``hinge``; its factors in ``model_.factors_``): a K-vector per sparse column, or per dense column (then
+    ``standardize=False``); ``field_aware=True`` a field-aware one whose fields are a sparse matrix's columns.
     """
 
     _losses = CLASSIFIER_LOSSES
@@ -313,7 +327,8 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
                  max_iter: int = 20, tol: float = 1e-4, n_iter_no_change: int = 5, batch_size: int | str = 32,
                  optimizer: str = "sgd", lr: float | None = None, schedule: str | None = None,
                  shuffle: str = "row-groups", standardize: bool = True, class_weight: Any = None,
-                 random_state: Any = None, transforms: Any = None, bins: Any = None):
+                 random_state: Any = None, transforms: Any = None, bins: Any = None, factors: int | None = None,
+                 field_aware: bool = False):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -331,6 +346,8 @@ class SGDClassifier(ClassifierMixin, _StreamgdSGD):
         self.random_state = random_state
         self.transforms = transforms
         self.bins = bins
+        self.factors = factors
+        self.field_aware = field_aware
 
     def _kind(self, n_classes: int | None) -> str:
         kind = super()._kind(n_classes)
@@ -423,7 +440,8 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
     """Linear regressor trained by streamgd (mirrors ``sklearn.linear_model.SGDRegressor``).
 
     ``loss="squared_error"`` is least squares, ``"huber"`` robust regression (``epsilon``) and ``"poisson"``
-    Poisson regression with a log link (``predict`` returns the expected count). Settings as ``SGDClassifier``.
+    Poisson regression with a log link (``predict`` returns the expected count). Settings as ``SGDClassifier``,
+    ``factors`` and ``field_aware`` too.
     """
 
     _losses = REGRESSOR_LOSSES
@@ -432,7 +450,8 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
                  l1_ratio: float = 0.15, epsilon: float = 1.35, max_iter: int = 20, tol: float = 1e-4,
                  n_iter_no_change: int = 5, batch_size: int | str = 32, optimizer: str = "sgd",
                  lr: float | None = None, schedule: str | None = None, shuffle: str = "row-groups",
-                 standardize: bool = True, random_state: Any = None, transforms: Any = None, bins: Any = None):
+                 standardize: bool = True, random_state: Any = None, transforms: Any = None, bins: Any = None,
+                 factors: int | None = None, field_aware: bool = False):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -450,6 +469,8 @@ class SGDRegressor(RegressorMixin, _StreamgdSGD):
         self.random_state = random_state
         self.transforms = transforms
         self.bins = bins
+        self.factors = factors
+        self.field_aware = field_aware
 
     def _config(self, kind: str, sparse: bool = False, **extra: Any) -> TrainConfig:
         return super()._config(kind, sparse, epsilon=self.epsilon, **extra)

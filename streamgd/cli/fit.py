@@ -165,6 +165,19 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
 @click.option("--interaction-bits", default=None, type=int,
               help="Give the interactions 2^B buckets of their own (default: the --hash-bits buckets; under "
                    "one-hot, 2^18 of their own).")
+@click.option("--factors", default=None, type=int, metavar="K",
+              help="Train a factorization machine: the linear model plus a K-vector per sparse slot whose dot "
+                   "products weigh every pair of a row's slots (binary and regression models).")
+@click.option("--factor-l2", default=_default("factor_l2"), show_default=True, type=float,
+              help="--factors: the factors' L2 penalty (on the rows a batch touches).")
+@click.option("--factor-init", default=_default("factor_init"), show_default=True, type=float,
+              help="--factors: the scale of the factors' normal initial values (drawn from --seed).")
+@click.option("--factor-numeric", is_flag=True,
+              help="--factors: give the numeric columns factors too (needs --no-standardize).")
+@click.option("--field-aware", is_flag=True,
+              help="--factors: a field-aware FM (FFM): each categorical column, interaction and binned column is "
+                   "a field (each numeric column too, under --factor-numeric) and every factor row keeps a K-vector "
+                   "per field; O(K n^2) a row for n columns.")
 @click.option("--transform", "transforms", multiple=True, metavar="KIND:COLUMNS",
               help="Transform numeric columns before anything else (repeatable; steps apply in order): "
                    "log1p:COLUMNS (sign(x) log(1 + |x|), for counts) or clip:COLUMNS:LOW:HIGH; COLUMNS are names "

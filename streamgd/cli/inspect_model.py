@@ -77,7 +77,20 @@ def model_report(model: LinearModel, top: int = 20, sample: pa.Table | None = No
             "settings": {key: config[key] for key in SETTING_KEYS if key in config},
             "epochs": summary.get("epochs", len(model.history)), "steps": summary.get("steps"),
             "best_epoch": summary["best_epoch"] + shift if "best_epoch" in summary else None,
-            "history": history, "top": top}
+            "history": history, "top": top, "factors": factor_report(model, sample)}
+
+
+def factor_report(model: LinearModel, sample: pa.Table | None = None) -> dict | None:
+    """A factorization machine's factors: k, its fields, and the norm of each source column's factors (grouped
+    as ``column_weights`` groups coefficients); None for a linear model."""
+    factors = model.factors_
+    if factors is None:
+        return None
+    rows = factors.reshape(factors.shape[0], -1)
+    norms = np.zeros((1, model.n_features))  # each feature's factor norm; the dense columns' 0 without factors
+    norms[0, model.n_features - rows.shape[0]:] = np.sqrt((rows ** 2).sum(axis=1))
+    return {"kind": model.factorization.get("kind", "fm"), "k": int(model.factorization["k"]),
+            "fields": model.n_fields, "columns": column_weights(model, sample, norms, scaled=False)}
 
 
 def output_labels(model: LinearModel) -> list[str]:
@@ -99,15 +112,17 @@ def categorical_inputs(model: LinearModel) -> dict[str, int | str]:
     return {c.name: "hashed" if spec.column_encoding(c) == "hash" else len(c.vocabulary) for c in spec.categorical}
 
 
-def column_weights(model: LinearModel, sample: pa.Table | None = None) -> list[dict]:
+def column_weights(model: LinearModel, sample: pa.Table | None = None, weights: np.ndarray | None = None,
+                   scaled: bool = True) -> list[dict]:
     """Each source column's share of the model, largest first: the L2 norm (over every output) of its weights on
     standardized inputs (a numeric column with its missing indicator; a one-hot column over its slots; a hashed
     column or an interaction over the buckets that the values of ``sample`` fall in). Without a sample, the hashed
-    columns are one entry: all the shared buckets, ``"column": None``."""
+    columns are one entry: all the shared buckets, ``"column": None``. ``weights``: other weights per feature
+    than ``coef_`` (rows x features; ``scaled`` False: not back on standardized inputs)."""
     spec = model.spec
-    coef = np.array(model.coef_, dtype=np.float64)
+    coef = np.array(model.coef_ if weights is None else weights, dtype=np.float64)
     transform = model.summary.get("feature_transform")
-    if transform:  # coefficients on raw inputs back to standardized ones, so that columns compare
+    if transform and scaled:  # coefficients on raw inputs back to standardized ones, so that columns compare
         scale = np.asarray(transform["scale"], dtype=np.float64)
         coef[:, : scale.shape[0]] *= scale
     entries = []
@@ -238,6 +253,13 @@ def format_report(report: dict) -> str:
     if report["interactions"]:
         lines.append(f"interactions: {', '.join(report['interactions'])}")
     lines += column_lines(report["columns"], report["top"])
+    factors = report.get("factors")
+    if factors:
+        fields = f", {factors['fields']} fields" if factors["fields"] else ""
+        lines.append(f"factors:    {factors['kind']}, k {factors['k']}{fields}")
+        lines += [line.replace("weight norm per source column (standardized inputs, largest first)",
+                               "factor norm per source column (largest first)")
+                  for line in column_lines(factors["columns"], report["top"])]
     for output in report["outputs"]:
         lines.append(f"coefficients of {output['output']} (largest first), intercept {output['intercept']:.6g}:")
         width = max([len(name) for name, _ in output["coefficients"]] + [8])

@@ -35,6 +35,116 @@ class SparseArrays(NamedTuple):
     n_slots: int
 
 
+class ChunkArrays(NamedTuple):
+    """A chunk as the compiled loops read it: ``x`` the dense block as a flat float32 or float64 vector (``n`` rows,
+    ``d`` columns, column-major unless a loop is built for row-major), the target and the sample weights (length 0:
+    all ones)."""
+
+    x: np.ndarray
+    n: int
+    d: int
+    y: np.ndarray
+    sample_weight: np.ndarray
+
+
+class ModelArrays(NamedTuple):
+    """What a train loop updates and reads: the flat parameters, the optimizer state (a row per state vector), the
+    kernels' hyperparameter vector and the number of outputs."""
+
+    params: np.ndarray
+    opt_state: np.ndarray
+    hyper: np.ndarray
+    n_out: int
+
+
+class StepRates(NamedTuple):
+    """A chunk's schedule: one rate per mini-batch, the global step of the first and the batch size."""
+
+    lrs: np.ndarray
+    step0: int
+    batch_size: int
+
+
+class DenseWork(NamedTuple):
+    """Scratch of a dense train loop: a tile of ``tile_rows`` rows, the margins and their derivatives, the batch's
+    gradient and the backups a stateful rule is rolled back from."""
+
+    tile_rows: int
+    tile: np.ndarray
+    margins: np.ndarray
+    dloss: np.ndarray
+    grad: np.ndarray
+    backup: np.ndarray
+    state_backup: np.ndarray
+
+
+class SumWork(NamedTuple):
+    """Scratch of the sum loops: a tile, margins, their derivatives, and the gradient sum (length 0: none)."""
+
+    tile_rows: int
+    tile: np.ndarray
+    margins: np.ndarray
+    dloss: np.ndarray
+    grad: np.ndarray
+
+
+class FactorArrays(NamedTuple):
+    """A factorization machine's factor rows as the compiled loops read them: ``block`` (n_rows, stride) holds,
+    per row and per field, the ``k`` factors and then their optimizer state (``stride = fields * k * (1 + state
+    rows)``; a plain FM has one field), so an update touches one run of memory per row and field (a stride per
+    coordinate, as libffm lays it out). Rows are the dense columns' (when ``numeric`` is 1) and then the sparse
+    slots'. ``k = 0``: no factors (a linear model). ``fields`` = 0: a plain FM; else a field-aware FM of that many
+    fields, the dense columns' first (one each, when ``numeric``), then the sparse entries' (``slot_fields[slot]``,
+    or, where ``slot_fields`` is empty, the entry's position in its row: a FeatureSpec's block holds one entry per
+    categorical column, interaction and binned column, in that order)."""
+
+    block: np.ndarray
+    k: int
+    numeric: int
+    fields: int
+    slot_fields: np.ndarray
+
+
+class FactorWork(NamedTuple):
+    """Scratch of the factor pieces: per row of a tile its sums ``sum_i v_i x_i`` (tile_rows, k: a plain FM's);
+    a batch's factor gradient per touched row (rows, fields * k), which (row, field) blocks it reached (``mask``,
+    rows x fields: a field-aware FM's) and the touched rows' updated copies (rows, stride); in the sum loops, the
+    gradient of the factor block ((n_rows, stride), empty: none); a field-aware FM's entries of one row (their
+    factor row, field, value and compact row ``q``)."""
+
+    sums: np.ndarray
+    grad: np.ndarray
+    mask: np.ndarray
+    updated: np.ndarray
+    block_grad: np.ndarray
+    entry_rows: np.ndarray
+    entry_fields: np.ndarray
+    entry_values: np.ndarray
+    entry_q: np.ndarray
+
+
+NO_INDEX = np.empty(0, dtype=np.int64)
+NO_FACTORS_WORK = FactorWork(np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0), dtype=np.uint8),
+                             np.empty((0, 0)), np.empty((0, 0)), NO_INDEX, NO_INDEX, np.empty(0), NO_INDEX)
+
+
+class SparseWork(NamedTuple):
+    """Scratch of the sparse train loop: the open-addressing table of a batch's slots (``keys``, ``positions``),
+    the numbering of its entries and touched slots, and the compact parameters, gradient and state."""
+
+    tile_rows: int
+    margins: np.ndarray
+    dloss: np.ndarray
+    keys: np.ndarray
+    positions: np.ndarray
+    entry_pos: np.ndarray
+    touched: np.ndarray
+    touched_keys: np.ndarray
+    cw: np.ndarray
+    cg: np.ndarray
+    cstate: np.ndarray
+
+
 def sparse_arrays(block: Any, n_rows: int) -> SparseArrays:
     """The four arrays of a sparse block (anything with ``indptr``, ``indices``, ``values`` and ``n_slots``, such as
     ``streamgd.data``'s ``SparseBlock``), checked to describe ``n_rows`` rows."""

@@ -56,7 +56,23 @@ H_AVERAGE_START = 8  # asgd: the first step whose iterate enters the average
 H_FTRL_BETA = 9  # ftrl: beta of the per-coordinate rate (beta + sqrt(n)) / lr
 H_LAZY_ROW = 10  # 1 + the row of the state that holds the sparse slots' decay stamps; 0: none (see kernels.sparse)
 H_L1_ROW = 11  # 1 + the row of the optimizer state that holds the cumulative L1 penalty; 0: none (plain prox)
-N_HYPER = 12
+# factorization machines (streamgd.kernels.factors): 0 factors is the linear model
+H_FACTORS = 12  # k, the length of each factor vector
+H_FACTOR_L2 = 13  # the factors' own L2 penalty, on the rows a batch touches
+H_FACTOR_NUMERIC = 14  # 1: the dense block's columns have factor rows too (before the slots'); 0: the slots only
+H_FIELDS = 15  # a field-aware FM (streamgd.kernels.field_factors): its number of fields; 0: a plain FM
+N_HYPER = 16
+
+# The rule that updates the factor rows, by the optimizer code of the run (absent: factors refused with it), and
+# the state rows it keeps per factor: FTRL's proximal form has no use for a factor (no L1 zeros wanted there), so
+# FTRL runs take AdaGrad for the factors, as libffm and xLearn do.
+FACTOR_RULES = {OPT_SGD: OPT_SGD, OPT_ADAGRAD: OPT_ADAGRAD, OPT_ADAM: OPT_ADAM, OPT_FTRL: OPT_ADAGRAD}
+FACTOR_FLOOR = 1e-10  # the AdaGrad denominator's floor of factor rows where the run's optimizer names none (FTRL)
+
+
+def factor_state_rows(opt_kind: int) -> int:
+    """The state vectors a factor row keeps beside its k values under optimizer ``opt_kind``."""
+    return STATE_ROWS[FACTOR_RULES[int(opt_kind)]]
 
 _loss_names: dict[int, str] = {}
 _optimizer_names: dict[int, str] = {}

@@ -11,9 +11,9 @@ The train loop is specialised on loss, optimizer, chunk order and tile kind: one
 of every rule took far longer and far more memory to compile, on every run with an empty cache (the figures are in
 benchmarks/README.md, "Kernels"). The sum, bad-row and predict loops take the loss at
 run time, which costs them nothing measurable (``scripts/bench_kernel.py --sum``) and saves a specialisation per
-loss. The loops take a few structured arguments (tuples): the chunk (x, n, d, y, sample_weight), the model
-(params, optimizer state, hyper, n_out), the schedule (rates, first step, batch size) and the workspace. They
-allocate nothing.
+loss. The loops take a few named arguments (``streamgd.kernels.arguments``' namedtuples): the chunk
+(``ChunkArrays``), the model (``ModelArrays``), the schedule (``StepRates``) and the workspace (``DenseWork``,
+``SumWork``), so two arrays of one type cannot be swapped silently. They allocate nothing.
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ def _make_train_loop(LOSS, OPT, FORTRAN, ROWS_MAJOR):  # noqa: N803 - compile-ti
 
     @compiled
     def train_loop(chunk, model, schedule, work):
-        """Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
-        x, n, d, y, sample_weight = chunk
-        params, opt_state, hyper, n_out = model
-        lrs, step0, batch_size = schedule
-        tile_rows, tile, margins, dloss, grad, backup, state_backup = work
+        """``chunk``: ChunkArrays, ``model``: ModelArrays, ``schedule``: StepRates, ``work``: DenseWork. Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
+        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        params, opt_state, hyper, n_out = model.params, model.opt_state, model.hyper, model.n_out
+        lrs, step0, batch_size = schedule.lrs, schedule.step0, schedule.batch_size
+        tile_rows, tile, margins, dloss, grad = work.tile_rows, work.tile, work.margins, work.dloss, work.grad
         n_coef = n_out * d
         n_par = params.shape[0]
         eps = hyper[H_HUBER_EPS]
@@ -96,7 +96,7 @@ def _make_train_loop(LOSS, OPT, FORTRAN, ROWS_MAJOR):  # noqa: N803 - compile-ti
                     for i in range(n_par):
                         grad[i] *= inv
                     if not apply_update(params, grad, opt_state, hyper, lrs[batch], OPT, step0 + batch, n_coef,
-                                         backup, state_backup):
+                                         work.backup, work.state_backup):
                         return total, batch_start, batch_start
                     total += batch_loss
                     batch += 1
@@ -120,10 +120,11 @@ def _make_sum_loop(FORTRAN, ROWS_MAJOR):  # noqa: N803
 
     @compiled
     def sum_loop(chunk, start, stop, params, n_out, loss_kind, eps, batch_size, work):
-        """Weighted loss sum of rows [start, stop), adding their summed gradient into ``grad`` unless it is empty;
-        tiled as the train loop tiles batches of ``batch_size`` rows starting at ``start``."""
-        x, n, d, y, sample_weight = chunk
-        tile_rows, tile, margins, dloss, grad = work
+        """Weighted loss sum of rows [start, stop) of ``chunk`` (ChunkArrays), adding their summed gradient into
+        ``work.grad`` (SumWork) unless it is empty; tiled as the train loop tiles batches of ``batch_size`` rows
+        starting at ``start``."""
+        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        tile_rows, tile, margins, dloss, grad = work.tile_rows, work.tile, work.margins, work.dloss, work.grad
         zero = np.int64(0)  # not a literal 0: a callee would be compiled once more for Literal[int](0)
         total = 0.0
         tile_start = start
@@ -159,9 +160,9 @@ def _make_first_bad_row_loop(FORTRAN):  # noqa: N803
     def first_bad_row_loop(chunk, start, stop, params, n_out, loss_kind, eps, work):
         """The first row of [start, stop) whose features, target, weight, margins, loss or dloss are not finite,
         else ``start``. Runs only after a failure, so it recomputes rather than keep per-row results on the hot
-        path."""
-        x, n, d, y, sample_weight = chunk
-        tile_rows, tile, margins, dloss = work
+        path. ``chunk``: ChunkArrays; ``work``: SumWork (its gradient unused)."""
+        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        tile_rows, tile, margins, dloss = work.tile_rows, work.tile, work.margins, work.dloss
         for tile_start in range(start, stop, tile_rows):
             tile_stop = min(tile_start + tile_rows, stop)
             stage_from(x, FORTRAN, n, d, tile_start, tile_stop, tile, True)
@@ -191,8 +192,11 @@ def predict_loop_for(fortran: bool) -> Any:
 
 def _make_predict_loop(FORTRAN):  # noqa: N803
     @compiled
-    def predict_loop(x, n, d, params, n_out, tile_rows, tile, margins, out):
-        """out[r, k] = margin k of row r, for every row of the chunk."""
+    def predict_loop(chunk, params, n_out, work, out):
+        """out[r, k] = margin k of row r, for every row of ``chunk`` (ChunkArrays; its target unused); ``work``:
+        SumWork (its gradient unused)."""
+        x, n, d = chunk.x, chunk.n, chunk.d
+        tile_rows, tile, margins = work.tile_rows, work.tile, work.margins
         for tile_start in range(0, n, tile_rows):
             tile_stop = min(tile_start + tile_rows, n)
             if not FORTRAN:
@@ -216,13 +220,15 @@ def full_batch_update_for(opt_kind: int) -> Any:
 
 def _make_full_batch_update(OPT):  # noqa: N803
     @compiled
-    def full_batch_update(params, grad_sum, n_rows_total, opt_state, hyper, lr, step, n_coef, work):
-        """The step of ``full_batch_step``: mean gradient, then ``apply_update``."""
-        grad, backup, state_backup = work
+    def full_batch_update(model, grad_sum, n_rows_total, lr, step, n_coef, work):
+        """The step of ``full_batch_step``: mean gradient, then ``apply_update``. ``model``: ModelArrays;
+        ``work``: DenseWork (its gradient and backups)."""
+        params, grad = model.params, work.grad
         inv = 1.0 / n_rows_total
         for i in range(params.shape[0]):
             grad[i] = grad_sum[i] * inv
-        return apply_update(params, grad, opt_state, hyper, lr, OPT, step, n_coef, backup, state_backup)
+        return apply_update(params, grad, model.opt_state, model.hyper, lr, OPT, step, n_coef, work.backup,
+                            work.state_backup)
 
     return full_batch_update
 

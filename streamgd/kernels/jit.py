@@ -9,6 +9,16 @@ configuration or another package's module for longer than streamgd's own compile
   shadows an editable install as an empty namespace package). ``NUMBA_CACHE_DIR`` (Numba's
   ``config.CACHE_DIR``), when the user sets it, wins, as it does for any Numba function. Other packages'
   functions keep Numba's own locators.
+- **Freshness.** Numba's cache deems a compiled function fresh while its own source file is unchanged, but a
+  compiled loop links in the compiled functions it calls: the loops of ``sparse.py`` carry ``factors.py``'s and
+  ``pieces.py``'s code, and would run it stale after an edit of those files. So the stamp a streamgd function's
+  cache index records (``SourceTreeStamp``) is Numba's stamp of its file plus a digest of every module under
+  ``streamgd/kernels`` and under the function's own subpackage (``streamgd/data``, ``streamgd/features``, ...):
+  an edit of any of them makes the next process compile afresh. Compiled code calls compiled code only within
+  the kernels or its own subpackage, so no other edit can leave it stale. The digests are read once per process
+  (a few hundred kB). A stale index is overwritten in place, in the same directory, and its numbered data files
+  are reused from the first, as Numba does for an edited file: no directory is added per source version, so
+  none piles up.
 - **Compile scope.** A dispatcher compiles lazily, on the first call with new argument types; ``compile_scope``
   wraps exactly that compile (the dispatcher's ``_compile_for_args`` hook), holding Numba's compiler lock, and
   within it applies the inliner patch (``streamgd.kernels.numba_inline``) and listens for the compile notice.
@@ -22,6 +32,8 @@ configuration or another package's module for longer than streamgd's own compile
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import sys
 import warnings
@@ -51,7 +63,50 @@ def cache_dir() -> str:
     return os.path.join(base, "streamgd", "numba")
 
 
-class StreamgdCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
+KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(KERNELS_DIR)
+
+
+@functools.cache
+def source_digest(folder: str) -> bytes:
+    """sha256 of the relative path and bytes of every ``.py`` file under ``folder``, in a fixed order; read once
+    per process and folder."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(name for name in dirs if name != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                digest.update(os.path.relpath(path, folder).encode() + b"\0")
+                with open(path, "rb") as source:
+                    digest.update(source.read())
+                digest.update(b"\0")
+    return digest.digest()
+
+
+def source_folders(py_file: str) -> tuple[str, ...]:
+    """The folders whose sources a compiled function of ``py_file`` may link in: ``streamgd/kernels`` and the
+    function's own subpackage; none for a file outside streamgd."""
+    relative = os.path.relpath(os.path.abspath(py_file), PACKAGE_DIR)
+    if relative.startswith(os.pardir):
+        return ()
+    top = relative.split(os.sep)[0]
+    if top == relative or top == "kernels":  # a top-level module (no compiled code of its own), or the kernels
+        return (KERNELS_DIR,)
+    return (KERNELS_DIR, os.path.join(PACKAGE_DIR, top))
+
+
+class SourceTreeStamp:
+    """A locator mixin: the stamp of a function's cache index is Numba's stamp of its file plus the digests of
+    ``source_folders`` (see the module docstring, "Freshness")."""
+
+    def get_source_stamp(self) -> Any:
+        own = super().get_source_stamp()  # type: ignore[misc]
+        folders = source_folders(getattr(self, "_py_file", "") or "")
+        return (own, *(source_digest(folder) for folder in folders)) if folders else own
+
+
+class StreamgdCacheLocator(SourceTreeStamp, caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
     """Numba's cache locator for a streamgd source file: a folder per source folder under ``cache_dir()``."""
 
     def __init__(self, py_func: Callable, py_file: str) -> None:
@@ -63,10 +118,16 @@ class StreamgdCacheLocator(caching._SourceFileBackedLocatorMixin, caching._Cache
         return self._cache_path
 
 
+def stamped(locator: type) -> type:
+    """``locator`` (one of Numba's) with the stamp of ``SourceTreeStamp``."""
+    return type(f"Stamped{locator.__name__}", (SourceTreeStamp, locator), {})
+
+
 class StreamgdCacheImpl(caching.CompileResultCacheImpl):
-    # the user's NUMBA_CACHE_DIR first (Numba's own locator for it), then streamgd's folder, then Numba's others
-    _locator_classes = [caching.UserProvidedCacheLocator, StreamgdCacheLocator,
-                        *[cls for cls in caching.CompileResultCacheImpl._locator_classes
+    # the user's NUMBA_CACHE_DIR first (Numba's own locator for it), then streamgd's folder, then Numba's others;
+    # every one records the stamp of SourceTreeStamp
+    _locator_classes = [stamped(caching.UserProvidedCacheLocator), StreamgdCacheLocator,
+                        *[stamped(cls) for cls in caching.CompileResultCacheImpl._locator_classes
                           if cls is not caching.UserProvidedCacheLocator]]
 
 

@@ -36,17 +36,31 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import SparseArrays, column_major_vector
+from .arguments import (
+    NO_FACTORS_WORK,
+    ChunkArrays,
+    FactorArrays,
+    FactorWork,
+    ModelArrays,
+    SparseArrays,
+    SparseWork,
+    StepRates,
+    SumWork,
+    column_major_vector,
+)
 from .codes import (
     H_ALPHA,
     H_HUBER_EPS,
     H_L1_RATIO,
     H_LAZY_ROW,
     H_WEIGHT_DECAY,
+    FACTOR_RULES,
     OPT_ADAMW,
     loss_label,
     optimizer_label,
 )
+from .factors import factor_block_grad_add, factor_grad_add, factor_margins_add, factor_step, factor_write
+from .field_factors import ffm_block_grad_add, ffm_grad_add, ffm_margins_add
 from .jit import compiled, inlined
 from .pieces import (
     TILE_VALUES,
@@ -154,24 +168,41 @@ def _scatter(cw, cstate, d, D, n_out, touched, m, params, opt_state):  # noqa: N
         _scatter_vector(cstate[s], d, D, n_out, touched, m, opt_state[s])
 
 
-def sparse_train_loop_for(loss_kind: int, opt_kind: int) -> Any:
-    """The loop of ``train_chunk`` for one loss and optimizer."""
-    key = ("sparse_train", int(loss_kind), int(opt_kind))
-    label = f"{loss_label(key[1])}/{optimizer_label(key[2])} (sparse)"
-    return specialised(key, label, lambda: _make_sparse_train_loop(*key[1:]))
+LINEAR, FM, FFM = 0, 1, 2  # the model kinds of the sparse train loops: their pieces beside the linear part
 
 
-def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
+def sparse_train_loop_for(loss_kind: int, opt_kind: int, model: int = LINEAR) -> Any:
+    """The loop of ``train_chunk`` for one loss and optimizer, of a linear model, a factorization machine
+    (``FM``) or a field-aware one (``FFM``)."""
+    if model == LINEAR:  # the linear loops keep their keys
+        key: tuple = ("sparse_train", int(loss_kind), int(opt_kind))
+        label = f"{loss_label(key[1])}/{optimizer_label(key[2])} (sparse)"
+        return specialised(key, label, lambda: _make_sparse_train_loop(key[1], key[2], LINEAR))
+    key = ("fm_train" if model == FM else "ffm_train", int(loss_kind), int(opt_kind))
+    kind = "factorization machine" if model == FM else "field-aware factorization machine"
+    label = f"{loss_label(key[1])}/{optimizer_label(key[2])} ({kind})"
+    return specialised(key, label, lambda: _make_sparse_train_loop(key[1], key[2], model))
+
+
+def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time constants
+    FACTOR_RULE = FACTOR_RULES.get(OPT, -1)  # noqa: N806
+    PLAIN = MODEL == FM
+    AWARE = MODEL == FFM
+    FACTORS = MODEL != LINEAR
+
     @compiled
-    def sparse_train_loop(chunk, sparse, model, schedule, work):
-        """Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
-        x, n, d, y, sample_weight = chunk
-        indptr, indices, values, D = sparse  # noqa: N806
-        params, opt_state, hyper, n_out = model
-        lrs, step0, batch_size = schedule
-        tile_rows, margins, dloss, table, entries, cw, cg, cstate, state_backup = work
-        keys, positions = table
-        entry_pos, touched, touched_keys = entries
+    def sparse_train_loop(chunk, sparse, model, schedule, work, factors, fwork):
+        """``chunk``: ChunkArrays, ``sparse``: SparseArrays, ``model``: ModelArrays, ``schedule``: StepRates,
+        ``work``: SparseWork; an FM's ``factors`` (FactorArrays) and their scratch ``fwork`` (FactorWork), unread
+        by a linear loop (a field-aware FM's gradient scratch and mask come zeroed, and are left so). Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
+        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        D = d + sparse.n_slots  # noqa: N806
+        params, opt_state, hyper, n_out = model.params, model.opt_state, model.hyper, model.n_out
+        lrs, step0, batch_size = schedule.lrs, schedule.step0, schedule.batch_size
+        tile_rows, margins, dloss = work.tile_rows, work.margins, work.dloss
+        keys, positions, entry_pos = work.keys, work.positions, work.entry_pos
+        touched, touched_keys, cw, cg, cstate = work.touched, work.touched_keys, work.cw, work.cg, work.cstate
         eps = hyper[H_HUBER_EPS]
         lazy_row = int(hyper[H_LAZY_ROW]) - 1
         l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
@@ -202,6 +233,13 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                             w[p] *= math.exp(ledger - stamps[p])
             for i in range(n_par):
                 g[i] = 0.0
+            n_frows = 0
+            if FACTORS:  # the batch's factor rows: the dense columns' (if factorized), then its slots'
+                n_frows = (d if factors.numeric > 0 else 0) + m
+            if PLAIN:
+                for q in range(n_frows):
+                    for f in range(factors.k):
+                        fwork.grad[q, f] = 0.0
             batch_loss = 0.0
             t0 = b0
             while t0 < b1:
@@ -214,6 +252,10 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                         column = d + entry_pos[e - e0]
                         for k in range(n_out):
                             margins[k, b] += v * w[k * stride + column]
+                if PLAIN:
+                    factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
+                elif AWARE:
+                    ffm_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
                 batch_loss += rows_loss_dloss(margins, zero, hi, t0, y, sample_weight, n_out, LOSS, eps, dloss,
                                                True)
                 cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, g, stride)
@@ -223,6 +265,10 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                         column = d + entry_pos[e - e0]
                         for k in range(n_out):
                             g[k * stride + column] += dloss[k, b] * v
+                if PLAIN:
+                    factor_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, fwork.sums, dloss, fwork.grad)
+                elif AWARE:
+                    ffm_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, dloss, fwork)
                 t0 = t1
             if not math.isfinite(batch_loss):
                 return total, b0, b0
@@ -230,8 +276,11 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             for i in range(n_par):
                 g[i] *= inv
             lr = lrs[batch]
+            if FACTORS and not factor_step(factors, FACTOR_RULE, fwork.grad, fwork.mask, n_frows, d, touched, inv,
+                                           lr, hyper, step0 + batch, fwork.updated):
+                return total, b0, b0
             if not apply_update(w, g, state, hyper, lr, OPT, step0 + batch, n_coef, cg[:0],
-                                 state_backup[:, :0], False):  # no rollback: a failed batch is not scattered
+                                 cstate[:, :0], False):  # no rollback: a failed batch is not scattered
                 return total, b0, b0
             if lazy_row >= 0:
                 factor = (1.0 - lr * l2) * (1.0 - lr * decay)
@@ -245,12 +294,24 @@ def _make_sparse_train_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     for p in range(k * stride + d, k * stride + d + m):
                         stamps[p] = ledger
             _scatter(w, state, d, D, n_out, touched, m, params, opt_state)
+            if FACTORS:
+                factor_write(factors, fwork.updated, fwork.mask, n_frows, d, touched)
             total += batch_loss
             batch += 1
             b0 = b1
         return total, n, -1
 
     return sparse_train_loop
+
+
+@inlined
+def _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins):
+    """The pair term of the loops that take the model at run time: none (k = 0), a plain or a field-aware FM's."""
+    if factors.k > 0:
+        if factors.fields > 0:
+            ffm_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
+        else:
+            factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
 
 
 def sparse_sum_loop_for() -> Any:
@@ -260,12 +321,15 @@ def sparse_sum_loop_for() -> Any:
 
 def _make_sparse_sum_loop():
     @compiled
-    def sparse_sum_loop(chunk, sparse, start, stop, params, n_out, loss_kind, eps, work):
+    def sparse_sum_loop(chunk, sparse, start, stop, params, n_out, loss_kind, eps, work, factors, fwork):
         """Weighted loss sum of rows [start, stop), adding their summed gradient into ``grad`` (full length)
-        unless it is empty; rows taken in tiles from ``start`` as the train loop takes one batch."""
-        x, n, d, y, sample_weight = chunk
-        indptr, indices, values, D = sparse  # noqa: N806
-        tile_rows, margins, dloss, grad = work
+        unless it is empty; rows taken in tiles from ``start`` as the train loop takes one batch. ``chunk``:
+        ChunkArrays, ``sparse``: SparseArrays, ``work``: SumWork (no tile); an FM's ``factors`` (FactorArrays,
+        k = 0: none) add their pair term, and their gradient into ``fwork.block_grad`` unless it is empty."""
+        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        D = d + sparse.n_slots  # noqa: N806
+        tile_rows, margins, dloss, grad = work.tile_rows, work.margins, work.dloss, work.grad
         zero = np.int64(0)
         total = 0.0
         t0 = start
@@ -274,11 +338,17 @@ def _make_sparse_sum_loop():
             hi = t1 - t0
             cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
             _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
+            _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
             total += rows_loss_dloss_of_kind(margins, zero, hi, t0, y, sample_weight, n_out, loss_kind, eps, dloss,
                                               True)
             if grad.shape[0] > 0:
                 cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, grad, D)
                 _sparse_grad_add(indptr, indices, values, t0, hi, D, d, n_out, dloss, grad)
+            if factors.k > 0 and fwork.block_grad.shape[0] > 0:
+                if factors.fields > 0:
+                    ffm_block_grad_add(chunk, sparse, factors, t0, hi, dloss, fwork)
+                else:
+                    factor_block_grad_add(chunk, sparse, factors, t0, hi, fwork.sums, dloss, fwork.block_grad)
             t0 = t1
         return total
 
@@ -292,18 +362,21 @@ def sparse_first_bad_row_loop_for() -> Any:
 
 def _make_sparse_first_bad_row_loop():
     @compiled
-    def sparse_first_bad_row_loop(chunk, sparse, start, stop, params, n_out, loss_kind, eps, work):
+    def sparse_first_bad_row_loop(chunk, sparse, start, stop, params, n_out, loss_kind, eps, work, factors, fwork):
         """The first row of [start, stop) whose features, target, weight, margins, loss or dloss are not
-        finite, else ``start``."""
-        x, n, d, y, sample_weight = chunk
-        indptr, indices, values, D = sparse  # noqa: N806
-        margins, dloss = work
+        finite, else ``start``. ``chunk``: ChunkArrays, ``sparse``: SparseArrays, ``work``: SumWork (one row);
+        ``factors`` and ``fwork`` as in the sum loop."""
+        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        D = d + sparse.n_slots  # noqa: N806
+        margins, dloss = work.margins, work.dloss
         weighted = sample_weight.shape[0] > 0
         zero = np.int64(0)
         one = np.int64(1)
         for r in range(start, stop):
             cols_margins(x, n, r, d, zero, one, params, n_out, margins, D)
             _sparse_margins_add(indptr, indices, values, r, one, params, D, d, n_out, margins)
+            _factor_margins_add(chunk, sparse, factors, r, one, fwork, margins)
             weight = sample_weight[r] if weighted else 1.0
             probe = row_loss_dloss(margins, 0, n_out, loss_kind, y[r], weight, eps, dloss) * 0.0
             probe += (y[r] + weight) * 0.0
@@ -321,21 +394,28 @@ def _make_sparse_first_bad_row_loop():
 
 
 @compiled
-def _sparse_predict_loop(x, n, d, indptr, indices, values, D, params, n_out, tile_rows, margins, out):  # noqa: N803
-    """out[r, k] = margin k of row r, for every row of the chunk."""
+def _sparse_predict_loop(chunk, sparse, params, n_out, work, out, factors, fwork):
+    """out[r, k] = margin k of row r, for every row of ``chunk`` (ChunkArrays; its target unused) and its
+    ``sparse`` block (SparseArrays); ``work``: SumWork (its margins); an FM's ``factors`` add their pair term."""
+    x, n, d = chunk.x, chunk.n, chunk.d
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    D = d + sparse.n_slots  # noqa: N806
+    tile_rows, margins = work.tile_rows, work.margins
     zero = np.int64(0)
     for t0 in range(0, n, tile_rows):
         hi = min(t0 + tile_rows, n) - t0
         cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
         _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
+        _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
         for b in range(hi):
             for k in range(n_out):
                 out[t0 + b, k] = margins[k, b]
 
 
 # ---- the public functions for chunks with a sparse block (streamgd.kernels.api checks their arguments) ----------
-def _block_args(sparse: SparseArrays, d: int) -> tuple:
-    return sparse.indptr, sparse.indices, sparse.values, np.int64(d + sparse.n_slots)
+def _block_args(sparse: SparseArrays) -> SparseArrays:
+    """The block with its slot count as an int64 (one compiled signature for every block)."""
+    return SparseArrays(sparse.indptr, sparse.indices, sparse.values, np.int64(sparse.n_slots))
 
 
 def _tile_rows(d: int) -> int:
@@ -351,12 +431,36 @@ def max_batch_entries(indptr: np.ndarray, batch_size: int) -> int:
     return int((indptr[np.minimum(starts + batch_size, n)] - indptr[starts]).max())
 
 
+NO_FACTORS = FactorArrays(np.empty((0, 0)), 0, 0, 0, np.empty(0, dtype=np.int32))
+
+
+def _factor_work(factors: FactorArrays, sparse: SparseArrays, d: int, tile_rows: int, rows: int = 0,
+                 block_grad: np.ndarray | None = None) -> FactorWork:
+    """Scratch for ``factors`` (none for a linear model): a plain FM's per-row sums of a tile; for a batch of
+    ``rows`` factor rows their gradient and updated copies (a field-aware FM's gradient and mask zeroed, its
+    pieces leave them so); a field-aware FM's entries of one row."""
+    if factors.k == 0:
+        return NO_FACTORS_WORK
+    block_grad = np.empty((0, 0)) if block_grad is None else block_grad
+    updated = np.empty((rows, factors.block.shape[1]))
+    if factors.fields == 0:
+        return FactorWork(np.empty((tile_rows, factors.k)), np.empty((rows, factors.k)), NO_FACTORS_WORK.mask,
+                          updated, block_grad, *NO_FACTORS_WORK[5:])
+    n_entries = (d if factors.numeric else 0) + max_batch_entries(sparse.indptr, 1)
+    index = np.empty(n_entries, dtype=np.int64)
+    return FactorWork(NO_FACTORS_WORK.sums, np.zeros((rows, factors.fields * factors.k)),
+                      np.zeros((rows, factors.fields), dtype=np.uint8), updated, block_grad, index,
+                      np.empty_like(index), np.empty(n_entries), np.empty_like(index))
+
+
 def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
                 opt_state: np.ndarray, hyper: np.ndarray, lrs: np.ndarray, batch_size: int, n_out: int,
-                loss_kind: int, opt_kind: int, step0: int) -> tuple[float, int, int]:
-    """``api.train_chunk`` for a chunk with a sparse block (its arguments checked by ``api``)."""
+                loss_kind: int, opt_kind: int, step0: int, factors: FactorArrays = NO_FACTORS
+                ) -> tuple[float, int, int]:
+    """``api.train_chunk`` for a chunk with a sparse block (its arguments checked by ``api``); ``factors``: an
+    FM's factor rows (``params`` then holds the linear part only)."""
     x, n, d = column_major_vector(X)
-    block = _block_args(sparse, d)
+    block = _block_args(sparse)
     entries = max(max_batch_entries(sparse.indptr, batch_size), 1)
     capacity = 16
     while capacity < 2 * entries:
@@ -365,47 +469,58 @@ def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
     rows = opt_state.shape[0]
     tile_rows = _tile_rows(d)
     margins = np.empty((n_out, tile_rows))
-    work = (tile_rows, margins, np.empty_like(margins),
-            (np.full(capacity, -1, dtype=np.int64), np.empty(capacity, dtype=np.int64)),
-            (np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64)),
-            np.empty(width), np.empty(width), np.empty((rows, width)), np.empty((rows, 0)))
-    loop = sparse_train_loop_for(loss_kind, opt_kind)
-    total, done, failed = loop((x, n, d, y, sample_weight), block, (params, opt_state, hyper, int(n_out)),
-                               (lrs, int(step0), int(batch_size)), work)
+    work = SparseWork(tile_rows, margins, np.empty_like(margins), np.full(capacity, -1, dtype=np.int64),
+                      np.empty(capacity, dtype=np.int64), np.empty(entries, dtype=np.int64),
+                      np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64), np.empty(width),
+                      np.empty(width), np.empty((rows, width)))
+    factor_rows = (d if factors.numeric else 0) + min(entries, sparse.n_slots)
+    loop = sparse_train_loop_for(loss_kind, opt_kind, LINEAR if factors.k == 0 else FFM if factors.fields else FM)
+    total, done, failed = loop(ChunkArrays(x, n, d, y, sample_weight), block,
+                               ModelArrays(params, opt_state, hyper, int(n_out)),
+                               StepRates(lrs, int(step0), int(batch_size)), work, factors,
+                               _factor_work(factors, sparse, d, tile_rows, factor_rows))
     if failed < 0:
         return total, done, 0
     bad = first_bad_row(X, sparse, y, sample_weight, failed, min(failed + batch_size, n), params, n_out, loss_kind,
-                        hyper[H_HUBER_EPS])
+                        hyper[H_HUBER_EPS], factors)
     return total, done, -bad - 1
 
 
 def loss_sum(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, start: int, stop: int,
-             params: np.ndarray, n_out: int, loss_kind: int, eps: float, grad: np.ndarray) -> float:
-    """Weighted loss sum of rows [start, stop), adding their gradient into ``grad`` (full length, or empty)."""
+             params: np.ndarray, n_out: int, loss_kind: int, eps: float, grad: np.ndarray,
+             factors: FactorArrays = NO_FACTORS, factor_grad: np.ndarray | None = None) -> float:
+    """Weighted loss sum of rows [start, stop), adding their gradient into ``grad`` (full length, or empty) and an
+    FM's factor gradient into ``factor_grad`` (shaped as the factor block; None: not wanted)."""
     x, n, d = column_major_vector(X)
     tile_rows = _tile_rows(d)
     margins = np.empty((n_out, tile_rows))
-    return sparse_sum_loop_for()((x, n, d, y, sample_weight), _block_args(sparse, d), int(start), int(stop), params,
-                                 int(n_out), int(loss_kind), float(eps), (tile_rows, margins, np.empty_like(margins),
-                                                                         grad))
+    return sparse_sum_loop_for()(ChunkArrays(x, n, d, y, sample_weight), _block_args(sparse), int(start), int(stop),
+                                 params, int(n_out), int(loss_kind), float(eps),
+                                 SumWork(tile_rows, margins, margins, np.empty_like(margins), grad), factors,
+                                 _factor_work(factors, sparse, d, tile_rows, 0, factor_grad))
 
 
 def first_bad_row(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, start: int,
-                  stop: int, params: np.ndarray, n_out: int, loss_kind: int, eps: float) -> int:
+                  stop: int, params: np.ndarray, n_out: int, loss_kind: int, eps: float,
+                  factors: FactorArrays = NO_FACTORS) -> int:
     """The first row of [start, stop) whose inputs, margins or loss are not finite, else ``start``."""
     x, n, d = column_major_vector(X)
-    return sparse_first_bad_row_loop_for()((x, n, d, y, sample_weight), _block_args(sparse, d), int(start), int(stop),
-                                           params, int(n_out), int(loss_kind), float(eps),
-                                           (np.empty((n_out, 1)), np.empty((n_out, 1))))
+    one_row = np.empty((n_out, 1))
+    return sparse_first_bad_row_loop_for()(ChunkArrays(x, n, d, y, sample_weight), _block_args(sparse), int(start),
+                                           int(stop), params, int(n_out), int(loss_kind), float(eps),
+                                           SumWork(1, one_row, one_row, np.empty((n_out, 1)), np.empty(0)), factors,
+                                           _factor_work(factors, sparse, d, 1))
 
 
-def predict_margins(X: np.ndarray, sparse: SparseArrays, params: np.ndarray, n_out: int, out: np.ndarray) -> None:
+def predict_margins(X: np.ndarray, sparse: SparseArrays, params: np.ndarray, n_out: int, out: np.ndarray,
+                    factors: FactorArrays = NO_FACTORS) -> None:
     """Write the margins of every row, shape (n_rows, n_out), into ``out``."""
     x, n, d = column_major_vector(X)
-    indptr, indices, values, D = _block_args(sparse, d)  # noqa: N806
     tile_rows = _tile_rows(d)
-    _sparse_predict_loop(x, n, d, indptr, indices, values, D, params, int(n_out), tile_rows,
-                         np.empty((n_out, tile_rows)), out)
+    margins = np.empty((n_out, tile_rows))
+    _sparse_predict_loop(ChunkArrays(x, n, d, np.empty(0), np.empty(0)), _block_args(sparse), params, int(n_out),
+                         SumWork(tile_rows, margins, margins, margins, np.empty(0)), out, factors,
+                         _factor_work(factors, sparse, d, tile_rows))
 
 
-__all__ = ["SparseArrays", "first_bad_row", "loss_sum", "max_batch_entries", "predict_margins", "train_chunk"]
+__all__ = ["NO_FACTORS", "SparseArrays", "first_bad_row", "loss_sum", "max_batch_entries", "predict_margins", "train_chunk"]

@@ -31,7 +31,8 @@ from ..kernels import codes as kernels  # numba-free: reading a model file loads
 from ..registry import Registry
 
 MODEL_FORMAT = "streamgd.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a factorization machine's files (a linear model's are still written as 1, for older readers)
+LINEAR_FORMAT_VERSION = 1
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -58,7 +59,8 @@ class LinearModel:
     def __init__(self, coef: np.ndarray, intercept: np.ndarray, feature_names: list[str], target: str | None = None,
                  classes: list | None = None, config: dict | None = None, history: list | None = None,
                  optimizer_state: np.ndarray | None = None, summary: dict | None = None,
-                 feature_spec: dict | None = None):
+                 feature_spec: dict | None = None, factors: np.ndarray | None = None,
+                 factorization: dict | None = None):
         coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
         intercept = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
         # coef_ and intercept_ are views of one flat vector in the kernels' layout, so predicting does not copy
@@ -82,11 +84,96 @@ class LinearModel:
         if self.coef_.shape != (self.intercept_.shape[0], len(self.feature_names)):
             raise ValueError(f"coef has shape {self.coef_.shape}, expected ({self.intercept_.shape[0]}, "
                              f"{len(self.feature_names)})")
+        # a factorization machine: ``factors`` (rows, stride) holds each factor row's k factors, then its optimizer
+        # state (streamgd.kernels.factors), per field for a field-aware FM; ``factorization`` = {"kind": "fm" or
+        # "ffm", "k", "numeric", "fields" (ffm), ...}
+        self.factorization = dict(factorization) if factors is not None else None
+        self.factor_block = None if factors is None else np.ascontiguousarray(factors, dtype=np.float64)
+        if self.factor_block is not None:
+            self._check_factors()
 
     @staticmethod
     def n_outputs(n_classes: int | None) -> int:
         """Number of rows of ``coef_`` for a target with ``n_classes`` classes."""
         return 1
+
+    # ---- factorization machines --------------------------------------------------------------------------------
+    @property
+    def n_fields(self) -> int:
+        """A field-aware FM's number of fields (0: a plain FM or a linear model)."""
+        return int((self.factorization or {}).get("fields", 0))
+
+    def _check_factors(self) -> None:
+        k, block = int(self.factorization.get("k", 0)), self.factor_block
+        rows = self.n_slots + (self.n_dense if self.factorization.get("numeric") else 0)
+        vector = k * max(self.n_fields, 1)
+        if not (k >= 1 and block.ndim == 2 and block.shape[0] == rows and block.shape[1] % vector == 0
+                and self.coef_.shape[0] == 1):
+            raise ValueError(f"the factors have shape {block.shape}, expected ({rows}, a multiple of "
+                             f"{vector} = k x fields) for one output")
+
+    @property
+    def factors_(self) -> np.ndarray | None:
+        """A factorization machine's factors, (rows, k), or (rows, fields, k) for a field-aware one: the dense
+        columns' rows (when they have factors), then the sparse slots'; None for a linear model."""
+        if self.factor_block is None:
+            return None
+        k = int(self.factorization["k"])
+        if self.n_fields:
+            return self.factor_block.reshape(self.factor_block.shape[0], self.n_fields, -1)[:, :, :k]
+        return self.factor_block[:, :k]
+
+    @property
+    def n_slots(self) -> int:
+        """The sparse slots among the features (the last ones): its FeatureSpec's or a sparse matrix's."""
+        spec = self.spec
+        if spec is not None:
+            return spec.n_slots
+        return int(getattr(self.feature_names, "n_slots", 0))
+
+    @property
+    def n_dense(self) -> int:
+        return self.n_features - self.n_slots
+
+    def kernel_hyper(self) -> np.ndarray | None:
+        """The kernels' hyperparameters that describe the model's pair term (None: a linear model)."""
+        if self.factorization is None:
+            return None
+        hyper = np.zeros(kernels.N_HYPER)
+        hyper[kernels.H_FACTORS] = int(self.factorization["k"])
+        hyper[kernels.H_FACTOR_NUMERIC] = 1.0 if self.factorization.get("numeric") else 0.0
+        hyper[kernels.H_FIELDS] = self.n_fields
+        return hyper
+
+    def slot_fields(self) -> np.ndarray | None:
+        """A field-aware FM's field of each sparse slot where no FeatureSpec numbers a row's entries by column (a
+        sparse matrix's columns: each its own field); None otherwise (the kernels' default: by position)."""
+        if not self.n_fields or self.spec is not None:
+            return None
+        return np.arange(self.n_slots, dtype=np.int32)
+
+    def factor_norms(self) -> dict[str, float]:
+        """The L2 norm of the factors of each input column (its slots' rows together): which columns' pairs the
+        model uses. Empty for a linear model."""
+        factors = self.factors_
+        if factors is None:
+            return {}
+        norms: dict[str, float] = {}
+        first = self.n_dense if self.factorization.get("numeric") else 0
+        if first:
+            for j in range(first):
+                norms[str(self.feature_names[j])] = float(np.linalg.norm(factors[j]))
+        spec = self.spec
+        slots = factors[first:]
+        if spec is None:
+            norms["sparse slots"] = float(np.linalg.norm(slots))
+            return norms
+        starts = spec.onehot_starts()
+        for column, start, stop in zip(spec.onehot_columns, starts[:-1], starts[1:]):
+            norms[column.name] = float(np.linalg.norm(slots[start:stop]))
+        if spec.n_slots > starts[-1]:  # hashed columns share their buckets: their rows are one group
+            norms["hashed, interaction and bin slots"] = float(np.linalg.norm(slots[starts[-1]:]))
+        return norms
 
     @property
     def n_features(self) -> int:
@@ -175,8 +262,17 @@ class LinearModel:
 
         X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
-        api.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse)
+        api.predict_margins(X, self.kernel_params, self.coef_.shape[0], out, sparse=sparse,
+                            hyper=self.kernel_hyper(), slot_fields=self.slot_fields())
         return out
+
+    @property
+    def kernel_params(self) -> np.ndarray:
+        """The parameters the kernels predict with: ``params``, and a factorization machine's factors after them
+        (without their optimizer state)."""
+        if self.factor_block is None:
+            return self.params
+        return np.concatenate([self.params, self.factors_.ravel()])  # a copy: the factors without their state
 
     def predict(self, X: Any) -> np.ndarray:
         return self.values_from_margins(self.decision_function(X))
@@ -190,10 +286,11 @@ class LinearModel:
         from ..kernels import api
 
         X, sparse = self._blocks(X)
-        hyper = np.zeros(kernels.N_HYPER)
+        hyper = self.kernel_hyper() if self.factorization is not None else np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
-        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
-                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse)
+        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.kernel_params,
+                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse,
+                               slot_fields=self.slot_fields())
         return float(total) / max(len(X), 1)
 
     # ---- files -------------------------------------------------------------------------------------------------
@@ -203,7 +300,8 @@ class LinearModel:
         return {"kind": self.kind, "feature_names": names, "feature_spec": self.feature_spec,
                 "target": self.target,
                 "classes": self.classes_, "config": self.config, "history": self.history,
-                "summary": self.summary, "streamgd_version": __version__}
+                "summary": self.summary, "streamgd_version": __version__,
+                **({"factorization": self.factorization} if self.factorization is not None else {})}
 
     def save(self, path: str | os.PathLike, storage_options: dict | None = None) -> None:
         """Write the model as one safetensors file, atomically (``path`` may be a URI such as
@@ -211,7 +309,17 @@ class LinearModel:
         tensors = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
         if self.optimizer_state is not None and self.optimizer_state.size:
             tensors["optimizer_state"] = self.optimizer_state
-        write_tensor_file(path, tensors, MODEL_FORMAT, FORMAT_VERSION, self.metadata(), "a model file",
+        version = LINEAR_FORMAT_VERSION
+        if self.factor_block is not None:  # format 2: a reader of format 1 refuses it rather than drop the pairs
+            k = int(self.factorization["k"])
+            rows, fields = self.factor_block.shape[0], max(self.n_fields, 1)
+            by_field = self.factor_block.reshape(rows, fields, -1)  # a field-aware FM's (rows, fields, k) tensors
+            shape = (rows, fields, -1) if self.n_fields else (rows, -1)
+            tensors["factors"] = np.ascontiguousarray(by_field[:, :, :k]).reshape(shape)
+            if by_field.shape[2] > k:
+                tensors["factor_state"] = np.ascontiguousarray(by_field[:, :, k:]).reshape(shape)
+            version = FORMAT_VERSION
+        write_tensor_file(path, tensors, MODEL_FORMAT, version, self.metadata(), "a model file",
                           storage_options)
 
     def __repr__(self) -> str:
@@ -346,12 +454,20 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Linear
         raise ModelFileError(f"no such model file: {path}")
     # a remote file is read once, whole: its optimizer state cannot be fetched later from a local copy
     meta, tensors = read_tensor_file(location, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file",
-                                     names=("coef", "intercept") if location.is_local else None)
+                                     names=("coef", "intercept", "factors", "factor_state") if location.is_local
+                                     else None)
     try:
         cls = MODEL_KINDS[meta["kind"]]
+        factors = None
+        if meta.get("factorization") is not None:  # a factorization machine: its factors, then their state
+            factors = tensors["factors"]
+            if "factor_state" in tensors:  # per field: the k factors, then their state (a plain FM: one field)
+                factors = np.concatenate([factors, tensors["factor_state"]], axis=-1)
+            factors = factors.reshape(factors.shape[0], -1)
         model = cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
                     classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
-                    summary=meta.get("summary"), feature_spec=meta.get("feature_spec"))
+                    summary=meta.get("summary"), feature_spec=meta.get("feature_spec"), factors=factors,
+                    factorization=meta.get("factorization"))
         if "optimizer_state" in tensors:
             model.optimizer_state = tensors["optimizer_state"]
         elif "optimizer_state" in tensors.get("__names__", ()):

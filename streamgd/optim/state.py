@@ -12,29 +12,46 @@ import psutil
 
 from ..errors import ConfigError
 from ..kernels import codes as rules
-from ..kernels.api import n_params
+from ..kernels.api import factor_rows, n_params
 from .base import Optimizer
+from .factors import FactorSettings, check_factor_block_fits
 
 __all__ = ["check_model_fits", "initial_state", "kernel_hyper"]
 
-def kernel_hyper(optimizer: Optimizer, alpha: float, l1_ratio: float, clip_norm: float, huber_epsilon: float
-                 ) -> np.ndarray:
+def kernel_hyper(optimizer: Optimizer, alpha: float, l1_ratio: float, clip_norm: float, huber_epsilon: float,
+                 factors: FactorSettings | None = None) -> np.ndarray:
     """The kernels' hyperparameter vector: penalty (the effective ``alpha`` and ``l1_ratio``), clipping, Huber's
-    epsilon and the optimizer's own."""
+    epsilon, the optimizer's own and a factorization machine's (``factors``)."""
     hyper = np.zeros(rules.N_HYPER)
     hyper[rules.H_ALPHA] = alpha
     hyper[rules.H_L1_RATIO] = l1_ratio
     hyper[rules.H_CLIP_NORM] = clip_norm
     hyper[rules.H_HUBER_EPS] = huber_epsilon
     optimizer.write_hyper(hyper)
+    if factors is not None:
+        factors.write_hyper(hyper)
     return hyper
 
 
 def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_out: int, n_slots: int,
-                  full_batch: bool) -> tuple[np.ndarray, np.ndarray]:
+                  full_batch: bool, factors: FactorSettings | None = None, seed: int = 0, sparse_fields: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Zero parameters and the optimizer's initial state for a fresh run (``n_slots`` of the features are a
-    sparse block's slots); ``hyper`` gets the rows of the penalty records the state holds."""
+    sparse block's slots); ``hyper`` gets the rows of the penalty records the state holds. A factorization
+    machine's parameters go on with its factor block (seeded from ``seed``; ``streamgd.kernels.factors``), which
+    holds the factors' optimizer state beside them: ``opt_state`` covers the linear part. A field-aware one
+    takes its fields from ``sparse_fields`` (the FeatureSpec's, ``spec_fields``), written to ``hyper``."""
     size = n_params(n_features, n_out)
+    block = None
+    if factors is not None:
+        rows = factor_rows(n_features - n_slots, n_slots, factors.numeric)
+        state_rows = rules.factor_state_rows(optimizer.code)
+        fields = factors.fields(n_features - n_slots, sparse_fields)
+        hyper[rules.H_FIELDS] = fields
+        if fields:
+            check_factor_block_fits(rows, fields, factors.k, state_rows)
+        check_model_fits(size + rows * max(fields, 1) * factors.k * (1 + state_rows), optimizer.state_rows, n_slots)
+        block = factors.initial_rows(rows, state_rows, seed, fields)
     stochastic = not full_batch and optimizer.code != rules.OPT_FTRL  # FTRL applies its penalty itself
     # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record is one
     # more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
@@ -48,6 +65,8 @@ def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_ou
         if needed:
             opt_state = np.vstack([opt_state, np.zeros((1, size))])
             hyper[slot] = opt_state.shape[0]
+    if block is not None:
+        return np.concatenate([np.zeros(size), block.ravel()]), opt_state
     return np.zeros(size), opt_state
 
 

@@ -63,6 +63,7 @@ class ChunkJob:
     learning_rate: float  # named in the divergence message
     cache: CacheSettings | None = None  # the epoch cache (each process opens it on its own disk)
     fetch_bytes: int | None = None  # remote files: bytes fetched ahead and not yet decoded at most (None: default)
+    slot_fields: np.ndarray | None = None  # a field-aware FM without a FeatureSpec: each slot's field (None: by position)
 
     @property
     def full_batch(self) -> bool:
@@ -83,7 +84,15 @@ def chunk_job(cfg: TrainConfig, run: Run) -> ChunkJob:
         defer_conversion=cfg.memory_budget is None,  # a budget counts one copy per chunk: convert while prefetching
         encoder=run.encoder, standardizer=run.standardizer, spec=run.spec, sample_weight=cfg.sample_weight,
         class_weights=run.class_weights, learning_rate=cfg.learning_rate, cache=cache_settings(cfg, run),
-        fetch_bytes=fetch_ahead_bytes(parse_memory_budget(cfg.memory_budget)))
+        fetch_bytes=fetch_ahead_bytes(parse_memory_budget(cfg.memory_budget)), slot_fields=_slot_fields(run))
+
+
+def _slot_fields(run: Run) -> np.ndarray | None:
+    """A field-aware FM's field of each slot where no FeatureSpec numbers a row's entries by column (a sparse
+    matrix's columns: each its own field, ``streamgd.optim.factors.spec_fields``); None otherwise."""
+    if not run.hyper[kernels.H_FIELDS] or run.spec is not None:
+        return None
+    return np.arange(run.n_slots, dtype=np.int32)
 
 
 def cache_settings(cfg: TrainConfig, run: Run) -> CacheSettings | None:
@@ -185,7 +194,7 @@ def train_on_chunk(job: ChunkJob, state: TrainState, chunk: Chunk, lr_at: Learni
         lrs = np.ascontiguousarray(lr_at(state.step + np.arange(n_batches)), dtype=np.float64)
         chunk_loss, _, status = kernels.train_chunk(
             chunk.X, chunk.y, weights, state.params, state.opt_state, job.hyper, lrs, job.batch_size, job.n_out,
-            job.loss_kind, job.opt_code, state.step, sparse=chunk.sparse)
+            job.loss_kind, job.opt_code, state.step, sparse=chunk.sparse, slot_fields=job.slot_fields)
         check_status(job, status, chunk, state)
         state.step += n_batches
     state.epoch_loss_sum += chunk_loss

@@ -18,6 +18,7 @@ from ..features.stats import MAX_CATEGORIES_LIMIT
 from ..features.transforms import parse_bins, parse_transform
 from ..models.linear import MODEL_KINDS
 from ..optim import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer, make_schedule
+from ..optim.factors import FactorSettings, check_factor_optimizer
 from ..optim.penalties import PENALTIES
 from ..optim.schedules import Schedule, ScheduleSettings
 from .checkpoint import checkpoint_interval_seconds
@@ -81,6 +82,13 @@ class TrainConfig:
     # (streamgd.features.transforms)
     transforms: Any = None
     bins: Any = None
+    # a factorization machine (streamgd.optim.factors): k factors per sparse slot (None: a linear model), their L2
+    # penalty, the scale of their seeded initial values, and factors for the numeric columns too
+    factors: int | None = None
+    factor_l2: float = 2e-5
+    factor_init: float = 0.05
+    factor_numeric: bool = False
+    field_aware: bool = False  # a field-aware FM: each categorical column (interaction, binned column) a field
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
     class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
     sample_weight: str | None = None  # a column of per-row weights
@@ -186,7 +194,37 @@ class TrainConfig:
             raise ConfigError("cache_max_size bounds the epoch cache: give cache (a directory) too")
         if self.optimizer is not None and self.epochs is not None:
             self.resolve_defaults(sparse=False)  # nothing left for the data to choose
+        self._check_factors(model_cls)
         return self
+
+    def _check_factors(self, model_cls: Any) -> None:
+        """A factorization machine's settings, refused with one line where they cannot work."""
+        if self.factors is None:
+            if self.factor_numeric:
+                raise ConfigError("factor_numeric gives the numeric columns factors: give factors (k) too")
+            if self.field_aware:
+                raise ConfigError("field_aware makes the factors field-aware: give factors (k) too")
+            return
+        settings = self.factor_settings()  # checks k, the L2 penalty and the initial scale
+        if model_cls.n_outputs(2) != 1:
+            raise ConfigError(f"a factorization machine (factors={settings.k}) has one margin per row; the "
+                              f"{model_cls.kind!r} model has one per class: use a binary or regression model")
+        if settings.numeric and self.standardize:
+            raise ConfigError("factor_numeric needs standardize=False (--no-standardize): the pair term of "
+                              "standardized columns does not fold into a model on raw inputs")
+        if self.full_batch:
+            raise ConfigError("a factorization machine trains in mini-batches; batch_size='full' steps a linear "
+                              "model only")
+        if self.optimizer is not None:
+            optimizer = self.make_optimizer()
+            check_factor_optimizer(optimizer.name, optimizer.code)
+
+    def factor_settings(self) -> FactorSettings | None:
+        """The factorization machine of the run (None: a linear model)."""
+        if self.factors is None:
+            return None
+        return FactorSettings(self.factors, self.factor_l2, self.factor_init, bool(self.factor_numeric),
+                              bool(self.field_aware))
 
     @property
     def resolved(self) -> bool:
@@ -226,6 +264,8 @@ class TrainConfig:
                 _bad(name, value, "a number >= 0")
         self.chosen_defaults = {"model": "sparse" if sparse else "dense", **chosen} if chosen else None
         self.make_schedule(steps_per_epoch=1)
+        if self.factors is not None:
+            check_factor_optimizer(optimizer.name, optimizer.code)
         return self
 
     def defaults_note(self) -> str | None:

@@ -87,7 +87,16 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
         params = state.best["params"]
     else:
         params = run.optimizer.final_params(settled_params, opt_state, state.step)
-    coef, intercept = kernels.split_params(params, len(run.feature_names), run.n_out)
+    n_linear = kernels.n_params(len(run.feature_names), run.n_out)
+    factors, factorization = None, None
+    settings = cfg.factor_settings()
+    if settings is not None:  # a factorization machine: its factor block follows the linear parameters
+        rows = kernels.factor_rows(len(run.feature_names) - run.n_slots, run.n_slots, settings.numeric)
+        factors = params[n_linear:].reshape(rows, -1).copy()
+        fields = int(run.hyper[kernels.H_FIELDS])
+        factorization = {"kind": "ffm" if fields else "fm", **settings.config(),
+                         **({"fields": fields} if fields else {})}
+    coef, intercept = kernels.split_params(params[:n_linear], len(run.feature_names), run.n_out)
     transform = None
     if run.standardizer is not None:
         coef, intercept = run.standardizer.raw_coefficients(coef, intercept)
@@ -112,4 +121,5 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
                          classes=to_json_labels(run.classes) if run.classes else None,
                          config={**cfg.to_dict(), **(config or {})}, history=state.history,
                          optimizer_state=opt_state, summary=info,
-                         feature_spec=run.spec.to_dict() if run.spec is not None else None)
+                         feature_spec=run.spec.to_dict() if run.spec is not None else None, factors=factors,
+                         factorization=factorization)

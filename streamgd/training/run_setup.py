@@ -30,6 +30,7 @@ from ..features.targets import LabelEncoder, NonNegativeTarget, class_counts, sc
 from ..features.transforms import ColumnTreatment, heavy_tail_note, treatments
 from ..kernels.update_rules import OPT_FTRL
 from ..models.linear import MODEL_KINDS, LinearModel
+from ..optim.factors import spec_fields
 from ..optim.state import initial_state, kernel_hyper
 from .checkpoint import Checkpoint, check_resumable, fingerprint
 from .config import TrainConfig
@@ -175,8 +176,10 @@ class RunSetup:
             slots = spec.n_slots if spec is not None else dataset.n_slots
             cfg.resolve_defaults(sparse=slots > 0)  # the optimizer, batch size and epochs the run left to the data
         optimizer = cfg.make_optimizer()
-        hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon)
-        params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch)
+        hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon,
+                             cfg.factor_settings())
+        params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch,
+                                          cfg.factor_settings(), cfg.seed, spec_fields(spec, slots))
         if init is not None:
             standardizer = stored_standardizer(init)
             params, opt_state, step, epoch = starting_point(init, describe_init(cfg.init), standardizer, opt_state)

@@ -28,7 +28,8 @@ from ..features.standardize import Standardizer
 from ..models.linear import LinearModel, load
 
 # settings that shape the parameters' meaning or the optimizer state: a continued run must share them
-SHARED_SETTINGS = ("optimizer", "standardize", "missing", "encoding", "hash_bits", "max_categories")
+SHARED_SETTINGS = ("optimizer", "standardize", "missing", "encoding", "hash_bits", "max_categories", "factors",
+                   "factor_numeric", "field_aware")
 KEPT_BY_THE_MODEL = ("transforms", "bins")  # a run that names none continues with the model's
 
 
@@ -61,6 +62,9 @@ def check_settings(model: LinearModel, settings: dict, name: str) -> None:
         raise ConfigError(f"{name} was trained with interactions {_pairs(model.spec.interactions)} and this run "
                           f"names {_pairs(named)}; continuing training keeps the model's interactions (leave out "
                           "--interactions)")
+    if (getattr(model, "factorization", None) is None) != (settings.get("factors") is None):
+        raise ConfigError(f"{name} is {'a linear model' if settings.get('factors') else 'a factorization machine'} "
+                          "and this run trains the other; continue with the same --factors")
     schedule = settings["schedule"]
     if schedule == "cosine" or (schedule == "exponential" and settings["lr_gamma"] is None):
         raise ConfigError(f"schedule {schedule!r} depends on the total number of steps, which the run that wrote "
@@ -100,6 +104,8 @@ def starting_point(model: LinearModel, name: str, standardizer: Standardizer | N
     if standardizer is not None:
         coef, intercept = standardizer.standardized_coefficients(coef, intercept)
     params = np.concatenate([coef.ravel(), intercept])
+    if getattr(model, "factor_block", None) is not None:  # a factorization machine's factor rows and their state
+        params = np.concatenate([params, model.factor_block.ravel()])
     state = model.optimizer_state if model.optimizer_state is not None else np.zeros((0, params.size))
     if state.shape != fresh_state.shape:
         raise ConfigError(f"{name} has an optimizer state of shape {state.shape} and this run needs "

@@ -1,0 +1,116 @@
+"""A factorization machine's settings (``--factors K``, ``--factor-l2``, ``--factor-init``, ``--factor-numeric``,
+``--field-aware``), its fields and its factor rows' initial values; the compiled pieces are in
+``streamgd.kernels.factors`` and ``streamgd.kernels.field_factors``.
+
+**Fields** (``--field-aware``, Juan et al., 2016): each categorical column is a field, and so is each interaction
+(a categorical column of its own, made of two) and each binned numeric column; under ``--factor-numeric`` each
+numeric column is a field of its own, the paper's "dummy fields" for numerical features, so a numeric column's
+pairs with every other column keep vectors of their own, as a categorical column's do (one shared field would
+save memory, but then all numeric columns would meet each categorical column through one vector). A factor row
+then holds a k-vector per field: the model takes slots x fields x k values, and as many again per optimizer state
+row, checked against the memory available before training (``check_factor_block_fits``).
+
+The factors are trained by the run's optimizer where it has a per-coordinate form for them (SGD, AdaGrad, Adam)
+and by AdaGrad where the run's optimizer is FTRL: FTRL-Proximal's L1 zeros suit the linear weights of a click log,
+not latent vectors, so the linear part keeps FTRL and the factors take AdaGrad with the same base rate, as libffm
+and xLearn combine them.
+
+>>> FactorSettings(4, init=0.1).initial_rows(3, 0, seed=1).shape
+(3, 4)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psutil
+
+from ..errors import ConfigError
+from ..kernels import codes
+
+MAX_FACTORS = 1024  # beyond it the pair term costs more than any click log's rows can pay for
+_INIT_STREAM = 0xFAC7_0125  # the factors' own seed stream: they do not move with the shuffle's
+
+
+@dataclass(frozen=True)
+class FactorSettings:
+    """``k`` factors per row, their L2 penalty, the scale of their seeded normal initial values, and whether the
+    dense (numeric) columns get factor rows too (else only the sparse slots do)."""
+
+    k: int
+    l2: float = 2e-5
+    init: float = 0.05
+    numeric: bool = False
+    field_aware: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or not 1 <= self.k <= MAX_FACTORS:
+            raise ConfigError(f"factors={self.k!r} is not accepted; expected an integer in [1, {MAX_FACTORS}] "
+                              "(leave it out for a linear model)")
+        for name in ("l2", "init"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"factor_{name}={value!r} is not accepted; expected a number >= 0")
+
+    def write_hyper(self, hyper: np.ndarray) -> None:
+        """Write k, the L2 penalty and the numeric switch into the kernels' hyperparameter vector."""
+        hyper[codes.H_FACTORS] = self.k
+        hyper[codes.H_FACTOR_L2] = self.l2
+        hyper[codes.H_FACTOR_NUMERIC] = 1.0 if self.numeric else 0.0
+
+    def fields(self, n_dense: int, sparse_fields: int) -> int:
+        """The number of fields of the model (0: a plain FM): ``sparse_fields`` (the categorical columns,
+        interactions and binned columns) and, under ``numeric``, one per dense column. ConfigError when
+        field-aware without a categorical column."""
+        if not self.field_aware:
+            return 0
+        if sparse_fields == 0:
+            raise ConfigError("field_aware makes each categorical column a field, and this data has none: leave "
+                              "--field-aware out (a plain FM) or name categorical columns (--categorical)")
+        return sparse_fields + (n_dense if self.numeric else 0)
+
+    def initial_rows(self, n_rows: int, state_rows: int, seed: int, fields: int = 0) -> np.ndarray:
+        """The factor block of a fresh run: per row (and per field: ``fields`` > 0), k normal values of scale
+        ``init`` drawn from ``seed``, then ``state_rows * k`` zeros of optimizer state (the layout of
+        ``streamgd.kernels.factors``)."""
+        n_fields = max(int(fields), 1)
+        block = np.zeros((n_rows, n_fields, self.k * (1 + state_rows)))
+        rng = np.random.default_rng([int(seed), _INIT_STREAM])
+        block[:, :, :self.k] = rng.standard_normal((n_rows, n_fields, self.k)) * self.init
+        return block.reshape(n_rows, -1)
+
+    def config(self) -> dict:
+        return {"k": int(self.k), "l2": float(self.l2), "init": float(self.init), "numeric": bool(self.numeric),
+                **({"field_aware": True} if self.field_aware else {})}
+
+
+def spec_fields(spec: Any, n_slots: int = 0) -> int:
+    """The fields a FeatureSpec's sparse block numbers its entries by (one entry per row each, in this order):
+    its categorical columns, interactions and binned columns. Without a spec, the ``n_slots`` slots of a sparse
+    matrix (the scikit-learn estimators' input) are each a field of their own, as its columns are the inputs."""
+    if spec is None:
+        return int(n_slots)
+    return len(spec.categorical) + len(spec.interactions) + len(spec.binned)
+
+
+def check_factor_block_fits(rows: int, fields: int, k: int, state_rows: int, available: int | None = None) -> None:
+    """ConfigError, before training, when a field-aware FM's factor block (rows x fields x k x (1 + state rows)
+    float64 values, and the linear model's few beside it) would not fit in the memory available."""
+    need = 8 * rows * fields * k * (1 + state_rows)
+    available = psutil.virtual_memory().available if available is None else available
+    if need > available:
+        raise ConfigError(f"a field-aware FM of {rows:,} factor rows x {fields} fields x k={k} x (1 + {state_rows} "
+                          f"state) would need {need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
+                          "available: lower --hash-bits (or --max-categories) or --factors, or leave --field-aware "
+                          "out")
+
+
+def check_factor_optimizer(name: str, code: int) -> None:
+    """ConfigError unless optimizer ``name`` (code ``code``) can train a factorization machine."""
+    if code not in codes.FACTOR_RULES:
+        accepted = ", ".join(codes.optimizer_label(c) for c in codes.FACTOR_RULES)
+        raise ConfigError(f"optimizer {name!r} does not train factors; a factorization machine (factors) takes "
+                          f"{accepted}")
