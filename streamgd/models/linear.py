@@ -29,6 +29,7 @@ from ..io.storage import resolve
 from ..io.tensorfile import read_tensor, read_tensor_file, write_tensor_file
 from ..kernels import codes as kernels  # numba-free: reading a model file loads no compiler
 from ..registry import Registry
+from .file_checks import check_model_fields
 
 MODEL_FORMAT = "streamgd.model"
 FORMAT_VERSION = 1
@@ -347,15 +348,17 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Linear
     # a remote file is read once, whole: its optimizer state cannot be fetched later from a local copy
     meta, tensors = read_tensor_file(location, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file",
                                      names=("coef", "intercept") if location.is_local else None)
+    check_model_fields(meta, tensors, path, MODEL_KINDS)
     try:
         cls = MODEL_KINDS[meta["kind"]]
         model = cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
                     classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
                     summary=meta.get("summary"), feature_spec=meta.get("feature_spec"))
+        model.spec  # a feature_spec is read now, not at the first prediction
         if "optimizer_state" in tensors:
             model.optimizer_state = tensors["optimizer_state"]
         elif "optimizer_state" in tensors.get("__names__", ()):
             model._state_file = location.path  # read when asked for
         return model
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a feature_spec's fields
         raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None
