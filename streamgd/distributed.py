@@ -402,7 +402,7 @@ def check_local_workers(n_workers: int, option: str = "n_workers") -> None:
     if n_workers > limit:
         raise ConfigError(f"{option} {n_workers}: a local cluster takes at most {limit} worker processes here "
                           f"({MAX_LOCAL_WORKERS_PER_CORE} per core); for more, start a dask cluster and give its "
-                          "scheduler's address")
+                          "scheduler's address (--dask ADDRESS; client= in Python)")
 
 
 def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:
@@ -416,12 +416,14 @@ def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:
 
 # ---- prediction -------------------------------------------------------------------------------------------------
 def _predict_task(model: LinearModel, dataset: Dataset, shard: int, n_shards: int, keep: list[str],
-                  out_dir: Location) -> tuple[str, PredictionCounts]:
+                  out_dir: Location) -> tuple[str | None, PredictionCounts]:
     """Write the predictions of one shard (a contiguous block of units, in file order) to its own part file;
-    return its path and its ``PredictionCounts``."""
+    return its path (None: the shard has no units) and its ``PredictionCounts``."""
     from .models.predict import iter_prediction_tables, write_tables
 
     shard_units = make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units
+    if not shard_units:  # more workers than units: no part, rather than an empty file that is not Parquet
+        return None, PredictionCounts(0, 0)
     part = out_dir.join(f"part-{shard:05d}.parquet")
     counts = write_tables(iter_prediction_tables(model, dataset.subset(shard_units), keep), part)
     return part.uri, counts
@@ -443,17 +445,17 @@ def predict_distributed(model: LinearModel, data: Any, out_dir: str | os.PathLik
     n_shards = worker_count(client)
     where = resolve(out_dir, storage_options)
 
-    def write_parts(location: Location) -> PredictionCounts:
+    def write_parts(location: Location) -> tuple[PredictionCounts, set[str]]:
         futures = [client.submit(_predict_task, model, dataset, k, n_shards, list(keep), location, pure=False)
                    for k in range(n_shards)]
         written = gather_or_cancel(client, futures)
-        return sum((counts for _, counts in written), PredictionCounts(0, 0))
+        names = {uri.rstrip("/").rsplit("/", 1)[-1] for uri, _ in written if uri is not None}
+        return sum((counts for _, counts in written), PredictionCounts(0, 0)), names
 
     if where.is_local:
         with replaced_directory(where.path) as scratch:
-            return write_parts(resolve(scratch))
-    counts = write_parts(where)
-    ours = {f"part-{k:05d}.parquet" for k in range(n_shards)}
+            return write_parts(resolve(scratch))[0]
+    counts, ours = write_parts(where)
     for name in list_names(where):
         if fnmatch.fnmatch(name, PART_FILES) and name not in ours:
             delete(where.join(name))

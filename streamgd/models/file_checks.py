@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ..errors import ModelFileError
 
@@ -62,8 +63,9 @@ def _check_classes(classes: Any, model_cls: Any, bad: Any) -> int:
         return model_cls.n_outputs(None)
     if not isinstance(classes, list) or len(classes) < 2:
         raise bad("classes", f"{classes!r} are not a list of two or more class labels")
-    if not all(isinstance(c, _LABEL_TYPES) for c in classes) or len({repr(c) for c in classes}) != len(classes):
-        raise bad("classes", "are not distinct labels (text or numbers)")
+    if not all(isinstance(c, _LABEL_TYPES) for c in classes) or len({type(c) for c in classes}) != 1 \
+            or len({repr(c) for c in classes}) != len(classes):
+        raise bad("classes", "are not distinct labels of one type (text or numbers)")
     return model_cls.n_outputs(len(classes))
 
 
@@ -77,3 +79,22 @@ def _parameters(tensors: dict[str, Any], name: str, bad: Any) -> np.ndarray:
     if not np.isfinite(values).all():
         raise bad(name, "holds NaN or inf")
     return values
+
+
+def check_spec_applies(spec: Any, n_features: int, path: str) -> None:
+    """The model's FeatureSpec turns one probe row (0.0 in each numeric input, "a" in each categorical one) into
+    blocks as wide as its coefficients: a spec whose fields have the wrong types or values (a float hash_bits, a
+    vocabulary of numbers) fails here, on load, in one line, rather than on the first chunk it predicts."""
+    if spec is None:
+        return
+    try:
+        text = {c.name for c in spec.categorical}
+        table = pa.table({name: pa.array(["a"] if name in text else [0.0]) for name in spec.input_columns})
+        dense, sparse, _ = spec.to_blocks(table, None, np.float64)
+        width = dense.shape[1] + (spec.n_slots if sparse is not None else 0)
+    except Exception as exc:  # noqa: BLE001 - any failure of a damaged spec is the file's, said in one line
+        raise ModelFileError(f"{path} is a damaged streamgd model file: its feature_spec cannot be applied "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if width != n_features:
+        raise ModelFileError(f"{path} is a damaged streamgd model file: its feature_spec makes {width} features "
+                             f"for {n_features} coefficients")

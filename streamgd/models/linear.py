@@ -29,7 +29,7 @@ from ..io.storage import resolve
 from ..io.tensorfile import read_tensor, read_tensor_file, write_tensor_file
 from ..kernels import codes as kernels  # numba-free: reading a model file loads no compiler
 from ..registry import Registry
-from .file_checks import check_model_fields
+from .file_checks import check_model_fields, check_spec_applies
 
 MODEL_FORMAT = "streamgd.model"
 FORMAT_VERSION = 1
@@ -354,7 +354,7 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Linear
         model = cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
                     classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
                     summary=meta.get("summary"), feature_spec=meta.get("feature_spec"))
-        model.spec  # a feature_spec is read now, not at the first prediction
+        check_spec_applies(model.spec, model.n_features, path)  # now, not at the first prediction
         if "optimizer_state" in tensors:
             model.optimizer_state = tensors["optimizer_state"]
         elif "optimizer_state" in tensors.get("__names__", ()):
