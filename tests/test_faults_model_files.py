@@ -78,10 +78,6 @@ def one_line_or_result(result) -> str:
     return "refused"
 
 
-def tensor_rows(header: dict, rows: int) -> tuple[dict, bytes]:
-    """A softmax file cut to ``rows`` coefficient rows (and intercepts)."""
-
-
 @pytest.mark.parametrize("case, words", [
     ("bf16", "bfloat16"), ("softmax_one_row", "coef has 1 rows"), ("classes_empty", "classes"),
     ("spec_not_object", "feature_spec is a list"), ("history_of_numbers", "history"), ("nan_coef", "NaN"),
