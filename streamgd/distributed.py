@@ -231,15 +231,16 @@ class DaskEpochs:
         """The statistics pass, one task per shard, merged on the client in shard order (quantile sketches of
         binned columns merge like the rest)."""
         n = self.n_shards
-        parts = gather_or_cancel(self.client, self.client.map(_shard_stats, [dataset] * n, range(n), [n] * n, [columns] * n,
-                                                   [categorical] * n, [max_categories] * n, [treatments] * n,
-                                                   pure=False))
+        tasks = self.client.map(_shard_stats, [dataset] * n, range(n), [n] * n, [columns] * n, [categorical] * n,
+                                [max_categories] * n, [treatments] * n, pure=False)
+        parts = gather_or_cancel(self.client, tasks)
         return merge_stats(parts, columns)
 
     def classes(self, dataset: Dataset) -> list:
         """The target's classes, one scan per shard on the workers (the client reads footers only)."""
         n = self.n_shards
-        parts = gather_or_cancel(self.client, self.client.map(_shard_classes, [dataset] * n, range(n), [n] * n, pure=False))
+        parts = gather_or_cancel(self.client, self.client.map(_shard_classes, [dataset] * n, range(n), [n] * n,
+                                                              pure=False))
         return merge_classes(parts, dataset.target)
 
     def class_counts(self, dataset: Dataset, encoder: LabelEncoder) -> np.ndarray:
@@ -272,8 +273,9 @@ class DaskEpochs:
         """Every shard's gradient sum at the state's parameters, added in shard order into ``state.grad_sum``."""
         n = self.n_shards
         future = self._job_future(job)
-        results = gather_or_cancel(self.client, [self.client.submit(_gradient_task, future, k, n, state.epoch, state.params,
-                                                         state.step, pure=False) for k in range(n)])
+        tasks = [self.client.submit(_gradient_task, future, k, n, state.epoch, state.params, state.step, pure=False)
+                 for k in range(n)]
+        results = gather_or_cancel(self.client, tasks)
         _check_coverage([covered for _, covered, _ in results], make_plan(run.train.units, "none"), state.epoch)
         for part, _, reads in results:
             state.add_sums(part)

@@ -95,8 +95,9 @@ def test_predict_parts_of_an_earlier_run_do_not_stay(data, model, tmp_path, clie
 # ---- cases 7 and 8: every output checked against the inputs and the other outputs, before training -----------
 @pytest.mark.parametrize("options, words", [
     (["--init", "{model}", "--out", "{model}"], ["--out", "one of the inputs"]),
-    (["--cache", "{tmp}/cx", "--out", "{tmp}/cx"], ["--out and --cache", "same path"]),
-    (["--checkpoint-dir", "{tmp}/x", "--history", "{tmp}/x"], ["--history and --checkpoint-dir", "same path"]),
+    (["--cache", "{tmp}/cx", "--out", "{tmp}/cx"], ["--out and --cache", "the same file or directory"]),
+    (["--checkpoint-dir", "{tmp}/x", "--history", "{tmp}/x"],
+     ["--history and --checkpoint-dir", "the same file or directory"]),
     (["--out", "{tmp}/x", "--checkpoint-dir", "{tmp}/x/ck"], ["--out", "creates a directory"]),
     (["--cache", "{data_dir}"], ["--cache", "holds the input"]),
 ], ids=["init-is-out", "cache-is-out", "checkpoints-are-history", "out-above-checkpoints", "cache-holds-data"])

@@ -108,7 +108,8 @@ def check_run_outputs(files: dict[str, str | None], directories: dict[str, str |
     for i, (what, key, path) in enumerate(named):
         for other, other_key, _ in named[:i]:
             if key == other_key:
-                raise ConfigError(f"{other} and {what} name the same path {path}; give them different paths")
+                raise ConfigError(f"{other} and {what} name the same file or directory {path}; give them "
+                                  "different paths")
     for what, path in directories.items():
         if path is None:
             continue
