@@ -61,6 +61,8 @@ def _check_classes(classes: Any, model_cls: Any, bad: Any) -> int:
         if classes is not None:
             raise bad("classes", f"are given for the regressor kind {model_cls.kind!r}")
         return model_cls.n_outputs(None)
+    if classes is None:  # a model built in Python without them: labels 0 and 1
+        return model_cls.n_outputs(None)
     if not isinstance(classes, list) or len(classes) < 2:
         raise bad("classes", f"{classes!r} are not a list of two or more class labels")
     if not all(isinstance(c, _LABEL_TYPES) for c in classes) or len({type(c) for c in classes}) != 1 \
