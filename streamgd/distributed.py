@@ -30,19 +30,25 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import logging
 import os
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from .data.dataset import Dataset
 from .data.shuffle import Plan, make_plan
-from .errors import ConfigError, DivergenceError
+from .errors import ConfigError, DivergenceError, TrainingInterrupted
 from .features.stats import DatasetStats, merge_stats, units_stats
 from .features.targets import LabelEncoder, class_counts, merge_classes, scan_classes
-from .io.storage import Location, make_directory, resolve
+from .io.atomic import replaced_directory
+from .io.outputs import PART_FILES
+from .io.storage import Location, delete, list_names, resolve
 from .models.linear import LinearModel
 from .models.predict import PredictionCounts
 from .training.chunk_step import ChunkJob, LearningRates, batches_in, divergence_message, open_stream, train_stream
@@ -54,6 +60,8 @@ from .training.state import Run, TrainState
 from .training.trainer import ChunkProgress, Trainer
 
 __all__ = ["fit_distributed", "predict_distributed"]
+
+MAX_LOCAL_WORKERS_PER_CORE = 4  # a local cluster's worker processes per core at most
 
 
 # ---- tasks (run on the workers) ---------------------------------------------------------------------------------
@@ -162,7 +170,7 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
     Trainer sets the run up, keeps its history, validation, early stopping and checkpoints; the workers run
     the same chunk step on their shards. ``on_chunk`` hears of each round and each booked epoch, as a Trainer's
     does of chunks; the model's summary holds each worker's peak RSS (``workers_peak_rss_mb``)."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     cfg = TrainConfig(**options).validate()
     if round_chunks < 1:
@@ -173,19 +181,22 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
     if client is None:
         # silent: a task's error reaches the user once, as the one-line error the client re-raises, not also as
         # the workers' "Compute Failed" log with its traceback
-        own_cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
+        own_cluster = local_cluster(n_workers, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
         client = Client(own_cluster)
+    stopped = False
     try:
         runner = DaskEpochs(client, round_chunks)
         model = Trainer(cfg, on_chunk=on_chunk, runner=runner).fit(data, target=target, features=features,
                                                                    exclude=exclude)
         model.summary["workers_peak_rss_mb"] = runner.workers_peak_rss_mb()
         return model
+    except (KeyboardInterrupt, TrainingInterrupted):
+        stopped = True
+        raise
     finally:
         if own_cluster is not None:
             client.close()
-            own_cluster.close()
+            close_cluster(own_cluster, quickly=stopped)
 
 
 class DaskEpochs:
@@ -220,21 +231,22 @@ class DaskEpochs:
         """The statistics pass, one task per shard, merged on the client in shard order (quantile sketches of
         binned columns merge like the rest)."""
         n = self.n_shards
-        parts = self.client.gather(self.client.map(_shard_stats, [dataset] * n, range(n), [n] * n, [columns] * n,
-                                                   [categorical] * n, [max_categories] * n, [treatments] * n,
-                                                   pure=False))
+        tasks = self.client.map(_shard_stats, [dataset] * n, range(n), [n] * n, [columns] * n, [categorical] * n,
+                                [max_categories] * n, [treatments] * n, pure=False)
+        parts = gather_or_cancel(self.client, tasks)
         return merge_stats(parts, columns)
 
     def classes(self, dataset: Dataset) -> list:
         """The target's classes, one scan per shard on the workers (the client reads footers only)."""
         n = self.n_shards
-        parts = self.client.gather(self.client.map(_shard_classes, [dataset] * n, range(n), [n] * n, pure=False))
+        parts = gather_or_cancel(self.client, self.client.map(_shard_classes, [dataset] * n, range(n), [n] * n,
+                                                              pure=False))
         return merge_classes(parts, dataset.target)
 
     def class_counts(self, dataset: Dataset, encoder: LabelEncoder) -> np.ndarray:
         """Rows per class, counted per shard on the workers."""
         n = self.n_shards
-        parts = self.client.gather(self.client.map(_shard_class_counts, [dataset] * n, range(n), [n] * n,
+        parts = gather_or_cancel(self.client, self.client.map(_shard_class_counts, [dataset] * n, range(n), [n] * n,
                                                    [encoder] * n, pure=False))
         return np.sum(parts, axis=0)
 
@@ -261,8 +273,9 @@ class DaskEpochs:
         """Every shard's gradient sum at the state's parameters, added in shard order into ``state.grad_sum``."""
         n = self.n_shards
         future = self._job_future(job)
-        results = self.client.gather([self.client.submit(_gradient_task, future, k, n, state.epoch, state.params,
-                                                         state.step, pure=False) for k in range(n)])
+        tasks = [self.client.submit(_gradient_task, future, k, n, state.epoch, state.params, state.step, pure=False)
+                 for k in range(n)]
+        results = gather_or_cancel(self.client, tasks)
         _check_coverage([covered for _, covered, _ in results], make_plan(run.train.units, "none"), state.epoch)
         for part, _, reads in results:
             state.add_sums(part)
@@ -286,9 +299,16 @@ class DaskEpochs:
             batches_needed = [sum(batches_in(s.n_rows, cfg.batch_size) for s in plans[k].steps[first:first + size])
                               for k in active]
             lrs = np.ascontiguousarray(run.schedule(state.step + np.arange(max(batches_needed))), dtype=np.float64)
-            results = self.client.gather([
-                self.client.submit(_round_task, future, k, n, cfg.shuffle, cfg.seed, state.epoch, first, size,
-                                   state.params, state.opt_state, state.step, lrs, pure=False) for k in active])
+            try:
+                results = gather_or_cancel(self.client, [
+                    self.client.submit(_round_task, future, k, n, cfg.shuffle, cfg.seed, state.epoch, first, size,
+                                       state.params, state.opt_state, state.step, lrs, pure=False)
+                    for k in active])
+            except KeyboardInterrupt:
+                # the round is cancelled; the state is the last round's, so the progress hook (the Trainer's stop)
+                # may checkpoint it and raise TrainingInterrupted, as after any chunk
+                progress.chunk_done(0)
+                raise
             steps = [s for k in active for s in plans[k].steps[first:first + size]]
             _check_coverage([covered for _, covered, _ in results], [_chunk_id(s) for s in steps], state.epoch)
             parts = [part for part, _, _ in results]
@@ -312,6 +332,81 @@ class DaskEpochs:
         return progress.n_chunks
 
 
+def gather_or_cancel(client: Any, futures: Any) -> Any:
+    """``client.gather(futures)`` that Ctrl-C (SIGINT; the command line turns SIGTERM into it) stops at once: the
+    futures are cancelled and KeyboardInterrupt raised, after the handler in place has heard of it (the
+    Trainer's, which then stops with a checkpoint). A blocked gather otherwise waits for the whole round, and
+    for ever when the workers died of the same Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        return client.gather(futures)
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:  # a process told to ignore Ctrl-C keeps ignoring it
+        return client.gather(futures)
+
+    stopped = []
+
+    def stop(signum: int, frame: Any) -> None:
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)
+        if not stopped:
+            stopped.append(signum)
+            client.cancel(futures)  # the gather then ends with CancelledError: no task of it is left behind
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        return client.gather(futures)
+    except BaseException:
+        if stopped:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def workers_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started inside this block ignore SIGINT (an ignored signal stays ignored in a child,
+    and Python then installs no KeyboardInterrupt handler): a Ctrl-C at the terminal reaches the whole process
+    group, and the client alone stops the run, rather than every worker dying with a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def local_cluster(n_workers: int, **options: Any) -> Any:
+    """A LocalCluster of ``n_workers`` processes of one thread each, whose workers ignore Ctrl-C; refused above
+    ``MAX_LOCAL_WORKERS_PER_CORE`` per core (each is a Python process of a few hundred MB)."""
+    from dask.distributed import LocalCluster
+
+    check_local_workers(n_workers)
+    with workers_ignore_ctrl_c():
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, **options)
+
+
+def close_cluster(cluster: Any, quickly: bool = False) -> None:
+    """Close a local cluster; ``quickly`` (after Ctrl-C): its workers are given half a second to stop before
+    they are killed, not the nannies' five, since their tasks' results are no longer wanted."""
+    if quickly:
+        for nanny in list(cluster.workers.values()):
+            with contextlib.suppress(Exception):
+                cluster.sync(nanny.close, timeout=0.5)
+    cluster.close()
+
+
+def check_local_workers(n_workers: int, option: str = "n_workers") -> None:
+    """ConfigError above ``MAX_LOCAL_WORKERS_PER_CORE`` worker processes per core of this machine."""
+    limit = MAX_LOCAL_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if n_workers > limit:
+        raise ConfigError(f"{option} {n_workers}: a local cluster takes at most {limit} worker processes here "
+                          f"({MAX_LOCAL_WORKERS_PER_CORE} per core); for more, start a dask cluster and give its "
+                          "scheduler's address (--dask ADDRESS; client= in Python)")
+
+
 def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:
     """Every chunk of the round (or epoch) trained on exactly once, whatever dask had to rerun."""
     if isinstance(expected, Plan):
@@ -323,12 +418,14 @@ def _check_coverage(covered: list[list], expected: Any, epoch: int) -> None:
 
 # ---- prediction -------------------------------------------------------------------------------------------------
 def _predict_task(model: LinearModel, dataset: Dataset, shard: int, n_shards: int, keep: list[str],
-                  out_dir: Location) -> tuple[str, PredictionCounts]:
+                  out_dir: Location) -> tuple[str | None, PredictionCounts]:
     """Write the predictions of one shard (a contiguous block of units, in file order) to its own part file;
-    return its path and its ``PredictionCounts``."""
+    return its path (None: the shard has no units) and its ``PredictionCounts``."""
     from .models.predict import iter_prediction_tables, write_tables
 
     shard_units = make_plan(dataset.units, "none", shard=shard, n_shards=n_shards).units
+    if not shard_units:  # more workers than units: no part, rather than an empty file that is not Parquet
+        return None, PredictionCounts(0, 0)
     part = out_dir.join(f"part-{shard:05d}.parquet")
     counts = write_tables(iter_prediction_tables(model, dataset.subset(shard_units), keep), part)
     return part.uri, counts
@@ -339,13 +436,29 @@ def predict_distributed(model: LinearModel, data: Any, out_dir: str | os.PathLik
     """Predict every row of ``data`` on the cluster, one Parquet part per worker shard in ``out_dir``
     (``part-00000.parquet``, ...; a prefix in a store such as ``s3://bucket/predictions``, each part uploaded by
     its worker): read in name order, the parts hold the rows in input order. Returns the ``PredictionCounts`` of
-    all parts (rows written, rows with a null prediction)."""
+    all parts (rows written, rows with a null prediction).
+
+    A local ``out_dir`` is written as a new directory beside it and swapped in whole, so an earlier run's parts
+    never mix with these (it must hold nothing but parts: ``check_output_dir(..., replaced=PART_FILES)``); under
+    a prefix in a store, the parts an earlier run left beyond this run's are deleted once these are written."""
     from .models.predict import open_for_model
 
     dataset = open_for_model(model, data, keep, storage_options=storage_options)
     n_shards = worker_count(client)
     where = resolve(out_dir, storage_options)
-    make_directory(where)
-    futures = [client.submit(_predict_task, model, dataset, k, n_shards, list(keep), where, pure=False)
-               for k in range(n_shards)]
-    return sum((counts for _, counts in client.gather(futures)), PredictionCounts(0, 0))
+
+    def write_parts(location: Location) -> tuple[PredictionCounts, set[str]]:
+        futures = [client.submit(_predict_task, model, dataset, k, n_shards, list(keep), location, pure=False)
+                   for k in range(n_shards)]
+        written = gather_or_cancel(client, futures)
+        names = {uri.rstrip("/").rsplit("/", 1)[-1] for uri, _ in written if uri is not None}
+        return sum((counts for _, counts in written), PredictionCounts(0, 0)), names
+
+    if where.is_local:
+        with replaced_directory(where.path) as scratch:
+            return write_parts(resolve(scratch))[0]
+    counts, ours = write_parts(where)
+    for name in list_names(where):
+        if fnmatch.fnmatch(name, PART_FILES) and name not in ours:
+            delete(where.join(name))
+    return counts

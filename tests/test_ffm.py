@@ -228,6 +228,7 @@ def clicks(tmp_path_factory):
 
 
 FFM = {"factors": 4, "field_aware": True, "optimizer": "adagrad", "batch_size": 8, "epochs": 3, "seed": 2}
+FFM["interactions"] = "none"  # no searched crosses: the pairs are the factors' to learn
 
 
 def test_an_ffm_learns_field_specific_pairs_and_its_file_predicts_the_same(clicks, tmp_path):

@@ -41,6 +41,7 @@ def clicks(tmp_path_factory):
 
 
 FM = {"factors": 4, "optimizer": "adagrad", "batch_size": 16, "epochs": 2, "seed": 3, "encoding": "onehot"}
+FM["interactions"] = "none"  # no searched crosses: the pairs are the factors' to learn
 
 
 @pytest.mark.parametrize("field_aware", [False, True], ids=["fm", "ffm"])

@@ -4,10 +4,12 @@ benchmark, ``streamgd.bench.harness``)."""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -15,6 +17,7 @@ import click
 from ..bench.synthetic import TASKS
 from ..bench.synthetic_ctr import TASK as CTR_TASK
 from ..errors import ConfigError
+from ..io.atomic import current_umask
 from ..training.config import DTYPES
 from .options import friendly_errors, storage_option
 from .row_progress import RowProgress
@@ -83,10 +86,15 @@ def make_data(out: str, rows: int, features: int | None, task: str, n_classes: i
     """Write a synthetic Parquet dataset with a known true model, in bounded memory (OUT may be a bucket URI:
     the files are written locally, then uploaded)."""
     from ..io import storage
+    from ..io.outputs import PART_FILES, check_output_dir, check_output_file
 
+    options = storage.parse_storage_options(storage_option)
+    if n_files > 1:
+        check_output_dir(out, "the output directory", options, replaced=PART_FILES)
+    else:
+        check_output_file(out, (), "the output", options)
     if storage.is_remote(out):
-        target = storage.resolve(out, storage.parse_storage_options(storage_option))
-        storage.check_writable(target, "the output", directory=n_files > 1)
+        target = storage.resolve(out, options)
         with tempfile.TemporaryDirectory(prefix="streamgd-make-data-") as scratch:
             local = os.path.join(scratch, "data")
             said = io.StringIO()
@@ -96,14 +104,19 @@ def make_data(out: str, rows: int, features: int | None, task: str, n_classes: i
             if os.path.isfile(local):
                 storage.upload(local, target)
             else:
-                for name in sorted(os.listdir(local)):
+                written = sorted(os.listdir(local))
+                for name in written:
                     storage.upload(os.path.join(local, name), target.join(name))
+                for name in storage.list_names(target):  # an earlier run's parts beyond these
+                    if fnmatch.fnmatch(name, PART_FILES) and name not in written:
+                        storage.delete(target.join(name))
         click.echo(said.getvalue().replace(local, out), nl=False)
         return
     started = time.perf_counter()
     if task == CTR_TASK:
-        _make_ctr_data(out, rows, features, row_group_size, n_files, dtype, nan_fraction, id_column, n_categorical,
-                       seed, model_seed, started, **ctr_options)
+        with _written_whole(out, n_files) as scratch:
+            _make_ctr_data(scratch, rows, features, row_group_size, n_files, dtype, nan_fraction, id_column,
+                           n_categorical, seed, model_seed, started, shown=out, **ctr_options)
         return
     given = [name for name in _CTR_ONLY if ctr_options[name] is not None]
     if given:
@@ -111,8 +124,8 @@ def make_data(out: str, rows: int, features: int | None, task: str, n_classes: i
     from ..bench.synthetic import make_dataset
 
     n_categorical = n_categorical or 0
-    with RowProgress("make-data", rows) as progress:
-        info = make_dataset(out, n_rows=rows, n_features=32 if features is None else features, task=task,
+    with RowProgress("make-data", rows) as progress, _written_whole(out, n_files) as scratch:
+        info = make_dataset(scratch, n_rows=rows, n_features=32 if features is None else features, task=task,
                             n_classes=n_classes, row_group_size=row_group_size, n_files=n_files, dtype=dtype,
                             nan_fraction=nan_fraction or 0.0, seed=seed, id_column=id_column,
                             n_categorical=n_categorical, model_seed=model_seed, on_rows=progress.advance)
@@ -120,6 +133,30 @@ def make_data(out: str, rows: int, features: int | None, task: str, n_classes: i
     plus = f" plus {', '.join(extra)}" if extra else ""
     click.echo(f"wrote {info.n_rows:,} rows x {info.n_features} features{plus} to {out} "
                f"({len(info.files)} file(s), {time.perf_counter() - started:.1f} s)")
+
+
+@contextlib.contextmanager
+def _written_whole(out: str, n_files: int) -> Iterator[str]:
+    """Where make-data writes: a temporary file renamed to OUT, or a new directory swapped in for OUT whole
+    (``--files`` above 1), so that an earlier run's parts never stay beside these and a stopped run leaves
+    nothing half-written."""
+    from ..io.atomic import replaced_directory
+
+    if n_files > 1:
+        with replaced_directory(out) as scratch:
+            yield scratch
+        return
+    directory = os.path.dirname(os.path.abspath(out))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(out) + "-", dir=directory)
+    os.close(handle)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, out)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
 def _numbers(option: str, text: str | None, kind: type) -> list | None:
@@ -136,7 +173,7 @@ def _make_ctr_data(out: str, rows: int, features: int | None, row_group_size: in
                    nan_fraction: float | None, id_column: bool, n_categorical: int | None, seed: int,
                    model_seed: int | None, started: float, cardinalities: str | None, zipf: float | None,
                    null_fraction: str | None, interactions: str | None, ctr: float | None,
-                   factor_rank: int | None, factor_columns: str | None, factor_shape: str | None) -> None:
+                   factor_rank: int | None, factor_columns: str | None, factor_shape: str | None, shown: str) -> None:
     from ..bench import synthetic_ctr as clicks
 
     n_categorical = clicks.N_CATEGORICAL if n_categorical is None else n_categorical
@@ -157,7 +194,7 @@ def _make_ctr_data(out: str, rows: int, features: int | None, row_group_size: in
             factor_field_aware=factor_shape == "ffm")
     pairs = ", ".join(f"{a} x {c}" for a, c in info.interactions) or "none"
     click.echo(f"wrote {info.n_rows:,} click-log rows (label, I1..I{info.n_numeric}, C1..C{info.n_categorical}"
-               f"{', id' if id_column else ''}) to {out} ({len(info.files)} file(s), "
+               f"{', id' if id_column else ''}) to {shown} ({len(info.files)} file(s), "
                f"{time.perf_counter() - started:.1f} s): click rate {info.label_mean:.4f}, "
                f"the truth's log loss {info.truth_log_loss:.4f}, interactions {pairs}"
                + (f", low-rank pairs among {','.join(info.factor_columns)} (rank {info.model.factor_rank}, "

@@ -240,6 +240,10 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     options["storage_options"] = storage_options_of(storage_option)
     started = time.perf_counter()
+    if workers and not dask_address:
+        from ..distributed import check_local_workers
+
+        check_local_workers(workers, "--workers")
     _check_fit_outputs(source, out, history_path, options)
     note = _NoteOnce("note: no --out given; the trained model will not be saved" if out is None else None)
     if options.get("memory_budget") is not None:
@@ -394,25 +398,29 @@ class _SetUpNotes(_NoteOnce):
 
 
 def _check_fit_outputs(source: Any, out: str | None, history_path: str | None, options: dict) -> None:
-    """Every output of ``fit`` checked before the first chunk: writable, and none of the inputs."""
+    """Every output of ``fit`` checked before the first chunk: writable, none of the inputs (the data, the
+    validation data, the model ``--init`` continues), and no two of them in one place."""
     from ..data.dataset import list_files
-    from ..io.outputs import check_distinct, check_output_dir, check_output_file
+    from ..io.outputs import check_output_dir, check_output_file, check_run_outputs
 
     storage = options.get("storage_options")
     inputs = list_files(source, storage)
     if options.get("validation_data") is not None:
         inputs += list_files(options["validation_data"], storage)
+    if options.get("init") is not None:
+        inputs.append(options["init"])
     if out is not None:
         check_output_file(out, inputs, "--out", storage)
     if history_path is not None:
         check_output_file(history_path, inputs, "--history", storage)
+    check_run_outputs({"--out": out, "--history": history_path},
+                      {"--checkpoint-dir": options.get("checkpoint_dir"), "--cache": options.get("cache")}, inputs)
     if options.get("checkpoint_dir") is not None:
         options["checkpoint_dir"] = check_output_dir(options["checkpoint_dir"], "--checkpoint-dir", storage)
     if options.get("cache") is not None:
         from ..data.cache import check_cache_dir
 
         options["cache"] = check_cache_dir(options["cache"], "--cache")
-    check_distinct({"--out": out, "--history": history_path})
 
 
 def _fit_on_dask(source: Any, target: str, features: list[str] | None, model: str, workers: int,

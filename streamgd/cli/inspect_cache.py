@@ -16,7 +16,13 @@ def describe_cache(directory: str) -> str:
     still matches (a changed file's units are misses)."""
     if not os.path.isdir(directory):
         raise ConfigError(f"--cache {directory}: no such directory")
-    entries = read_entries(directory)
+    try:
+        entries = read_entries(directory)
+    except (TypeError, AttributeError):  # an index file holding JSON that is not an object
+        raise ConfigError(f"--cache {directory}: an index entry in units/ is not a JSON object; the cache is "
+                          "damaged (delete it: the next run with --cache rebuilds it)") from None
+    damaged = [e for e in entries if not _well_formed(e)]
+    entries = [e for e in entries if _well_formed(e)]
     units_dir = os.path.join(directory, "units")
     on_disk = sum(e.stat().st_size for e in os.scandir(units_dir)) if os.path.isdir(units_dir) else 0
     lines = [f"epoch cache {os.path.abspath(directory)} (format {FORMAT_VERSION} of streamgd {__version__})",
@@ -25,6 +31,8 @@ def describe_cache(directory: str) -> str:
     stats_dir = os.path.join(directory, STATS_DIR)
     passes = [n for n in os.listdir(stats_dir) if n.endswith(".json") and not n.startswith(".tmp-")] \
         if os.path.isdir(stats_dir) else []
+    if damaged:
+        lines.append(f"  damaged: {len(damaged)} index entries lacking fields (left out of this report)")
     if passes:
         lines.append(f"  statistics passes stored: {len(passes)} (a later run on the same files skips its pass)")
     if not entries:
@@ -53,6 +61,15 @@ def describe_cache(directory: str) -> str:
         lines.append(f"    {path}: {len(group)} units, {sum(e['unit']['n_rows'] for e in group):,} rows, "
                      f"{sum(e.get('size', 0) for e in group):,} bytes ({state})")
     return "\n".join(lines)
+
+
+def _well_formed(entry: dict) -> bool:
+    """Whether an index entry has the fields this report reads, of their types (a hand-edited or damaged one
+    may lack them)."""
+    unit, source = entry.get("unit"), entry.get("source")
+    return (isinstance(unit, dict) and isinstance(unit.get("n_rows"), int) and isinstance(source, dict)
+            and isinstance(source.get("path"), str) and isinstance(entry.get("size", 0), int)
+            and isinstance(entry.get("context", "?"), str) and isinstance(entry.get("context_summary", {}), dict))
 
 
 def _source_state(path: str, recorded: dict) -> str:

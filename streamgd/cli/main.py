@@ -8,6 +8,7 @@ Errors a user can fix print one line on stderr and exit with status 2, never a t
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from typing import Any
@@ -30,6 +31,16 @@ def main() -> None:
 
     prefer_jemalloc()
     warnings.showwarning = _one_line_warning
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM (``kill``, a scheduler's stop) handled as Ctrl-C: by the SIGINT handler in place when it comes
+    (the Trainer's stops after the chunk, with a checkpoint; a dask round is cancelled), else KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 def _one_line_warning(message: Warning | str, category: type, *ignored: Any, **also_ignored: Any) -> None:
@@ -72,6 +83,7 @@ def run() -> None:
     twice in some hundreds of runs, once under the nightly benchmark. The command's work is over by then: its
     files are written and closed, and its output is flushed here, so it exits at once with its status.
     """
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # the command's process only, not a host of the API
     status = invoke()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -37,19 +37,26 @@ def predict(model_path: str, data: tuple[str, ...], out: str, keep: str | None, 
     storage_options = storage_options_of(storage_option)
     _check_predict_output(source, model_path, out, directory=bool(workers or dask_address),
                           storage_options=storage_options)
+    if workers and not dask_address:
+        from ..distributed import check_local_workers
+
+        check_local_workers(workers, "--workers")
     model = load(model_path, storage_options)
     if workers or dask_address:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
 
-        from ..distributed import predict_distributed
+        from ..distributed import close_cluster, local_cluster, predict_distributed
 
-        cluster = None if dask_address else LocalCluster(n_workers=workers, threads_per_worker=1,
-                                                         dashboard_address=None)
-        with Client(dask_address or cluster) as client:
-            counts = predict_distributed(model, source, out, client=client, keep=split_columns(keep) or (),
-                                         storage_options=storage_options)
-        if cluster is not None:
-            cluster.close()
+        cluster = None if dask_address else local_cluster(workers, dashboard_address=None)
+        stopped = True  # until the predictions are written: then the cluster closes unhurried
+        try:
+            with Client(dask_address or cluster) as client:
+                counts = predict_distributed(model, source, out, client=client, keep=split_columns(keep) or (),
+                                             storage_options=storage_options)
+            stopped = False
+        finally:
+            if cluster is not None:
+                close_cluster(cluster, quickly=stopped)
         click.echo(_predicted_line(counts, f"{out}/part-*.parquet"))
         return
     counts = _predict_with_progress(model, source, out, split_columns(keep) or (), storage_options)
@@ -81,11 +88,11 @@ def _check_predict_output(source: Any, model_path: str, out: str, directory: boo
                           storage_options: dict | None = None) -> None:
     """``--out`` checked before reading: a writable file (a directory of parts on dask), none of the inputs."""
     from ..data.dataset import list_files
-    from ..io.outputs import check_output_dir, check_output_file, holds_any
+    from ..io.outputs import PART_FILES, check_output_dir, check_output_file, holds_any
 
     inputs = list_files(source, storage_options)
     if directory:
-        check_output_dir(out, "--out", storage_options)
+        check_output_dir(out, "--out", storage_options, replaced=PART_FILES)
         if holds_any(out, inputs):
             raise ConfigError(f"--out {out} holds the input data; write the predictions elsewhere")
     else:

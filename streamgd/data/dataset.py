@@ -17,7 +17,9 @@ import fnmatch
 import glob as globlib
 import os
 import re
+import stat
 import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,7 +45,7 @@ from ..io.storage import (
 from .columns import resolve_columns
 from .convert import no_parquet_files_message, other_format_hint
 from .remote_reads import OpenFiles
-from .schema import ColumnDrift, reconcile, settle_drift
+from .schema import ColumnDrift, check_unique_names, reconcile, settle_drift
 from .sparse_block import BlockNames, SparseBlock
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -289,16 +291,43 @@ def _expand_path(path: str, storage_options: dict | None = None) -> tuple[list[s
             raise DataError(f"no file matches the pattern {path}")
         return found, None
     if os.path.isdir(path):
-        found = []
+        found, skipped = [], []
         for root, dirs, names in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-            found.extend(os.path.join(root, n) for n in sorted(names) if _is_data_file(n))
+            for name in sorted(names):
+                if _is_data_file(name):
+                    file = os.path.join(root, name)
+                    (found if _is_regular_parquet(file, name) else skipped).append(file)
+        if skipped:
+            shown = ", ".join(os.path.relpath(f, path) for f in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+            warnings.warn(f"{path}: {len(skipped)} file(s) without a name ending .parquet and without Parquet's "
+                          f"PAR1 mark left out: {shown}", stacklevel=2)
         if not found:
             raise DataError(no_parquet_files_message(path))
         return found, None
     if not os.path.exists(path):
         raise DataError(f"no such file or directory: {path}")
+    _check_regular(path)
     return [path], None
+
+
+def _check_regular(path: str) -> None:
+    """A named data path must be a regular file: reading a pipe or a device would wait forever or never end."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise DataError(f"{path} is not a regular file (a pipe, a device or a socket); give a Parquet file")
+
+
+def _is_regular_parquet(file: str, name: str) -> bool:
+    """Whether a file found in a directory is data: regular (else a DataError), and, without a Parquet suffix
+    (Hive and Hadoop write ``000000_0``, ``part-00000``), starting with Parquet's mark ``PAR1``."""
+    _check_regular(file)
+    if name.endswith(PARQUET_SUFFIXES):
+        return True
+    try:
+        with open(file, "rb") as stream:
+            return stream.read(4) == b"PAR1"
+    except OSError:
+        return True  # unreadable: opening it says why, naming the file
 
 
 def _expand_uri(location: Location) -> tuple[list[str], Any]:
@@ -471,6 +500,7 @@ def open_table(table: pa.Table, target: str | None = None, features: Sequence[st
         if categorical:
             raise ConfigError("a sparse matrix's columns cannot be combined with categorical columns; encode them "
                               "into the sparse matrix (sklearn.feature_extraction.FeatureHasher, for example)")
+    check_unique_names("the table", table.schema)
     feature_names, ignored, categorical = resolve_columns(table.schema, target, features, "the table",
                                                            allow_string_target, categorical, exclude,
                                                            allow_no_features=sparse is not None)

@@ -140,7 +140,9 @@ def _copy_into(source, out):  # pragma: no cover - compiled
 
 def _column_to_numpy(column: pa.ChunkedArray, name: str) -> np.ndarray:
     dtype = column.type
-    if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype)) or column.null_count:
+    # float16 is cast up too: the compiled copy loops take no half floats
+    if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype)) or pa.types.is_float16(dtype) \
+            or column.null_count:
         try:
             column = pc.cast(column, pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

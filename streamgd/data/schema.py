@@ -69,6 +69,7 @@ def reconcile(files: Sequence[str], schemas: Sequence[pa.Schema],
     order: list[str] = []
     types: dict[str, dict[str, tuple[pa.DataType, list[str]]]] = {}
     for path, schema in zip(files, schemas):
+        check_unique_names(path, schema)
         for column in schema:
             if column.name not in types:
                 order.append(column.name)
@@ -87,6 +88,16 @@ def reconcile(files: Sequence[str], schemas: Sequence[pa.Schema],
             drift.append(ColumnDrift(name, {k: paths for k, (_, paths) in kinds.items()}, missing,
                                      None if missing else unified))
     return MergedSchema(pa.schema(fields), drift)
+
+
+def check_unique_names(path: str, schema: pa.Schema) -> None:
+    """A file whose columns repeat a name (pandas and Spark can write one) is refused: a name could not say
+    which of them a run reads."""
+    names = schema.names
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SchemaError(f"{path} has more than one column named {', '.join(map(repr, repeated))}; rename them "
+                          "so that each column has its own name")
 
 
 def check_used(merged: MergedSchema, used: Sequence[str]) -> None:

@@ -135,8 +135,10 @@ def numeric_values(column: pa.ChunkedArray) -> np.ndarray:
         column = pc.cast(pc.cast(column, pa.date32()), pa.int32())
     elif pa.types.is_timestamp(dtype) or pa.types.is_duration(dtype) or pa.types.is_time(dtype):
         scale = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[dtype.unit]
-        values = np.asarray(pc.cast(pc.cast(column, pa.int64()), pa.float64()).to_numpy(zero_copy_only=False),
-                            dtype=np.float64)
+        # unchecked: an int64 of nanoseconds since 1970 exceeds float64's exact integers (2^53), and seconds
+        # need no nanosecond precision
+        ticks = pc.cast(pc.cast(column, pa.int64()), pa.float64(), safe=False)
+        values = np.asarray(ticks.to_numpy(zero_copy_only=False), dtype=np.float64)
         return values / scale
     try:
         column = pc.cast(column, pa.float64())

@@ -52,7 +52,7 @@ def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:
     try:
         with safe_open(os.fspath(path), framework="numpy") as handle:
             return handle.get_tensor(name)
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:  # TypeError: a dtype numpy lacks (BF16)
         raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
 
 
@@ -96,7 +96,7 @@ def _read_tensor_file(local: str, path: str, file_format: str, version: int, wha
             stored = list(handle.keys())
             tensors = {name: handle.get_tensor(name) for name in stored if names is None or name in names}
             tensors["__names__"] = stored
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:  # TypeError: a dtype numpy lacks (BF16)
         reason = str(exc).strip().splitlines()
         raise ModelFileError(f"{path} is not a {what} (not a readable safetensors file: "
                              f"{reason[0] if reason else type(exc).__name__})") from None

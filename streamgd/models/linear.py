@@ -29,6 +29,7 @@ from ..io.storage import resolve
 from ..io.tensorfile import read_tensor, read_tensor_file, write_tensor_file
 from ..kernels import codes as kernels  # numba-free: reading a model file loads no compiler
 from ..registry import Registry
+from .file_checks import check_model_fields, check_spec_applies
 
 MODEL_FORMAT = "streamgd.model"
 FORMAT_VERSION = 2  # 2: a factorization machine's files (a linear model's are still written as 1, for older readers)
@@ -456,6 +457,7 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Linear
     meta, tensors = read_tensor_file(location, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file",
                                      names=("coef", "intercept", "factors", "factor_state") if location.is_local
                                      else None)
+    check_model_fields(meta, tensors, path, MODEL_KINDS)
     try:
         cls = MODEL_KINDS[meta["kind"]]
         factors = None
@@ -468,10 +470,11 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Linear
                     classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
                     summary=meta.get("summary"), feature_spec=meta.get("feature_spec"), factors=factors,
                     factorization=meta.get("factorization"))
+        check_spec_applies(model.spec, model.n_features, path)  # now, not at the first prediction
         if "optimizer_state" in tensors:
             model.optimizer_state = tensors["optimizer_state"]
         elif "optimizer_state" in tensors.get("__names__", ()):
             model._state_file = location.path  # read when asked for
         return model
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a feature_spec's fields
         raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None

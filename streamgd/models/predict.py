@@ -58,7 +58,19 @@ def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = (), targ
     missing = [c for c in keep if c not in dataset.schema.names]
     if missing:
         raise DataError(f"the column {missing[0]!r} to keep is not in the data")
+    taken = [c for c in keep if c in prediction_columns(model)]
+    if taken:
+        raise DataError(f"the column {taken[0]!r} to keep has the name of a column the predictions write "
+                        f"({', '.join(prediction_columns(model))}); rename it in the data to keep it")
     return dataset
+
+
+def prediction_columns(model: LinearModel) -> list[str]:
+    """The columns ``prediction_table`` writes for this model."""
+    if not hasattr(model, "predict_proba"):
+        return ["prediction"]
+    classes = model.classes_ or [0, 1]
+    return ["prediction", "proba"] if len(classes) == 2 else ["prediction", *(f"proba_{c}" for c in classes)]
 
 
 def iter_prediction_tables(model: LinearModel, dataset: Dataset, keep: Sequence[str] = (),

@@ -18,6 +18,7 @@ from ..data.dataset import Dataset
 from ..data.reader import ChunkStream
 from ..data.remote_reads import ReadStats
 from ..data.shuffle import ShuffleQualityMeter, make_plan
+from ..errors import DataError
 from .chunk_step import ChunkJob, batches_in, cache_session, cache_settings, full_batch_step, open_stream, train_stream
 from .config import TrainConfig
 from .holdout import constant_loss, mean_loss
@@ -143,6 +144,10 @@ def run_epoch(cfg: TrainConfig, run: Run, job: ChunkJob, state: TrainState, sour
     record."""
     progress = EpochProgress(after_chunk)
     entries = source.train_epoch(cfg, run, job, state, progress)
+    if state.epoch_rows == 0 and state.epoch_rows_skipped:
+        why = "a missing target or feature (--missing drop-rows)" if cfg.missing == "drop-rows" else "no target"
+        raise DataError(f"every row of the data was left out ({state.epoch_rows_skipped:,} rows: {why}); there is "
+                        "nothing to train on")
     if job.full_batch:
         full_batch_step(job, state, run.schedule)
     record = epoch_record(cfg, run, state, progress.meter, progress.quality)
