@@ -53,6 +53,15 @@ def test_an_unknown_column_gets_the_closest_names_and_they_are_listed(wide):
         streamgd.open_dataset(wide, target="label", features=["x00", "tok2"])
 
 
+def test_interactions_and_keep_name_the_closest_columns(wide, hashed_model, tmp_path):
+    result = run("fit", wide, "--target", "label", "--interactions", "tok:fwe", "--epochs", "1")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "--interactions names 'fwe', which is not in the data; did you mean 'few'?" in result.stderr
+    result = run("predict", hashed_model, wide, "--out", tmp_path / "p.parquet", "--keep", "lable")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "the --keep column 'lable' is not in the data; did you mean 'label'?" in result.stderr
+
+
 def test_the_column_list_is_never_cut_before_the_closest_names():
     names = [f"c{i}" for i in range(100)]
     assert column_list(names, near=["c57", "c90"], limit=4) == "c0, c1, c2, c3, ..., c57, ..., c90, ... (100 in all)"

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..data.columns import unknown_column
 from ..data.dataset import Dataset, open_dataset
 from ..data.reader import ChunkStream
 from ..data.shuffle import make_plan
@@ -57,7 +58,7 @@ def open_for_model(model: LinearModel, data: Any, keep: Sequence[str] = (), targ
                            allow_string_target=model.is_classifier, storage_options=storage_options)
     missing = [c for c in keep if c not in dataset.schema.names]
     if missing:
-        raise DataError(f"the column {missing[0]!r} to keep is not in the data")
+        raise unknown_column(missing[0], dataset.schema.names, "--keep")
     taken = [c for c in keep if c in prediction_columns(model)]
     if taken:
         raise DataError(f"the column {taken[0]!r} to keep has the name of a column the predictions write "

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from ..data.columns import is_numeric_type, is_temporal_type
+from ..data.columns import closest, is_numeric_type, is_temporal_type
 from ..data.dataset import Dataset, open_dataset
 from ..data.memory_plan import MemoryPlan, plan_for_dataset
 from ..data.reader import default_target_encoder, parse_memory_budget
@@ -251,8 +251,10 @@ class RunSetup:
         for pair in self.cfg.interactions or ():
             for name in pair:
                 if name not in train.categorical:
+                    near = closest(name, train.categorical)
                     kind = "not in the data" if name not in train.schema.names else (
                         "not a feature" if name not in train.feature_names else "not categorical")
+                    kind += f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
                     raise ConfigError(f"--interactions names {name!r}, which is {kind}; interactions pair "
                                       f"categorical columns ({', '.join(train.categorical) or 'there are none'}; "
                                       "--categorical makes a column categorical)")
