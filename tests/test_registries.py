@@ -18,7 +18,7 @@ REGISTRIES = {"model": MODEL_KINDS, "optimizer": OPTIMIZERS, "schedule": SCHEDUL
 
 
 def fit_option(name: str) -> click.Option:
-    return next(p for p in main.commands["fit"].params if p.name == name)
+    return next(p for p in main.get_command(None, "fit").params if p.name == name)
 
 
 @pytest.mark.parametrize("setting", list(REGISTRIES))

@@ -15,15 +15,28 @@ from typing import Any
 
 import click
 
-from .convert import convert
-from .data import bench, make_data
-from .fit import fit
-from .inspect import inspect
+from .lazy_group import LazyCommand, LazyGroup
 from .options import EXIT_INTERRUPTED, EXIT_USAGE
-from .predict import evaluate, predict
+
+COMMANDS = {  # each command's module is imported when it runs; a summary is the start of the command's own help
+    "inspect": LazyCommand("streamgd.cli.inspect", "inspect",
+                           "Show a dataset's files, rows, row groups, columns and what training would use"),
+    "fit": LazyCommand("streamgd.cli.fit", "fit", "Train a model on DATA (Parquet files, directories or globs; or "
+                       "s3://, gs://, abfs:// URIs) streamed from disk or an object store"),
+    "predict": LazyCommand("streamgd.cli.predict", "predict",
+                           "Stream predictions of MODEL over DATA into a Parquet file, one per input row in input "
+                           "order"),
+    "evaluate": LazyCommand("streamgd.cli.predict", "evaluate",
+                            "Stream DATA through MODEL and print the metrics that fit it"),
+    "bench": LazyCommand("streamgd.cli.data", "bench", "The nightly memory and throughput benchmark"),
+    "make-data": LazyCommand("streamgd.cli.data", "make_data",
+                             "Write a synthetic Parquet dataset with a known true model, in bounded memory"),
+    "convert": LazyCommand("streamgd.cli.convert", "convert",
+                           "Convert SOURCE (CSV or JSON lines) to the Parquet file OUT, streamed in bounded memory"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamgd")
 def main() -> None:
     """Out-of-core gradient descent (full batch, SGD, mini-batch) on Parquet data."""
@@ -46,10 +59,6 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 def _one_line_warning(message: Warning | str, category: type, *ignored: Any, **also_ignored: Any) -> None:
     """A warning as one line on stderr (no file, line or source), like the errors."""
     click.echo(f"warning: {message}", err=True)
-
-
-for command in (inspect, fit, predict, evaluate, bench, make_data, convert):
-    main.add_command(command)
 
 
 def invoke(args: list[str] | None = None) -> int:
