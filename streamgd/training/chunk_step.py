@@ -239,8 +239,9 @@ def check_status(job: ChunkJob, status: int, chunk: Chunk, state: TrainState) ->
     bad = [j for j, v in enumerate(values) if not np.isfinite(v)]
     if bad:
         name = job.feature_names[bad[0]]
-        fix = ("--missing drop-rows or --missing impute" if np.isnan(values[bad[0]]) else  # inf: neither helps
-               f"clip the column (--transform clip:{name}:LOW:HIGH)")
+        nan = np.isnan(values[bad[0]])  # inf: neither --missing policy helps
+        fix = "train with --missing drop-rows or --missing impute" if nan else \
+            f"clip the column (--transform clip:{name}:LOW:HIGH)"
         raise DataError(f"the feature column {name!r} holds {values[bad[0]]} at {where}; clean the data, or {fix}")
     if chunk.y is not None and not np.isfinite(chunk.y[row]):
         raise DataError(f"the target column {job.dataset.target!r} is missing (null or NaN) at {where}; "
