@@ -29,7 +29,7 @@ def kernel_hyper(optimizer: Optimizer, alpha: float, l1_ratio: float, clip_norm:
     hyper[rules.H_HUBER_EPS] = huber_epsilon
     optimizer.write_hyper(hyper)
     if factors is not None:
-        factors.write_hyper(hyper)
+        factors.write_hyper(hyper, optimizer.code)
     return hyper
 
 
