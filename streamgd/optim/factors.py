@@ -92,14 +92,24 @@ class FactorSettings:
                               "--field-aware out (a plain FM) or name categorical columns (--categorical)")
         return sparse_fields + (n_dense if self.numeric else 0)
 
-    def initial_rows(self, n_rows: int, state_rows: int, seed: int, fields: int = 0) -> np.ndarray:
+    def initial_rows(self, n_rows: int, state_rows: int, seed: int, fields: int = 0,
+                     out: np.ndarray | None = None) -> np.ndarray:
         """The factor block of a fresh run: per row (and per field: ``fields`` > 0), k normal values of scale
         ``init`` drawn from ``seed``, then ``state_rows * k`` zeros of optimizer state (the layout of
-        ``streamgd.kernels.factors``)."""
+        ``streamgd.kernels.factors``). Written into ``out`` (zeros, as long as the block) where given, and drawn
+        a slice of rows at a time: a field-aware block is GBs, and a whole draw held two more halves of it."""
         n_fields = max(int(fields), 1)
-        block = np.zeros((n_rows, n_fields, self.k * (1 + state_rows)))
+        width = self.k * (1 + state_rows)
+        if out is None:
+            out = np.zeros(n_rows * n_fields * width)
+        block = out.reshape(n_rows, n_fields, width)
         rng = np.random.default_rng([int(seed), _INIT_STREAM])
-        block[:, :, :self.k] = rng.standard_normal((n_rows, n_fields, self.k)) * self.init
+        step = max(1, (1 << 18) // (n_fields * self.k))  # about 2 MB of draws at a time, the same stream
+        for start in range(0, n_rows, step):
+            stop = min(start + step, n_rows)
+            draws = rng.standard_normal((stop - start, n_fields, self.k))
+            draws *= self.init
+            block[start:stop, :, :self.k] = draws
         return block.reshape(n_rows, -1)
 
     def config(self) -> dict:
