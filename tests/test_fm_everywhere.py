@@ -40,8 +40,8 @@ def clicks(tmp_path_factory):
     return str(path)
 
 
-FM = {"factors": 4, "optimizer": "adagrad", "batch_size": 16, "epochs": 2, "seed": 3, "encoding": "onehot"}
-FM["interactions"] = "none"  # no searched crosses: the pairs are the factors' to learn
+FM = {"factors": 4, "optimizer": "adagrad", "batch_size": 16, "epochs": 2, "seed": 3, "encoding": "onehot",
+      "interactions": "none"}  # the three columns as the fields, no searched cross among them
 
 
 @pytest.mark.parametrize("field_aware", [False, True], ids=["fm", "ffm"])

@@ -54,6 +54,7 @@ from .codes import (  # noqa: F401 - the codes callers pass, named where they ca
     H_ALPHA,
     H_CLIP_NORM,
     H_FACTOR_L2,
+    H_FACTOR_LR,
     H_FACTOR_NUMERIC,
     H_FACTORS,
     H_FIELDS,

@@ -61,13 +61,14 @@ H_FACTORS = 12  # k, the length of each factor vector
 H_FACTOR_L2 = 13  # the factors' own L2 penalty, on the rows a batch touches
 H_FACTOR_NUMERIC = 14  # 1: the dense block's columns have factor rows too (before the slots'); 0: the slots only
 H_FIELDS = 15  # a field-aware FM (streamgd.kernels.field_factors): its number of fields; 0: a plain FM
-N_HYPER = 16
+H_FACTOR_LR = 16  # the factors' rate as a multiple of the run's; 0: the run's own
+N_HYPER = 17
 
 # The rule that updates the factor rows, by the optimizer code of the run (absent: factors refused with it), and
 # the state rows it keeps per factor: FTRL's proximal form has no use for a factor (no L1 zeros wanted there), so
 # FTRL runs take AdaGrad for the factors, as libffm and xLearn do.
 FACTOR_RULES = {OPT_SGD: OPT_SGD, OPT_ADAGRAD: OPT_ADAGRAD, OPT_ADAM: OPT_ADAM, OPT_FTRL: OPT_ADAGRAD}
-FACTOR_FLOOR = 1e-10  # the AdaGrad denominator's floor of factor rows where the run's optimizer names none (FTRL)
+FACTOR_FLOOR = 1e-10  # the AdaGrad denominator's floor of factor rows where the run names neither eps nor FTRL's beta
 
 
 def factor_state_rows(opt_kind: int) -> int:

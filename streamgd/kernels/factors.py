@@ -30,6 +30,8 @@ from .codes import (
     H_CLIP_NORM,
     H_EPS,
     H_FACTOR_L2,
+    H_FACTOR_LR,
+    H_FTRL_BETA,
     OPT_ADAGRAD,
     OPT_ADAM,
 )
@@ -145,7 +147,11 @@ def factor_step(factors, rule, grad, mask, n_rows, d, touched, inv, lr, hyper, s
     first = d_num
     width = V.shape[1] // n_fields  # one field's k factors and their state
     l2 = hyper[H_FACTOR_L2]
-    eps = hyper[H_EPS] if hyper[H_EPS] > 0.0 else FACTOR_FLOOR
+    if hyper[H_FACTOR_LR] > 0.0:  # the factors' own share of the run's rate
+        lr *= hyper[H_FACTOR_LR]
+    # AdaGrad's denominator: the run's eps, or under FTRL its offset beta (lr / (beta + sqrt(G)), as FTRL's own
+    # rate), so that a row's first step is about lr * g, not lr * sign(g) whatever the gradient's size
+    eps = hyper[H_EPS] if hyper[H_EPS] > 0.0 else hyper[H_FTRL_BETA] if hyper[H_FTRL_BETA] > 0.0 else FACTOR_FLOOR
     beta1 = hyper[H_BETA1]
     beta2 = hyper[H_BETA2]
     t = step + 1.0

@@ -12,8 +12,13 @@ row, checked against the memory available before training (``check_factor_block_
 
 The factors are trained by the run's optimizer where it has a per-coordinate form for them (SGD, AdaGrad, Adam)
 and by AdaGrad where the run's optimizer is FTRL: FTRL-Proximal's L1 zeros suit the linear weights of a click log,
-not latent vectors, so the linear part keeps FTRL and the factors take AdaGrad with the same base rate, as libffm
-and xLearn combine them.
+not latent vectors, so the linear part keeps FTRL and the factors take AdaGrad, as libffm and xLearn combine them.
+Under FTRL that AdaGrad takes FTRL's per-coordinate form ``lr / (beta + sqrt(G))`` (beta from the run, 1 by default:
+libffm starts its sums of squares at 1 for the same reason): with a bare floor a row's first step is ``lr`` times
+the gradient's sign, however small the gradient, and every rare value's vector jumped by ``lr`` on its first row.
+Its rate is ``FTRL_FACTOR_LR`` times the linear part's unless ``lr_scale`` names another share: at FTRL's full rate
+the factors of the many rare values memorise their rows within an epoch or two (issue 28's benchmark,
+``scripts/bench_fm.py``; the measurements are in benchmarks/README.md, "Factorization machines").
 
 >>> FactorSettings(4, init=0.1).initial_rows(3, 0, seed=1).shape
 (3, 4)
@@ -32,19 +37,22 @@ from ..errors import ConfigError
 from ..kernels import codes
 
 MAX_FACTORS = 1024  # beyond it the pair term costs more than any click log's rows can pay for
+FTRL_FACTOR_LR = 0.3  # the factors' share of an FTRL run's rate (benchmarks/README.md, "Factorization machines")
 _INIT_STREAM = 0xFAC7_0125  # the factors' own seed stream: they do not move with the shuffle's
 
 
 @dataclass(frozen=True)
 class FactorSettings:
     """``k`` factors per row, their L2 penalty, the scale of their seeded normal initial values, and whether the
-    dense (numeric) columns get factor rows too (else only the sparse slots do)."""
+    dense (numeric) columns get factor rows too (else only the sparse slots do); ``lr_scale``: the factors' rate
+    as a multiple of the run's (None: ``FTRL_FACTOR_LR`` under FTRL, else 1)."""
 
     k: int
     l2: float = 2e-5
     init: float = 0.05
     numeric: bool = False
     field_aware: bool = False
+    lr_scale: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or not 1 <= self.k <= MAX_FACTORS:
@@ -54,12 +62,24 @@ class FactorSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"factor_{name}={value!r} is not accepted; expected a number >= 0")
+        if self.lr_scale is not None and not (isinstance(self.lr_scale, (int, float)) and
+                                              math.isfinite(self.lr_scale) and self.lr_scale > 0):
+            raise ConfigError(f"factor_lr={self.lr_scale!r} is not accepted; expected a number > 0 (the factors' "
+                              "rate as a multiple of the run's)")
 
-    def write_hyper(self, hyper: np.ndarray) -> None:
-        """Write k, the L2 penalty and the numeric switch into the kernels' hyperparameter vector."""
+    def rate_share(self, opt_code: int) -> float:
+        """The factors' rate as a multiple of the run's under optimizer ``opt_code``."""
+        if self.lr_scale is not None:
+            return float(self.lr_scale)
+        return FTRL_FACTOR_LR if int(opt_code) == codes.OPT_FTRL else 1.0
+
+    def write_hyper(self, hyper: np.ndarray, opt_code: int = -1) -> None:
+        """Write k, the L2 penalty, the numeric switch and the factors' share of the rate (under optimizer
+        ``opt_code``) into the kernels' hyperparameter vector."""
         hyper[codes.H_FACTORS] = self.k
         hyper[codes.H_FACTOR_L2] = self.l2
         hyper[codes.H_FACTOR_NUMERIC] = 1.0 if self.numeric else 0.0
+        hyper[codes.H_FACTOR_LR] = self.rate_share(opt_code)
 
     def fields(self, n_dense: int, sparse_fields: int) -> int:
         """The number of fields of the model (0: a plain FM): ``sparse_fields`` (the categorical columns,
@@ -72,19 +92,30 @@ class FactorSettings:
                               "--field-aware out (a plain FM) or name categorical columns (--categorical)")
         return sparse_fields + (n_dense if self.numeric else 0)
 
-    def initial_rows(self, n_rows: int, state_rows: int, seed: int, fields: int = 0) -> np.ndarray:
+    def initial_rows(self, n_rows: int, state_rows: int, seed: int, fields: int = 0,
+                     out: np.ndarray | None = None) -> np.ndarray:
         """The factor block of a fresh run: per row (and per field: ``fields`` > 0), k normal values of scale
         ``init`` drawn from ``seed``, then ``state_rows * k`` zeros of optimizer state (the layout of
-        ``streamgd.kernels.factors``)."""
+        ``streamgd.kernels.factors``). Written into ``out`` (zeros, as long as the block) where given, and drawn
+        a slice of rows at a time: a field-aware block is GBs, and a whole draw held two more halves of it."""
         n_fields = max(int(fields), 1)
-        block = np.zeros((n_rows, n_fields, self.k * (1 + state_rows)))
+        width = self.k * (1 + state_rows)
+        if out is None:
+            out = np.zeros(n_rows * n_fields * width)
+        block = out.reshape(n_rows, n_fields, width)
         rng = np.random.default_rng([int(seed), _INIT_STREAM])
-        block[:, :, :self.k] = rng.standard_normal((n_rows, n_fields, self.k)) * self.init
+        step = max(1, (1 << 18) // (n_fields * self.k))  # about 2 MB of draws at a time, the same stream
+        for start in range(0, n_rows, step):
+            stop = min(start + step, n_rows)
+            draws = rng.standard_normal((stop - start, n_fields, self.k))
+            draws *= self.init
+            block[start:stop, :, :self.k] = draws
         return block.reshape(n_rows, -1)
 
     def config(self) -> dict:
         return {"k": int(self.k), "l2": float(self.l2), "init": float(self.init), "numeric": bool(self.numeric),
-                **({"field_aware": True} if self.field_aware else {})}
+                **({"field_aware": True} if self.field_aware else {}),
+                **({"lr_scale": float(self.lr_scale)} if self.lr_scale is not None else {})}
 
 
 def spec_fields(spec: Any, n_slots: int = 0) -> int:

@@ -29,7 +29,7 @@ def kernel_hyper(optimizer: Optimizer, alpha: float, l1_ratio: float, clip_norm:
     hyper[rules.H_HUBER_EPS] = huber_epsilon
     optimizer.write_hyper(hyper)
     if factors is not None:
-        factors.write_hyper(hyper)
+        factors.write_hyper(hyper, optimizer.code)
     return hyper
 
 
@@ -42,7 +42,7 @@ def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_ou
     holds the factors' optimizer state beside them: ``opt_state`` covers the linear part. A field-aware one
     takes its fields from ``sparse_fields`` (the FeatureSpec's, ``spec_fields``), written to ``hyper``."""
     size = n_params(n_features, n_out)
-    block = None
+    factor_block = None  # (rows, state rows, seed, fields) of a factorization machine's block
     if factors is not None:
         rows = factor_rows(n_features - n_slots, n_slots, factors.numeric)
         state_rows = rules.factor_state_rows(optimizer.code)
@@ -51,7 +51,7 @@ def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_ou
         if fields:
             check_factor_block_fits(rows, fields, factors.k, state_rows)
         check_model_fits(size + rows * max(fields, 1) * factors.k * (1 + state_rows), optimizer.state_rows, n_slots)
-        block = factors.initial_rows(rows, state_rows, seed, fields)
+        factor_block = (rows, state_rows, seed, fields)  # drawn into the parameter vector below: no copy
     stochastic = not full_batch and optimizer.code != rules.OPT_FTRL  # FTRL applies its penalty itself
     # stochastic steps take the L1 penalty cumulatively (exact zeros despite gradient noise); its record is one
     # more row of the optimizer state. Full batch uses the plain proximal step (ISTA).
@@ -65,8 +65,11 @@ def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_ou
         if needed:
             opt_state = np.vstack([opt_state, np.zeros((1, size))])
             hyper[slot] = opt_state.shape[0]
-    if block is not None:
-        return np.concatenate([np.zeros(size), block.ravel()]), opt_state
+    if factor_block is not None:
+        rows, state_rows, seed, fields = factor_block
+        params = np.zeros(size + rows * max(fields, 1) * factors.k * (1 + state_rows))
+        factors.initial_rows(rows, state_rows, seed, fields, out=params[size:])
+        return params, opt_state
     return np.zeros(size), opt_state
 
 

@@ -88,6 +88,7 @@ class TrainConfig:
     factor_l2: float = 2e-5
     factor_init: float = 0.05
     factor_numeric: bool = False
+    factor_lr: float | None = None  # the factors' rate as a multiple of the run's (None: 0.3 under FTRL, else 1)
     field_aware: bool = False  # a field-aware FM: each categorical column (interaction, binned column) a field
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
     class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
@@ -224,7 +225,7 @@ class TrainConfig:
         if self.factors is None:
             return None
         return FactorSettings(self.factors, self.factor_l2, self.factor_init, bool(self.factor_numeric),
-                              bool(self.field_aware))
+                              bool(self.field_aware), self.factor_lr)
 
     @property
     def resolved(self) -> bool:
