@@ -22,12 +22,13 @@ _DTYPES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np
 def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[str, str]) -> None:
     """Write a safetensors file (the format's header: an 8-byte little-endian length, then JSON naming each
     tensor's dtype, shape and byte range; then the bytes) straight from the arrays' memory: no copy of a tensor
-    is made (``safetensors.numpy.save_file`` makes one of each, which for a 2^24-slot model is hundreds of MB)."""
+    is made (``safetensors.numpy.save_file`` makes one of each, which for a 2^24-slot model is hundreds of MB); a
+    strided view (a factorization machine's factors without their state) is written in slices of its rows."""
     header: dict = {"__metadata__": metadata}
     offset = 0
     arrays = []
     for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
+        array = np.asarray(tensors[name])
         if array.dtype not in _DTYPES:
             raise TypeError(f"cannot store a tensor of dtype {array.dtype}")
         array = array.astype(array.dtype.newbyteorder("<"), copy=False)
@@ -41,8 +42,23 @@ def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[s
         stream.write(len(text).to_bytes(8, "little"))
         stream.write(text)
         for array in arrays:
-            if array.nbytes:
-                stream.write(memoryview(array.reshape(-1)).cast("B"))
+            _write_array(stream, array)
+
+
+_SLICE_BYTES = 1 << 23  # a strided tensor's rows are copied this many bytes (8 MB) at a time
+
+
+def _write_array(stream: Any, array: np.ndarray) -> None:
+    """Write ``array``'s bytes in C order: straight from its memory when contiguous, else a slice of rows at a
+    time (a copy of one slice, never of the whole tensor)."""
+    if not array.nbytes:
+        return
+    if array.ndim == 0 or array.flags.c_contiguous:
+        stream.write(memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B"))
+        return
+    step = max(1, _SLICE_BYTES // max(array[0].nbytes, 1))
+    for start in range(0, array.shape[0], step):
+        stream.write(memoryview(np.ascontiguousarray(array[start:start + step]).reshape(-1)).cast("B"))
 
 
 def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:

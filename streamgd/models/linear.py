@@ -45,6 +45,13 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
+def _view(array: np.ndarray, shape: tuple) -> np.ndarray:
+    """``array`` reshaped to ``shape`` without a copy (a plain FM's (rows, 1, k) slice is (rows, k) in place)."""
+    view = array.view()
+    view.shape = shape  # raises rather than copy when the strides cannot be kept
+    return view
+
+
 class LinearModel:
     """Coefficients ``coef_`` (n_outputs, n_features), intercepts ``intercept_`` (n_outputs,), and metadata."""
 
@@ -316,9 +323,11 @@ class LinearModel:
             rows, fields = self.factor_block.shape[0], max(self.n_fields, 1)
             by_field = self.factor_block.reshape(rows, fields, -1)  # a field-aware FM's (rows, fields, k) tensors
             shape = (rows, fields, -1) if self.n_fields else (rows, -1)
-            tensors["factors"] = np.ascontiguousarray(by_field[:, :, :k]).reshape(shape)
+            # views, written a slice of rows at a time (streamgd.io.tensorfile): a contiguous copy of each would
+            # hold the block twice over while saving (the FFM's peak; scripts/bench_fm.py)
+            tensors["factors"] = _view(by_field[:, :, :k], shape)
             if by_field.shape[2] > k:
-                tensors["factor_state"] = np.ascontiguousarray(by_field[:, :, k:]).reshape(shape)
+                tensors["factor_state"] = _view(by_field[:, :, k:], shape)
             version = FORMAT_VERSION
         write_tensor_file(path, tensors, MODEL_FORMAT, version, self.metadata(), "a model file",
                           storage_options)

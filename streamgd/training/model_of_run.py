@@ -28,10 +28,12 @@ def _owes_penalties(hyper: np.ndarray, n_slots: int) -> bool:
     return bool(n_slots and (hyper[kernels.H_LAZY_ROW] or hyper[kernels.H_L1_ROW]))
 
 
-def _settled(run: Run, state: TrainState) -> tuple[np.ndarray, np.ndarray]:
-    """Copies of the parameters and the optimizer state with the lazy penalties settled (the state itself when
-    nothing can be owed). A model keeps both: continuing it must not apply the settled decay again."""
-    params, opt_state = state.params, state.opt_state
+def _settled(run: Run, state: TrainState, n_params: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the parameters (the first ``n_params`` only, when given: the linear part a model settles,
+    without a factorization machine's factor block, which owes nothing) and of the optimizer state with the lazy
+    penalties settled (the state itself when nothing can be owed). A model keeps both: continuing it must not
+    apply the settled decay again."""
+    params, opt_state = state.params[:n_params], state.opt_state
     if _owes_penalties(run.hyper, run.n_slots):
         params, opt_state = params.copy(), opt_state.copy()
         settle_lazy_penalties(params, opt_state, run.hyper, run.n_out, len(run.feature_names) - run.n_slots,
@@ -78,25 +80,35 @@ def settle_lazy_penalties(params: np.ndarray, opt_state: np.ndarray, hyper: np.n
 
 
 def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, rows: int,
-                   summary: dict | None = None, config: dict | None = None) -> LinearModel:
+                   summary: dict | None = None, config: dict | None = None, share_factors: bool = False
+                   ) -> LinearModel:
     """The model of a run's state (early stopping's best epoch if there is one) on raw inputs: the
     standardization folded into the coefficients; ``summary`` adds to the run's summary, ``config`` to its
-    settings."""
-    settled_params, opt_state = _settled(run, state)
+    settings.
+
+    ``share_factors``: a factorization machine's factor block (slots x fields x k x (1 + state), gigabytes for a
+    hashed FFM) becomes the model's without a copy, a view of the run's parameters: only when training on this
+    state is over (``Trainer.fit``). A model assembled while training goes on (the estimators' ``partial_fit``)
+    gets its own copy, or later epochs would change it."""
+    n_linear = kernels.n_params(len(run.feature_names), run.n_out)
+    linear, opt_state = _settled(run, state, n_linear)  # the factor block is never copied to be settled
     if state.best:
         params = state.best["params"]
+        linear = params[:n_linear]
     else:
-        params = run.optimizer.final_params(settled_params, opt_state, state.step)
-    n_linear = kernels.n_params(len(run.feature_names), run.n_out)
+        params = state.params
+        linear = run.optimizer.final_params(linear, opt_state, state.step)[:n_linear]
     factors, factorization = None, None
     settings = cfg.factor_settings()
     if settings is not None:  # a factorization machine: its factor block follows the linear parameters
-        rows = kernels.factor_rows(len(run.feature_names) - run.n_slots, run.n_slots, settings.numeric)
-        factors = params[n_linear:].reshape(rows, -1).copy()
+        factor_rows = kernels.factor_rows(len(run.feature_names) - run.n_slots, run.n_slots, settings.numeric)
+        factors = params[n_linear:].reshape(factor_rows, -1)
+        if not (share_factors or state.best):  # early stopping's best is a copy already
+            factors = factors.copy()
         fields = int(run.hyper[kernels.H_FIELDS])
         factorization = {"kind": "ffm" if fields else "fm", **settings.config(),
                          **({"fields": fields} if fields else {})}
-    coef, intercept = kernels.split_params(params[:n_linear], len(run.feature_names), run.n_out)
+    coef, intercept = kernels.split_params(linear, len(run.feature_names), run.n_out)
     transform = None
     if run.standardizer is not None:
         coef, intercept = run.standardizer.raw_coefficients(coef, intercept)

@@ -201,7 +201,10 @@ class Trainer:
         if self.runner is not None:
             summary.update(self.runner.settings())
             config = {"distributed": True}
-        return assemble_model(self.config, run, state, self.dataset.target, run.train.n_rows, summary, config)
+        # training on this state is over: the model takes the factor block without a copy (whoever trains on
+        # from here, the estimators' sessions, copies the state first)
+        return assemble_model(self.config, run, state, self.dataset.target, run.train.n_rows, summary, config,
+                              share_factors=True)
 
     @contextlib.contextmanager
     def _stop_on_ctrl_c(self) -> Iterator[None]:
