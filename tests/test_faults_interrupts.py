@@ -5,6 +5,7 @@ its own, signalled once its first checkpoint is on disk."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +61,8 @@ def check_stopped(status: int, stderr: str, checkpoints) -> None:
     assert len(lines) == 1 and lines[0].startswith("interrupted at epoch "), lines
     assert "--resume" in lines[0]
     epoch = int(lines[0].split("interrupted at epoch ")[1].split("/")[0])
+    done, total = re.search(r"after ([\d,]+) of ([\d,]+) rows", lines[0]).groups()
+    assert int(done.replace(",", "")) <= int(total.replace(",", "")), lines  # under dask too (was "chunk 84 of 25")
     newest = latest_checkpoint(str(checkpoints))
     assert newest is not None and newest.cursor["epoch"] == epoch - 1
 

@@ -169,7 +169,7 @@ class Trainer:
         if self._interrupted:
             where = "; resume with the same command and --resume" if cfg.checkpoint_dir and cfg.init is None else ""
             raise TrainingInterrupted(f"interrupted at epoch {state.epoch + 1}/{state.first_epoch + cfg.epochs}, "
-                                      f"chunk {state.next_chunk} of {progress.n_chunks}{where}")
+                                      f"after {state.epoch_rows:,} of {progress.rows_total:,} rows{where}")
         if self.on_chunk is not None:
             previous = state.history[-1].get("validation_loss") if state.history else None
             self.on_chunk(ChunkProgress(state.epoch, state.first_epoch + cfg.epochs, state.epoch_rows,
