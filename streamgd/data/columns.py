@@ -118,8 +118,18 @@ def unknown_column(name: str, names: Sequence[str], what: str, where: str = "the
     """The error for a column name not in the data: the closest names, then the columns (never cut before
     those)."""
     near = closest(name, names)
-    guess = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-    return DataError(f"the {what} column {name!r} is not in {where}{guess} (columns: {column_list(names, near)})")
+    return DataError(f"the {what} column {name!r} is not in {where}{did_you_mean(name, names)} "
+                     f"(columns: {column_list(names, near)})")
+
+
+def did_you_mean(name: str, names: Sequence[str]) -> str:
+    """``"; did you mean 'a', 'b'?"`` with the closest names, or ``""`` when none is close.
+
+    >>> did_you_mean("lable", ["x", "label"]), did_you_mean("zzz", ["x"])
+    ("; did you mean 'label'?", '')
+    """
+    near = closest(name, names)
+    return f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
 
 
 def column_list(names: Sequence[str], near: Sequence[str] = (), limit: int = LISTED_COLUMNS) -> str:

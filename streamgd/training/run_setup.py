@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from ..data.columns import closest, is_numeric_type, is_temporal_type
+from ..data.columns import did_you_mean, is_numeric_type, is_temporal_type
 from ..data.dataset import Dataset, open_dataset
 from ..data.memory_plan import MemoryPlan, plan_for_dataset
 from ..data.reader import default_target_encoder, parse_memory_budget
@@ -110,20 +110,17 @@ def open_training_data(cfg: TrainConfig, data: Any, target: str | None = None,
                         storage_options=cfg.storage_options), plan
 
 
-def searches_interactions(cfg: TrainConfig, dataset: Dataset, model_cls: type[LinearModel],
-                          classes: list | None) -> bool:
-    """Whether the run searches its interactions: it names none (``interactions`` None, "auto") and trains a
-    binary model of two or more categorical columns."""
-    return (cfg.interactions is None and cfg.init is None and model_cls.kind == "logistic"
-            and len(classes or ()) == 2 and len(dataset.categorical) >= 2)
+def may_search_interactions(cfg: TrainConfig, dataset: Dataset) -> bool:
+    """Whether the run may search its interactions: it names none (``interactions`` None, "auto"), continues no
+    model, and trains a logistic model of two or more categorical columns (a binary target, known later)."""
+    return cfg.interactions is None and cfg.init is None and cfg.model == "logistic" and len(dataset.categorical) >= 2
 
 
 def planned_interactions(cfg: TrainConfig, dataset: Dataset) -> int:
     """The interactions the memory plan allows for: the named ones, or the most a search may choose."""
     if cfg.interactions is not None:
         return len(cfg.interactions)
-    may_search = cfg.model == "logistic" and cfg.init is None and len(dataset.categorical) >= 2
-    return MAX_PAIRS if may_search else 0
+    return MAX_PAIRS if may_search_interactions(cfg, dataset) else 0
 
 
 def needs_feature_spec(cfg: TrainConfig, dataset: Dataset) -> bool:
@@ -168,7 +165,7 @@ class RunSetup:
             slots = spec.n_slots if spec is not None else 0
         else:
             self._check_interactions(train)
-            self._search_interactions(train, model_cls, classes, encoder)
+            self._search_interactions(train, classes, encoder)
             self.encodings = choose_encodings(train, train.categorical, self.cfg.encoding, self.cfg.max_categories)
             stats = self._statistics(train)
             spec = self._feature_spec(train, stats)
@@ -176,10 +173,11 @@ class RunSetup:
             slots = spec.n_slots if spec is not None else dataset.n_slots
             cfg.resolve_defaults(sparse=slots > 0)  # the optimizer, batch size and epochs the run left to the data
         optimizer = cfg.make_optimizer()
+        factors = cfg.factor_settings()
         hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon,
-                             cfg.factor_settings())
+                             factors)
         params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch,
-                                          cfg.factor_settings(), cfg.seed, spec_fields(spec, slots))
+                                          factors, cfg.seed, spec_fields(spec, slots))
         if init is not None:
             standardizer = stored_standardizer(init)
             params, opt_state, step, epoch = starting_point(init, describe_init(cfg.init), standardizer, opt_state)
@@ -251,20 +249,18 @@ class RunSetup:
         for pair in self.cfg.interactions or ():
             for name in pair:
                 if name not in train.categorical:
-                    near = closest(name, train.categorical)
                     kind = "not in the data" if name not in train.schema.names else (
                         "not a feature" if name not in train.feature_names else "not categorical")
-                    kind += f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+                    kind += did_you_mean(name, train.categorical)
                     raise ConfigError(f"--interactions names {name!r}, which is {kind}; interactions pair "
                                       f"categorical columns ({', '.join(train.categorical) or 'there are none'}; "
                                       "--categorical makes a column categorical)")
 
-    def _search_interactions(self, train: Dataset, model_cls: type[LinearModel], classes: list | None,
-                             encoder: Any) -> None:
+    def _search_interactions(self, train: Dataset, classes: list | None, encoder: Any) -> None:
         """A binary model of two or more categorical columns that names no interactions crosses the pairs found
         on a sample of the data (streamgd.features.interaction_search); recorded in ``chosen_defaults``."""
         cfg = self.cfg
-        if not searches_interactions(cfg, train, model_cls, classes):
+        if not (may_search_interactions(cfg, train) and len(classes or ()) == 2):
             return
         found = search_interactions(train, list(train.categorical), encoder.encode)
         cfg.interactions = [[pair.a, pair.b] for pair in found.chosen]
