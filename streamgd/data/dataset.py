@@ -389,7 +389,8 @@ def open_parquet_file(path: str, filesystem: Any = None, mapped: bool = False, o
     a remote file open there, for the passes that read it later."""
     try:
         if mapped and can_map(path, filesystem):
-            return MappedParquetFile(path, metadata=options.get("metadata"))
+            return MappedParquetFile(path, metadata=options.get("metadata"),
+                                     read_dictionary=options.get("read_dictionary"))
         if open_files is not None and is_remote(filesystem):
             return pq.ParquetFile(open_files.open(path, filesystem), **options)
         if filesystem is not None:

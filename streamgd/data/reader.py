@@ -15,6 +15,7 @@ import contextlib
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from ..io.storage import is_remote
 from ..kernels.jit import njit
 from .chunk_buffers import CHUNK_BUFFERS
 from .dataset import Dataset, Unit
+from .dictionary_slots import dictionary_columns
 from .remote_reads import ReadStats
 from .shuffle import Plan, ShuffleQualityMeter, Step
 from .sparse_block import SparseBlock
@@ -35,6 +37,9 @@ from .unit_arrays import StepGather, concat_extra, split_chunk
 from .unit_reader import UnitTableReader
 
 DEFAULT_PREFETCH_DEPTH = 2
+# categorical text columns read as dictionaries (``streamgd.data.dictionary_slots``); False: as strings, row by row
+# (the path every other column takes, kept as the reference the dictionary path is tested against)
+DICTIONARY_READS = True
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "K": 10**3, "M": 10**6, "G": 10**9}
 
@@ -68,6 +73,24 @@ class _Gathering:
         if self.extra is not None:
             chunk.extra = self.extra  # type: ignore[attr-defined]
         return chunk
+
+
+@dataclass
+class StreamTimings:
+    """Where a stream's two threads spent their time, a ``perf_counter`` pair per chunk (never per row): the
+    benchmarks' reader-thread and training-thread rates (``scripts/bench_ctr.py``). Without a prefetch thread
+    the reader's work is counted in ``reader_seconds`` too."""
+
+    reader_seconds: float = 0.0  # the prefetch thread reading and converting steps
+    put_wait_seconds: float = 0.0  # the prefetch thread waiting for room in the queue (the consumer is behind)
+    wait_seconds: float = 0.0  # the consumer waiting for the prefetch thread (the reader is behind)
+    deliver_seconds: float = 0.0  # the consumer finishing a chunk (a deferred conversion, a cache gather)
+    consumer_seconds: float = 0.0  # the consumer holding a chunk: training on it, between two chunks
+    chunks: int = 0
+    rows: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
 
 
 @dataclass
@@ -193,7 +216,7 @@ class ChunkStream:
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
                  defer_conversion: bool = False, all_rows: bool = False, cache: Any = None,
-                 fetch_bytes: int | None = None):
+                 fetch_bytes: int | None = None, dictionary_reads: bool | None = None):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -227,6 +250,8 @@ class ChunkStream:
         # the dense columns of a step from the cache that the prefetch thread gathers (the consumer gathers the
         # rest): moved a column at a time towards whichever thread waits less, so the two share the work
         self._cache_split = 1 << 30
+        self.dictionary_reads = DICTIONARY_READS if dictionary_reads is None else dictionary_reads
+        self.timings = StreamTimings()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
@@ -329,6 +354,13 @@ class ChunkStream:
             y = None if y is None else y[keep]
         return X, sparse, y, order
 
+    def dictionary_read_columns(self) -> list[str]:
+        """The categorical text columns to read as dictionaries (none without a FeatureSpec, or when disabled)."""
+        if self.features is None or not self.dictionary_reads:
+            return []
+        kept = ([self.target] if self.target else []) + self.extra_columns
+        return dictionary_columns(self.dataset.schema, [c.name for c in self.features.categorical], kept)
+
     def _columns(self) -> list[str]:
         inputs = self.dataset.feature_names if self.features is None else self.features.input_columns
         columns = inputs + ([self.target] if self.target else [])
@@ -341,48 +373,72 @@ class ChunkStream:
     def _iterate(self) -> Iterator[Chunk]:
         if self.prefetch_depth == 0:
             tables = UnitTableReader(self.dataset, self._columns(), read_stats=self.read_stats,
-                                     fetch_bytes=self.fetch_bytes)
+                                     fetch_bytes=self.fetch_bytes, dictionary_columns=self.dictionary_read_columns())
+            timings = self.timings
             try:
                 for step in self.steps:
-                    yield self._deliver(self._build(tables, step))
+                    started = time.perf_counter()
+                    chunk = self._deliver(self._build(tables, step))
+                    handed = time.perf_counter()
+                    timings.reader_seconds += handed - started
+                    timings.chunks += 1
+                    timings.rows += chunk.n_rows
+                    yield chunk
+                    del chunk
+                    timings.consumer_seconds += time.perf_counter() - handed
             finally:
                 tables.close()
             return
         self._queue = queue.Queue(maxsize=self.prefetch_depth)
         self._thread = threading.Thread(target=self._produce, name="streamgd-prefetch", daemon=True)
         self._thread.start()
+        timings = self.timings
         try:
             while True:
                 if self._queue.empty():  # the prefetch thread is behind: gather more of the cache's columns here
                     self._cache_split = max(0, self._cache_split - 1)
+                asked = time.perf_counter()
                 item = self._queue.get()
+                got = time.perf_counter()
+                timings.wait_seconds += got - asked
                 if item is None:
                     return
                 if isinstance(item, BaseException):
                     raise item
                 chunk = self._deliver(item)
                 del item  # a deferred conversion's table goes now, not after the chunk is trained on
+                handed = time.perf_counter()
+                timings.deliver_seconds += handed - got
+                timings.chunks += 1
+                timings.rows += chunk.n_rows
                 yield chunk
                 del chunk
+                timings.consumer_seconds += time.perf_counter() - handed
         finally:
             self.close()
 
     def _produce(self) -> None:
         try:
             tables = UnitTableReader(self.dataset, self._columns(), read_ahead=self._units_to_read(),
-                                     read_stats=self.read_stats, fetch_bytes=self.fetch_bytes)
+                                     read_stats=self.read_stats, fetch_bytes=self.fetch_bytes,
+                                     dictionary_columns=self.dictionary_read_columns())
         except BaseException as exc:
             self._put(exc)
             return
+        timings = self.timings
         try:
             for step in self.steps:
                 if self._stop.is_set():
                     return
+                started = time.perf_counter()
                 chunk = self._build(tables, step)
+                built = time.perf_counter()
+                timings.reader_seconds += built - started
                 if isinstance(chunk, _Gathering) and self._queue.full():  # the consumer is behind
                     self._cache_split += 1
                 if not self._put(chunk):
                     return
+                timings.put_wait_seconds += time.perf_counter() - built
                 del chunk
             self._put(None)
         except BaseException as exc:  # handed to the consumer, which re-raises it

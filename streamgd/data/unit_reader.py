@@ -35,9 +35,12 @@ class UnitTableReader:
 
     def __init__(self, dataset: Dataset, columns: Sequence[str], max_open_files: int = 8,
                  read_ahead: Sequence[Unit] | None = None, read_stats: ReadStats | None = None,
-                 fetch_bytes: int | None = None):
+                 fetch_bytes: int | None = None, dictionary_columns: Sequence[str] = ()):
         self.dataset = dataset
         self.columns = list(columns)
+        # text columns read from local Parquet files as dictionaries (``streamgd.data.dictionary_slots``): a row
+        # group's column is then indices and one dictionary, not a string per row
+        self.dictionary_columns = [c for c in dictionary_columns if c in self.columns]
         self.max_open_files = max_open_files
         self._files: dict[int, pq.ParquetFile] = {}
         self._cursor: tuple[tuple[int, int], int, Any, list[pa.RecordBatch]] | None = None
@@ -77,7 +80,7 @@ class UnitTableReader:
             raise DataError(f"row group {unit.row_group} of {data.sources[unit.source]} has {table.num_rows} rows, "
                             f"its footer says {unit.n_rows}")
         if data.schema_drift:  # a column stored at another width in this file: read at the dataset's type
-            table = cast_to(table, data.schema)
+            table = cast_to(table, self._read_schema(table))
         for name in partition_columns:
             value = data.partition_values[unit.source][name]
             table = table.append_column(name, pa.array([value] * unit.n_rows, type=data.schema.field(name).type))
@@ -88,6 +91,15 @@ class UnitTableReader:
         self._cursor = None
         if self.remote is not None:
             self.remote.close()
+
+    def _read_schema(self, table: pa.Table) -> pa.Schema:
+        """The dataset's schema, but a column read as a dictionary keeps its dictionary type (its values are the
+        text the dataset's type holds: casting it back would decode every row)."""
+        schema = self.dataset.schema
+        for name in self.dictionary_columns:
+            if name in table.column_names and pa.types.is_dictionary(table.schema.field(name).type):
+                schema = schema.set(schema.get_field_index(name), table.schema.field(name))
+        return schema
 
     def _split_columns(self, source: int) -> tuple[list[str], list[str]]:
         partitions = self.dataset.partition_values[source] if self.dataset.partition_values else {}
@@ -106,6 +118,8 @@ class UnitTableReader:
                 handle = self._files[key] = self.remote.streaming_file(source, REMOTE_STREAM_BUFFER)
                 return handle
             options = {"pre_buffer": False, "buffer_size": 1 << 16} if streaming else {"mapped": True}
+            if self.dictionary_columns:
+                options["read_dictionary"] = self.dictionary_columns
             footer = self.dataset.footers.get(source)
             handle = open_parquet_file(self.dataset.sources[source], self.dataset.filesystem, metadata=footer,
                                        **options)

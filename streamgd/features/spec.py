@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..data.chunk_buffers import CHUNK_BUFFERS
+from ..data.dictionary_slots import gather_entries
 from ..data.sparse_block import ComputedNames, SparseBlock
 from ..errors import ConfigError, DataError
 from ..kernels.jit import njit
@@ -58,6 +59,7 @@ ENCODINGS = ("onehot", "hash")
 MIXED = "mixed"  # a spec whose categorical columns are some one-hot, some hashed (each column says which)
 OTHER = "__other__"
 MAX_HASH_BITS = 30  # slots are int32
+NULL_MIX = 0x9E3779B9  # a null's hash: the column's seed ^ NULL_MIX
 
 
 @dataclass
@@ -318,7 +320,7 @@ class FeatureSpec:
 
         def column_hash(name: str) -> np.ndarray:
             if name not in hashes:
-                hashes[name] = value_hashes(category_strings(table.column(name)), name)
+                hashes[name] = column_hashes(table.column(name), name)
             return hashes[name]
 
         mask = np.uint32((1 << self.hash_bits) - 1)
@@ -328,7 +330,7 @@ class FeatureSpec:
             if self.column_encoding(spec) == "hash":
                 _fill_hashed(column_hash(spec.name), rows, mask, hash_start, slots, values, j)
             else:
-                ranks = self._vocabulary_index(j, category_strings(table.column(spec.name)))
+                ranks = self.vocabulary_ranks(j, table.column(spec.name))
                 _fill_indexed(ranks, rows, first, slots, values, j)
                 first += len(spec.vocabulary) + 1
         own = self.own_interaction_bits
@@ -348,7 +350,16 @@ class FeatureSpec:
             X = np.asfortranarray(np.hstack([X, sparse.to_dense().astype(X.dtype)]))
         return X, keep
 
-    def _vocabulary_index(self, j: int, strings: pa.ChunkedArray) -> np.ndarray:
+    def vocabulary_ranks(self, j: int, column: pa.ChunkedArray) -> np.ndarray:
+        """Each row's rank in categorical column j's vocabulary (nulls and values not in it: len(vocabulary),
+        other): a dictionary-typed column's entries are looked up once per dictionary and gathered by index, any
+        other column's values row by row (``vocabulary_index``)."""
+        if pa.types.is_dictionary(column.type):
+            return gather_entries(column, lambda entries: self.vocabulary_index(j, category_strings(entries)),
+                                  len(self.categorical[j].vocabulary), np.int64)
+        return self.vocabulary_index(j, category_strings(column))
+
+    def vocabulary_index(self, j: int, strings: pa.ChunkedArray) -> np.ndarray:
         """Each value's rank in column j's vocabulary; nulls and values not in it: len(vocabulary) (other)."""
         lookup = self._lookups.get(j)
         if lookup is None:  # sorted 64-bit hashes of the vocabulary, built once per spec
@@ -496,7 +507,7 @@ def _fnv1a_kernel(offsets, data, valid, seed, out):  # pragma: no cover - compil
             for k in range(offsets[i], offsets[i + 1]):
                 h = ((h ^ data[k]) * np.uint32(16777619)) & np.uint32(0xFFFFFFFF)
         else:
-            h = (h ^ np.uint32(0x9E3779B9)) & np.uint32(0xFFFFFFFF)
+            h = (h ^ np.uint32(NULL_MIX)) & np.uint32(0xFFFFFFFF)
         out[i] = h
 
 
@@ -542,6 +553,17 @@ def value_hashes(strings: pa.ChunkedArray, name: str) -> np.ndarray:
         _fnv1a_kernel(offsets, data, chunk.is_valid().to_numpy(zero_copy_only=False), seed, out)
         parts.append(out)
     return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
+
+
+def column_hashes(column: pa.ChunkedArray, name: str) -> np.ndarray:
+    """``value_hashes`` of a categorical column's every row: a dictionary-typed column's (as a reader with
+    ``read_dictionary`` gives it) hashed once per dictionary entry and gathered by index, equal bit for bit to
+    hashing its decoded strings; any other column row by row."""
+    if pa.types.is_dictionary(column.type):
+        null_hash = np.uint32(fnv1a(name.encode() + b"=")) ^ np.uint32(NULL_MIX)
+        return gather_entries(column, lambda entries: value_hashes(category_strings(entries), name), null_hash,
+                              np.uint32)
+    return value_hashes(category_strings(column), name)
 
 
 def value_hashes64(strings: pa.ChunkedArray) -> np.ndarray:

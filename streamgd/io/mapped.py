@@ -28,11 +28,12 @@ class MappedParquetFile:
     """A ``pq.ParquetFile`` over a read-only memory map of a local file (``read_row_group`` and ``metadata``);
     ``metadata``: the file's footer, already parsed."""
 
-    def __init__(self, path: str, metadata: pq.FileMetaData | None = None):
+    def __init__(self, path: str, metadata: pq.FileMetaData | None = None,
+                 read_dictionary: Sequence[str] | None = None):
         with open(path, "rb") as stream:
             self._map = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         self._buffer = pa.py_buffer(self._map)
-        self.file = pq.ParquetFile(pa.BufferReader(self._buffer), metadata=metadata)
+        self.file = pq.ParquetFile(pa.BufferReader(self._buffer), metadata=metadata, read_dictionary=read_dictionary)
         self.metadata = self.file.metadata
         self._spans = [_row_group_span(self.metadata.row_group(g), len(self._map))
                        for g in range(self.metadata.num_row_groups)]

@@ -1,0 +1,82 @@
+"""Per-row values of a dictionary-encoded column computed once per dictionary entry, then gathered by index.
+
+Parquet stores a click log's text columns dictionary-encoded; read with pyarrow's ``read_dictionary`` a row group's
+column is int32 indices plus one small dictionary (a few thousand values for 65,536 rows). A row's hash bucket or
+vocabulary rank depends on its value only, so it is computed for each dictionary entry once and each row takes its
+entry's by index in one compiled loop (``gather_entries``), instead of decoding every row into a string and hashing
+it. What that saves is measured by ``scripts/bench_dictionary_reads.py`` (numbers in benchmarks/README.md).
+
+Which columns a reader asks for as dictionaries is ``dictionary_columns``'s rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..kernels.jit import njit
+
+PerEntry = Callable[[pa.ChunkedArray], np.ndarray]
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """Whether an Arrow type is text a Parquet reader can hand back as a dictionary (string, large_string)."""
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def dictionary_columns(schema: pa.Schema, categorical: Sequence[str], kept_as_read: Sequence[str] = ()) -> list[str]:
+    """The categorical columns to read as dictionaries: the text ones, less ``kept_as_read`` (the target and the
+    extra columns, which leave the reader as the file has them)."""
+    kept = set(kept_as_read)
+    return [name for name in categorical
+            if name in schema.names and name not in kept and is_text(schema.field(name).type)]
+
+
+@njit(nogil=True)
+def _gather(entries, indices, valid, null_value, out):  # pragma: no cover - compiled
+    """out[i] = entries[indices[i]], or ``null_value`` where ``valid`` (empty: every row valid) is False."""
+    if valid.shape[0] == 0:
+        for i in range(indices.shape[0]):
+            out[i] = entries[indices[i]]
+    else:
+        for i in range(indices.shape[0]):
+            out[i] = entries[indices[i]] if valid[i] else null_value
+
+
+_ALL_VALID = np.zeros(0, dtype=np.bool_)
+
+
+def _indices(chunk: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, valid) of a dictionary array as NumPy, without a copy where Arrow allows; a null's index slot
+    holds 0 (Arrow leaves it undefined), ``valid`` is empty when no row is null."""
+    indices = chunk.indices
+    if chunk.null_count:
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        indices = indices.fill_null(0)
+    else:
+        valid = _ALL_VALID
+    numbers = indices.to_numpy(zero_copy_only=False)
+    if numbers.dtype != np.int32 and numbers.dtype != np.int64:
+        numbers = numbers.astype(np.int32 if numbers.dtype.itemsize < 4 or numbers.dtype == np.uint16
+                                 else np.int64)
+    return numbers, valid
+
+
+def gather_entries(column: pa.ChunkedArray, per_entry: PerEntry, null_value: int | np.integer,
+                   dtype: np.dtype | type) -> np.ndarray:
+    """Each row's value of a dictionary-typed column: ``per_entry`` of each chunk's dictionary (one value per
+    entry, of ``dtype``) taken at the row's index; a null row takes ``null_value``. ``per_entry`` sees every
+    dictionary as a one-chunk ChunkedArray, and must itself give null entries their null value."""
+    out = np.empty(len(column), dtype=dtype)
+    start = 0
+    for chunk in column.chunks:
+        n = len(chunk)
+        if n == 0:
+            continue
+        entries = np.ascontiguousarray(per_entry(pa.chunked_array([chunk.dictionary])), dtype=dtype)
+        indices, valid = _indices(chunk)
+        _gather(entries, indices, valid, out.dtype.type(null_value), out[start:start + n])
+        start += n
+    return out
