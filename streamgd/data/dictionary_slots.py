@@ -49,27 +49,25 @@ _ALL_VALID = np.zeros(0, dtype=np.bool_)
 
 
 def _indices(chunk: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, valid) of a dictionary array as NumPy, without a copy where Arrow allows; a null's index slot
-    holds 0 (Arrow leaves it undefined), ``valid`` is empty when no row is null."""
+    """(indices, valid) of a dictionary array as NumPy, without a copy for int32 and int64 indices; a null's index
+    slot is undefined (only read where ``valid`` says the row is not null), ``valid`` is empty when no row is
+    null."""
     indices = chunk.indices
-    if chunk.null_count:
-        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-        indices = indices.fill_null(0)
-    else:
-        valid = _ALL_VALID
-    numbers = indices.to_numpy(zero_copy_only=False)
-    if numbers.dtype != np.int32 and numbers.dtype != np.int64:
-        numbers = numbers.astype(np.int32 if numbers.dtype.itemsize < 4 or numbers.dtype == np.uint16
-                                 else np.int64)
+    valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else _ALL_VALID
+    width = np.dtype(indices.type.to_pandas_dtype())
+    numbers = np.frombuffer(indices.buffers()[1], dtype=width)[indices.offset: indices.offset + len(indices)]
+    if width != np.int32 and width != np.int64:
+        numbers = numbers.astype(np.int32 if width.itemsize < 4 or width == np.uint16 else np.int64)
     return numbers, valid
 
 
 def gather_entries(column: pa.ChunkedArray, per_entry: PerEntry, null_value: int | np.integer,
-                   dtype: np.dtype | type) -> np.ndarray:
+                   dtype: np.dtype | type, out: np.ndarray | None = None) -> np.ndarray:
     """Each row's value of a dictionary-typed column: ``per_entry`` of each chunk's dictionary (one value per
     entry, of ``dtype``) taken at the row's index; a null row takes ``null_value``. ``per_entry`` sees every
-    dictionary as a one-chunk ChunkedArray, and must itself give null entries their null value."""
-    out = np.empty(len(column), dtype=dtype)
+    dictionary as a one-chunk ChunkedArray, and must itself give null entries their null value. ``out``: where
+    to write them (a contiguous array of ``dtype``, one value per row)."""
+    out = np.empty(len(column), dtype=dtype) if out is None else out
     start = 0
     for chunk in column.chunks:
         n = len(chunk)

@@ -318,27 +318,38 @@ class FeatureSpec:
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         hashes: dict[str, np.ndarray] = {}
 
-        def column_hash(name: str) -> np.ndarray:
+        def column_hash(name: str, out: np.ndarray | None = None) -> np.ndarray:
             if name not in hashes:
-                hashes[name] = column_hashes(table.column(name), name)
+                hashes[name] = column_hashes(table.column(name), name, out)
             return hashes[name]
 
+        # each categorical column's and interaction's code per table row (a hash, or a one-hot rank), then every
+        # block column of a row written at once: the block is row-major, and filling it a column at a time wrote
+        # one value per cache line (scripts/bench_dictionary_reads.py)
+        n_codes = len(self.categorical) + len(self.interactions)
+        codes = np.empty((n_codes, n), dtype=np.uint32)
+        offsets = np.empty(n_codes, dtype=np.int64)
+        masks = np.empty(n_codes, dtype=np.uint32)
+        hashed = np.empty(n_codes, dtype=np.bool_)
         mask = np.uint32((1 << self.hash_bits) - 1)
         hash_start = self.n_onehot_slots  # the hash buckets follow the one-hot columns' slots
         first = 0
         for j, spec in enumerate(self.categorical):
             if self.column_encoding(spec) == "hash":
-                _fill_hashed(column_hash(spec.name), rows, mask, hash_start, slots, values, j)
+                column_hash(spec.name, codes[j])
+                offsets[j], masks[j], hashed[j] = hash_start, mask, True
             else:
-                ranks = self.vocabulary_ranks(j, table.column(spec.name))
-                _fill_indexed(ranks, rows, first, slots, values, j)
+                codes[j] = self.vocabulary_ranks(j, table.column(spec.name))
+                offsets[j], masks[j], hashed[j] = first, 0, False
                 first += len(spec.vocabulary) + 1
         own = self.own_interaction_bits
         offset, pair_mask = (hash_start, mask) if own is None else (self.n_category_slots,
                                                                     np.uint32((1 << own) - 1))
         for t, (a, b) in enumerate(self.interactions):
-            _fill_hashed(pair_hashes(column_hash(a), column_hash(b)), rows, pair_mask, offset, slots, values,
-                         len(self.categorical) + t)
+            j = len(self.categorical) + t
+            codes[j] = pair_hashes(column_hash(a), column_hash(b))
+            offsets[j], masks[j], hashed[j] = offset, pair_mask, True
+        _fill_codes(codes, rows, offsets, masks, hashed, slots, values)
         keep = self._fill_bins(table, rows, slots, values, len(self.categorical) + len(self.interactions), keep)
         return X, SparseBlock.from_fixed(slots, values, self.n_slots), keep
 
@@ -462,21 +473,20 @@ def check_hash_bits(name: str, bits: object) -> None:
 
 
 @njit(nogil=True)
-def _fill_hashed(hashes, rows, mask, offset, slots, values, j):  # pragma: no cover - compiled
-    """Column j of the block: slot offset + (h & mask) and value -1 where h's top bit is set, else 1, for the
-    hash h of each row taken in ``rows`` order."""
+def _fill_codes(codes, rows, offsets, masks, hashed, slots, values):  # pragma: no cover - compiled
+    """Block columns [0, len(codes)) of each row i, the row ``rows[i]`` of the table: for a hashed column (or
+    interaction) j, slot offsets[j] + (h & masks[j]) and value -1 where the hash h's top bit is set, else 1; for
+    a one-hot column, slot offsets[j] + rank, value 1."""
     for i in range(rows.shape[0]):
-        h = hashes[rows[i]]
-        slots[i, j] = offset + (h & mask)
-        values[i, j] = -1.0 if h >> 31 else 1.0
-
-
-@njit(nogil=True)
-def _fill_indexed(ranks, rows, first, slots, values, j):  # pragma: no cover - compiled
-    """Column j of the block: slot first + rank, value 1, for each row taken in ``rows`` order."""
-    for i in range(rows.shape[0]):
-        slots[i, j] = first + ranks[rows[i]]
-        values[i, j] = 1.0
+        r = rows[i]
+        for j in range(codes.shape[0]):
+            code = codes[j, r]
+            if hashed[j]:
+                slots[i, j] = offsets[j] + (code & masks[j])
+                values[i, j] = -1.0 if code >> 31 else 1.0
+            else:
+                slots[i, j] = offsets[j] + code
+                values[i, j] = 1.0
 
 
 def _valid(strings: pa.ChunkedArray) -> np.ndarray:
@@ -555,15 +565,19 @@ def value_hashes(strings: pa.ChunkedArray, name: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
 
 
-def column_hashes(column: pa.ChunkedArray, name: str) -> np.ndarray:
+def column_hashes(column: pa.ChunkedArray, name: str, out: np.ndarray | None = None) -> np.ndarray:
     """``value_hashes`` of a categorical column's every row: a dictionary-typed column's (as a reader with
     ``read_dictionary`` gives it) hashed once per dictionary entry and gathered by index, equal bit for bit to
-    hashing its decoded strings; any other column row by row."""
+    hashing its decoded strings; any other column row by row. ``out``: a uint32 array to write them to."""
     if pa.types.is_dictionary(column.type):
         null_hash = np.uint32(fnv1a(name.encode() + b"=")) ^ np.uint32(NULL_MIX)
         return gather_entries(column, lambda entries: value_hashes(category_strings(entries), name), null_hash,
-                              np.uint32)
-    return value_hashes(category_strings(column), name)
+                              np.uint32, out)
+    hashes = value_hashes(category_strings(column), name)
+    if out is None:
+        return hashes
+    out[:] = hashes
+    return out
 
 
 def value_hashes64(strings: pa.ChunkedArray) -> np.ndarray:
