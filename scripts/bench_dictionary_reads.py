@@ -1,22 +1,26 @@
 """The click-log reader alone (decode + featurize, no training): categorical text columns read as dictionaries
-against decoded and hashed row by row, both in one run, alternated.
+against decoded and hashed row by row, and against another source tree's reader (``--baseline``), in one run,
+alternated.
 
     python3 scripts/bench_dictionary_reads.py /work/ctr/ctr-1000000-seed0-model0-rg65536.parquet
-    python3 scripts/bench_dictionary_reads.py TABLE --repeat 5 --hash-bits 20 --onehot 1000 --json out.json
+    python3 scripts/bench_dictionary_reads.py TABLE --baseline /tmp/streamgd-before --repeat 3 --json out.json
 
 The reader is ``ChunkStream`` as training opens it (``--missing impute``: the numeric columns imputed with their
 means and given missing indicators; every text column hashed into 2^B buckets, or one-hot with ``--onehot N``
-most frequent values per column), with its prefetch thread and nothing consuming the chunks: the reader
-thread's rate is the rows over the time the thread spends building chunks (``StreamTimings.reader_seconds``),
-the wall rate the rows over the whole pass. Each repeat runs both versions, in alternating order; medians of the
-repeats are printed with their ratio. One pass before the timed ones compiles the kernels and warms the page cache.
+most frequent values per column) without a prefetch thread and with nothing consuming the chunks, so the pass's
+time is the reader thread's work: rows/s is the rows over it. Each measurement is a child process (its own
+imports, so ``--baseline`` can point at the source tree of an older commit, such as ``git archive`` unpacks)
+that runs one untimed pass (compiles, warms the page cache) and one timed pass. Each repeat runs every version,
+in alternating order; medians of the repeats are printed with their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -24,25 +28,22 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from streamgd.data.dataset import open_dataset
-from streamgd.data.dictionary_slots import is_text
-from streamgd.data.reader import ChunkStream
-from streamgd.data.shuffle import make_plan
-from streamgd.features.spec import CategoricalInput, FeatureSpec, NumericInput
-
-VERSIONS = {"per-row": False, "dictionary": True}
+SCRIPT = os.path.abspath(__file__)
+HERE = os.path.dirname(os.path.dirname(SCRIPT))
 
 
-def click_log_spec(path: str, target: str, hash_bits: int, onehot: int | None) -> FeatureSpec:
-    """The spec ``streamgd fit --missing impute`` gives the table: numbers imputed with their means (and an
+def click_log_spec(path: str, target: str, hash_bits: int, onehot: int | None):
+    """The FeatureSpec ``streamgd fit --missing impute`` gives the table: numbers imputed with their means (and an
     indicator where a column has nulls), text hashed (or one-hot: the ``onehot`` most frequent values)."""
+    from streamgd.features.spec import CategoricalInput, FeatureSpec, NumericInput
+
     table = pq.read_table(path)
     numeric, categorical = [], []
     for name in table.column_names:
         if name == target:
             continue
         column = table.column(name)
-        if is_text(column.type):
+        if column.type in ("string", "large_string"):
             vocabulary = []
             if onehot is not None:
                 counts = pc.value_counts(column.drop_null()).to_pylist()
@@ -54,52 +55,71 @@ def click_log_spec(path: str, target: str, hash_bits: int, onehot: int | None) -
     return FeatureSpec(numeric, categorical, "hash" if onehot is None else "onehot", hash_bits, "impute")
 
 
-def one_pass(path: str, target: str, spec: FeatureSpec, dictionary_reads: bool) -> dict:
-    data = open_dataset(path, target=target)
-    plan = make_plan(data.units, "row-groups", seed=0)
-    started = time.perf_counter()
-    with ChunkStream(data, plan, dtype=np.float32, features=spec, dictionary_reads=dictionary_reads) as stream:
-        for _ in stream:
-            pass
-        timings = stream.timings
-    wall = time.perf_counter() - started
-    return {"rows": timings.rows, "wall_seconds": wall, "reader_seconds": timings.reader_seconds,
-            "reader_rows_per_s": timings.rows / timings.reader_seconds, "wall_rows_per_s": timings.rows / wall}
+def child(path: str, target: str, hash_bits: int, onehot: int | None, dictionary_reads: str) -> None:
+    """One untimed and one timed pass of the reader of whatever streamgd is on ``sys.path``; prints rows/s."""
+    from streamgd.data.dataset import open_dataset
+    from streamgd.data.reader import ChunkStream
+    from streamgd.data.shuffle import make_plan
+
+    spec = click_log_spec(path, target, hash_bits, onehot)
+    options = {} if dictionary_reads == "default" else {"dictionary_reads": dictionary_reads == "yes"}
+    seconds = rows = 0.0
+    for _ in range(2):
+        data = open_dataset(path, target=target)
+        plan = make_plan(data.units, "row-groups", seed=0)
+        started = time.perf_counter()
+        rows = 0
+        with ChunkStream(data, plan, dtype=np.float32, features=spec, prefetch_depth=0, **options) as stream:
+            for chunk in stream:
+                rows += chunk.n_rows
+        seconds = time.perf_counter() - started
+    print(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}))
+
+
+def measure(args: argparse.Namespace, source: str, dictionary_reads: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": source}
+    command = [sys.executable, SCRIPT, "child", args.table, args.target, str(args.hash_bits),
+               str(args.onehot or 0), dictionary_reads]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["child"]:
+        path, target, bits, onehot, reads = argv[1:]
+        child(path, target, int(bits), int(onehot) or None, reads)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", help="A click log (such as streamgd make-data --task ctr writes).")
     parser.add_argument("--target", default="label")
     parser.add_argument("--hash-bits", type=int, default=20)
     parser.add_argument("--onehot", type=int, default=None, metavar="N", help="One-hot, N values per column.")
+    parser.add_argument("--baseline", default=None, metavar="DIR", help="Another source tree's reader too "
+                        "(its default path), such as an older commit's.")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    spec = click_log_spec(args.table, args.target, args.hash_bits, args.onehot)
-    for dictionary_reads in VERSIONS.values():  # compile and warm up, untimed
-        one_pass(args.table, args.target, spec, dictionary_reads)
-    runs: dict[str, list[dict]] = {name: [] for name in VERSIONS}
+    versions = {"per-row": (HERE, "no"), "dictionary": (HERE, "yes")}
+    if args.baseline:
+        versions = {"baseline": (os.path.abspath(args.baseline), "default"), **versions}
+    runs: dict[str, list[dict]] = {name: [] for name in versions}
     for r in range(args.repeat):
-        order = list(VERSIONS) if r % 2 == 0 else list(VERSIONS)[::-1]
-        for name in order:
-            runs[name].append(one_pass(args.table, args.target, spec, VERSIONS[name]))
-            print(f"repeat {r + 1} {name}: reader {runs[name][-1]['reader_rows_per_s']:,.0f} rows/s, "
-                  f"wall {runs[name][-1]['wall_rows_per_s']:,.0f} rows/s", flush=True)
-    medians = {name: {key: statistics.median(run[key] for run in done)
-                      for key in ("reader_rows_per_s", "wall_rows_per_s")} for name, done in runs.items()}
+        for name in (list(versions) if r % 2 == 0 else list(versions)[::-1]):
+            runs[name].append(measure(args, *versions[name]))
+            print(f"repeat {r + 1} {name}: {runs[name][-1]['rows_per_s']:,.0f} rows/s", flush=True)
+    medians = {name: statistics.median(run["rows_per_s"] for run in done) for name, done in runs.items()}
+    first = next(iter(medians))
     encoding = f"one-hot ({args.onehot} values a column)" if args.onehot else f"hashed 2^{args.hash_bits}"
-    print(f"\n{runs['dictionary'][0]['rows']:,} rows, {len(spec.numeric)} numeric + {len(spec.categorical)} text "
-          f"columns {encoding}, medians of {args.repeat}\n")
-    print("| reader | reader thread rows/s | wall rows/s |\n|---|---|---|")
+    print(f"\n{runs[first][0]['rows']:,} rows of {args.table}, text columns {encoding}, reader thread alone, "
+          f"medians of {args.repeat}\n")
+    print(f"| reader | rows/s | x {first} |\n|---|---|---|")
     for name, median in medians.items():
-        print(f"| {name} | {median['reader_rows_per_s']:,.0f} | {median['wall_rows_per_s']:,.0f} |")
-    ratio = medians["dictionary"]["reader_rows_per_s"] / medians["per-row"]["reader_rows_per_s"]
-    print(f"\ndictionary / per-row (reader thread): {ratio:.2f}x")
+        print(f"| {name} | {median:,.0f} | {median / medians[first]:.2f} |")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"config": vars(args), "runs": runs, "medians": medians, "ratio": ratio}, out, indent=1)
+            json.dump({"config": vars(args), "runs": runs, "medians": medians}, out, indent=1)
     return 0
 
 
