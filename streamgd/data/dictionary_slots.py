@@ -1,7 +1,7 @@
 """Per-row values of a dictionary-encoded column computed once per dictionary entry, then gathered by index.
 
 Parquet stores a click log's text columns dictionary-encoded; read with pyarrow's ``read_dictionary`` a row group's
-column is int32 indices plus one small dictionary (a few thousand values for 65,536 rows). A row's hash bucket or
+column is int32 indices plus one dictionary, far shorter than the row group. A row's hash bucket or
 vocabulary rank depends on its value only, so it is computed for each dictionary entry once and each row takes its
 entry's by index in one compiled loop (``gather_entries``), instead of decoding every row into a string and hashing
 it. What that saves is measured by ``scripts/bench_dictionary_reads.py`` (numbers in benchmarks/README.md).
