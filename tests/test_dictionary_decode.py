@@ -188,3 +188,24 @@ def test_text_columns_kept_as_read_are_not_dictionaries(clicks):
         assert stream.dictionary_read_columns() == ["a"]
     assert pa.types.is_string(chunk.extra.column("e").type)
     assert pc.count(chunk.extra.column("e")).as_py() == GROUP_ROWS
+
+
+def test_a_partition_key_used_as_a_categorical_column(clicks, tmp_path, monkeypatch):
+    """A hive partition key is no column of the files: it is filled in as strings, not asked of pyarrow as a
+    dictionary (which refuses a name the file does not hold), and the model equals the per-row one."""
+    table = pq.read_table(clicks, columns=["n", "e", "y"])
+    for part, rows in (("left", slice(0, 2000)), ("right", slice(2000, None))):
+        (tmp_path / f"side={part}").mkdir()
+        pq.write_table(table[rows], tmp_path / f"side={part}" / "data.parquet", row_group_size=1000)
+    settings = dict(model="logistic", categorical=["e", "side"], encoding="hash", hash_bits=8, missing="impute",
+                    optimizer="adagrad", batch_size=4, epochs=1, seed=2, interactions="e:side")
+    monkeypatch.setattr(reader_module, "DICTIONARY_READS", False)
+    reference = streamgd.fit(str(tmp_path), target="y", **settings)
+    monkeypatch.setattr(reader_module, "DICTIONARY_READS", True)
+    model = streamgd.fit(str(tmp_path), target="y", **settings)
+    np.testing.assert_array_equal(model.coef_, reference.coef_)
+    data = open_dataset(str(tmp_path), target="y")
+    spec = FeatureSpec([], [CategoricalInput("e"), CategoricalInput("side")], "hash", 8, missing="impute")
+    with ChunkStream(data, make_plan(data.units, "none", seed=0), features=spec) as stream:
+        assert sum(chunk.n_rows for chunk in stream) == GROUPS * GROUP_ROWS
+        assert set(stream.dictionary_read_columns()) == {"e", "side"}

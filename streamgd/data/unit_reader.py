@@ -118,12 +118,15 @@ class UnitTableReader:
                 handle = self._files[key] = self.remote.streaming_file(source, REMOTE_STREAM_BUFFER)
                 return handle
             options = {"pre_buffer": False, "buffer_size": 1 << 16} if streaming else {"mapped": True}
-            if self.dictionary_columns:
-                options["read_dictionary"] = self.dictionary_columns
-            footer = self.dataset.footers.get(source)
+            cached = footer = self.dataset.footers.get(source)
+            if footer is None and self.dictionary_columns:  # which of them the file has: its footer says
+                footer = open_parquet_file(self.dataset.sources[source], self.dataset.filesystem).metadata
+            if self.dictionary_columns:  # pyarrow refuses a name the file does not hold (a partition key)
+                names = set(footer.schema.names)
+                options["read_dictionary"] = [c for c in self.dictionary_columns if c in names] or None
             handle = open_parquet_file(self.dataset.sources[source], self.dataset.filesystem, metadata=footer,
                                        **options)
-            if footer is None:
+            if cached is None:
                 self.dataset.footers.put(source, handle.metadata)
             self._files[key] = handle
         return handle
