@@ -122,8 +122,9 @@ def test_blocks_of_a_dictionary_table_equal_the_decoded_table(encoding):
     np.testing.assert_array_equal(block.values, reference.values)
 
 
-def _chunks(path: str, spec: FeatureSpec, dictionary_reads: bool, shuffle: str) -> list:
-    data = open_dataset(path, target="y")
+def _chunks(path: str, spec: FeatureSpec, dictionary_reads: bool, shuffle: str, unit_rows: int | None = None
+            ) -> list:
+    data = open_dataset(path, target="y", max_unit_rows=unit_rows)
     plan = make_plan(data.units, shuffle, seed=5)
     with ChunkStream(data, plan, dtype=np.float64, features=spec, dictionary_reads=dictionary_reads) as stream:
         chunks = []
@@ -143,6 +144,18 @@ def test_chunks_read_as_dictionaries_equal_the_per_row_chunks(clicks, shuffle):
     assert len(chunks) == len(reference) > 1
     for (X, block, y), (X0, block0, y0) in zip(chunks, reference):
         np.testing.assert_array_equal(y, y0)
+        np.testing.assert_array_equal(block.indices, block0.indices)
+        np.testing.assert_array_equal(block.values, block0.values)
+
+
+def test_slices_of_row_groups_read_as_dictionaries_equal_the_per_row_chunks(clicks):
+    """Row groups split into slices are streamed with ``iter_batches``: each batch brings its dictionary."""
+    spec = FeatureSpec([], [CategoricalInput(name) for name in "abcde"], "hash", 12, missing="impute",
+                       interactions=[("a", "c")])
+    reference, _ = _chunks(clicks, spec, False, "none", unit_rows=400)
+    chunks, read = _chunks(clicks, spec, True, "none", unit_rows=400)
+    assert read == ["a", "b", "c", "e"] and len(chunks) == len(reference) >= GROUPS * 4
+    for (_, block, _), (_, block0, _) in zip(chunks, reference):
         np.testing.assert_array_equal(block.indices, block0.indices)
         np.testing.assert_array_equal(block.values, block0.values)
 
