@@ -319,8 +319,11 @@ class FeatureSpec:
         hashes: dict[str, np.ndarray] = {}
 
         def column_hash(name: str, out: np.ndarray | None = None) -> np.ndarray:
+            """The column's hashes per table row, computed once (written into ``out`` too when given)."""
             if name not in hashes:
                 hashes[name] = column_hashes(table.column(name), name, out)
+            elif out is not None:
+                out[:] = hashes[name]
             return hashes[name]
 
         # each categorical column's and interaction's code per table row (a hash, or a one-hot rank), then every
