@@ -11,12 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import streamgd
+import streamgd.features.hashing as hashing_module
 import streamgd.features.spec as spec_module
 from streamgd.data import reader as reader_module
 from streamgd.data.dataset import open_dataset
 from streamgd.data.reader import ChunkStream
 from streamgd.data.shuffle import make_plan
-from streamgd.features.spec import CategoricalInput, FeatureSpec, column_hashes, value_hashes
+from streamgd.features.hashing import column_hashes, value_hashes
+from streamgd.features.spec import CategoricalInput, FeatureSpec
 from streamgd.features.stats import category_strings
 
 GROUP_ROWS = 1500
@@ -182,7 +184,8 @@ def test_models_fitted_from_dictionaries_equal_the_per_row_models(clicks, kind, 
         return original(column, *args)
 
     monkeypatch.setattr(reader_module, "DICTIONARY_READS", True)
-    monkeypatch.setattr(spec_module, "gather_entries", counting)
+    monkeypatch.setattr(spec_module, "gather_entries", counting)  # one-hot ranks
+    monkeypatch.setattr(hashing_module, "gather_entries", counting)  # hashes
     model = streamgd.fit(clicks, target="y", **settings)
     # the training pass gathered every categorical text column's rows by index
     assert sum(gathered) >= 2 * 4 * GROUPS * GROUP_ROWS

@@ -50,6 +50,9 @@ from ..data.dictionary_slots import gather_entries
 from ..data.sparse_block import ComputedNames, SparseBlock
 from ..errors import ConfigError, DataError
 from ..kernels.jit import njit
+
+# fnv1a and value_hashes too: callers (the model inspection, tests) import the hashes from here
+from .hashing import column_hashes, fnv1a, pair_hashes, value_hashes, value_hashes64  # noqa: F401
 from .quantiles import assign_bins, bin_edges
 from .stats import DatasetStats, category_strings, numeric_values
 from .transforms import ColumnTreatment, TransformStep, apply_steps
@@ -59,7 +62,6 @@ ENCODINGS = ("onehot", "hash")
 MIXED = "mixed"  # a spec whose categorical columns are some one-hot, some hashed (each column says which)
 OTHER = "__other__"
 MAX_HASH_BITS = 30  # slots are int32
-NULL_MIX = 0x9E3779B9  # a null's hash: the column's seed ^ NULL_MIX
 
 
 @dataclass
@@ -496,100 +498,3 @@ def _valid(strings: pa.ChunkedArray) -> np.ndarray:
     if strings.null_count == 0:
         return np.ones(len(strings), dtype=bool)
     return strings.is_valid().to_numpy(zero_copy_only=False)
-
-
-def pair_hashes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """FNV-1a (32-bit) of the 8 bytes of two value hashes, little-endian: an interaction's hash.
-
-    >>> h = pair_hashes(np.array([1], np.uint32), np.array([2], np.uint32))
-    >>> int(h[0]) == fnv1a(bytes([1, 0, 0, 0, 2, 0, 0, 0]))
-    True
-    """
-    h = np.full(a.shape[0], 2166136261, dtype=np.uint64)
-    for word in (a.astype(np.uint64), b.astype(np.uint64)):
-        for shift in (0, 8, 16, 24):
-            h = ((h ^ ((word >> np.uint64(shift)) & np.uint64(0xFF))) * np.uint64(16777619)) & np.uint64(0xFFFFFFFF)
-    return h.astype(np.uint32)
-
-
-@njit(nogil=True)
-def _fnv1a_kernel(offsets, data, valid, seed, out):  # pragma: no cover - compiled
-    for i in range(out.shape[0]):
-        h = seed
-        if valid[i]:
-            for k in range(offsets[i], offsets[i + 1]):
-                h = ((h ^ data[k]) * np.uint32(16777619)) & np.uint32(0xFFFFFFFF)
-        else:
-            h = (h ^ np.uint32(NULL_MIX)) & np.uint32(0xFFFFFFFF)
-        out[i] = h
-
-
-@njit(nogil=True)
-def _fnv1a64_kernel(offsets, data, out):  # pragma: no cover - compiled
-    for i in range(out.shape[0]):
-        h = np.uint64(14695981039346656037)
-        for k in range(offsets[i], offsets[i + 1]):
-            h = (h ^ np.uint64(data[k])) * np.uint64(1099511628211)
-        out[i] = h
-
-
-def fnv1a(text: bytes, seed: int = 2166136261) -> int:
-    """32-bit FNV-1a of ``text`` starting from ``seed`` (the offset basis by default).
-
-    >>> hex(fnv1a(b"a"))
-    '0xe40c292c'
-    """
-    h = seed
-    for byte in text:
-        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
-    return h
-
-
-def _string_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, bytes) of a string array (int32 or int64 offsets), without copying."""
-    if not pa.types.is_string(chunk.type):
-        chunk = chunk.cast(pa.large_string())
-    width = np.int32 if pa.types.is_string(chunk.type) else np.int64
-    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset: chunk.offset + len(chunk) + 1]
-    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8) if chunk.buffers()[2] is not None \
-        else np.zeros(0, np.uint8)
-    return offsets, data
-
-
-def value_hashes(strings: pa.ChunkedArray, name: str) -> np.ndarray:
-    """fnv1a(value, seed=fnv1a(name + '=')) of every row (uint32); a null hashes as the seed ^ 0x9E3779B9."""
-    seed = np.uint32(fnv1a(name.encode() + b"="))
-    parts = []
-    for chunk in strings.chunks:
-        offsets, data = _string_buffers(chunk)
-        out = np.empty(len(chunk), dtype=np.uint32)
-        _fnv1a_kernel(offsets, data, chunk.is_valid().to_numpy(zero_copy_only=False), seed, out)
-        parts.append(out)
-    return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
-
-
-def column_hashes(column: pa.ChunkedArray, name: str, out: np.ndarray | None = None) -> np.ndarray:
-    """``value_hashes`` of a categorical column's every row: a dictionary-typed column's (as a reader with
-    ``read_dictionary`` gives it) hashed once per dictionary entry and gathered by index, equal bit for bit to
-    hashing its decoded strings; any other column row by row. ``out``: a uint32 array to write them to."""
-    if pa.types.is_dictionary(column.type):
-        null_hash = np.uint32(fnv1a(name.encode() + b"=")) ^ np.uint32(NULL_MIX)
-        return gather_entries(column, lambda entries: value_hashes(category_strings(entries), name), null_hash,
-                              np.uint32, out)
-    hashes = value_hashes(category_strings(column), name)
-    if out is None:
-        return hashes
-    out[:] = hashes
-    return out
-
-
-def value_hashes64(strings: pa.ChunkedArray) -> np.ndarray:
-    """64-bit FNV-1a of every row's value (nulls hash as the empty string): the one-hot vocabulary's lookup key.
-    Two values of a vocabulary of a million share a key with probability below 1e-7."""
-    parts = []
-    for chunk in strings.chunks:
-        offsets, data = _string_buffers(chunk)
-        out = np.empty(len(chunk), dtype=np.uint64)
-        _fnv1a64_kernel(offsets, data, out)
-        parts.append(out)
-    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
