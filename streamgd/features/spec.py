@@ -509,7 +509,7 @@ def _fill_dense_column(values, valid, rows, impute, X, j, indicator):  # pragma:
     for i in range(rows.shape[0]):
         r = rows[i]
         v = np.float64(values[r])
-        absent = v != v or (some_null and not valid[r])
+        absent = np.isnan(v) or (some_null and not valid[r])
         X[i, j] = impute if absent else v
         if indicator >= 0:
             X[i, indicator] = 1.0 if absent else 0.0
