@@ -48,12 +48,14 @@ def child(train: str, holdout: str, cache: str, threads: int, epochs: int) -> di
     from streamgd.training.chunk_step import open_stream
 
     cpu: list[float] = []
+    main_cpu: list[float] = []  # one thread: the training thread's own CPU time
     run_epoch = driver.run_epoch
 
     def timed(*args, **kwargs):
-        start = _cpu_seconds()
+        start, main = _cpu_seconds(), time.thread_time()
         record = run_epoch(*args, **kwargs)
         cpu.append(_cpu_seconds() - start)
+        main_cpu.append(time.thread_time() - main)
         return record
 
     driver.run_epoch = timed
@@ -67,7 +69,9 @@ def child(train: str, holdout: str, cache: str, threads: int, epochs: int) -> di
             rows += chunk.n_rows
     reader_seconds = time.perf_counter() - start
     loss = evaluate(model, holdout, target="label")["metrics"]["log_loss"]
-    return {"threads": threads, "seconds": [e["seconds"] for e in model.history],
+    training = [sum(e["training_threads_cpu_seconds"]) if threads > 1 else main for e, main in
+                zip(model.history, main_cpu)]
+    return {"threads": threads, "seconds": [e["seconds"] for e in model.history], "training_cpu_seconds": training,
             "rows": [e["rows"] for e in model.history], "cpu_seconds": cpu, "holdout_loss": loss,
             "trained_by": {str(k): v for k, v in trained_by.items()}, "reader_rows_per_s": rows / reader_seconds,
             "cache": [e.get("cache") for e in model.history],
@@ -85,10 +89,11 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _later(run: dict) -> tuple[float, float, float]:
-    """(rows/s, CPU seconds per wall second, CPU microseconds per row) of a run's epochs after the first."""
+def _later(run: dict) -> tuple[float, float, float, float]:
+    """(rows/s, CPU seconds per wall second, CPU microseconds per row, the training threads' CPU microseconds per
+    row) of a run's epochs after the first."""
     seconds, cpu, rows = sum(run["seconds"][1:]), sum(run["cpu_seconds"][1:]), sum(run["rows"][1:])
-    return rows / seconds, cpu / seconds, 1e6 * cpu / rows
+    return rows / seconds, cpu / seconds, 1e6 * cpu / rows, 1e6 * sum(run["training_cpu_seconds"][1:]) / rows
 
 
 def main() -> None:
@@ -132,7 +137,8 @@ def main() -> None:
         rates = [_later(r) for r in done]
         print(f"  threads {threads}: cached epochs {statistics.median(r[0] for r in rates):,.0f} rows/s (runs: "
               + ", ".join(f"{r[0]:,.0f}" for r in rates) + f"), CPU {statistics.median(r[1] for r in rates):.2f} "
-              f"s per s, {statistics.median(r[2] for r in rates):.2f} CPU µs a row, chunks per thread "
+              f"s per s, {statistics.median(r[2] for r in rates):.2f} CPU µs a row ("
+              f"{statistics.median(r[3] for r in rates):.2f} in the training threads), chunks per thread "
               f"{done[-1]['trained_by']}, holdout log loss "
               + ", ".join(f"{r['holdout_loss']:.5f}" for r in done)
               + f"; the reader alone {statistics.median(r['reader_rows_per_s'] for r in done):,.0f} rows/s")
@@ -141,9 +147,12 @@ def main() -> None:
           + f"; median {statistics.median(ratios):.2f}x")
     # on a machine whose cores other processes take, the wall ratio is bounded by the CPU this process gets; the
     # CPU a row costs says what the threads would give with the cores free (threads x this ratio)
-    work = [_later(a)[2] / _later(b)[2] for a, b in zip(runs[1], runs[args.threads])]
-    print(f"  CPU a row, threads 1 / threads {args.threads}: " + ", ".join(f"{x:.2f}" for x in work)
-          + f"; with {args.threads} free cores: {args.threads * statistics.median(work):.2f}x")
+    # ceilings on free cores: one thread runs at most at its training thread's rate (the reader beside it on the
+    # other core); N threads at most at N cores over the process's CPU a row (the reader's included)
+    one = statistics.median(1e6 / _later(r)[3] for r in runs[1])
+    many = statistics.median(args.threads * 1e6 / _later(r)[2] for r in runs[args.threads])
+    print(f"  ceilings from the CPU a row, on {args.threads} free cores: threads 1 {one:,.0f} rows/s, threads "
+          f"{args.threads} {many:,.0f} rows/s: {many / one:.2f}x")
     print(f"  load average (1, 5, 15 min) before and after each run: {' | '.join(loads)}")
     if args.json_out:
         with open(args.json_out, "w") as stream:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -73,10 +74,12 @@ class ThreadedEpochs:
                 epoch = _SharedEpoch(job, state, chunks, run.schedule, progress)
                 self.trained_by = epoch.run(self.n_threads)
                 self.chunks_trained += sum(self.trained_by.values())
+                cpu = [round(epoch.cpu_seconds.get(i, 0.0), 4) for i in range(self.n_threads)]
             finally:
                 chunks.close()  # the stream's generator ends here, not when it is collected
         progress.reads.add(ReadFigures.of_stream(stream))
-        return {"threads": self.n_threads}
+        # each training thread's CPU seconds: beside the epoch's, what the reader and the hand-offs took
+        return {"threads": self.n_threads, "training_threads_cpu_seconds": cpu}
 
 
 class _SharedEpoch:
@@ -93,6 +96,7 @@ class _SharedEpoch:
         self.done: queue.Queue = queue.Queue()
         self.exited = 0
         self.counts: dict[int, int] = {}
+        self.cpu_seconds: dict[int, float] = {}  # each training thread's CPU time (its own, not the process's)
 
     def run(self, n_threads: int) -> dict[int, int]:
         """Train the epoch's chunks on ``n_threads`` threads; return the chunks each trained."""
@@ -117,6 +121,7 @@ class _SharedEpoch:
 
     def work(self, number: int) -> None:
         """A training thread: take the next chunk and its step numbers, train it, hand it to the main thread."""
+        started = time.thread_time()
         try:
             while True:
                 with self.lock:
@@ -139,6 +144,7 @@ class _SharedEpoch:
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
             self.done.put(exc)
         finally:
+            self.cpu_seconds[number] = time.thread_time() - started
             self.done.put(_EXITED)
 
     def take_one(self) -> bool:
