@@ -95,6 +95,7 @@ class _SharedEpoch:
         self.paused = self.stopped = False
         self.done: queue.Queue = queue.Queue()
         self.exited = 0
+        self.last_rows = 0  # the rows of the chunk booked last
         self.counts: dict[int, int] = {}
         self.cpu_seconds: dict[int, float] = {}  # each training thread's CPU time (its own, not the process's)
 
