@@ -63,17 +63,18 @@ def child(train: str, holdout: str, cache: str, threads: int, epochs: int) -> di
     model = trainer.fit(train, target="label")
     trained_by = getattr(trainer.local, "trained_by", {0: trainer.kernel_calls // epochs})
     plan = make_plan(trainer.run.train.units, trainer.config.shuffle, seed=trainer.config.seed, epoch=epochs)
-    start, rows = time.perf_counter(), 0
+    start, reader_cpu, rows = time.perf_counter(), _cpu_seconds(), 0
     with open_stream(trainer.job, plan) as stream:  # the one reader alone, from the cache
         for chunk in stream:
             rows += chunk.n_rows
-    reader_seconds = time.perf_counter() - start
+    reader_seconds, reader_cpu = time.perf_counter() - start, _cpu_seconds() - reader_cpu
     loss = evaluate(model, holdout, target="label")["metrics"]["log_loss"]
     training = [sum(e["training_threads_cpu_seconds"]) if threads > 1 else main for e, main in
                 zip(model.history, main_cpu)]
     return {"threads": threads, "seconds": [e["seconds"] for e in model.history], "training_cpu_seconds": training,
             "rows": [e["rows"] for e in model.history], "cpu_seconds": cpu, "holdout_loss": loss,
             "trained_by": {str(k): v for k, v in trained_by.items()}, "reader_rows_per_s": rows / reader_seconds,
+            "reader_cpu_us_per_row": 1e6 * reader_cpu / rows,
             "cache": [e.get("cache") for e in model.history],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -141,7 +142,8 @@ def main() -> None:
               f"{statistics.median(r[3] for r in rates):.2f} in the training threads), chunks per thread "
               f"{done[-1]['trained_by']}, holdout log loss "
               + ", ".join(f"{r['holdout_loss']:.5f}" for r in done)
-              + f"; the reader alone {statistics.median(r['reader_rows_per_s'] for r in done):,.0f} rows/s")
+              + f"; the reader alone {statistics.median(r['reader_rows_per_s'] for r in done):,.0f} rows/s, "
+              f"{statistics.median(r['reader_cpu_us_per_row'] for r in done):.2f} CPU µs a row")
     ratios = [_later(b)[0] / _later(a)[0] for a, b in zip(runs[1], runs[args.threads])]
     print(f"  threads {args.threads} / threads 1, run by run: " + ", ".join(f"{x:.2f}x" for x in ratios)
           + f"; median {statistics.median(ratios):.2f}x")
