@@ -7,7 +7,8 @@ compiled loops release the GIL (``streamgd.kernels.jit``) and allocate their scr
 has its own. A sparse batch gathers the coordinates its rows touch, steps them and writes them back: two threads
 touching the same coordinate at once may lose one of the two steps, which Hogwild shows costs little when the
 rows are sparse. The dense coefficients and intercepts are touched by every batch of every thread, so they take
-most of the lost steps. One reader rather than a stream per thread: scripts/bench_threads.py measures both.
+most of the lost steps. One reader rather than a stream per thread: a stream per thread would gather the same
+chunks with the same CPU on the same cores; scripts/bench_threads.py measures the reader's share of a row's CPU.
 
 What is promised with N > 1 (tests/test_threads.py):
 
