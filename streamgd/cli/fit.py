@@ -212,6 +212,9 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="Train on a local dask cluster of this many worker processes (0: in this process).")
 @click.option("--dask", "dask_address", default=None, help="Train on the dask.distributed scheduler at this address.")
+@click.option("--threads", default=1, show_default=True, type=int,
+              help="Training threads on this machine's cores, updating one model without locks (Hogwild): "
+                   "every row once an epoch, not bit-identical from run to run (docs/training.md).")
 @click.option("--round-chunks", default=4, show_default=True, type=click.IntRange(min=1),
               help="Distributed mini-batch: chunks per worker between model averages.")
 @click.option("--out", default=None, help="Model file to write (.safetensors).")
@@ -240,6 +243,9 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     options["optimizer_options"] = {name: value for name, value in given.items() if value is not None}
     options["storage_options"] = storage_options_of(storage_option)
     started = time.perf_counter()
+    if options["threads"] != 1 and (workers or dask_address):
+        raise ConfigError(f"--threads {options['threads']} trains on this machine's cores; under dask each worker "
+                          "trains on one thread (leave out --threads)")
     if workers and not dask_address:
         from ..distributed import check_local_workers
 

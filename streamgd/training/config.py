@@ -107,6 +107,8 @@ class TrainConfig:
     # settings of the filesystems URIs name (s3://...: endpoint_override, region, retries, ...; streamgd.io.storage);
     # credentials may be among them, so they are never stored in a model file or a checkpoint
     storage_options: dict | None = None
+    # training threads on this machine's cores (streamgd.training.threads: Hogwild); 1 trains as before
+    threads: int = 1
     # the settings the data chose because the run named none ({"optimizer": "ftrl", ...}; resolve_defaults)
     chosen_defaults: dict | None = None
 
@@ -196,7 +198,28 @@ class TrainConfig:
         if self.optimizer is not None and self.epochs is not None:
             self.resolve_defaults(sparse=False)  # nothing left for the data to choose
         self._check_factors(model_cls)
+        self._check_threads()
         return self
+
+    def _check_threads(self) -> None:
+        """``threads``: between 1 and the cores this process may use (more threads than cores only take turns,
+        which Hogwild's lost steps do not pay for), and only with the options several threads can honour."""
+        threads = self.threads
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            _bad("threads", threads, "a positive integer (1: one training thread)")
+        self.threads = int(threads)
+        cores = available_cores()
+        if self.threads > cores:
+            raise ConfigError(f"threads={self.threads} is more than the {cores} cores this process may run on; "
+                              f"use {cores} or fewer")
+        if self.threads == 1:
+            return
+        if self.full_batch:
+            raise ConfigError(f"threads={self.threads} trains mini-batches on several threads; batch_size='full' "
+                              "steps once an epoch on one (leave threads at 1)")
+        if self.memory_budget is not None:
+            raise ConfigError(f"threads={self.threads} holds a chunk per thread, which memory_budget does not "
+                              "count: give one or the other")
 
     def _check_factors(self, model_cls: Any) -> None:
         """A factorization machine's settings, refused with one line where they cannot work."""
@@ -335,8 +358,10 @@ class TrainConfig:
     def resume_key(self) -> dict:
         """The settings a checkpoint must share with a run that resumes from it (all that shape the result)."""
         settings = self.to_dict()
+        # the cache gives bit-identical chunks: it shapes nothing; threads: compared by the Trainer (a checkpoint
+        # written before the setting existed has none, and was written by one thread)
         for name in ("checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume", "prefetch_depth", "init",
-                     "cache", "cache_max_size"):  # the cache gives bit-identical chunks: it shapes nothing
+                     "cache", "cache_max_size", "threads"):
             settings.pop(name)
         return settings
 
@@ -347,6 +372,14 @@ class TrainConfig:
     @property
     def effective_alpha(self) -> float:
         return PENALTIES[self.penalty].alpha(self.alpha)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def normalize_interactions(value: Any) -> list[list[str]] | None:

@@ -82,6 +82,9 @@ class EpochProgress:
     meter: EpochMeter = field(default_factory=EpochMeter)
     quality: ShuffleQualityMeter = field(default_factory=ShuffleQualityMeter)
     reads: ReadFigures = field(default_factory=ReadFigures)
+    # wait until the state is a cursor a checkpoint can store: one thread's is after every chunk; several
+    # threads' (streamgd.training.threads) once the chunks they took are trained and booked
+    settle: Callable[[], None] = field(default=lambda: None)
 
     def chunk_done(self, rows: int) -> None:
         """A chunk (or round) of ``rows`` rows is trained: count it and run the hook."""

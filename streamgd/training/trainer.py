@@ -32,6 +32,7 @@ from .epoch import EpochProgress, EpochSource, LocalEpochs, steps_per_epoch, tra
 from .model_of_run import assemble_model
 from .run_setup import DataScans, LocalScans, RunSetup, open_training_data
 from .state import Run, TrainState
+from .threads import ThreadedEpochs
 from .warm_start import load_init
 
 __all__ = ["ChunkProgress", "EpochRunner", "TrainConfig", "TrainState", "Trainer", "fit"]
@@ -78,7 +79,11 @@ class Trainer:
         self.config = (config or TrainConfig(**options)).validate()
         self.on_chunk = on_chunk
         self.runner = runner  # None: the passes and the epochs run in this process
-        self.local = LocalEpochs()
+        if runner is not None and self.config.threads > 1:
+            raise ConfigError(f"threads={self.config.threads} trains on this machine's cores; under dask each "
+                              "worker trains on one thread (leave threads at 1)")
+        # the epochs in this process: one training thread, or several (Hogwild)
+        self.local = LocalEpochs() if self.config.threads == 1 else ThreadedEpochs(self.config.threads)
         self.job: ChunkJob | None = None  # the per-chunk settings of the current run
         self.dataset: Dataset | None = None
         self.resumed_from: int | None = None  # the serial of the checkpoint this run continued from
@@ -120,6 +125,10 @@ class Trainer:
             raise ConfigError("training needs a target column (target=...)")
         checkpoint = latest_checkpoint(cfg.checkpoint_dir, cfg.storage_options, fingerprint(dataset)) \
             if cfg.resume else None
+        written_by = checkpoint.settings.get("threads", 1) if checkpoint is not None else cfg.threads
+        if written_by != cfg.threads:  # one thread's resume is bit-exact only after one thread's epochs
+            raise ConfigError(f"the checkpoint in {cfg.checkpoint_dir} was written with threads={written_by} and "
+                              f"this run has threads={cfg.threads}; resume with --threads {written_by}")
         run, state = self._start(dataset, checkpoint, classes)
         self._clock = CheckpointClock(cfg.checkpoint_every, now=time.monotonic)
         self._records_before = len(state.history)
@@ -165,6 +174,7 @@ class Trainer:
         """After a chunk (a dask round): a checkpoint when due, Ctrl-C's stop, progress."""
         cfg, state = self.config, self.state
         if self._interrupted or self._clock.due(state.chunks_done):
+            progress.settle()  # several threads: the chunks they took trained and booked first
             self._write_checkpoint()
         if self._interrupted:
             where = "; resume with the same command and --resume" if cfg.checkpoint_dir and cfg.init is None else ""
