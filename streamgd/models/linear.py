@@ -68,12 +68,18 @@ class LinearModel:
                  classes: list | None = None, config: dict | None = None, history: list | None = None,
                  optimizer_state: np.ndarray | None = None, summary: dict | None = None,
                  feature_spec: dict | None = None, factors: np.ndarray | None = None,
-                 factorization: dict | None = None):
+                 factorization: dict | None = None, params: np.ndarray | None = None):
         coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
         intercept = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
         # coef_ and intercept_ are views of one flat vector in the kernels' layout, so predicting does not copy
-        # a 2^28-slot model for every chunk
-        self._flat = np.concatenate([coef.ravel(), intercept])
+        # a 2^28-slot model for every chunk; ``params``: that vector already (coef row-major, then the
+        # intercepts: a trained run's), taken as the model's memory without a copy
+        if params is not None and not (isinstance(params, np.ndarray) and params.dtype == np.float64
+                                       and params.shape == (coef.size + intercept.size,) and params.base is None
+                                       and coef.base is params and intercept.base is params):
+            raise ValueError(f"params must be a float64 vector of its own of {coef.size + intercept.size} values, "
+                             "coef and intercept its views")
+        self._flat = np.concatenate([coef.ravel(), intercept]) if params is None else params
         self.coef_ = self._flat[: coef.size].reshape(coef.shape)
         self.intercept_ = self._flat[coef.size:]
         if feature_names is None and feature_spec is not None:  # a model file stores a spec's names as the spec
@@ -270,17 +276,9 @@ class LinearModel:
 
         X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
-        api.predict_margins(X, self.kernel_params, self.coef_.shape[0], out, sparse=sparse,
-                            hyper=self.kernel_hyper(), slot_fields=self.slot_fields())
+        api.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse, hyper=self.kernel_hyper(),
+                            slot_fields=self.slot_fields(), factor_block=self.factor_block)
         return out
-
-    @property
-    def kernel_params(self) -> np.ndarray:
-        """The parameters the kernels predict with: ``params``, and a factorization machine's factors after them
-        (without their optimizer state)."""
-        if self.factor_block is None:
-            return self.params
-        return np.concatenate([self.params, self.factors_.ravel()])  # a copy: the factors without their state
 
     def predict(self, X: Any) -> np.ndarray:
         return self.values_from_margins(self.decision_function(X))
@@ -296,9 +294,9 @@ class LinearModel:
         X, sparse = self._blocks(X)
         hyper = self.kernel_hyper() if self.factorization is not None else np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
-        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.kernel_params,
+        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
                                self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse,
-                               slot_fields=self.slot_fields())
+                               slot_fields=self.slot_fields(), factor_block=self.factor_block)
         return float(total) / max(len(X), 1)
 
     # ---- files -------------------------------------------------------------------------------------------------
