@@ -45,7 +45,7 @@ def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[s
             _write_array(stream, array)
 
 
-_SLICE_BYTES = 1 << 23  # a strided tensor's rows are copied this many bytes (8 MB) at a time
+SLICE_BYTES = 1 << 23  # a strided tensor's rows are copied this many bytes (8 MB) at a time
 
 
 def _write_array(stream: Any, array: np.ndarray) -> None:
@@ -56,7 +56,7 @@ def _write_array(stream: Any, array: np.ndarray) -> None:
     if array.ndim == 0 or array.flags.c_contiguous:
         stream.write(memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B"))
         return
-    step = max(1, _SLICE_BYTES // max(array[0].nbytes, 1))
+    step = max(1, SLICE_BYTES // max(array[0].nbytes, 1))
     for start in range(0, array.shape[0], step):
         stream.write(memoryview(np.ascontiguousarray(array[start:start + step]).reshape(-1)).cast("B"))
 
@@ -69,6 +69,57 @@ def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:
         with safe_open(os.fspath(path), framework="numpy") as handle:
             return handle.get_tensor(name)
     except (SafetensorError, OSError, ValueError, TypeError) as exc:  # TypeError: a dtype numpy lacks (BF16)
+        raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
+
+
+_READ_DTYPES = {code: dtype for dtype, code in _DTYPES.items()}
+
+
+def tensor_layout(path: str | os.PathLike) -> dict[str, tuple[np.dtype | None, tuple[int, ...]]]:
+    """Each tensor of a local file ``read_tensor_file`` has checked: its dtype (None: one NumPy lacks) and shape,
+    read from the header alone."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="numpy") as handle:
+            layout, names = {}, handle.keys()
+            for name in names:
+                piece = handle.get_slice(name)
+                layout[name] = (_READ_DTYPES.get(piece.get_dtype()), tuple(piece.get_shape()))
+            return layout
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: cannot read its header ({type(exc).__name__}: {exc})") from None
+
+
+def read_tensor_into(path: str | os.PathLike, name: str, out: np.ndarray) -> None:
+    """Tensor ``name`` of a local file into ``out`` (its shape; a strided view, such as a factorization machine's
+    factors beside their state, is filled too), ``SLICE_BYTES`` of rows at a time: a whole tensor is never
+    held twice (``read_tensor`` returns a new array)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="numpy") as handle:
+            piece = handle.get_slice(name)
+            shape = tuple(piece.get_shape())
+            if shape != out.shape:
+                raise ValueError(f"it has shape {shape}, expected {out.shape}")
+            if not out.size:
+                return
+            if out.ndim == 0:
+                out[...] = handle.get_tensor(name)
+                return
+            row_bytes = max(out[0].nbytes, 1)
+            step = max(1, SLICE_BYTES // row_bytes)
+            for start in range(0, shape[0], step):
+                rows = slice(start, min(start + step, shape[0]))  # a slice past the end is refused, not cut
+                if out.ndim == 1 or row_bytes <= SLICE_BYTES:
+                    out[rows] = piece[rows]
+                    continue
+                across = max(1, SLICE_BYTES // max(out[0, 0].nbytes, 1))  # a long row (a 2^24-slot coef)
+                for column in range(0, shape[1], across):
+                    columns = slice(column, min(column + across, shape[1]))
+                    out[rows, columns] = piece[rows, columns]
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
 
 
