@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for opt in args.optimizers.split(","):
-            floor = fit(args.data, args.target, os.path.join(tmp, "floor.safetensors"),
+            floor_model = os.path.join(tmp, "floor.safetensors")
+            floor = fit(args.data, args.target, floor_model,
                         ["--optimizer", opt, "--hash-bits", str(args.base_bits), *args.fit_args.split()])
             big_model = os.path.join(tmp, f"{opt}.safetensors")
             big = fit(args.data, args.target, big_model,
@@ -80,12 +81,14 @@ def main(argv: list[str] | None = None) -> int:
             record = {"optimizer": opt, "floor": floor, "big": big,
                       "excess_in_models": None if excess is None else round(excess, 2)}
             if args.predict and big["status"] == 0:
+                record["predict_floor"] = predict(floor_model, args.data, os.path.join(tmp, "p.parquet"))
                 record["predict"] = predict(big_model, args.data, os.path.join(tmp, "p.parquet"))
             records.append(record)
             print(f"{opt:8s} floor (2^{args.base_bits}) {floor['peak_rss_mb']:7.1f} MB | 2^{args.bits}: "
                   f"{big['peak_rss_mb']:7.1f} MB, model file {big['model_mb']:6.1f} MB, excess over the floor "
                   f"{record['excess_in_models']} x the model file"
-                  + (f" | predict {record['predict']['peak_rss_mb']:.1f} MB" if "predict" in record else "")
+                  + (f" | predict {record['predict']['peak_rss_mb']:.1f} MB (2^{args.base_bits}: "
+                     f"{record['predict_floor']['peak_rss_mb']:.1f} MB)" if "predict" in record else "")
                   + (f" | error: {big.get('error')}" if big["status"] else ""), flush=True)
         if args.dense_rows:
             path = os.path.join(tmp, "dense.parquet")

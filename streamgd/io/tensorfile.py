@@ -7,6 +7,7 @@ from a downloaded copy (see ``streamgd.io.storage``).
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -93,34 +94,55 @@ def tensor_layout(path: str | os.PathLike) -> dict[str, tuple[np.dtype | None, t
 
 def read_tensor_into(path: str | os.PathLike, name: str, out: np.ndarray) -> None:
     """Tensor ``name`` of a local file into ``out`` (its shape; a strided view, such as a factorization machine's
-    factors beside their state, is filled too), ``SLICE_BYTES`` of rows at a time: a whole tensor is never
-    held twice (``read_tensor`` returns a new array)."""
-    from safetensors import SafetensorError, safe_open
-
+    factors beside their state, is filled too), ``SLICE_BYTES`` at a time: a whole tensor is never held twice
+    (``read_tensor`` returns a new array). Read with plain reads, not through a memory map: a mapped file's pages
+    count in the process's RSS while it is open, so reading a model through one held it twice over in RSS
+    (scripts/bench_param_memory.py, predict)."""
     try:
-        with safe_open(os.fspath(path), framework="numpy") as handle:
-            piece = handle.get_slice(name)
-            shape = tuple(piece.get_shape())
+        with open(os.fspath(path), "rb") as stream:
+            length = int.from_bytes(stream.read(8), "little")
+            entry = json.loads(stream.read(length))[name]
+            dtype = _READ_DTYPES.get(entry["dtype"])
+            shape = tuple(int(n) for n in entry["shape"])
+            begin, end = (int(n) for n in entry["data_offsets"])
+            if dtype is None:
+                raise ValueError(f"its dtype {entry['dtype']} is not one NumPy reads")
+            dtype = dtype.newbyteorder("<")
             if shape != out.shape:
                 raise ValueError(f"it has shape {shape}, expected {out.shape}")
-            if not out.size:
-                return
-            if out.ndim == 0:
-                out[...] = handle.get_tensor(name)
-                return
-            row_bytes = max(out[0].nbytes, 1)
-            step = max(1, SLICE_BYTES // row_bytes)
-            for start in range(0, shape[0], step):
-                rows = slice(start, min(start + step, shape[0]))  # a slice past the end is refused, not cut
-                if out.ndim == 1 or row_bytes <= SLICE_BYTES:
-                    out[rows] = piece[rows]
-                    continue
-                across = max(1, SLICE_BYTES // max(out[0, 0].nbytes, 1))  # a long row (a 2^24-slot coef)
-                for column in range(0, shape[1], across):
-                    columns = slice(column, min(column + across, shape[1]))
-                    out[rows, columns] = piece[rows, columns]
-    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+            if end - begin != math.prod(shape) * dtype.itemsize:
+                raise ValueError("its byte range does not match its shape")
+            _read_slices(stream, 8 + length + begin, dtype, out)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
+
+
+def _read_slices(stream: Any, offset: int, dtype: np.dtype, out: np.ndarray) -> None:
+    """Fill ``out`` from the C-order values at ``offset`` of ``stream``: rows ``SLICE_BYTES`` at a time, a row
+    longer than that (a 2^24-slot coef) in pieces along its second axis."""
+    def read(first: int, count: int) -> np.ndarray:  # ``count`` values from value ``first`` on
+        stream.seek(offset + first * dtype.itemsize)
+        values = np.empty(count, dtype)
+        if count and stream.readinto(memoryview(values).cast("B")) != values.nbytes:
+            raise ValueError("the file ends before its data")
+        return values
+
+    if out.ndim == 0:
+        out[...] = read(0, 1)[0]
+        return
+    row = math.prod(out.shape[1:])  # values per row
+    step = max(1, SLICE_BYTES // max(row * dtype.itemsize, 1))
+    for start in range(0, out.shape[0], step):
+        stop = min(start + step, out.shape[0])
+        if out.ndim == 1 or row * dtype.itemsize <= SLICE_BYTES:
+            out[start:stop] = read(start * row, (stop - start) * row).reshape((stop - start, *out.shape[1:]))
+            continue
+        inner = math.prod(out.shape[2:])  # values per entry of the second axis
+        across = max(1, SLICE_BYTES // max(inner * dtype.itemsize, 1))
+        for column in range(0, out.shape[1], across):
+            last = min(column + across, out.shape[1])
+            out[start, column:last] = read(start * row + column * inner, (last - column) * inner).reshape(
+                (last - column, *out.shape[2:]))
 
 
 def write_tensor_file(path: str | os.PathLike | Location, tensors: dict[str, np.ndarray], file_format: str,
