@@ -7,6 +7,7 @@ from a downloaded copy (see ``streamgd.io.storage``).
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -45,7 +46,7 @@ def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[s
             _write_array(stream, array)
 
 
-_SLICE_BYTES = 1 << 23  # a strided tensor's rows are copied this many bytes (8 MB) at a time
+SLICE_BYTES = 1 << 23  # a strided tensor's rows are copied this many bytes (8 MB) at a time
 
 
 def _write_array(stream: Any, array: np.ndarray) -> None:
@@ -56,7 +57,7 @@ def _write_array(stream: Any, array: np.ndarray) -> None:
     if array.ndim == 0 or array.flags.c_contiguous:
         stream.write(memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B"))
         return
-    step = max(1, _SLICE_BYTES // max(array[0].nbytes, 1))
+    step = max(1, SLICE_BYTES // max(array[0].nbytes, 1))
     for start in range(0, array.shape[0], step):
         stream.write(memoryview(np.ascontiguousarray(array[start:start + step]).reshape(-1)).cast("B"))
 
@@ -70,6 +71,78 @@ def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:
             return handle.get_tensor(name)
     except (SafetensorError, OSError, ValueError, TypeError) as exc:  # TypeError: a dtype numpy lacks (BF16)
         raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
+
+
+_READ_DTYPES = {code: dtype for dtype, code in _DTYPES.items()}
+
+
+def tensor_layout(path: str | os.PathLike) -> dict[str, tuple[np.dtype | None, tuple[int, ...]]]:
+    """Each tensor of a local file ``read_tensor_file`` has checked: its dtype (None: one NumPy lacks) and shape,
+    read from the header alone."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="numpy") as handle:
+            layout, names = {}, handle.keys()
+            for name in names:
+                piece = handle.get_slice(name)
+                layout[name] = (_READ_DTYPES.get(piece.get_dtype()), tuple(piece.get_shape()))
+            return layout
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: cannot read its header ({type(exc).__name__}: {exc})") from None
+
+
+def read_tensor_into(path: str | os.PathLike, name: str, out: np.ndarray) -> None:
+    """Tensor ``name`` of a local file into ``out`` (its shape; a strided view, such as a factorization machine's
+    factors beside their state, is filled too), ``SLICE_BYTES`` at a time: a whole tensor is never held twice
+    (``read_tensor`` returns a new array). Read with plain reads, not through a memory map: a mapped file's pages
+    count in the process's RSS while it is open, so reading a model through one held it twice over in RSS
+    (scripts/bench_param_memory.py, predict)."""
+    try:
+        with open(os.fspath(path), "rb") as stream:
+            length = int.from_bytes(stream.read(8), "little")
+            entry = json.loads(stream.read(length))[name]
+            dtype = _READ_DTYPES.get(entry["dtype"])
+            shape = tuple(int(n) for n in entry["shape"])
+            begin, end = (int(n) for n in entry["data_offsets"])
+            if dtype is None:
+                raise ValueError(f"its dtype {entry['dtype']} is not one NumPy reads")
+            dtype = dtype.newbyteorder("<")
+            if shape != out.shape:
+                raise ValueError(f"it has shape {shape}, expected {out.shape}")
+            if end - begin != math.prod(shape) * dtype.itemsize:
+                raise ValueError("its byte range does not match its shape")
+            _read_slices(stream, 8 + length + begin, dtype, out)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: cannot read its {name} ({type(exc).__name__}: {exc})") from None
+
+
+def _read_slices(stream: Any, offset: int, dtype: np.dtype, out: np.ndarray) -> None:
+    """Fill ``out`` from the C-order values at ``offset`` of ``stream``: rows ``SLICE_BYTES`` at a time, a row
+    longer than that (a 2^24-slot coef) in pieces along its second axis."""
+    def read(first: int, count: int) -> np.ndarray:  # ``count`` values from value ``first`` on
+        stream.seek(offset + first * dtype.itemsize)
+        values = np.empty(count, dtype)
+        if count and stream.readinto(memoryview(values).cast("B")) != values.nbytes:
+            raise ValueError("the file ends before its data")
+        return values
+
+    if out.ndim == 0:
+        out[...] = read(0, 1)[0]
+        return
+    row = math.prod(out.shape[1:])  # values per row
+    step = max(1, SLICE_BYTES // max(row * dtype.itemsize, 1))
+    for start in range(0, out.shape[0], step):
+        stop = min(start + step, out.shape[0])
+        if out.ndim == 1 or row * dtype.itemsize <= SLICE_BYTES:
+            out[start:stop] = read(start * row, (stop - start) * row).reshape((stop - start, *out.shape[1:]))
+            continue
+        inner = math.prod(out.shape[2:])  # values per entry of the second axis
+        across = max(1, SLICE_BYTES // max(inner * dtype.itemsize, 1))
+        for column in range(0, out.shape[1], across):
+            last = min(column + across, out.shape[1])
+            out[start, column:last] = read(start * row + column * inner, (last - column) * inner).reshape(
+                (last - column, *out.shape[2:]))
 
 
 def write_tensor_file(path: str | os.PathLike | Location, tensors: dict[str, np.ndarray], file_format: str,

@@ -193,13 +193,14 @@ def check_fields(fields: int, numeric: int, n_dense: int, sparse: SparseArrays |
 
 
 def model_parts(params: np.ndarray, n_dense: int, sparse: SparseArrays | None, n_out: int, hyper: Any,
-                opt_kind: int | None = None, slot_fields: np.ndarray | None = None
-                ) -> tuple[np.ndarray, FactorArrays]:
+                opt_kind: int | None = None, slot_fields: np.ndarray | None = None,
+                factor_block: np.ndarray | None = None) -> tuple[np.ndarray, FactorArrays]:
     """(the linear parameters, the factor rows) of a parameter vector: for a linear model ``params`` itself and no
     factors; for a factorization machine (``hyper[H_FACTORS]`` = k) the first ``n_out * (D + 1)`` entries and the
     block after them, checked to hold a whole number of rows (``opt_kind``: of k factors per field and that
     rule's state). A field-aware FM (``hyper[H_FIELDS]`` > 0) takes its slots' fields from ``slot_fields``
-    (None: an entry's position in its row)."""
+    (None: an entry's position in its row). ``factor_block``: the block as an array of its own, (rows, stride)
+    and C-contiguous, with ``params`` the linear part only (a model's arrays, read without a copy)."""
     if not factorized(hyper):
         return params, NO_FACTORS
     hyper = np.asarray(hyper)
@@ -209,9 +210,18 @@ def model_parts(params: np.ndarray, n_dense: int, sparse: SparseArrays | None, n
         raise ValueError(f"a factorization machine has one output, got n_out={n_out}")
     n_lin = n_params(n_dense + n_slots, n_out)
     rows = factor_rows(n_dense, n_slots, bool(numeric))
-    if not (isinstance(params, np.ndarray) and params.ndim == 1 and params.shape[0] >= n_lin):
+    if factor_block is not None:
+        if not (isinstance(factor_block, np.ndarray) and factor_block.ndim == 2 and factor_block.dtype == np.float64
+                and factor_block.flags.c_contiguous and factor_block.shape[0] == rows):
+            raise ValueError(f"the factor block must be a C-contiguous float64 array of {rows} rows")
+        if not (isinstance(params, np.ndarray) and params.shape == (n_lin,)):
+            raise ValueError(f"params must hold the {n_lin} linear parameters alone beside a factor block")
+        block = factor_block.reshape(-1)
+    elif not (isinstance(params, np.ndarray) and params.ndim == 1 and params.shape[0] >= n_lin):
         raise ValueError(f"params must hold the {n_lin} linear parameters and the factor block after them")
-    size = params.shape[0] - n_lin
+    else:
+        block = params[n_lin:]
+    size = block.shape[0]
     stride = size // rows if rows else 0
     vector = max(fields, 1) * k  # the factors of one row
     expected = n_factor_params(rows, k, opt_kind, fields) if opt_kind is not None else rows * stride
@@ -220,7 +230,7 @@ def model_parts(params: np.ndarray, n_dense: int, sparse: SparseArrays | None, n
                          + (f" and their state ({expected} values)" if opt_kind is not None else "")
                          + f", got {size} values after the linear parameters")
     slot_fields = check_fields(fields, numeric, n_dense, sparse, slot_fields) if fields else NO_SLOT_FIELDS
-    return params[:n_lin], FactorArrays(params[n_lin:].reshape(rows, stride), k, numeric, fields, slot_fields)
+    return params[:n_lin], FactorArrays(block.reshape(rows, stride), k, numeric, fields, slot_fields)
 
 
 def _no_slots(n: int) -> SparseArrays:
@@ -369,15 +379,17 @@ def full_batch_step(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_ki
     return 0 if ok else -1
 
 
-def predict_margins(X, params, n_out, out, sparse=None, hyper=None, slot_fields=None) -> None:
+def predict_margins(X, params, n_out, out, sparse=None, hyper=None, slot_fields=None, factor_block=None) -> None:
     """Write the margins of every row, shape (n_rows, n_out), into the float64 array ``out``; ``hyper``: the
-    kernels' hyperparameters when they describe a factorization machine (``params`` then holds its factors;
-    ``slot_fields`` a field-aware one's field of each slot, None: an entry's position in its row)."""
+    kernels' hyperparameters when they describe a factorization machine (``params`` then holds its factors, or
+    ``factor_block`` does, as in ``model_parts``; ``slot_fields`` a field-aware one's field of each slot, None:
+    an entry's position in its row)."""
     x, fortran, n, d = chunk_vector(X)
     sparse = _sparse(sparse, n)
     if sparse is None and factorized(hyper):
         sparse = _no_slots(n)
-    params, factors = model_parts(params, d, sparse, n_out, hyper, slot_fields=slot_fields)
+    params, factors = model_parts(params, d, sparse, n_out, hyper, slot_fields=slot_fields,
+                                  factor_block=factor_block)
     check_params(params, _width(d, sparse), n_out)
     check_in_place(out, "out", (n, n_out))
     if sparse is not None:
@@ -388,9 +400,10 @@ def predict_margins(X, params, n_out, out, sparse=None, hyper=None, slot_fields=
                               SumWork(tile_rows, tile, margins, margins, np.empty(0)), out)
 
 
-def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper, sparse=None, slot_fields=None) -> float:
+def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper, sparse=None, slot_fields=None,
+               factor_block=None) -> float:
     """Sum of the weighted data losses over the chunk (no penalty), for evaluation; ``slot_fields`` as in
-    ``train_chunk``."""
+    ``train_chunk``, ``factor_block`` as in ``predict_margins``."""
     chunk = chunk_vector(X)
     n, d = chunk[2], chunk[3]
     y, sample_weight = targets(y, sample_weight, n)
@@ -398,7 +411,8 @@ def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper, sparse=None
     hyper = hyper_vector(hyper)
     if sparse is None and factorized(hyper):
         sparse = _no_slots(n)
-    params, factors = model_parts(params, d, sparse, n_out, hyper, slot_fields=slot_fields)
+    params, factors = model_parts(params, d, sparse, n_out, hyper, slot_fields=slot_fields,
+                                  factor_block=factor_block)
     check_params(params, _width(d, sparse), n_out)
     loss_kind = check_loss(loss_kind)
     eps = hyper[H_HUBER_EPS]

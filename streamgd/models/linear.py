@@ -26,7 +26,7 @@ from ..version import __version__
 from ..data.sparse_block import FeatureBlocks, SparseBlock
 from ..errors import DataError, ModelFileError
 from ..io.storage import resolve
-from ..io.tensorfile import read_tensor, read_tensor_file, write_tensor_file
+from ..io.tensorfile import read_tensor, read_tensor_file, read_tensor_into, tensor_layout, write_tensor_file
 from ..kernels import codes as kernels  # numba-free: reading a model file loads no compiler
 from ..registry import Registry
 from .file_checks import check_model_fields, check_spec_applies
@@ -68,12 +68,18 @@ class LinearModel:
                  classes: list | None = None, config: dict | None = None, history: list | None = None,
                  optimizer_state: np.ndarray | None = None, summary: dict | None = None,
                  feature_spec: dict | None = None, factors: np.ndarray | None = None,
-                 factorization: dict | None = None):
+                 factorization: dict | None = None, params: np.ndarray | None = None):
         coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
         intercept = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
         # coef_ and intercept_ are views of one flat vector in the kernels' layout, so predicting does not copy
-        # a 2^28-slot model for every chunk
-        self._flat = np.concatenate([coef.ravel(), intercept])
+        # a 2^28-slot model for every chunk; ``params``: that vector already (coef row-major, then the
+        # intercepts: a trained run's), taken as the model's memory without a copy
+        if params is not None and not (isinstance(params, np.ndarray) and params.dtype == np.float64
+                                       and params.shape == (coef.size + intercept.size,) and params.base is None
+                                       and coef.base is params and intercept.base is params):
+            raise ValueError(f"params must be a float64 vector of its own of {coef.size + intercept.size} values, "
+                             "coef and intercept its views")
+        self._flat = np.concatenate([coef.ravel(), intercept]) if params is None else params
         self.coef_ = self._flat[: coef.size].reshape(coef.shape)
         self.intercept_ = self._flat[coef.size:]
         if feature_names is None and feature_spec is not None:  # a model file stores a spec's names as the spec
@@ -270,17 +276,9 @@ class LinearModel:
 
         X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
-        api.predict_margins(X, self.kernel_params, self.coef_.shape[0], out, sparse=sparse,
-                            hyper=self.kernel_hyper(), slot_fields=self.slot_fields())
+        api.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse, hyper=self.kernel_hyper(),
+                            slot_fields=self.slot_fields(), factor_block=self.factor_block)
         return out
-
-    @property
-    def kernel_params(self) -> np.ndarray:
-        """The parameters the kernels predict with: ``params``, and a factorization machine's factors after them
-        (without their optimizer state)."""
-        if self.factor_block is None:
-            return self.params
-        return np.concatenate([self.params, self.factors_.ravel()])  # a copy: the factors without their state
 
     def predict(self, X: Any) -> np.ndarray:
         return self.values_from_margins(self.decision_function(X))
@@ -296,9 +294,9 @@ class LinearModel:
         X, sparse = self._blocks(X)
         hyper = self.kernel_hyper() if self.factorization is not None else np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
-        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.kernel_params,
+        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
                                self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse,
-                               slot_fields=self.slot_fields())
+                               slot_fields=self.slot_fields(), factor_block=self.factor_block)
         return float(total) / max(len(X), 1)
 
     # ---- files -------------------------------------------------------------------------------------------------
@@ -464,21 +462,18 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Linear
         raise ModelFileError(f"no such model file: {path}")
     # a remote file is read once, whole: its optimizer state cannot be fetched later from a local copy
     meta, tensors = read_tensor_file(location, MODEL_FORMAT, FORMAT_VERSION, "streamgd model file",
-                                     names=("coef", "intercept", "factors", "factor_state") if location.is_local
-                                     else None)
+                                     names=("intercept",) if location.is_local else None)
+    params = _read_parameters(location.path, tensors) if location.is_local else None
     check_model_fields(meta, tensors, path, MODEL_KINDS)
     try:
         cls = MODEL_KINDS[meta["kind"]]
         factors = None
         if meta.get("factorization") is not None:  # a factorization machine: its factors, then their state
-            factors = tensors["factors"]
-            if "factor_state" in tensors:  # per field: the k factors, then their state (a plain FM: one field)
-                factors = np.concatenate([factors, tensors["factor_state"]], axis=-1)
-            factors = factors.reshape(factors.shape[0], -1)
+            factors = _read_factors(location.path, tensors) if location.is_local else _joined_factors(tensors)
         model = cls(tensors["coef"], tensors["intercept"], meta["feature_names"], target=meta.get("target"),
                     classes=meta.get("classes"), config=meta.get("config"), history=meta.get("history"),
                     summary=meta.get("summary"), feature_spec=meta.get("feature_spec"), factors=factors,
-                    factorization=meta.get("factorization"))
+                    factorization=meta.get("factorization"), params=params)
         check_spec_applies(model.spec, model.n_features, path)  # now, not at the first prediction
         if "optimizer_state" in tensors:
             model.optimizer_state = tensors["optimizer_state"]
@@ -487,3 +482,50 @@ def load(path: str | os.PathLike, storage_options: dict | None = None) -> Linear
         return model
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a feature_spec's fields
         raise ModelFileError(f"{path} is a damaged streamgd model file ({type(exc).__name__}: {exc})") from None
+
+
+def _read_parameters(path: str, tensors: dict) -> np.ndarray | None:
+    """A local file's ``coef`` read straight into the model's flat vector, its intercepts after it (the vector,
+    with ``tensors``' coef and intercept its views); where the file's tensors are not a float matrix and vector,
+    ``coef`` as it is stored and None (``check_model_fields`` then says what is wrong)."""
+    layout = tensor_layout(path)
+    dtype, shape = layout.get("coef", (None, ()))
+    intercept = tensors.get("intercept")
+    if not (dtype is not None and dtype.kind == "f" and len(shape) == 2 and isinstance(intercept, np.ndarray)
+            and intercept.dtype.kind == "f" and intercept.ndim == 1):
+        if "coef" in layout:
+            tensors["coef"] = read_tensor(path, "coef")
+        return None
+    n_coef = shape[0] * shape[1]
+    params = np.empty(n_coef + intercept.size)
+    tensors["coef"] = params[:n_coef].reshape(shape)
+    read_tensor_into(path, "coef", tensors["coef"])
+    params[n_coef:] = intercept
+    tensors["intercept"] = params[n_coef:]
+    return params
+
+
+def _read_factors(path: str, tensors: dict) -> np.ndarray:
+    """A local file's factor block, (rows, per field: the k factors, then their state), each tensor read into its
+    place: the block is held once (a plain FM: one field)."""
+    layout = tensor_layout(path)
+    if "factors" not in layout:
+        raise KeyError("factors")
+    factors_shape = layout["factors"][1]
+    state_shape = layout["factor_state"][1] if "factor_state" in layout else factors_shape[:-1] + (0,)
+    if len(factors_shape) not in (2, 3) or state_shape[:-1] != factors_shape[:-1]:
+        raise ValueError(f"factors of shape {factors_shape} and their state of shape {state_shape} do not match")
+    k = factors_shape[-1]
+    block = np.empty(factors_shape[:-1] + (k + state_shape[-1],))
+    read_tensor_into(path, "factors", block[..., :k])
+    if "factor_state" in layout:
+        read_tensor_into(path, "factor_state", block[..., k:])
+    return block.reshape(block.shape[0], -1)
+
+
+def _joined_factors(tensors: dict) -> np.ndarray:
+    """The factor block of a file read whole (a remote one): its factors, then their state, per field."""
+    factors = tensors["factors"]
+    if "factor_state" in tensors:
+        factors = np.concatenate([factors, tensors["factor_state"]], axis=-1)
+    return factors.reshape(factors.shape[0], -1)
