@@ -47,6 +47,7 @@ from .arguments import (
     StepRates,
     SumWork,
     column_major_vector,
+    contiguous_params,
 )
 from .codes import (
     H_ALPHA,
@@ -71,10 +72,8 @@ from .pieces import (
     rows_loss_dloss,
     rows_loss_dloss_of_kind,
 )
+from .sparse_rows import compact_positions, sparse_row_loop_for
 from .specialise import specialised
-
-_HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive slots spread over the table
-
 
 @compiled
 def _sparse_margins_add(indptr, indices, values, r0, hi, params, pstride, first, n_out, margins):
@@ -98,34 +97,6 @@ def _sparse_grad_add(indptr, indices, values, r0, hi, pstride, first, n_out, dlo
             column = first + indices[e]
             for k in range(n_out):
                 grad[k * pstride + column] += dloss[k, b] * v
-
-
-@compiled
-def _compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys):
-    """Number the distinct slots of entries [e0, e1) in order of first appearance: ``touched[p]`` is slot p's
-    number, ``entry_pos[e - e0]`` the number of entry e's slot. ``keys`` (a power-of-two table of -1) is left as
-    found: the slots it records are cleared again before returning."""
-    mask = keys.shape[0] - 1
-    m = 0
-    for e in range(e0, e1):
-        c = indices[e]
-        h = (np.int64(c) * _HASH_MULTIPLIER) & mask
-        while True:
-            key = keys[h]
-            if key == c:
-                break
-            if key < 0:
-                keys[h] = c
-                positions[h] = m
-                touched[m] = c
-                touched_keys[m] = h
-                m += 1
-                break
-            h = (h + 1) & mask
-        entry_pos[e - e0] = positions[h]
-    for p in range(m):
-        keys[touched_keys[p]] = -1
-    return m
 
 
 @inlined
@@ -214,7 +185,7 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
         while b0 < n:
             b1 = min(b0 + batch_size, n)
             e0 = indptr[b0]
-            m = _compact_positions(indptr, indices, e0, indptr[b1], keys, positions, entry_pos, touched,
+            m = compact_positions(indptr, indices, e0, indptr[b1], keys, positions, entry_pos, touched,
                                    touched_keys)
             stride = d + m
             n_coef = n_out * stride
@@ -455,10 +426,14 @@ def _factor_work(factors: FactorArrays, sparse: SparseArrays, d: int, tile_rows:
 
 def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
                 opt_state: np.ndarray, hyper: np.ndarray, lrs: np.ndarray, batch_size: int, n_out: int,
-                loss_kind: int, opt_kind: int, step0: int, factors: FactorArrays = NO_FACTORS
+                loss_kind: int, opt_kind: int, step0: int, factors: FactorArrays = NO_FACTORS, per_row: bool = True
                 ) -> tuple[float, int, int]:
     """``api.train_chunk`` for a chunk with a sparse block (its arguments checked by ``api``); ``factors``: an
-    FM's factor rows (``params`` then holds the linear part only)."""
+    FM's factor rows (``params`` then holds the linear part only). A linear model with one output at batch size 1
+    takes the batch-1 loop (``streamgd.kernels.sparse_rows``) unless ``per_row`` is False (the benchmark's and the
+    tests' way to run the general loop on the same rows)."""
+    if per_row and batch_size == 1 and factors.k == 0 and n_out == 1:
+        return _train_rows(X, sparse, y, sample_weight, params, opt_state, hyper, lrs, loss_kind, opt_kind, step0)
     x, n, d = column_major_vector(X)
     block = _block_args(sparse)
     entries = max(max_batch_entries(sparse.indptr, batch_size), 1)
@@ -481,8 +456,35 @@ def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
                                _factor_work(factors, sparse, d, tile_rows, factor_rows))
     if failed < 0:
         return total, done, 0
-    bad = first_bad_row(X, sparse, y, sample_weight, failed, min(failed + batch_size, n), params, n_out, loss_kind,
-                        hyper[H_HUBER_EPS], factors)
+    bad = first_bad_row(X, sparse, y, sample_weight, failed, min(failed + batch_size, n), contiguous_params(params),
+                        n_out, loss_kind, hyper[H_HUBER_EPS], factors)
+    return total, done, -bad - 1
+
+
+def _train_rows(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
+                opt_state: np.ndarray, hyper: np.ndarray, lrs: np.ndarray, loss_kind: int, opt_kind: int,
+                step0: int) -> tuple[float, int, int]:
+    """``train_chunk`` at batch size 1 for a linear model with one output: the batch-1 loop, its scratch for the
+    longest row."""
+    x, n, d = column_major_vector(X)
+    block = _block_args(sparse)
+    entries = max(max_batch_entries(sparse.indptr, 1), 1)
+    capacity = 16
+    while capacity < 2 * entries:
+        capacity *= 2
+    width = d + min(entries, sparse.n_slots) + 1
+    margins = np.empty((1, 1))
+    work = SparseWork(1, margins, np.empty_like(margins), np.full(capacity, -1, dtype=np.int64),
+                      np.empty(capacity, dtype=np.int64), np.empty(entries, dtype=np.int64),
+                      np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64), np.empty(width),
+                      np.empty(width), np.empty((opt_state.shape[0], width)))
+    loop = sparse_row_loop_for(loss_kind, opt_kind)
+    total, done, failed = loop(ChunkArrays(x, n, d, y, sample_weight), block, ModelArrays(params, opt_state, hyper, 1),
+                               StepRates(lrs, int(step0), 1), work)
+    if failed < 0:
+        return total, done, 0
+    bad = first_bad_row(X, sparse, y, sample_weight, failed, failed + 1, contiguous_params(params), 1, loss_kind,
+                        hyper[H_HUBER_EPS])
     return total, done, -bad - 1
 
 
