@@ -24,7 +24,7 @@ def click_rows(rng: np.random.Generator, n_rows: int = N_ROWS) -> tuple[np.ndarr
     X = np.asfortranarray(rng.standard_normal((n_rows, N_DENSE)))
     lengths = rng.integers(0, 7, n_rows)
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    indices = rng.integers(0, N_SLOTS, indptr[-1]).astype(np.int32)
+    indices = rng.integers(0, N_SLOTS - 1, indptr[-1]).astype(np.int32)  # the last slot: named by no row
     for r in range(0, n_rows, 7):  # collisions: a row names its first slot again
         if lengths[r] >= 2:
             indices[indptr[r] + 1] = indices[indptr[r]]
@@ -39,6 +39,7 @@ CASES = {  # name: (optimizer, alpha, l1_ratio, clip_norm)
     "adagrad-lazy-l2": ("adagrad", 1e-3, 0.0, 0.0),
     "adagrad-elasticnet": ("adagrad", 1e-3, 0.5, 0.0),
     "sgd-l1-clipped": ("sgd", 1e-3, 1.0, 0.5),
+    "sgd-l1": ("sgd", 1e-3, 1.0, 0.0),
     "adam-lazy-l2": ("adam", 1e-3, 0.15, 0.0),
 }
 
@@ -53,7 +54,7 @@ def set_up(name: str, per_coordinate: bool):
     return optimizer, hyper, params, opt_state
 
 
-def train(name: str, per_row: bool, per_coordinate: bool, chunks: int = 3):
+def train(name: str, per_row: bool, per_coordinate: bool, chunks: int = 3, fused: bool = True):
     rng = np.random.default_rng(7)
     optimizer, hyper, params, opt_state = set_up(name, per_coordinate)
     lr = 0.3
@@ -63,7 +64,7 @@ def train(name: str, per_row: bool, per_coordinate: bool, chunks: int = 3):
         lrs = np.full(N_ROWS, lr)
         total, done, status = sparse_kernels.train_chunk(X, block, y, np.empty(0), params, opt_state, hyper, lrs, 1,
                                                          1, kernel_api.LOSS_LOG, optimizer.code, k * N_ROWS,
-                                                         per_row=per_row)
+                                                         per_row=per_row, fused=fused)
         assert (done, status) == (N_ROWS, 0)
         totals.append(total)
     return params, opt_state, totals, hyper
@@ -72,13 +73,14 @@ def train(name: str, per_row: bool, per_coordinate: bool, chunks: int = 3):
 @pytest.mark.parametrize("name", list(CASES))
 def test_batch1_loop_equals_general_loop_bit_for_bit(name):
     """Three chunks of 400 rows: parameters, every state row (the lazy stamps, the L1 record) and the progressive
-    loss of the batch-1 loop equal the general loop's exactly, on split arrays and on the per-coordinate block."""
+    loss of the batch-1 loop (fused, and stepping a copy with apply_update) equal the general loop's exactly, on
+    split arrays and on the per-coordinate block."""
     reference, reference_state, reference_totals, hyper = train(name, per_row=False, per_coordinate=False)
     assert np.count_nonzero(reference[N_DENSE:-1]) > 10  # the slots learned something (L1 zeroes some)
     if hyper[kernel_api.H_LAZY_ROW] or hyper[kernel_api.H_L1_ROW]:
         assert reference_state.shape[0] > make_optimizer(CASES[name][0]).state_rows
-    for per_coordinate in (False, True):
-        params, opt_state, totals, _ = train(name, per_row=True, per_coordinate=per_coordinate)
+    for per_coordinate, fused in ((False, True), (True, True), (True, False)):
+        params, opt_state, totals, _ = train(name, per_row=True, per_coordinate=per_coordinate, fused=fused)
         np.testing.assert_array_equal(params, reference)
         np.testing.assert_array_equal(opt_state, reference_state)
         assert totals == reference_totals
@@ -93,20 +95,25 @@ def test_per_coordinate_block_holds_params_and_state_side_by_side():
     assert np.shares_memory(params, block) and np.shares_memory(opt_state, block)
 
 
+@pytest.mark.parametrize("name", ["adagrad-lazy-l2", "ftrl", "sgd-l1", "adam-lazy-l2"])
 @pytest.mark.parametrize("per_coordinate", [False, True], ids=["split", "block"])
-def test_a_non_finite_step_is_not_applied(per_coordinate):
-    """A row whose value is huge makes the step overflow: the loop stops at that row, names it, and the
-    parameters and state are those after the row before it (the same as training on the rows before alone)."""
+def test_a_non_finite_step_is_not_applied(per_coordinate, name):
+    """A row whose values and rate are huge makes the step overflow: the loop stops at that row, names it, and the
+    parameters and state are those after the row before it (the same as training on the rows before alone); for
+    the fused rules and one that steps a copy (Adam)."""
     rng = np.random.default_rng(3)
     X, block, y = click_rows(rng, 50)
-    bad_row = next(r for r in range(30, 50) if block.indptr[r + 1] > block.indptr[r])  # a row with entries
+    bad_row = next(r for r in range(30, 50) if block.indptr[r + 1] - block.indptr[r] >= 2)
     start = block.indptr[bad_row]
-    block.values[start] = 1e308
-    optimizer, hyper, params, opt_state = set_up("adagrad-lazy-l2", per_coordinate)
-    total, done, status = sparse_kernels.train_chunk(X, block, y, np.empty(0), params, opt_state, hyper,
-                                                     np.full(50, 0.3), 1, 1, kernel_api.LOSS_LOG, optimizer.code, 0)
+    block.indices[start:start + 2] = N_SLOTS - 1  # a fresh slot (its margin stays finite) named twice with huge
+    block.values[start:start + 2] = 1e308  # values, and a huge rate: every rule's step overflows
+    lrs = np.full(50, 0.3)
+    lrs[bad_row] = 1e10
+    optimizer, hyper, params, opt_state = set_up(name, per_coordinate)
+    total, done, status = sparse_kernels.train_chunk(X, block, y, np.empty(0), params, opt_state, hyper, lrs, 1, 1,
+                                                     kernel_api.LOSS_LOG, optimizer.code, 0)
     assert done == bad_row and status != 0
-    _, _, before_params, before_state = set_up("adagrad-lazy-l2", False)
+    _, _, before_params, before_state = set_up(name, False)
     head = SparseBlock(block.indptr[:bad_row + 1].copy(), block.indices[:start].copy(),
                        block.values[:start].copy(), N_SLOTS)
     sparse_kernels.train_chunk(np.asfortranarray(X[:bad_row]), head, y[:bad_row], np.empty(0), before_params,

@@ -23,7 +23,7 @@ next touched, before the batch computes its margins:
   ``(1 - lr_t * l2) * (1 - lr_t * weight_decay)``: the exact dense result for SGD. A run-wide ledger of
   ``sum log(factor)`` (kept in the first intercept's entry of a state row, ``hyper[H_LAZY_ROW] - 1``) and a stamp
   per coefficient (the ledger when it was last touched, in the same row) give the factor in one ``exp``.
-* L1: mini-batch runs take it as the cumulative penalty (``_l1_prox`` in ``streamgd.kernels.pieces``), whose
+* L1: mini-batch runs take it as the cumulative penalty (``l1_prox`` in ``streamgd.kernels.pieces``), whose
   record is already lazy: the global total ``u`` against each coefficient's received ``q``.
 * FTRL needs no catch-up: with no gradient its ``z`` and ``n`` do not change, so lazy is exact.
 * ASGD's average of a slot takes its iterates at the steps that touch it.
@@ -426,14 +426,15 @@ def _factor_work(factors: FactorArrays, sparse: SparseArrays, d: int, tile_rows:
 
 def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
                 opt_state: np.ndarray, hyper: np.ndarray, lrs: np.ndarray, batch_size: int, n_out: int,
-                loss_kind: int, opt_kind: int, step0: int, factors: FactorArrays = NO_FACTORS, per_row: bool = True
-                ) -> tuple[float, int, int]:
+                loss_kind: int, opt_kind: int, step0: int, factors: FactorArrays = NO_FACTORS, per_row: bool = True,
+                fused: bool = True) -> tuple[float, int, int]:
     """``api.train_chunk`` for a chunk with a sparse block (its arguments checked by ``api``); ``factors``: an
     FM's factor rows (``params`` then holds the linear part only). A linear model with one output at batch size 1
     takes the batch-1 loop (``streamgd.kernels.sparse_rows``) unless ``per_row`` is False (the benchmark's and the
-    tests' way to run the general loop on the same rows)."""
+    tests' way to run the general loop on the same rows; ``fused`` False: its copy-and-``apply_update`` form)."""
     if per_row and batch_size == 1 and factors.k == 0 and n_out == 1:
-        return _train_rows(X, sparse, y, sample_weight, params, opt_state, hyper, lrs, loss_kind, opt_kind, step0)
+        return _train_rows(X, sparse, y, sample_weight, params, opt_state, hyper, lrs, loss_kind, opt_kind, step0,
+                           fused)
     x, n, d = column_major_vector(X)
     block = _block_args(sparse)
     entries = max(max_batch_entries(sparse.indptr, batch_size), 1)
@@ -463,7 +464,7 @@ def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
 
 def _train_rows(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
                 opt_state: np.ndarray, hyper: np.ndarray, lrs: np.ndarray, loss_kind: int, opt_kind: int,
-                step0: int) -> tuple[float, int, int]:
+                step0: int, fused: bool = True) -> tuple[float, int, int]:
     """``train_chunk`` at batch size 1 for a linear model with one output: the batch-1 loop, its scratch for the
     longest row."""
     x, n, d = column_major_vector(X)
@@ -478,7 +479,7 @@ def _train_rows(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
                       np.empty(capacity, dtype=np.int64), np.empty(entries, dtype=np.int64),
                       np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64), np.empty(width),
                       np.empty(width), np.empty((opt_state.shape[0], width)))
-    loop = sparse_row_loop_for(loss_kind, opt_kind)
+    loop = sparse_row_loop_for(loss_kind, opt_kind, fused)
     total, done, failed = loop(ChunkArrays(x, n, d, y, sample_weight), block, ModelArrays(params, opt_state, hyper, 1),
                                StepRates(lrs, int(step0), 1), work)
     if failed < 0:
