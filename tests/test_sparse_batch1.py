@@ -133,3 +133,60 @@ def test_compact_positions_numbers_distinct_slots_in_order_of_first_appearance()
     m = sparse_rows.compact_positions(indptr, indices, 0, 5, keys, positions, entry_pos, touched, touched_keys)
     assert m == 3 and touched[:3].tolist() == [9, 4, 70] and entry_pos.tolist() == [0, 1, 0, 2, 1]
     assert (keys == -1).all()
+
+
+@pytest.fixture(scope="module")
+def small_clicks(tmp_path_factory):
+    from streamgd.bench.synthetic_ctr import make_ctr_dataset
+
+    folder = tmp_path_factory.mktemp("clicks1")
+    return make_ctr_dataset(str(folder / "train.parquet"), n_rows=20_000, n_numeric=3, n_categorical=4,
+                            cardinalities=(8, 30, 1000, 5_000), seed=0, model_seed=0, row_group_size=4096).path
+
+
+@pytest.mark.parametrize("optimizer", ["ftrl", "adagrad"])
+def test_batch1_run_on_the_block_resumes_bit_identically_and_equals_split_arrays(small_clicks, tmp_path, optimizer,
+                                                                                  monkeypatch):
+    """A batch-1 click-log run (its parameters and state views of one per-coordinate block) interrupted after two
+    chunks and resumed from its checkpoint gives the uninterrupted run's model bit for bit, and so does the same
+    run on separate arrays (the layout changes where values live, never the values)."""
+    import streamgd
+    from streamgd.optim import state as optim_state
+    from streamgd.training import run_setup
+
+    settings = dict(model="logistic", categorical=["C1", "C2", "C3", "C4"], encoding="hash", hash_bits=10,
+                    missing="impute", optimizer=optimizer, batch_size=1, epochs=2, seed=1, alpha=1e-3)
+    layouts = []
+    laid_out = optim_state.initial_state
+
+    def recording(*args, **kwargs):
+        params, opt_state = laid_out(*args, **kwargs)
+        layouts.append(params.base is not None and params.base is opt_state.base)  # views of one block
+        return params, opt_state
+
+    monkeypatch.setattr(run_setup, "initial_state", recording)
+    whole = streamgd.fit(small_clicks, target="label", **settings)
+    assert layouts == [True]  # the run trained on the block
+    checkpoints = tmp_path / "ck"
+    seen = []
+
+    def stop_after_two(info):
+        seen.append(info)
+        if len(seen) == 2:
+            trainer._interrupted = True
+
+    trainer = streamgd.Trainer(on_chunk=stop_after_two, checkpoint_dir=str(checkpoints), checkpoint_every=1,
+                               **settings)
+    with pytest.raises(streamgd.errors.TrainingInterrupted):
+        trainer.fit(small_clicks, target="label")
+    resumed = streamgd.fit(small_clicks, target="label", checkpoint_dir=str(checkpoints), resume=True, **settings)
+    assert resumed.summary.get("resumed_from") is not None
+    np.testing.assert_array_equal(resumed.coef_, whole.coef_)
+    np.testing.assert_array_equal(resumed.intercept_, whole.intercept_)
+    np.testing.assert_array_equal(resumed.optimizer_state, whole.optimizer_state)
+
+    monkeypatch.setattr(run_setup, "initial_state", lambda *a: laid_out(*a[:9]))  # per_coordinate left False
+    split = streamgd.fit(small_clicks, target="label", **settings)
+    np.testing.assert_array_equal(split.coef_, whole.coef_)
+    np.testing.assert_array_equal(split.optimizer_state, whole.optimizer_state)
+    assert np.count_nonzero(whole.coef_) > 50
