@@ -38,8 +38,9 @@ VARIANTS = {  # name: (the batch-1 loop, per-coordinate block, its fused form)
     "batch1/block": (True, True, True),
 }
 # where the time goes: the batch-1 loop on the block with the slots folded into the first 4,096 (what it costs
-# when every slot it touches is in cache), and the margins and losses alone (every weight read, nothing written)
-PROBES = ("batch1/block/in-cache", "margins-only")
+# when every slot it touches is in cache), without the dense columns (the slots' share), and the margins and
+# losses alone (every weight read, nothing written)
+PROBES = ("batch1/block/in-cache", "batch1/block/no-dense", "margins-only")
 FOLD = 4096
 
 
@@ -79,10 +80,15 @@ def train_all(chunks: list[tuple], optimizer_name: str, run_hyper: np.ndarray, n
     """Seconds spent in the training calls over every chunk from zero parameters, and the final parameters."""
     per_row, block, fused = VARIANTS.get(variant, (True, True, True))
     n_slots = chunks[0][2].n_slots
+    no_dense = variant == "batch1/block/no-dense"
+    if no_dense:
+        n_par = n_slots + 1
     optimizer, hyper, params, opt_state = fresh_state(optimizer_name, run_hyper, n_par, n_slots, block)
     wall = cpu = 0.0
     step = 0
     for X, y, sparse in chunks:
+        if no_dense:
+            X = np.empty((X.shape[0], 0), dtype=X.dtype, order="F")
         if variant == "batch1/block/in-cache":
             sparse = SparseArrays(sparse.indptr, sparse.indices % np.int32(FOLD), sparse.values, sparse.n_slots)
         lrs = np.full(X.shape[0], lr)

@@ -277,7 +277,9 @@ def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, 
     the sum as evaluated before its update. A non-finite batch is not applied and ends the call: rows done = its
     start, status ``-(row) - 1`` (see the module docstring). ``sparse``: the chunk's sparse block, if any (its
     slots are features ``d ..`` of the model; see ``streamgd.kernels.sparse`` for the lazy updates);
-    ``slot_fields``: a field-aware FM's field of each slot (None: an entry's position in its row).
+    ``slot_fields``: a field-aware FM's field of each slot (None: an entry's position in its row). With a sparse
+    block, a linear model's ``params`` and ``opt_state`` may be views of one per-coordinate block
+    (``streamgd.optim.state.coordinate_block``), updated in place like separate arrays.
     """
     chunk = chunk_vector(X)
     x, fortran, n, d = chunk

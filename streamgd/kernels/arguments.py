@@ -129,8 +129,9 @@ NO_FACTORS_WORK = FactorWork(np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0)
 
 
 class SparseWork(NamedTuple):
-    """Scratch of the sparse train loop: the open-addressing table of a batch's slots (``keys``, ``positions``),
-    the numbering of its entries and touched slots, and the compact parameters, gradient and state."""
+    """Scratch of the sparse train loops: the open-addressing table of a batch's slots (``keys``, ``positions``),
+    the numbering of its entries and touched slots, and the compact parameters, gradient and state (the batch-1
+    loop's: a row's). One per call: loops running at once in several threads each have their own."""
 
     tile_rows: int
     margins: np.ndarray

@@ -11,7 +11,9 @@ slots its rows name (found with a small open-addressing table, so nothing of the
 zeroed or scanned), and the intercepts, with the optimizer state alike. The batch's gradient, the penalty,
 clipping, the optimizer rule and the L1 step then run on the compact vectors with the same compiled update as
 dense chunks (``streamgd.kernels.pieces.apply_update``), and the result is written back only if it is finite. So
-when every slot is active in every batch, a sparse chunk trains exactly as its dense twin.
+when every slot is active in every batch, a sparse chunk trains exactly as its dense twin. At batch size 1 a linear
+model with one output takes the loop of ``streamgd.kernels.sparse_rows`` instead: the same numbers, without the
+mini-batch machinery, reading parameters and state laid out per coordinate.
 
 **Lazy updates.** A slot that no row of a batch names is not updated in that step: its optimizer state is not
 decayed and its coefficient does not move, as TensorFlow's LazyAdam and PyTorch's SparseAdam define lazy Adam
