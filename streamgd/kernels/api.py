@@ -44,6 +44,7 @@ from .arguments import (
     check_opt_state,
     check_params,
     chunk_vector,
+    contiguous_params,
     hyper_vector,
     sparse_arrays,
     targets,
@@ -258,6 +259,7 @@ def batch_loss_grad(X, y, sample_weight, start, stop, params, n_out, loss_kind, 
     sparse = _sparse(sparse, n)
     hyper = hyper_vector(hyper)
     sparse = sparse if sparse is not None or not factorized(hyper) else _no_slots(n)
+    params = contiguous_params(params)
     linear, factors = model_parts(params, d, sparse, n_out, hyper, slot_fields=slot_fields)
     check_params(linear, _width(d, sparse), n_out)
     check_in_place(grad, "grad", params.shape)
@@ -285,7 +287,9 @@ def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, 
     the sum as evaluated before its update. A non-finite batch is not applied and ends the call: rows done = its
     start, status ``-(row) - 1`` (see the module docstring). ``sparse``: the chunk's sparse block, if any (its
     slots are features ``d ..`` of the model; see ``streamgd.kernels.sparse`` for the lazy updates);
-    ``slot_fields``: a field-aware FM's field of each slot (None: an entry's position in its row).
+    ``slot_fields``: a field-aware FM's field of each slot (None: an entry's position in its row). With a sparse
+    block, a linear model's ``params`` and ``opt_state`` may be views of one per-coordinate block
+    (``streamgd.optim.state.coordinate_block``), updated in place like separate arrays.
     """
     chunk = chunk_vector(X)
     x, fortran, n, d = chunk
@@ -299,8 +303,9 @@ def train_chunk(X, y, sample_weight, params, opt_state, hyper, lrs, batch_size, 
         params, factors = model_parts(params, d, sparse, n_out, hyper, opt_kind, slot_fields)
     else:
         factors = NO_FACTORS
-    check_params(params, _width(d, sparse), n_out)
-    opt_kind = check_opt_state(opt_state, opt_kind, params.shape[0])
+    per_coordinate = sparse is not None and not factors.k  # the sparse loops read a per-coordinate block's views
+    check_params(params, _width(d, sparse), n_out, strided=per_coordinate)
+    opt_kind = check_opt_state(opt_state, opt_kind, params.shape[0], strided=per_coordinate)
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -388,7 +393,7 @@ def predict_margins(X, params, n_out, out, sparse=None, hyper=None, slot_fields=
     sparse = _sparse(sparse, n)
     if sparse is None and factorized(hyper):
         sparse = _no_slots(n)
-    params, factors = model_parts(params, d, sparse, n_out, hyper, slot_fields=slot_fields,
+    params, factors = model_parts(contiguous_params(params), d, sparse, n_out, hyper, slot_fields=slot_fields,
                                   factor_block=factor_block)
     check_params(params, _width(d, sparse), n_out)
     check_in_place(out, "out", (n, n_out))
@@ -411,7 +416,7 @@ def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper, sparse=None
     hyper = hyper_vector(hyper)
     if sparse is None and factorized(hyper):
         sparse = _no_slots(n)
-    params, factors = model_parts(params, d, sparse, n_out, hyper, slot_fields=slot_fields,
+    params, factors = model_parts(contiguous_params(params), d, sparse, n_out, hyper, slot_fields=slot_fields,
                                   factor_block=factor_block)
     check_params(params, _width(d, sparse), n_out)
     loss_kind = check_loss(loss_kind)

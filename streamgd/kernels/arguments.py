@@ -129,8 +129,9 @@ NO_FACTORS_WORK = FactorWork(np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0)
 
 
 class SparseWork(NamedTuple):
-    """Scratch of the sparse train loop: the open-addressing table of a batch's slots (``keys``, ``positions``),
-    the numbering of its entries and touched slots, and the compact parameters, gradient and state."""
+    """Scratch of the sparse train loops: the open-addressing table of a batch's slots (``keys``, ``positions``),
+    the numbering of its entries and touched slots, and the compact parameters, gradient and state (the batch-1
+    loop's: a row's). One per call: loops running at once in several threads each have their own."""
 
     tile_rows: int
     margins: np.ndarray
@@ -206,19 +207,35 @@ def targets(y: Any, sample_weight: Any, n: int) -> tuple[np.ndarray, np.ndarray]
     return y, sample_weight
 
 
-def check_params(params: Any, n_features: int, n_out: int) -> None:
-    """``params`` must be the contiguous float64 vector of ``n_out * (n_features + 1)`` the loops update."""
+def _laid_out(array: np.ndarray, strided: bool) -> bool:
+    """Contiguous, or (``strided``) a writable view whose strides are positive: a view of a per-coordinate block
+    (``streamgd.optim.state.coordinate_block``)."""
+    return array.flags.c_contiguous or (strided and array.flags.writeable and all(s > 0 for s in array.strides))
+
+
+def contiguous_params(params: Any) -> Any:
+    """``params`` itself when contiguous, else a contiguous copy: what the read-only loops (sums, prediction) take,
+    so that they are compiled for one layout only."""
+    if isinstance(params, np.ndarray) and not params.flags.c_contiguous:
+        return np.ascontiguousarray(params)
+    return params
+
+
+def check_params(params: Any, n_features: int, n_out: int, strided: bool = False) -> None:
+    """``params`` must be the contiguous float64 vector of ``n_out * (n_features + 1)`` the loops update
+    (``strided``: or a view of a per-coordinate block)."""
     expected = n_out * (n_features + 1)
     if not (isinstance(params, np.ndarray) and params.dtype == np.float64 and params.ndim == 1
-            and params.flags.c_contiguous and params.shape[0] == expected):
+            and _laid_out(params, strided) and params.shape[0] == expected):
         raise ValueError(f"params must be a contiguous float64 vector of length n_out * (n_features + 1) = {expected} "
                          f"(updated in place), got {getattr(params, 'dtype', type(params))} "
                          f"{getattr(params, 'shape', '')}")
 
 
-def check_in_place(array: Any, name: str, shape: tuple[int, ...]) -> None:
-    """``array`` must be a contiguous float64 array of ``shape`` (the loops write into it)."""
-    if not (isinstance(array, np.ndarray) and array.dtype == np.float64 and array.flags.c_contiguous
+def check_in_place(array: Any, name: str, shape: tuple[int, ...], strided: bool = False) -> None:
+    """``array`` must be a contiguous float64 array of ``shape`` (the loops write into it; ``strided``: or a view
+    of a per-coordinate block)."""
+    if not (isinstance(array, np.ndarray) and array.dtype == np.float64 and _laid_out(array, strided)
             and array.shape == shape):
         raise ValueError(f"{name} must be a contiguous float64 array of shape {shape} (updated in place), got "
                          f"{getattr(array, 'dtype', type(array))} {getattr(array, 'shape', '')}")
@@ -231,9 +248,10 @@ def check_loss(loss_kind: Any) -> int:
     return int(loss_kind)
 
 
-def check_opt_state(opt_state: Any, opt_kind: Any, n_par: int) -> int:
+def check_opt_state(opt_state: Any, opt_kind: Any, n_par: int, strided: bool = False) -> int:
     """``opt_state`` must hold, for each of the rows optimizer ``opt_kind`` reads, a row as long as the parameters;
-    returns the optimizer code. More rows (the L1 record, the sparse stamps) are allowed; ``hyper`` names them."""
+    returns the optimizer code. More rows (the L1 record, the sparse stamps) are allowed; ``hyper`` names them.
+    ``strided``: a view of a per-coordinate block is accepted too."""
     if not (isinstance(opt_kind, (int, np.integer)) and 0 <= opt_kind < N_OPTIMIZERS):
         raise ValueError(f"opt_kind must be an optimizer code in [0, {N_OPTIMIZERS}), got {opt_kind!r}")
     rows = STATE_ROWS[opt_kind]
@@ -243,7 +261,7 @@ def check_opt_state(opt_state: Any, opt_kind: Any, n_par: int) -> int:
         raise ValueError(f"{optimizer_label(opt_kind)} reads {rows} rows of optimizer state, got an array of "
                          f"shape {shape}" + ("" if shape is None or len(shape) != 2 or shape[1] == n_par
                                              else f" (each row must hold the {n_par} parameters)"))
-    check_in_place(opt_state, "opt_state", opt_state.shape)
+    check_in_place(opt_state, "opt_state", opt_state.shape, strided)
     return int(opt_kind)
 
 

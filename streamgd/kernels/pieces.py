@@ -11,7 +11,7 @@ both layouts and both dtypes of a chunk (on the same values) give bitwise identi
 
 Objective: mean weighted data loss + ``alpha * ((1 - l1_ratio) / 2 * ||coef||^2 + l1_ratio * ||coef||_1)``; the
 intercepts are never penalised. The L2 part enters the gradient; the L1 part is applied after each optimizer step
-as a proximal soft-threshold, or as Tsuruoka et al.'s cumulative penalty (see ``_l1_prox``), so coefficients
+as a proximal soft-threshold, or as Tsuruoka et al.'s cumulative penalty (see ``l1_prox``), so coefficients
 become exactly zero. A batch whose update would not be finite is never applied.
 
 Pieces that run once per batch or once per row (the per-row loss, the row-major tile's passes, the update's
@@ -392,7 +392,7 @@ def _add_l2(params, grad, n_coef, hyper):
 
 
 @inlined
-def _clip_by_global_norm(grad, hyper):
+def clip_by_global_norm(grad, hyper):
     """Scale grad down to the global L2 norm hyper[H_CLIP_NORM] if it is longer (0 = no clipping)."""
     clip = hyper[H_CLIP_NORM]
     if clip > 0.0:
@@ -407,7 +407,7 @@ def _clip_by_global_norm(grad, hyper):
 
 
 @inlined
-def _l1_prox(params, n_coef, lr, hyper, opt_state):
+def l1_prox(params, n_coef, lr, hyper, opt_state):
     """The L1 part of the penalty, after the optimizer step; coefficients it crosses over zero become exactly 0.
 
     With no penalty row in the state (``hyper[H_L1_ROW] == 0``): soft-thresholding by ``lr * alpha * l1_ratio``,
@@ -481,12 +481,12 @@ def apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, bac
     """
     if opt_kind != OPT_FTRL:  # FTRL applies its penalty itself
         _add_l2(params, grad, n_coef, hyper)
-    _clip_by_global_norm(grad, hyper)
+    clip_by_global_norm(grad, hyper)
     if opt_kind == OPT_SGD:
         if not _sgd_step_is_finite(params, grad, lr):
             return False
         optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper, n_coef)
-        _l1_prox(params, n_coef, lr, hyper, opt_state)  # shrinking finite values keeps them finite
+        l1_prox(params, n_coef, lr, hyper, opt_state)  # shrinking finite values keeps them finite
         return True
     if not _all_finite(grad, grad.shape[0]):
         return False
@@ -494,7 +494,7 @@ def apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, bac
         _copy_params_and_state(params, opt_state, backup, state_backup)
     optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper, n_coef)
     if opt_kind != OPT_FTRL:
-        _l1_prox(params, n_coef, lr, hyper, opt_state)
+        l1_prox(params, n_coef, lr, hyper, opt_state)
     after_step(opt_kind, params, opt_state, step, hyper)
     ok = _all_finite(params, params.shape[0])
     for s in range(opt_state.shape[0]):

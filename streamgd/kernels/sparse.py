@@ -11,7 +11,9 @@ slots its rows name (found with a small open-addressing table, so nothing of the
 zeroed or scanned), and the intercepts, with the optimizer state alike. The batch's gradient, the penalty,
 clipping, the optimizer rule and the L1 step then run on the compact vectors with the same compiled update as
 dense chunks (``streamgd.kernels.pieces.apply_update``), and the result is written back only if it is finite. So
-when every slot is active in every batch, a sparse chunk trains exactly as its dense twin.
+when every slot is active in every batch, a sparse chunk trains exactly as its dense twin. At batch size 1 a linear
+model with one output takes the loop of ``streamgd.kernels.sparse_rows`` instead: the same numbers, without the
+mini-batch machinery, reading parameters and state laid out per coordinate.
 
 **Lazy updates.** A slot that no row of a batch names is not updated in that step: its optimizer state is not
 decayed and its coefficient does not move, as TensorFlow's LazyAdam and PyTorch's SparseAdam define lazy Adam
@@ -23,7 +25,7 @@ next touched, before the batch computes its margins:
   ``(1 - lr_t * l2) * (1 - lr_t * weight_decay)``: the exact dense result for SGD. A run-wide ledger of
   ``sum log(factor)`` (kept in the first intercept's entry of a state row, ``hyper[H_LAZY_ROW] - 1``) and a stamp
   per coefficient (the ledger when it was last touched, in the same row) give the factor in one ``exp``.
-* L1: mini-batch runs take it as the cumulative penalty (``_l1_prox`` in ``streamgd.kernels.pieces``), whose
+* L1: mini-batch runs take it as the cumulative penalty (``l1_prox`` in ``streamgd.kernels.pieces``), whose
   record is already lazy: the global total ``u`` against each coefficient's received ``q``.
 * FTRL needs no catch-up: with no gradient its ``z`` and ``n`` do not change, so lazy is exact.
 * ASGD's average of a slot takes its iterates at the steps that touch it.
@@ -47,6 +49,7 @@ from .arguments import (
     StepRates,
     SumWork,
     column_major_vector,
+    contiguous_params,
 )
 from .codes import (
     H_ALPHA,
@@ -71,10 +74,8 @@ from .pieces import (
     rows_loss_dloss,
     rows_loss_dloss_of_kind,
 )
+from .sparse_rows import compact_positions, sparse_row_loop_for
 from .specialise import specialised
-
-_HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive slots spread over the table
-
 
 @compiled
 def _sparse_margins_add(indptr, indices, values, r0, hi, params, pstride, first, n_out, margins):
@@ -98,34 +99,6 @@ def _sparse_grad_add(indptr, indices, values, r0, hi, pstride, first, n_out, dlo
             column = first + indices[e]
             for k in range(n_out):
                 grad[k * pstride + column] += dloss[k, b] * v
-
-
-@compiled
-def _compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys):
-    """Number the distinct slots of entries [e0, e1) in order of first appearance: ``touched[p]`` is slot p's
-    number, ``entry_pos[e - e0]`` the number of entry e's slot. ``keys`` (a power-of-two table of -1) is left as
-    found: the slots it records are cleared again before returning."""
-    mask = keys.shape[0] - 1
-    m = 0
-    for e in range(e0, e1):
-        c = indices[e]
-        h = (np.int64(c) * _HASH_MULTIPLIER) & mask
-        while True:
-            key = keys[h]
-            if key == c:
-                break
-            if key < 0:
-                keys[h] = c
-                positions[h] = m
-                touched[m] = c
-                touched_keys[m] = h
-                m += 1
-                break
-            h = (h + 1) & mask
-        entry_pos[e - e0] = positions[h]
-    for p in range(m):
-        keys[touched_keys[p]] = -1
-    return m
 
 
 @inlined
@@ -214,7 +187,7 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
         while b0 < n:
             b1 = min(b0 + batch_size, n)
             e0 = indptr[b0]
-            m = _compact_positions(indptr, indices, e0, indptr[b1], keys, positions, entry_pos, touched,
+            m = compact_positions(indptr, indices, e0, indptr[b1], keys, positions, entry_pos, touched,
                                    touched_keys)
             stride = d + m
             n_coef = n_out * stride
@@ -455,10 +428,15 @@ def _factor_work(factors: FactorArrays, sparse: SparseArrays, d: int, tile_rows:
 
 def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
                 opt_state: np.ndarray, hyper: np.ndarray, lrs: np.ndarray, batch_size: int, n_out: int,
-                loss_kind: int, opt_kind: int, step0: int, factors: FactorArrays = NO_FACTORS
-                ) -> tuple[float, int, int]:
+                loss_kind: int, opt_kind: int, step0: int, factors: FactorArrays = NO_FACTORS, per_row: bool = True,
+                fused: bool = True) -> tuple[float, int, int]:
     """``api.train_chunk`` for a chunk with a sparse block (its arguments checked by ``api``); ``factors``: an
-    FM's factor rows (``params`` then holds the linear part only)."""
+    FM's factor rows (``params`` then holds the linear part only). A linear model with one output at batch size 1
+    takes the batch-1 loop (``streamgd.kernels.sparse_rows``) unless ``per_row`` is False (the benchmark's and the
+    tests' way to run the general loop on the same rows; ``fused`` False: its copy-and-``apply_update`` form)."""
+    if per_row and batch_size == 1 and factors.k == 0 and n_out == 1:
+        return _train_rows(X, sparse, y, sample_weight, params, opt_state, hyper, lrs, loss_kind, opt_kind, step0,
+                           fused)
     x, n, d = column_major_vector(X)
     block = _block_args(sparse)
     entries = max(max_batch_entries(sparse.indptr, batch_size), 1)
@@ -481,8 +459,35 @@ def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
                                _factor_work(factors, sparse, d, tile_rows, factor_rows))
     if failed < 0:
         return total, done, 0
-    bad = first_bad_row(X, sparse, y, sample_weight, failed, min(failed + batch_size, n), params, n_out, loss_kind,
-                        hyper[H_HUBER_EPS], factors)
+    bad = first_bad_row(X, sparse, y, sample_weight, failed, min(failed + batch_size, n), contiguous_params(params),
+                        n_out, loss_kind, hyper[H_HUBER_EPS], factors)
+    return total, done, -bad - 1
+
+
+def _train_rows(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, params: np.ndarray,
+                opt_state: np.ndarray, hyper: np.ndarray, lrs: np.ndarray, loss_kind: int, opt_kind: int,
+                step0: int, fused: bool = True) -> tuple[float, int, int]:
+    """``train_chunk`` at batch size 1 for a linear model with one output: the batch-1 loop, its scratch for the
+    longest row."""
+    x, n, d = column_major_vector(X)
+    block = _block_args(sparse)
+    entries = max(max_batch_entries(sparse.indptr, 1), 1)
+    capacity = 16
+    while capacity < 2 * entries:
+        capacity *= 2
+    width = d + min(entries, sparse.n_slots) + 1
+    margins = np.empty((1, 1))
+    work = SparseWork(1, margins, np.empty_like(margins), np.full(capacity, -1, dtype=np.int64),
+                      np.empty(capacity, dtype=np.int64), np.empty(entries, dtype=np.int64),
+                      np.empty(entries, dtype=np.int64), np.empty(entries, dtype=np.int64), np.empty(width),
+                      np.empty(width), np.empty((opt_state.shape[0], width)))
+    loop = sparse_row_loop_for(loss_kind, opt_kind, fused)
+    total, done, failed = loop(ChunkArrays(x, n, d, y, sample_weight), block, ModelArrays(params, opt_state, hyper, 1),
+                               StepRates(lrs, int(step0), 1), work)
+    if failed < 0:
+        return total, done, 0
+    bad = first_bad_row(X, sparse, y, sample_weight, failed, failed + 1, contiguous_params(params), 1, loss_kind,
+                        hyper[H_HUBER_EPS])
     return total, done, -bad - 1
 
 

@@ -16,7 +16,7 @@ from ..kernels.api import factor_rows, n_params
 from .base import Optimizer
 from .factors import FactorSettings, check_factor_block_fits
 
-__all__ = ["check_model_fits", "initial_state", "kernel_hyper"]
+__all__ = ["check_model_fits", "coordinate_block", "initial_state", "kernel_hyper", "laid_out"]
 
 def kernel_hyper(optimizer: Optimizer, alpha: float, l1_ratio: float, clip_norm: float, huber_epsilon: float,
                  factors: FactorSettings | None = None) -> np.ndarray:
@@ -33,14 +33,39 @@ def kernel_hyper(optimizer: Optimizer, alpha: float, l1_ratio: float, clip_norm:
     return hyper
 
 
+def coordinate_block(n_params: int, state_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(block, params, opt_state): zeros laid out per coordinate, ``block[i]`` = coordinate i's weight and then its
+    ``state_rows`` state values, with ``params`` (``block[:, 0]``) and ``opt_state`` (``block[:, 1:].T``, a row per
+    state vector) as views of it. A sparse update then finds a slot's weight and state in one cache line, not in
+    one line per array (as Vowpal Wabbit and libffm lay them out; ``scripts/bench_sparse_loop.py`` measures it).
+    Everything but the kernels reads the two views as it reads separate arrays; a copy of a view is an ordinary
+    contiguous array."""
+    block = np.zeros((n_params, 1 + state_rows))
+    return block, block[:, 0], block[:, 1:].T
+
+
+def laid_out(params: np.ndarray, opt_state: np.ndarray, per_coordinate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``params`` and ``opt_state`` (a resumed run's), as views of one ``coordinate_block`` when
+    ``per_coordinate`` and the state covers every parameter (a linear model; a factorization machine keeps its
+    factors' state in its factor block), else as contiguous arrays. The values are the same either way."""
+    if per_coordinate and opt_state.ndim == 2 and opt_state.shape[1] == params.shape[0]:
+        _, block_params, block_state = coordinate_block(params.shape[0], opt_state.shape[0])
+        block_params[:] = params
+        block_state[:] = opt_state
+        return block_params, block_state
+    return np.array(params, dtype=np.float64), np.array(opt_state, dtype=np.float64)
+
+
 def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_out: int, n_slots: int,
-                  full_batch: bool, factors: FactorSettings | None = None, seed: int = 0, sparse_fields: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  full_batch: bool, factors: FactorSettings | None = None, seed: int = 0, sparse_fields: int = 0,
+                  per_coordinate: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Zero parameters and the optimizer's initial state for a fresh run (``n_slots`` of the features are a
     sparse block's slots); ``hyper`` gets the rows of the penalty records the state holds. A factorization
     machine's parameters go on with its factor block (seeded from ``seed``; ``streamgd.kernels.factors``), which
     holds the factors' optimizer state beside them: ``opt_state`` covers the linear part. A field-aware one
-    takes its fields from ``sparse_fields`` (the FeatureSpec's, ``spec_fields``), written to ``hyper``."""
+    takes its fields from ``sparse_fields`` (the FeatureSpec's, ``spec_fields``), written to ``hyper``.
+    ``per_coordinate``: a linear model with sparse slots gets its parameters and state as views of one
+    ``coordinate_block`` (what the batch-1 loop reads fastest); otherwise separate contiguous arrays."""
     size = n_params(n_features, n_out)
     factor_block = None  # (rows, state rows, seed, fields) of a factorization machine's block
     if factors is not None:
@@ -59,12 +84,17 @@ def initial_state(optimizer: Optimizer, hyper: np.ndarray, n_features: int, n_ou
     # sparse slots catch up the L2 penalty (and AdamW's decay) of the steps they skipped: a row of stamps
     decays = hyper[rules.H_ALPHA] * (1 - hyper[rules.H_L1_RATIO]) > 0 or getattr(optimizer, "weight_decay", 0)
     lazy = stochastic and n_slots > 0 and bool(decays)
-    check_model_fits(size, optimizer.state_rows + cumulative_l1 + lazy, n_slots)
-    opt_state = optimizer.init_state(size)
+    rows = optimizer.state_rows + cumulative_l1 + lazy
+    check_model_fits(size, rows, n_slots)
+    next_row = optimizer.state_rows
     for needed, slot in ((cumulative_l1, rules.H_L1_ROW), (lazy, rules.H_LAZY_ROW)):
         if needed:
-            opt_state = np.vstack([opt_state, np.zeros((1, size))])
-            hyper[slot] = opt_state.shape[0]
+            next_row += 1
+            hyper[slot] = next_row  # 1 + the row that keeps the record
+    if per_coordinate and factor_block is None and n_slots > 0 and n_out == 1:
+        _, params, opt_state = coordinate_block(size, rows)
+        return params, opt_state
+    opt_state = np.zeros((rows, size))
     if factor_block is not None:
         rows, state_rows, seed, fields = factor_block
         params = np.zeros(size + rows * max(fields, 1) * factors.k * (1 + state_rows))

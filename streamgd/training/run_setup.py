@@ -176,8 +176,9 @@ class RunSetup:
         factors = cfg.factor_settings()
         hyper = kernel_hyper(optimizer, cfg.effective_alpha, cfg.effective_l1_ratio, cfg.clip_norm, cfg.epsilon,
                              factors)
+        per_coordinate = cfg.batch_size == 1 and slots > 0 and n_out == 1  # what the batch-1 sparse loop reads
         params, opt_state = initial_state(optimizer, hyper, len(feature_names), n_out, slots, cfg.full_batch,
-                                          factors, cfg.seed, spec_fields(spec, slots))
+                                          factors, cfg.seed, spec_fields(spec, slots), per_coordinate)
         if init is not None:
             standardizer = stored_standardizer(init)
             params, opt_state, step, epoch = starting_point(init, describe_init(cfg.init), standardizer, opt_state)
@@ -187,7 +188,7 @@ class RunSetup:
         elif checkpoint is not None:
             wanted = {**cfg.resume_key(), **self.settings}
             check_resumable(checkpoint, wanted, fingerprint(dataset), cfg.checkpoint_dir)
-            state = TrainState.from_checkpoint(checkpoint)
+            state = TrainState.from_checkpoint(checkpoint, per_coordinate)
             self.resumed_from = checkpoint.serial
             standardizer = Standardizer(*checkpoint.standardizer) if checkpoint.standardizer else None
         else:

@@ -18,6 +18,7 @@ from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats
 from ..models.linear import LinearModel
 from ..optim import Optimizer
+from ..optim.state import laid_out
 from .checkpoint import new_run_id
 
 if TYPE_CHECKING:
@@ -72,9 +73,12 @@ class TrainState:
                 "epoch_y_sq_sum": self.epoch_y_sq_sum, "finished": self.finished}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint) -> TrainState:
+    def from_checkpoint(cls, checkpoint: Checkpoint, per_coordinate: bool = False) -> TrainState:
+        """The state a checkpoint stores, its parameters and optimizer state copied (``per_coordinate``: into one
+        block, as ``streamgd.optim.state.initial_state`` lays out a batch-1 sparse run's)."""
         cursor = checkpoint.cursor
-        return cls(params=checkpoint.params.copy(), opt_state=checkpoint.opt_state.copy(), step=cursor["step"],
+        params, opt_state = laid_out(checkpoint.params, checkpoint.opt_state, per_coordinate)
+        return cls(params=params, opt_state=opt_state, step=cursor["step"],
                    epoch=cursor["epoch"], first_epoch=cursor.get("first_epoch", 0), next_chunk=cursor["next_chunk"],
                    chunks_done=cursor["chunks_done"],
                    epoch_loss_sum=cursor["epoch_loss_sum"], epoch_rows=cursor["epoch_rows"],

@@ -1,0 +1,302 @@
+"""The batch-1 loop of a linear model with a sparse block: one row at a time, each row's coordinates read from the
+parameters and optimizer state, stepped in a small scratch and written back, with none of the mini-batch loop's
+tiles.
+
+Why a loop of its own: at batch size 1 (FTRL's default, the click-log loop) the general loop of
+``streamgd.kernels.sparse`` spends its time on a mini-batch's machinery around a row of a few dozen coordinates.
+This one keeps only what a row needs, and it reads the parameters and the state through whatever strides they
+have, so that with the per-coordinate layout of ``streamgd.optim.state`` (``coordinate_block``: a coordinate's
+weight and its state side by side) a slot's weight, ``z`` and ``n`` come in one cache line.
+``scripts/bench_sparse_loop.py`` measures both loops and both layouts.
+
+**A non-finite step is never applied.** Per row: the row's distinct coordinates (its dense columns, its slots,
+numbered by ``compact_positions``, and the intercept) and their state rows are copied into a scratch of
+``d + nnz + 1`` entries; the row's gradient, the penalty, clipping, the rule and the L1 step run there
+(``streamgd.kernels.pieces.apply_update``, the same compiled update as every loop); the results (weights and every
+state row) are checked finite, and only then written back. A failed row leaves parameters and state as they were.
+
+**The same numbers as the general loop.** The scratch is laid out as the general loop's compact vectors at
+batch 1 (dense coefficients, touched slots in order of first appearance, intercept), and the margin, the loss,
+the gradient and the update are the same compiled pieces called on the same values in the same order, so a run
+at batch 1 gives the general loop's parameters bit for bit (``tests/test_sparse_batch1.py``).
+
+Several threads may call the loop at once on the same parameters (Hogwild): its scratch comes with each call.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .codes import (
+    H_ALPHA,
+    H_EPS,
+    H_FTRL_BETA,
+    H_HUBER_EPS,
+    H_L1_RATIO,
+    H_L1_ROW,
+    H_LAZY_ROW,
+    H_WEIGHT_DECAY,
+    OPT_ADAGRAD,
+    OPT_ADAMW,
+    OPT_FTRL,
+    OPT_SGD,
+    loss_label,
+    optimizer_label,
+)
+from .jit import compiled
+from .pieces import apply_update, clip_by_global_norm, cols_grad_add, cols_margins, l1_prox, rows_loss_dloss
+from .update_rules import ftrl_coordinate
+from .specialise import specialised
+
+HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive slots spread over the table
+
+
+@compiled
+def compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys):
+    """Number the distinct slots of entries [e0, e1) in order of first appearance: ``touched[p]`` is slot p's
+    number, ``entry_pos[e - e0]`` the number of entry e's slot. ``keys`` (a power-of-two table of -1) is left as
+    found: the slots it records are cleared again before returning."""
+    mask = keys.shape[0] - 1
+    m = 0
+    for e in range(e0, e1):
+        c = indices[e]
+        h = (np.int64(c) * HASH_MULTIPLIER) & mask
+        while True:
+            key = keys[h]
+            if key == c:
+                break
+            if key < 0:
+                keys[h] = c
+                positions[h] = m
+                touched[m] = c
+                touched_keys[m] = h
+                m += 1
+                break
+            h = (h + 1) & mask
+        entry_pos[e - e0] = positions[h]
+    for p in range(m):
+        keys[touched_keys[p]] = -1
+    return m
+
+
+FUSED_RULES = (OPT_SGD, OPT_ADAGRAD, OPT_FTRL)  # the rules the fused loop steps itself
+
+
+def sparse_row_loop_for(loss_kind: int, opt_kind: int, fused: bool = True) -> Any:
+    """The batch-1 loop of a linear model with one output, for one loss and optimizer: the fused loop for the
+    rules of ``FUSED_RULES`` (unless ``fused`` is False), else the loop that steps a copy with ``apply_update``."""
+    fused = fused and int(opt_kind) in FUSED_RULES
+    key = ("sparse_rows_fused" if fused else "sparse_rows", int(loss_kind), int(opt_kind))
+    label = f"{loss_label(key[1])}/{optimizer_label(key[2])} (sparse, batch 1)"
+    make = _make_fused_row_loop if fused else _make_sparse_row_loop
+    return specialised(key, label, lambda: make(key[1], key[2]))
+
+
+def _make_sparse_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
+    @compiled
+    def sparse_row_loop(chunk, sparse, model, schedule, work):
+        """``chunk``: ChunkArrays, ``sparse``: SparseArrays, ``model``: ModelArrays (one output; its params and
+        state of any strides), ``schedule``: StepRates (one rate per row), ``work``: SparseWork (its tile unused).
+        Returns (progressive loss sum, rows done, the failed row or -1)."""
+        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        D = d + sparse.n_slots  # noqa: N806 - the intercept's index
+        params, opt_state, hyper = model.params, model.opt_state, model.hyper
+        lrs, step0 = schedule.lrs, schedule.step0
+        margins, dloss = work.margins, work.dloss
+        keys, positions, entry_pos = work.keys, work.positions, work.entry_pos
+        touched, touched_keys, cw, cg, cstate = work.touched, work.touched_keys, work.cw, work.cg, work.cstate
+        rows = opt_state.shape[0]
+        eps = hyper[H_HUBER_EPS]
+        lazy_row = int(hyper[H_LAZY_ROW]) - 1
+        l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
+        decay = hyper[H_WEIGHT_DECAY] if OPT == OPT_ADAMW else 0.0
+        total = 0.0
+        zero = np.int64(0)
+        one = np.int64(1)
+        for r in range(n):
+            e0 = indptr[r]
+            e1 = indptr[r + 1]
+            m = compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys)
+            stride = d + m  # the row's coefficients; the intercept follows them
+            n_par = stride + 1
+            for j in range(d):  # the scratch: dense coefficients, the row's slots, the intercept, and their state
+                cw[j] = params[j]
+                for s in range(rows):
+                    cstate[s, j] = opt_state[s, j]
+            for p in range(m):
+                c = d + touched[p]
+                cw[d + p] = params[c]
+                for s in range(rows):
+                    cstate[s, d + p] = opt_state[s, c]
+            cw[stride] = params[D]
+            for s in range(rows):
+                cstate[s, stride] = opt_state[s, D]
+            w = cw[:n_par]
+            g = cg[:n_par]
+            state = cstate[:, :n_par]
+            ledger = 0.0
+            if lazy_row >= 0:  # the penalty of the steps a slot skipped
+                stamps = state[lazy_row]
+                ledger = stamps[stride]
+                for p in range(d, stride):
+                    if stamps[p] != ledger:
+                        w[p] *= math.exp(ledger - stamps[p])
+            for i in range(n_par):
+                g[i] = 0.0
+            cols_margins(x, n, r, d, zero, one, w, 1, margins, stride)
+            for e in range(e0, e1):
+                margins[0, 0] += values[e] * w[d + entry_pos[e - e0]]
+            loss = rows_loss_dloss(margins, zero, one, r, y, sample_weight, 1, LOSS, eps, dloss, True)
+            cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
+            for e in range(e0, e1):
+                g[d + entry_pos[e - e0]] += dloss[0, 0] * values[e]
+            if not math.isfinite(loss):
+                return total, r, r
+            lr = lrs[r]
+            if not apply_update(w, g, state, hyper, lr, OPT, step0 + r, stride, cg[:0], cstate[:, :0], False):
+                return total, r, r  # checked finite in the scratch: nothing was written
+            if lazy_row >= 0:
+                factor = (1.0 - lr * l2) * (1.0 - lr * decay)
+                if not factor > 0.0:  # a step that would flip the coefficients' signs: a divergence
+                    return total, r, r
+                ledger += math.log(factor)
+                stamps = state[lazy_row]
+                for p in range(d, n_par):  # the slots' stamps and the ledger, kept in the intercept's entry
+                    stamps[p] = ledger
+            for j in range(d):
+                params[j] = w[j]
+                for s in range(rows):
+                    opt_state[s, j] = state[s, j]
+            for p in range(m):
+                c = d + touched[p]
+                params[c] = w[d + p]
+                for s in range(rows):
+                    opt_state[s, c] = state[s, d + p]
+            params[D] = w[stride]
+            for s in range(rows):
+                opt_state[s, D] = state[s, stride]
+            total += loss
+        return total, n, -1
+
+    return sparse_row_loop
+
+
+def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
+    FTRL = OPT == OPT_FTRL  # noqa: N806
+    RULE_ROWS = 2 if FTRL else (1 if OPT == OPT_ADAGRAD else 0)  # noqa: N806
+
+    @compiled
+    def fused_row_loop(chunk, sparse, model, schedule, work):
+        """``sparse_row_loop`` for SGD, AdaGrad and FTRL, the update written out per coordinate: each coordinate's
+        weight and state are read once from the model, its new values go to the scratch (``cw``: weights,
+        ``cstate``: the rule's state and the L1 record; ``cw`` first holds the slots' caught-up weights), and the
+        row is written back only when every value it computed is finite. The arithmetic is ``apply_update``'s,
+        coordinate by coordinate, so the results are the same bit for bit."""
+        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        D = d + sparse.n_slots  # noqa: N806 - the intercept's index
+        params, opt_state, hyper = model.params, model.opt_state, model.hyper
+        lrs, step0 = schedule.lrs, schedule.step0
+        margins, dloss = work.margins, work.dloss
+        keys, positions, entry_pos = work.keys, work.positions, work.entry_pos
+        touched, touched_keys, nw, g, ns = work.touched, work.touched_keys, work.cw, work.cg, work.cstate
+        eps = hyper[H_HUBER_EPS]
+        lazy_row = int(hyper[H_LAZY_ROW]) - 1
+        l1_row = int(hyper[H_L1_ROW]) - 1
+        l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
+        l1 = hyper[H_ALPHA] * hyper[H_L1_RATIO]  # FTRL's
+        rule_eps = hyper[H_EPS]
+        beta = hyper[H_FTRL_BETA]
+        total = 0.0
+        zero = np.int64(0)
+        one = np.int64(1)
+        for r in range(n):
+            e0 = indptr[r]
+            e1 = indptr[r + 1]
+            m = compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys)
+            stride = d + m  # the row's coefficients; the intercept follows them
+            n_par = stride + 1
+            ledger = opt_state[lazy_row, D] if lazy_row >= 0 else 0.0
+            for p in range(m):  # the slots' weights, with the penalty of the steps they skipped
+                c = d + touched[p]
+                w = params[c]
+                if lazy_row >= 0:
+                    stamp = opt_state[lazy_row, c]
+                    if stamp != ledger:
+                        w *= math.exp(ledger - stamp)
+                nw[d + p] = w
+            for i in range(n_par):
+                g[i] = 0.0
+            cols_margins(x, n, r, d, zero, one, params, 1, margins, D)
+            for e in range(e0, e1):
+                margins[0, 0] += values[e] * nw[d + entry_pos[e - e0]]
+            loss = rows_loss_dloss(margins, zero, one, r, y, sample_weight, 1, LOSS, eps, dloss, True)
+            cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
+            for e in range(e0, e1):
+                g[d + entry_pos[e - e0]] += dloss[0, 0] * values[e]
+            if not math.isfinite(loss):
+                return total, r, r
+            lr = lrs[r]
+            if not FTRL and l2 != 0.0:  # FTRL applies its penalty itself
+                for j in range(d):
+                    g[j] += l2 * params[j]
+                for p in range(d, stride):
+                    g[p] += l2 * nw[p]
+            clip_by_global_norm(g[:n_par], hyper)
+            cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
+            probe = lr * 0.0
+            for i in range(n_par):
+                if i < d:
+                    c = i
+                    w = params[c]
+                elif i < stride:
+                    c = d + touched[i - d]
+                    w = nw[i]
+                else:
+                    c = D
+                    w = params[c]
+                gi = g[i]
+                if cumulative:
+                    ns[l1_row, i] = opt_state[l1_row, c]
+                if FTRL:
+                    ns[0, i] = opt_state[0, c]
+                    ns[1, i] = opt_state[1, c]
+                    penalised = i < stride
+                    new = ftrl_coordinate(w, gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
+                                          l2 if penalised else 0.0)
+                    probe += (gi + ns[0, i] + ns[1, i]) * 0.0
+                elif RULE_ROWS == 1:  # AdaGrad
+                    sum_squares = opt_state[0, c] + gi * gi
+                    ns[0, i] = sum_squares
+                    new = w - lr * gi / (math.sqrt(sum_squares) + rule_eps)
+                    probe += (gi + sum_squares) * 0.0
+                else:
+                    new = w - lr * gi
+                probe += new * 0.0
+                nw[i] = new
+            if probe != 0.0:
+                return total, r, r  # nothing was written
+            if not FTRL:  # the L1 step: pieces' own, on the scratch (its L1 record copied in above)
+                l1_prox(nw[:n_par], stride, lr, hyper, ns)
+            if lazy_row >= 0:
+                factor = (1.0 - lr * l2) * (1.0 - lr * 0.0)
+                if not factor > 0.0:  # a step that would flip the coefficients' signs: a divergence
+                    return total, r, r
+                ledger += math.log(factor)
+            for i in range(n_par):
+                c = i if i < d else (d + touched[i - d] if i < stride else D)
+                params[c] = nw[i]
+                for s in range(RULE_ROWS):
+                    opt_state[s, c] = ns[s, i]
+                if cumulative:  # and the penalty so far, kept in the intercept's entry
+                    opt_state[l1_row, c] = ns[l1_row, i]
+                if lazy_row >= 0 and i >= d:  # the slots' stamps and the ledger, kept in the intercept's entry
+                    opt_state[lazy_row, c] = ledger
+            total += loss
+        return total, n, -1
+
+    return fused_row_loop
