@@ -45,8 +45,8 @@ import numpy as np
 
 from .data.dataset import Dataset
 from .data.shuffle import Plan, make_plan
-from .distributed_rounds import (STALE, Broadcast, ClientBases, Touched, average_touched, forget_bases, keep_end,
-                                 start_state, touched)
+from .distributed_rounds import (STALE, Broadcast, ClientBases, Touched, apply_average, average_touched, forget_bases,
+                                 keep_end, start_state, touched)
 from .errors import ConfigError, DivergenceError, TrainingInterrupted
 from .features.stats import DatasetStats, merge_stats, units_stats
 from .features.targets import LabelEncoder, class_counts, merge_classes, scan_classes
@@ -149,37 +149,45 @@ def _round_task(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: in
     """Local SGD on chunks [first, first + count) of this shard's epoch plan, from the broadcast state: the
     state after them (parameters, optimizer state, step, epoch sums), the chunks covered and the worker's
     reads."""
-    _crash_if_asked()
-    plan = make_plan(job.dataset.units, shuffle, seed=seed, epoch=epoch, shard=shard, n_shards=n_shards)
-    plan = Plan(plan.mode, plan.seed, plan.epoch, plan.shard, plan.n_shards, plan.steps[first:first + count])
     state = TrainState(params=params.copy(), opt_state=opt_state.copy(), step=step, epoch=epoch)
+    return (state, *_train_round(job, shard, n_shards, shuffle, seed, first, count, state, lrs))
+
+
+def _train_round(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: int, first: int, count: int,
+                 state: TrainState, lrs: np.ndarray) -> tuple[list, ReadFigures]:
+    """Train ``state`` in place on the round's chunks of this shard's plan for its epoch; the chunks covered and
+    the reads."""
+    _crash_if_asked()
+    plan = make_plan(job.dataset.units, shuffle, seed=seed, epoch=state.epoch, shard=shard, n_shards=n_shards)
+    plan = Plan(plan.mode, plan.seed, plan.epoch, plan.shard, plan.n_shards, plan.steps[first:first + count])
     state.start_epoch(full_batch=False)
     covered: list = []
-    reads = _train_shard(job, state, plan, LearningRates(step, lrs), covered)
+    reads = _train_shard(job, state, plan, LearningRates(state.step, lrs), covered)
     # sparse slots this worker has not touched since some step still owe that step's penalty: settled here, the
     # parameters averaged are what the dense twin of this round would hold
     settle_state(job, state)
-    return state, covered, reads
+    return covered, reads
 
 
 def _touched_round_task(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: int, epoch: int, first: int,
                         count: int, message: Broadcast, token: str, step: int, lrs: np.ndarray) -> tuple:
     """``_round_task`` from a ``Broadcast`` (the whole vectors, or what changed since the end state this process
-    keeps), returning only the coordinates the round changed (``Touched``) and this worker's address, with the
-    state's sums and cursor; ``STALE`` when a delta starts from an end state this process does not keep. The end
+    keeps), returning only the coordinates the round changed (``Touched``), this worker's address and the task's
+    seconds, with the state's sums and cursor; ``STALE`` when a delta starts from an end state this process does not keep. The end
     state is kept for the next round's delta."""
     from dask.distributed import get_worker
 
+    started = time.perf_counter()
     base = start_state(token, shard, message)
     if base is None:
-        return STALE, None, None, None, None
-    params, opt_state = base
-    state, covered, reads = _round_task(job, shard, n_shards, shuffle, seed, epoch, first, count, params, opt_state,
-                                        step, lrs)
-    part = touched(params, opt_state, state.params, state.opt_state)
-    keep_end(token, shard, message.version, state.params, state.opt_state)
+        return STALE, None, None, None, None, 0.0
+    base, work = base
+    state = TrainState(params=work[0], opt_state=work[1], step=step, epoch=epoch)
+    covered, reads = _train_round(job, shard, n_shards, shuffle, seed, first, count, state, lrs)
+    part = touched(*base, state.params, state.opt_state)
+    keep_end(token, shard, message, base, work)
     state.params = state.opt_state = np.empty(0)  # sent as ``part``
-    return state, covered, reads, part, get_worker().address
+    return state, covered, reads, part, get_worker().address, time.perf_counter() - started
 
 
 def _chunk_id(step: Any) -> tuple:
@@ -433,15 +441,18 @@ class DaskEpochs:
         ordered = [results[k] for k in active]
         parts: list[Touched] = [answer[3] for answer in ordered]
         weights = _row_weights([answer[0] for answer in ordered])
-        params, opt_state, union_p, union_s = average_touched(state.params, state.opt_state, parts, weights)
-        finite = bool(np.isfinite(params[union_p]).all() and np.isfinite(opt_state[:, union_s]).all())
+        averaging = time.perf_counter()
+        union_p, params, union_s, opt_state = average_touched(state.params, state.opt_state, parts, weights)
+        finite = bool(np.isfinite(params).all() and np.isfinite(opt_state).all())
         if finite:
-            state.params, state.opt_state = params, opt_state
+            apply_average(state.params, state.opt_state, union_p, params, union_s, opt_state)
             self._bases.averaged(active, union_p, union_s)
+        averaging = time.perf_counter() - averaging
         return [answer[:3] for answer in ordered], {
             "ship": "touched", "touched": int(union_p.size), "touched_state_columns": int(union_s.size),
             "bytes_to_workers": int(sent), "bytes_to_client": int(sum(part.nbytes for part in parts)),
-            "whole_sends": int(full_sends), "finite": finite}
+            "whole_sends": int(full_sends), "worker_seconds": round(max(answer[5] for answer in ordered), 4),
+            "average_seconds": round(averaging, 4), "finite": finite}
 
 
 def _row_weights(parts: list[TrainState]) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["STALE", "Broadcast", "ClientBases", "Touched", "average_touched", "changed_columns", "changed_entries",
+__all__ = ["STALE", "Broadcast", "ClientBases", "Touched", "apply_average", "average_touched", "changed_columns", "changed_entries",
            "forget_bases", "keep_end", "start_state", "touched"]
 
 STALE = "stale"  # a worker's answer when it holds no end state of the version a delta starts from
@@ -83,20 +83,24 @@ def _overlaid(base: np.ndarray, union: np.ndarray, index: np.ndarray, values: np
 
 def average_touched(base_params: np.ndarray, base_state: np.ndarray, parts: list[Touched], weights: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The row-weighted average of the workers' states, from their touched coordinates: new parameters and
-    optimizer state, and the union of changed parameter positions and state columns. On that union each worker's
-    value is its own or, where it changed nothing, the base's, summed as ``np.sum([w * v for ...], axis=0)`` as
-    the whole-vector average does; elsewhere the base's value is kept."""
+    """The row-weighted average of the workers' states where any of them changed something: the union of changed
+    parameter positions and their averages, the union of changed state columns and theirs. On the union each
+    worker's value is its own or, where it changed nothing, the base's, summed as ``np.sum([w * v for ...],
+    axis=0)`` as the whole-vector average does; everywhere else the average is the base (``apply_average``)."""
     union_p = np.unique(np.concatenate([part.param_index for part in parts]))
     union_s = np.unique(np.concatenate([part.state_index for part in parts]))
-    params = base_params.copy()
-    params[union_p] = np.sum([w * _overlaid(base_params, union_p, part.param_index, part.params)
-                              for w, part in zip(weights, parts)], axis=0)
-    opt_state = base_state.copy()
-    if base_state.size:
-        opt_state[:, union_s] = np.sum([w * _overlaid(base_state, union_s, part.state_index, part.opt_state)
-                                        for w, part in zip(weights, parts)], axis=0)
-    return params, opt_state, union_p, union_s
+    params = np.sum([w * _overlaid(base_params, union_p, part.param_index, part.params)
+                     for w, part in zip(weights, parts)], axis=0)
+    opt_state = np.sum([w * _overlaid(base_state, union_s, part.state_index, part.opt_state)
+                        for w, part in zip(weights, parts)], axis=0)
+    return union_p, params, union_s, opt_state
+
+
+def apply_average(params: np.ndarray, opt_state: np.ndarray, union_p: np.ndarray, averaged_p: np.ndarray,
+                  union_s: np.ndarray, averaged_s: np.ndarray) -> None:
+    """Write ``average_touched``'s values into the state, in place (no new vector of the model's size)."""
+    params[union_p] = averaged_p
+    opt_state[:, union_s] = averaged_s
 
 
 # ---- client to worker -------------------------------------------------------------------------------------------
@@ -137,8 +141,8 @@ class ClientBases:
         delta = None
         if (self.params is not None and self.params.shape == params.shape
                 and self.opt_state.shape == opt_state.shape):
-            p = np.union1d(self.union_p, changed_entries(self.params, params)).astype(self.union_p.dtype)
-            s = np.union1d(self.union_s, changed_columns(self.opt_state, opt_state)).astype(self.union_s.dtype)
+            p = _index(np.union1d(self.union_p, changed_entries(self.params, params)), params.size)
+            s = _index(np.union1d(self.union_s, changed_columns(self.opt_state, opt_state)), params.size)
             delta = (p, s)
         full = params.nbytes + opt_state.nbytes
         since = self.version
@@ -174,40 +178,67 @@ class ClientBases:
 
 
 # ---- on the worker ----------------------------------------------------------------------------------------------
-_ENDS: dict[tuple[str, int], tuple[int, np.ndarray, np.ndarray]] = {}  # (run token, shard) -> version, state
-_ENDS_LOCK = threading.Lock()
+@dataclass
+class Kept:
+    """A shard's state kept in a worker process between rounds: the end state of round ``version``, and a spare
+    pair of vectors of the same shapes (the round's base, no longer needed) to train the next round in. Training
+    in the spare rather than a fresh copy saves allocating, and page-faulting in, two model-sized vectors a round
+    (``scripts/bench_distributed.py --ctr``)."""
+
+    version: int
+    params: np.ndarray
+    opt_state: np.ndarray
+    spare: tuple[np.ndarray, np.ndarray] | None
 
 
-def start_state(token: str, shard: int, message: Broadcast) -> tuple[np.ndarray, np.ndarray] | None:
-    """The round's base on this worker: the whole vectors sent, or the kept end state with the delta applied;
-    None when this process keeps no end state of the delta's version. The kept state is taken out, so a task
-    that fails part-way leaves nothing half-updated behind."""
-    with _ENDS_LOCK:
-        kept = _ENDS.pop((token, shard), None)
+_KEPT: dict[tuple[str, int], Kept] = {}  # (run token, shard) -> what this process keeps
+_KEPT_LOCK = threading.Lock()
+
+
+def _fits(pair: tuple[np.ndarray, np.ndarray] | None, params: np.ndarray, opt_state: np.ndarray) -> bool:
+    return pair is not None and pair[0].shape == params.shape and pair[1].shape == opt_state.shape
+
+
+def start_state(token: str, shard: int, message: Broadcast
+                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """The round's base on this worker and a copy of it to train in: the base is the whole vectors sent, or the
+    kept end state with the delta applied; None when this process keeps no end state of the delta's version.
+    What is kept is taken out, so a task that fails part-way leaves nothing half-updated behind."""
+    with _KEPT_LOCK:
+        kept = _KEPT.pop((token, shard), None)
     if message.since is None:
-        return message.params, message.opt_state
-    if kept is None or kept[0] != message.since:
+        base = (message.params, message.opt_state)  # never written: in a threaded cluster, the client's arrays
+        spares = [pair for pair in ((kept.params, kept.opt_state), kept.spare) if _fits(pair, *base)] if kept else []
+    elif kept is None or kept.version != message.since:
         return None
-    _, params, opt_state = kept
-    params[message.param_index] = message.params
-    if opt_state.size:
-        opt_state[:, message.state_index] = message.opt_state
-    return params, opt_state
+    else:
+        base = (kept.params, kept.opt_state)
+        base[0][message.param_index] = message.params
+        if base[1].size:
+            base[1][:, message.state_index] = message.opt_state
+        spares = [kept.spare] if _fits(kept.spare, *base) else []
+    work = spares[0] if spares else (np.empty_like(base[0]), np.empty_like(base[1]))
+    np.copyto(work[0], base[0])
+    np.copyto(work[1], base[1])
+    return base, work
 
 
-def keep_end(token: str, shard: int, version: int, params: np.ndarray, opt_state: np.ndarray) -> None:
-    """Keep the round's end state in this process for the next round's delta (one per shard; other runs' are
-    dropped)."""
-    with _ENDS_LOCK:
-        for key in [key for key in _ENDS if key[0] != token]:
-            del _ENDS[key]
-        _ENDS[(token, shard)] = (version, params, opt_state)
+def keep_end(token: str, shard: int, message: Broadcast, base: tuple[np.ndarray, np.ndarray],
+             end: tuple[np.ndarray, np.ndarray]) -> None:
+    """Keep the round's end state in this process for the next round's delta, and its base as the spare to train
+    in (not when the base is the message's whole vectors, which this process does not own); one per shard, other
+    runs' are dropped."""
+    spare = base if message.since is not None else None
+    with _KEPT_LOCK:
+        for key in [key for key in _KEPT if key[0] != token]:
+            del _KEPT[key]
+        _KEPT[(token, shard)] = Kept(message.version, end[0], end[1], spare)
 
 
-def forget_bases(token: str) -> int:
-    """Drop a run's kept end states from this process (the run is over); how many were dropped."""
-    with _ENDS_LOCK:
-        keys = [key for key in _ENDS if key[0] == token]
+def forget_bases(token: str | None = None) -> int:
+    """Drop a run's kept end states (None: every run's) from this process; how many were dropped."""
+    with _KEPT_LOCK:
+        keys = [key for key in _KEPT if token is None or key[0] == token]
         for key in keys:
-            del _ENDS[key]
+            del _KEPT[key]
     return len(keys)

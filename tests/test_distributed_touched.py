@@ -11,7 +11,7 @@ import pytest
 from streamgd.bench.synthetic_ctr import make_ctr_dataset
 from streamgd.data.shuffle import make_plan
 from streamgd.distributed import DaskEpochs, fit_distributed
-from streamgd.distributed_rounds import Touched, average_touched
+from streamgd.distributed_rounds import Touched, apply_average, average_touched, forget_bases
 from streamgd.training.trainer import Trainer
 from streamgd.training.config import TrainConfig
 
@@ -122,7 +122,9 @@ def test_an_average_of_touched_coordinates_is_the_whole_vector_average_where_any
         s[:, index] += rng.standard_normal((2, 60))
         wholes.append((p, s))
         parts.append(Touched(index, p[index], index, s[:, index]))
-    params, opt_state, union_p, union_s = average_touched(base_p, base_s, parts, weights)
+    params, opt_state = base_p.copy(), base_s.copy()
+    union_p, averaged_p, union_s, averaged_s = average_touched(base_p, base_s, parts, weights)
+    apply_average(params, opt_state, union_p, averaged_p, union_s, averaged_s)
     whole_p = np.sum([w * p for w, (p, _) in zip(weights, wholes)], axis=0)
     whole_s = np.sum([w * s for w, (_, s) in zip(weights, wholes)], axis=0)
     np.testing.assert_array_equal(union_p, np.union1d(parts[0].param_index, parts[1].param_index))
@@ -132,3 +134,29 @@ def test_an_average_of_touched_coordinates_is_the_whole_vector_average_where_any
     np.testing.assert_array_equal(params[rest], base_p[rest])
     assert (whole_p[rest] != base_p[rest]).any()  # the whole-vector sum moved some untouched coordinates ...
     np.testing.assert_array_less(np.abs(whole_p[rest] - base_p[rest]), 2 * np.spacing(np.abs(base_p[rest])) + 1e-300)
+
+
+def test_a_worker_that_lost_its_kept_state_or_died_is_sent_the_whole_vectors_and_the_model_is_the_same(
+        client, clicks, tmp_path):
+    options = dict(BASE, optimizer="adagrad", alpha=0.0, lr=0.1)
+    whole = fit_distributed(clicks, target="label", client=client, round_chunks=2, ship="whole", **options)
+    cfg = TrainConfig(**options).validate()
+    runner = DaskEpochs(client, round_chunks=2, ship="touched")
+
+    def forget_after_the_first_round(progress):
+        if len(runner.round_log) == 1 and progress.record is None:
+            client.run(forget_bases)  # as a worker process replaced between rounds would
+
+    marker = str(tmp_path / "crashed")
+    client.run(exec, f"import os; os.environ['STREAMGD_TEST_CRASH_ONCE'] = {marker!r}")  # the first task dies
+    try:
+        touched = Trainer(cfg, runner=runner, on_chunk=forget_after_the_first_round).fit(clicks, target="label")
+    finally:
+        client.run(exec, "import os; os.environ.pop('STREAMGD_TEST_CRASH_ONCE', None)")
+    runner.close()
+    import os
+
+    assert os.path.exists(marker)  # a worker did die
+    assert [r["whole_sends"] for r in runner.round_log] == [2, 2, 0, 0]  # the second round found nothing kept
+    np.testing.assert_array_equal(touched.coef_, whole.coef_)
+    np.testing.assert_array_equal(touched.intercept_, whole.intercept_)
