@@ -110,16 +110,19 @@ def ctr_rounds(args: argparse.Namespace) -> None:
     print(f"\n{args.ctr_rows:,} click-log rows (row groups of {args.ctr_row_group:,}), 2^{args.hash_bits} hash "
           f"buckets (a vector of {n_params / 1e6:.0f} MB), FTRL batch 1, 2 workers, 1 chunk per worker per round, "
           f"missing numbers imputed, one epoch; {os.cpu_count()} CPUs\n")
-    print("| ship | rounds | coordinates touched per round | MB to client per round | MB to workers: first round, later "
-          "| round s (median) | in the worker task s | averaging s | fit s | loss | nonzero coef |")
+    print("| ship | rounds | coordinates touched per round | MB to client per round "
+          "| MB to workers: first round, later | round s (median) | in the worker task s | averaging s | fit s | loss "
+          "| nonzero coef |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for ship, n, touched, to_client, to_workers, seconds, wall, loss, nonzero, worker_s, average_s in rows:
-        print(f"| {ship} | {n} | {touched:,.0f} | {to_client / 1e6:,.2f} | {to_workers[0] / 1e6:,.2f}, {to_workers[1] / 1e6:,.2f} | {seconds:.3f} "
+        print(f"| {ship} | {n} | {touched:,.0f} | {to_client / 1e6:,.2f} "
+              f"| {to_workers[0] / 1e6:,.2f}, {to_workers[1] / 1e6:,.2f} | {seconds:.3f} "
               f"| {worker_s:.3f} | {average_s:.3f} | {wall:.1f} | {loss:.5f} | {nonzero:,} |")
     if len(rows) != 2:
         return
     whole, touched = rows
-    print(f"\ntouched / whole: bytes to client {touched[3] / whole[3]:.4f}, to workers after the first round {touched[4][1] / whole[4][1]:.4f}, "
+    print(f"\ntouched / whole: bytes to client {touched[3] / whole[3]:.4f}, "
+          f"to workers after the first round {touched[4][1] / whole[4][1]:.4f}, "
           f"round time {touched[5] / whole[5]:.2f}")
 
 

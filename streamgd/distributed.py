@@ -4,7 +4,8 @@
   and takes the step, so the result equals single-process full batch up to the order of floating-point sums.
 - Mini-batch and SGD: synchronous rounds of local SGD with model averaging (Zinkevich, Weimer, Smola and Li,
   2010). In a round each worker trains on its next ``round_chunks`` chunks from the broadcast parameters and
-  optimizer state; the client averages them weighted by rows.
+  optimizer state; the client averages them weighted by rows. A model with sparse slots ships only the
+  coordinates a round changed, each way (``streamgd.distributed_rounds``).
 
 A task is a pure function of (dataset, shard, epoch, round, parameters, settings): the shard's plan comes from
 ``make_plan(..., shard=k, n_shards=n)``, so when a worker dies dask reruns its task elsewhere with the same
@@ -173,8 +174,8 @@ def _touched_round_task(job: ChunkJob, shard: int, n_shards: int, shuffle: str, 
                         count: int, message: Broadcast, token: str, step: int, lrs: np.ndarray) -> tuple:
     """``_round_task`` from a ``Broadcast`` (the whole vectors, or what changed since the end state this process
     keeps), returning only the coordinates the round changed (``Touched``), this worker's address and the task's
-    seconds, with the state's sums and cursor; ``STALE`` when a delta starts from an end state this process does not keep. The end
-    state is kept for the next round's delta."""
+    seconds, with the state's sums and cursor; ``STALE`` when a delta starts from an end state this process does
+    not keep. The end state is kept for the next round's delta."""
     from dask.distributed import get_worker
 
     started = time.perf_counter()

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["STALE", "Broadcast", "ClientBases", "Touched", "apply_average", "average_touched", "changed_columns", "changed_entries",
-           "forget_bases", "keep_end", "start_state", "touched"]
+__all__ = ["STALE", "Broadcast", "ClientBases", "Kept", "Touched", "apply_average", "average_touched",
+           "changed_columns", "changed_entries", "forget_bases", "keep_end", "start_state", "touched"]
 
 STALE = "stale"  # a worker's answer when it holds no end state of the version a delta starts from
 

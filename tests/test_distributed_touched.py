@@ -4,6 +4,8 @@ and bytes per round that follow the slots the workers' rows hold, counted here f
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -12,8 +14,8 @@ from streamgd.bench.synthetic_ctr import make_ctr_dataset
 from streamgd.data.shuffle import make_plan
 from streamgd.distributed import DaskEpochs, fit_distributed
 from streamgd.distributed_rounds import Touched, apply_average, average_touched, forget_bases
-from streamgd.training.trainer import Trainer
 from streamgd.training.config import TrainConfig
+from streamgd.training.trainer import Trainer
 
 CATEGORICAL = ["C1", "C2", "C3", "C4"]
 HASH_BITS = 16
@@ -154,8 +156,6 @@ def test_a_worker_that_lost_its_kept_state_or_died_is_sent_the_whole_vectors_and
     finally:
         client.run(exec, "import os; os.environ.pop('STREAMGD_TEST_CRASH_ONCE', None)")
     runner.close()
-    import os
-
     assert os.path.exists(marker)  # a worker did die
     assert [r["whole_sends"] for r in runner.round_log] == [2, 2, 0, 0]  # the second round found nothing kept
     np.testing.assert_array_equal(touched.coef_, whole.coef_)
