@@ -3,6 +3,12 @@ the speed-up, and dask's per-round overhead (a round of empty tasks). The machin
 with that in mind.
 
     python3 scripts/bench_distributed.py --rows 2000000
+
+``--ctr`` measures instead what a local-SGD round of a hashed click-log model ships (2 workers, FTRL batch 1, the
+defaults of a click log): bytes per round each way and the round's time, rounds that ship the whole vectors
+against rounds that ship the touched coordinates (``streamgd.distributed_rounds``), in one run:
+
+    python3 scripts/bench_distributed.py --ctr --ctr-rows 200000 --hash-bits 24
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--data-dir", default="bench-data")
     parser.add_argument("--round-chunks", type=int, default=4)
+    parser.add_argument("--ctr", action="store_true", help="bytes per local-SGD round of a hashed click-log model")
+    parser.add_argument("--ctr-rows", type=int, default=200_000)
+    parser.add_argument("--ctr-row-group", type=int, default=16_384)
+    parser.add_argument("--hash-bits", type=int, default=24)
+    parser.add_argument("--ships", default="whole,touched", help="--ctr: the ways of shipping to measure")
     args = parser.parse_args()
+    if args.ctr:
+        ctr_rounds(args)
+        return
 
     from dask.distributed import Client, LocalCluster
 
@@ -56,6 +70,60 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, rate, loss, overhead in rows:
         print(f"| {name} | {rate:,.0f} | {rate / base:.2f} | {loss:.4f} | {overhead} |")
+
+
+def ctr_rounds(args: argparse.Namespace) -> None:
+    """One epoch of a click log on 2 local workers, once per way of shipping a round; a table of the rounds."""
+    import numpy as np
+    from dask.distributed import Client, LocalCluster
+
+    from streamgd.bench.synthetic_ctr import make_ctr_dataset
+    from streamgd.distributed import DaskEpochs
+    from streamgd.training.config import TrainConfig
+    from streamgd.training.trainer import Trainer
+
+    path = os.path.join(args.data_dir, f"ctr-{args.ctr_rows}-rg{args.ctr_row_group}.parquet")
+    if not os.path.exists(path):
+        os.makedirs(args.data_dir, exist_ok=True)
+        make_ctr_dataset(path, n_rows=args.ctr_rows, row_group_size=args.ctr_row_group, seed=1)
+    cfg = dict(hash_bits=args.hash_bits, epochs=1, missing="impute")
+    rows = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        ships = args.ships.split(",")
+        for ship in ships * 2:  # the first pass compiles the workers' kernels
+            runner = DaskEpochs(client, round_chunks=1, ship=ship)
+            started = time.perf_counter()
+            model = Trainer(TrainConfig(**cfg), runner=runner).fit(path, target="label")
+            wall = time.perf_counter() - started
+            runner.close()
+            log = runner.round_log
+            rows.append((ship, len(log), np.mean([r.get("touched", 0) for r in log]),
+                         np.mean([r["bytes_to_client"] for r in log]),
+                         (log[0]["bytes_to_workers"], np.mean([r["bytes_to_workers"] for r in log[1:]] or [0])),
+                         np.median([r["seconds"] for r in log]), wall, model.history[-1]["loss"],
+                         np.count_nonzero(model.coef_), np.median([r.get("worker_seconds", np.nan) for r in log]),
+                         np.median([r.get("average_seconds", np.nan) for r in log])))
+            del model
+    rows = rows[len(ships):]
+    n_params = 8 * (2**args.hash_bits)
+    print(f"\n{args.ctr_rows:,} click-log rows (row groups of {args.ctr_row_group:,}), 2^{args.hash_bits} hash "
+          f"buckets (a vector of {n_params / 1e6:.0f} MB), FTRL batch 1, 2 workers, 1 chunk per worker per round, "
+          f"missing numbers imputed, one epoch; {os.cpu_count()} CPUs\n")
+    print("| ship | rounds | coordinates touched per round | MB to client per round "
+          "| MB to workers: first round, later | round s (median) | in the worker task s | averaging s | fit s | loss "
+          "| nonzero coef |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for ship, n, touched, to_client, to_workers, seconds, wall, loss, nonzero, worker_s, average_s in rows:
+        print(f"| {ship} | {n} | {touched:,.0f} | {to_client / 1e6:,.2f} "
+              f"| {to_workers[0] / 1e6:,.2f}, {to_workers[1] / 1e6:,.2f} | {seconds:.3f} "
+              f"| {worker_s:.3f} | {average_s:.3f} | {wall:.1f} | {loss:.5f} | {nonzero:,} |")
+    if len(rows) != 2:
+        return
+    whole, touched = rows
+    print(f"\ntouched / whole: bytes to client {touched[3] / whole[3]:.4f}, "
+          f"to workers after the first round {touched[4][1] / whole[4][1]:.4f}, "
+          f"round time {touched[5] / whole[5]:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
   and takes the step, so the result equals single-process full batch up to the order of floating-point sums.
 - Mini-batch and SGD: synchronous rounds of local SGD with model averaging (Zinkevich, Weimer, Smola and Li,
   2010). In a round each worker trains on its next ``round_chunks`` chunks from the broadcast parameters and
-  optimizer state; the client averages them weighted by rows.
+  optimizer state; the client averages them weighted by rows. A model with sparse slots ships only the
+  coordinates a round changed, each way (``streamgd.distributed_rounds``).
 
 A task is a pure function of (dataset, shard, epoch, round, parameters, settings): the shard's plan comes from
 ``make_plan(..., shard=k, n_shards=n)``, so when a worker dies dask reruns its task elsewhere with the same
@@ -36,6 +37,8 @@ import logging
 import os
 import signal
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -43,6 +46,8 @@ import numpy as np
 
 from .data.dataset import Dataset
 from .data.shuffle import Plan, make_plan
+from .distributed_rounds import (STALE, Broadcast, ClientBases, Touched, apply_average, average_touched, forget_bases,
+                                 keep_end, start_state, touched)
 from .errors import ConfigError, DivergenceError, TrainingInterrupted
 from .features.stats import DatasetStats, merge_stats, units_stats
 from .features.targets import LabelEncoder, class_counts, merge_classes, scan_classes
@@ -62,6 +67,7 @@ from .training.trainer import ChunkProgress, Trainer
 __all__ = ["fit_distributed", "predict_distributed"]
 
 MAX_LOCAL_WORKERS_PER_CORE = 4  # a local cluster's worker processes per core at most
+SHIP_MODES = ("auto", "touched", "whole")  # what a local-SGD round ships (DaskEpochs)
 
 
 # ---- tasks (run on the workers) ---------------------------------------------------------------------------------
@@ -144,17 +150,45 @@ def _round_task(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: in
     """Local SGD on chunks [first, first + count) of this shard's epoch plan, from the broadcast state: the
     state after them (parameters, optimizer state, step, epoch sums), the chunks covered and the worker's
     reads."""
-    _crash_if_asked()
-    plan = make_plan(job.dataset.units, shuffle, seed=seed, epoch=epoch, shard=shard, n_shards=n_shards)
-    plan = Plan(plan.mode, plan.seed, plan.epoch, plan.shard, plan.n_shards, plan.steps[first:first + count])
     state = TrainState(params=params.copy(), opt_state=opt_state.copy(), step=step, epoch=epoch)
+    return (state, *_train_round(job, shard, n_shards, shuffle, seed, first, count, state, lrs))
+
+
+def _train_round(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: int, first: int, count: int,
+                 state: TrainState, lrs: np.ndarray) -> tuple[list, ReadFigures]:
+    """Train ``state`` in place on the round's chunks of this shard's plan for its epoch; the chunks covered and
+    the reads."""
+    _crash_if_asked()
+    plan = make_plan(job.dataset.units, shuffle, seed=seed, epoch=state.epoch, shard=shard, n_shards=n_shards)
+    plan = Plan(plan.mode, plan.seed, plan.epoch, plan.shard, plan.n_shards, plan.steps[first:first + count])
     state.start_epoch(full_batch=False)
     covered: list = []
-    reads = _train_shard(job, state, plan, LearningRates(step, lrs), covered)
+    reads = _train_shard(job, state, plan, LearningRates(state.step, lrs), covered)
     # sparse slots this worker has not touched since some step still owe that step's penalty: settled here, the
     # parameters averaged are what the dense twin of this round would hold
     settle_state(job, state)
-    return state, covered, reads
+    return covered, reads
+
+
+def _touched_round_task(job: ChunkJob, shard: int, n_shards: int, shuffle: str, seed: int, epoch: int, first: int,
+                        count: int, message: Broadcast, token: str, step: int, lrs: np.ndarray) -> tuple:
+    """``_round_task`` from a ``Broadcast`` (the whole vectors, or what changed since the end state this process
+    keeps), returning only the coordinates the round changed (``Touched``), this worker's address and the task's
+    seconds, with the state's sums and cursor; ``STALE`` when a delta starts from an end state this process does
+    not keep. The end state is kept for the next round's delta."""
+    from dask.distributed import get_worker
+
+    started = time.perf_counter()
+    base = start_state(token, shard, message)
+    if base is None:
+        return STALE, None, None, None, None, 0.0
+    base, work = base
+    state = TrainState(params=work[0], opt_state=work[1], step=step, epoch=epoch)
+    covered, reads = _train_round(job, shard, n_shards, shuffle, seed, first, count, state, lrs)
+    part = touched(*base, state.params, state.opt_state)
+    keep_end(token, shard, message, base, work)
+    state.params = state.opt_state = np.empty(0)  # sent as ``part``
+    return state, covered, reads, part, get_worker().address, time.perf_counter() - started
 
 
 def _chunk_id(step: Any) -> tuple:
@@ -164,12 +198,15 @@ def _chunk_id(step: Any) -> tuple:
 # ---- the client -------------------------------------------------------------------------------------------------
 def fit_distributed(data: Any, target: str | None = None, features: Sequence[str] | None = None, *,
                     client: Any = None, n_workers: int = 2, round_chunks: int = 4, exclude: Sequence[str] = (),
-                    on_chunk: Callable[[ChunkProgress], None] | None = None, **options: Any) -> LinearModel:
+                    on_chunk: Callable[[ChunkProgress], None] | None = None, ship: str = "auto",
+                    **options: Any) -> LinearModel:
     """Train on a dask.distributed cluster: ``client`` (an existing ``dask.distributed.Client``), else a
     ``LocalCluster`` of ``n_workers`` processes on this machine. Options as for ``streamgd.fit``: the same
     Trainer sets the run up, keeps its history, validation, early stopping and checkpoints; the workers run
     the same chunk step on their shards. ``on_chunk`` hears of each round and each booked epoch, as a Trainer's
-    does of chunks; the model's summary holds each worker's peak RSS (``workers_peak_rss_mb``)."""
+    does of chunks; the model's summary holds each worker's peak RSS (``workers_peak_rss_mb``). ``ship``: what a
+    local-SGD round sends each way, ``"touched"`` coordinates only (``streamgd.distributed_rounds``), the
+    ``"whole"`` vectors, or ``"auto"``: touched for a model with sparse slots."""
     from dask.distributed import Client
 
     cfg = TrainConfig(**options).validate()
@@ -183,9 +220,9 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
         # the workers' "Compute Failed" log with its traceback
         own_cluster = local_cluster(n_workers, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
         client = Client(own_cluster)
-    stopped = False
+    stopped, runner = False, None
     try:
-        runner = DaskEpochs(client, round_chunks)
+        runner = DaskEpochs(client, round_chunks, ship=ship)
         model = Trainer(cfg, on_chunk=on_chunk, runner=runner).fit(data, target=target, features=features,
                                                                    exclude=exclude)
         model.summary["workers_peak_rss_mb"] = runner.workers_peak_rss_mb()
@@ -194,6 +231,8 @@ def fit_distributed(data: Any, target: str | None = None, features: Sequence[str
         stopped = True
         raise
     finally:
+        if runner is not None and not stopped:
+            runner.close()
         if own_cluster is not None:
             client.close()
             close_cluster(own_cluster, quickly=stopped)
@@ -204,12 +243,29 @@ class DaskEpochs:
     gradients, mini-batch runs synchronous local-SGD rounds of ``round_chunks`` chunks per worker with
     row-weighted model averaging."""
 
-    def __init__(self, client: Any, round_chunks: int):
+    def __init__(self, client: Any, round_chunks: int, ship: str = "auto"):
+        if ship not in SHIP_MODES:
+            raise ConfigError(f"ship must be one of {', '.join(SHIP_MODES)}, got {ship!r}")
         self.client = client
         self.round_chunks = round_chunks
+        self.ship = ship
         self.n_shards = worker_count(client)
+        self.round_log: list[dict] = []  # one record per local-SGD round: what was shipped, how long it took
         self._job: tuple[ChunkJob, Any] | None = None  # the job and its future
         self._peaks: dict[str, float] = {}  # each worker process's peak RSS in MB, by address
+        self._token = uuid.uuid4().hex  # names the end states this run's workers keep between rounds
+        self._bases = ClientBases()
+        self._where: dict[int, str] = {}  # shard -> the worker that keeps its end state
+
+    def ships_touched(self, job: ChunkJob) -> bool:
+        """Whether local-SGD rounds ship only the touched coordinates: ``ship="touched"``, or ``"auto"`` for a
+        model with sparse slots (a dense model changes every coordinate in every round)."""
+        return self.ship == "touched" or (self.ship == "auto" and job.n_slots > 0)
+
+    def close(self) -> None:
+        """Drop the end states the workers keep for this run's rounds."""
+        with contextlib.suppress(Exception):
+            self.client.run(forget_bases, self._token)
 
     def workers_peak_rss_mb(self) -> list[float]:
         """Each worker process's peak RSS so far, in MB (by address: a worker that died keeps its last figure):
@@ -260,14 +316,20 @@ class DaskEpochs:
 
     def train_epoch(self, cfg: TrainConfig, run: Run, job: ChunkJob, state: TrainState,
                     progress: EpochProgress) -> dict:
-        """The epoch on the workers: the record's ``rounds`` and ``workers``."""
+        """The epoch on the workers: the record's ``rounds`` and ``workers``, and for local SGD the bytes its
+        rounds shipped each way (``bytes_to_workers``, ``bytes_to_client``; each round's in ``round_log``)."""
+        shipped = {}
         if job.full_batch:
             self._full_batch_epoch(run, job, state, progress)
             rounds = 1
         else:
+            logged = len(self.round_log)
             rounds = self._local_sgd_epoch(cfg, run, job, state, progress)
+            shipped = {key: sum(entry[key] for entry in self.round_log[logged:])
+                       for key in ("bytes_to_workers", "bytes_to_client")}
         state.chunks_done += 1  # the epoch's end counts as a round, for checkpoint_every and the serials
-        return {"rounds": rounds, "workers": self.n_shards, "workers_peak_rss_mb": self.workers_peak_rss_mb()}
+        return {"rounds": rounds, "workers": self.n_shards, "workers_peak_rss_mb": self.workers_peak_rss_mb(),
+                **shipped}
 
     def _full_batch_epoch(self, run: Run, job: ChunkJob, state: TrainState, progress: EpochProgress) -> None:
         """Every shard's gradient sum at the state's parameters, added in shard order into ``state.grad_sum``."""
@@ -287,23 +349,26 @@ class DaskEpochs:
                          progress: EpochProgress) -> int:
         """The epoch's synchronous rounds from the state's cursor (``next_chunk``: the first chunk of the next
         round in every shard's plan); after each, the progress hook (the Trainer's checkpoint clock and Ctrl-C
-        check). Returns the number of rounds in the epoch."""
+        check). Each round is logged in ``round_log``. Returns the number of rounds in the epoch."""
         n, size = self.n_shards, self.round_chunks
         future = self._job_future(job)
         plans = [make_plan(run.train.units, cfg.shuffle, seed=cfg.seed, epoch=state.epoch, shard=k, n_shards=n)
                  for k in range(n)]
         longest = max(len(p.steps) for p in plans)
         progress.rows_total, progress.n_chunks = sum(p.n_rows for p in plans), -(-longest // size)
+        touched_only = self.ships_touched(job)
         for first in range(state.next_chunk, longest, size):
+            started = time.perf_counter()
             active = [k for k in range(n) if first < len(plans[k].steps)]
             batches_needed = [sum(batches_in(s.n_rows, cfg.batch_size) for s in plans[k].steps[first:first + size])
                               for k in active]
             lrs = np.ascontiguousarray(run.schedule(state.step + np.arange(max(batches_needed))), dtype=np.float64)
+            task = (future, n, cfg.shuffle, cfg.seed, state.epoch, first, size)
             try:
-                results = gather_or_cancel(self.client, [
-                    self.client.submit(_round_task, future, k, n, cfg.shuffle, cfg.seed, state.epoch, first, size,
-                                       state.params, state.opt_state, state.step, lrs, pure=False)
-                    for k in active])
+                if touched_only:
+                    results, log = self._touched_round(task, active, state, lrs)
+                else:
+                    results, log = self._whole_round(task, active, state, lrs)
             except KeyboardInterrupt:
                 # the round is cancelled; the state is the last round's, so the progress hook (the Trainer's stop)
                 # may checkpoint it and raise TrainingInterrupted, as after any chunk
@@ -312,14 +377,8 @@ class DaskEpochs:
             steps = [s for k in active for s in plans[k].steps[first:first + size]]
             _check_coverage([covered for _, covered, _ in results], [_chunk_id(s) for s in steps], state.epoch)
             parts = [part for part, _, _ in results]
-            weights = np.array([part.epoch_rows for part in parts], dtype=np.float64)
-            weights /= max(weights.sum(), 1.0)
-            params = np.sum([w * part.params for w, part in zip(weights, parts)], axis=0)
-            opt_state = np.sum([w * part.opt_state for w, part in zip(weights, parts)],
-                               axis=0).reshape(state.opt_state.shape)
-            if not (np.isfinite(params).all() and np.isfinite(opt_state).all()):
+            if not log.pop("finite"):
                 raise DivergenceError(divergence_message(job, state))
-            state.params, state.opt_state = params, opt_state
             for part, _, reads in results:
                 state.add_sums(part)
                 progress.reads.add(reads)
@@ -328,8 +387,80 @@ class DaskEpochs:
             state.chunks_done += 1
             for step in steps:
                 progress.quality.add(step.file_positions())
+            self.round_log.append({"epoch": state.epoch + 1, "first_chunk": first, "workers": len(active), **log,
+                                   "seconds": round(time.perf_counter() - started, 4)})
             progress.chunk_done(sum(part.epoch_rows for part in parts))
         return progress.n_chunks
+
+    def _whole_round(self, task: tuple, active: list[int], state: TrainState, lrs: np.ndarray
+                     ) -> tuple[list, dict]:
+        """A round that sends every worker the whole parameter and state vectors and gets theirs back; the
+        row-weighted average becomes the state's. The results (sums, covered chunks, reads) and the round's log."""
+        future, n, shuffle, seed, epoch, first, size = task
+        results = gather_or_cancel(self.client, [
+            self.client.submit(_round_task, future, k, n, shuffle, seed, epoch, first, size, state.params,
+                               state.opt_state, state.step, lrs, pure=False)
+            for k in active])
+        parts = [part for part, _, _ in results]
+        whole = state.params.nbytes + state.opt_state.nbytes
+        weights = _row_weights(parts)
+        params = np.sum([w * part.params for w, part in zip(weights, parts)], axis=0)
+        opt_state = np.sum([w * part.opt_state for w, part in zip(weights, parts)],
+                           axis=0).reshape(state.opt_state.shape)
+        finite = bool(np.isfinite(params).all() and np.isfinite(opt_state).all())
+        if finite:
+            state.params, state.opt_state = params, opt_state
+        return results, {"ship": "whole", "bytes_to_workers": whole * len(active),
+                         "bytes_to_client": whole * len(active), "finite": finite}
+
+    def _touched_round(self, task: tuple, active: list[int], state: TrainState, lrs: np.ndarray
+                       ) -> tuple[list, dict]:
+        """A round that sends each worker what changed since the state it keeps (the whole vectors when it keeps
+        none, or when that is smaller) and gets back the coordinates it changed (``streamgd.distributed_rounds``).
+        The log counts the coordinates the average changed (``touched``) and the bytes of the arrays sent each
+        way."""
+        future, n, shuffle, seed, epoch, first, size = task
+        messages = self._bases.messages(active, state.params, state.opt_state)
+        sent, full_sends, results = 0, 0, {}
+        pending = dict(messages)
+        while pending:
+            futures = {k: self.client.submit(_touched_round_task, future, k, n, shuffle, seed, epoch, first, size,
+                                             message, self._token, state.step, lrs, pure=False,
+                                             **({"workers": [self._where[k]], "allow_other_workers": True}
+                                                if k in self._where else {}))
+                       for k, message in pending.items()}
+            sent += sum(message.nbytes for message in pending.values())
+            full_sends += sum(message.since is None for message in pending.values())
+            answers = dict(zip(futures, gather_or_cancel(self.client, list(futures.values()))))
+            pending = {}
+            for k, answer in answers.items():
+                if isinstance(answer[0], str):  # STALE
+                    pending[k] = self._bases.full(k, state.params, state.opt_state)  # kept no usable state
+                else:
+                    results[k] = answer
+                    self._where[k] = answer[4]
+        ordered = [results[k] for k in active]
+        parts: list[Touched] = [answer[3] for answer in ordered]
+        weights = _row_weights([answer[0] for answer in ordered])
+        averaging = time.perf_counter()
+        union_p, params, union_s, opt_state = average_touched(state.params, state.opt_state, parts, weights)
+        finite = bool(np.isfinite(params).all() and np.isfinite(opt_state).all())
+        if finite:
+            apply_average(state.params, state.opt_state, union_p, params, union_s, opt_state)
+            self._bases.averaged(active, union_p, union_s)
+        averaging = time.perf_counter() - averaging
+        return [answer[:3] for answer in ordered], {
+            "ship": "touched", "touched": int(union_p.size), "touched_state_columns": int(union_s.size),
+            "bytes_to_workers": int(sent), "bytes_to_client": int(sum(part.nbytes for part in parts)),
+            "whole_sends": int(full_sends), "worker_seconds": round(max(answer[5] for answer in ordered), 4),
+            "average_seconds": round(averaging, 4), "finite": finite}
+
+
+def _row_weights(parts: list[TrainState]) -> np.ndarray:
+    """Each worker's share of the round's rows (the model average's weights)."""
+    weights = np.array([part.epoch_rows for part in parts], dtype=np.float64)
+    weights /= max(weights.sum(), 1.0)
+    return weights
 
 
 def gather_or_cancel(client: Any, futures: Any) -> Any:
