@@ -151,6 +151,7 @@ class LinearModel:
         hyper[kernels.H_FACTORS] = int(self.factorization["k"])
         hyper[kernels.H_FACTOR_NUMERIC] = 1.0 if self.factorization.get("numeric") else 0.0
         hyper[kernels.H_FIELDS] = self.n_fields
+        hyper[kernels.H_FACTOR_SPAN] = len(self.factorization.get("columns") or ())  # they come first in the spec
         return hyper
 
     def slot_fields(self) -> np.ndarray | None:

@@ -45,7 +45,8 @@ _INIT_STREAM = 0xFAC7_0125  # the factors' own seed stream: they do not move wit
 class FactorSettings:
     """``k`` factors per row, their L2 penalty, the scale of their seeded normal initial values, and whether the
     dense (numeric) columns get factor rows too (else only the sparse slots do); ``lr_scale``: the factors' rate
-    as a multiple of the run's (None: ``FTRL_FACTOR_LR`` under FTRL, else 1)."""
+    as a multiple of the run's (None: ``FTRL_FACTOR_LR`` under FTRL, else 1); ``columns``: the categorical
+    columns whose entries have factors (the FeatureSpec numbers them first; None: every entry)."""
 
     k: int
     l2: float = 2e-5
@@ -53,6 +54,7 @@ class FactorSettings:
     numeric: bool = False
     field_aware: bool = False
     lr_scale: float | None = None
+    columns: tuple[str, ...] | None = None  # the categorical columns with factors, numbered first (None: all)
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or not 1 <= self.k <= MAX_FACTORS:
@@ -80,6 +82,7 @@ class FactorSettings:
         hyper[codes.H_FACTOR_L2] = self.l2
         hyper[codes.H_FACTOR_NUMERIC] = 1.0 if self.numeric else 0.0
         hyper[codes.H_FACTOR_LR] = self.rate_share(opt_code)
+        hyper[codes.H_FACTOR_SPAN] = len(self.columns or ())
 
     def fields(self, n_dense: int, sparse_fields: int) -> int:
         """The number of fields of the model (0: a plain FM): ``sparse_fields`` (the categorical columns,
@@ -90,6 +93,8 @@ class FactorSettings:
         if sparse_fields == 0:
             raise ConfigError("field_aware makes each categorical column a field, and this data has none: leave "
                               "--field-aware out (a plain FM) or name categorical columns (--categorical)")
+        if self.columns:  # only the factor columns' entries meet
+            sparse_fields = len(self.columns)
         return sparse_fields + (n_dense if self.numeric else 0)
 
     def initial_rows(self, n_rows: int, state_rows: int, seed: int, fields: int = 0,
@@ -115,7 +120,8 @@ class FactorSettings:
     def config(self) -> dict:
         return {"k": int(self.k), "l2": float(self.l2), "init": float(self.init), "numeric": bool(self.numeric),
                 **({"field_aware": True} if self.field_aware else {}),
-                **({"lr_scale": float(self.lr_scale)} if self.lr_scale is not None else {})}
+                **({"lr_scale": float(self.lr_scale)} if self.lr_scale is not None else {}),
+                **({"columns": list(self.columns)} if self.columns else {})}
 
 
 def spec_fields(spec: Any, n_slots: int = 0) -> int:
@@ -145,3 +151,4 @@ def check_factor_optimizer(name: str, code: int) -> None:
         accepted = ", ".join(codes.optimizer_label(c) for c in codes.FACTOR_RULES)
         raise ConfigError(f"optimizer {name!r} does not train factors; a factorization machine (factors) takes "
                           f"{accepted}")
+
