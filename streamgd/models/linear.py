@@ -271,9 +271,22 @@ class LinearModel:
 
         X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
-        api.predict_margins(X, self.kernel_params, self.coef_.shape[0], out, sparse=sparse,
-                            hyper=self.kernel_hyper(), slot_fields=self.slot_fields())
+        hyper, slot_fields = self._factor_layout(sparse)
+        api.predict_margins(X, self.kernel_params, self.coef_.shape[0], out, sparse=sparse, hyper=hyper,
+                            slot_fields=slot_fields)
         return out
+
+    def _factor_layout(self, sparse: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The kernels' hyperparameters and slot fields for input whose sparse block is ``sparse``. A model of a
+        matrix's columns (no FeatureSpec) has a factor row per column whichever block holds them: fitted on dense
+        columns (their rows "numeric") and given a sparse matrix, or the other way round, the rows are the same."""
+        hyper, slot_fields = self.kernel_hyper(), self.slot_fields()
+        if hyper is None or self.spec is not None:
+            return hyper, slot_fields
+        by_slot = sparse is not None
+        hyper[kernels.H_FACTOR_NUMERIC] = 0.0 if by_slot else 1.0
+        slot_fields = np.arange(self.n_features, dtype=np.int32) if by_slot and self.n_fields else None
+        return hyper, slot_fields
 
     @property
     def kernel_params(self) -> np.ndarray:
@@ -295,11 +308,11 @@ class LinearModel:
         from ..kernels import api
 
         X, sparse = self._blocks(X)
-        hyper = self.kernel_hyper() if self.factorization is not None else np.zeros(kernels.N_HYPER)
+        hyper, slot_fields = self._factor_layout(sparse)
+        hyper = hyper if hyper is not None else np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
         total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.kernel_params,
-                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse,
-                               slot_fields=self.slot_fields())
+                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse, slot_fields=slot_fields)
         return float(total) / max(len(X), 1)
 
     # ---- files -------------------------------------------------------------------------------------------------

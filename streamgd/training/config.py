@@ -217,9 +217,10 @@ class TrainConfig:
         if model_cls.n_outputs(2) != 1:
             raise ConfigError(f"a factorization machine (factors={settings.k}) has one margin per row; the "
                               f"{model_cls.kind!r} model has one per class: use a binary or regression model")
-        if settings.numeric and self.standardize:
-            raise ConfigError("factor_numeric needs standardize=False (--no-standardize): the pair term of "
-                              "standardized columns does not fold into a model on raw inputs")
+        if settings.numeric and self.standardize and settings.field_aware:
+            raise ConfigError("a field-aware factor_numeric needs standardize=False (--no-standardize): its pair "
+                              "term of standardized columns does not fold into a model on raw inputs (a plain "
+                              "FM's does)")
         if self.full_batch:
             raise ConfigError("a factorization machine trains in mini-batches; batch_size='full' steps a linear "
                               "model only")
