@@ -178,8 +178,10 @@ class LinearModel:
             norms["sparse slots"] = float(np.linalg.norm(slots))
             return norms
         starts = spec.onehot_starts()
+        chosen = self.factorization.get("columns")  # factor_fields: the other columns' rows are never read
         for column, start, stop in zip(spec.onehot_columns, starts[:-1], starts[1:]):
-            norms[column.name] = float(np.linalg.norm(slots[start:stop]))
+            if not chosen or column.name in chosen:
+                norms[column.name] = float(np.linalg.norm(slots[start:stop]))
         if spec.n_slots > starts[-1]:  # hashed columns share their buckets: their rows are one group
             norms["hashed, interaction and bin slots"] = float(np.linalg.norm(slots[starts[-1]:]))
         return norms
