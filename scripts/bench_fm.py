@@ -361,7 +361,7 @@ def write_pair_copy(args: argparse.Namespace, table: dict) -> str:
     out = table["path"].replace("-log1p.parquet", "-log1p-pair.parquet")
     if os.path.exists(out):
         return out
-    shape = dict(seed=args.model_seed, interactions=())
+    shape = {"seed": args.model_seed, "interactions": ()}
     full = ctr_model(**shape, factor_rank=args.factor_rank, factor_field_aware=args.truth == "ffm")
     without = ctr_model(**shape, factor_rank=0)
     generated, logged = pq.ParquetFile(table["generated"]), pq.ParquetFile(table["path"])

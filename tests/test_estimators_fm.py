@@ -10,7 +10,6 @@ import fm_reference as ref
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from test_estimators import EXPECTED_FAILED_CHECKS
 

@@ -116,7 +116,8 @@ def test_a_standardized_dense_fm_predicts_on_raw_inputs_as_it_was_trained():
     X = rng.standard_normal((800, 4)) * [1.0, 10.0, 0.1, 3.0] + [5.0, -20.0, 0.3, 0.0]
     Z = (X - X.mean(axis=0)) / X.std(axis=0)
     y = Z @ [1.0, -0.5, 0.2, 0.0] + 0.7 * Z[:, 0] * Z[:, 1] + 0.1 * rng.standard_normal(800)
-    settings = dict(factors=2, optimizer="adagrad", lr=0.05, max_iter=3, n_iter_no_change=0, random_state=0)
+    settings = {"factors": 2, "optimizer": "adagrad", "lr": 0.05, "max_iter": 3, "n_iter_no_change": 0,
+                "random_state": 0}
     raw = SGDRegressor(**settings).fit(X, y)
     scaled = SGDRegressor(standardize=False, **settings).fit(Z, y)
     np.testing.assert_allclose(raw.predict(X), scaled.predict(Z), rtol=1e-7, atol=1e-9)
