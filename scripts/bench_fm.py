@@ -17,6 +17,8 @@ child process for ``--epochs`` passes, then another child scores the holdout:
 - ``linear-pairs``: the same with ``--interactions`` over every pair of the factor columns (10 crosses).
 - ``fm``: the same plus ``--fm-args`` (default ``--factors 8``); ``ffm``: plus ``--ffm-args`` (default
   ``--field-aware --factors 4``).
+- ``oracle``: the linear command on a copy with the planted pair term as a numeric column ``PAIR``: the pairs
+  exact, the rest as the linear model estimates it, so the share of the gap any pair model can close here.
 - ``torch-fm``: PyTorch on the CPU (``--torch-threads``, default 1): the linear part over the same 2^B signed hashed slots as
   streamgd (an ``nn.EmbeddingBag`` sum with the signs as per-sample weights, plus the 13 counts), the pair term
   by Rendle's identity over an ``nn.Embedding`` of K-vectors of the 26 slots of a row (EmbeddingBag's sum
@@ -54,7 +56,7 @@ import bench_ctr  # noqa: E402  the launcher, the VW child and text, the log1p c
 
 # numpy, pyarrow and torch are imported where they are used: this file is also each child process.
 
-CONTENDERS = ("linear", "linear-pairs", "fm", "ffm", "torch-fm", "vw-lrq")
+CONTENDERS = ("linear", "linear-pairs", "fm", "ffm", "oracle", "torch-fm", "vw-lrq")
 FM_ARGS = "--factors 8"
 FFM_ARGS = "--field-aware --factors 4"
 SCRIPT = os.path.abspath(__file__)
@@ -341,6 +343,38 @@ def run_ffm(args, tables, out_dir):
     return fit_and_score(args, tables, out_dir, shlex.split(args.ffm_args))
 
 
+def run_oracle(args, tables, out_dir):
+    """The linear model given the planted pair term as a numeric column ``PAIR``: the pairs exact, the rest
+    estimated as the linear model estimates it, so the most any pair model can close on these rows."""
+    oracle = {role: dict(table, path=write_pair_copy(args, table)) for role, table in tables.items()}
+    return fit_and_score(args, oracle, out_dir, [])
+
+
+def write_pair_copy(args: argparse.Namespace, table: dict) -> str:
+    """The log1p copy with the planted pair term as column ``PAIR`` (the truth's margin less the margin of the
+    same model without the low-rank pairs), written once beside it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from streamgd.bench.synthetic_ctr import ctr_model
+
+    out = table["path"].replace("-log1p.parquet", "-log1p-pair.parquet")
+    if os.path.exists(out):
+        return out
+    shape = {"seed": args.model_seed, "interactions": ()}
+    full = ctr_model(**shape, factor_rank=args.factor_rank, factor_field_aware=args.truth == "ffm")
+    without = ctr_model(**shape, factor_rank=0)
+    generated, logged = pq.ParquetFile(table["generated"]), pq.ParquetFile(table["path"])
+    schema = logged.schema_arrow.append(pa.field("PAIR", pa.float64()))
+    with pq.ParquetWriter(out + ".part", schema) as writer:
+        for group in range(generated.num_row_groups):
+            raw = generated.read_row_group(group)
+            pair = full.margins(raw) - without.margins(raw)  # a constant offset goes to the intercept
+            writer.write_table(logged.read_row_group(group).append_column("PAIR", pa.array(pair)))
+    os.replace(out + ".part", out)
+    return out
+
+
 def run_torch_fm(args, tables, out_dir):
     import numpy as np
     import pyarrow.parquet as pq
@@ -395,7 +429,7 @@ def run_vw_lrq(args, tables, out_dir):
 
 
 RUNNERS = {"linear": run_linear, "linear-pairs": run_linear_pairs, "fm": run_fm, "ffm": run_ffm,
-           "torch-fm": run_torch_fm, "vw-lrq": run_vw_lrq}
+           "oracle": run_oracle, "torch-fm": run_torch_fm, "vw-lrq": run_vw_lrq}
 
 
 # ---- the report -------------------------------------------------------------------------------------------------

@@ -179,10 +179,11 @@ class _StreamgdSGD(BaseEstimator):
         ``standardize=False``); ``field_aware``: each column of a sparse matrix is a field of its own."""
         factors = getattr(self, "factors", None)
         if factors is not None:
-            if not sparse and self.standardize:
-                raise ValueError(f"factors={factors!r} on dense input gives each column factors, whose pair term "
-                                 "does not fold into a model on raw inputs: pass standardize=False (and scale "
-                                 "the columns yourself), or sparse input")
+            if not sparse and self.standardize and getattr(self, "field_aware", False):
+                raise ValueError(f"factors={factors!r}, field_aware=True on dense input gives each column factors "
+                                 "per field, whose pair term of standardized columns does not fold into a model "
+                                 "on raw inputs: pass standardize=False (and scale the columns yourself), or "
+                                 "sparse input")
             extra.update(factors=factors, field_aware=bool(getattr(self, "field_aware", False)),
                          factor_numeric=not sparse)
         elif getattr(self, "field_aware", False):

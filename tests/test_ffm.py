@@ -263,7 +263,8 @@ def test_resume_of_an_ffm_is_bit_identical(clicks, tmp_path):
 @pytest.mark.parametrize("options, says", [
     (["--field-aware"], "give factors"),
     (["--factors", "4", "--field-aware", "--features", "x"], "has none"),
-    (["--factors", "1024", "--field-aware", "--hash-bits", "24", "--encoding", "hash", "--interactions", "A:B"],
+    (["--factors", "1024", "--field-aware", "--hash-bits", "24", "--encoding", "hash", "--interactions", "A:B",
+      "--factor-fields", "all"],
      "a field-aware FM of 16,777,216 factor rows x 4 fields x k=1024"),
 ], ids=["without-factors", "without-categorical", "too-big"])
 def test_bad_field_aware_options_are_one_line_and_exit_2(clicks, options, says):

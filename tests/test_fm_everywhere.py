@@ -41,7 +41,7 @@ def clicks(tmp_path_factory):
 
 
 FM = {"factors": 4, "optimizer": "adagrad", "batch_size": 16, "epochs": 2, "seed": 3, "encoding": "onehot",
-      "interactions": "none"}  # the three columns as the fields, no searched cross among them
+      "interactions": "none", "factor_fields": "all"}  # the three columns as the fields, no searched cross
 
 
 @pytest.mark.parametrize("field_aware", [False, True], ids=["fm", "ffm"])

@@ -172,6 +172,12 @@ def _scaled_defaults(attribute: str, neutral: float) -> str:
               help="--factors: the factors' L2 penalty (on the rows a batch touches).")
 @click.option("--factor-init", default=_default("factor_init"), show_default=True, type=float,
               help="--factors: the scale of the factors' normal initial values (drawn from --seed).")
+@click.option("--factor-lr", default=None, type=float, metavar="SHARE",
+              help="--factors: the factors' learning rate as a multiple of the run's (default: 0.3 under ftrl, "
+                   "else 1).")
+@click.option("--factor-fields", default=None, metavar="auto|all|A,B,...",
+              help="--factors: the categorical columns that get factors. auto (default, a binary model): those in "
+                   "pairs that a sample of the data shows pair effects in (said on stderr); all: every column.")
 @click.option("--factor-numeric", is_flag=True,
               help="--factors: give the numeric columns factors too (needs --no-standardize).")
 @click.option("--field-aware", is_flag=True,

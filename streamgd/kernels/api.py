@@ -57,6 +57,7 @@ from .codes import (  # noqa: F401 - the codes callers pass, named where they ca
     H_FACTOR_L2,
     H_FACTOR_LR,
     H_FACTOR_NUMERIC,
+    H_FACTOR_SPAN,
     H_FACTORS,
     H_FIELDS,
     H_HUBER_EPS,
@@ -169,7 +170,7 @@ NO_SLOT_FIELDS = np.empty(0, dtype=np.int32)
 
 
 def check_fields(fields: int, numeric: int, n_dense: int, sparse: SparseArrays | None,
-                 slot_fields: np.ndarray | None) -> np.ndarray:
+                 slot_fields: np.ndarray | None, span: int = 0) -> np.ndarray:
     """A field-aware FM's slot fields (empty: by an entry's position in its row), checked to name fields in
     range for every entry of the block (compiled code does not check)."""
     sparse_fields = fields - (n_dense if numeric else 0)
@@ -181,7 +182,7 @@ def check_fields(fields: int, numeric: int, n_dense: int, sparse: SparseArrays |
         return NO_SLOT_FIELDS
     if slot_fields is None or len(slot_fields) == 0:
         longest = int(np.diff(sparse.indptr).max()) if sparse.indptr.shape[0] > 1 else 0
-        if longest > sparse_fields:
+        if longest > sparse_fields and span != sparse_fields:  # a span numbers only a row's first entries
             raise ValueError(f"a row of the sparse block has {longest} entries, more than the {sparse_fields} "
                              "fields that number its entries by position: give each slot's field")
         return NO_SLOT_FIELDS
@@ -230,8 +231,9 @@ def model_parts(params: np.ndarray, n_dense: int, sparse: SparseArrays | None, n
         raise ValueError(f"the factor block must hold {rows} rows of {vector} factors"
                          + (f" and their state ({expected} values)" if opt_kind is not None else "")
                          + f", got {size} values after the linear parameters")
-    slot_fields = check_fields(fields, numeric, n_dense, sparse, slot_fields) if fields else NO_SLOT_FIELDS
-    return params[:n_lin], FactorArrays(block.reshape(rows, stride), k, numeric, fields, slot_fields)
+    span = int(hyper[H_FACTOR_SPAN])
+    slot_fields = check_fields(fields, numeric, n_dense, sparse, slot_fields, span) if fields else NO_SLOT_FIELDS
+    return params[:n_lin], FactorArrays(block.reshape(rows, stride), k, numeric, fields, slot_fields, span)
 
 
 def _no_slots(n: int) -> SparseArrays:

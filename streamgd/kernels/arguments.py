@@ -96,13 +96,15 @@ class FactorArrays(NamedTuple):
     slots'. ``k = 0``: no factors (a linear model). ``fields`` = 0: a plain FM; else a field-aware FM of that many
     fields, the dense columns' first (one each, when ``numeric``), then the sparse entries' (``slot_fields[slot]``,
     or, where ``slot_fields`` is empty, the entry's position in its row: a FeatureSpec's block holds one entry per
-    categorical column, interaction and binned column, in that order)."""
+    categorical column, interaction and binned column, in that order). ``span`` m > 0: only the first m sparse
+    entries of a row have factors (a FeatureSpec's factor columns, which it numbers first); 0: every entry."""
 
     block: np.ndarray
     k: int
     numeric: int
     fields: int
     slot_fields: np.ndarray
+    span: int = 0
 
 
 class FactorWork(NamedTuple):

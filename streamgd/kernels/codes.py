@@ -62,7 +62,8 @@ H_FACTOR_L2 = 13  # the factors' own L2 penalty, on the rows a batch touches
 H_FACTOR_NUMERIC = 14  # 1: the dense block's columns have factor rows too (before the slots'); 0: the slots only
 H_FIELDS = 15  # a field-aware FM (streamgd.kernels.field_factors): its number of fields; 0: a plain FM
 H_FACTOR_LR = 16  # the factors' rate as a multiple of the run's; 0: the run's own
-N_HYPER = 17
+H_FACTOR_SPAN = 17  # the first m sparse entries of a row have factors (a FeatureSpec's factor columns); 0: all
+N_HYPER = 18
 
 # The rule that updates the factor rows, by the optimizer code of the run (absent: factors refused with it), and
 # the state rows it keeps per factor: FTRL's proximal form has no use for a factor (no L1 zeros wanted there), so

@@ -8,6 +8,8 @@ A row's pair term over its entries i (the sparse slots, and the dense columns wh
 
 computed in O(k nnz) from the per-row sums ``s_f = sum_i v_if x_i``, whose gradient is
 ``d/dv_if = x_i (s_f - v_if x_i)`` (Rendle's eq. 4; two entries of one slot add up, as in tests/fm_reference.py).
+Where the factors cover only some columns (``FactorArrays.span``: a FeatureSpec's factor columns, numbered first),
+a row's other entries are left out of the sums: their slots keep a linear weight only.
 
 The factor rows live in one block (``FactorArrays``): row ``r`` holds its k factors, then the rule's state for
 them, side by side. A batch's factor gradient is summed per touched row (numbered as the sparse loop numbers its
@@ -35,7 +37,17 @@ from .codes import (
     OPT_ADAGRAD,
     OPT_ADAM,
 )
-from .jit import compiled
+from .jit import compiled, inlined
+
+
+@inlined
+def entries_end(indptr, r, span):
+    """The end of row r's entries that have factors: its first ``span`` (a FeatureSpec numbers the factor
+    columns first), or all of them (``span`` 0)."""
+    end = indptr[r + 1]
+    if span > 0 and indptr[r] + span < end:
+        end = indptr[r] + span
+    return end
 
 
 @compiled
@@ -47,6 +59,7 @@ def factor_margins_add(chunk, sparse, factors, t0, hi, sums, margins):
     V = factors.block  # noqa: N806 - the factor matrix, as in the papers
     k = factors.k
     numeric = factors.numeric > 0
+    span = factors.span
     first = d if numeric else 0  # the row of slot 0
     for b in range(hi):
         r = t0 + b
@@ -60,7 +73,7 @@ def factor_margins_add(chunk, sparse, factors, t0, hi, sums, margins):
                     t = V[j, f] * xv
                     sums[b, f] += t
                     squares += t * t
-        for e in range(indptr[r], indptr[r + 1]):
+        for e in range(indptr[r], entries_end(indptr, r, span)):
             xv = values[e]
             row = first + indices[e]
             for f in range(k):
@@ -83,6 +96,7 @@ def factor_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, sums, dloss, 
     V = factors.block  # noqa: N806
     k = factors.k
     numeric = factors.numeric > 0
+    span = factors.span
     first = d if numeric else 0
     for b in range(hi):
         r = t0 + b
@@ -93,7 +107,7 @@ def factor_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, sums, dloss, 
                 xv = np.float64(x[j * n + r])
                 for f in range(k):
                     grad[j, f] += gx * (sums[b, f] - V[j, f] * xv)
-        for e in range(indptr[r], indptr[r + 1]):
+        for e in range(indptr[r], entries_end(indptr, r, span)):
             xv = values[e]
             gx = g * xv
             row = first + indices[e]
@@ -111,6 +125,7 @@ def factor_block_grad_add(chunk, sparse, factors, t0, hi, sums, dloss, block_gra
     V = factors.block  # noqa: N806
     k = factors.k
     numeric = factors.numeric > 0
+    span = factors.span
     first = d if numeric else 0
     for b in range(hi):
         r = t0 + b
@@ -120,7 +135,7 @@ def factor_block_grad_add(chunk, sparse, factors, t0, hi, sums, dloss, block_gra
                 xv = np.float64(x[j * n + r])
                 for f in range(k):
                     block_grad[j, f] += g * xv * (sums[b, f] - V[j, f] * xv)
-        for e in range(indptr[r], indptr[r + 1]):
+        for e in range(indptr[r], entries_end(indptr, r, span)):
             xv = values[e]
             row = first + indices[e]
             for f in range(k):

@@ -40,7 +40,10 @@ def row_entries(chunk, sparse, factors, r, e0, entry_pos, compact, work):
         qs[m] = j
         m += 1
     start = indptr[r]
-    for e in range(start, indptr[r + 1]):
+    end = indptr[r + 1]
+    if factors.span > 0 and start + factors.span < end:  # only the factor columns' entries (numbered first)
+        end = start + factors.span
+    for e in range(start, end):
         slot = indices[e]
         rows[m] = d_num + slot
         fields[m] = d_num + (np.int64(slot_fields[slot]) if by_slot else e - start)

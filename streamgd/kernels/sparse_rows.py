@@ -200,7 +200,7 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
         D = d + sparse.n_slots  # noqa: N806 - the intercept's index
         params, opt_state, hyper = model.params, model.opt_state, model.hyper
-        lrs, step0 = schedule.lrs, schedule.step0
+        lrs = schedule.lrs  # the rules fused here take no step number
         margins, dloss = work.margins, work.dloss
         keys, positions, entry_pos = work.keys, work.positions, work.entry_pos
         touched, touched_keys, nw, g, ns = work.touched, work.touched_keys, work.cw, work.cg, work.cstate

@@ -157,6 +157,7 @@ class LinearModel:
         hyper[kernels.H_FACTORS] = int(self.factorization["k"])
         hyper[kernels.H_FACTOR_NUMERIC] = 1.0 if self.factorization.get("numeric") else 0.0
         hyper[kernels.H_FIELDS] = self.n_fields
+        hyper[kernels.H_FACTOR_SPAN] = len(self.factorization.get("columns") or ())  # they come first in the spec
         return hyper
 
     def slot_fields(self) -> np.ndarray | None:
@@ -183,8 +184,10 @@ class LinearModel:
             norms["sparse slots"] = float(np.linalg.norm(slots))
             return norms
         starts = spec.onehot_starts()
+        chosen = self.factorization.get("columns")  # factor_fields: the other columns' rows are never read
         for column, start, stop in zip(spec.onehot_columns, starts[:-1], starts[1:]):
-            norms[column.name] = float(np.linalg.norm(slots[start:stop]))
+            if not chosen or column.name in chosen:
+                norms[column.name] = float(np.linalg.norm(slots[start:stop]))
         if spec.n_slots > starts[-1]:  # hashed columns share their buckets: their rows are one group
             norms["hashed, interaction and bin slots"] = float(np.linalg.norm(slots[starts[-1]:]))
         return norms
@@ -276,9 +279,22 @@ class LinearModel:
 
         X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
-        api.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse, hyper=self.kernel_hyper(),
-                            slot_fields=self.slot_fields(), factor_block=self.factor_block)
+        hyper, slot_fields = self._factor_layout(sparse)
+        api.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse, hyper=hyper,
+                            slot_fields=slot_fields, factor_block=self.factor_block)
         return out
+
+    def _factor_layout(self, sparse: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The kernels' hyperparameters and slot fields for input whose sparse block is ``sparse``. A model of a
+        matrix's columns (no FeatureSpec) has a factor row per column whichever block holds them: fitted on dense
+        columns (their rows "numeric") and given a sparse matrix, or the other way round, the rows are the same."""
+        hyper, slot_fields = self.kernel_hyper(), self.slot_fields()
+        if hyper is None or self.spec is not None:
+            return hyper, slot_fields
+        by_slot = sparse is not None
+        hyper[kernels.H_FACTOR_NUMERIC] = 0.0 if by_slot else 1.0
+        slot_fields = np.arange(self.n_features, dtype=np.int32) if by_slot and self.n_fields else None
+        return hyper, slot_fields
 
     def predict(self, X: Any) -> np.ndarray:
         return self.values_from_margins(self.decision_function(X))
@@ -292,11 +308,12 @@ class LinearModel:
         from ..kernels import api
 
         X, sparse = self._blocks(X)
-        hyper = self.kernel_hyper() if self.factorization is not None else np.zeros(kernels.N_HYPER)
+        hyper, slot_fields = self._factor_layout(sparse)
+        hyper = hyper if hyper is not None else np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
         total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
-                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse,
-                               slot_fields=self.slot_fields(), factor_block=self.factor_block)
+                               self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse, slot_fields=slot_fields,
+                               factor_block=self.factor_block)
         return float(total) / max(len(X), 1)
 
     # ---- files -------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ DECAY_UNITS = ("rows", "steps")
 # keeps the SGD rules at mini-batches, whose few epochs of a long table do not.
 SPARSE_DEFAULTS = {"optimizer": "ftrl", "epochs": 1}
 AUTO_INTERACTIONS, NO_INTERACTIONS = "auto", "none"
+ALL_FACTOR_FIELDS = "all"  # factor_fields: every sparse entry gets factors
 DENSE_DEFAULTS = {"optimizer": "sgd", "epochs": 5}
 
 
@@ -90,6 +91,9 @@ class TrainConfig:
     factor_numeric: bool = False
     factor_lr: float | None = None  # the factors' rate as a multiple of the run's (None: 0.3 under FTRL, else 1)
     field_aware: bool = False  # a field-aware FM: each categorical column (interaction, binned column) a field
+    # the categorical columns that get factors: None or "auto" (the columns in pairs a sample shows pair effects
+    # in: streamgd.features.interaction_search.search_factor_columns), "all" (every sparse entry), or names
+    factor_fields: Any = None
     epsilon: float = 1.35  # huber: residuals beyond epsilon count linearly (scikit-learn's HuberRegressor default)
     class_weight: Any = None  # classifiers: None, "balanced" or {label: weight}
     sample_weight: str | None = None  # a column of per-row weights
@@ -152,6 +156,7 @@ class TrainConfig:
         if not isinstance(self.hash_bits, (int, np.integer)) or not 1 <= self.hash_bits <= 30:
             _bad("hash_bits", self.hash_bits, "an integer in [1, 30]")
         self.interactions = normalize_interactions(self.interactions)
+        self.factor_fields = normalize_factor_fields(self.factor_fields)
         if self.interaction_bits is not None:
             check_hash_bits("interaction_bits", self.interaction_bits)
         self.transforms, self.bins = check_treatments(self.transforms, self.bins)
@@ -228,14 +233,17 @@ class TrainConfig:
                 raise ConfigError("factor_numeric gives the numeric columns factors: give factors (k) too")
             if self.field_aware:
                 raise ConfigError("field_aware makes the factors field-aware: give factors (k) too")
+            if isinstance(self.factor_fields, list):
+                raise ConfigError("factor_fields names the columns that get factors: give factors (k) too")
             return
         settings = self.factor_settings()  # checks k, the L2 penalty and the initial scale
         if model_cls.n_outputs(2) != 1:
             raise ConfigError(f"a factorization machine (factors={settings.k}) has one margin per row; the "
                               f"{model_cls.kind!r} model has one per class: use a binary or regression model")
-        if settings.numeric and self.standardize:
-            raise ConfigError("factor_numeric needs standardize=False (--no-standardize): the pair term of "
-                              "standardized columns does not fold into a model on raw inputs")
+        if settings.numeric and self.standardize and settings.field_aware:
+            raise ConfigError("a field-aware factor_numeric needs standardize=False (--no-standardize): its pair "
+                              "term of standardized columns does not fold into a model on raw inputs (a plain "
+                              "FM's does)")
         if self.full_batch:
             raise ConfigError("a factorization machine trains in mini-batches; batch_size='full' steps a linear "
                               "model only")
@@ -247,8 +255,9 @@ class TrainConfig:
         """The factorization machine of the run (None: a linear model)."""
         if self.factors is None:
             return None
+        columns = tuple(self.factor_fields) if isinstance(self.factor_fields, list) else None
         return FactorSettings(self.factors, self.factor_l2, self.factor_init, bool(self.factor_numeric),
-                              bool(self.field_aware), self.factor_lr)
+                              bool(self.field_aware), self.factor_lr, columns)
 
     @property
     def resolved(self) -> bool:
@@ -393,6 +402,26 @@ def normalize_interactions(value: Any) -> list[list[str]] | None:
     if isinstance(value, str) and value.strip().lower() == NO_INTERACTIONS:
         return []
     return [list(pair) for pair in parse_interactions(value)]
+
+
+def normalize_factor_fields(value: Any) -> str | list[str] | None:
+    """None for "auto" (a sample chooses), "all", else the column names as a list (a string joins them by ',').
+
+    >>> normalize_factor_fields("auto"), normalize_factor_fields("all"), normalize_factor_fields("C6, C9")
+    (None, 'all', ['C6', 'C9'])
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == AUTO_INTERACTIONS):
+        return None
+    if isinstance(value, str) and value.strip().lower() == ALL_FACTOR_FIELDS:
+        return ALL_FACTOR_FIELDS
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) and name.strip() for name in names) \
+            or not names:
+        _bad("factor_fields", value, "auto, all, or categorical column names (a list, or a string joined by ',')")
+    names = [name.strip() for name in names]
+    if len(set(names)) != len(names):
+        _bad("factor_fields", value, "each column named once")
+    return names
 
 
 def describe_chosen_defaults(chosen_defaults: dict | None) -> str | None:

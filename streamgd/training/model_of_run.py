@@ -8,6 +8,7 @@ import numpy as np
 from ..features.targets import to_json_labels
 from ..kernels import api as kernels
 from ..models.linear import LinearModel
+from ..optim.factors import fold_standardization
 from .chunk_step import ChunkJob
 from .config import TrainConfig
 from .measure import lifetime_peak_rss_mb
@@ -133,6 +134,10 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     if run.standardizer is not None:  # in place, on the dense columns only: the slots are not standardized
         dense = run.standardizer.mean.shape[0]
         coef[:, :dense], intercept[:] = run.standardizer.raw_coefficients(coef[:, :dense], intercept)
+        if factors is not None and settings.numeric:  # the dense columns' factors fold too (plain FM only)
+            factors, folded_coef, folded_intercept = fold_standardization(
+                factors, settings.k, coef, intercept, run.standardizer.mean, run.standardizer.scale)
+            coef[...], intercept[...] = folded_coef, folded_intercept  # into the model's one vector
         transform = run.standardizer.to_dict()
     state_rows = list(run.optimizer.state_names) + (["l1_applied"] if run.hyper[kernels.H_L1_ROW] else []) \
         + (["decay_stamps"] if run.hyper[kernels.H_LAZY_ROW] else [])

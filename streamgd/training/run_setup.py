@@ -21,7 +21,13 @@ from ..data.reader import default_target_encoder, parse_memory_budget
 from ..data.shuffle import parse_shuffle
 from ..errors import ConfigError, DataError
 from ..features.encoding_choice import choose_encodings
-from ..features.interaction_search import MAX_PAIRS, describe_search, search_interactions
+from ..features.interaction_search import (
+    MAX_PAIRS,
+    describe_factor_search,
+    describe_search,
+    search_factor_columns,
+    search_interactions,
+)
 from ..features.spec import FeatureSpec
 from ..features.standardize import Standardizer
 from ..features.stats import DatasetStats, compute_stats
@@ -33,7 +39,7 @@ from ..models.linear import MODEL_KINDS, LinearModel
 from ..optim.factors import spec_fields
 from ..optim.state import initial_state, kernel_hyper
 from .checkpoint import Checkpoint, check_resumable, fingerprint
-from .config import TrainConfig
+from .config import ALL_FACTOR_FIELDS, TrainConfig
 from .epoch import steps_per_epoch
 from .holdout import holdout_units
 from .state import Run, TrainState
@@ -161,11 +167,14 @@ class RunSetup:
         if init is not None:  # its spec and transform: no statistics pass
             cfg.resolve_defaults(sparse=init.spec is not None and init.spec.n_slots > 0)
             self._check_continuable(train, classes)
+            columns = (init.factorization or {}).get("columns")
+            cfg.factor_fields = list(columns) if columns else ALL_FACTOR_FIELDS  # the model's factor columns
             stats, spec, feature_names = None, init.spec, init.feature_names
             slots = spec.n_slots if spec is not None else 0
         else:
             self._check_interactions(train)
             self._search_interactions(train, classes, encoder)
+            self._choose_factor_fields(train, classes, encoder)
             self.encodings = choose_encodings(train, train.categorical, self.cfg.encoding, self.cfg.max_categories)
             stats = self._statistics(train)
             spec = self._feature_spec(train, stats)
@@ -269,12 +278,37 @@ class RunSetup:
                                "interactions": [pair.label for pair in found.chosen]}
         self.notes.append(describe_search(found, len(train.categorical)))
 
+    def _choose_factor_fields(self, train: Dataset, classes: list | None, encoder: Any) -> None:
+        """A factorization machine's factor columns: the ones named (checked to be categorical), or under "auto"
+        those a sample shows in pairs with pair effects (a binary model of two or more categorical columns;
+        streamgd.features.interaction_search.search_factor_columns), else every column ("all")."""
+        cfg = self.cfg
+        if cfg.factors is None:
+            return
+        if isinstance(cfg.factor_fields, list):
+            for name in cfg.factor_fields:
+                if name not in train.categorical:
+                    kind = "not in the data" if name not in train.schema.names else "not categorical"
+                    raise ConfigError(f"--factor-fields names {name!r}, which is {kind}"
+                                      f"{did_you_mean(name, train.categorical)}; factors go to categorical columns "
+                                      f"({', '.join(train.categorical) or 'there are none'})")
+            return
+        if cfg.factor_fields is not None or len(train.categorical) < 2 or len(classes or ()) != 2:
+            cfg.factor_fields = ALL_FACTOR_FIELDS
+            return
+        found = search_factor_columns(train, list(train.categorical), encoder.encode)
+        cfg.factor_fields = found.columns or ALL_FACTOR_FIELDS
+        self.notes.append(describe_factor_search(found, len(train.categorical)))
+
     def _feature_spec(self, train: Dataset, stats: DatasetStats | None) -> FeatureSpec | None:
         cfg = self.cfg
         if not needs_feature_spec(cfg, train):
             return None
         numeric = [name for name in train.feature_names if name not in train.categorical]
-        spec = FeatureSpec.fit(numeric, list(train.categorical), stats, missing=cfg.missing, encoding=cfg.encoding,
+        categorical = list(train.categorical)
+        if isinstance(cfg.factor_fields, list):  # the factor columns first: the kernels take a row's first entries
+            categorical = cfg.factor_fields + [name for name in categorical if name not in cfg.factor_fields]
+        spec = FeatureSpec.fit(numeric, categorical, stats, missing=cfg.missing, encoding=cfg.encoding,
                                hash_bits=cfg.hash_bits, max_categories=cfg.max_categories,
                                interactions=[tuple(pair) for pair in cfg.interactions or ()],
                                interaction_bits=cfg.interaction_bits, encodings=self.encodings)

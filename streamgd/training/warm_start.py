@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..features.standardize import Standardizer
 from ..models.linear import LinearModel, load
+from ..optim.factors import fold_standardization
 
 # settings that shape the parameters' meaning or the optimizer state: a continued run must share them
 SHARED_SETTINGS = ("optimizer", "standardize", "missing", "encoding", "hash_bits", "max_categories", "factors",
@@ -101,11 +102,15 @@ def starting_point(model: LinearModel, name: str, standardizer: Standardizer | N
                    ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """The parameters in the trained (standardized) space, the optimizer state, the global step and epoch."""
     coef, intercept = model.coef_, model.intercept_
+    block = getattr(model, "factor_block", None)  # a factorization machine's factor rows and their state
+    if standardizer is not None and block is not None and (model.factorization or {}).get("numeric"):
+        block, coef, intercept = fold_standardization(block, int(model.factorization["k"]), coef, intercept,
+                                                      standardizer.mean, standardizer.scale, inverse=True)
     if standardizer is not None:
         coef, intercept = standardizer.standardized_coefficients(coef, intercept)
     params = np.concatenate([coef.ravel(), intercept])
-    if getattr(model, "factor_block", None) is not None:  # a factorization machine's factor rows and their state
-        params = np.concatenate([params, model.factor_block.ravel()])
+    if block is not None:
+        params = np.concatenate([params, block.ravel()])
     state = model.optimizer_state if model.optimizer_state is not None else np.zeros((0, params.size))
     if state.shape != fresh_state.shape:
         raise ConfigError(f"{name} has an optimizer state of shape {state.shape} and this run needs "
