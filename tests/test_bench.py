@@ -156,7 +156,8 @@ def test_click_log_benchmark_end_to_end(tmp_path):
                            "learning_rate=adaptive,eta0=0.01", "--json", str(report_path)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "| contender | rows/s | x VW | peak RSS MB | holdout log loss |" in done.stdout
+    assert ("| contender | rows/s | x VW | epoch rows/s | reader thread | training thread | epoch / slower | "
+            "peak RSS MB | holdout log loss |") in done.stdout
     assert "streamgd: " in done.stdout and " fit " in done.stdout  # the exact commands are printed
     report = json.loads(report_path.read_text())
     assert set(report["results"]) == {"sklearn", "streamgd"}
