@@ -132,12 +132,27 @@ def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: f
 
 
 @njit(nogil=True)
-def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table):
+def _cell_probabilities(size_a, size_b, effects_a, effects_b, base_margins, out):
+    """out[fold, va * size_b + vb]: the additive model's probability of a row of cell (va, vb) in ``fold``, the
+    same expression (and so the same bits) ``_pair_gain`` evaluates per row."""
+    for fold in range(2):
+        for va in range(size_a):
+            for vb in range(size_b):
+                out[fold, va * size_b + vb] = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, va]
+                                                                     + effects_b[fold, vb])))
+
+
+@njit(nogil=True)
+def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table, probabilities):
     """Held-out gain of crossing columns ``a`` and ``b`` and the mean of its squared terms, both folds at once: row
     i fits fold i % 2 and is held out of the other. A first pass sums each cell's residual and curvature at the
     additive model per fold; a second scores each row with the other fold's Newton offset of its cell, to second
     order: ``delta (y - p) - delta^2 p (1 - p) / 2``. ``table``: a zeroed work table, (cells, 4) for each cell's
-    residual and curvature in fold 0 and fold 1 side by side (one cache line), zeroed again on return."""
+    residual and curvature in fold 0 and fold 1 side by side (one cache line), zeroed again on return.
+    ``probabilities``: each exact cell's probability per fold (``_cell_probabilities``) when the pair has fewer
+    cells than the sample has rows, so a row looks its probability up instead of computing an ``exp``; else an
+    empty (2, 0) array."""
+    cached = probabilities.shape[1] > 0
     n = y.shape[0]
     slots = table.shape[0]
     shift = np.uint64(64 - int(np.log2(slots)))
@@ -146,7 +161,10 @@ def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, pena
         if hashed:
             cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
         fold = i & 1
-        p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+        if cached:
+            p = probabilities[fold, a[i] * size_b + b[i]]
+        else:
+            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
         table[cell, 2 * fold] += y[i] - p
         table[cell, 2 * fold + 1] += p * (1.0 - p)
     gain = 0.0
@@ -160,7 +178,10 @@ def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, pena
         if curvature == 0.0:
             continue
         delta = table[cell, 2 * fold] / (curvature + penalty[fold])
-        p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+        if cached:
+            p = probabilities[fold, a[i] * size_b + b[i]]
+        else:
+            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
         term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
         gain += term
         squares += term * term
@@ -189,12 +210,16 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
 
     def gains_of(share: list[tuple[str, str]]) -> list[PairGain]:
         table = np.zeros((cells, 4))  # each thread its own
+        cached = np.empty((2, min(cells, len(y) // 2)))  # cell probabilities, for pairs with fewer cells than rows
         out = []
         for a, b in share:
             n_cells = sizes[a] * sizes[b]
             hashed = n_cells > CELL_BUCKETS
+            probabilities = cached[:, :n_cells] if not hashed and 2 * n_cells <= len(y) else cached[:, :0]
+            if probabilities.shape[1]:
+                _cell_probabilities(sizes[a], sizes[b], effects[a], effects[b], base_margins, probabilities)
             gain, squares = _pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a], effects[b],
-                                       base_margins, penalty, table if hashed else table[:n_cells])
+                                       base_margins, penalty, table if hashed else table[:n_cells], probabilities)
             error = np.sqrt(max(squares - gain * gain, 0.0) / len(y))  # the standard error of a mean over rows
             out.append(PairGain(a, b, float(gain), float(gain) / baseline, float(gain / error) if error else 0.0))
         return out
