@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data.dataset import Dataset
+from ..data.dictionary_slots import dictionary_columns, is_text
 from ..data.unit_reader import UnitTableReader
 from ..kernels.jit import njit
 from .stats import category_strings
@@ -100,27 +101,75 @@ def sample_units(dataset: Dataset, rows: int) -> list:
 def read_sample(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
                 rows: int = SAMPLE_ROWS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(labels 0/1 as float64, each column's value numbers as int64 with null the last number) of the sample's
-    rows whose label is known."""
-    reader = UnitTableReader(dataset, [*columns, dataset.target])
+    rows whose label is known. Values are numbered in the order they first appear in the sample (what
+    ``pc.dictionary_encode`` of the strings gives: hashed cells and ties among frequent values depend on it).
+    Text columns are read as Parquet dictionaries and numbered from their indices (``value_numbers``), without
+    decoding a string per row."""
+    text = dictionary_columns(dataset.schema, columns, [dataset.target])
+    reader = UnitTableReader(dataset, [*columns, dataset.target], dictionary_columns=text)
     y_parts: list[np.ndarray] = []
-    parts: dict[str, list[pa.ChunkedArray]] = {name: [] for name in columns}
+    parts: dict[str, list[pa.Array]] = {name: [] for name in columns}
     try:
         for unit in sample_units(dataset, rows):
             table = reader.read(unit)
             y_parts.append(labels(table.column(dataset.target)))
             for name in columns:
-                parts[name].append(category_strings(table.column(name)).cast(pa.large_string()))
+                parts[name].extend(table.column(name).chunks)
     finally:
         reader.close()
     y = np.concatenate(y_parts) if y_parts else np.zeros(0)
     known = np.isfinite(y)
-    codes = {}
-    for name in columns:
-        values = pa.chunked_array([chunk for part in parts[name] for chunk in part.chunks], type=pa.large_string())
-        encoded = pc.dictionary_encode(values).combine_chunks()
-        numbers = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
-        codes[name] = numbers.astype(np.int64)[known]
-    return y[known], codes
+    return y[known], {name: value_numbers(parts[name])[known] for name in columns}
+
+
+def value_numbers(chunks: Sequence[pa.Array]) -> np.ndarray:
+    """Each row's value number (int64): values numbered 0, 1, ... in the order they first appear, null the number
+    after the last. Chunks of dictionaries of text are numbered from their indices (each chunk's dictionary
+    encoded once); any other column through its strings (``category_strings``), as the numbering's definition."""
+    if not chunks or not all(pa.types.is_dictionary(chunk.type) and is_text(chunk.type.value_type)
+                             for chunk in chunks):
+        return string_value_numbers(chunks)
+    entries = pc.dictionary_encode(pa.chunked_array(  # every chunk's dictionary entries, numbered together
+        [chunk.dictionary.cast(pa.large_string()) for chunk in chunks], type=pa.large_string())).combine_chunks()
+    entry_ids = entries.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    ids = np.empty(sum(len(chunk) for chunk in chunks), dtype=np.int64)
+    start = offset = 0
+    for chunk in chunks:  # each row's id in the shared numbering of the entries, -1 for a null
+        n = len(chunk)
+        indices = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        ids[start:start + n] = np.where(chunk.is_null().to_numpy(zero_copy_only=False), -1, entry_ids[offset + indices])
+        start += n
+        offset += len(chunk.dictionary)
+    return _first_appearance_numbers(ids, len(entries.dictionary))
+
+
+@njit(nogil=True)
+def _first_appearance_numbers(ids, n_ids):  # pragma: no cover - compiled
+    """``ids`` (0..n_ids-1, -1 for a null) renumbered 0, 1, ... in the order each first appears, a null the
+    number after the last: one pass, where sorting the ids to find each one's first row costs a sort per column."""
+    number = np.full(n_ids, -1, dtype=np.int64)
+    out = np.empty(ids.shape[0], dtype=np.int64)
+    seen = 0
+    for i in range(ids.shape[0]):
+        k = ids[i]
+        if k < 0:
+            continue
+        if number[k] < 0:
+            number[k] = seen
+            seen += 1
+        out[i] = number[k]
+    for i in range(ids.shape[0]):
+        if ids[i] < 0:
+            out[i] = seen
+    return out
+
+
+def string_value_numbers(chunks: Sequence[pa.Array]) -> np.ndarray:
+    """``value_numbers`` through each row's string: the definition the dictionary path reproduces."""
+    strings = [category_strings(pa.chunked_array([chunk])).cast(pa.large_string()) for chunk in chunks]
+    values = pa.chunked_array([piece for part in strings for piece in part.chunks], type=pa.large_string())
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    return encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: float) -> np.ndarray:
