@@ -103,3 +103,21 @@ def test_the_gains_are_those_of_the_string_sample_to_the_bit(log_file, monkeypat
         expected = search.pair_gains(y_ref, {name: cut(c) for name, c in ref.items()})
         assert [(p.label, p.gain, p.z) for p in gains] == [(p.label, p.gain, p.z) for p in expected]
     assert gains[0].gain != 0.0
+
+
+def test_two_samples_read_together_equal_each_read_alone(log_file, monkeypatch):
+    """The interaction and factor searches' samples read in one pass (``read_samples``) are each what
+    ``read_sample`` gives alone, and no unit is read twice."""
+    dataset = open_dataset(str(log_file), target="label", categorical=["few", "many", "shuffled", "number"])
+    columns = list(dataset.categorical)
+    alone = [search.read_sample(dataset, columns, labels, rows) for rows in (2500, 4000)]
+    reads = []
+    original = search.UnitTableReader.read
+    monkeypatch.setattr(search.UnitTableReader, "read", lambda self, unit: reads.append(unit) or original(self, unit))
+    together = search.read_samples(dataset, columns, labels, [2500, 4000])
+    assert len(reads) == len({(u.source, u.row_group, u.offset) for u in reads})
+    assert len(reads) < sum(len(search.sample_units(dataset, rows)) for rows in (2500, 4000))  # shared units
+    for (y, codes), (y_ref, ref) in zip(together, alone):
+        np.testing.assert_array_equal(y, y_ref)
+        for name in columns:
+            np.testing.assert_array_equal(codes[name], ref[name], err_msg=name)

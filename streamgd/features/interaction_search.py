@@ -89,46 +89,77 @@ class FactorColumnSearch:
 def sample_units(dataset: Dataset, rows: int) -> list:
     """Units spread evenly over the dataset, enough for about ``rows`` rows (all of them for a small dataset)."""
     units = list(dataset.units)
+    return [units[i] for i in sample_positions(dataset, rows)]
+
+
+def sample_positions(dataset: Dataset, rows: int) -> list[int]:
+    """The positions in ``dataset.units`` of ``sample_units``."""
+    units = list(dataset.units)
     total = sum(unit.n_rows for unit in units)
     if total <= rows or not units:
-        return units
+        return list(range(len(units)))
     share = rows / total
     wanted = max(1, int(np.ceil(share * len(units))))
-    picks = np.unique(np.linspace(0, len(units) - 1, wanted).round().astype(int))
-    return [units[i] for i in picks]
+    return np.unique(np.linspace(0, len(units) - 1, wanted).round().astype(int)).tolist()
+
+
+Sample = tuple[np.ndarray, dict[str, np.ndarray]]  # (labels 0/1, each column's value numbers): read_sample's
 
 
 def read_sample(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
-                rows: int = SAMPLE_ROWS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                rows: int = SAMPLE_ROWS) -> Sample:
     """(labels 0/1 as float64, each column's value numbers as int64 with null the last number) of the sample's
     rows whose label is known. Values are numbered in the order they first appear in the sample (what
     ``pc.dictionary_encode`` of the strings gives: hashed cells and ties among frequent values depend on it).
-    Text columns are read as Parquet dictionaries and numbered from their indices (``value_numbers``), without
+    Text columns are read as Parquet dictionaries and numbered from their indices (``value_ids``), without
     decoding a string per row."""
+    return read_samples(dataset, columns, labels, [rows])[0]
+
+
+def read_samples(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
+                 sizes: Sequence[int]) -> list[Sample]:
+    """``read_sample`` for each of ``sizes``, reading each unit once: the units of every sample are read together,
+    their values given ids shared by all the samples, and each sample's rows renumbered in the order its own
+    values first appear (so each equals its ``read_sample``)."""
+    picks = [sample_positions(dataset, rows) for rows in sizes]
+    positions = sorted(set().union(*picks))
+    units = list(dataset.units)
     text = dictionary_columns(dataset.schema, columns, [dataset.target])
     reader = UnitTableReader(dataset, [*columns, dataset.target], dictionary_columns=text)
     y_parts: list[np.ndarray] = []
     parts: dict[str, list[pa.Array]] = {name: [] for name in columns}
     try:
-        for unit in sample_units(dataset, rows):
-            table = reader.read(unit)
+        for position in positions:
+            table = reader.read(units[position])
             y_parts.append(labels(table.column(dataset.target)))
             for name in columns:
                 parts[name].extend(table.column(name).chunks)
     finally:
         reader.close()
-    y = np.concatenate(y_parts) if y_parts else np.zeros(0)
-    known = np.isfinite(y)
-    return y[known], {name: value_numbers(parts[name])[known] for name in columns}
+    ids = {name: value_ids(parts[name]) for name in columns}
+    bounds = np.cumsum([0, *(len(part) for part in y_parts)])
+    samples = []
+    for pick in picks:
+        chosen = set(pick)
+        rows = np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k, position in enumerate(positions)
+                               if position in chosen] or [np.zeros(0, dtype=np.int64)])
+        y = np.concatenate(y_parts)[rows] if y_parts else np.zeros(0)
+        known = np.isfinite(y)
+        samples.append((y[known], {name: _first_appearance_numbers(ids[name][0][rows], ids[name][1])[known]
+                                   for name in columns}))
+    return samples
 
 
-def value_numbers(chunks: Sequence[pa.Array]) -> np.ndarray:
-    """Each row's value number (int64): values numbered 0, 1, ... in the order they first appear, null the number
-    after the last. Chunks of dictionaries of text are numbered from their indices (each chunk's dictionary
-    encoded once); any other column through its strings (``category_strings``), as the numbering's definition."""
+def value_ids(chunks: Sequence[pa.Array]) -> tuple[np.ndarray, int]:
+    """(each row's value id as int64, -1 for a null; the number of ids): equal values get equal ids. Chunks of
+    dictionaries of text get them from their indices (each chunk's dictionary encoded once); any other column
+    through its strings (``category_strings``), numbered in the order the values first appear."""
     if not chunks or not all(pa.types.is_dictionary(chunk.type) and is_text(chunk.type.value_type)
                              for chunk in chunks):
-        return string_value_numbers(chunks)
+        strings = [category_strings(pa.chunked_array([chunk])).cast(pa.large_string()) for chunk in chunks]
+        values = pa.chunked_array([piece for part in strings for piece in part.chunks], type=pa.large_string())
+        encoded = pc.dictionary_encode(values).combine_chunks()
+        return encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
     entries = pc.dictionary_encode(pa.chunked_array(  # every chunk's dictionary entries, numbered together
         [chunk.dictionary.cast(pa.large_string()) for chunk in chunks], type=pa.large_string())).combine_chunks()
     entry_ids = entries.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -140,7 +171,7 @@ def value_numbers(chunks: Sequence[pa.Array]) -> np.ndarray:
         ids[start:start + n] = np.where(chunk.is_null().to_numpy(zero_copy_only=False), -1, entry_ids[offset + indices])
         start += n
         offset += len(chunk.dictionary)
-    return _first_appearance_numbers(ids, len(entries.dictionary))
+    return ids, len(entries.dictionary)
 
 
 @njit(nogil=True)
@@ -162,14 +193,6 @@ def _first_appearance_numbers(ids, n_ids):  # pragma: no cover - compiled
         if ids[i] < 0:
             out[i] = seen
     return out
-
-
-def string_value_numbers(chunks: Sequence[pa.Array]) -> np.ndarray:
-    """``value_numbers`` through each row's string: the definition the dictionary path reproduces."""
-    strings = [category_strings(pa.chunked_array([chunk])).cast(pa.large_string()) for chunk in chunks]
-    values = pa.chunked_array([piece for part in strings for piece in part.chunks], type=pa.large_string())
-    encoded = pc.dictionary_encode(values).combine_chunks()
-    return encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: float) -> np.ndarray:
@@ -281,9 +304,10 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
 
 def search_interactions(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
                         rows: int = SAMPLE_ROWS, min_gain: float = MIN_GAIN,
-                        max_pairs: int = MAX_PAIRS) -> InteractionSearch:
-    """The pairs of ``columns`` worth crossing (module docstring); ``labels`` maps the target column to 0/1."""
-    y, codes = read_sample(dataset, columns, labels, rows)
+                        max_pairs: int = MAX_PAIRS, sample: Sample | None = None) -> InteractionSearch:
+    """The pairs of ``columns`` worth crossing (module docstring); ``labels`` maps the target column to 0/1.
+    ``sample``: the ``rows`` sample already read (``read_samples``, when the factor search reads the data too)."""
+    y, codes = read_sample(dataset, columns, labels, rows) if sample is None else sample
     gains = pair_gains(y, codes)
     chosen = [pair for pair in gains if pair.relative >= min_gain and pair.z >= MIN_Z][:max_pairs]
     return InteractionSearch(chosen, gains, len(y))
@@ -301,7 +325,7 @@ def top_values(codes: np.ndarray, n: int) -> np.ndarray:
 
 def search_factor_columns(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
                           rows: int = FACTOR_SAMPLE_ROWS, top: int = FACTOR_TOP_VALUES,
-                          min_z: float = MIN_Z) -> FactorColumnSearch:
+                          min_z: float = MIN_Z, sample: Sample | None = None) -> FactorColumnSearch:
     """The categorical columns a factorization machine gives factors (``factor_fields="auto"``): those in a pair
     whose held-out gain (steps 2-3 of the module docstring) is positive and ``min_z`` standard errors above zero,
     each column's values cut to its ``top`` most frequent ones (the rest pooled).
@@ -311,8 +335,8 @@ def search_factor_columns(dataset: Dataset, columns: Sequence[str], labels: Call
     columns only one pair of the five planted columns passed). Cut to their frequent values, the same pairs'
     cells are well filled, the planted pairs rise many standard errors above the rest, and the columns without
     pair effects, whose factors would only fit noise, are left out. A larger sample than the crossing search's
-    gives the test power on the rarer pairs."""
-    y, codes = read_sample(dataset, columns, labels, rows)
+    gives the test power on the rarer pairs. ``sample``: the ``rows`` sample already read (``read_samples``)."""
+    y, codes = read_sample(dataset, columns, labels, rows) if sample is None else sample
     gains = pair_gains(y, {name: top_values(numbers, top) for name, numbers in codes.items()})
     evidence = [pair for pair in gains if pair.gain > 0 and pair.z >= min_z]
     chosen = {name for pair in evidence for name in (pair.a, pair.b)}
