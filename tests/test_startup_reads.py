@@ -12,6 +12,7 @@ import pytest
 
 from streamgd.data.dataset import open_dataset
 from streamgd.features import interaction_search as search
+from streamgd.features.encoding_choice import sample_distinct
 
 ROWS = 6000
 
@@ -121,3 +122,17 @@ def test_two_samples_read_together_equal_each_read_alone(log_file, monkeypatch):
         np.testing.assert_array_equal(y, y_ref)
         for name in columns:
             np.testing.assert_array_equal(codes[name], ref[name], err_msg=name)
+
+
+def test_the_encoding_sample_counts_the_distinct_values_the_strings_hold(log_file):
+    """``choose_encodings``'s sample reads text as dictionaries; its counts are the strings' (nulls not counted)."""
+    dataset = open_dataset(str(log_file), target="label", categorical=["few", "many", "shuffled", "number"])
+    columns = list(dataset.categorical)
+    counts = sample_distinct(dataset, columns, rows=2500)
+    table = pq.ParquetFile(log_file).read_row_groups([0, 1, 2])  # the first units to hold 2500 rows
+    for name in columns:
+        column = table.column(name)
+        strings = column.cast(pa.string()) if not pa.types.is_dictionary(column.type) else column.cast(
+            column.type.value_type)
+        assert counts[name] == len(set(strings.drop_null().to_pylist())), name
+    assert counts["few"] == 7 and counts["many"] > 50
