@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data.dataset import Dataset
+from ..data.dictionary_slots import dictionary_columns
 from ..data.unit_reader import UnitTableReader
 from ..errors import ConfigError
 from .spec import ENCODINGS
@@ -54,15 +55,19 @@ def choose_encodings(dataset: Dataset, categorical: Sequence[str], encoding: str
 
 
 def sample_distinct(dataset: Dataset, columns: Sequence[str], rows: int = SAMPLE_ROWS) -> dict[str, int]:
-    """Distinct non-null values of each column in the dataset's first units (at least one, about ``rows``)."""
-    reader = UnitTableReader(dataset, list(columns))
+    """Distinct non-null values of each column in the dataset's first units (at least one, about ``rows``). Text
+    columns are read as Parquet dictionaries: each chunk's distinct values are found among its indices, and only
+    those are decoded to strings."""
+    text = dictionary_columns(dataset.schema, columns, [dataset.target] if dataset.target else [])
+    reader = UnitTableReader(dataset, list(columns), dictionary_columns=text)
     uniques: dict[str, list[pa.Array]] = {name: [] for name in columns}
     seen = 0
     try:
         for unit in dataset.units:
             table = reader.read(unit)
             for name in columns:
-                uniques[name].append(pc.unique(category_strings(table.column(name))).cast(pa.large_string()))
+                uniques[name].extend(pc.unique(category_strings(pa.chunked_array([pc.unique(chunk)])))
+                                     .cast(pa.large_string()) for chunk in table.column(name).chunks)
             seen += table.num_rows
             if seen >= rows:
                 break

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data.dataset import Dataset
+from ..data.dictionary_slots import dictionary_columns, is_text
 from ..data.unit_reader import UnitTableReader
 from ..kernels.jit import njit
 from .stats import category_strings
@@ -88,39 +89,110 @@ class FactorColumnSearch:
 def sample_units(dataset: Dataset, rows: int) -> list:
     """Units spread evenly over the dataset, enough for about ``rows`` rows (all of them for a small dataset)."""
     units = list(dataset.units)
+    return [units[i] for i in sample_positions(dataset, rows)]
+
+
+def sample_positions(dataset: Dataset, rows: int) -> list[int]:
+    """The positions in ``dataset.units`` of ``sample_units``."""
+    units = list(dataset.units)
     total = sum(unit.n_rows for unit in units)
     if total <= rows or not units:
-        return units
+        return list(range(len(units)))
     share = rows / total
     wanted = max(1, int(np.ceil(share * len(units))))
-    picks = np.unique(np.linspace(0, len(units) - 1, wanted).round().astype(int))
-    return [units[i] for i in picks]
+    return np.unique(np.linspace(0, len(units) - 1, wanted).round().astype(int)).tolist()
+
+
+Sample = tuple[np.ndarray, dict[str, np.ndarray]]  # (labels 0/1, each column's value numbers): read_sample's
 
 
 def read_sample(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
-                rows: int = SAMPLE_ROWS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                rows: int = SAMPLE_ROWS) -> Sample:
     """(labels 0/1 as float64, each column's value numbers as int64 with null the last number) of the sample's
-    rows whose label is known."""
-    reader = UnitTableReader(dataset, [*columns, dataset.target])
+    rows whose label is known. Values are numbered in the order they first appear in the sample (what
+    ``pc.dictionary_encode`` of the strings gives: hashed cells and ties among frequent values depend on it).
+    Text columns are read as Parquet dictionaries and numbered from their indices (``value_ids``), without
+    decoding a string per row."""
+    return read_samples(dataset, columns, labels, [rows])[0]
+
+
+def read_samples(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
+                 sizes: Sequence[int]) -> list[Sample]:
+    """``read_sample`` for each of ``sizes``, reading each unit once: the units of every sample are read together,
+    their values given ids shared by all the samples, and each sample's rows renumbered in the order its own
+    values first appear (so each equals its ``read_sample``)."""
+    picks = [sample_positions(dataset, rows) for rows in sizes]
+    positions = sorted(set().union(*picks))
+    units = list(dataset.units)
+    text = dictionary_columns(dataset.schema, columns, [dataset.target])
+    reader = UnitTableReader(dataset, [*columns, dataset.target], dictionary_columns=text)
     y_parts: list[np.ndarray] = []
-    parts: dict[str, list[pa.ChunkedArray]] = {name: [] for name in columns}
+    parts: dict[str, list[pa.Array]] = {name: [] for name in columns}
     try:
-        for unit in sample_units(dataset, rows):
-            table = reader.read(unit)
+        for position in positions:
+            table = reader.read(units[position])
             y_parts.append(labels(table.column(dataset.target)))
             for name in columns:
-                parts[name].append(category_strings(table.column(name)).cast(pa.large_string()))
+                parts[name].extend(table.column(name).chunks)
     finally:
         reader.close()
-    y = np.concatenate(y_parts) if y_parts else np.zeros(0)
-    known = np.isfinite(y)
-    codes = {}
-    for name in columns:
-        values = pa.chunked_array([chunk for part in parts[name] for chunk in part.chunks], type=pa.large_string())
+    ids = {name: value_ids(parts[name]) for name in columns}
+    bounds = np.cumsum([0, *(len(part) for part in y_parts)])
+    samples = []
+    for pick in picks:
+        chosen = set(pick)
+        rows = np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k, position in enumerate(positions)
+                               if position in chosen] or [np.zeros(0, dtype=np.int64)])
+        y = np.concatenate(y_parts)[rows] if y_parts else np.zeros(0)
+        known = np.isfinite(y)
+        samples.append((y[known], {name: _first_appearance_numbers(ids[name][0][rows], ids[name][1])[known]
+                                   for name in columns}))
+    return samples
+
+
+def value_ids(chunks: Sequence[pa.Array]) -> tuple[np.ndarray, int]:
+    """(each row's value id as int64, -1 for a null; the number of ids): equal values get equal ids. Chunks of
+    dictionaries of text get them from their indices (each chunk's dictionary encoded once); any other column
+    through its strings (``category_strings``), numbered in the order the values first appear."""
+    if not chunks or not all(pa.types.is_dictionary(chunk.type) and is_text(chunk.type.value_type)
+                             for chunk in chunks):
+        strings = [category_strings(pa.chunked_array([chunk])).cast(pa.large_string()) for chunk in chunks]
+        values = pa.chunked_array([piece for part in strings for piece in part.chunks], type=pa.large_string())
         encoded = pc.dictionary_encode(values).combine_chunks()
-        numbers = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
-        codes[name] = numbers.astype(np.int64)[known]
-    return y[known], codes
+        return encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
+    entries = pc.dictionary_encode(pa.chunked_array(  # every chunk's dictionary entries, numbered together
+        [chunk.dictionary.cast(pa.large_string()) for chunk in chunks], type=pa.large_string())).combine_chunks()
+    entry_ids = entries.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    ids = np.empty(sum(len(chunk) for chunk in chunks), dtype=np.int64)
+    start = offset = 0
+    for chunk in chunks:  # each row's id in the shared numbering of the entries, -1 for a null
+        n = len(chunk)
+        indices = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        ids[start:start + n] = np.where(chunk.is_null().to_numpy(zero_copy_only=False), -1, entry_ids[offset + indices])
+        start += n
+        offset += len(chunk.dictionary)
+    return ids, len(entries.dictionary)
+
+
+@njit(nogil=True)
+def _first_appearance_numbers(ids, n_ids):  # pragma: no cover - compiled
+    """``ids`` (0..n_ids-1, -1 for a null) renumbered 0, 1, ... in the order each first appears, a null the
+    number after the last: one pass, where sorting the ids to find each one's first row costs a sort per column."""
+    number = np.full(n_ids, -1, dtype=np.int64)
+    out = np.empty(ids.shape[0], dtype=np.int64)
+    seen = 0
+    for i in range(ids.shape[0]):
+        k = ids[i]
+        if k < 0:
+            continue
+        if number[k] < 0:
+            number[k] = seen
+            seen += 1
+        out[i] = number[k]
+    for i in range(ids.shape[0]):
+        if ids[i] < 0:
+            out[i] = seen
+    return out
 
 
 def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: float) -> np.ndarray:
@@ -132,12 +204,27 @@ def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: f
 
 
 @njit(nogil=True)
-def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table):
+def _cell_probabilities(size_a, size_b, effects_a, effects_b, base_margins, out):
+    """out[fold, va * size_b + vb]: the additive model's probability of a row of cell (va, vb) in ``fold``, the
+    same expression (and so the same bits) ``_pair_gain`` evaluates per row."""
+    for fold in range(2):
+        for va in range(size_a):
+            for vb in range(size_b):
+                out[fold, va * size_b + vb] = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, va]
+                                                                     + effects_b[fold, vb])))
+
+
+@njit(nogil=True)
+def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table, probabilities):
     """Held-out gain of crossing columns ``a`` and ``b`` and the mean of its squared terms, both folds at once: row
     i fits fold i % 2 and is held out of the other. A first pass sums each cell's residual and curvature at the
     additive model per fold; a second scores each row with the other fold's Newton offset of its cell, to second
     order: ``delta (y - p) - delta^2 p (1 - p) / 2``. ``table``: a zeroed work table, (cells, 4) for each cell's
-    residual and curvature in fold 0 and fold 1 side by side (one cache line), zeroed again on return."""
+    residual and curvature in fold 0 and fold 1 side by side (one cache line), zeroed again on return.
+    ``probabilities``: each exact cell's probability per fold (``_cell_probabilities``) when the pair has fewer
+    cells than the sample has rows, so a row looks its probability up instead of computing an ``exp``; else an
+    empty (2, 0) array."""
+    cached = probabilities.shape[1] > 0
     n = y.shape[0]
     slots = table.shape[0]
     shift = np.uint64(64 - int(np.log2(slots)))
@@ -146,7 +233,10 @@ def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, pena
         if hashed:
             cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
         fold = i & 1
-        p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+        if cached:
+            p = probabilities[fold, a[i] * size_b + b[i]]
+        else:
+            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
         table[cell, 2 * fold] += y[i] - p
         table[cell, 2 * fold + 1] += p * (1.0 - p)
     gain = 0.0
@@ -160,7 +250,10 @@ def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, pena
         if curvature == 0.0:
             continue
         delta = table[cell, 2 * fold] / (curvature + penalty[fold])
-        p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+        if cached:
+            p = probabilities[fold, a[i] * size_b + b[i]]
+        else:
+            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
         term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
         gain += term
         squares += term * term
@@ -189,12 +282,16 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
 
     def gains_of(share: list[tuple[str, str]]) -> list[PairGain]:
         table = np.zeros((cells, 4))  # each thread its own
+        cached = np.empty((2, min(cells, len(y) // 2)))  # cell probabilities, for pairs with fewer cells than rows
         out = []
         for a, b in share:
             n_cells = sizes[a] * sizes[b]
             hashed = n_cells > CELL_BUCKETS
+            probabilities = cached[:, :n_cells] if not hashed and 2 * n_cells <= len(y) else cached[:, :0]
+            if probabilities.shape[1]:
+                _cell_probabilities(sizes[a], sizes[b], effects[a], effects[b], base_margins, probabilities)
             gain, squares = _pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a], effects[b],
-                                       base_margins, penalty, table if hashed else table[:n_cells])
+                                       base_margins, penalty, table if hashed else table[:n_cells], probabilities)
             error = np.sqrt(max(squares - gain * gain, 0.0) / len(y))  # the standard error of a mean over rows
             out.append(PairGain(a, b, float(gain), float(gain) / baseline, float(gain / error) if error else 0.0))
         return out
@@ -207,9 +304,10 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
 
 def search_interactions(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
                         rows: int = SAMPLE_ROWS, min_gain: float = MIN_GAIN,
-                        max_pairs: int = MAX_PAIRS) -> InteractionSearch:
-    """The pairs of ``columns`` worth crossing (module docstring); ``labels`` maps the target column to 0/1."""
-    y, codes = read_sample(dataset, columns, labels, rows)
+                        max_pairs: int = MAX_PAIRS, sample: Sample | None = None) -> InteractionSearch:
+    """The pairs of ``columns`` worth crossing (module docstring); ``labels`` maps the target column to 0/1.
+    ``sample``: the ``rows`` sample already read (``read_samples``, when the factor search reads the data too)."""
+    y, codes = read_sample(dataset, columns, labels, rows) if sample is None else sample
     gains = pair_gains(y, codes)
     chosen = [pair for pair in gains if pair.relative >= min_gain and pair.z >= MIN_Z][:max_pairs]
     return InteractionSearch(chosen, gains, len(y))
@@ -227,7 +325,7 @@ def top_values(codes: np.ndarray, n: int) -> np.ndarray:
 
 def search_factor_columns(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
                           rows: int = FACTOR_SAMPLE_ROWS, top: int = FACTOR_TOP_VALUES,
-                          min_z: float = MIN_Z) -> FactorColumnSearch:
+                          min_z: float = MIN_Z, sample: Sample | None = None) -> FactorColumnSearch:
     """The categorical columns a factorization machine gives factors (``factor_fields="auto"``): those in a pair
     whose held-out gain (steps 2-3 of the module docstring) is positive and ``min_z`` standard errors above zero,
     each column's values cut to its ``top`` most frequent ones (the rest pooled).
@@ -237,8 +335,8 @@ def search_factor_columns(dataset: Dataset, columns: Sequence[str], labels: Call
     columns only one pair of the five planted columns passed). Cut to their frequent values, the same pairs'
     cells are well filled, the planted pairs rise many standard errors above the rest, and the columns without
     pair effects, whose factors would only fit noise, are left out. A larger sample than the crossing search's
-    gives the test power on the rarer pairs."""
-    y, codes = read_sample(dataset, columns, labels, rows)
+    gives the test power on the rarer pairs. ``sample``: the ``rows`` sample already read (``read_samples``)."""
+    y, codes = read_sample(dataset, columns, labels, rows) if sample is None else sample
     gains = pair_gains(y, {name: top_values(numbers, top) for name, numbers in codes.items()})
     evidence = [pair for pair in gains if pair.gain > 0 and pair.z >= min_z]
     chosen = {name for pair in evidence for name in (pair.a, pair.b)}

@@ -22,8 +22,11 @@ from ..data.shuffle import parse_shuffle
 from ..errors import ConfigError, DataError
 from ..features.encoding_choice import choose_encodings
 from ..features.interaction_search import (
+    FACTOR_SAMPLE_ROWS,
     MAX_PAIRS,
+    SAMPLE_ROWS,
     describe_factor_search,
+    read_samples,
     describe_search,
     search_factor_columns,
     search_interactions,
@@ -173,8 +176,9 @@ class RunSetup:
             slots = spec.n_slots if spec is not None else 0
         else:
             self._check_interactions(train)
-            self._search_interactions(train, classes, encoder)
-            self._choose_factor_fields(train, classes, encoder)
+            samples = self._search_samples(train, classes, encoder)
+            self._search_interactions(train, classes, encoder, samples.get("interactions"))
+            self._choose_factor_fields(train, classes, encoder, samples.get("factors"))
             self.encodings = choose_encodings(train, train.categorical, self.cfg.encoding, self.cfg.max_categories)
             stats = self._statistics(train)
             spec = self._feature_spec(train, stats)
@@ -266,19 +270,30 @@ class RunSetup:
                                       f"categorical columns ({', '.join(train.categorical) or 'there are none'}; "
                                       "--categorical makes a column categorical)")
 
-    def _search_interactions(self, train: Dataset, classes: list | None, encoder: Any) -> None:
+    def _search_samples(self, train: Dataset, classes: list | None, encoder: Any) -> dict:
+        """When both searches will run, their two samples read in one pass over their units (``read_samples``);
+        else nothing (a search reads its own)."""
+        cfg = self.cfg
+        binary = len(classes or ()) == 2 and len(train.categorical) >= 2
+        if not (binary and may_search_interactions(cfg, train) and cfg.factors is not None
+                and cfg.factor_fields is None):
+            return {}
+        found = read_samples(train, list(train.categorical), encoder.encode, [SAMPLE_ROWS, FACTOR_SAMPLE_ROWS])
+        return dict(zip(["interactions", "factors"], found))
+
+    def _search_interactions(self, train: Dataset, classes: list | None, encoder: Any, sample: Any = None) -> None:
         """A binary model of two or more categorical columns that names no interactions crosses the pairs found
         on a sample of the data (streamgd.features.interaction_search); recorded in ``chosen_defaults``."""
         cfg = self.cfg
         if not (may_search_interactions(cfg, train) and len(classes or ()) == 2):
             return
-        found = search_interactions(train, list(train.categorical), encoder.encode)
+        found = search_interactions(train, list(train.categorical), encoder.encode, sample=sample)
         cfg.interactions = [[pair.a, pair.b] for pair in found.chosen]
         cfg.chosen_defaults = {"model": "sparse", **(cfg.chosen_defaults or {}),
                                "interactions": [pair.label for pair in found.chosen]}
         self.notes.append(describe_search(found, len(train.categorical)))
 
-    def _choose_factor_fields(self, train: Dataset, classes: list | None, encoder: Any) -> None:
+    def _choose_factor_fields(self, train: Dataset, classes: list | None, encoder: Any, sample: Any = None) -> None:
         """A factorization machine's factor columns: the ones named (checked to be categorical), or under "auto"
         those a sample shows in pairs with pair effects (a binary model of two or more categorical columns;
         streamgd.features.interaction_search.search_factor_columns), else every column ("all")."""
@@ -296,7 +311,7 @@ class RunSetup:
         if cfg.factor_fields is not None or len(train.categorical) < 2 or len(classes or ()) != 2:
             cfg.factor_fields = ALL_FACTOR_FIELDS
             return
-        found = search_factor_columns(train, list(train.categorical), encoder.encode)
+        found = search_factor_columns(train, list(train.categorical), encoder.encode, sample=sample)
         cfg.factor_fields = found.columns or ALL_FACTOR_FIELDS
         self.notes.append(describe_factor_search(found, len(train.categorical)))
 
