@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .arguments import ModelArrays
 from .codes import H_HUBER_EPS, loss_label, optimizer_label
 from .jit import compiled
 from .pieces import (
@@ -53,11 +54,12 @@ def _make_train_loop(LOSS, OPT, FORTRAN, ROWS_MAJOR):  # noqa: N803 - compile-ti
     def train_loop(chunk, model, schedule, work):
         """``chunk``: ChunkArrays, ``model``: ModelArrays, ``schedule``: StepRates, ``work``: DenseWork. Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
         x, n, d = chunk.x, chunk.n, chunk.d
-        params, opt_state, hyper, n_out = model.params, model.opt_state, model.hyper, model.n_out
+        params, hyper, n_out = model.params, model.hyper, model.n_out
         lrs, step0, batch_size = schedule.lrs, schedule.step0, schedule.batch_size
         tile_rows, tile, grad = work.tile_rows, work.tile, work.grad
         n_coef = n_out * d
         n_par = params.shape[0]
+        backup = ModelArrays(work.backup, work.state_backup, hyper, n_out)
         eps = hyper[H_HUBER_EPS]
         total = 0.0
         batch_loss = 0.0
@@ -94,8 +96,7 @@ def _make_train_loop(LOSS, OPT, FORTRAN, ROWS_MAJOR):  # noqa: N803 - compile-ti
                     inv = 1.0 / (batch_stop - batch_start)
                     for i in range(n_par):
                         grad[i] *= inv
-                    if not apply_update(params, grad, opt_state, hyper, lrs[batch], OPT, step0 + batch, n_coef,
-                                         work.backup, work.state_backup):
+                    if not apply_update(model, grad, lrs[batch], OPT, step0 + batch, n_coef, backup):
                         return total, batch_start, batch_start
                     total += batch_loss
                     batch += 1
@@ -225,8 +226,8 @@ def _make_full_batch_update(OPT):  # noqa: N803
         inv = 1.0 / n_rows_total
         for i in range(params.shape[0]):
             grad[i] = grad_sum[i] * inv
-        return apply_update(params, grad, model.opt_state, model.hyper, lr, OPT, step, n_coef, work.backup,
-                            work.state_backup)
+        return apply_update(model, grad, lr, OPT, step, n_coef,
+                            ModelArrays(work.backup, work.state_backup, model.hyper, model.n_out))
 
     return full_batch_update
 

@@ -474,14 +474,16 @@ def _copy_params_and_state(params, opt_state, params_to, state_to):
 
 
 @inlined
-def apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup, rollback=True):
-    """L2 penalty, clipping, optimizer step and L1 prox on a mean data gradient; False, with nothing changed, if
-    the result would not be finite.
+def apply_update(model, grad, lr, opt_kind, step, n_coef, backup, rollback=True):
+    """L2 penalty, clipping, optimizer step and L1 prox on a mean data gradient ``grad`` of ``model``
+    (ModelArrays: its params and opt_state are updated, its hyper read); False, with nothing changed, if the result
+    would not be finite. ``backup``: ModelArrays whose params and opt_state receive the copies a rollback restores.
 
     Plain SGD is checked before it writes (its result is known from grad and lr), so the per-row path copies
     nothing; a rule with state is applied to the live arrays and rolled back from the backups if needed (unless
     ``rollback`` is False: the caller then works on copies it discards on failure).
     """
+    params, opt_state, hyper = model.params, model.opt_state, model.hyper
     if opt_kind != OPT_FTRL:  # FTRL applies its penalty itself
         _add_l2(params, grad, n_coef, hyper)
     clip_by_global_norm(grad, hyper)
@@ -494,7 +496,7 @@ def apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, bac
     if not _all_finite(grad, grad.shape[0]):
         return False
     if rollback:
-        _copy_params_and_state(params, opt_state, backup, state_backup)
+        _copy_params_and_state(params, opt_state, backup.params, backup.opt_state)
     optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper, n_coef)
     if opt_kind != OPT_FTRL:
         l1_prox(params, n_coef, lr, hyper, opt_state)
@@ -503,6 +505,6 @@ def apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, bac
     for s in range(opt_state.shape[0]):
         ok = ok and _all_finite(opt_state[s], opt_state.shape[1])
     if not ok and rollback:
-        _copy_params_and_state(backup, state_backup, params, opt_state)
+        _copy_params_and_state(backup.params, backup.opt_state, params, opt_state)
     return ok
 

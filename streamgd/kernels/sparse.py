@@ -250,8 +250,9 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
             if FACTORS and not factor_step(factors, FACTOR_RULE, fwork.grad, fwork.mask, n_frows, d, touched, inv,
                                            lr, hyper, step0 + batch, fwork.updated):
                 return total, b0, b0
-            if not apply_update(w, g, state, hyper, lr, OPT, step0 + batch, n_coef, cg[:0],
-                                 cstate[:, :0], False):  # no rollback: a failed batch is not scattered
+            # no rollback (empty backups): a failed batch is not scattered
+            if not apply_update(ModelArrays(w, state, hyper, n_out), g, lr, OPT, step0 + batch, n_coef,
+                                ModelArrays(cg[:0], cstate[:, :0], hyper, n_out), False):
                 return total, b0, b0
             if lazy_row >= 0:
                 factor = (1.0 - lr * l2) * (1.0 - lr * decay)

@@ -46,6 +46,7 @@ from .codes import (
     loss_label,
     optimizer_label,
 )
+from .arguments import ModelArrays
 from .jit import compiled
 from .pieces import apply_update, clip_by_global_norm, cols_grad_add, cols_margins, l1_prox, rows_loss_dloss
 from .update_rules import ftrl_coordinate
@@ -160,7 +161,8 @@ def _make_sparse_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             if not math.isfinite(loss):
                 return total, r, r
             lr = lrs[r]
-            if not apply_update(w, g, state, hyper, lr, OPT, step0 + r, stride, cg[:0], cstate[:, :0], False):
+            if not apply_update(ModelArrays(w, state, hyper, 1), g, lr, OPT, step0 + r, stride,
+                                ModelArrays(cg[:0], cstate[:, :0], hyper, 1), False):
                 return total, r, r  # checked finite in the scratch: nothing was written
             if lazy_row >= 0:
                 factor = (1.0 - lr * l2) * (1.0 - lr * decay)
