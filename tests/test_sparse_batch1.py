@@ -13,6 +13,7 @@ from streamgd.data.sparse_block import SparseBlock
 from streamgd.kernels import api as kernel_api
 from streamgd.kernels import sparse as sparse_kernels
 from streamgd.kernels import sparse_rows
+from streamgd.kernels.arguments import SparseArrays, SparseWork
 from streamgd.optim import make_optimizer
 from streamgd.optim.state import coordinate_block, initial_state, kernel_hyper
 
@@ -130,7 +131,10 @@ def test_compact_positions_numbers_distinct_slots_in_order_of_first_appearance()
     keys = np.full(16, -1, dtype=np.int64)
     positions, entry_pos, touched, touched_keys = (np.empty(16, dtype=np.int64), np.empty(5, dtype=np.int64),
                                                    np.empty(5, dtype=np.int64), np.empty(5, dtype=np.int64))
-    m = sparse_rows.compact_positions(indptr, indices, 0, 5, keys, positions, entry_pos, touched, touched_keys)
+    none = np.empty((0, 0))
+    sparse = SparseArrays(indptr, indices, np.ones(5), 71)
+    work = SparseWork(1, none, none, keys, positions, entry_pos, touched, touched_keys, np.empty(0), np.empty(0), none)
+    m = sparse_rows.compact_positions(sparse, 0, 5, work)
     assert m == 3 and touched[:3].tolist() == [9, 4, 70] and entry_pos.tolist() == [0, 1, 0, 2, 1]
     assert (keys == -1).all()
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .arguments import ModelArrays
 from .codes import H_HUBER_EPS, loss_label, optimizer_label
 from .jit import compiled
 from .pieces import (
@@ -52,12 +53,13 @@ def _make_train_loop(LOSS, OPT, FORTRAN, ROWS_MAJOR):  # noqa: N803 - compile-ti
     @compiled
     def train_loop(chunk, model, schedule, work):
         """``chunk``: ChunkArrays, ``model``: ModelArrays, ``schedule``: StepRates, ``work``: DenseWork. Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
-        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
-        params, opt_state, hyper, n_out = model.params, model.opt_state, model.hyper, model.n_out
+        x, n, d = chunk.x, chunk.n, chunk.d
+        params, hyper, n_out = model.params, model.hyper, model.n_out
         lrs, step0, batch_size = schedule.lrs, schedule.step0, schedule.batch_size
-        tile_rows, tile, margins, dloss, grad = work.tile_rows, work.tile, work.margins, work.dloss, work.grad
+        tile_rows, tile, grad = work.tile_rows, work.tile, work.grad
         n_coef = n_out * d
         n_par = params.shape[0]
+        backup = ModelArrays(work.backup, work.state_backup, hyper, n_out)
         eps = hyper[H_HUBER_EPS]
         total = 0.0
         batch_loss = 0.0
@@ -80,23 +82,21 @@ def _make_train_loop(LOSS, OPT, FORTRAN, ROWS_MAJOR):  # noqa: N803 - compile-ti
                 lo = r - tile_start
                 hi = e - tile_start
                 if IN_PLACE:
-                    batch_loss += rows_loss_grad(x, n, tile_start, d, tile, False, lo, hi, tile_start, y,
-                                                  sample_weight, params, n_out, LOSS, eps, margins, dloss, grad)
+                    batch_loss += rows_loss_grad(chunk, x, n, tile_start, False, lo, hi, tile_start, params, n_out,
+                                                  LOSS, eps, work)
                 elif ROWS_MAJOR:  # the columns are not read: tile[0] only fills the slot
-                    batch_loss += rows_loss_grad(tile[0], zero, zero, d, tile, True, lo, hi, tile_start, y,
-                                                  sample_weight, params, n_out, LOSS, eps, margins, dloss, grad)
+                    batch_loss += rows_loss_grad(chunk, tile[0], zero, zero, True, lo, hi, tile_start, params,
+                                                  n_out, LOSS, eps, work)
                 else:
-                    batch_loss += rows_loss_grad(tile.reshape(tile.size), tile.shape[1], zero, d, tile, False, lo,
-                                                  hi, tile_start, y, sample_weight, params, n_out, LOSS, eps, margins,
-                                                  dloss, grad)
+                    batch_loss += rows_loss_grad(chunk, tile.reshape(tile.size), tile.shape[1], zero, False, lo,
+                                                  hi, tile_start, params, n_out, LOSS, eps, work)
                 if e == batch_stop:  # the batch is complete: step
                     if not math.isfinite(batch_loss):
                         return total, batch_start, batch_start
                     inv = 1.0 / (batch_stop - batch_start)
                     for i in range(n_par):
                         grad[i] *= inv
-                    if not apply_update(params, grad, opt_state, hyper, lrs[batch], OPT, step0 + batch, n_coef,
-                                         work.backup, work.state_backup):
+                    if not apply_update(model, grad, lrs[batch], OPT, step0 + batch, n_coef, backup):
                         return total, batch_start, batch_start
                     total += batch_loss
                     batch += 1
@@ -123,8 +123,8 @@ def _make_sum_loop(FORTRAN, ROWS_MAJOR):  # noqa: N803
         """Weighted loss sum of rows [start, stop) of ``chunk`` (ChunkArrays), adding their summed gradient into
         ``work.grad`` (SumWork) unless it is empty; tiled as the train loop tiles batches of ``batch_size`` rows
         starting at ``start``."""
-        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
-        tile_rows, tile, margins, dloss, grad = work.tile_rows, work.tile, work.margins, work.dloss, work.grad
+        x, n, d = chunk.x, chunk.n, chunk.d
+        tile_rows, tile = work.tile_rows, work.tile
         zero = np.int64(0)  # not a literal 0: a callee would be compiled once more for Literal[int](0)
         total = 0.0
         tile_start = start
@@ -134,15 +134,14 @@ def _make_sum_loop(FORTRAN, ROWS_MAJOR):  # noqa: N803
                 stage_from(x, FORTRAN, n, d, tile_start, tile_stop, tile, ROWS_MAJOR)
             hi = tile_stop - tile_start
             if IN_PLACE:
-                total += rows_loss_grad_of_kind(x, n, tile_start, d, tile, False, zero, hi, tile_start, y,
-                                                sample_weight, params, n_out, loss_kind, eps, margins, dloss, grad)
+                total += rows_loss_grad_of_kind(chunk, x, n, tile_start, False, zero, hi, tile_start, params,
+                                                n_out, loss_kind, eps, work)
             elif ROWS_MAJOR:  # the columns are not read: tile[0] only fills the slot
-                total += rows_loss_grad_of_kind(tile[0], zero, zero, d, tile, True, zero, hi, tile_start, y,
-                                                sample_weight, params, n_out, loss_kind, eps, margins, dloss, grad)
+                total += rows_loss_grad_of_kind(chunk, tile[0], zero, zero, True, zero, hi, tile_start, params,
+                                                n_out, loss_kind, eps, work)
             else:
-                total += rows_loss_grad_of_kind(tile.reshape(tile.size), tile.shape[1], zero, d, tile, False, zero,
-                                                hi, tile_start, y, sample_weight, params, n_out, loss_kind, eps,
-                                                margins, dloss, grad)
+                total += rows_loss_grad_of_kind(chunk, tile.reshape(tile.size), tile.shape[1], zero, False, zero,
+                                                hi, tile_start, params, n_out, loss_kind, eps, work)
             tile_start = tile_stop
         return total
 
@@ -227,8 +226,8 @@ def _make_full_batch_update(OPT):  # noqa: N803
         inv = 1.0 / n_rows_total
         for i in range(params.shape[0]):
             grad[i] = grad_sum[i] * inv
-        return apply_update(params, grad, model.opt_state, model.hyper, lr, OPT, step, n_coef, work.backup,
-                            work.state_backup)
+        return apply_update(model, grad, lr, OPT, step, n_coef,
+                            ModelArrays(work.backup, work.state_backup, model.hyper, model.n_out))
 
     return full_batch_update
 

@@ -292,21 +292,23 @@ def _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss):
 
 
 @inlined
-def rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, sample_weight, params, n_out,
-                    loss_kind, eps, margins, dloss, grad):
-    """Weighted loss sum of the rows [lo, hi) of a block (chunk rows row0 + lo ...); adds their summed weighted
-    gradient into ``grad`` unless it is empty. The block is the row-major ``tile``, or else the columns
-    ``(src, stride, offset)`` of ``cols_margins``.
+def rows_loss_grad(chunk, src, stride, offset, rows_major, lo, hi, row0, params, n_out, loss_kind, eps,
+                    work):
+    """Weighted loss sum of the rows [lo, hi) of a block (``chunk`` (ChunkArrays) rows row0 + lo ...); adds their
+    summed weighted gradient into ``work.grad`` unless it is empty. The block is the row-major ``work.tile``, or
+    else the columns ``(src, stride, offset)`` of ``cols_margins``. ``work``: DenseWork or SumWork (its tile,
+    margins, dloss and gradient).
 
     The one pass over rows that every loop shares: margins, per-row loss and dloss, gradient. NaN and inf
     propagate into the result; callers check it once. For a loop specialised on its loss; a loop given the loss at
     run time calls ``rows_loss_grad_of_kind``.
     """
+    d, tile, margins, dloss, grad = chunk.d, work.tile, work.margins, work.dloss, work.grad
     if rows_major:
         row_tile_margins(tile, lo, hi, params, n_out, margins)
     else:
         cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, d)
-    total = rows_loss_dloss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss, not rows_major)
+    total = rows_loss_dloss(chunk, work, lo, hi, row0, n_out, loss_kind, eps, not rows_major)
     if grad.shape[0] > 0:
         if rows_major:
             _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad)
@@ -316,16 +318,16 @@ def rows_loss_grad(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, sa
 
 
 @inlined
-def rows_loss_grad_of_kind(src, stride, offset, d, tile, rows_major, lo, hi, row0, y, sample_weight, params, n_out,
-                           loss_kind, eps, margins, dloss, grad):
+def rows_loss_grad_of_kind(chunk, src, stride, offset, rows_major, lo, hi, row0, params, n_out, loss_kind, eps,
+                           work):
     """``rows_loss_grad`` for a loss given at run time (``rows_loss_dloss_of_kind``). A twin, not a flag: a
     specialised loop must not hold the call even on a pruned branch (see ``rows_loss_dloss_of_kind``)."""
+    d, tile, margins, dloss, grad = chunk.d, work.tile, work.margins, work.dloss, work.grad
     if rows_major:
         row_tile_margins(tile, lo, hi, params, n_out, margins)
     else:
         cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, d)
-    total = rows_loss_dloss_of_kind(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss,
-                                    not rows_major)
+    total = rows_loss_dloss_of_kind(chunk, work, lo, hi, row0, n_out, loss_kind, eps, not rows_major)
     if grad.shape[0] > 0:
         if rows_major:
             _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad)
@@ -335,43 +337,44 @@ def rows_loss_grad_of_kind(src, stride, offset, d, tile, rows_major, lo, hi, row
 
 
 @inlined
-def rows_loss_dloss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss, vectorised):
-    """Weighted loss sum of the rows [lo, hi) of a block whose margins are computed (chunk rows row0 + lo ...);
-    writes their weighted margin derivatives into ``dloss``. ``vectorised``: binary log loss by the vectorising
+def rows_loss_dloss(chunk, work, lo, hi, row0, n_out, loss_kind, eps, vectorised):
+    """Weighted loss sum of the rows [lo, hi) of a block whose margins (``work.margins``) are computed (``chunk``
+    (ChunkArrays) rows row0 + lo ...); writes their weighted margin derivatives into ``work.dloss``. ``vectorised``: binary log loss by the vectorising
     loop (batches on a row-major tile are SGD-sized, where libm is quicker per row). For a loop specialised on its
     loss; a loop given the loss at run time calls ``rows_loss_dloss_of_kind``."""
     if loss_kind == LOSS_LOG and n_out == 1 and vectorised:
-        return _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss)
-    return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss)
+        return _binary_log_loss_rows(work.margins, lo, hi, row0, chunk.y, chunk.sample_weight, work.dloss)
+    return _rows_of_loss(chunk, work, lo, hi, row0, n_out, loss_kind, eps)
 
 
 @inlined
-def rows_loss_dloss_of_kind(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss, vectorised):
+def rows_loss_dloss_of_kind(chunk, work, lo, hi, row0, n_out, loss_kind, eps, vectorised):
     """``rows_loss_dloss`` for a loss given at run time: one row loop per loss, chosen once per block, so the row
     loop is the one a specialised loop runs (``scripts/bench_kernel.py --sum``; as one loop with the branch per
     row, or as a compiled function of its own, the sum ran slower). Only loops given the loss at run time call
     it: Numba inlines before it prunes dead branches, so in a specialised loop its seven loops would be copied
     and then dropped, which doubled a train loop's compile time."""
     if loss_kind == LOSS_LOG and n_out == 1 and vectorised:
-        return _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss)
+        return _binary_log_loss_rows(work.margins, lo, hi, row0, chunk.y, chunk.sample_weight, work.dloss)
     if loss_kind == LOSS_SQUARED:
-        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_SQUARED, eps, dloss)
+        return _rows_of_loss(chunk, work, lo, hi, row0, n_out, LOSS_SQUARED, eps)
     if loss_kind == LOSS_LOG:
-        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_LOG, eps, dloss)
+        return _rows_of_loss(chunk, work, lo, hi, row0, n_out, LOSS_LOG, eps)
     if loss_kind == LOSS_SOFTMAX:
-        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_SOFTMAX, eps, dloss)
+        return _rows_of_loss(chunk, work, lo, hi, row0, n_out, LOSS_SOFTMAX, eps)
     if loss_kind == LOSS_HINGE:
-        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_HINGE, eps, dloss)
+        return _rows_of_loss(chunk, work, lo, hi, row0, n_out, LOSS_HINGE, eps)
     if loss_kind == LOSS_SQUARED_HINGE:
-        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_SQUARED_HINGE, eps, dloss)
+        return _rows_of_loss(chunk, work, lo, hi, row0, n_out, LOSS_SQUARED_HINGE, eps)
     if loss_kind == LOSS_HUBER:
-        return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_HUBER, eps, dloss)
-    return _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, LOSS_POISSON, eps, dloss)
+        return _rows_of_loss(chunk, work, lo, hi, row0, n_out, LOSS_HUBER, eps)
+    return _rows_of_loss(chunk, work, lo, hi, row0, n_out, LOSS_POISSON, eps)
 
 
 @inlined
-def _rows_of_loss(margins, lo, hi, row0, y, sample_weight, n_out, loss_kind, eps, dloss):
+def _rows_of_loss(chunk, work, lo, hi, row0, n_out, loss_kind, eps):
     """The rows of a block, row by row."""
+    y, sample_weight, margins, dloss = chunk.y, chunk.sample_weight, work.margins, work.dloss
     weighted = sample_weight.shape[0] > 0
     total = 0.0
     for b in range(lo, hi):
@@ -471,14 +474,16 @@ def _copy_params_and_state(params, opt_state, params_to, state_to):
 
 
 @inlined
-def apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, backup, state_backup, rollback=True):
-    """L2 penalty, clipping, optimizer step and L1 prox on a mean data gradient; False, with nothing changed, if
-    the result would not be finite.
+def apply_update(model, grad, lr, opt_kind, step, n_coef, backup, rollback=True):
+    """L2 penalty, clipping, optimizer step and L1 prox on a mean data gradient ``grad`` of ``model``
+    (ModelArrays: its params and opt_state are updated, its hyper read); False, with nothing changed, if the result
+    would not be finite. ``backup``: ModelArrays whose params and opt_state receive the copies a rollback restores.
 
     Plain SGD is checked before it writes (its result is known from grad and lr), so the per-row path copies
     nothing; a rule with state is applied to the live arrays and rolled back from the backups if needed (unless
     ``rollback`` is False: the caller then works on copies it discards on failure).
     """
+    params, opt_state, hyper = model.params, model.opt_state, model.hyper
     if opt_kind != OPT_FTRL:  # FTRL applies its penalty itself
         _add_l2(params, grad, n_coef, hyper)
     clip_by_global_norm(grad, hyper)
@@ -491,7 +496,7 @@ def apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, bac
     if not _all_finite(grad, grad.shape[0]):
         return False
     if rollback:
-        _copy_params_and_state(params, opt_state, backup, state_backup)
+        _copy_params_and_state(params, opt_state, backup.params, backup.opt_state)
     optimizer_step(opt_kind, params, grad, opt_state, step, lr, hyper, n_coef)
     if opt_kind != OPT_FTRL:
         l1_prox(params, n_coef, lr, hyper, opt_state)
@@ -500,6 +505,6 @@ def apply_update(params, grad, opt_state, hyper, lr, opt_kind, step, n_coef, bac
     for s in range(opt_state.shape[0]):
         ok = ok and _all_finite(opt_state[s], opt_state.shape[1])
     if not ok and rollback:
-        _copy_params_and_state(backup, state_backup, params, opt_state)
+        _copy_params_and_state(backup.params, backup.opt_state, params, opt_state)
     return ok
 

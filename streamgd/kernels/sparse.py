@@ -168,14 +168,14 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
         """``chunk``: ChunkArrays, ``sparse``: SparseArrays, ``model``: ModelArrays, ``schedule``: StepRates,
         ``work``: SparseWork; an FM's ``factors`` (FactorArrays) and their scratch ``fwork`` (FactorWork), unread
         by a linear loop (a field-aware FM's gradient scratch and mask come zeroed, and are left so). Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
-        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
-        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        x, n, d = chunk.x, chunk.n, chunk.d
+        indptr, values = sparse.indptr, sparse.values
         D = d + sparse.n_slots  # noqa: N806
         params, opt_state, hyper, n_out = model.params, model.opt_state, model.hyper, model.n_out
         lrs, step0, batch_size = schedule.lrs, schedule.step0, schedule.batch_size
         tile_rows, margins, dloss = work.tile_rows, work.margins, work.dloss
-        keys, positions, entry_pos = work.keys, work.positions, work.entry_pos
-        touched, touched_keys, cw, cg, cstate = work.touched, work.touched_keys, work.cw, work.cg, work.cstate
+        entry_pos = work.entry_pos
+        touched, cw, cg, cstate = work.touched, work.cw, work.cg, work.cstate
         eps = hyper[H_HUBER_EPS]
         lazy_row = int(hyper[H_LAZY_ROW]) - 1
         l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
@@ -187,8 +187,7 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
         while b0 < n:
             b1 = min(b0 + batch_size, n)
             e0 = indptr[b0]
-            m = compact_positions(indptr, indices, e0, indptr[b1], keys, positions, entry_pos, touched,
-                                   touched_keys)
+            m = compact_positions(sparse, e0, indptr[b1], work)
             stride = d + m
             n_coef = n_out * stride
             n_par = n_coef + n_out
@@ -229,8 +228,7 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
                     factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
                 elif AWARE:
                     ffm_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
-                batch_loss += rows_loss_dloss(margins, zero, hi, t0, y, sample_weight, n_out, LOSS, eps, dloss,
-                                               True)
+                batch_loss += rows_loss_dloss(chunk, work, zero, hi, t0, n_out, LOSS, eps, True)
                 cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, g, stride)
                 for b in range(hi):
                     for e in range(indptr[t0 + b], indptr[t0 + b + 1]):
@@ -252,8 +250,9 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
             if FACTORS and not factor_step(factors, FACTOR_RULE, fwork.grad, fwork.mask, n_frows, d, touched, inv,
                                            lr, hyper, step0 + batch, fwork.updated):
                 return total, b0, b0
-            if not apply_update(w, g, state, hyper, lr, OPT, step0 + batch, n_coef, cg[:0],
-                                 cstate[:, :0], False):  # no rollback: a failed batch is not scattered
+            # no rollback (empty backups): a failed batch is not scattered
+            if not apply_update(ModelArrays(w, state, hyper, n_out), g, lr, OPT, step0 + batch, n_coef,
+                                ModelArrays(cg[:0], cstate[:, :0], hyper, n_out), False):
                 return total, b0, b0
             if lazy_row >= 0:
                 factor = (1.0 - lr * l2) * (1.0 - lr * decay)
@@ -299,7 +298,7 @@ def _make_sparse_sum_loop():
         unless it is empty; rows taken in tiles from ``start`` as the train loop takes one batch. ``chunk``:
         ChunkArrays, ``sparse``: SparseArrays, ``work``: SumWork (no tile); an FM's ``factors`` (FactorArrays,
         k = 0: none) add their pair term, and their gradient into ``fwork.block_grad`` unless it is empty."""
-        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
+        x, n, d = chunk.x, chunk.n, chunk.d
         indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
         D = d + sparse.n_slots  # noqa: N806
         tile_rows, margins, dloss, grad = work.tile_rows, work.margins, work.dloss, work.grad
@@ -312,8 +311,7 @@ def _make_sparse_sum_loop():
             cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
             _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
             _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
-            total += rows_loss_dloss_of_kind(margins, zero, hi, t0, y, sample_weight, n_out, loss_kind, eps, dloss,
-                                              True)
+            total += rows_loss_dloss_of_kind(chunk, work, zero, hi, t0, n_out, loss_kind, eps, True)
             if grad.shape[0] > 0:
                 cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, grad, D)
                 _sparse_grad_add(indptr, indices, values, t0, hi, D, d, n_out, dloss, grad)

@@ -46,6 +46,7 @@ from .codes import (
     loss_label,
     optimizer_label,
 )
+from .arguments import ModelArrays
 from .jit import compiled
 from .pieces import apply_update, clip_by_global_norm, cols_grad_add, cols_margins, l1_prox, rows_loss_dloss
 from .update_rules import ftrl_coordinate
@@ -55,10 +56,13 @@ HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive slots s
 
 
 @compiled
-def compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys):
-    """Number the distinct slots of entries [e0, e1) in order of first appearance: ``touched[p]`` is slot p's
-    number, ``entry_pos[e - e0]`` the number of entry e's slot. ``keys`` (a power-of-two table of -1) is left as
-    found: the slots it records are cleared again before returning."""
+def compact_positions(sparse, e0, e1, work):
+    """Number the distinct slots of ``sparse``'s (SparseArrays) entries [e0, e1) in order of first appearance, in
+    ``work`` (SparseWork): ``touched[p]`` is slot p's number, ``entry_pos[e - e0]`` the number of entry e's slot.
+    ``keys`` (a power-of-two table of -1) is left as found: the slots it records are cleared again before
+    returning."""
+    indices, keys, positions = sparse.indices, work.keys, work.positions
+    entry_pos, touched, touched_keys = work.entry_pos, work.touched, work.touched_keys
     mask = keys.shape[0] - 1
     m = 0
     for e in range(e0, e1):
@@ -101,14 +105,14 @@ def _make_sparse_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         """``chunk``: ChunkArrays, ``sparse``: SparseArrays, ``model``: ModelArrays (one output; its params and
         state of any strides), ``schedule``: StepRates (one rate per row), ``work``: SparseWork (its tile unused).
         Returns (progressive loss sum, rows done, the failed row or -1)."""
-        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
-        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        x, n, d = chunk.x, chunk.n, chunk.d
+        indptr, values = sparse.indptr, sparse.values
         D = d + sparse.n_slots  # noqa: N806 - the intercept's index
         params, opt_state, hyper = model.params, model.opt_state, model.hyper
         lrs, step0 = schedule.lrs, schedule.step0
         margins, dloss = work.margins, work.dloss
-        keys, positions, entry_pos = work.keys, work.positions, work.entry_pos
-        touched, touched_keys, cw, cg, cstate = work.touched, work.touched_keys, work.cw, work.cg, work.cstate
+        entry_pos = work.entry_pos
+        touched, cw, cg, cstate = work.touched, work.cw, work.cg, work.cstate
         rows = opt_state.shape[0]
         eps = hyper[H_HUBER_EPS]
         lazy_row = int(hyper[H_LAZY_ROW]) - 1
@@ -120,7 +124,7 @@ def _make_sparse_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         for r in range(n):
             e0 = indptr[r]
             e1 = indptr[r + 1]
-            m = compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys)
+            m = compact_positions(sparse, e0, e1, work)
             stride = d + m  # the row's coefficients; the intercept follows them
             n_par = stride + 1
             for j in range(d):  # the scratch: dense coefficients, the row's slots, the intercept, and their state
@@ -150,14 +154,15 @@ def _make_sparse_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             cols_margins(x, n, r, d, zero, one, w, 1, margins, stride)
             for e in range(e0, e1):
                 margins[0, 0] += values[e] * w[d + entry_pos[e - e0]]
-            loss = rows_loss_dloss(margins, zero, one, r, y, sample_weight, 1, LOSS, eps, dloss, True)
+            loss = rows_loss_dloss(chunk, work, zero, one, r, 1, LOSS, eps, True)
             cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
             for e in range(e0, e1):
                 g[d + entry_pos[e - e0]] += dloss[0, 0] * values[e]
             if not math.isfinite(loss):
                 return total, r, r
             lr = lrs[r]
-            if not apply_update(w, g, state, hyper, lr, OPT, step0 + r, stride, cg[:0], cstate[:, :0], False):
+            if not apply_update(ModelArrays(w, state, hyper, 1), g, lr, OPT, step0 + r, stride,
+                                ModelArrays(cg[:0], cstate[:, :0], hyper, 1), False):
                 return total, r, r  # checked finite in the scratch: nothing was written
             if lazy_row >= 0:
                 factor = (1.0 - lr * l2) * (1.0 - lr * decay)
@@ -196,14 +201,14 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         ``cstate``: the rule's state and the L1 record; ``cw`` first holds the slots' caught-up weights), and the
         row is written back only when every value it computed is finite. The arithmetic is ``apply_update``'s,
         coordinate by coordinate, so the results are the same bit for bit."""
-        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
-        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        x, n, d = chunk.x, chunk.n, chunk.d
+        indptr, values = sparse.indptr, sparse.values
         D = d + sparse.n_slots  # noqa: N806 - the intercept's index
         params, opt_state, hyper = model.params, model.opt_state, model.hyper
         lrs = schedule.lrs  # the rules fused here take no step number
         margins, dloss = work.margins, work.dloss
-        keys, positions, entry_pos = work.keys, work.positions, work.entry_pos
-        touched, touched_keys, nw, g, ns = work.touched, work.touched_keys, work.cw, work.cg, work.cstate
+        entry_pos = work.entry_pos
+        touched, nw, g, ns = work.touched, work.cw, work.cg, work.cstate
         eps = hyper[H_HUBER_EPS]
         lazy_row = int(hyper[H_LAZY_ROW]) - 1
         l1_row = int(hyper[H_L1_ROW]) - 1
@@ -217,7 +222,7 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         for r in range(n):
             e0 = indptr[r]
             e1 = indptr[r + 1]
-            m = compact_positions(indptr, indices, e0, e1, keys, positions, entry_pos, touched, touched_keys)
+            m = compact_positions(sparse, e0, e1, work)
             stride = d + m  # the row's coefficients; the intercept follows them
             n_par = stride + 1
             ledger = opt_state[lazy_row, D] if lazy_row >= 0 else 0.0
@@ -234,7 +239,7 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             cols_margins(x, n, r, d, zero, one, params, 1, margins, D)
             for e in range(e0, e1):
                 margins[0, 0] += values[e] * nw[d + entry_pos[e - e0]]
-            loss = rows_loss_dloss(margins, zero, one, r, y, sample_weight, 1, LOSS, eps, dloss, True)
+            loss = rows_loss_dloss(chunk, work, zero, one, r, 1, LOSS, eps, True)
             cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
             for e in range(e0, e1):
                 g[d + entry_pos[e - e0]] += dloss[0, 0] * values[e]
