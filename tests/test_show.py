@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from streamgd.cli.main import main
 from streamgd.training.config import TrainConfig
 from streamgd.models.linear import LinearSVM
-from streamgd.cli.inspect_model import file_kind, model_report
+from streamgd.cli.file_kinds import file_kind
+from streamgd.cli.inspect_model import model_report
 
 
 @pytest.fixture

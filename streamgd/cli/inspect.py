@@ -7,9 +7,15 @@ import os
 
 import click
 
-from ..data.shuffle import shuffle_syntax
 from ..errors import ConfigError, DataError
-from .options import friendly_errors, split_columns, storage_option, storage_options_of
+from .file_kinds import file_kind
+from .options import LazyHelpOption, friendly_errors, split_columns, storage_option, storage_options_of
+
+
+def _shuffle_help() -> str:
+    from ..data.shuffle import shuffle_syntax  # its modes' module loads Numba: only for --help
+
+    return f"Show the shuffle quality of a mode: {shuffle_syntax()}."
 
 
 @click.command()
@@ -19,7 +25,7 @@ from .options import friendly_errors, split_columns, storage_option, storage_opt
 @click.option("--target", help="Target column (to show what would be used as features).")
 @click.option("--features", help="Feature columns: names, globs or the selectors text / numeric (default: every "
                                  "column but the target).")
-@click.option("--shuffle", "shuffle", default=None, help=f"Show the shuffle quality of a mode: {shuffle_syntax()}.")
+@click.option("--shuffle", "shuffle", default=None, cls=LazyHelpOption, lazy_help=_shuffle_help)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--memory-budget", default=None, help="Show the units a memory budget such as 256MB gives.")
 @click.option("--categorical", default=None,
@@ -40,7 +46,6 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
     columns); with --cache DIR, what an epoch cache holds."""
     from ..data.convert import other_format_hint
     from .inspect_data import describe_dataset
-    from .inspect_model import describe_model_file, file_kind
 
     if cache_dir is not None:
         from .inspect_cache import describe_cache
@@ -57,6 +62,8 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
     kinds = {p: file_kind(p) for p in path if os.path.isfile(p)}
     remote_model = is_remote(path[0]) and path[0].endswith(".safetensors")
     if kinds.get(path[0]) == "safetensors" or remote_model:
+        from .inspect_model import describe_model_file  # the hashing of a model's columns loads Numba
+
         data = path[1:]  # the model's data: which hash buckets each hashed column's values use
         click.echo(describe_model_file(path[0], top=top, as_json=as_json, storage_options=storage_options,
                                        data=(list(data) if len(data) > 1 else data[0]) if data else None))

@@ -7,9 +7,7 @@ from typing import Any
 
 from ..data.dataset import open_dataset
 from ..data.memory_plan import plan_for_dataset
-from ..data.reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
 from ..data.schema import ColumnDrift, name_files
-from ..data.shuffle import make_plan, parse_shuffle
 
 
 def describe_dataset(source: Any, target: str | None = None, features: Sequence[str] | None = None,
@@ -20,7 +18,12 @@ def describe_dataset(source: Any, target: str | None = None, features: Sequence[
     with ``statistics``, one streaming pass of column statistics."""
     dataset = open_dataset(source, target=target, features=features, categorical=categorical,
                            storage_options=storage_options)
-    budget = parse_memory_budget(memory_budget)
+    budget = None
+    if memory_budget is not None:  # the reader and the shuffle modes load Numba: only when asked for
+        from ..data.reader import DEFAULT_PREFETCH_DEPTH, parse_memory_budget
+        from ..data.shuffle import parse_shuffle
+
+        budget = parse_memory_budget(memory_budget)
     if budget is not None:
         units_per_step = parse_shuffle(shuffle).units_per_step if shuffle else 1
         plan = plan_for_dataset(budget, dataset, 4, DEFAULT_PREFETCH_DEPTH, units_per_step, dataset.categorical)
@@ -47,6 +50,8 @@ def describe_dataset(source: Any, target: str | None = None, features: Sequence[
     lines.append(f"features:   {len(dataset.feature_names)}")
     lines.append(f"target:     {dataset.target if dataset.target else '(none given: use --target)'}")
     if shuffle:
+        from ..data.shuffle import make_plan, parse_shuffle
+
         quality = make_plan(dataset.units, shuffle, seed=seed).shuffle_quality()
         lines.append(f"shuffle {parse_shuffle(shuffle)} (seed {seed}): rank correlation {quality.rank_correlation:+.4f} "
                      f"(1 = file order, 0 = mixed), local mixing {quality.local_mixing:.4f} "

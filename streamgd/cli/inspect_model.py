@@ -1,14 +1,10 @@
-"""``streamgd inspect MODEL``: what a saved model holds, as text or as one JSON-ready dict.
-
-A file is recognised by its first bytes, not its name: Parquet starts with ``PAR1``; a safetensors file with the
-8-byte little-endian length of its JSON header, then the header's ``{``.
-"""
+"""``streamgd inspect MODEL``: what a saved model holds, as text or as one JSON-ready dict (a model file is told
+from a dataset by ``streamgd.cli.file_kinds``)."""
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 
 import numpy as np
 import pyarrow as pa
@@ -19,25 +15,8 @@ from ..features.spec import pair_hashes, value_hashes
 from ..features.stats import category_strings
 from ..models.linear import LinearModel, load
 
-PARQUET_MAGIC = b"PAR1"
 SETTING_KEYS = ("optimizer", "optimizer_options", "lr", "schedule", "warmup", "batch_size", "epochs", "penalty",
                 "alpha", "l1_ratio", "clip_norm", "shuffle", "seed", "dtype", "standardize")
-
-
-def file_kind(path: str | os.PathLike) -> str | None:
-    """``"parquet"``, ``"safetensors"`` or None (not a file, or neither format), from the file's first bytes."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        return None
-    with open(path, "rb") as stream:
-        head = stream.read(9)
-    if head[:4] == PARQUET_MAGIC:
-        return "parquet"
-    if len(head) == 9 and head[8:9] == b"{":
-        (length,) = struct.unpack("<Q", head[:8])
-        if 0 < length <= os.path.getsize(path) - 8:
-            return "safetensors"
-    return None
 
 
 def describe_model_file(path: str | os.PathLike, top: int = 20, as_json: bool = False,

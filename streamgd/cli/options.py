@@ -1,5 +1,5 @@
 """What the commands share: one-line errors with the exit status a user can act on, the object-store option,
-and comma-separated column lists."""
+comma-separated column lists, and help text read from a registry only when help is shown."""
 
 from __future__ import annotations
 
@@ -33,6 +33,19 @@ def friendly_errors(command: Callable) -> Callable:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
     return run
+
+
+class LazyHelpOption(click.Option):
+    """An option whose help text is made when help is shown (``lazy_help``): a text read from a registry whose
+    module loads Numba (the shuffle modes) then costs a command nothing unless its ``--help`` runs."""
+
+    def __init__(self, *args: Any, lazy_help: Callable[[], str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_help = lazy_help
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = self.lazy_help()
+        return super().get_help_record(ctx)
 
 
 def storage_option(command: Callable) -> Callable:
