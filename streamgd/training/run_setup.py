@@ -179,6 +179,7 @@ class RunSetup:
             samples = self._search_samples(train, classes, encoder)
             self._search_interactions(train, classes, encoder, samples.get("interactions"))
             self._choose_factor_fields(train, classes, encoder, samples.get("factors"))
+            del samples  # up to 700k rows x each categorical column as int64: not held beside the parameters
             self.encodings = choose_encodings(train, train.categorical, self.cfg.encoding, self.cfg.max_categories)
             stats = self._statistics(train)
             spec = self._feature_spec(train, stats)
