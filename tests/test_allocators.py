@@ -70,3 +70,32 @@ def test_the_command_line_sets_the_pool_before_it_loads_pyarrow():
                       "from streamgd.cli.launch import run\n"
                       "run()")
     assert seen == ["jemalloc" if sys.platform.startswith("linux") else None, False]
+
+
+MAPPED_AFTER_A_FIT = """
+import ctypes, json, sys
+import numpy as np
+from streamgd.cli.main import invoke
+status = invoke(["fit", sys.argv[1], "--target", "y", "--quiet", "--out", sys.argv[2]])
+big = np.ones(20 << 20, dtype=np.uint8)  # freed: glibc's default would raise its mmap threshold to 20 MB
+del big
+block = np.empty(5 << 20, dtype=np.uint8)
+header = ctypes.c_size_t.from_address(block.ctypes.data - ctypes.sizeof(ctypes.c_size_t)).value
+print(json.dumps({"status": status, "mapped": bool(header & 2)}))  # glibc's IS_MMAPPED bit of the chunk
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc is Linux's")
+def test_a_fit_from_the_command_line_maps_chunk_sized_arrays_on_their_own(tmp_path):
+    """``streamgd fit`` fixes glibc's mmap threshold (``map_large_arrays_directly``): a chunk-sized array gets its
+    own pages, handed back when freed, even after a larger block was freed (which would otherwise move the
+    threshold above it and leave such arrays, and the heaps' free tops, to the heaps)."""
+    import numpy as np
+
+    data = tmp_path / "d.parquet"
+    rng = np.random.default_rng(0)
+    pq.write_table(pa.table({"x": rng.standard_normal(200), "y": (rng.random(200) > 0.5).astype(np.int64)}), data)
+    done = subprocess.run([sys.executable, "-c", MAPPED_AFTER_A_FIT, str(data), str(tmp_path / "m.safetensors")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"status": 0, "mapped": True}

@@ -46,11 +46,13 @@ def prefer_jemalloc() -> bool:
 
 def map_large_arrays_directly(threshold: int = BUDGET_MMAP_THRESHOLD) -> bool:
     """Have glibc's malloc give arrays of ``threshold`` bytes or more their own pages, returned to the system when
-    freed, instead of recycling them in its heaps (its default raises the threshold to the largest block freed, so
-    chunk-sized NumPy arrays then fragment the heaps of the reader and training threads). Used under a memory
-    budget: a lower peak RSS for less throughput (page faults on every new chunk), since won back for the dense
-    blocks, which ``streamgd.data.chunk_buffers`` recycles (benchmarks/README.md, "Figures quoted by the code"). False where the C library has no
-    ``mallopt`` (not glibc)."""
+    freed, instead of recycling them in its heaps (its default raises the threshold to the largest block freed, and
+    the heaps' trim threshold to twice that, so chunk-sized NumPy arrays then fragment the heaps of the reader and
+    training threads and the heaps keep their free tops). A fixed threshold keeps both low. Used by every
+    ``streamgd fit``: first under a memory budget only, when mapping each block cost throughput (page faults on
+    every new chunk); that cost is won back for the dense blocks, which ``streamgd.data.chunk_buffers`` recycles,
+    and on click logs and dense tables alike a fit now peaks lower at the same epoch rate (benchmarks/README.md,
+    "The process floor"). False where the C library has no ``mallopt`` (not glibc)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None

@@ -258,10 +258,9 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
         check_local_workers(workers, "--workers")
     _check_fit_outputs(source, out, history_path, options)
     note = _NoteOnce("note: no --out given; the trained model will not be saved" if out is None else None)
-    if options.get("memory_budget") is not None:
-        from .allocators import map_large_arrays_directly
+    from .allocators import map_large_arrays_directly
 
-        map_large_arrays_directly()
+    map_large_arrays_directly()  # every fit: freed chunk-sized blocks go back to the system (see its docstring)
     try:
         with TrainingProgress(enabled=not quiet and not as_json) as progress:
             if workers or dask_address:
