@@ -1,16 +1,18 @@
 """Peak RSS of `streamgd fit` (and `predict`) against the size of the model's parameters and optimizer state:
 what a run holds beside them (issue 28: peak RSS within the zero-parameter run + 2 x (parameters + state)).
 
-    python3 scripts/bench_param_memory.py --data /work/ctr/ctr-200000-seed1-model0-rg65536.parquet --target label
+    python3 scripts/bench_param_memory.py --data CTR_DATA --target label   # a click log, e.g. scripts/bench_ctr.py's
     python3 scripts/bench_param_memory.py --data DATA --target label --optimizers sgd,ftrl --bits 24 --predict
     python3 scripts/bench_param_memory.py --data DATA --target label --dense-rows 200000   # and a dense table
+    python3 scripts/bench_param_memory.py --data FFM_DATA --target label --optimizers ftrl --bits 20 --ffm
 
 Each run is a child process (`streamgd fit ... --out model.safetensors`) whose own peak RSS (``ru_maxrss`` from
 ``os.wait4``) is read; this script imports only the standard library, so a child's figure does not start at a
 large parent's. For each optimizer it runs the click log at ``--base-bits`` (a parameter vector of a few hundred
 KB: the run's floor of interpreter, libraries, chunks and compiled code) and at ``--bits``, and prints per run:
 peak RSS, the model file's size (parameters + state as float64), and the excess over the floor in units of the
-model file. MB are 10^6 bytes.
+model file. ``--ffm`` trains field-aware factorization machines (``FFM_ARGS``) and prints issue 28's bound beside
+each large run: the model file + 300 MB. MB are 10^6 bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import sys
 import tempfile
 
 MB = 1e6
+FFM_ARGS = "--field-aware --factors 4 --interactions none --missing impute"  # as scripts/bench_fm.py's ffm
+BOUND_EXTRA_MB = 300  # issue 28: peak RSS within parameters + optimizer state + 300 MB
 
 
 def run_child(cmd: list[str]) -> tuple[float, int, str]:
@@ -63,11 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bits", type=int, default=24)
     parser.add_argument("--base-bits", type=int, default=12)
     parser.add_argument("--fit-args", default="", help="more `streamgd fit` options, one string")
+    parser.add_argument("--ffm", action="store_true", help=f"field-aware factorization machines: adds {FFM_ARGS!r}")
     parser.add_argument("--predict", action="store_true", help="also predict with each large model")
     parser.add_argument("--dense-rows", type=int, default=0, help="also a dense table of this many rows")
     parser.add_argument("--dense-features", type=int, default=2000)
     parser.add_argument("--json", help="write the records here too")
     args = parser.parse_args(argv)
+    if args.ffm:
+        args.fit_args = f"{FFM_ARGS} {args.fit_args}"
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for opt in args.optimizers.split(","):
@@ -78,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             big = fit(args.data, args.target, big_model,
                       ["--optimizer", opt, "--hash-bits", str(args.bits), *args.fit_args.split()])
             excess = (big["peak_rss_mb"] - floor["peak_rss_mb"]) / big["model_mb"] if big["model_mb"] else None
-            record = {"optimizer": opt, "floor": floor, "big": big,
+            bound = big["model_mb"] + BOUND_EXTRA_MB
+            record = {"optimizer": opt, "floor": floor, "big": big, "bound_mb": round(bound, 1),
                       "excess_in_models": None if excess is None else round(excess, 2)}
             if args.predict and big["status"] == 0:
                 record["predict_floor"] = predict(floor_model, args.data, os.path.join(tmp, "p.parquet"))
@@ -86,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             print(f"{opt:8s} floor (2^{args.base_bits}) {floor['peak_rss_mb']:7.1f} MB | 2^{args.bits}: "
                   f"{big['peak_rss_mb']:7.1f} MB, model file {big['model_mb']:6.1f} MB, excess over the floor "
-                  f"{record['excess_in_models']} x the model file"
+                  f"{record['excess_in_models']} x the model file; bound (model file + {BOUND_EXTRA_MB} MB) "
+                  f"{bound:.1f} MB: {'within' if big['peak_rss_mb'] <= bound else 'above'}"
                   + (f" | predict {record['predict']['peak_rss_mb']:.1f} MB (2^{args.base_bits}: "
                      f"{record['predict_floor']['peak_rss_mb']:.1f} MB)" if "predict" in record else "")
                   + (f" | error: {big.get('error')}" if big["status"] else ""), flush=True)
