@@ -13,7 +13,8 @@ from .options import LazyHelpOption, friendly_errors, split_columns, storage_opt
 
 
 def _shuffle_help() -> str:
-    from ..data.shuffle import shuffle_syntax  # its modes' module loads Numba: only for --help
+    # the shuffle modes' module loads Numba: imported when help is shown, not for every inspect
+    from ..data.shuffle import shuffle_syntax
 
     return f"Show the shuffle quality of a mode: {shuffle_syntax()}."
 
@@ -62,7 +63,8 @@ def inspect(path: tuple[str, ...], cache_dir: str | None, target: str | None, fe
     kinds = {p: file_kind(p) for p in path if os.path.isfile(p)}
     remote_model = is_remote(path[0]) and path[0].endswith(".safetensors")
     if kinds.get(path[0]) == "safetensors" or remote_model:
-        from .inspect_model import describe_model_file  # the hashing of a model's columns loads Numba
+        # a model's inspection hashes its columns' values (compiled): imported for model files only
+        from .inspect_model import describe_model_file
 
         data = path[1:]  # the model's data: which hash buckets each hashed column's values use
         click.echo(describe_model_file(path[0], top=top, as_json=as_json, storage_options=storage_options,
