@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_fm  # noqa: E402  the bench's table names and arguments
+import bench_fm  # the bench's table names and arguments
 
 RANK_BUCKETS = (0, 10, 30, 100, 300, 1000, 3000, 1 << 31)
 PARTNER_VALUES = 10  # each other factor column's most frequent values, the partners of table 2's products
@@ -78,7 +79,7 @@ def loss_by_rarest_value(truth, tables: dict, data_dir: str) -> None:
     print(f"holdout: fm {log_loss(margins['fm'], y):.4f}, oracle {log_loss(margins['oracle'], y):.4f}, "
           f"truth {log_loss(truth.margins(raw), y):.4f}; fm's excess over the oracle {excess:.4f}\n")
     print("| rarest factor value's rank | rows | fm | oracle | share of fm's excess |\n|---|---|---|---|---|")
-    for lo, hi in zip(RANK_BUCKETS, RANK_BUCKETS[1:]):
+    for lo, hi in pairwise(RANK_BUCKETS):
         rows = (rarest >= lo) & (rarest < hi)
         if not rows.any():
             continue
@@ -144,7 +145,7 @@ def pair_estimates(model, truth, tables: dict, column: int, bits: int) -> None:
     fm_partners = np.concatenate([fm_vectors(model, truth, c, top, bits) for c in partners])
     true_partners = np.concatenate([truth.factor_vectors(c, top) for c in partners])
     print(f"\n| C{column + 1} ranks | values | fm slope | fm corr | bound slope | bound corr |\n|---|---|---|---|---|---|")
-    buckets = [(lo, hi) for lo, hi in zip(RANK_BUCKETS[2:], RANK_BUCKETS[3:]) if lo < truth.cardinalities[column]]
+    buckets = [(lo, hi) for lo, hi in pairwise(RANK_BUCKETS[2:]) if lo < truth.cardinalities[column]]
     for lo, hi in buckets:
         hi = min(hi, truth.cardinalities[column])
         bound = bound_vectors(truth, tables["train"]["generated"], column, lo, hi)
