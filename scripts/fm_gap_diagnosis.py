@@ -13,9 +13,10 @@ prints two tables:
    share of the FM's excess over the oracle (``(fm - oracle) x rows share``, summing to the whole excess).
 2. **The pair estimates of one column's values, by rank**: for each value of ``--column`` in a rank range, its
    products with the ten most frequent values of every other factor column, from the FM's factors (signed by
-   the hashing, as its margin uses them) against the planted ``<u_a, u_c>``: the FM's slope (its shrinkage) and
-   correlation, beside those of a **bound**, each value's (main effect, latent vector) fitted by Newton's method
-   to its own training rows with every other term of the truth known exactly, under the truth's own Gaussian
+   the hashing, as its margin uses them) against the planted ``<u_a, u_c>``: the FM's slope (its shrinkage),
+   correlation and calibration (the slope of the truth on the FM's: 1 where its shrinkage is right), beside
+   those of a **bound**, each value's (main effect, latent vector) fitted by Newton's method to its own training
+   rows with every other term of the truth known exactly, under the truth's own Gaussian
    prior (a MAP no estimator that must also learn the other terms can beat). The correlation is what no
    shrinkage or rate changes: a calibrated estimate's share of the pair variance is about its square.
 """
@@ -144,7 +145,8 @@ def pair_estimates(model, truth, tables: dict, column: int, bits: int) -> None:
     top = np.arange(PARTNER_VALUES)
     fm_partners = np.concatenate([fm_vectors(model, truth, c, top, bits) for c in partners])
     true_partners = np.concatenate([truth.factor_vectors(c, top) for c in partners])
-    print(f"\n| C{column + 1} ranks | values | fm slope | fm corr | bound slope | bound corr |\n|---|---|---|---|---|---|")
+    print(f"\n| C{column + 1} ranks | values | fm slope | fm corr | truth on fm | bound slope | bound corr |\n"
+          "|---|---|---|---|---|---|---|")
     buckets = [(lo, hi) for lo, hi in pairwise(RANK_BUCKETS[2:]) if lo < truth.cardinalities[column]]
     for lo, hi in buckets:
         hi = min(hi, truth.cardinalities[column])
@@ -154,7 +156,8 @@ def pair_estimates(model, truth, tables: dict, column: int, bits: int) -> None:
         fm = (fm_vectors(model, truth, column, ranks, bits) @ fm_partners.T).ravel()
         best = (np.stack([bound[r] for r in ranks]) @ true_partners.T).ravel()
         cells = [f"{(e @ true) / (true @ true):.3f} | {np.corrcoef(e, true)[0, 1]:.3f}" for e in (fm, best)]
-        print(f"| [{lo}, {hi}) | {len(ranks):,} | {cells[0]} | {cells[1]} |")
+        calibration = np.cov(fm, true)[0, 1] / fm.var(ddof=1)  # 1: the FM's shrinkage is the right one
+        print(f"| [{lo}, {hi}) | {len(ranks):,} | {cells[0]} | {calibration:.2f} | {cells[1]} |")
 
 
 def main(argv: list[str] | None = None) -> int:
