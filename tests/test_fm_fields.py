@@ -94,6 +94,21 @@ def test_auto_gives_factors_to_the_columns_with_pair_effects_and_beats_all(plant
     np.testing.assert_array_equal(named.predict_proba(holdout), auto.predict_proba(holdout))
 
 
+def test_auto_gives_factors_to_exactly_the_click_logs_planted_low_rank_columns(tmp_path):
+    """The benchmark's premise (scripts/bench_fm.py): on the generator's click log, the columns it gave latent
+    vectors (C3..C6 of 8 here, 300 to 10,000 Zipf-distributed values) get factors, and none of the others, whose
+    values only have main effects."""
+    from streamgd.bench.synthetic_ctr import make_ctr_dataset
+
+    info = make_ctr_dataset(tmp_path / "clicks.parquet", n_rows=100_000, n_numeric=1, n_categorical=8,
+                            cardinalities=(3, 10, 300, 1000, 3000, 10000, 1000, 5000), interactions=(),
+                            factor_rank=4, row_group_size=20_000, seed=0)
+    model = streamgd.fit(info.path, target="label", factors=4, epochs=1, interactions="none", missing="impute",
+                         categorical=[f"C{k}" for k in range(1, 9)])
+    assert info.factor_columns == ["C3", "C4", "C5", "C6"]
+    assert model.factorization["columns"] == info.factor_columns
+
+
 def test_named_factor_fields_are_checked_with_one_line(planted, tmp_path):
     path, _ = planted
     with pytest.raises(ConfigError, match="'Z', which is not in the data"):
