@@ -245,6 +245,17 @@ def test_bad_optimizer_options_name_themselves(name, options, message):
         make_optimizer(name, **options)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "invscaling", "exponential"])
+def test_ftrl_refuses_a_decaying_rate_which_would_shrink_its_model(classification, schedule):
+    """FTRL's weights are -z * lr / (beta + sqrt(n)): a rate decaying to lr_min = 0 (cosine) left a model of zeros
+    (a 2M-row click log: holdout log loss 0.6653, the base rate's, against 0.3966 at a constant rate)."""
+    path = classification[0]
+    with pytest.raises(ConfigError, match=f"optimizer 'ftrl' takes a constant rate and schedule is '{schedule}'"):
+        streamgd.fit(path, target="y", optimizer="ftrl", schedule=schedule, epochs=1)
+    model = streamgd.fit(path, target="y", optimizer="ftrl", schedule="constant", warmup=5, epochs=1)
+    assert model.config["schedule"] == "constant" and np.abs(model.coef_).max() > 0.1
+
+
 @pytest.fixture(scope="module")
 def ill_scaled(tmp_path_factory):
     """40,000 rows of 8 features with scales from 0.5 to 20 and offsets: logistic and linear targets."""

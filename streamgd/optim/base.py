@@ -34,6 +34,8 @@ class Optimizer:
     # default_lr[0] is the rate of a batch of this many rows; smaller batches take batch_lr_factor of it
     reference_batch: ClassVar[int] = 32
     description: ClassVar[str] = ""  # one line for the command line's help
+    # why the rule takes only a constant rate (None: any schedule); fit refuses another schedule with this reason
+    constant_rate_reason: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         for item in fields(self):

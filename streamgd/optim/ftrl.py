@@ -30,6 +30,8 @@ class FTRL(Optimizer):
     slots = {"beta": rules.H_FTRL_BETA}
     default_lr = (0.1, 0.1)
     default_schedule = {"schedule": "constant"}
+    constant_rate_reason = ("its rate scales every weight (w = -z * lr / (beta + sqrt(n))), so a decaying rate shrinks "
+                            "the whole model toward zero; its per-coordinate rates already decay")
     default_batch_size = 1  # the paper's per-example algorithm: the best holdout loss in one pass of a click log
 
     def batch_lr_factor(self, batch_size: int) -> float:

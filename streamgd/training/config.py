@@ -296,6 +296,10 @@ class TrainConfig:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 _bad(name, value, "a number >= 0")
         self.chosen_defaults = {"model": "sparse" if sparse else "dense", **chosen} if chosen else None
+        if optimizer.constant_rate_reason is not None and self.schedule != "constant":
+            raise ConfigError(f"optimizer {optimizer.name!r} takes a constant rate and schedule is "
+                              f"{self.schedule!r}: {optimizer.constant_rate_reason} (schedule 'constant', with a "
+                              "warmup if wanted)")
         self.make_schedule(steps_per_epoch=1)
         if self.factors is not None:
             check_factor_optimizer(optimizer.name, optimizer.code)
