@@ -29,6 +29,10 @@ import math
 from typing import Any
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .codes import (
     H_ALPHA,
@@ -47,12 +51,13 @@ from .codes import (
     optimizer_label,
 )
 from .arguments import ModelArrays
-from .jit import compiled
+from .jit import compiled, inlined
 from .pieces import apply_update, clip_by_global_norm, cols_grad_add, cols_margins, l1_prox, rows_loss_dloss
 from .update_rules import ftrl_coordinate
 from .specialise import specialised
 
 HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive slots spread over the table
+ROW_TABLE_SIZE = 4096  # the batch-1 loop's slot table (a power of two): 40 slots share a bucket in 1 row of 6
 
 
 @compiled
@@ -92,10 +97,11 @@ FUSED_RULES = (OPT_SGD, OPT_ADAGRAD, OPT_FTRL)  # the rules the fused loop steps
 def sparse_row_loop_for(loss_kind: int, opt_kind: int, fused: bool = True) -> Any:
     """The batch-1 loop of a linear model with one output, for one loss and optimizer: the fused loop for the
     rules of ``FUSED_RULES`` (unless ``fused`` is False), else the loop that steps a copy with ``apply_update``."""
-    fused = fused and int(opt_kind) in FUSED_RULES
-    key = ("sparse_rows_fused" if fused else "sparse_rows", int(loss_kind), int(opt_kind))
+    before = fused == "before"  # TEMPORARY: the fused loop before this session, for the benchmark
+    fused = bool(fused) and int(opt_kind) in FUSED_RULES
+    key = ("sparse_rows_fused_before" if before else "sparse_rows_fused" if fused else "sparse_rows", int(loss_kind), int(opt_kind))
     label = f"{loss_label(key[1])}/{optimizer_label(key[2])} (sparse, batch 1)"
-    make = _make_fused_row_loop if fused else _make_sparse_row_loop
+    make = _make_fused_row_loop_before if before else _make_fused_row_loop if fused else _make_sparse_row_loop
     return specialised(key, label, lambda: make(key[1], key[2]))
 
 
@@ -191,6 +197,158 @@ def _make_sparse_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
 
 
 def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
+    FTRL = OPT == OPT_FTRL  # noqa: N806
+    ADAGRAD = OPT == OPT_ADAGRAD  # noqa: N806
+    RULE_ROWS = 2 if FTRL else (1 if ADAGRAD else 0)  # noqa: N806
+
+    @compiled
+    def fused_row_loop(chunk, sparse, model, schedule, work):
+        """``sparse_row_loop`` for SGD, AdaGrad and FTRL, the update written out per coordinate: each coordinate's
+        weight and state are read once from the model, its new values go to the scratch (``cw``: weights,
+        ``cstate``: the rule's state and the L1 record; ``cw`` first holds the slots' caught-up weights), and the
+        row is written back only when every value it computed is finite. The arithmetic is ``apply_update``'s,
+        coordinate by coordinate, so the results are the same bit for bit.
+
+        What it leaves out, each exactly: the next row's slots are prefetched while this row runs (their weights
+        and state are far apart in a large model); a row whose slots are distinct (``first_seen`` finds most rows
+        so) skips ``compact_positions``; a dense coordinate whose gradient is zero (x = 0 in this row, as
+        missing-value indicators mostly are) is not stepped where the rule would leave it as it is
+        (``zero_step_is_identity``)."""
+        x, n, d = chunk.x, chunk.n, chunk.d
+        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+        D = d + sparse.n_slots  # noqa: N806 - the intercept's index
+        params, opt_state, hyper = model.params, model.opt_state, model.hyper
+        lrs = schedule.lrs  # the rules fused here take no step number
+        margins, dloss = work.margins, work.dloss
+        entry_pos, seen = work.entry_pos, work.positions
+        touched, nw, g, ns = work.touched, work.cw, work.cg, work.cstate
+        rows = opt_state.shape[0]
+        eps = hyper[H_HUBER_EPS]
+        lazy_row = int(hyper[H_LAZY_ROW]) - 1
+        l1_row = int(hyper[H_L1_ROW]) - 1
+        l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
+        l1 = hyper[H_ALPHA] * hyper[H_L1_RATIO]  # FTRL's
+        rule_eps = hyper[H_EPS]
+        beta = hyper[H_FTRL_BETA]
+        total = 0.0
+        zero = np.int64(0)
+        one = np.int64(1)
+        for h in range(seen.shape[0]):  # first_seen's stamps are negative, compact_positions' numbers are not
+            seen[h] = 0
+        previous_lr = math.nan
+        for r in range(n):
+            e0 = indptr[r]
+            e1 = indptr[r + 1]
+            if r + 1 < n:  # the next row's slots: on their way from memory while this row runs
+                for e in range(e1, indptr[r + 2]):
+                    c = d + indices[e]
+                    prefetch_item(params, c)
+                    for s in range(rows):
+                        prefetch_item(opt_state[s], c)
+            m = first_seen(indices, e0, e1, seen, -1 - r, touched, entry_pos)
+            if m < 0:  # a slot named twice, or maybe: number them
+                m = compact_positions(sparse, e0, e1, work)
+            distinct = m == e1 - e0  # then entry e is slot e - e0
+            stride = d + m  # the row's coefficients; the intercept follows them
+            n_par = stride + 1
+            ledger = opt_state[lazy_row, D] if lazy_row >= 0 else 0.0
+            for p in range(m):  # the slots' weights, with the penalty of the steps they skipped
+                c = d + touched[p]
+                w = params[c]
+                if lazy_row >= 0:
+                    stamp = opt_state[lazy_row, c]
+                    if stamp != ledger:
+                        w *= math.exp(ledger - stamp)
+                nw[d + p] = w
+            for j in range(d):
+                g[j] = 0.0
+            g[stride] = 0.0
+            cols_margins(x, n, r, d, zero, one, params, 1, margins, D)
+            for e in range(e0, e1):
+                margins[0, 0] += values[e] * nw[d + entry_pos[e - e0]]
+            loss = rows_loss_dloss(chunk, work, zero, one, r, 1, LOSS, eps, True)
+            cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
+            slope = dloss[0, 0]
+            if distinct:
+                for e in range(e0, e1):
+                    g[d + e - e0] = slope * values[e]
+            else:
+                for p in range(d, stride):
+                    g[p] = 0.0
+                for e in range(e0, e1):
+                    g[d + entry_pos[e - e0]] += slope * values[e]
+            if not math.isfinite(loss):
+                return total, r, r
+            lr = lrs[r]
+            if not FTRL and l2 != 0.0:  # FTRL applies its penalty itself
+                for j in range(d):
+                    g[j] += l2 * params[j]
+                for p in range(d, stride):
+                    g[p] += l2 * nw[p]
+            clip_by_global_norm(g[:n_par], hyper)
+            cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
+            keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
+            previous_lr = lr
+            probe = lr * 0.0
+            for i in range(n_par):
+                if i < d:
+                    c = i
+                    w = params[c]
+                elif i < stride:
+                    c = d + touched[i - d]
+                    w = nw[i]
+                else:
+                    c = D
+                    w = params[c]
+                gi = g[i]
+                if cumulative:
+                    ns[l1_row, i] = opt_state[l1_row, c]
+                if i < d and keep_zeros and gi == 0.0:  # the rule would give w and its state back unchanged
+                    nw[i] = w
+                    for s in range(RULE_ROWS):
+                        ns[s, i] = opt_state[s, c]
+                    continue
+                if FTRL:
+                    ns[0, i] = opt_state[0, c]
+                    ns[1, i] = opt_state[1, c]
+                    penalised = i < stride
+                    new = ftrl_coordinate(w, gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
+                                          l2 if penalised else 0.0)
+                    probe += (gi + ns[0, i] + ns[1, i]) * 0.0
+                elif ADAGRAD:
+                    sum_squares = opt_state[0, c] + gi * gi
+                    ns[0, i] = sum_squares
+                    new = w - lr * gi / (math.sqrt(sum_squares) + rule_eps)
+                    probe += (gi + sum_squares) * 0.0
+                else:
+                    new = w - lr * gi
+                probe += new * 0.0
+                nw[i] = new
+            if probe != 0.0:
+                return total, r, r  # nothing was written
+            if not FTRL:  # the L1 step: pieces' own, on the scratch (its L1 record copied in above)
+                l1_prox(nw[:n_par], stride, lr, hyper, ns)
+            if lazy_row >= 0:
+                factor = (1.0 - lr * l2) * (1.0 - lr * 0.0)
+                if not factor > 0.0:  # a step that would flip the coefficients' signs: a divergence
+                    return total, r, r
+                ledger += math.log(factor)
+            for i in range(n_par):
+                c = i if i < d else (d + touched[i - d] if i < stride else D)
+                params[c] = nw[i]
+                for s in range(RULE_ROWS):
+                    opt_state[s, c] = ns[s, i]
+                if cumulative:  # and the penalty so far, kept in the intercept's entry
+                    opt_state[l1_row, c] = ns[l1_row, i]
+                if lazy_row >= 0 and i >= d:  # the slots' stamps and the ledger, kept in the intercept's entry
+                    opt_state[lazy_row, c] = ledger
+            total += loss
+        return total, n, -1
+
+    return fused_row_loop
+
+
+def _make_fused_row_loop_before(LOSS, OPT):  # noqa: N803 - compile-time constants
     FTRL = OPT == OPT_FTRL  # noqa: N806
     RULE_ROWS = 2 if FTRL else (1 if OPT == OPT_ADAGRAD else 0)  # noqa: N806
 
@@ -305,3 +463,56 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         return total, n, -1
 
     return fused_row_loop
+
+
+@inlined
+def first_seen(indices, e0, e1, seen, stamp, touched, entry_pos):
+    """``compact_positions``' numbering of a row whose slots are distinct (``touched``: the slots in order,
+    ``entry_pos``: 0, 1, ...), in one pass that marks each slot's bucket of ``seen`` with the row's ``stamp``
+    (negative, one per row); -1 when two entries share a bucket (the same slot, or a collision of two): then the
+    row needs ``compact_positions``. No clearing: the next row has a stamp of its own."""
+    mask = seen.shape[0] - 1
+    for e in range(e0, e1):
+        c = indices[e]
+        h = (np.int64(c) * HASH_MULTIPLIER) & mask
+        if seen[h] == stamp:
+            return -1
+        seen[h] = stamp
+        touched[e - e0] = c
+        entry_pos[e - e0] = e - e0
+    return e1 - e0
+
+
+@inlined
+def zero_step_is_identity(opt_kind, lr, previous_lr, hyper):
+    """Whether the rule gives a coordinate whose gradient is exactly 0 its weight and state back bit for bit in
+    this row, so the fused loop may leave it (the L1 step still runs on it): SGD and AdaGrad subtract lr * 0 and
+    add 0 to their state, when lr is finite (and AdaGrad's eps > 0: sqrt(0) + 0 would divide 0 by 0); FTRL keeps
+    z and n, and its weight is the same function of them as after the previous row when the rate is that row's (a
+    dense coordinate is stepped every row, so it was computed with that rate; a call's first row has none: NaN)."""
+    if not (lr * 0.0 == 0.0 and lr != 0.0):
+        return False
+    if opt_kind == OPT_FTRL:
+        return lr == previous_lr
+    return opt_kind != OPT_ADAGRAD or hyper[H_EPS] > 0.0
+
+
+@intrinsic
+def prefetch_item(typingctx, array, index):  # pragma: no cover - compiled
+    """Ask the CPU to bring ``array[index]``'s cache line in (LLVM's ``llvm.prefetch``, for a write, into every
+    cache level); no bounds check, no effect on any value."""
+
+    def codegen(context, builder, signature, args):
+        array_type, index_type = signature.args
+        array_struct = context.make_array(array_type)(context, builder, args[0])
+        item = context.cast(builder, args[1], index_type, types.intp)
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [item], wraparound=False)
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(prefetch, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 1), ir.Constant(i32, 3),
+                                ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
