@@ -235,7 +235,7 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         one = np.int64(1)
         for h in range(seen.shape[0]):  # first_seen's stamps are negative, compact_positions' numbers are not
             seen[h] = 0
-        previous_lr = math.nan
+        previous_lr = math.nan  # FTRL's: the rate of the row before
         for r in range(n):
             e0 = indptr[r]
             e1 = indptr[r + 1]
@@ -252,7 +252,14 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             stride = d + m  # the row's coefficients; the intercept follows them
             n_par = stride + 1
             ledger = opt_state[lazy_row, D] if lazy_row >= 0 else 0.0
-            for p in range(m):  # the slots' weights, with the penalty of the steps they skipped
+            cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
+            for j in range(d):  # the scratch: the dense coefficients, the slots, the intercept and their state
+                nw[j] = params[j]
+                for s in range(RULE_ROWS):
+                    ns[s, j] = opt_state[s, j]
+                if cumulative:
+                    ns[l1_row, j] = opt_state[l1_row, j]
+            for p in range(m):  # the slots' weights with the penalty of the steps they skipped
                 c = d + touched[p]
                 w = params[c]
                 if lazy_row >= 0:
@@ -260,6 +267,15 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     if stamp != ledger:
                         w *= math.exp(ledger - stamp)
                 nw[d + p] = w
+                for s in range(RULE_ROWS):
+                    ns[s, d + p] = opt_state[s, c]
+                if cumulative:
+                    ns[l1_row, d + p] = opt_state[l1_row, c]
+            nw[stride] = params[D]
+            for s in range(RULE_ROWS):
+                ns[s, stride] = opt_state[s, D]
+            if cumulative:
+                ns[l1_row, stride] = opt_state[l1_row, D]
             for j in range(d):
                 g[j] = 0.0
             g[stride] = 0.0
@@ -282,48 +298,48 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             lr = lrs[r]
             if not FTRL and l2 != 0.0:  # FTRL applies its penalty itself
                 for j in range(d):
-                    g[j] += l2 * params[j]
+                    g[j] += l2 * nw[j]
                 for p in range(d, stride):
                     g[p] += l2 * nw[p]
             clip_by_global_norm(g[:n_par], hyper)
-            cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
-            keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
-            previous_lr = lr
-            probe = lr * 0.0
-            for i in range(n_par):
-                if i < d:
-                    c = i
-                    w = params[c]
-                elif i < stride:
-                    c = d + touched[i - d]
+            probe = lr * 0.0  # the rule on the scratch, coordinate after coordinate (a loop that vectorises)
+            if FTRL:  # coordinate by coordinate as in the loop before it, whose bits it keeps (with LLVM's
+                # contraction, a loop of ftrl_coordinate alone on the scratch rounded z and n differently)
+                keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
+                previous_lr = lr
+                for i in range(n_par):
+                    if i < d:
+                        c = i
+                    elif i < stride:
+                        c = d + touched[i - d]
+                    else:
+                        c = D
                     w = nw[i]
-                else:
-                    c = D
-                    w = params[c]
-                gi = g[i]
-                if cumulative:
-                    ns[l1_row, i] = opt_state[l1_row, c]
-                if i < d and keep_zeros and gi == 0.0:  # the rule would give w and its state back unchanged
-                    nw[i] = w
-                    for s in range(RULE_ROWS):
-                        ns[s, i] = opt_state[s, c]
-                    continue
-                if FTRL:
+                    gi = g[i]
+                    if i < d and keep_zeros and gi == 0.0:  # the rule would give w, z and n back unchanged
+                        continue
                     ns[0, i] = opt_state[0, c]
                     ns[1, i] = opt_state[1, c]
                     penalised = i < stride
                     new = ftrl_coordinate(w, gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
                                           l2 if penalised else 0.0)
                     probe += (gi + ns[0, i] + ns[1, i]) * 0.0
-                elif ADAGRAD:
-                    sum_squares = opt_state[0, c] + gi * gi
-                    ns[0, i] = sum_squares
-                    new = w - lr * gi / (math.sqrt(sum_squares) + rule_eps)
-                    probe += (gi + sum_squares) * 0.0
-                else:
-                    new = w - lr * gi
-                probe += new * 0.0
-                nw[i] = new
+                    probe += new * 0.0
+                    nw[i] = new
+            elif ADAGRAD:
+                sum_squares = ns[0]
+                for i in range(n_par):
+                    gi = g[i]
+                    total_squares = sum_squares[i] + gi * gi
+                    sum_squares[i] = total_squares
+                    nw[i] = nw[i] - lr * gi / (math.sqrt(total_squares) + rule_eps)
+                for i in range(n_par):
+                    probe += (g[i] + sum_squares[i] + nw[i]) * 0.0
+            else:
+                for i in range(n_par):
+                    nw[i] = nw[i] - lr * g[i]
+                for i in range(n_par):
+                    probe += nw[i] * 0.0
             if probe != 0.0:
                 return total, r, r  # nothing was written
             if not FTRL:  # the L1 step: pieces' own, on the scratch (its L1 record copied in above)
