@@ -41,9 +41,11 @@ VARIANTS = {  # name: (the batch-1 loop, per-coordinate block, its fused form)
     "before/block": (True, True, "before"),  # TEMPORARY
 }
 # where the time goes: the batch-1 loop on the block with the slots folded into the first 4,096 (what it costs
-# when every slot it touches is in cache), without the dense columns (the slots' share), and the margins and
-# losses alone (every weight read, nothing written)
-PROBES = ("batch1/block/in-cache", "batch1/block/no-dense", "margins-only")
+# when every slot it touches is in cache), without the dense columns (the slots' share), without the L2 penalty
+# (alpha 0: AdaGrad's slots then keep no decay stamps, so no exp catches them up, and its dense coordinates get
+# no L2 gradient, so their zero steps are left), and the margins and losses alone (every weight read, nothing
+# written)
+PROBES = ("batch1/block/in-cache", "batch1/block/no-dense", "batch1/block/no-l2", "margins-only")
 FOLD = 4096
 
 
@@ -86,6 +88,9 @@ def train_all(chunks: list[tuple], optimizer_name: str, run_hyper: np.ndarray, n
     no_dense = variant == "batch1/block/no-dense"
     if no_dense:
         n_par = n_slots + 1
+    if variant == "batch1/block/no-l2":
+        run_hyper = run_hyper.copy()
+        run_hyper[kernel_api.H_ALPHA] = 0.0
     optimizer, hyper, params, opt_state = fresh_state(optimizer_name, run_hyper, n_par, n_slots, block)
     wall = cpu = 0.0
     step = 0
