@@ -124,9 +124,11 @@ THREAD_MODES = {  # what two training threads share: where --threads 2 stands, a
 
 
 def train_threads(chunks: list[tuple], optimizer_name: str, run_hyper: np.ndarray, n_par: int, n_threads: int,
-                  mode: str, lr: float) -> float:
+                  mode: str, lr: float) -> tuple[float, float]:
     """Wall seconds for ``n_threads`` threads to train every chunk once with the batch-1 loop on the block,
-    taking chunks in order as ``streamgd.training.threads`` deals them (the compiled loop releases the GIL)."""
+    taking chunks in order as ``streamgd.training.threads`` deals them (the compiled loop releases the GIL), and
+    the threads' CPU seconds (summed: what sharing costs shows there even when the machine's load leaves the
+    threads less than a core each)."""
     n_slots = chunks[0][2].n_slots
     if mode == "no-dense":
         n_par = n_slots + 1
@@ -135,12 +137,15 @@ def train_threads(chunks: list[tuple], optimizer_name: str, run_hyper: np.ndarra
               for _ in range(n_threads if mode == "private" else 1)]
     lock = threading.Lock()
     taken = [0]
+    cpu = [0.0] * n_threads
 
     def work(number: int) -> None:
         optimizer, hyper, params, opt_state = models[number % len(models)]
+        started = time.thread_time()
         while True:
             with lock:
                 if taken[0] == len(chunks):
+                    cpu[number] = time.thread_time() - started
                     return
                 X, y, sparse = chunks[taken[0]]
                 taken[0] += 1
@@ -155,7 +160,7 @@ def train_threads(chunks: list[tuple], optimizer_name: str, run_hyper: np.ndarra
         thread.start()
     for thread in threads:
         thread.join()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, sum(cpu)
 
 
 def thread_report(chunks: list[tuple], run_hyper: np.ndarray, n_par: int, n_threads: int, rounds: int) -> dict:
@@ -165,16 +170,23 @@ def thread_report(chunks: list[tuple], run_hyper: np.ndarray, n_par: int, n_thre
     lr = make_optimizer("ftrl").base_lr(False, 1)
     train_threads(chunks[:1], "ftrl", run_hyper, n_par, 1, "no-dense", lr)  # compile the no-dense loop's types
     times: dict[tuple[str, int], list[float]] = {(m, k): [] for m in THREAD_MODES for k in (1, n_threads)}
+    cpu: dict[tuple[str, int], list[float]] = {key: [] for key in times}
     for _ in range(rounds):
         for mode, k in times:
-            times[mode, k].append(train_threads(chunks, "ftrl", run_hyper, n_par, k, mode, lr) / rows * 1e6)
-    print(f"\nftrl, {n_threads} threads against 1 (wall us a row, median of {rounds}; load average "
+            wall, used = train_threads(chunks, "ftrl", run_hyper, n_par, k, mode, lr)
+            times[mode, k].append(wall / rows * 1e6)
+            cpu[mode, k].append(used / rows * 1e6)
+    print(f"\nftrl, {n_threads} threads against 1 (wall us a row and the threads' CPU us a row, medians of {rounds}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     report = {}
     for mode, meaning in THREAD_MODES.items():
         one, many = statistics.median(times[mode, 1]), statistics.median(times[mode, n_threads])
-        print(f"  {mode:9s} 1 thread {one:6.3f}  {n_threads} threads {many:6.3f}  x{one / many:4.2f}  ({meaning})")
-        report[mode] = {"one": times[mode, 1], "many": times[mode, n_threads], "speedup": one / many}
+        one_cpu, many_cpu = statistics.median(cpu[mode, 1]), statistics.median(cpu[mode, n_threads])
+        print(f"  {mode:9s} 1 thread {one:6.3f} (cpu {one_cpu:.3f})  {n_threads} threads {many:6.3f} "
+              f"(cpu {many_cpu:.3f})  x{one / many:4.2f}; from the CPU a row, with a core a thread: x{n_threads * one_cpu / many_cpu:4.2f}")
+        print(f"            {meaning}")
+        report[mode] = {"one": times[mode, 1], "many": times[mode, n_threads], "speedup": one / many,
+                        "one_cpu": cpu[mode, 1], "many_cpu": cpu[mode, n_threads]}
     return report
 
 

@@ -10,10 +10,12 @@ weight and its state side by side) a slot's weight, ``z`` and ``n`` come in one 
 ``scripts/bench_sparse_loop.py`` measures both loops and both layouts.
 
 **A non-finite step is never applied.** Per row: the row's distinct coordinates (its dense columns, its slots,
-numbered by ``compact_positions``, and the intercept) and their state rows are copied into a scratch of
-``d + nnz + 1`` entries; the row's gradient, the penalty, clipping, the rule and the L1 step run there
-(``streamgd.kernels.pieces.apply_update``, the same compiled update as every loop); the results (weights and every
-state row) are checked finite, and only then written back. A failed row leaves parameters and state as they were.
+numbered by ``first_seen`` or, when a row may name a slot twice, ``compact_positions``, and the intercept) and
+their state rows are copied into a scratch of ``d + nnz + 1`` entries; the row's gradient, the penalty, clipping,
+the rule and the L1 step run there (``streamgd.kernels.pieces.apply_update``, the same compiled update as every
+loop, or the fused loop's rules written out); every value computed (weights and every state row) is checked
+finite (a sum of ``value * 0.0``, NaN if any is not), and only then written back. A failed row leaves parameters
+and state as they were.
 
 **The same numbers as the general loop.** The scratch is laid out as the general loop's compact vectors at
 batch 1 (dense coefficients, touched slots in order of first appearance, intercept), and the margin, the loss,
@@ -21,6 +23,8 @@ the gradient and the update are the same compiled pieces called on the same valu
 at batch 1 gives the general loop's parameters bit for bit (``tests/test_sparse_batch1.py``).
 
 Several threads may call the loop at once on the same parameters (Hogwild): its scratch comes with each call.
+Where the fused loop's time goes, and what each of its shortcuts gave: ``scripts/bench_sparse_loop.py`` and
+benchmarks/README.md, "The batch-1 training thread".
 """
 
 from __future__ import annotations
