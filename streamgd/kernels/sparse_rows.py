@@ -306,7 +306,8 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                 for p in range(d, stride):
                     g[p] += l2 * nw[p]
             clip_by_global_norm(g[:n_par], hyper)
-            probe = lr * 0.0  # the rule on the scratch, coordinate after coordinate (a loop that vectorises)
+            probe = lr * 0.0  # the rule on the scratch (AdaGrad and SGD: plain loops over it)
+            keep_zeros = False
             if FTRL:  # coordinate by coordinate as in the loop before it, whose bits it keeps (with LLVM's
                 # contraction, a loop of ftrl_coordinate alone on the scratch rounded z and n differently)
                 keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
@@ -354,7 +355,12 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     return total, r, r
                 ledger += math.log(factor)
             for i in range(n_par):
-                c = i if i < d else (d + touched[i - d] if i < stride else D)
+                if i < d:
+                    if keep_zeros and g[i] == 0.0:  # FTRL's coordinates left as they were
+                        continue
+                    c = i
+                else:
+                    c = d + touched[i - d] if i < stride else D
                 params[c] = nw[i]
                 for s in range(RULE_ROWS):
                     opt_state[s, c] = ns[s, i]
