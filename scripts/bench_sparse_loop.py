@@ -38,7 +38,6 @@ VARIANTS = {  # name: (the batch-1 loop, per-coordinate block, its fused form)
     "batch1-copy/block": (True, True, False),  # the batch-1 loop stepping a copy with apply_update
     "batch1/split": (True, False, True),
     "batch1/block": (True, True, True),
-    "before/block": (True, True, "before"),  # TEMPORARY
 }
 # where the time goes: the batch-1 loop on the block with the slots folded into the first 4,096 (what it costs
 # when every slot it touches is in cache), without the dense columns (the slots' share), without the L2 penalty

@@ -101,11 +101,10 @@ FUSED_RULES = (OPT_SGD, OPT_ADAGRAD, OPT_FTRL)  # the rules the fused loop steps
 def sparse_row_loop_for(loss_kind: int, opt_kind: int, fused: bool = True) -> Any:
     """The batch-1 loop of a linear model with one output, for one loss and optimizer: the fused loop for the
     rules of ``FUSED_RULES`` (unless ``fused`` is False), else the loop that steps a copy with ``apply_update``."""
-    before = fused == "before"  # TEMPORARY: the fused loop before this session, for the benchmark
-    fused = bool(fused) and int(opt_kind) in FUSED_RULES
-    key = ("sparse_rows_fused_before" if before else "sparse_rows_fused" if fused else "sparse_rows", int(loss_kind), int(opt_kind))
+    fused = fused and int(opt_kind) in FUSED_RULES
+    key = ("sparse_rows_fused" if fused else "sparse_rows", int(loss_kind), int(opt_kind))
     label = f"{loss_label(key[1])}/{optimizer_label(key[2])} (sparse, batch 1)"
-    make = _make_fused_row_loop_before if before else _make_fused_row_loop if fused else _make_sparse_row_loop
+    make = _make_fused_row_loop if fused else _make_sparse_row_loop
     return specialised(key, label, lambda: make(key[1], key[2]))
 
 
@@ -208,9 +207,9 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
     @compiled
     def fused_row_loop(chunk, sparse, model, schedule, work):
         """``sparse_row_loop`` for SGD, AdaGrad and FTRL, the update written out per coordinate: each coordinate's
-        weight and state are read once from the model, its new values go to the scratch (``cw``: weights,
-        ``cstate``: the rule's state and the L1 record; ``cw`` first holds the slots' caught-up weights), and the
-        row is written back only when every value it computed is finite. The arithmetic is ``apply_update``'s,
+        weight (a slot's caught up with the penalty it skipped) and state are read once from the model into the
+        scratch (``cw``: weights, ``cstate``: the rule's state and the L1 record), stepped there, and the row is
+        written back only when every value it computed is finite. The arithmetic is ``apply_update``'s,
         coordinate by coordinate, so the results are the same bit for bit.
 
         What it leaves out, each exactly: the next row's slots are prefetched while this row runs (their weights
@@ -308,8 +307,8 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             clip_by_global_norm(g[:n_par], hyper)
             probe = lr * 0.0  # the rule on the scratch (AdaGrad and SGD: plain loops over it)
             keep_zeros = False
-            if FTRL:  # coordinate by coordinate as in the loop before it, whose bits it keeps (with LLVM's
-                # contraction, a loop of ftrl_coordinate alone on the scratch rounded z and n differently)
+            if FTRL:  # in this loop's shape, which keeps the general loop's bits (with LLVM's contraction, a
+                # plain loop of ftrl_coordinate over the scratch rounded z and n differently in the last digit)
                 keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
                 previous_lr = lr
                 for i in range(n_par):
@@ -361,123 +360,6 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     c = i
                 else:
                     c = d + touched[i - d] if i < stride else D
-                params[c] = nw[i]
-                for s in range(RULE_ROWS):
-                    opt_state[s, c] = ns[s, i]
-                if cumulative:  # and the penalty so far, kept in the intercept's entry
-                    opt_state[l1_row, c] = ns[l1_row, i]
-                if lazy_row >= 0 and i >= d:  # the slots' stamps and the ledger, kept in the intercept's entry
-                    opt_state[lazy_row, c] = ledger
-            total += loss
-        return total, n, -1
-
-    return fused_row_loop
-
-
-def _make_fused_row_loop_before(LOSS, OPT):  # noqa: N803 - compile-time constants
-    FTRL = OPT == OPT_FTRL  # noqa: N806
-    RULE_ROWS = 2 if FTRL else (1 if OPT == OPT_ADAGRAD else 0)  # noqa: N806
-
-    @compiled
-    def fused_row_loop(chunk, sparse, model, schedule, work):
-        """``sparse_row_loop`` for SGD, AdaGrad and FTRL, the update written out per coordinate: each coordinate's
-        weight and state are read once from the model, its new values go to the scratch (``cw``: weights,
-        ``cstate``: the rule's state and the L1 record; ``cw`` first holds the slots' caught-up weights), and the
-        row is written back only when every value it computed is finite. The arithmetic is ``apply_update``'s,
-        coordinate by coordinate, so the results are the same bit for bit."""
-        x, n, d = chunk.x, chunk.n, chunk.d
-        indptr, values = sparse.indptr, sparse.values
-        D = d + sparse.n_slots  # noqa: N806 - the intercept's index
-        params, opt_state, hyper = model.params, model.opt_state, model.hyper
-        lrs = schedule.lrs  # the rules fused here take no step number
-        margins, dloss = work.margins, work.dloss
-        entry_pos = work.entry_pos
-        touched, nw, g, ns = work.touched, work.cw, work.cg, work.cstate
-        eps = hyper[H_HUBER_EPS]
-        lazy_row = int(hyper[H_LAZY_ROW]) - 1
-        l1_row = int(hyper[H_L1_ROW]) - 1
-        l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
-        l1 = hyper[H_ALPHA] * hyper[H_L1_RATIO]  # FTRL's
-        rule_eps = hyper[H_EPS]
-        beta = hyper[H_FTRL_BETA]
-        total = 0.0
-        zero = np.int64(0)
-        one = np.int64(1)
-        for r in range(n):
-            e0 = indptr[r]
-            e1 = indptr[r + 1]
-            m = compact_positions(sparse, e0, e1, work)
-            stride = d + m  # the row's coefficients; the intercept follows them
-            n_par = stride + 1
-            ledger = opt_state[lazy_row, D] if lazy_row >= 0 else 0.0
-            for p in range(m):  # the slots' weights, with the penalty of the steps they skipped
-                c = d + touched[p]
-                w = params[c]
-                if lazy_row >= 0:
-                    stamp = opt_state[lazy_row, c]
-                    if stamp != ledger:
-                        w *= math.exp(ledger - stamp)
-                nw[d + p] = w
-            for i in range(n_par):
-                g[i] = 0.0
-            cols_margins(x, n, r, d, zero, one, params, 1, margins, D)
-            for e in range(e0, e1):
-                margins[0, 0] += values[e] * nw[d + entry_pos[e - e0]]
-            loss = rows_loss_dloss(chunk, work, zero, one, r, 1, LOSS, eps, True)
-            cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
-            for e in range(e0, e1):
-                g[d + entry_pos[e - e0]] += dloss[0, 0] * values[e]
-            if not math.isfinite(loss):
-                return total, r, r
-            lr = lrs[r]
-            if not FTRL and l2 != 0.0:  # FTRL applies its penalty itself
-                for j in range(d):
-                    g[j] += l2 * params[j]
-                for p in range(d, stride):
-                    g[p] += l2 * nw[p]
-            clip_by_global_norm(g[:n_par], hyper)
-            cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
-            probe = lr * 0.0
-            for i in range(n_par):
-                if i < d:
-                    c = i
-                    w = params[c]
-                elif i < stride:
-                    c = d + touched[i - d]
-                    w = nw[i]
-                else:
-                    c = D
-                    w = params[c]
-                gi = g[i]
-                if cumulative:
-                    ns[l1_row, i] = opt_state[l1_row, c]
-                if FTRL:
-                    ns[0, i] = opt_state[0, c]
-                    ns[1, i] = opt_state[1, c]
-                    penalised = i < stride
-                    new = ftrl_coordinate(w, gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
-                                          l2 if penalised else 0.0)
-                    probe += (gi + ns[0, i] + ns[1, i]) * 0.0
-                elif RULE_ROWS == 1:  # AdaGrad
-                    sum_squares = opt_state[0, c] + gi * gi
-                    ns[0, i] = sum_squares
-                    new = w - lr * gi / (math.sqrt(sum_squares) + rule_eps)
-                    probe += (gi + sum_squares) * 0.0
-                else:
-                    new = w - lr * gi
-                probe += new * 0.0
-                nw[i] = new
-            if probe != 0.0:
-                return total, r, r  # nothing was written
-            if not FTRL:  # the L1 step: pieces' own, on the scratch (its L1 record copied in above)
-                l1_prox(nw[:n_par], stride, lr, hyper, ns)
-            if lazy_row >= 0:
-                factor = (1.0 - lr * l2) * (1.0 - lr * 0.0)
-                if not factor > 0.0:  # a step that would flip the coefficients' signs: a divergence
-                    return total, r, r
-                ledger += math.log(factor)
-            for i in range(n_par):
-                c = i if i < d else (d + touched[i - d] if i < stride else D)
                 params[c] = nw[i]
                 for s in range(RULE_ROWS):
                     opt_state[s, c] = ns[s, i]
