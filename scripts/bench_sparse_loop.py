@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import threading
 import time
 
 import numpy as np
@@ -38,9 +40,11 @@ VARIANTS = {  # name: (the batch-1 loop, per-coordinate block, its fused form)
     "batch1/block": (True, True, True),
 }
 # where the time goes: the batch-1 loop on the block with the slots folded into the first 4,096 (what it costs
-# when every slot it touches is in cache), without the dense columns (the slots' share), and the margins and
-# losses alone (every weight read, nothing written)
-PROBES = ("batch1/block/in-cache", "batch1/block/no-dense", "margins-only")
+# when every slot it touches is in cache), without the dense columns (the slots' share), without the L2 penalty
+# (alpha 0: AdaGrad's slots then keep no decay stamps, so no exp catches them up, and its dense coordinates get
+# no L2 gradient, so their zero steps are left), and the margins and losses alone (every weight read, nothing
+# written)
+PROBES = ("batch1/block/in-cache", "batch1/block/no-dense", "batch1/block/no-l2", "margins-only")
 FOLD = 4096
 
 
@@ -83,6 +87,9 @@ def train_all(chunks: list[tuple], optimizer_name: str, run_hyper: np.ndarray, n
     no_dense = variant == "batch1/block/no-dense"
     if no_dense:
         n_par = n_slots + 1
+    if variant == "batch1/block/no-l2":
+        run_hyper = run_hyper.copy()
+        run_hyper[kernel_api.H_ALPHA] = 0.0
     optimizer, hyper, params, opt_state = fresh_state(optimizer_name, run_hyper, n_par, n_slots, block)
     wall = cpu = 0.0
     step = 0
@@ -107,6 +114,81 @@ def train_all(chunks: list[tuple], optimizer_name: str, run_hyper: np.ndarray, n
     return (wall, cpu), np.array(params)
 
 
+THREAD_MODES = {  # what two training threads share: where --threads 2 stands, and what would lift it
+    "shared": "one model, every row writes its dense coefficients and intercept (Hogwild, as --threads runs)",
+    "no-dense": "one model without the dense columns: only the intercept shared by every row (the most "
+                "per-thread dense coefficients could give)",
+    "private": "a model per thread: nothing shared but the memory bus and the caches (the machine's ceiling)",
+}
+
+
+def train_threads(chunks: list[tuple], optimizer_name: str, run_hyper: np.ndarray, n_par: int, n_threads: int,
+                  mode: str, lr: float) -> tuple[float, float]:
+    """Wall seconds for ``n_threads`` threads to train every chunk once with the batch-1 loop on the block,
+    taking chunks in order as ``streamgd.training.threads`` deals them (the compiled loop releases the GIL), and
+    the threads' CPU seconds (summed: what sharing costs shows there even when the machine's load leaves the
+    threads less than a core each)."""
+    n_slots = chunks[0][2].n_slots
+    if mode == "no-dense":
+        n_par = n_slots + 1
+        chunks = [(np.empty((X.shape[0], 0), dtype=X.dtype, order="F"), y, sparse) for X, y, sparse in chunks]
+    models = [fresh_state(optimizer_name, run_hyper, n_par, n_slots, True)
+              for _ in range(n_threads if mode == "private" else 1)]
+    lock = threading.Lock()
+    taken = [0]
+    cpu = [0.0] * n_threads
+
+    def work(number: int) -> None:
+        optimizer, hyper, params, opt_state = models[number % len(models)]
+        started = time.thread_time()
+        while True:
+            with lock:
+                if taken[0] == len(chunks):
+                    cpu[number] = time.thread_time() - started
+                    return
+                X, y, sparse = chunks[taken[0]]
+                taken[0] += 1
+            lrs = np.full(X.shape[0], lr)
+            _, done, status = sparse_kernels.train_chunk(X, sparse, y, np.empty(0), params, opt_state, hyper, lrs, 1,
+                                                         1, kernel_api.LOSS_LOG, optimizer.code, 0)
+            assert status == 0 and done == X.shape[0], (mode, status)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, sum(cpu)
+
+
+def thread_report(chunks: list[tuple], run_hyper: np.ndarray, n_par: int, n_threads: int, rounds: int) -> dict:
+    """Each mode of ``THREAD_MODES`` on one thread and on ``n_threads``, alternated: the median us a row and the
+    rate's ratio (the speed-up of more threads on the same rows)."""
+    rows = sum(X.shape[0] for X, _, _ in chunks)
+    lr = make_optimizer("ftrl").base_lr(False, 1)
+    train_threads(chunks[:1], "ftrl", run_hyper, n_par, 1, "no-dense", lr)  # compile the no-dense loop's types
+    times: dict[tuple[str, int], list[float]] = {(m, k): [] for m in THREAD_MODES for k in (1, n_threads)}
+    cpu: dict[tuple[str, int], list[float]] = {key: [] for key in times}
+    for _ in range(rounds):
+        for mode, k in times:
+            wall, used = train_threads(chunks, "ftrl", run_hyper, n_par, k, mode, lr)
+            times[mode, k].append(wall / rows * 1e6)
+            cpu[mode, k].append(used / rows * 1e6)
+    print(f"\nftrl, {n_threads} threads against 1 (wall us a row and the threads' CPU us a row, medians of {rounds}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    report = {}
+    for mode, meaning in THREAD_MODES.items():
+        one, many = statistics.median(times[mode, 1]), statistics.median(times[mode, n_threads])
+        one_cpu, many_cpu = statistics.median(cpu[mode, 1]), statistics.median(cpu[mode, n_threads])
+        print(f"  {mode:9s} 1 thread {one:6.3f} (cpu {one_cpu:.3f})  {n_threads} threads {many:6.3f} "
+              f"(cpu {many_cpu:.3f})  x{one / many:4.2f}; from the CPU a row, with a core a thread: x{n_threads * one_cpu / many_cpu:4.2f}")
+        print(f"            {meaning}")
+        report[mode] = {"one": times[mode, 1], "many": times[mode, n_threads], "speedup": one / many,
+                        "one_cpu": cpu[mode, 1], "many_cpu": cpu[mode, n_threads]}
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path")
@@ -117,6 +199,8 @@ def main() -> None:
     parser.add_argument("--optimizers", default="ftrl,adagrad")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--no-probes", action="store_true", help="leave out " + ", ".join(PROBES))
+    parser.add_argument("--threads", type=int, default=0,
+                        help="also train FTRL on this many threads at once against one (see THREAD_MODES)")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
 
@@ -127,7 +211,7 @@ def main() -> None:
           f"columns a row, {chunks[0][2].n_slots:,} slots; medians of {args.rounds} rounds, variants alternated")
     variants = args.variants.split(",") + ([] if args.no_probes else list(PROBES))
     report: dict = {"rows": rows, "rounds": args.rounds, "results": {}}
-    for name in args.optimizers.split(","):
+    for name in filter(None, args.optimizers.split(",")):  # "" : the threads alone
         lr = make_optimizer(name).base_lr(False, 1)
         finals = {}
         for variant in variants:  # compile (or load) outside the timing; the results must agree
@@ -154,6 +238,8 @@ def main() -> None:
                                                       "median_wall": median, "median_cpu": median_cpu,
                                                       "speedup_wall": base / median, "speedup_cpu": base_cpu / median_cpu,
                                                       "same": same[variant]}
+    if args.threads > 1:
+        report["threads"] = thread_report(chunks, run_hyper, n_par, args.threads, args.rounds)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(report, out, indent=1)

@@ -22,7 +22,10 @@ N_ROWS, N_DENSE, N_SLOTS = 400, 3, 64
 
 def click_rows(rng: np.random.Generator, n_rows: int = N_ROWS) -> tuple[np.ndarray, SparseBlock, np.ndarray]:
     """Dense columns, 0 to 6 hashed entries a row (a slot named twice in some rows), binary targets."""
-    X = np.asfortranarray(rng.standard_normal((n_rows, N_DENSE)))
+    X = rng.standard_normal((n_rows, N_DENSE))
+    X[:, 1] = rng.random(n_rows) < 0.2  # a missing-value indicator: 0 in most rows (the loop leaves its zero steps)
+    X[::5, 2] = 0.0  # an imputed column: 0 in some rows
+    X = np.asfortranarray(X)
     lengths = rng.integers(0, 7, n_rows)
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     indices = rng.integers(0, N_SLOTS - 1, indptr[-1]).astype(np.int32)  # the last slot: named by no row
@@ -55,7 +58,9 @@ def set_up(name: str, per_coordinate: bool):
     return optimizer, hyper, params, opt_state
 
 
-def train(name: str, per_row: bool, per_coordinate: bool, chunks: int = 3, fused: bool = True):
+def train(name: str, per_row: bool, per_coordinate: bool, chunks: int = 3, fused: bool = True,
+          decaying: bool = False):
+    """``decaying``: a rate that falls every 50 rows (else constant), so rows meet a rate unlike the row before's."""
     rng = np.random.default_rng(7)
     optimizer, hyper, params, opt_state = set_up(name, per_coordinate)
     lr = 0.3
@@ -63,6 +68,8 @@ def train(name: str, per_row: bool, per_coordinate: bool, chunks: int = 3, fused
     for k in range(chunks):
         X, block, y = click_rows(rng)
         lrs = np.full(N_ROWS, lr)
+        if decaying:
+            lrs /= np.sqrt(1.0 + (k * N_ROWS + np.arange(N_ROWS)) // 50)
         total, done, status = sparse_kernels.train_chunk(X, block, y, np.empty(0), params, opt_state, hyper, lrs, 1,
                                                          1, kernel_api.LOSS_LOG, optimizer.code, k * N_ROWS,
                                                          per_row=per_row, fused=fused)
@@ -71,17 +78,21 @@ def train(name: str, per_row: bool, per_coordinate: bool, chunks: int = 3, fused
     return params, opt_state, totals, hyper
 
 
+@pytest.mark.parametrize("decaying", [False, True], ids=["constant", "decaying"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_batch1_loop_equals_general_loop_bit_for_bit(name):
+def test_batch1_loop_equals_general_loop_bit_for_bit(name, decaying):
     """Three chunks of 400 rows: parameters, every state row (the lazy stamps, the L1 record) and the progressive
     loss of the batch-1 loop (fused, and stepping a copy with apply_update) equal the general loop's exactly, on
-    split arrays and on the per-coordinate block."""
-    reference, reference_state, reference_totals, hyper = train(name, per_row=False, per_coordinate=False)
+    split arrays and on the per-coordinate block, at a constant rate and at one that changes between rows (where
+    FTRL's weights move even where the gradient is 0)."""
+    reference, reference_state, reference_totals, hyper = train(name, per_row=False, per_coordinate=False,
+                                                                decaying=decaying)
     assert np.count_nonzero(reference[N_DENSE:-1]) > 10  # the slots learned something (L1 zeroes some)
     if hyper[kernel_api.H_LAZY_ROW] or hyper[kernel_api.H_L1_ROW]:
         assert reference_state.shape[0] > make_optimizer(CASES[name][0]).state_rows
     for per_coordinate, fused in ((False, True), (True, True), (True, False)):
-        params, opt_state, totals, _ = train(name, per_row=True, per_coordinate=per_coordinate, fused=fused)
+        params, opt_state, totals, _ = train(name, per_row=True, per_coordinate=per_coordinate, fused=fused,
+                                             decaying=decaying)
         np.testing.assert_array_equal(params, reference)
         np.testing.assert_array_equal(opt_state, reference_state)
         assert totals == reference_totals

@@ -74,7 +74,7 @@ from .pieces import (
     rows_loss_dloss,
     rows_loss_dloss_of_kind,
 )
-from .sparse_rows import compact_positions, sparse_row_loop_for
+from .sparse_rows import ROW_TABLE_SIZE, compact_positions, sparse_row_loop_for
 from .specialise import specialised
 
 @compiled
@@ -470,7 +470,7 @@ def _train_rows(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
     x, n, d = column_major_vector(X)
     block = _block_args(sparse)
     entries = max(max_batch_entries(sparse.indptr, 1), 1)
-    capacity = 16
+    capacity = ROW_TABLE_SIZE  # the batch-1 loop's first_seen finds a row's slots distinct in a table this size
     while capacity < 2 * entries:
         capacity *= 2
     width = d + min(entries, sparse.n_slots) + 1

@@ -10,10 +10,12 @@ weight and its state side by side) a slot's weight, ``z`` and ``n`` come in one 
 ``scripts/bench_sparse_loop.py`` measures both loops and both layouts.
 
 **A non-finite step is never applied.** Per row: the row's distinct coordinates (its dense columns, its slots,
-numbered by ``compact_positions``, and the intercept) and their state rows are copied into a scratch of
-``d + nnz + 1`` entries; the row's gradient, the penalty, clipping, the rule and the L1 step run there
-(``streamgd.kernels.pieces.apply_update``, the same compiled update as every loop); the results (weights and every
-state row) are checked finite, and only then written back. A failed row leaves parameters and state as they were.
+numbered by ``first_seen`` or, when a row may name a slot twice, ``compact_positions``, and the intercept) and
+their state rows are copied into a scratch of ``d + nnz + 1`` entries; the row's gradient, the penalty, clipping,
+the rule and the L1 step run there (``streamgd.kernels.pieces.apply_update``, the same compiled update as every
+loop, or the fused loop's rules written out); every value computed (weights and every state row) is checked
+finite (a sum of ``value * 0.0``, NaN if any is not), and only then written back. A failed row leaves parameters
+and state as they were.
 
 **The same numbers as the general loop.** The scratch is laid out as the general loop's compact vectors at
 batch 1 (dense coefficients, touched slots in order of first appearance, intercept), and the margin, the loss,
@@ -21,6 +23,8 @@ the gradient and the update are the same compiled pieces called on the same valu
 at batch 1 gives the general loop's parameters bit for bit (``tests/test_sparse_batch1.py``).
 
 Several threads may call the loop at once on the same parameters (Hogwild): its scratch comes with each call.
+Where the fused loop's time goes, and what each of its shortcuts gave: ``scripts/bench_sparse_loop.py`` and
+benchmarks/README.md, "The batch-1 training thread".
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ import math
 from typing import Any
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .codes import (
     H_ALPHA,
@@ -47,12 +55,13 @@ from .codes import (
     optimizer_label,
 )
 from .arguments import ModelArrays
-from .jit import compiled
+from .jit import compiled, inlined
 from .pieces import apply_update, clip_by_global_norm, cols_grad_add, cols_margins, l1_prox, rows_loss_dloss
 from .update_rules import ftrl_coordinate
 from .specialise import specialised
 
 HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: consecutive slots spread over the table
+ROW_TABLE_SIZE = 4096  # the batch-1 loop's slot table (a power of two): 40 slots share a bucket in 1 row of 6
 
 
 @compiled
@@ -192,23 +201,31 @@ def _make_sparse_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
 
 def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
     FTRL = OPT == OPT_FTRL  # noqa: N806
-    RULE_ROWS = 2 if FTRL else (1 if OPT == OPT_ADAGRAD else 0)  # noqa: N806
+    ADAGRAD = OPT == OPT_ADAGRAD  # noqa: N806
+    RULE_ROWS = 2 if FTRL else (1 if ADAGRAD else 0)  # noqa: N806
 
     @compiled
     def fused_row_loop(chunk, sparse, model, schedule, work):
         """``sparse_row_loop`` for SGD, AdaGrad and FTRL, the update written out per coordinate: each coordinate's
-        weight and state are read once from the model, its new values go to the scratch (``cw``: weights,
-        ``cstate``: the rule's state and the L1 record; ``cw`` first holds the slots' caught-up weights), and the
-        row is written back only when every value it computed is finite. The arithmetic is ``apply_update``'s,
-        coordinate by coordinate, so the results are the same bit for bit."""
+        weight (a slot's caught up with the penalty it skipped) and state are read once from the model into the
+        scratch (``cw``: weights, ``cstate``: the rule's state and the L1 record), stepped there, and the row is
+        written back only when every value it computed is finite. The arithmetic is ``apply_update``'s,
+        coordinate by coordinate, so the results are the same bit for bit.
+
+        What it leaves out, each exactly: the next row's slots are prefetched while this row runs (their weights
+        and state are far apart in a large model); a row whose slots are distinct (``first_seen`` finds most rows
+        so) skips ``compact_positions``; a dense coordinate whose gradient is zero (x = 0 in this row, as
+        missing-value indicators mostly are) is not stepped where the rule would leave it as it is
+        (``zero_step_is_identity``)."""
         x, n, d = chunk.x, chunk.n, chunk.d
-        indptr, values = sparse.indptr, sparse.values
+        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
         D = d + sparse.n_slots  # noqa: N806 - the intercept's index
         params, opt_state, hyper = model.params, model.opt_state, model.hyper
         lrs = schedule.lrs  # the rules fused here take no step number
         margins, dloss = work.margins, work.dloss
-        entry_pos = work.entry_pos
+        entry_pos, seen = work.entry_pos, work.positions
         touched, nw, g, ns = work.touched, work.cw, work.cg, work.cstate
+        rows = opt_state.shape[0]
         eps = hyper[H_HUBER_EPS]
         lazy_row = int(hyper[H_LAZY_ROW]) - 1
         l1_row = int(hyper[H_L1_ROW]) - 1
@@ -219,14 +236,33 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         total = 0.0
         zero = np.int64(0)
         one = np.int64(1)
+        for h in range(seen.shape[0]):  # first_seen's stamps are negative, compact_positions' numbers are not
+            seen[h] = 0
+        previous_lr = math.nan  # FTRL's: the rate of the row before
         for r in range(n):
             e0 = indptr[r]
             e1 = indptr[r + 1]
-            m = compact_positions(sparse, e0, e1, work)
+            if r + 1 < n:  # the next row's slots: on their way from memory while this row runs
+                for e in range(e1, indptr[r + 2]):
+                    c = d + indices[e]
+                    prefetch_item(params, c)
+                    for s in range(rows):
+                        prefetch_item(opt_state[s], c)
+            m = first_seen(indices, e0, e1, seen, -1 - r, touched, entry_pos)
+            if m < 0:  # a slot named twice, or maybe: number them
+                m = compact_positions(sparse, e0, e1, work)
+            distinct = m == e1 - e0  # then entry e is slot e - e0
             stride = d + m  # the row's coefficients; the intercept follows them
             n_par = stride + 1
             ledger = opt_state[lazy_row, D] if lazy_row >= 0 else 0.0
-            for p in range(m):  # the slots' weights, with the penalty of the steps they skipped
+            cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
+            for j in range(d):  # the scratch: the dense coefficients, the slots, the intercept and their state
+                nw[j] = params[j]
+                for s in range(RULE_ROWS):
+                    ns[s, j] = opt_state[s, j]
+                if cumulative:
+                    ns[l1_row, j] = opt_state[l1_row, j]
+            for p in range(m):  # the slots' weights with the penalty of the steps they skipped
                 c = d + touched[p]
                 w = params[c]
                 if lazy_row >= 0:
@@ -234,55 +270,80 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     if stamp != ledger:
                         w *= math.exp(ledger - stamp)
                 nw[d + p] = w
-            for i in range(n_par):
-                g[i] = 0.0
+                for s in range(RULE_ROWS):
+                    ns[s, d + p] = opt_state[s, c]
+                if cumulative:
+                    ns[l1_row, d + p] = opt_state[l1_row, c]
+            nw[stride] = params[D]
+            for s in range(RULE_ROWS):
+                ns[s, stride] = opt_state[s, D]
+            if cumulative:
+                ns[l1_row, stride] = opt_state[l1_row, D]
+            for j in range(d):
+                g[j] = 0.0
+            g[stride] = 0.0
             cols_margins(x, n, r, d, zero, one, params, 1, margins, D)
             for e in range(e0, e1):
                 margins[0, 0] += values[e] * nw[d + entry_pos[e - e0]]
             loss = rows_loss_dloss(chunk, work, zero, one, r, 1, LOSS, eps, True)
             cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
-            for e in range(e0, e1):
-                g[d + entry_pos[e - e0]] += dloss[0, 0] * values[e]
+            slope = dloss[0, 0]
+            if distinct:
+                for e in range(e0, e1):
+                    g[d + e - e0] = slope * values[e]
+            else:
+                for p in range(d, stride):
+                    g[p] = 0.0
+                for e in range(e0, e1):
+                    g[d + entry_pos[e - e0]] += slope * values[e]
             if not math.isfinite(loss):
                 return total, r, r
             lr = lrs[r]
             if not FTRL and l2 != 0.0:  # FTRL applies its penalty itself
                 for j in range(d):
-                    g[j] += l2 * params[j]
+                    g[j] += l2 * nw[j]
                 for p in range(d, stride):
                     g[p] += l2 * nw[p]
             clip_by_global_norm(g[:n_par], hyper)
-            cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
-            probe = lr * 0.0
-            for i in range(n_par):
-                if i < d:
-                    c = i
-                    w = params[c]
-                elif i < stride:
-                    c = d + touched[i - d]
+            probe = lr * 0.0  # the rule on the scratch (AdaGrad and SGD: plain loops over it)
+            keep_zeros = False
+            if FTRL:  # in this loop's shape, which keeps the general loop's bits (with LLVM's contraction, a
+                # plain loop of ftrl_coordinate over the scratch rounded z and n differently in the last digit)
+                keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
+                previous_lr = lr
+                for i in range(n_par):
+                    if i < d:
+                        c = i
+                    elif i < stride:
+                        c = d + touched[i - d]
+                    else:
+                        c = D
                     w = nw[i]
-                else:
-                    c = D
-                    w = params[c]
-                gi = g[i]
-                if cumulative:
-                    ns[l1_row, i] = opt_state[l1_row, c]
-                if FTRL:
+                    gi = g[i]
+                    if i < d and keep_zeros and gi == 0.0:  # the rule would give w, z and n back unchanged
+                        continue
                     ns[0, i] = opt_state[0, c]
                     ns[1, i] = opt_state[1, c]
                     penalised = i < stride
                     new = ftrl_coordinate(w, gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
                                           l2 if penalised else 0.0)
                     probe += (gi + ns[0, i] + ns[1, i]) * 0.0
-                elif RULE_ROWS == 1:  # AdaGrad
-                    sum_squares = opt_state[0, c] + gi * gi
-                    ns[0, i] = sum_squares
-                    new = w - lr * gi / (math.sqrt(sum_squares) + rule_eps)
-                    probe += (gi + sum_squares) * 0.0
-                else:
-                    new = w - lr * gi
-                probe += new * 0.0
-                nw[i] = new
+                    probe += new * 0.0
+                    nw[i] = new
+            elif ADAGRAD:
+                sum_squares = ns[0]
+                for i in range(n_par):
+                    gi = g[i]
+                    total_squares = sum_squares[i] + gi * gi
+                    sum_squares[i] = total_squares
+                    nw[i] = nw[i] - lr * gi / (math.sqrt(total_squares) + rule_eps)
+                for i in range(n_par):
+                    probe += (g[i] + sum_squares[i] + nw[i]) * 0.0
+            else:
+                for i in range(n_par):
+                    nw[i] = nw[i] - lr * g[i]
+                for i in range(n_par):
+                    probe += nw[i] * 0.0
             if probe != 0.0:
                 return total, r, r  # nothing was written
             if not FTRL:  # the L1 step: pieces' own, on the scratch (its L1 record copied in above)
@@ -293,7 +354,12 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     return total, r, r
                 ledger += math.log(factor)
             for i in range(n_par):
-                c = i if i < d else (d + touched[i - d] if i < stride else D)
+                if i < d:
+                    if keep_zeros and g[i] == 0.0:  # FTRL's coordinates left as they were
+                        continue
+                    c = i
+                else:
+                    c = d + touched[i - d] if i < stride else D
                 params[c] = nw[i]
                 for s in range(RULE_ROWS):
                     opt_state[s, c] = ns[s, i]
@@ -305,3 +371,56 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         return total, n, -1
 
     return fused_row_loop
+
+
+@inlined
+def first_seen(indices, e0, e1, seen, stamp, touched, entry_pos):
+    """``compact_positions``' numbering of a row whose slots are distinct (``touched``: the slots in order,
+    ``entry_pos``: 0, 1, ...), in one pass that marks each slot's bucket of ``seen`` with the row's ``stamp``
+    (negative, one per row); -1 when two entries share a bucket (the same slot, or a collision of two): then the
+    row needs ``compact_positions``. No clearing: the next row has a stamp of its own."""
+    mask = seen.shape[0] - 1
+    for e in range(e0, e1):
+        c = indices[e]
+        h = (np.int64(c) * HASH_MULTIPLIER) & mask
+        if seen[h] == stamp:
+            return -1
+        seen[h] = stamp
+        touched[e - e0] = c
+        entry_pos[e - e0] = e - e0
+    return e1 - e0
+
+
+@inlined
+def zero_step_is_identity(opt_kind, lr, previous_lr, hyper):
+    """Whether the rule gives a coordinate whose gradient is exactly 0 its weight and state back bit for bit in
+    this row, so the fused loop may leave it (the L1 step still runs on it): SGD and AdaGrad subtract lr * 0 and
+    add 0 to their state, when lr is finite (and AdaGrad's eps > 0: sqrt(0) + 0 would divide 0 by 0); FTRL keeps
+    z and n, and its weight is the same function of them as after the previous row when the rate is that row's (a
+    dense coordinate is stepped every row, so it was computed with that rate; a call's first row has none: NaN)."""
+    if not (lr * 0.0 == 0.0 and lr != 0.0):
+        return False
+    if opt_kind == OPT_FTRL:
+        return lr == previous_lr
+    return opt_kind != OPT_ADAGRAD or hyper[H_EPS] > 0.0
+
+
+@intrinsic
+def prefetch_item(typingctx, array, index):  # pragma: no cover - compiled
+    """Ask the CPU to bring ``array[index]``'s cache line in (LLVM's ``llvm.prefetch``, for a write, into every
+    cache level); no bounds check, no effect on any value."""
+
+    def codegen(context, builder, signature, args):
+        array_type, index_type = signature.args
+        array_struct = context.make_array(array_type)(context, builder, args[0])
+        item = context.cast(builder, args[1], index_type, types.intp)
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [item], wraparound=False)
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(prefetch, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 1), ir.Constant(i32, 3),
+                                ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
