@@ -45,6 +45,20 @@ def _gather(entries, indices, valid, null_value, out):  # pragma: no cover - com
             out[i] = entries[indices[i]] if valid[i] else null_value
 
 
+@njit(nogil=True)
+def _gather_rows(entries, indices, valid, null_value, rows, out):  # pragma: no cover - compiled
+    """out[i] = entries[indices[rows[i]]] (``null_value`` where row ``rows[i]`` is not valid): the row order fused
+    into the gather, whose random reads then stay inside one column's indices (a row group's fit in cache), not
+    across every column's codes at once (``streamgd.features.spec``)."""
+    if valid.shape[0] == 0:
+        for i in range(rows.shape[0]):
+            out[i] = entries[indices[rows[i]]]
+    else:
+        for i in range(rows.shape[0]):
+            r = rows[i]
+            out[i] = entries[indices[r]] if valid[r] else null_value
+
+
 _ALL_VALID = np.zeros(0, dtype=np.bool_)
 
 
@@ -62,11 +76,23 @@ def _indices(chunk: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gather_entries(column: pa.ChunkedArray, per_entry: PerEntry, null_value: int | np.integer,
-                   dtype: np.dtype | type, out: np.ndarray | None = None) -> np.ndarray:
+                   dtype: np.dtype | type, out: np.ndarray | None = None,
+                   rows: np.ndarray | None = None) -> np.ndarray:
     """Each row's value of a dictionary-typed column: ``per_entry`` of each chunk's dictionary (one value per
     entry, of ``dtype``) taken at the row's index; a null row takes ``null_value``. ``per_entry`` sees every
     dictionary as a one-chunk ChunkedArray, and must itself give null entries their null value. ``out``: where
-    to write them (a contiguous array of ``dtype``, one value per row)."""
+    to write them (a contiguous array of ``dtype``, one value per row). ``rows``: the rows to take, in order
+    (int64 positions in the column; None: every row as stored), so ``out[i]`` is row ``rows[i]``'s value."""
+    if rows is not None:
+        out = np.empty(len(rows), dtype=dtype) if out is None else out
+        if column.num_chunks == 1 and len(column.chunk(0)):
+            chunk = column.chunk(0)
+            entries = np.ascontiguousarray(per_entry(pa.chunked_array([chunk.dictionary])), dtype=dtype)
+            indices, valid = _indices(chunk)
+            _gather_rows(entries, indices, valid, out.dtype.type(null_value), rows, out)
+        else:  # several chunks (a step of several units): gathered as stored, then taken in order
+            np.take(gather_entries(column, per_entry, null_value, dtype), rows, out=out)
+        return out
     out = np.empty(len(column), dtype=dtype) if out is None else out
     start = 0
     for chunk in column.chunks:
