@@ -62,7 +62,7 @@ def _gather_rows(entries, indices, valid, null_value, rows, out):  # pragma: no 
 _ALL_VALID = np.zeros(0, dtype=np.bool_)
 
 
-def _indices(chunk: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+def dictionary_indices(chunk: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
     """(indices, valid) of a dictionary array as NumPy, without a copy for int32 and int64 indices; a null's index
     slot is undefined (only read where ``valid`` says the row is not null), ``valid`` is empty when no row is
     null."""
@@ -88,7 +88,7 @@ def gather_entries(column: pa.ChunkedArray, per_entry: PerEntry, null_value: int
         if column.num_chunks == 1 and len(column.chunk(0)):
             chunk = column.chunk(0)
             entries = np.ascontiguousarray(per_entry(pa.chunked_array([chunk.dictionary])), dtype=dtype)
-            indices, valid = _indices(chunk)
+            indices, valid = dictionary_indices(chunk)
             _gather_rows(entries, indices, valid, out.dtype.type(null_value), rows, out)
         else:  # several chunks (a step of several units): gathered as stored, then taken in order
             np.take(gather_entries(column, per_entry, null_value, dtype), rows, out=out)
@@ -100,7 +100,7 @@ def gather_entries(column: pa.ChunkedArray, per_entry: PerEntry, null_value: int
         if n == 0:
             continue
         entries = np.ascontiguousarray(per_entry(pa.chunked_array([chunk.dictionary])), dtype=dtype)
-        indices, valid = _indices(chunk)
+        indices, valid = dictionary_indices(chunk)
         _gather(entries, indices, valid, out.dtype.type(null_value), out[start:start + n])
         start += n
     return out
