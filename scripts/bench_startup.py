@@ -9,6 +9,12 @@ commit, such as ``git archive`` unpacks) that runs each piece once untimed (comp
 own; the statistics pass counts the numeric columns and the text columns the default fit counts (``--onehot``,
 the first K text columns). Printed: per piece, the median over the repeats of each child's best CPU seconds, and
 new / baseline. The child also checks that both trees' searches rank the pairs alike (the gains' digest).
+
+With ``--fit``, whole fits instead: ``streamgd fit PATH --target label --categorical C1..C26 --hash-bits 20
+--missing impute`` (and ``--fit-args``) from each tree, as ``scripts/bench_ctr.py``'s streamgd contender runs it
+(its ``child streamgd-fit``, which records the reader thread's seconds): the child's wall seconds, the epoch's
+(from ``--json``), the fixed part (wall minus epoch: imports, statistics pass, interaction search, set-up), the
+reader thread's microseconds a row, and a digest of the model's weights (equal: the same model).
 """
 
 from __future__ import annotations
@@ -60,6 +66,49 @@ def child(tree: str, path: str, target: str, onehot: int, inner: int) -> None:
     print(json.dumps(out))
 
 
+def fit_child(tree: str, path: str, out_dir: str, extra: list[str]) -> dict:
+    """One ``streamgd fit`` from ``tree`` (its own bench_ctr child); its seconds and its model's digest."""
+    import pyarrow.parquet as pq
+    from safetensors.numpy import load_file
+
+    text = ",".join(name for name in pq.read_schema(path).names if name.startswith("C"))
+    model, timings = os.path.join(out_dir, "model.safetensors"), os.path.join(out_dir, "timings.json")
+    command = [sys.executable, os.path.join(tree, "scripts", "bench_ctr.py"), "child", "streamgd-fit", timings,
+               "fit", path, "--target", "label", "--categorical", text, "--hash-bits", "20", "--missing", "impute",
+               "--out", model, "--json", "--quiet", *extra]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree},
+                          check=True)
+    wall = time.perf_counter() - started
+    report = json.loads(done.stdout)
+    epoch = sum(e["seconds"] for e in report["epochs"])
+    with open(timings) as stream:
+        streams = json.load(stream)
+    rows = sum(s["rows"] for s in streams)
+    weights = load_file(model)
+    digest = hashlib.sha256(b"".join(weights[k].tobytes() for k in sorted(weights))).hexdigest()[:16]
+    return {"wall": wall, "epoch": epoch, "fixed": wall - epoch, "rows_per_s": report["rows"] / wall,
+            "reader_us_per_row": 1e6 * sum(s["reader_seconds"] for s in streams) / rows, "model": digest}
+
+
+def fits(args: argparse.Namespace, trees: dict[str, str]) -> None:
+    """``--fit``: whole fits from each tree, alternated; medians."""
+    import shlex
+    import tempfile
+
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory() as out_dir:
+        for r in range(args.repeat):
+            for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
+                runs[name].append(fit_child(trees[name], args.path, out_dir, shlex.split(args.fit_args)))
+    for key in ("wall", "epoch", "fixed", "rows_per_s", "reader_us_per_row"):
+        line = {name: statistics.median(run[key] for run in runs[name]) for name in trees}
+        ratio = f"   new / baseline {line['new'] / line['baseline']:.2f}" if "baseline" in line else ""
+        print(f"{key:18s} " + "  ".join(f"{name} {value:,.3f}" for name, value in line.items()) + ratio)
+    for name in trees:
+        print(f"{name}: model digests {sorted(set(run['model'] for run in runs[name]))}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?")
@@ -68,12 +117,17 @@ def main() -> None:
     parser.add_argument("--onehot", type=int, default=7, help="Text columns the statistics pass counts.")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--inner", type=int, default=3)
+    parser.add_argument("--fit", action="store_true", help="Time whole fits (see above).")
+    parser.add_argument("--fit-args", default="", help="Appended to the --fit command.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.path, args.target, args.onehot, args.inner)
         return
     trees = {"new": HERE} | ({"baseline": os.path.abspath(args.baseline)} if args.baseline else {})
+    if args.fit:
+        fits(args, trees)
+        return
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     for r in range(args.repeat):
         for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
