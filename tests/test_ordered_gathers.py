@@ -10,7 +10,7 @@ import pytest
 
 from streamgd.data.dictionary_slots import gather_entries
 from streamgd.features.hashing import column_hashes, pair_hashes, value_hashes
-from streamgd.features.spec import CategoricalInput, FeatureSpec
+from streamgd.features.spec import CategoricalInput, FeatureSpec, NumericInput
 from streamgd.features.stats import category_strings
 
 
@@ -76,3 +76,24 @@ def test_compiled_pair_hashes_equal_the_numpy_reference():
     np.testing.assert_array_equal(pair_hashes(a, b), _numpy_pair_hashes(a, b))
     out = np.empty(10_000, np.uint32)
     assert pair_hashes(a, b, out) is out
+
+
+def test_validity_bits_of_sliced_columns_are_read_at_their_offset():
+    """Nulls are read from Arrow's validity bitmap at the array's offset (a slice starting mid-byte)."""
+    rng = np.random.default_rng(8)
+    n = 203
+    numbers = rng.normal(size=n)
+    null = rng.random(n) < 0.3
+    text = [None if null[i] else f"t{i % 5}" for i in range(n)]
+    table = pa.table({"x": pa.array(numbers, pa.float64(), mask=null),
+                      "c": pa.array(text, pa.string()).dictionary_encode()}).slice(13, 150)
+    assert table.column("x").chunk(0).offset == 13
+    spec = FeatureSpec([NumericInput("x", 0.5, True)], [CategoricalInput("c")], "hash", 6, missing="impute")
+    rows = rng.permutation(150).astype(np.int64)
+    X, sparse, _ = spec.to_blocks(table, rows, np.float64)
+    kept, absent = numbers[13:163][rows], null[13:163][rows]
+    np.testing.assert_array_equal(X[:, 0], np.where(absent, 0.5, kept))
+    np.testing.assert_array_equal(X[:, 1], absent.astype(np.float64))
+    decoded = table.column("c").cast(pa.string())
+    np.testing.assert_array_equal(column_hashes(table.column("c"), "c", None, rows),
+                                  value_hashes(category_strings(decoded), "c")[rows])

@@ -16,6 +16,7 @@ from ..kernels.jit import njit
 from .stats import category_strings
 
 NULL_MIX = 0x9E3779B9  # a null's hash: the column's seed ^ NULL_MIX
+_EVERY_ROW = np.zeros(0, dtype=np.bool_)  # the validity mask of a chunk without nulls: none needed
 
 
 def pair_hashes(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -44,9 +45,10 @@ def _pair_hash_kernel(a, b, out):  # pragma: no cover - compiled
 
 @njit(nogil=True)
 def _fnv1a_kernel(offsets, data, valid, seed, out):  # pragma: no cover - compiled
+    every = valid.shape[0] == 0  # no null: no mask
     for i in range(out.shape[0]):
         h = seed
-        if valid[i]:
+        if every or valid[i]:
             for k in range(offsets[i], offsets[i + 1]):
                 h = ((h ^ data[k]) * np.uint32(16777619)) & np.uint32(0xFFFFFFFF)
         else:
@@ -93,7 +95,8 @@ def value_hashes(strings: pa.ChunkedArray, name: str) -> np.ndarray:
     for chunk in strings.chunks:
         offsets, data = _string_buffers(chunk)
         out = np.empty(len(chunk), dtype=np.uint32)
-        _fnv1a_kernel(offsets, data, chunk.is_valid().to_numpy(zero_copy_only=False), seed, out)
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else _EVERY_ROW
+        _fnv1a_kernel(offsets, data, valid, seed, out)
         parts.append(out)
     return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
 

@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..data.chunk_buffers import CHUNK_BUFFERS
-from ..data.dictionary_slots import gather_entries
+from ..data.dictionary_slots import gather_entries, validity_bits
 from ..data.sparse_block import ComputedNames, SparseBlock
 from ..errors import ConfigError, DataError
 from ..kernels.jit import njit
@@ -305,9 +305,10 @@ class FeatureSpec:
             column = table.column(spec.name)
             if _plain_floats(column) and spec.name not in self.transforms and self.missing != "drop-rows":
                 # the common case in one compiled pass: no float64 copy, no gather copy, no mask
-                values, valid = _float_buffers(column.chunk(0))
+                values, bits, bit_offset = _float_buffers(column.chunk(0))
                 impute = np.nan if spec.impute_value is None else float(spec.impute_value)
-                _fill_dense_column(values, valid, rows, impute, X, j, next_indicator if spec.indicator else -1)
+                _fill_dense_column(values, bits, bit_offset, rows, impute, X, j,
+                                   next_indicator if spec.indicator else -1)
                 next_indicator += spec.indicator
                 continue
             values = numeric_values(column)[rows]
@@ -505,20 +506,18 @@ def _fill_codes(codes, offsets, masks, hashed, slots, values):  # pragma: no cov
 
 
 @njit(nogil=True)
-def _fill_dense_column(values, valid, rows, impute, X, j, indicator):  # pragma: no cover - compiled
+def _fill_dense_column(values, bits, bit_offset, rows, impute, X, j, indicator):  # pragma: no cover - compiled
     """Dense column j of the block: each row's value (``rows`` order) as float64, or ``impute`` (NaN: none) where
-    it is null (``valid`` False; empty: none null) or NaN; column ``indicator`` (-1: none) 1 where it was."""
-    some_null = valid.shape[0] > 0
+    it is null (its bit ``bit_offset + r`` in the validity bitmap ``bits`` is 0; empty: none null) or NaN; column
+    ``indicator`` (-1: none) 1 where it was."""
+    some_null = bits.shape[0] > 0
     for i in range(rows.shape[0]):
         r = rows[i]
         v = np.float64(values[r])
-        absent = np.isnan(v) or (some_null and not valid[r])
+        absent = np.isnan(v) or (some_null and not (bits[(bit_offset + r) >> 3] >> ((bit_offset + r) & 7)) & 1)
         X[i, j] = impute if absent else v
         if indicator >= 0:
             X[i, indicator] = 1.0 if absent else 0.0
-
-
-_NONE_NULL = np.zeros(0, dtype=np.bool_)
 
 
 def _plain_floats(column: pa.ChunkedArray) -> bool:
@@ -527,13 +526,12 @@ def _plain_floats(column: pa.ChunkedArray) -> bool:
     return column.num_chunks == 1 and (pa.types.is_float32(kind) or pa.types.is_float64(kind))
 
 
-def _float_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(values, valid) of a float array without a copy of its values; a null's slot is undefined, ``valid`` empty
-    when none is null."""
+def _float_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, int]:
+    """(values, validity bits, bit offset) of a float array without a copy; a null's slot is undefined, the bits
+    empty when none is null (``streamgd.data.dictionary_slots.validity_bits``)."""
     width = np.float32 if pa.types.is_float32(chunk.type) else np.float64
     values = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset: chunk.offset + len(chunk)]
-    valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else _NONE_NULL
-    return values, valid
+    return (values, *validity_bits(chunk))
 
 
 def _valid(strings: pa.ChunkedArray) -> np.ndarray:
