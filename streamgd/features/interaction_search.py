@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data.dataset import Dataset
-from ..data.dictionary_slots import dictionary_columns, is_text
+from ..data.dictionary_slots import dictionary_columns, dictionary_indices, is_text, validity_bits
 from ..data.unit_reader import UnitTableReader
 from ..kernels.jit import njit
 from .stats import category_strings
@@ -167,11 +167,26 @@ def value_ids(chunks: Sequence[pa.Array]) -> tuple[np.ndarray, int]:
     start = offset = 0
     for chunk in chunks:  # each row's id in the shared numbering of the entries, -1 for a null
         n = len(chunk)
-        indices = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        ids[start:start + n] = np.where(chunk.is_null().to_numpy(zero_copy_only=False), -1, entry_ids[offset + indices])
+        if n:
+            bits, bit_offset = validity_bits(chunk)
+            _entry_ids(dictionary_indices(chunk, with_validity=False)[0], bits, bit_offset, entry_ids, offset,
+                       ids[start:start + n])
         start += n
         offset += len(chunk.dictionary)
     return ids, len(entries.dictionary)
+
+
+@njit(nogil=True)
+def _entry_ids(indices, bits, bit_offset, entry_ids, offset, out):  # pragma: no cover - compiled
+    """out[i] = entry_ids[offset + indices[i]], or -1 where row i's bit in the validity bitmap ``bits`` is 0
+    (empty ``bits``: no null), in one pass (no filled, cast and masked copies of the indices)."""
+    every = bits.shape[0] == 0
+    for i in range(indices.shape[0]):
+        at = bit_offset + i
+        if every or (bits[at >> 3] >> (at & 7)) & 1:
+            out[i] = entry_ids[offset + indices[i]]
+        else:
+            out[i] = -1
 
 
 @njit(nogil=True)
