@@ -106,7 +106,7 @@ def fits(args: argparse.Namespace, trees: dict[str, str]) -> None:
         ratio = f"   new / baseline {line['new'] / line['baseline']:.2f}" if "baseline" in line else ""
         print(f"{key:18s} " + "  ".join(f"{name} {value:,.3f}" for name, value in line.items()) + ratio)
     for name in trees:
-        print(f"{name}: model digests {sorted(set(run['model'] for run in runs[name]))}")
+        print(f"{name}: model digests {sorted({run['model'] for run in runs[name]})}")
 
 
 def main() -> None:

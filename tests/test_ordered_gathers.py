@@ -90,7 +90,7 @@ def test_validity_bits_of_sliced_columns_are_read_at_their_offset():
     assert table.column("x").chunk(0).offset == 13
     spec = FeatureSpec([NumericInput("x", 0.5, True)], [CategoricalInput("c")], "hash", 6, missing="impute")
     rows = rng.permutation(150).astype(np.int64)
-    X, sparse, _ = spec.to_blocks(table, rows, np.float64)
+    X, _, _ = spec.to_blocks(table, rows, np.float64)
     kept, absent = numbers[13:163][rows], null[13:163][rows]
     np.testing.assert_array_equal(X[:, 0], np.where(absent, 0.5, kept))
     np.testing.assert_array_equal(X[:, 1], absent.astype(np.float64))

@@ -38,7 +38,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data.dataset import Dataset
-from ..data.dictionary_slots import dictionary_columns, dictionary_indices, is_text, validity_bits
+from ..data.dictionary_slots import (
+    dictionary_columns,
+    dictionary_indices,
+    is_text,
+    validity_bits,
+)
 from ..data.unit_reader import UnitTableReader
 from ..kernels.jit import njit
 from .stats import category_strings
@@ -351,7 +356,7 @@ def _partitioned_pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_m
     squares = 0.0
     for i in range(n):
         term = terms[i]
-        if term != term:
+        if np.isnan(term):
             continue
         gain += term
         squares += term * term
