@@ -1,7 +1,7 @@
 """The fixed start-up of a click-log fit, piece by piece, against another source tree's (``--baseline``), in one
 run, alternated: the interaction search's sample read and pair gains, and the statistics pass.
 
-    python3 scripts/bench_startup.py /work/ctr/ctr-1000000-seed0-model0-rg65536.parquet --baseline /tmp/base
+    python3 scripts/bench_startup.py TABLE --baseline BASE    # BASE: another tree, e.g. main's git archive
 
 Each measurement is a child process (its own imports, so ``--baseline`` can point at the source tree of an older
 commit, such as ``git archive`` unpacks) that runs each piece once untimed (compiles, warms the page cache), then
