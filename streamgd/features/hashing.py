@@ -16,27 +16,39 @@ from ..kernels.jit import njit
 from .stats import category_strings
 
 NULL_MIX = 0x9E3779B9  # a null's hash: the column's seed ^ NULL_MIX
+_EVERY_ROW = np.zeros(0, dtype=np.bool_)  # the validity mask of a chunk without nulls: none needed
 
 
-def pair_hashes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """FNV-1a (32-bit) of the 8 bytes of two value hashes, little-endian: an interaction's hash.
+def pair_hashes(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """FNV-1a (32-bit) of the 8 bytes of two value hashes, little-endian: an interaction's hash (written into
+    ``out``, a uint32 array, when given).
 
     >>> h = pair_hashes(np.array([1], np.uint32), np.array([2], np.uint32))
     >>> int(h[0]) == fnv1a(bytes([1, 0, 0, 0, 2, 0, 0, 0]))
     True
     """
-    h = np.full(a.shape[0], 2166136261, dtype=np.uint64)
-    for word in (a.astype(np.uint64), b.astype(np.uint64)):
-        for shift in (0, 8, 16, 24):
-            h = ((h ^ ((word >> np.uint64(shift)) & np.uint64(0xFF))) * np.uint64(16777619)) & np.uint64(0xFFFFFFFF)
-    return h.astype(np.uint32)
+    out = np.empty(a.shape[0], dtype=np.uint32) if out is None else out
+    _pair_hash_kernel(np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32), out)
+    return out
+
+
+@njit(nogil=True)
+def _pair_hash_kernel(a, b, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        h = np.uint64(2166136261)
+        for word in (np.uint64(a[i]), np.uint64(b[i])):
+            for shift in range(0, 32, 8):
+                h = ((h ^ ((word >> np.uint64(shift)) & np.uint64(0xFF))) * np.uint64(16777619)) \
+                    & np.uint64(0xFFFFFFFF)
+        out[i] = h
 
 
 @njit(nogil=True)
 def _fnv1a_kernel(offsets, data, valid, seed, out):  # pragma: no cover - compiled
+    every = valid.shape[0] == 0  # no null: no mask
     for i in range(out.shape[0]):
         h = seed
-        if valid[i]:
+        if every or valid[i]:
             for k in range(offsets[i], offsets[i + 1]):
                 h = ((h ^ data[k]) * np.uint32(16777619)) & np.uint32(0xFFFFFFFF)
         else:
@@ -83,20 +95,25 @@ def value_hashes(strings: pa.ChunkedArray, name: str) -> np.ndarray:
     for chunk in strings.chunks:
         offsets, data = _string_buffers(chunk)
         out = np.empty(len(chunk), dtype=np.uint32)
-        _fnv1a_kernel(offsets, data, chunk.is_valid().to_numpy(zero_copy_only=False), seed, out)
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else _EVERY_ROW
+        _fnv1a_kernel(offsets, data, valid, seed, out)
         parts.append(out)
     return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
 
 
-def column_hashes(column: pa.ChunkedArray, name: str, out: np.ndarray | None = None) -> np.ndarray:
+def column_hashes(column: pa.ChunkedArray, name: str, out: np.ndarray | None = None,
+                  rows: np.ndarray | None = None) -> np.ndarray:
     """``value_hashes`` of a categorical column's every row: a dictionary-typed column's (as a reader with
     ``read_dictionary`` gives it) hashed once per dictionary entry and gathered by index, equal bit for bit to
-    hashing its decoded strings; any other column row by row. ``out``: a uint32 array to write them to."""
+    hashing its decoded strings; any other column row by row. ``out``: a uint32 array to write them to.
+    ``rows``: the rows to hash, in order (int64 positions; None: every row as stored)."""
     if pa.types.is_dictionary(column.type):
         null_hash = np.uint32(fnv1a(name.encode() + b"=")) ^ np.uint32(NULL_MIX)
         return gather_entries(column, lambda entries: value_hashes(category_strings(entries), name), null_hash,
-                              np.uint32, out)
+                              np.uint32, out, rows)
     hashes = value_hashes(category_strings(column), name)
+    if rows is not None:
+        hashes = hashes[rows]
     if out is None:
         return hashes
     out[:] = hashes

@@ -38,7 +38,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data.dataset import Dataset
-from ..data.dictionary_slots import dictionary_columns, is_text
+from ..data.dictionary_slots import (
+    dictionary_columns,
+    dictionary_indices,
+    is_text,
+    validity_bits,
+)
 from ..data.unit_reader import UnitTableReader
 from ..kernels.jit import njit
 from .stats import category_strings
@@ -167,11 +172,26 @@ def value_ids(chunks: Sequence[pa.Array]) -> tuple[np.ndarray, int]:
     start = offset = 0
     for chunk in chunks:  # each row's id in the shared numbering of the entries, -1 for a null
         n = len(chunk)
-        indices = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        ids[start:start + n] = np.where(chunk.is_null().to_numpy(zero_copy_only=False), -1, entry_ids[offset + indices])
+        if n:
+            bits, bit_offset = validity_bits(chunk)
+            _entry_ids(dictionary_indices(chunk, with_validity=False)[0], bits, bit_offset, entry_ids, offset,
+                       ids[start:start + n])
         start += n
         offset += len(chunk.dictionary)
     return ids, len(entries.dictionary)
+
+
+@njit(nogil=True)
+def _entry_ids(indices, bits, bit_offset, entry_ids, offset, out):  # pragma: no cover - compiled
+    """out[i] = entry_ids[offset + indices[i]], or -1 where row i's bit in the validity bitmap ``bits`` is 0
+    (empty ``bits``: no null), in one pass (no filled, cast and masked copies of the indices)."""
+    every = bits.shape[0] == 0
+    for i in range(indices.shape[0]):
+        at = bit_offset + i
+        if every or (bits[at >> 3] >> (at & 7)) & 1:
+            out[i] = entry_ids[offset + indices[i]]
+        else:
+            out[i] = -1
 
 
 @njit(nogil=True)
@@ -261,6 +281,88 @@ def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, pena
     return gain / n, squares / n
 
 
+# a hashed pair's rows are scored by partitions of 2^14 cells: 512 KiB of work table, which stays in a core's L2
+# cache (scripts/bench_startup.py; smaller partitions cost more in bucketing the rows than they save)
+PARTITION_BITS = 14
+
+
+@njit(nogil=True)
+def _partitioned_pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table,
+                           probabilities, n_cells, records, terms):  # pragma: no cover - compiled
+    """``_pair_gain``'s result, bit for bit, for a pair whose work table is larger than a cache: the rows are
+    first bucketed by their cell's partition (``PARTITION_BITS`` high bits of the cell), each row as one record
+    (cell, row, residual and curvature in its fit fold, its probability in its held-out fold), in row order within
+    each partition; each partition is then summed and scored in a table of its own cells alone, which stays in
+    cache, where ``_pair_gain`` reads a table of up to ``CELL_BUCKETS`` cells at random for every row. A cell's
+    sums add its rows in row order as ``_pair_gain`` does, and the held-out terms (``terms``: one per row, NaN
+    where the cell is empty in the other fold) are added in row order too. ``records``: (rows, 6) scratch;
+    ``table``: at least (2^PARTITION_BITS, 4), zeroed, and zeroed again on return."""
+    cached = probabilities.shape[1] > 0
+    n = y.shape[0]
+    width = 1 << PARTITION_BITS
+    n_parts = (n_cells + width - 1) >> PARTITION_BITS
+    shift = np.uint64(64 - int(np.log2(n_cells))) if hashed else np.uint64(0)
+    starts = np.zeros(n_parts + 1, dtype=np.int64)
+    for i in range(n):  # the rows of each partition
+        cell = a[i] * size_b + b[i]
+        if hashed:
+            cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        starts[(cell >> PARTITION_BITS) + 1] += 1
+    for k in range(n_parts):
+        starts[k + 1] += starts[k]
+    filled = starts[:-1].copy()
+    for i in range(n):  # each row's record, placed in its partition
+        exact = a[i] * size_b + b[i]
+        cell = exact
+        if hashed:
+            cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        fold = i & 1
+        if cached:
+            p = probabilities[fold, exact]
+            q = probabilities[1 - fold, exact]
+        else:
+            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
+            q = 1.0 / (1.0 + np.exp(-(base_margins[1 - fold] + effects_a[1 - fold, a[i]]
+                                      + effects_b[1 - fold, b[i]])))
+        part = cell >> PARTITION_BITS
+        k = filled[part]
+        filled[part] = k + 1
+        records[k, 0] = cell
+        records[k, 1] = i
+        records[k, 2] = y[i] - p
+        records[k, 3] = p * (1.0 - p)
+        records[k, 4] = q
+        records[k, 5] = y[i]
+    for part in range(n_parts):
+        first = part << PARTITION_BITS
+        for k in range(starts[part], starts[part + 1]):  # the fit sums, each row in its own fold
+            cell = np.int64(records[k, 0]) - first
+            fold = np.int64(records[k, 1]) & 1
+            table[cell, 2 * fold] += records[k, 2]
+            table[cell, 2 * fold + 1] += records[k, 3]
+        for k in range(starts[part], starts[part + 1]):  # each row held out of the other fold
+            cell = np.int64(records[k, 0]) - first
+            i = np.int64(records[k, 1])
+            fold = 1 - (i & 1)
+            curvature = table[cell, 2 * fold + 1]
+            if curvature == 0.0:
+                terms[i] = np.nan
+                continue
+            delta = table[cell, 2 * fold] / (curvature + penalty[fold])
+            p = records[k, 4]
+            terms[i] = delta * (records[k, 5] - p) - 0.5 * delta * delta * p * (1.0 - p)
+        table[: min(width, n_cells - first)] = 0.0
+    gain = 0.0
+    squares = 0.0
+    for i in range(n):
+        term = terms[i]
+        if np.isnan(term):
+            continue
+        gain += term
+        squares += term * term
+    return gain / n, squares / n
+
+
 def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = PRIOR_ROWS,
                threads: int = 2) -> list[PairGain]:
     """Every pair's held-out gain (module docstring, steps 2-3), the largest first."""
@@ -283,6 +385,7 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
     def gains_of(share: list[tuple[str, str]]) -> list[PairGain]:
         table = np.zeros((cells, 4))  # each thread its own
         cached = np.empty((2, min(cells, len(y) // 2)))  # cell probabilities, for pairs with fewer cells than rows
+        records = terms = None  # the partitioned kernel's scratch, made when a pair first needs it
         out = []
         for a, b in share:
             n_cells = sizes[a] * sizes[b]
@@ -290,8 +393,16 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
             probabilities = cached[:, :n_cells] if not hashed and 2 * n_cells <= len(y) else cached[:, :0]
             if probabilities.shape[1]:
                 _cell_probabilities(sizes[a], sizes[b], effects[a], effects[b], base_margins, probabilities)
-            gain, squares = _pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a], effects[b],
-                                       base_margins, penalty, table if hashed else table[:n_cells], probabilities)
+            table_cells = CELL_BUCKETS if hashed else n_cells
+            if hashed and table_cells >= 1 << PARTITION_BITS:
+                if records is None:
+                    records, terms = np.empty((len(y), 6)), np.empty(len(y))
+                gain, squares = _partitioned_pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a],
+                                                       effects[b], base_margins, penalty, table, probabilities,
+                                                       table_cells, records, terms)
+            else:
+                gain, squares = _pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a], effects[b],
+                                           base_margins, penalty, table[:table_cells], probabilities)
             error = np.sqrt(max(squares - gain * gain, 0.0) / len(y))  # the standard error of a mean over rows
             out.append(PairGain(a, b, float(gain), float(gain) / baseline, float(gain / error) if error else 0.0))
         return out

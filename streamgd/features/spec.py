@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..data.chunk_buffers import CHUNK_BUFFERS
-from ..data.dictionary_slots import gather_entries
+from ..data.dictionary_slots import gather_entries, validity_bits
 from ..data.sparse_block import ComputedNames, SparseBlock
 from ..errors import ConfigError, DataError
 from ..kernels.jit import njit
@@ -296,16 +296,19 @@ class FeatureSpec:
         (None: all)."""
         n = table.num_rows
         rows = np.ascontiguousarray(np.arange(n) if order is None else order, dtype=np.int64)
-        X = CHUNK_BUFFERS.zeros((len(rows), self.n_dense), dtype, order="F")
+        # every dense column is written below (values, then indicators): no zeroing; the chunk's arrays come from
+        # the recycled pool, which spares faulting their pages in again for every chunk
+        X = CHUNK_BUFFERS.empty((len(rows), self.n_dense), dtype, order="F")
         keep = None
         next_indicator = len(self.numeric)
         for j, spec in enumerate(self.numeric):
             column = table.column(spec.name)
             if _plain_floats(column) and spec.name not in self.transforms and self.missing != "drop-rows":
                 # the common case in one compiled pass: no float64 copy, no gather copy, no mask
-                values, valid = _float_buffers(column.chunk(0))
+                values, bits, bit_offset = _float_buffers(column.chunk(0))
                 impute = np.nan if spec.impute_value is None else float(spec.impute_value)
-                _fill_dense_column(values, valid, rows, impute, X, j, next_indicator if spec.indicator else -1)
+                _fill_dense_column(values, bits, bit_offset, rows, impute, X, j,
+                                   next_indicator if spec.indicator else -1)
                 next_indicator += spec.indicator
                 continue
             values = numeric_values(column)[rows]
@@ -323,23 +326,24 @@ class FeatureSpec:
         if not self.categorical and not self.binned:
             return X, None, keep
         width = len(self.categorical) + len(self.interactions) + len(self.binned)
-        slots = np.empty((len(rows), width), dtype=np.int32)
-        values = np.empty((len(rows), width), dtype=np.float64)
+        slots = CHUNK_BUFFERS.empty((len(rows), width), np.int32)
+        values = CHUNK_BUFFERS.empty((len(rows), width), np.float64)
         hashes: dict[str, np.ndarray] = {}
 
         def column_hash(name: str, out: np.ndarray | None = None) -> np.ndarray:
-            """The column's hashes per table row, computed once (written into ``out`` too when given)."""
+            """The column's hashes per delivered row, computed once (written into ``out`` too when given)."""
             if name not in hashes:
-                hashes[name] = column_hashes(table.column(name), name, out)
+                hashes[name] = column_hashes(table.column(name), name, out, rows)
             elif out is not None:
                 out[:] = hashes[name]
             return hashes[name]
 
-        # each categorical column's and interaction's code per table row (a hash, or a one-hot rank), then every
-        # block column of a row written at once: the block is row-major, and filling it a column at a time wrote
-        # one value per cache line (scripts/bench_dictionary_reads.py)
+        # each categorical column's and interaction's code per delivered row (a hash, or a one-hot rank; the row
+        # order applied a column at a time, where its random reads stay in one column), then every block column of
+        # a row written at once: the block is row-major, and filling it a column at a time wrote one value per
+        # cache line (scripts/bench_dictionary_reads.py)
         n_codes = len(self.categorical) + len(self.interactions)
-        codes = np.empty((n_codes, n), dtype=np.uint32)
+        codes = CHUNK_BUFFERS.empty((n_codes, len(rows)), np.uint32)
         offsets = np.empty(n_codes, dtype=np.int64)
         masks = np.empty(n_codes, dtype=np.uint32)
         hashed = np.empty(n_codes, dtype=np.bool_)
@@ -351,7 +355,7 @@ class FeatureSpec:
                 column_hash(spec.name, codes[j])
                 offsets[j], masks[j], hashed[j] = hash_start, mask, True
             else:
-                codes[j] = self.vocabulary_ranks(j, table.column(spec.name))
+                codes[j] = self.vocabulary_ranks(j, table.column(spec.name), rows)
                 offsets[j], masks[j], hashed[j] = first, 0, False
                 first += len(spec.vocabulary) + 1
         own = self.own_interaction_bits
@@ -359,9 +363,9 @@ class FeatureSpec:
                                                                     np.uint32((1 << own) - 1))
         for t, (a, b) in enumerate(self.interactions):
             j = len(self.categorical) + t
-            codes[j] = pair_hashes(column_hash(a), column_hash(b))
+            pair_hashes(column_hash(a), column_hash(b), codes[j])
             offsets[j], masks[j], hashed[j] = offset, pair_mask, True
-        _fill_codes(codes, rows, offsets, masks, hashed, slots, values)
+        _fill_codes(codes, offsets, masks, hashed, slots, values)
         keep = self._fill_bins(table, rows, slots, values, len(self.categorical) + len(self.interactions), keep)
         return X, SparseBlock.from_fixed(slots, values, self.n_slots), keep
 
@@ -373,14 +377,15 @@ class FeatureSpec:
             X = np.asfortranarray(np.hstack([X, sparse.to_dense().astype(X.dtype)]))
         return X, keep
 
-    def vocabulary_ranks(self, j: int, column: pa.ChunkedArray) -> np.ndarray:
+    def vocabulary_ranks(self, j: int, column: pa.ChunkedArray, rows: np.ndarray | None = None) -> np.ndarray:
         """Each row's rank in categorical column j's vocabulary (nulls and values not in it: len(vocabulary),
         other): a dictionary-typed column's entries are looked up once per dictionary and gathered by index, any
-        other column's values row by row (``vocabulary_index``)."""
+        other column's values row by row (``vocabulary_index``). ``rows``: the rows, in order (None: all)."""
         if pa.types.is_dictionary(column.type):
             return gather_entries(column, lambda entries: self.vocabulary_index(j, category_strings(entries)),
-                                  len(self.categorical[j].vocabulary), np.int64)
-        return self.vocabulary_index(j, category_strings(column))
+                                  len(self.categorical[j].vocabulary), np.int64, None, rows)
+        ranks = self.vocabulary_index(j, category_strings(column))
+        return ranks if rows is None else ranks[rows]
 
     def vocabulary_index(self, j: int, strings: pa.ChunkedArray) -> np.ndarray:
         """Each value's rank in column j's vocabulary; nulls and values not in it: len(vocabulary) (other)."""
@@ -485,14 +490,13 @@ def check_hash_bits(name: str, bits: object) -> None:
 
 
 @njit(nogil=True)
-def _fill_codes(codes, rows, offsets, masks, hashed, slots, values):  # pragma: no cover - compiled
-    """Block columns [0, len(codes)) of each row i, the row ``rows[i]`` of the table: for a hashed column (or
+def _fill_codes(codes, offsets, masks, hashed, slots, values):  # pragma: no cover - compiled
+    """Block columns [0, len(codes)) of each delivered row i (``codes[:, i]``): for a hashed column (or
     interaction) j, slot offsets[j] + (h & masks[j]) and value -1 where the hash h's top bit is set, else 1; for
     a one-hot column, slot offsets[j] + rank, value 1."""
-    for i in range(rows.shape[0]):
-        r = rows[i]
+    for i in range(codes.shape[1]):
         for j in range(codes.shape[0]):
-            code = codes[j, r]
+            code = codes[j, i]
             if hashed[j]:
                 slots[i, j] = offsets[j] + (code & masks[j])
                 values[i, j] = -1.0 if code >> 31 else 1.0
@@ -502,20 +506,18 @@ def _fill_codes(codes, rows, offsets, masks, hashed, slots, values):  # pragma: 
 
 
 @njit(nogil=True)
-def _fill_dense_column(values, valid, rows, impute, X, j, indicator):  # pragma: no cover - compiled
+def _fill_dense_column(values, bits, bit_offset, rows, impute, X, j, indicator):  # pragma: no cover - compiled
     """Dense column j of the block: each row's value (``rows`` order) as float64, or ``impute`` (NaN: none) where
-    it is null (``valid`` False; empty: none null) or NaN; column ``indicator`` (-1: none) 1 where it was."""
-    some_null = valid.shape[0] > 0
+    it is null (its bit ``bit_offset + r`` in the validity bitmap ``bits`` is 0; empty: none null) or NaN; column
+    ``indicator`` (-1: none) 1 where it was."""
+    some_null = bits.shape[0] > 0
     for i in range(rows.shape[0]):
         r = rows[i]
         v = np.float64(values[r])
-        absent = np.isnan(v) or (some_null and not valid[r])
+        absent = np.isnan(v) or (some_null and not (bits[(bit_offset + r) >> 3] >> ((bit_offset + r) & 7)) & 1)
         X[i, j] = impute if absent else v
         if indicator >= 0:
             X[i, indicator] = 1.0 if absent else 0.0
-
-
-_NONE_NULL = np.zeros(0, dtype=np.bool_)
 
 
 def _plain_floats(column: pa.ChunkedArray) -> bool:
@@ -524,13 +526,12 @@ def _plain_floats(column: pa.ChunkedArray) -> bool:
     return column.num_chunks == 1 and (pa.types.is_float32(kind) or pa.types.is_float64(kind))
 
 
-def _float_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(values, valid) of a float array without a copy of its values; a null's slot is undefined, ``valid`` empty
-    when none is null."""
+def _float_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, int]:
+    """(values, validity bits, bit offset) of a float array without a copy; a null's slot is undefined, the bits
+    empty when none is null (``streamgd.data.dictionary_slots.validity_bits``)."""
     width = np.float32 if pa.types.is_float32(chunk.type) else np.float64
     values = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset: chunk.offset + len(chunk)]
-    valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else _NONE_NULL
-    return values, valid
+    return (values, *validity_bits(chunk))
 
 
 def _valid(strings: pa.ChunkedArray) -> np.ndarray:

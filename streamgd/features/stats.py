@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data.dataset import Dataset, Unit
+from ..data.dictionary_slots import dictionary_columns, dictionary_indices, is_text
 from ..data.unit_reader import UnitTableReader
 from ..errors import DataError
 from ..kernels.jit import njit
@@ -204,6 +205,11 @@ def column_stats(column: pa.ChunkedArray, categorical: bool, max_categories: int
     """Statistics of one column of one chunk; a numeric column with a ``treatment`` is summarised after its
     transform (the values training sees), with a quantile sketch when it is to be binned."""
     if categorical:
+        counted = dictionary_value_counts(column)
+        if counted is not None:  # a Parquet dictionary's rows counted by index, no string decoded per row
+            values, counts = counted
+            return ColumnStats(count=int(counts.sum()), missing=column.null_count,
+                               categories=SpaceSaving.from_counts(values, counts, category_capacity(max_categories)))
         strings = category_strings(column)
         return ColumnStats(count=len(strings) - strings.null_count, missing=strings.null_count,
                            categories=SpaceSaving.from_array(strings, category_capacity(max_categories)))
@@ -218,6 +224,39 @@ def column_stats(column: pa.ChunkedArray, categorical: bool, max_categories: int
         return stats
     values = _plain_numbers(column)
     return array_stats(numeric_values(column) if values is None else values)
+
+
+@njit(nogil=True)
+def _entry_counts(indices, valid, n_entries):  # pragma: no cover - compiled
+    """(rows per dictionary entry, the entries seen in the order they first appear) of the valid rows."""
+    counts = np.zeros(n_entries, dtype=np.int64)
+    order = np.empty(n_entries, dtype=np.int64)
+    seen = 0
+    some_null = valid.shape[0] > 0
+    for i in range(indices.shape[0]):
+        if some_null and not valid[i]:
+            continue
+        k = indices[i]
+        if counts[k] == 0:
+            order[seen] = k
+            seen += 1
+        counts[k] += 1
+    return counts, order[:seen]
+
+
+def dictionary_value_counts(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray] | None:
+    """(distinct values, their counts) of a one-chunk dictionary column of text whose dictionary holds each value
+    once and no null, in the order the values first appear: what ``pc.value_counts`` of its decoded strings gives,
+    from the indices alone. None for any other column."""
+    if column.num_chunks != 1 or not pa.types.is_dictionary(column.type) or not is_text(column.type.value_type):
+        return None
+    chunk = column.chunk(0)
+    dictionary = chunk.dictionary
+    if dictionary.null_count or len(pc.unique(dictionary)) != len(dictionary):
+        return None
+    indices, valid = dictionary_indices(chunk)
+    counts, order = _entry_counts(indices, valid, len(dictionary))
+    return dictionary.take(pa.array(order)), counts[order]
 
 
 def array_stats(values: np.ndarray) -> ColumnStats:
@@ -290,7 +329,9 @@ def units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str],
     """Statistics of ``columns`` over some units of the dataset, read one at a time (numeric columns with a
     treatment: of their transformed values, see ``column_stats``)."""
     treatments = treatments or {}
-    tables = UnitTableReader(dataset, columns, read_ahead=units)
+    # the categorical text columns read as Parquet dictionaries: their values counted by index
+    text = dictionary_columns(dataset.schema, [name for name in columns if name in categorical])
+    tables = UnitTableReader(dataset, columns, read_ahead=units, dictionary_columns=text)
     empty = SpaceSaving.empty(category_capacity(max_categories))
     total = DatasetStats(0, {name: ColumnStats(categories=empty if name in categorical else None) for name in columns})
     try:
