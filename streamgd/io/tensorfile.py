@@ -57,12 +57,14 @@ def _write_array(stream: Any, array: np.ndarray) -> None:
     row is 134 MB)."""
     for piece in c_order_pieces(array):
         stream.write(memoryview(piece.reshape(-1)).cast("B"))
+        del piece  # freed before the next slice is copied: one slice at a time
 
 
-def c_order_pieces(array: np.ndarray, limit: int = SLICE_BYTES) -> Iterator[np.ndarray]:
+def c_order_pieces(array: np.ndarray, limit: int | None = None) -> Iterator[np.ndarray]:
     """``array``'s values in C order as contiguous pieces whose bytes, joined, are the array's: the array itself
     when contiguous, else copies of at most about ``limit`` bytes (a row, several rows, or a piece of a row),
-    so that a strided view is written or hashed without a copy of its own size."""
+    so that a strided view is written or hashed without a copy of its own size (``limit``: ``SLICE_BYTES``)."""
+    limit = SLICE_BYTES if limit is None else limit
     if not array.nbytes:
         return
     if array.ndim == 0 or array.flags.c_contiguous:

@@ -87,6 +87,7 @@ def checksum(meta: dict, tensors: dict[str, np.ndarray]) -> str:
         h.update(f"\0{name}\0{list(array.shape)}\0".encode())
         for piece in c_order_pieces(array):  # a per-coordinate block's strided views: a few MB at a time
             h.update(memoryview(piece.reshape(-1)).cast("B"))
+            del piece  # freed before the next slice is copied
     return "blake2b:" + h.hexdigest()
 
 
