@@ -231,8 +231,10 @@ class LinearModel:
         """The flat parameter vector in the kernels' layout (coef row-major, then intercepts): the model's own
         memory (possibly strided: a finished run's weights) while ``coef_`` and ``intercept_`` are its views, a
         new vector if they were replaced."""
-        if self.coef_ is self._views[0] and self.intercept_ is self._views[1]:
-            return self._flat
+        flat = self._flat
+        if self.coef_ is self._views[0] and self.intercept_ is self._views[1] and (  # not separate arrays since
+                flat.size == 0 or np.may_share_memory(self.coef_, flat)):  # (unpickled: each its own copy)
+            return flat
         return np.concatenate([np.ravel(self.coef_), np.ravel(self.intercept_)])
 
     def _kernel_params(self) -> np.ndarray:
