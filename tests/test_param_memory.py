@@ -153,7 +153,7 @@ def _per_coordinate_block(n: int, state_rows: int, seed: int) -> tuple[np.ndarra
 
 def _data_bytes(path) -> tuple[dict, bytes]:
     """A safetensors file's header (JSON) and its data bytes."""
-    raw = open(path, "rb").read()
+    raw = path.read_bytes()
     length = int.from_bytes(raw[:8], "little")
     import json
 
@@ -176,7 +176,7 @@ def test_a_strided_tensor_is_written_as_its_contiguous_copy_would_be(tmp_path, m
     tensorfile.save_safetensors(tensors, str(tmp_path / "strided"), metadata)
     copies = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
     tensorfile.save_safetensors(copies, str(tmp_path / "contiguous"), metadata)
-    assert open(tmp_path / "strided", "rb").read() == open(tmp_path / "contiguous", "rb").read()
+    assert (tmp_path / "strided").read_bytes() == (tmp_path / "contiguous").read_bytes()
     save_file(copies, str(tmp_path / "theirs"), metadata=metadata)
     assert _data_bytes(tmp_path / "strided") == _data_bytes(tmp_path / "theirs")  # their header orders keys anew
 
@@ -210,11 +210,8 @@ def test_a_batch_1_hashed_fit_hands_its_weights_to_the_model(clicks, tmp_path, m
     options = {"optimizer": optimizer, "epochs": 1, "interactions": "none", "encoding": "hash", "alpha": 1e-3,
                "batch_size": 1}
     streamgd.fit(clicks, target="y", hash_bits=10, **options)  # the kernels compile outside the trace
-    models = []
     path = tmp_path / "m.safetensors"
-    peak = _traced_peak(lambda: models.append(streamgd.fit(clicks, target="y", hash_bits=20, **options).save(path)
-                                              or None))
-    del models
+    peak = _traced_peak(lambda: streamgd.fit(clicks, target="y", hash_bits=20, **options).save(path))
     again = load(path)
     params_and_state = again.params.nbytes + again.optimizer_state.nbytes
     assert params_and_state > 16e6
