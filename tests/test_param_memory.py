@@ -234,3 +234,17 @@ def test_a_batch_1_hashed_fit_hands_its_weights_to_the_model(clicks, tmp_path, m
     np.testing.assert_allclose(restored[-1] - raw @ standardizer.mean, model.intercept_, rtol=1e-12)
     assert restored[-1] != model.intercept_[0] and restored[0] != model.coef_[0, 0]  # not the folded values
     np.testing.assert_array_equal(restored[dense:-1], model.coef_[0, dense:])
+
+
+def test_a_checkpoint_checksum_reads_strided_state_in_slices(monkeypatch):
+    """The checkpoint's checksum of a per-coordinate block's views equals that of their contiguous copies (what
+    it hashed before) and allocates one slice, not a copy of the state (16 MB here)."""
+    from streamgd.training.checkpoint import checksum
+
+    _, weights, state = _per_coordinate_block(1 << 20, 2, seed=7)
+    meta = {"serial": 3}
+    expected = checksum(meta, {"params": weights.copy(), "opt_state": state.copy()})
+    digests = []
+    peak = _traced_peak(lambda: digests.append(checksum(meta, {"params": weights, "opt_state": state})))
+    assert digests == [expected]
+    assert peak < 1.2 * tensorfile.SLICE_BYTES, peak / 1e6
