@@ -56,7 +56,7 @@ from .models.linear import LinearModel
 from .training.chunk_step import chunk_job
 from .training.config import TrainConfig
 from .training.epoch import train_epochs
-from .training.model_of_run import assemble_model
+from .training.model_of_run import assemble_model, training_params
 from .training.run_setup import needs_feature_spec, open_training_data
 from .training.state import Run, TrainState
 from .training.trainer import Trainer
@@ -134,8 +134,8 @@ class _Session:
         run, state = trainer.run, trainer.state
         steps = trainer.steps_per_epoch(run.train)
         run = replace(run, train=None, validation=None, schedule=None)  # no data kept; schedules are closures
-        state = replace(state, params=state.params.copy(), opt_state=state.opt_state.copy(),
-                        history=list(state.history))
+        state = replace(state, params=training_params(state), opt_state=state.opt_state.copy(),
+                        history=list(state.history), unfolded_linear=None)
         # weights are per call; partial_fit never stops early (its model is the last call's)
         return cls(replace(trainer.config, sample_weight=None, early_stopping=0), run, state, steps, calls)
 

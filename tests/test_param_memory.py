@@ -143,3 +143,108 @@ def test_the_search_samples_are_not_held_beside_the_parameters(clicks, monkeypat
     monkeypatch.setattr(run_setup, "initial_state", allocating)
     streamgd.fit(clicks, target="y", factors=4, hash_bits=12, epochs=1, seed=2)
     assert len(refs) == 2 * 3 and alive == [0]  # two samples of the three text columns, none alive
+
+
+def _per_coordinate_block(n: int, state_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(block, weights, state) as ``streamgd.optim.state.coordinate_block`` lays them out, filled at random."""
+    block = np.random.default_rng(seed).standard_normal((n, 1 + state_rows))
+    return block, block[:, 0], block[:, 1:].T
+
+
+def _data_bytes(path) -> tuple[dict, bytes]:
+    """A safetensors file's header (JSON) and its data bytes."""
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    import json
+
+    return json.loads(raw[8:8 + length]), raw[8 + length:]
+
+
+def test_a_strided_tensor_is_written_as_its_contiguous_copy_would_be(tmp_path, monkeypatch):
+    """The writer streams strided views (a per-coordinate block's weights and state rows, whose one row is longer
+    than a slice; a factor block's factors without their state) in slices: the file is byte for byte the one
+    written from contiguous copies, and tensor for tensor safetensors' own writer's."""
+    from safetensors.numpy import save_file
+
+    monkeypatch.setattr(tensorfile, "SLICE_BYTES", 1 << 12)  # rows of 30,000 values are written in pieces
+    _, weights, state = _per_coordinate_block(30_000, 2, seed=4)
+    factors = np.random.default_rng(5).standard_normal((700, 3, 8))[:, :, :4]
+    tensors = {"coef": weights.reshape(1, -1), "intercept": np.array([0.25]), "optimizer_state": state,
+               "factors": factors, "empty": np.zeros((0, 3))}
+    assert not weights.flags.c_contiguous and not state.flags.c_contiguous and not factors.flags.c_contiguous
+    metadata = {"format": "streamgd.test", "streamgd": "{}"}
+    tensorfile.save_safetensors(tensors, str(tmp_path / "strided"), metadata)
+    copies = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
+    tensorfile.save_safetensors(copies, str(tmp_path / "contiguous"), metadata)
+    assert (tmp_path / "strided").read_bytes() == (tmp_path / "contiguous").read_bytes()
+    save_file(copies, str(tmp_path / "theirs"), metadata=metadata)
+    assert _data_bytes(tmp_path / "strided") == _data_bytes(tmp_path / "theirs")  # their header orders keys anew
+
+
+def test_writing_a_per_coordinate_block_copies_none_of_its_tensors(tmp_path):
+    """A model file of a per-coordinate block's weights and state rows (what a batch-1 hashed fit hands its
+    model): writing it allocates a slice (8 MB), not a copy of a state row (33.5 MB here; the old writer
+    copied each row whole) nor of the coefficients; the file reads back to the same arrays."""
+    n = 1 << 22
+    _, weights, state = _per_coordinate_block(n, 2, seed=6)
+    tensors = {"coef": weights[:-1].reshape(1, -1), "intercept": weights[-1:], "optimizer_state": state}
+    path = tmp_path / "m.safetensors"
+    peak = _traced_peak(lambda: tensorfile.write_tensor_file(path, tensors, "streamgd.test", 1, {}, "a test file"))
+    assert peak < 1.2 * tensorfile.SLICE_BYTES, peak / 1e6
+    _, read = tensorfile.read_tensor_file(path, "streamgd.test", 1, "a test file")
+    np.testing.assert_array_equal(read["coef"][0], weights[:-1])
+    np.testing.assert_array_equal(read["optimizer_state"], state)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "ftrl"])
+def test_a_batch_1_hashed_fit_hands_its_weights_to_the_model(clicks, tmp_path, monkeypatch, optimizer):
+    """A batch-1 hashed fit trains a per-coordinate block (weights and state side by side); the model takes the
+    block's weights and state rows as they are, and saving writes them in slices: the traced peak of the fit and
+    the save is the block and a few slices (the old code copied the weights into the model, +1/(1 + state rows),
+    and each state row while saving). The model predicts as the file it wrote, and keeps the raw-input
+    coefficients (the standardization folded into them) while a session continuing the fit starts from the
+    weights as training left them."""
+    from streamgd.training import model_of_run
+
+    monkeypatch.setattr(tensorfile, "SLICE_BYTES", 1 << 16)  # a slice is small against the 2^20 weights
+    options = {"optimizer": optimizer, "epochs": 1, "interactions": "none", "encoding": "hash", "alpha": 1e-3,
+               "batch_size": 1}
+    streamgd.fit(clicks, target="y", hash_bits=10, **options)  # the kernels compile outside the trace
+    path = tmp_path / "m.safetensors"
+    peak = _traced_peak(lambda: streamgd.fit(clicks, target="y", hash_bits=20, **options).save(path))
+    again = load(path)
+    params_and_state = again.params.nbytes + again.optimizer_state.nbytes
+    assert params_and_state > 16e6
+    assert peak < 1.1 * params_and_state, peak / params_and_state
+    trainer = streamgd.Trainer(**options, hash_bits=14)
+    model = trainer.fit(clicks, target="y")
+    assert not model.params.flags.c_contiguous  # the block's weights
+    table = pq.read_table(clicks)
+    model.save(tmp_path / "small.safetensors")
+    np.testing.assert_array_equal(model.predict_proba(table), load(tmp_path / "small.safetensors").predict_proba(
+        table))
+    assert model.params.flags.c_contiguous  # compacted once, for the kernels
+    # the session's start: the dense coefficient and the intercept as training left them, not the model's raw ones
+    restored = model_of_run.training_params(trainer.state)
+    dense = model.n_dense
+    standardizer = trainer.run.standardizer
+    assert dense == 1 and standardizer is not None
+    raw = restored[:dense] / standardizer.scale
+    np.testing.assert_allclose(raw, model.coef_[0, :dense], rtol=1e-12)
+    np.testing.assert_allclose(restored[-1] - raw @ standardizer.mean, model.intercept_, rtol=1e-12)
+    assert restored[-1] != model.intercept_[0] and restored[0] != model.coef_[0, 0]  # not the folded values
+    np.testing.assert_array_equal(restored[dense:-1], model.coef_[0, dense:])
+
+
+def test_a_checkpoint_checksum_reads_strided_state_in_slices(monkeypatch):
+    """The checkpoint's checksum of a per-coordinate block's views equals that of their contiguous copies (what
+    it hashed before) and allocates one slice, not a copy of the state (16 MB here)."""
+    from streamgd.training.checkpoint import checksum
+
+    _, weights, state = _per_coordinate_block(1 << 20, 2, seed=7)
+    meta = {"serial": 3}
+    expected = checksum(meta, {"params": weights.copy(), "opt_state": state.copy()})
+    digests = []
+    peak = _traced_peak(lambda: digests.append(checksum(meta, {"params": weights, "opt_state": state})))
+    assert digests == [expected]
+    assert peak < 1.2 * tensorfile.SLICE_BYTES, peak / 1e6

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -46,20 +47,37 @@ def save_safetensors(tensors: dict[str, np.ndarray], path: str, metadata: dict[s
             _write_array(stream, array)
 
 
-SLICE_BYTES = 1 << 23  # a strided tensor's rows are copied this many bytes (8 MB) at a time
+SLICE_BYTES = 1 << 23  # a strided tensor's values are copied this many bytes (8 MB) at a time
 
 
 def _write_array(stream: Any, array: np.ndarray) -> None:
-    """Write ``array``'s bytes in C order: straight from its memory when contiguous, else a slice of rows at a
-    time (a copy of one slice, never of the whole tensor)."""
+    """Write ``array``'s bytes in C order: straight from its memory when contiguous, else ``SLICE_BYTES`` at a
+    time (a copy of one slice, never of the whole tensor): rows of it, or pieces of a row longer than that (an
+    optimizer state's row of a per-coordinate block, ``streamgd.optim.state.coordinate_block``: a 2^24-slot
+    row is 134 MB)."""
+    for piece in c_order_pieces(array):
+        stream.write(memoryview(piece.reshape(-1)).cast("B"))
+        del piece  # freed before the next slice is copied: one slice at a time
+
+
+def c_order_pieces(array: np.ndarray, limit: int | None = None) -> Iterator[np.ndarray]:
+    """``array``'s values in C order as contiguous pieces whose bytes, joined, are the array's: the array itself
+    when contiguous, else copies of at most about ``limit`` bytes (a row, several rows, or a piece of a row),
+    so that a strided view is written or hashed without a copy of its own size (``limit``: ``SLICE_BYTES``)."""
+    limit = SLICE_BYTES if limit is None else limit
     if not array.nbytes:
         return
     if array.ndim == 0 or array.flags.c_contiguous:
-        stream.write(memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B"))
+        yield np.ascontiguousarray(array)
         return
-    step = max(1, SLICE_BYTES // max(array[0].nbytes, 1))
+    if array.ndim > 1 and array[0].nbytes > limit:  # a long row: its pieces, row after row
+        for row in array:
+            yield from c_order_pieces(row, limit)
+        return
+    row_bytes = array[0].nbytes if array.ndim > 1 else array.itemsize
+    step = max(1, limit // max(row_bytes, 1))
     for start in range(0, array.shape[0], step):
-        stream.write(memoryview(np.ascontiguousarray(array[start:start + step]).reshape(-1)).cast("B"))
+        yield np.ascontiguousarray(array[start:start + step])
 
 
 def read_tensor(path: str | os.PathLike, name: str) -> np.ndarray:

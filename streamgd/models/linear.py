@@ -15,6 +15,7 @@ array([1.5])
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +46,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
+def _is_view_of(part: np.ndarray, flat: np.ndarray, offset: int) -> bool:
+    """Whether ``part`` lies in ``flat``'s memory from its value ``offset`` on (its view, as ``_take_flat`` makes)."""
+    if part.size == 0:
+        return True
+    start = flat.__array_interface__["data"][0] + offset * (flat.strides[0] if flat.ndim else 0)
+    return np.may_share_memory(part, flat) and part.__array_interface__["data"][0] == start
+
+
 def _view(array: np.ndarray, shape: tuple) -> np.ndarray:
     """``array`` reshaped to ``shape`` without a copy (a plain FM's (rows, 1, k) slice is (rows, k) in place)."""
     view = array.view()
@@ -73,15 +82,15 @@ class LinearModel:
         intercept = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
         # coef_ and intercept_ are views of one flat vector in the kernels' layout, so predicting does not copy
         # a 2^28-slot model for every chunk; ``params``: that vector already (coef row-major, then the
-        # intercepts: a trained run's), taken as the model's memory without a copy
+        # intercepts: a trained run's), taken as the model's memory without a copy; a finished run's may be a
+        # strided view (a per-coordinate block's weights, ``streamgd.optim.state.coordinate_block``), which the
+        # model compacts the first time it predicts (``_kernel_params``)
         if params is not None and not (isinstance(params, np.ndarray) and params.dtype == np.float64
-                                       and params.shape == (coef.size + intercept.size,) and params.base is None
-                                       and coef.base is params and intercept.base is params):
-            raise ValueError(f"params must be a float64 vector of its own of {coef.size + intercept.size} values, "
-                             "coef and intercept its views")
-        self._flat = np.concatenate([coef.ravel(), intercept]) if params is None else params
-        self.coef_ = self._flat[: coef.size].reshape(coef.shape)
-        self.intercept_ = self._flat[coef.size:]
+                                       and params.shape == (coef.size + intercept.size,)
+                                       and _is_view_of(coef, params, 0) and _is_view_of(intercept, params, coef.size)):
+            raise ValueError(f"params must be a float64 vector of {coef.size + intercept.size} values, coef and "
+                             "intercept its views")
+        self._take_flat(np.concatenate([coef.ravel(), intercept]) if params is None else params, coef.shape)
         if feature_names is None and feature_spec is not None:  # a model file stores a spec's names as the spec
             from ..features.spec import FeatureSpec
 
@@ -210,15 +219,33 @@ class LinearModel:
 
         return FeatureSpec.from_dict(self.feature_spec)
 
+    def _take_flat(self, flat: np.ndarray, coef_shape: tuple[int, ...]) -> None:
+        """Make ``flat`` the model's vector, ``coef_`` and ``intercept_`` its views."""
+        n_coef = math.prod(coef_shape)
+        self._flat = flat
+        self._views = (flat[:n_coef].reshape(coef_shape), flat[n_coef:])  # reshape keeps a 1-D view's stride
+        self.coef_, self.intercept_ = self._views
+
     @property
     def params(self) -> np.ndarray:
         """The flat parameter vector in the kernels' layout (coef row-major, then intercepts): the model's own
-        memory while ``coef_`` and ``intercept_`` are its views, a new vector if they were replaced."""
+        memory (possibly strided: a finished run's weights) while ``coef_`` and ``intercept_`` are its views, a
+        new vector if they were replaced."""
         flat = self._flat
-        if self.coef_.base is flat and self.intercept_.base is flat and self.coef_.size + self.intercept_.size \
-                == flat.size:
+        if self.coef_ is self._views[0] and self.intercept_ is self._views[1] and (  # not separate arrays since
+                flat.size == 0 or np.may_share_memory(self.coef_, flat)):  # (unpickled: each its own copy)
             return flat
         return np.concatenate([np.ravel(self.coef_), np.ravel(self.intercept_)])
+
+    def _kernel_params(self) -> np.ndarray:
+        """``params`` as the prediction kernels read it, contiguous: a strided vector (a finished run's weights,
+        handed over without a copy for saving) is replaced, once, by a contiguous copy, which ``coef_`` and
+        ``intercept_`` then view; otherwise every chunk predicted would copy it."""
+        flat = self.params
+        if flat is self._flat and not flat.flags.c_contiguous:
+            self._take_flat(np.ascontiguousarray(flat), self.coef_.shape)
+            return self._flat
+        return flat
 
     @property
     def optimizer_state(self) -> np.ndarray | None:
@@ -280,7 +307,7 @@ class LinearModel:
         X, sparse = self._blocks(X)
         out = np.empty((X.shape[0], self.coef_.shape[0]))
         hyper, slot_fields = self._factor_layout(sparse)
-        api.predict_margins(X, self.params, self.coef_.shape[0], out, sparse=sparse, hyper=hyper,
+        api.predict_margins(X, self._kernel_params(), self.coef_.shape[0], out, sparse=sparse, hyper=hyper,
                             slot_fields=slot_fields, factor_block=self.factor_block)
         return out
 
@@ -311,7 +338,7 @@ class LinearModel:
         hyper, slot_fields = self._factor_layout(sparse)
         hyper = hyper if hyper is not None else np.zeros(kernels.N_HYPER)
         hyper[kernels.H_HUBER_EPS] = self.config.get("epsilon", 1.0)
-        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self.params,
+        total = api.chunk_loss(X, np.asarray(y, dtype=np.float64), np.empty(0), self._kernel_params(),
                                self.coef_.shape[0], self.loss_kind, hyper, sparse=sparse, slot_fields=slot_fields,
                                factor_block=self.factor_block)
         return float(total) / max(len(X), 1)
@@ -329,7 +356,8 @@ class LinearModel:
     def save(self, path: str | os.PathLike, storage_options: dict | None = None) -> None:
         """Write the model as one safetensors file, atomically (``path`` may be a URI such as
         ``s3://bucket/model.safetensors``, written with ``storage_options``; see ``streamgd.io.storage``)."""
-        tensors = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
+        # the vectors as they are, written in slices when strided (a finished run's weights): no copy of either
+        tensors = {"coef": np.asarray(self.coef_), "intercept": np.asarray(self.intercept_)}
         if self.optimizer_state is not None and self.optimizer_state.size:
             tensors["optimizer_state"] = self.optimizer_state
         version = LINEAR_FORMAT_VERSION

@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import ConfigError, ModelFileError
 from ..io.fingerprint import content_identity
 from ..io.storage import Location, delete, list_names, resolve, uri_of
-from ..io.tensorfile import read_tensor_file, write_tensor_file
+from ..io.tensorfile import c_order_pieces, read_tensor_file, write_tensor_file
 
 if TYPE_CHECKING:  # read, never imported here: config.py imports this module
     from ..data.dataset import Dataset
@@ -83,9 +83,11 @@ def checksum(meta: dict, tensors: dict[str, np.ndarray]) -> str:
     h = hashlib.blake2b(digest_size=32)
     h.update(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True, default=str).encode())
     for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name], dtype="<f8")
+        array = np.asarray(tensors[name], dtype="<f8")
         h.update(f"\0{name}\0{list(array.shape)}\0".encode())
-        h.update(memoryview(array.reshape(-1)).cast("B"))
+        for piece in c_order_pieces(array):  # a per-coordinate block's strided views: a few MB at a time
+            h.update(memoryview(piece.reshape(-1)).cast("B"))
+            del piece  # freed before the next slice is copied
     return "blake2b:" + h.hexdigest()
 
 

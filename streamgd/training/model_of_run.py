@@ -14,7 +14,7 @@ from .config import TrainConfig
 from .measure import lifetime_peak_rss_mb
 from .state import Run, TrainState
 
-__all__ = ["assemble_model", "final_params", "settle_lazy_penalties", "settle_state"]
+__all__ = ["assemble_model", "final_params", "settle_lazy_penalties", "settle_state", "training_params"]
 
 
 SETTLE_SLOTS = 1 << 16  # sparse slots settled at a time: the temporaries stay a few MB for any number of slots
@@ -82,6 +82,19 @@ def settle_lazy_penalties(params: np.ndarray, opt_state: np.ndarray, hyper: np.n
             coef[...] = settled
 
 
+def training_params(state: TrainState) -> np.ndarray:
+    """A copy of the state's parameters as training left them: where a model was handed the run's vector
+    (``assemble_model`` with ``share_factors``) and folded the standardization into it, the dense coefficients
+    and intercepts it replaced are put back (a session training on from a finished fit starts from these)."""
+    params = state.params.copy()
+    if state.unfolded_linear is not None:
+        width, dense_coef, intercept = state.unfolded_linear
+        n_out, dense = dense_coef.shape
+        coef, intercepts = params[:n_out * width].reshape(n_out, width), params[n_out * width:n_out * (width + 1)]
+        coef[:, :dense], intercepts[:] = dense_coef, intercept
+    return params
+
+
 def _settled_linear(run: Run, state: TrainState, n_linear: int, in_place: bool) -> tuple[np.ndarray, np.ndarray]:
     """The linear parameters and the optimizer state with every sparse slot's owed penalty settled: the state's
     own, settled where they are (``in_place``: training on this state is over), or a copy of each (training goes
@@ -107,8 +120,11 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     (slots x fields x k x (1 + state), gigabytes for a hashed FFM) becomes the model's without a copy, a view of
     the run's parameters, and the sparse slots' owed penalties are settled in the state itself, whose optimizer
     state the model then keeps. A model assembled while training goes on (the estimators' ``partial_fit``) gets
-    its own copies, or later epochs would change it. Either way the model's linear parameters are one vector of
-    its own, the raw-input coefficients computed in it (scripts/bench_param_memory.py measures the peak)."""
+    its own copies, or later epochs would change it. The model's linear parameters are one vector, the
+    raw-input coefficients computed in it: with ``share_factors`` (and no early-stopping best) the run's own,
+    handed over without a copy (a per-coordinate block's strided weights: the model file's writer reads them in
+    slices), the values the fold replaced kept in ``state.unfolded_linear`` (``training_params``); else a copy
+    (scripts/bench_param_memory.py measures the peak)."""
     n_linear = kernels.n_params(len(run.feature_names), run.n_out)
     linear, opt_state = _settled_linear(run, state, n_linear, in_place=share_factors)
     if state.best:
@@ -117,7 +133,9 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     else:
         params = state.params
         linear = run.optimizer.final_params(linear, opt_state, state.step)[:n_linear]
-    if linear.base is not None or any(np.may_share_memory(linear, kept) for kept in (params, state.opt_state)):
+    handed_over = share_factors and not state.best  # the run's last parameters, which nothing trains on
+    if not handed_over and (linear.base is not None
+                            or any(np.may_share_memory(linear, kept) for kept in (params, state.opt_state))):
         linear = linear.copy()  # the model's own vector: neither the run's, nor a view keeping a larger array
     factors, factorization = None, None
     settings = cfg.factor_settings()
@@ -133,6 +151,8 @@ def assemble_model(cfg: TrainConfig, run: Run, state: TrainState, target: str, r
     transform = None
     if run.standardizer is not None:  # in place, on the dense columns only: the slots are not standardized
         dense = run.standardizer.mean.shape[0]
+        if handed_over and np.may_share_memory(linear, state.params):  # the state's own: keep what it held
+            state.unfolded_linear = (coef.shape[1], coef[:, :dense].copy(), intercept.copy())
         coef[:, :dense], intercept[:] = run.standardizer.raw_coefficients(coef[:, :dense], intercept)
         if factors is not None and settings.numeric:  # the dense columns' factors fold too (plain FM only)
             factors, folded_coef, folded_intercept = fold_standardization(

@@ -49,6 +49,9 @@ class TrainState:
     best: dict = field(default_factory=dict)  # early stopping: params, loss, epoch, waited
     finished: bool = False
     run_id: str = field(default_factory=new_run_id)  # names its checkpoints: a run prunes only its own
+    # a model handed these params folded its standardization into them: (coef width, the dense coefficients and
+    # the intercepts as training left them); ``model_of_run.training_params`` puts them back
+    unfolded_linear: tuple | None = None
 
 
     def start_epoch(self, full_batch: bool) -> None:
