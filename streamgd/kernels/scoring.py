@@ -43,6 +43,14 @@ from .pieces import (
 )
 from .specialise import specialised
 
+def named_for_block(function: Any, sparse: bool) -> Any:
+    """``function`` (a loop before it is compiled) named for its block kind: a sparse block's loop is
+    ``_sparse_<name>`` in compile notices, profiles and Numba's cache index, a dense chunk's keeps its name."""
+    if sparse:
+        function.__name__ = function.__qualname__ = f"_sparse_{function.__name__}"
+    return function
+
+
 NO_SPARSE = SparseArrays(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), np.empty(0), np.int64(0))
 NO_FACTOR_MODEL = FactorModel(NO_FACTORS, NO_FACTORS_WORK)
 
@@ -71,7 +79,6 @@ def sum_loop_for(fortran: bool, rows_major: bool, sparse: bool = False) -> Any:
 def _make_sum_loop(FORTRAN, ROWS_MAJOR, SPARSE):  # noqa: N803 - compile-time constants
     IN_PLACE = FORTRAN and not ROWS_MAJOR  # noqa: N806
 
-    @compiled
     def sum_loop(chunk, sparse, rows, model, work, fm):
         """Weighted loss sum of the rows of ``rows`` (RowRange) of ``chunk`` (ChunkArrays) and its ``sparse``
         block (SparseArrays), adding their summed gradient into ``work.grad`` (SumWork; full length, or empty:
@@ -120,7 +127,7 @@ def _make_sum_loop(FORTRAN, ROWS_MAJOR, SPARSE):  # noqa: N803 - compile-time co
             tile_start = tile_stop
         return total
 
-    return sum_loop
+    return compiled(named_for_block(sum_loop, SPARSE))
 
 
 def first_bad_row_loop_for(fortran: bool, sparse: bool = False) -> Any:
@@ -131,7 +138,6 @@ def first_bad_row_loop_for(fortran: bool, sparse: bool = False) -> Any:
 
 
 def _make_first_bad_row_loop(FORTRAN, SPARSE):  # noqa: N803
-    @compiled
     def first_bad_row_loop(chunk, sparse, rows, model, work, fm):
         """The first row of ``rows`` (RowRange, its batch size unused) whose features, target, weight, margins,
         loss or dloss are not finite, else its start. Runs only after a failure, so it recomputes rather than
@@ -173,7 +179,7 @@ def _make_first_bad_row_loop(FORTRAN, SPARSE):  # noqa: N803
                     return r
         return start
 
-    return first_bad_row_loop
+    return compiled(named_for_block(first_bad_row_loop, SPARSE))
 
 
 def predict_loop_for(fortran: bool, sparse: bool = False) -> Any:
@@ -183,7 +189,6 @@ def predict_loop_for(fortran: bool, sparse: bool = False) -> Any:
 
 
 def _make_predict_loop(FORTRAN, SPARSE):  # noqa: N803
-    @compiled
     def predict_loop(chunk, sparse, model, work, fm, out):
         """out[r, k] = margin k of row r, for every row of ``chunk`` (ChunkArrays; its target unused) and its
         ``sparse`` block; ``model``: ScoredModel (its loss unused); ``work``: SumWork (its tile and margins);
@@ -208,4 +213,4 @@ def _make_predict_loop(FORTRAN, SPARSE):  # noqa: N803
                 for k in range(n_out):
                     out[tile_start + b, k] = margins[k, b]
 
-    return predict_loop
+    return compiled(named_for_block(predict_loop, SPARSE))
