@@ -86,7 +86,6 @@ from .codes import (  # noqa: F401 - the codes callers pass, named where they ca
 from .dense import full_batch_update_for, train_loop_for
 from .pieces import ROW_MAJOR_BELOW, ROW_TILE_VALUES, TILE_VALUES
 from .scoring import (
-    NO_FACTOR_MODEL,
     NO_SPARSE,
     first_bad_row_loop_for,
     predict_loop_for,
@@ -130,7 +129,7 @@ def _first_bad_row(chunk: tuple, y, sample_weight, start, stop, params, n_out, l
     return first_bad_row_loop_for(fortran)(ChunkArrays(x, n, d, y, sample_weight), NO_SPARSE,
                                            RowRange(int(start), int(stop), 1),
                                            ScoredModel(params, int(n_out), int(loss_kind), float(eps)),
-                                           SumWork(tile_rows, tile, margins, dloss, np.empty(0)), NO_FACTOR_MODEL)
+                                           SumWork(tile_rows, tile, margins, dloss, np.empty(0)), None)
 
 
 def _sum(chunk: tuple, y, sample_weight, start, stop, params, n_out, loss_kind, eps, batch_size, grad) -> float:
@@ -140,7 +139,7 @@ def _sum(chunk: tuple, y, sample_weight, start, stop, params, n_out, loss_kind, 
     return sum_loop_for(fortran, rows_major)(ChunkArrays(x, n, d, y, sample_weight), NO_SPARSE,
                                              RowRange(int(start), int(stop), int(batch_size)),
                                              ScoredModel(params, int(n_out), int(loss_kind), float(eps)),
-                                             SumWork(tile_rows, tile, margins, dloss, grad), NO_FACTOR_MODEL)
+                                             SumWork(tile_rows, tile, margins, dloss, grad), None)
 
 
 def _width(d: int, sparse: SparseArrays | None) -> int:
@@ -413,7 +412,7 @@ def predict_margins(X, params, n_out, out, sparse=None, hyper=None, slot_fields=
     _, tile_rows, tile, margins, _ = _workspace(d, n_out, max(n, ROW_MAJOR_BELOW))
     predict_loop_for(fortran)(ChunkArrays(x, n, d, np.empty(0), np.empty(0)), NO_SPARSE,
                               ScoredModel(params, int(n_out), 0, 0.0),
-                              SumWork(tile_rows, tile, margins, margins, np.empty(0)), NO_FACTOR_MODEL, out)
+                              SumWork(tile_rows, tile, margins, margins, np.empty(0)), None, out)
 
 
 def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper, sparse=None, slot_fields=None,

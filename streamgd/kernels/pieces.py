@@ -270,7 +270,7 @@ def entries_margins_add(sparse, tile, first, linear, margins):
         r = tile.t0 + b
         for e in range(indptr[r], indptr[r + 1]):
             v = values[e]
-            column = first + columns[e - e0]
+            column = first + columns[np.uint64(e - e0)]  # unsigned: no negative-index wraparound
             for k in range(n_out):
                 margins[k, b] += v * params[k * pstride + column]
 
@@ -286,7 +286,7 @@ def entries_grad_add(sparse, tile, first, dloss, grad):
         r = tile.t0 + b
         for e in range(indptr[r], indptr[r + 1]):
             v = values[e]
-            column = first + columns[e - e0]
+            column = first + columns[np.uint64(e - e0)]  # unsigned: no negative-index wraparound
             for k in range(n_out):
                 target[k * pstride + column] += dloss[k, b] * v
 

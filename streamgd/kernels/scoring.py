@@ -17,15 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import (
-    NO_FACTORS,
-    NO_FACTORS_WORK,
-    Columns,
-    FactorModel,
-    LinearVector,
-    SparseArrays,
-    Tile,
-)
+from .arguments import Columns, LinearVector, SparseArrays, Tile
 from .factors import factor_block_grad_add, factor_margins_add
 from .field_factors import ffm_block_grad_add, ffm_margins_add
 from .jit import compiled, inlined
@@ -43,6 +35,7 @@ from .pieces import (
 )
 from .specialise import specialised
 
+
 def named_for_block(function: Any, sparse: bool) -> Any:
     """``function`` (a loop before it is compiled) named for its block kind: a sparse block's loop is
     ``_sparse_<name>`` in compile notices, profiles and Numba's cache index, a dense chunk's keeps its name."""
@@ -51,8 +44,9 @@ def named_for_block(function: Any, sparse: bool) -> Any:
     return function
 
 
+# A dense chunk's loops take an empty block (its slot count sizes the parameters) and no factors (None: they never
+# read them, and each array of an empty FactorModel would cost every call its unboxing)
 NO_SPARSE = SparseArrays(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), np.empty(0), np.int64(0))
-NO_FACTOR_MODEL = FactorModel(NO_FACTORS, NO_FACTORS_WORK)
 
 
 @inlined
@@ -82,8 +76,8 @@ def _make_sum_loop(FORTRAN, ROWS_MAJOR, SPARSE):  # noqa: N803 - compile-time co
     def sum_loop(chunk, sparse, rows, model, work, fm):
         """Weighted loss sum of the rows of ``rows`` (RowRange) of ``chunk`` (ChunkArrays) and its ``sparse``
         block (SparseArrays), adding their summed gradient into ``work.grad`` (SumWork; full length, or empty:
-        none); ``model``: ScoredModel. An FM's factors (``fm``: FactorModel) add their pair term, and their
-        gradient into ``fm.work.block_grad`` unless it is empty."""
+        none); ``model``: ScoredModel. An FM's factors (``fm``: FactorModel; None in a dense chunk's loop) add
+        their pair term, and their gradient into ``fm.work.block_grad`` unless it is empty."""
         x, n, d = chunk.x, chunk.n, chunk.d
         start, stop, batch_size = rows.start, rows.stop, rows.batch_size
         params, n_out, loss_kind, eps = model.params, model.n_out, model.loss_kind, model.eps
@@ -91,7 +85,6 @@ def _make_sum_loop(FORTRAN, ROWS_MAJOR, SPARSE):  # noqa: N803 - compile-time co
         D = d + sparse.n_slots  # noqa: N806 - the model's features
         linear = LinearVector(params, n_out, D)
         grads = LinearVector(grad, n_out, D)
-        factors = fm.arrays
         zero = np.int64(0)  # not a literal 0: a callee would be compiled once more for Literal[int](0)
         total = 0.0
         tile_start = start
@@ -119,11 +112,13 @@ def _make_sum_loop(FORTRAN, ROWS_MAJOR, SPARSE):  # noqa: N803 - compile-time co
                     cols_grad_add(cols, zero, hi, work.dloss, grads)
                 if SPARSE:
                     entries_grad_add(sparse, entries, d, work.dloss, grads)
-            if SPARSE and factors.k > 0 and fm.work.block_grad.shape[0] > 0:
-                if factors.fields > 0:
-                    ffm_block_grad_add(chunk, sparse, factors, entries, work.dloss, fm.work)
-                else:
-                    factor_block_grad_add(chunk, sparse, factors, entries, work.dloss, fm.work)
+            if SPARSE:
+                factors = fm.arrays
+                if factors.k > 0 and fm.work.block_grad.shape[0] > 0:
+                    if factors.fields > 0:
+                        ffm_block_grad_add(chunk, sparse, factors, entries, work.dloss, fm.work)
+                    else:
+                        factor_block_grad_add(chunk, sparse, factors, entries, work.dloss, fm.work)
             tile_start = tile_stop
         return total
 
