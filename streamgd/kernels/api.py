@@ -2,8 +2,9 @@
 loop, the full-batch step, prediction and evaluation, one compiled call per chunk.
 
 These are thin Python functions: they check shapes and codes (compiled code does not check bounds), allocate the
-scratch once per call and hand the chunk to a specialised loop (``streamgd.kernels.dense``, or
-``streamgd.kernels.sparse`` for a chunk with a sparse block) as a flat float32 or float64 vector. The codes and
+scratch once per call and hand the chunk to a specialised loop as a flat float32 or float64 vector: a train loop
+(``streamgd.kernels.dense``, or ``streamgd.kernels.sparse`` for a chunk with a sparse block) or a read loop
+(``streamgd.kernels.scoring``, one set for both). The codes and
 hyperparameter slots they take (``LOSS_*``, ``OPT_*``, ``H_*``, ``N_HYPER``) are ``streamgd.kernels.codes``',
 named here too. The first compile of a specialisation (not a load from the disk cache) prints one line on stderr.
 
@@ -32,10 +33,14 @@ import numpy as np
 
 from . import sparse as sparse_loops
 from .arguments import (
+    NO_FACTORS,
     ChunkArrays,
     DenseWork,
     FactorArrays,
+    FullBatchStep,
     ModelArrays,
+    RowRange,
+    ScoredModel,
     SparseArrays,
     StepRates,
     SumWork,
@@ -78,15 +83,14 @@ from .codes import (  # noqa: F401 - the codes callers pass, named where they ca
     factor_state_rows,
     optimizer_label,
 )
-from .dense import (
+from .dense import full_batch_update_for, train_loop_for
+from .pieces import ROW_MAJOR_BELOW, ROW_TILE_VALUES, TILE_VALUES
+from .scoring import (
+    NO_SPARSE,
     first_bad_row_loop_for,
-    full_batch_update_for,
     predict_loop_for,
     sum_loop_for,
-    train_loop_for,
 )
-from .pieces import ROW_MAJOR_BELOW, ROW_TILE_VALUES, TILE_VALUES
-from .sparse import NO_FACTORS
 
 
 def n_params(n_features: int, n_out: int = 1) -> int:
@@ -119,20 +123,23 @@ def _workspace(n_features: int, n_out: int, batch_size: int) -> tuple:
 
 
 def _first_bad_row(chunk: tuple, y, sample_weight, start, stop, params, n_out, loss_kind, eps) -> int:
+    """The first bad row of [start, stop) of a dense chunk (``scoring``'s loop, on column tiles)."""
     x, fortran, n, d = chunk
-    _, tile_rows, tile, margins, dloss = _workspace(d, n_out, 1)
-    return first_bad_row_loop_for(fortran)(ChunkArrays(x, n, d, y, sample_weight), start, stop, params, int(n_out),
-                                           int(loss_kind), float(eps),
-                                           SumWork(tile_rows, tile, margins, dloss, np.empty(0)))
+    _, tile_rows, tile, margins, dloss = _workspace(d, n_out, ROW_MAJOR_BELOW)
+    return first_bad_row_loop_for(fortran)(ChunkArrays(x, n, d, y, sample_weight), NO_SPARSE,
+                                           RowRange(int(start), int(stop), 1),
+                                           ScoredModel(params, int(n_out), int(loss_kind), float(eps)),
+                                           SumWork(tile_rows, tile, margins, dloss, np.empty(0)), None)
 
 
 def _sum(chunk: tuple, y, sample_weight, start, stop, params, n_out, loss_kind, eps, batch_size, grad) -> float:
-    """The sum loop over rows [start, stop) of the chunk, tiled for batches of ``batch_size`` rows."""
+    """The sum loop over rows [start, stop) of a dense chunk, tiled for batches of ``batch_size`` rows."""
     x, fortran, n, d = chunk
     rows_major, tile_rows, tile, margins, dloss = _workspace(d, n_out, batch_size)
-    return sum_loop_for(fortran, rows_major)(ChunkArrays(x, n, d, y, sample_weight), start, stop, params,
-                                             int(n_out), int(loss_kind), float(eps), batch_size,
-                                             SumWork(tile_rows, tile, margins, dloss, grad))
+    return sum_loop_for(fortran, rows_major)(ChunkArrays(x, n, d, y, sample_weight), NO_SPARSE,
+                                             RowRange(int(start), int(stop), int(batch_size)),
+                                             ScoredModel(params, int(n_out), int(loss_kind), float(eps)),
+                                             SumWork(tile_rows, tile, margins, dloss, grad), None)
 
 
 def _width(d: int, sparse: SparseArrays | None) -> int:
@@ -381,7 +388,7 @@ def full_batch_step(params, grad_sum, n_rows_total, opt_state, hyper, lr, opt_ki
     update = full_batch_update_for(opt_kind)
     model = ModelArrays(params, opt_state, hyper_vector(hyper, opt_state), 1)  # n_out: n_coef says it
     empty = np.empty((0, 0))
-    ok = update(model, grad_sum, float(n_rows_total), float(lr), int(step), int(n_coef),
+    ok = update(model, grad_sum, FullBatchStep(float(n_rows_total), float(lr), int(step), int(n_coef)),
                 DenseWork(0, empty, empty, empty, np.empty(n_par), np.empty(n_par), np.empty_like(opt_state)))
     return 0 if ok else -1
 
@@ -403,8 +410,9 @@ def predict_margins(X, params, n_out, out, sparse=None, hyper=None, slot_fields=
         sparse_loops.predict_margins(X, sparse, params, n_out, out, factors)
         return
     _, tile_rows, tile, margins, _ = _workspace(d, n_out, max(n, ROW_MAJOR_BELOW))
-    predict_loop_for(fortran)(ChunkArrays(x, n, d, np.empty(0), np.empty(0)), params, int(n_out),
-                              SumWork(tile_rows, tile, margins, margins, np.empty(0)), out)
+    predict_loop_for(fortran)(ChunkArrays(x, n, d, np.empty(0), np.empty(0)), NO_SPARSE,
+                              ScoredModel(params, int(n_out), 0, 0.0),
+                              SumWork(tile_rows, tile, margins, margins, np.empty(0)), None, out)
 
 
 def chunk_loss(X, y, sample_weight, params, n_out, loss_kind, hyper, sparse=None, slot_fields=None,

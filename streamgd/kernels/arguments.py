@@ -88,6 +88,80 @@ class SumWork(NamedTuple):
     grad: np.ndarray
 
 
+class Columns(NamedTuple):
+    """A block's dense columns as the column passes read them: feature ``j`` of the block's row ``b`` is
+    ``src[j * stride + offset + b]``. A column-major chunk read in place is ``(x, n, first row, d)``; a column-major
+    tile ``(tile, capacity, 0, d)``. One description for every loop, so each column pass exists once."""
+
+    src: np.ndarray
+    stride: int
+    offset: int
+    d: int
+
+
+class LinearVector(NamedTuple):
+    """A vector laid out as a linear model's parameters (the parameters, their gradient, a batch's compact copy):
+    output ``k``'s coefficient of feature ``j`` at ``values[k * stride + j]`` (the dense columns first, then the
+    slots: slot ``c`` is feature ``d + c``, or in a batch's compact copy its ``c``-th touched slot), the ``n_out``
+    intercepts at ``values[n_out * stride + k]``."""
+
+    values: np.ndarray
+    n_out: int
+    stride: int
+
+
+class Tile(NamedTuple):
+    """Rows ``t0 .. t0 + hi - 1`` of a chunk, and the column map of their sparse entries: entry ``e``'s slot is
+    numbered ``columns[e - e0]``. The read loops pass the slots themselves (``SparseArrays.indices``, e0 = 0); a
+    train loop its batch's compact numbering (``SparseWork.entry_pos``, e0 the batch's first entry)."""
+
+    t0: int
+    hi: int
+    e0: int
+    columns: np.ndarray
+
+
+class CompactMap(NamedTuple):
+    """Where a batch's compact coefficients live in the full vector: compact ``k * (d + m) + j`` is full
+    ``k * D + j`` for the ``d`` dense columns, compact ``k * (d + m) + d + p`` is full ``k * D + d + touched[p]``,
+    and the intercepts follow each vector's coefficients (``D = d + n_slots``)."""
+
+    d: int
+    D: int  # noqa: N815 - as in streamgd.kernels.sparse's docstring
+    n_out: int
+    touched: np.ndarray
+    m: int
+
+
+class RowRange(NamedTuple):
+    """Rows [start, stop) of a chunk for the read loops, tiled as a train loop tiles batches of ``batch_size``
+    rows starting at ``start``."""
+
+    start: int
+    stop: int
+    batch_size: int
+
+
+class ScoredModel(NamedTuple):
+    """A model as the read loops (sums, first bad row, prediction) read it: the linear parameters (``n_out *
+    (D + 1)``), the number of outputs, the loss code (at run time) and the Huber loss's eps."""
+
+    params: np.ndarray
+    n_out: int
+    loss_kind: int
+    eps: float
+
+
+class FullBatchStep(NamedTuple):
+    """A full-batch step: the rows its gradient sum covers, the rate, the step number and the coefficients'
+    count (the entries after them are the intercepts)."""
+
+    n_rows: float
+    lr: float
+    step: int
+    n_coef: int
+
+
 class FactorArrays(NamedTuple):
     """A factorization machine's factor rows as the compiled loops read them: ``block`` (n_rows, stride) holds,
     per row and per field, the ``k`` factors and then their optimizer state (``stride = fields * k * (1 + state
@@ -125,7 +199,29 @@ class FactorWork(NamedTuple):
     entry_q: np.ndarray
 
 
+class FactorBatch(NamedTuple):
+    """A batch's factor rows for ``factor_step`` and ``factor_write``: ``n_rows`` compact rows (the dense columns'
+    first, ``d`` of them when the factors cover them, then slot ``touched[q - d_num]``'s), and the step: the
+    gradient's scale ``inv`` (1 / rows), the rate and the step number."""
+
+    n_rows: int
+    d: int
+    touched: np.ndarray
+    inv: float
+    lr: float
+    step: int
+
+
+class FactorModel(NamedTuple):
+    """An FM's factor rows (``FactorArrays``, k = 0: none) and their scratch (``FactorWork``), as the loops take
+    them."""
+
+    arrays: FactorArrays
+    work: FactorWork
+
+
 NO_INDEX = np.empty(0, dtype=np.int64)
+NO_FACTORS = FactorArrays(np.empty((0, 0)), 0, 0, 0, np.empty(0, dtype=np.int32))
 NO_FACTORS_WORK = FactorWork(np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0), dtype=np.uint8),
                              np.empty((0, 0)), np.empty((0, 0)), NO_INDEX, NO_INDEX, np.empty(0), NO_INDEX)
 

@@ -51,9 +51,10 @@ def entries_end(indptr, r, span):
 
 
 @compiled
-def factor_margins_add(chunk, sparse, factors, t0, hi, sums, margins):
-    """margins[0, b] += the pair term of chunk row t0 + b, for b in [0, hi); ``sums[b]`` keeps its
-    ``sum_i v_i x_i``."""
+def factor_margins_add(chunk, sparse, factors, tile, work, margins):
+    """margins[0, b] += the pair term of chunk row t0 + b, for b in [0, hi) (``tile``: Tile); ``work.sums[b]``
+    (FactorWork) keeps its ``sum_i v_i x_i``."""
+    t0, hi, sums = tile.t0, tile.hi, work.sums
     x, n, d = chunk.x, chunk.n, chunk.d
     indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
     V = factors.block  # noqa: N806 - the factor matrix, as in the papers
@@ -87,10 +88,12 @@ def factor_margins_add(chunk, sparse, factors, t0, hi, sums, margins):
 
 
 @compiled
-def factor_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, sums, dloss, grad):
-    """grad[q] += dloss[0, b] * d(pair term of row t0 + b) / d v for the touched rows q of a batch: the dense
+def factor_grad_add(chunk, sparse, factors, tile, dloss, work):
+    """work.grad[q] += dloss[0, b] * d(pair term of row t0 + b) / d v for the touched rows q of a batch: the dense
     columns' rows first (q = j, when the factors cover them), then its slots in the sparse loop's numbering
-    (q = d_num + entry_pos[e - e0])."""
+    (q = d_num + entry_pos[e - e0]: ``tile``'s column map)."""
+    t0, hi, e0, entry_pos = tile.t0, tile.hi, tile.e0, tile.columns
+    sums, grad = work.sums, work.grad
     x, n, d = chunk.x, chunk.n, chunk.d
     indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
     V = factors.block  # noqa: N806
@@ -117,9 +120,10 @@ def factor_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, sums, dloss, 
 
 
 @compiled
-def factor_block_grad_add(chunk, sparse, factors, t0, hi, sums, dloss, block_grad):
-    """block_grad[row, :k] += dloss[0, b] * d(pair term of row t0 + b) / d v_row over every factor row: the
+def factor_block_grad_add(chunk, sparse, factors, tile, dloss, work):
+    """work.block_grad[row, :k] += dloss[0, b] * d(pair term of row t0 + b) / d v_row over every factor row: the
     full gradient the sum loops return (laid out as the block; its state columns stay untouched)."""
+    t0, hi, sums, block_grad = tile.t0, tile.hi, work.sums, work.block_grad
     x, n, d = chunk.x, chunk.n, chunk.d
     indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
     V = factors.block  # noqa: N806
@@ -143,16 +147,18 @@ def factor_block_grad_add(chunk, sparse, factors, t0, hi, sums, dloss, block_gra
 
 
 @compiled
-def factor_step(factors, rule, grad, mask, n_rows, d, touched, inv, lr, hyper, step, updated):
+def factor_step(factors, rule, work, batch, hyper):
     """The touched rows' next values and state into ``updated[q]`` (the block is not written): the mean
     gradient ``grad[q] * inv`` plus the factor L2, clipped, stepped by ``rule`` (OPT_SGD, OPT_ADAGRAD or OPT_ADAM).
     Rows q < d_num are the dense columns', the others slot ``touched[q - d_num]``'s. A field-aware FM steps only
     the (row, field) blocks ``mask`` marks, and clears their gradient for the next batch. False if any result is
-    not finite.
+    not finite. ``work``: FactorWork (its gradient, mask and updated rows); ``batch``: FactorBatch.
 
     Clipping (``hyper[H_CLIP_NORM]`` > 0) scales the factors' gradient down to that global L2 norm, as the
     linear part's is (``streamgd.kernels.pieces``): the factor block is a parameter group of its own (its own
     penalty, and AdaGrad under FTRL), so its norm is taken, and bounded, on its own."""
+    grad, mask, updated = work.grad, work.mask, work.updated
+    n_rows, d, touched, inv, lr, step = batch.n_rows, batch.d, batch.touched, batch.inv, batch.lr, batch.step
     V = factors.block  # noqa: N806
     k = factors.k
     aware = factors.fields > 0
@@ -223,9 +229,11 @@ def factor_step(factors, rule, grad, mask, n_rows, d, touched, inv, lr, hyper, s
 
 
 @compiled
-def factor_write(factors, updated, mask, n_rows, d, touched):
+def factor_write(factors, work, batch):
     """Write the rows ``factor_step`` computed back into the block (a field-aware FM: the blocks ``mask`` marks,
     clearing the marks for the next batch)."""
+    updated, mask = work.updated, work.mask
+    n_rows, d, touched = batch.n_rows, batch.d, batch.touched
     V = factors.block  # noqa: N806
     aware = factors.fields > 0
     n_fields = factors.fields if aware else 1

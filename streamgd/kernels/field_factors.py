@@ -22,10 +22,11 @@ from .jit import compiled, inlined
 
 
 @inlined
-def row_entries(chunk, sparse, factors, r, e0, entry_pos, compact, work):
+def row_entries(chunk, sparse, factors, r, tile, work):
     """Write row r's entries into ``work``'s entry arrays (the dense columns first, when the factors cover them);
-    return their number. Each entry's compact row ``q`` is the train loop's numbering (``entry_pos``, from the
-    batch's first entry e0) when ``compact``, else its factor row."""
+    return their number. Each entry's compact row ``q`` is its slot's number in ``tile``'s column map: the train
+    loop's numbering of its batch, or in the read loops the slot itself (its factor row)."""
+    e0, entry_pos = tile.e0, tile.columns
     x, n, d = chunk.x, chunk.n, chunk.d
     indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
     slot_fields = factors.slot_fields
@@ -48,20 +49,21 @@ def row_entries(chunk, sparse, factors, r, e0, entry_pos, compact, work):
         rows[m] = d_num + slot
         fields[m] = d_num + (np.int64(slot_fields[slot]) if by_slot else e - start)
         xs[m] = values[e]
-        qs[m] = d_num + (entry_pos[e - e0] if compact else slot)
+        qs[m] = d_num + entry_pos[e - e0]
         m += 1
     return m
 
 
 @compiled
-def ffm_margins_add(chunk, sparse, factors, t0, hi, work, margins):
-    """margins[0, b] += the field-aware pair term of chunk row t0 + b, for b in [0, hi)."""
+def ffm_margins_add(chunk, sparse, factors, tile, work, margins):
+    """margins[0, b] += the field-aware pair term of chunk row t0 + b, for b in [0, hi) (``tile``: Tile)."""
+    t0, hi = tile.t0, tile.hi
     V = factors.block  # noqa: N806 - the factor matrix, as in the papers
     k = factors.k
     width = V.shape[1] // factors.fields
     rows, fields, xs = work.entry_rows, work.entry_fields, work.entry_values
     for b in range(hi):
-        m = row_entries(chunk, sparse, factors, t0 + b, 0, work.entry_q, False, work)
+        m = row_entries(chunk, sparse, factors, t0 + b, tile, work)
         total = 0.0
         for a in range(m):
             row_a, base_a = rows[a], fields[a] * width
@@ -75,9 +77,11 @@ def ffm_margins_add(chunk, sparse, factors, t0, hi, work, margins):
 
 
 @compiled
-def ffm_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, dloss, work):
+def ffm_grad_add(chunk, sparse, factors, tile, dloss, work):
     """work.grad[q, field * k ..] += dloss[0, b] * d(pair term of row t0 + b) / d V[row q, field] for the touched
-    rows q of a batch (the train loop's numbering), marking each (q, field) block reached in ``work.mask``."""
+    rows q of a batch (the train loop's numbering: ``tile``'s column map), marking each (q, field) block reached in
+    ``work.mask``."""
+    t0, hi = tile.t0, tile.hi
     V = factors.block  # noqa: N806
     k = factors.k
     width = V.shape[1] // factors.fields
@@ -85,7 +89,7 @@ def ffm_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, dloss, work):
     rows, fields, xs, qs = work.entry_rows, work.entry_fields, work.entry_values, work.entry_q
     for b in range(hi):
         g = dloss[0, b]
-        m = row_entries(chunk, sparse, factors, t0 + b, e0, entry_pos, True, work)
+        m = row_entries(chunk, sparse, factors, t0 + b, tile, work)
         for a in range(m):
             row_a, field_a, q_a = rows[a], fields[a], qs[a]
             for c in range(a + 1, m):
@@ -99,9 +103,10 @@ def ffm_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, dloss, work):
 
 
 @compiled
-def ffm_block_grad_add(chunk, sparse, factors, t0, hi, dloss, work):
+def ffm_block_grad_add(chunk, sparse, factors, tile, dloss, work):
     """work.block_grad[row, field * width ..] += dloss[0, b] * d(pair term of row t0 + b) / d V[row, field] over
     every factor row: the full gradient the sum loops return (laid out as the block; its state stays 0)."""
+    t0, hi = tile.t0, tile.hi
     V = factors.block  # noqa: N806
     k = factors.k
     width = V.shape[1] // factors.fields
@@ -109,7 +114,7 @@ def ffm_block_grad_add(chunk, sparse, factors, t0, hi, dloss, work):
     rows, fields, xs = work.entry_rows, work.entry_fields, work.entry_values
     for b in range(hi):
         g = dloss[0, b]
-        m = row_entries(chunk, sparse, factors, t0 + b, 0, work.entry_q, False, work)
+        m = row_entries(chunk, sparse, factors, t0 + b, tile, work)
         for a in range(m):
             row_a, base_a = rows[a], fields[a] * width
             for c in range(a + 1, m):

@@ -1,6 +1,13 @@
 """Compiled pieces shared by the dense and sparse chunk loops: the losses of a row, tiles of rows, the column
-passes (margins, gradient), the update of one mini-batch (penalty, clipping, optimizer rule, L1 step) and its
-finiteness checks.
+passes and the sparse-entry passes (margins, gradient), the update of one mini-batch (penalty, clipping, optimizer
+rule, L1 step) and its finiteness checks.
+
+Each margin and gradient pass exists once. A loop describes what it reads with named arguments
+(``streamgd.kernels.arguments``): a block's dense columns (``Columns``: a chunk read in place or a staged tile),
+its sparse entries' rows and column map (``Tile``: the slots themselves, or a batch's compact numbering) and the
+layout of the vector the pass reads or adds into (``LinearVector``: the full parameters or a batch's compact
+copy). Only the row-major tile of SGD-sized batches has passes of its own (``row_tile_margins``,
+``row_tile_grad_add``): a row's dot product, not a column sweep.
 
 Parameter layout, shared by optimizers, models and checkpoints: ``params`` is a flat float64 vector of length
 ``n_out * (d + 1)``: the coefficients row-major ``(n_out, d)`` (``coef[k, j] = params[k * d + j]``), then the
@@ -19,7 +26,7 @@ checks and penalties) are ``inlined`` into the Numba IR of each specialised loop
 they cost SGD and small batches time per chunk (``scripts/bench_kernel.py``; benchmarks/README.md, "Kernels").
 A loop specialised on constants prunes its dead call sites first, so each piece is inlined only where the loop's
 loss, rule and layout use it, and its branches on those constants are pruned after inlining. The pieces that
-work on whole columns (softmax, the column passes, the vectorised log loss, the state copy) stay ``compiled``
+work on whole columns (softmax, the column and entry passes, the vectorised log loss, the state copy) stay ``compiled``
 functions of their own, with the loops' flags; LLVM inlines them where it pays.
 """
 
@@ -162,8 +169,10 @@ ROW_MAJOR_BELOW = 8  # batches of fewer rows are computed on a row-major tile
 
 
 @inlined
-def stage_from(x, fortran, n, d, r0, r1, tile, rows_major):
-    """Copy rows [r0, r1) of the chunk held in the flat vector ``x`` into the first rows of the tile."""
+def stage_from(chunk, fortran, r0, r1, tile, rows_major):
+    """Copy rows [r0, r1) of ``chunk`` (ChunkArrays; its dense block the flat vector ``x``, column-major when
+    ``fortran``) into the first rows of the tile (row-major when ``rows_major``)."""
+    x, n, d = chunk.x, chunk.n, chunk.d
     nr = r1 - r0
     if fortran:  # column j of the chunk is x[j * n: (j + 1) * n]
         for j in range(d):
@@ -201,13 +210,15 @@ def tile_end(tile_start, stop, origin, batch_size, tile_rows):
     return end
 
 
+# ---- the passes over a block's columns (``Columns``) and sparse entries (``Tile``): each exists once, for the
+# dense and the sparse loops, the full parameters and a batch's compact copy alike (``LinearVector``) -------------
 @compiled
-def cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, pstride):
-    """margins[k, b] = x_b . w_k + b_k for b in [lo, hi), where feature j of row b is src[j * stride + offset + b]:
-    a column-major tile (stride = its capacity, offset 0) or a column-major chunk read in place (stride = n).
-
-    ``w_k`` is params[k * pstride: k * pstride + d] and ``b_k`` params[n_out * pstride + k]: ``pstride`` is d for a
-    dense model; a model with sparse slots has more coefficients per output than the dense block has columns."""
+def cols_margins(cols, lo, hi, linear, margins):
+    """margins[k, b] = x_b . w_k + b_k for the rows b in [lo, hi) of ``cols`` (Columns), ``w_k`` and ``b_k`` read
+    from ``linear`` (LinearVector: its stride is d for a dense model; a model with sparse slots has more
+    coefficients per output than the dense block has columns)."""
+    src, stride, offset, d = cols.src, cols.stride, cols.offset, cols.d
+    params, n_out, pstride = linear.values, linear.n_out, linear.stride
     n_coef = n_out * pstride
     # unsigned row indices: Numba adds no negative-index wraparound, so the loops over rows vectorise
     ulo = np.uint64(lo)
@@ -225,8 +236,11 @@ def cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, pstride
 
 
 @compiled
-def cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad, pstride):
-    """grad += sum over b in [lo, hi) of dloss[k, b] * [x_b, 1], rows and ``pstride`` as in ``cols_margins``."""
+def cols_grad_add(cols, lo, hi, dloss, grad):
+    """grad += sum over the rows b in [lo, hi) of ``cols`` of dloss[k, b] * [x_b, 1], into ``grad``
+    (LinearVector), rows as in ``cols_margins``."""
+    src, stride, offset, d = cols.src, cols.stride, cols.offset, cols.d
+    values, n_out, pstride = grad.values, grad.n_out, grad.stride
     n_coef = n_out * pstride
     ulo = np.uint64(lo)
     uhi = np.uint64(hi)
@@ -237,11 +251,44 @@ def cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad, pstride):
             acc = 0.0
             for b in range(ulo, uhi):
                 acc += col[b] * dloss[k, b]
-            grad[base + j] += acc
+            values[base + j] += acc
         acc = 0.0
         for b in range(ulo, uhi):
             acc += dloss[k, b]
-        grad[n_coef + k] += acc
+        values[n_coef + k] += acc
+
+
+@compiled
+def entries_margins_add(sparse, tile, first, linear, margins):
+    """margins[k, b] += sum of value * w_k[first + column] over the sparse entries of chunk row ``tile.t0 + b``
+    (``sparse``: SparseArrays; ``tile``: Tile, whose column map numbers the entries' slots; ``linear``:
+    LinearVector, its slot coefficients from ``first``)."""
+    indptr, values = sparse.indptr, sparse.values
+    columns, e0 = tile.columns, tile.e0
+    params, n_out, pstride = linear.values, linear.n_out, linear.stride
+    for b in range(tile.hi):
+        r = tile.t0 + b
+        for e in range(indptr[r], indptr[r + 1]):
+            v = values[e]
+            column = first + columns[np.uint64(e - e0)]  # unsigned: no negative-index wraparound
+            for k in range(n_out):
+                margins[k, b] += v * params[k * pstride + column]
+
+
+@compiled
+def entries_grad_add(sparse, tile, first, dloss, grad):
+    """grad[k * stride + first + column] += dloss[k, b] * value over the sparse entries of chunk row
+    ``tile.t0 + b``, as ``entries_margins_add`` reads them."""
+    indptr, values = sparse.indptr, sparse.values
+    columns, e0 = tile.columns, tile.e0
+    target, n_out, pstride = grad.values, grad.n_out, grad.stride
+    for b in range(tile.hi):
+        r = tile.t0 + b
+        for e in range(indptr[r], indptr[r + 1]):
+            v = values[e]
+            column = first + columns[np.uint64(e - e0)]  # unsigned: no negative-index wraparound
+            for k in range(n_out):
+                target[k * pstride + column] += dloss[k, b] * v
 
 
 @inlined
@@ -259,7 +306,7 @@ def row_tile_margins(tile, lo, hi, params, n_out, margins):
 
 
 @inlined
-def _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad):
+def row_tile_grad_add(tile, lo, hi, n_out, dloss, grad):
     """grad += sum over the rows b in [lo, hi) of a row-major tile of dloss[k, b] * [x_b, 1]."""
     d = tile.shape[1]
     n_coef = n_out * d
@@ -292,56 +339,12 @@ def _binary_log_loss_rows(margins, lo, hi, row0, y, sample_weight, dloss):
 
 
 @inlined
-def rows_loss_grad(chunk, src, stride, offset, rows_major, lo, hi, row0, params, n_out, loss_kind, eps,
-                    work):
-    """Weighted loss sum of the rows [lo, hi) of a block (``chunk`` (ChunkArrays) rows row0 + lo ...); adds their
-    summed weighted gradient into ``work.grad`` unless it is empty. The block is the row-major ``work.tile``, or
-    else the columns ``(src, stride, offset)`` of ``cols_margins``. ``work``: DenseWork or SumWork (its tile,
-    margins, dloss and gradient).
-
-    The one pass over rows that every loop shares: margins, per-row loss and dloss, gradient. NaN and inf
-    propagate into the result; callers check it once. For a loop specialised on its loss; a loop given the loss at
-    run time calls ``rows_loss_grad_of_kind``.
-    """
-    d, tile, margins, dloss, grad = chunk.d, work.tile, work.margins, work.dloss, work.grad
-    if rows_major:
-        row_tile_margins(tile, lo, hi, params, n_out, margins)
-    else:
-        cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, d)
-    total = rows_loss_dloss(chunk, work, lo, hi, row0, n_out, loss_kind, eps, not rows_major)
-    if grad.shape[0] > 0:
-        if rows_major:
-            _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad)
-        else:
-            cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad, d)
-    return total
-
-
-@inlined
-def rows_loss_grad_of_kind(chunk, src, stride, offset, rows_major, lo, hi, row0, params, n_out, loss_kind, eps,
-                           work):
-    """``rows_loss_grad`` for a loss given at run time (``rows_loss_dloss_of_kind``). A twin, not a flag: a
-    specialised loop must not hold the call even on a pruned branch (see ``rows_loss_dloss_of_kind``)."""
-    d, tile, margins, dloss, grad = chunk.d, work.tile, work.margins, work.dloss, work.grad
-    if rows_major:
-        row_tile_margins(tile, lo, hi, params, n_out, margins)
-    else:
-        cols_margins(src, stride, offset, d, lo, hi, params, n_out, margins, d)
-    total = rows_loss_dloss_of_kind(chunk, work, lo, hi, row0, n_out, loss_kind, eps, not rows_major)
-    if grad.shape[0] > 0:
-        if rows_major:
-            _row_tile_grad_add(tile, lo, hi, n_out, dloss, grad)
-        else:
-            cols_grad_add(src, stride, offset, d, lo, hi, n_out, dloss, grad, d)
-    return total
-
-
-@inlined
 def rows_loss_dloss(chunk, work, lo, hi, row0, n_out, loss_kind, eps, vectorised):
     """Weighted loss sum of the rows [lo, hi) of a block whose margins (``work.margins``) are computed (``chunk``
-    (ChunkArrays) rows row0 + lo ...); writes their weighted margin derivatives into ``work.dloss``. ``vectorised``: binary log loss by the vectorising
-    loop (batches on a row-major tile are SGD-sized, where libm is quicker per row). For a loop specialised on its
-    loss; a loop given the loss at run time calls ``rows_loss_dloss_of_kind``."""
+    (ChunkArrays) rows row0 + lo ...); writes their weighted margin derivatives into ``work.dloss``. ``vectorised``:
+    binary log loss by the vectorising loop (batches on a row-major tile are SGD-sized, where libm is quicker per
+    row). For a loop specialised on its loss; a loop given the loss at run time calls
+    ``rows_loss_dloss_of_kind``."""
     if loss_kind == LOSS_LOG and n_out == 1 and vectorised:
         return _binary_log_loss_rows(work.margins, lo, hi, row0, chunk.y, chunk.sample_weight, work.dloss)
     return _rows_of_loss(chunk, work, lo, hi, row0, n_out, loss_kind, eps)

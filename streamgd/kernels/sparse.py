@@ -39,71 +39,60 @@ from typing import Any
 import numpy as np
 
 from .arguments import (
+    NO_FACTORS,
     NO_FACTORS_WORK,
     ChunkArrays,
+    Columns,
+    CompactMap,
     FactorArrays,
+    FactorBatch,
+    FactorModel,
     FactorWork,
+    LinearVector,
     ModelArrays,
+    RowRange,
+    ScoredModel,
     SparseArrays,
     SparseWork,
     StepRates,
     SumWork,
+    Tile,
     column_major_vector,
     contiguous_params,
 )
 from .codes import (
+    FACTOR_RULES,
     H_ALPHA,
     H_HUBER_EPS,
     H_L1_RATIO,
     H_LAZY_ROW,
     H_WEIGHT_DECAY,
-    FACTOR_RULES,
     OPT_ADAMW,
     loss_label,
     optimizer_label,
 )
-from .factors import factor_block_grad_add, factor_grad_add, factor_margins_add, factor_step, factor_write
-from .field_factors import ffm_block_grad_add, ffm_grad_add, ffm_margins_add
+from .factors import factor_grad_add, factor_margins_add, factor_step, factor_write
+from .field_factors import ffm_grad_add, ffm_margins_add
 from .jit import compiled, inlined
 from .pieces import (
     TILE_VALUES,
     apply_update,
     cols_grad_add,
     cols_margins,
-    row_loss_dloss,
+    entries_grad_add,
+    entries_margins_add,
     rows_loss_dloss,
-    rows_loss_dloss_of_kind,
 )
+from .scoring import first_bad_row_loop_for, predict_loop_for, sum_loop_for
 from .sparse_rows import ROW_TABLE_SIZE, compact_positions, sparse_row_loop_for
 from .specialise import specialised
 
-@compiled
-def _sparse_margins_add(indptr, indices, values, r0, hi, params, pstride, first, n_out, margins):
-    """margins[k, b] += sum of value * params[k * pstride + first + slot] over the entries of rows r0 + b."""
-    for b in range(hi):
-        r = r0 + b
-        for e in range(indptr[r], indptr[r + 1]):
-            v = values[e]
-            column = first + indices[e]
-            for k in range(n_out):
-                margins[k, b] += v * params[k * pstride + column]
-
-
-@compiled
-def _sparse_grad_add(indptr, indices, values, r0, hi, pstride, first, n_out, dloss, grad):
-    """grad[k * pstride + first + slot] += dloss[k, b] * value over the entries of rows r0 + b."""
-    for b in range(hi):
-        r = r0 + b
-        for e in range(indptr[r], indptr[r + 1]):
-            v = values[e]
-            column = first + indices[e]
-            for k in range(n_out):
-                grad[k * pstride + column] += dloss[k, b] * v
-
 
 @inlined
-def _gather_vector(source, d, D, n_out, touched, m, target):  # noqa: N803 - D as in the module docstring
-    """target = the compact (n_out, d + m) + intercepts of ``source``: dense coefficients, touched slots'."""
+def _gather_vector(source, cmap, target):
+    """target = the compact (n_out, d + m) + intercepts of ``source``: dense coefficients, touched slots'
+    (``cmap``: CompactMap)."""
+    d, D, n_out, touched, m = cmap.d, cmap.D, cmap.n_out, cmap.touched, cmap.m  # noqa: N806
     stride = d + m
     for k in range(n_out):
         for j in range(d):
@@ -114,8 +103,9 @@ def _gather_vector(source, d, D, n_out, touched, m, target):  # noqa: N803 - D a
 
 
 @inlined
-def _scatter_vector(source, d, D, n_out, touched, m, target):  # noqa: N803
+def _scatter_vector(source, cmap, target):
     """The inverse of ``_gather_vector``: write the compact ``source`` back into the full ``target``."""
+    d, D, n_out, touched, m = cmap.d, cmap.D, cmap.n_out, cmap.touched, cmap.m  # noqa: N806
     stride = d + m
     for k in range(n_out):
         for j in range(d):
@@ -126,19 +116,19 @@ def _scatter_vector(source, d, D, n_out, touched, m, target):  # noqa: N803
 
 
 @compiled
-def _gather(params, opt_state, d, D, n_out, touched, m, cw, cstate):  # noqa: N803
+def _gather(params, opt_state, cmap, cw, cstate):
     """The compact parameters and state of a batch: dense coefficients, the touched slots', intercepts."""
-    _gather_vector(params, d, D, n_out, touched, m, cw)
+    _gather_vector(params, cmap, cw)
     for s in range(opt_state.shape[0]):
-        _gather_vector(opt_state[s], d, D, n_out, touched, m, cstate[s])
+        _gather_vector(opt_state[s], cmap, cstate[s])
 
 
 @compiled
-def _scatter(cw, cstate, d, D, n_out, touched, m, params, opt_state):  # noqa: N803
+def _scatter(cw, cstate, cmap, params, opt_state):
     """Write the compact vectors of ``_gather`` back into the full parameters and state."""
-    _scatter_vector(cw, d, D, n_out, touched, m, params)
+    _scatter_vector(cw, cmap, params)
     for s in range(opt_state.shape[0]):
-        _scatter_vector(cstate[s], d, D, n_out, touched, m, opt_state[s])
+        _scatter_vector(cstate[s], cmap, opt_state[s])
 
 
 LINEAR, FM, FFM = 0, 1, 2  # the model kinds of the sparse train loops: their pieces beside the linear part
@@ -164,18 +154,19 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
     FACTORS = MODEL != LINEAR
 
     @compiled
-    def sparse_train_loop(chunk, sparse, model, schedule, work, factors, fwork):
+    def sparse_train_loop(chunk, sparse, model, schedule, work, fm):
         """``chunk``: ChunkArrays, ``sparse``: SparseArrays, ``model``: ModelArrays, ``schedule``: StepRates,
-        ``work``: SparseWork; an FM's ``factors`` (FactorArrays) and their scratch ``fwork`` (FactorWork), unread
-        by a linear loop (a field-aware FM's gradient scratch and mask come zeroed, and are left so). Returns (progressive loss sum, rows done, start row of a failed batch or -1)."""
+        ``work``: SparseWork; ``fm``: an FM's factor rows and their scratch (FactorModel), unread by a linear loop
+        (a field-aware FM's gradient scratch and mask come zeroed, and are left so). Returns (progressive loss
+        sum, rows done, start row of a failed batch or -1)."""
         x, n, d = chunk.x, chunk.n, chunk.d
-        indptr, values = sparse.indptr, sparse.values
+        indptr = sparse.indptr
         D = d + sparse.n_slots  # noqa: N806
         params, opt_state, hyper, n_out = model.params, model.opt_state, model.hyper, model.n_out
         lrs, step0, batch_size = schedule.lrs, schedule.step0, schedule.batch_size
         tile_rows, margins, dloss = work.tile_rows, work.margins, work.dloss
-        entry_pos = work.entry_pos
         touched, cw, cg, cstate = work.touched, work.cw, work.cg, work.cstate
+        factors, fwork = fm.arrays, fm.work
         eps = hyper[H_HUBER_EPS]
         lazy_row = int(hyper[H_LAZY_ROW]) - 1
         l2 = hyper[H_ALPHA] * (1.0 - hyper[H_L1_RATIO])
@@ -191,10 +182,13 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
             stride = d + m
             n_coef = n_out * stride
             n_par = n_coef + n_out
-            _gather(params, opt_state, d, D, n_out, touched, m, cw, cstate)
+            cmap = CompactMap(d, D, n_out, touched, m)
+            _gather(params, opt_state, cmap, cw, cstate)
             w = cw[:n_par]
             g = cg[:n_par]
             state = cstate[:, :n_par]
+            linear = LinearVector(w, n_out, stride)  # the batch's compact model and its gradient
+            grads = LinearVector(g, n_out, stride)
             ledger = 0.0
             if lazy_row >= 0:  # the penalty of the steps a touched slot skipped
                 stamps = state[lazy_row]
@@ -217,29 +211,21 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
             while t0 < b1:
                 t1 = min(t0 + tile_rows, b1)
                 hi = t1 - t0
-                cols_margins(x, n, t0, d, zero, hi, w, n_out, margins, stride)
-                for b in range(hi):
-                    for e in range(indptr[t0 + b], indptr[t0 + b + 1]):
-                        v = values[e]
-                        column = d + entry_pos[e - e0]
-                        for k in range(n_out):
-                            margins[k, b] += v * w[k * stride + column]
+                cols = Columns(x, n, t0, d)
+                tile = Tile(t0, hi, e0, work.entry_pos)
+                cols_margins(cols, zero, hi, linear, margins)
+                entries_margins_add(sparse, tile, d, linear, margins)
                 if PLAIN:
-                    factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
+                    factor_margins_add(chunk, sparse, factors, tile, fwork, margins)
                 elif AWARE:
-                    ffm_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
+                    ffm_margins_add(chunk, sparse, factors, tile, fwork, margins)
                 batch_loss += rows_loss_dloss(chunk, work, zero, hi, t0, n_out, LOSS, eps, True)
-                cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, g, stride)
-                for b in range(hi):
-                    for e in range(indptr[t0 + b], indptr[t0 + b + 1]):
-                        v = values[e]
-                        column = d + entry_pos[e - e0]
-                        for k in range(n_out):
-                            g[k * stride + column] += dloss[k, b] * v
+                cols_grad_add(cols, zero, hi, dloss, grads)
+                entries_grad_add(sparse, tile, d, dloss, grads)
                 if PLAIN:
-                    factor_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, fwork.sums, dloss, fwork.grad)
+                    factor_grad_add(chunk, sparse, factors, tile, dloss, fwork)
                 elif AWARE:
-                    ffm_grad_add(chunk, sparse, factors, t0, hi, e0, entry_pos, dloss, fwork)
+                    ffm_grad_add(chunk, sparse, factors, tile, dloss, fwork)
                 t0 = t1
             if not math.isfinite(batch_loss):
                 return total, b0, b0
@@ -247,9 +233,10 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
             for i in range(n_par):
                 g[i] *= inv
             lr = lrs[batch]
-            if FACTORS and not factor_step(factors, FACTOR_RULE, fwork.grad, fwork.mask, n_frows, d, touched, inv,
-                                           lr, hyper, step0 + batch, fwork.updated):
-                return total, b0, b0
+            if FACTORS:
+                fbatch = FactorBatch(n_frows, d, touched, inv, lr, step0 + batch)
+                if not factor_step(factors, FACTOR_RULE, fwork, fbatch, hyper):
+                    return total, b0, b0
             # no rollback (empty backups): a failed batch is not scattered
             if not apply_update(ModelArrays(w, state, hyper, n_out), g, lr, OPT, step0 + batch, n_coef,
                                 ModelArrays(cg[:0], cstate[:, :0], hyper, n_out), False):
@@ -265,122 +252,15 @@ def _make_sparse_train_loop(LOSS, OPT, MODEL):  # noqa: N803 - compile-time cons
                 for k in range(n_out):
                     for p in range(k * stride + d, k * stride + d + m):
                         stamps[p] = ledger
-            _scatter(w, state, d, D, n_out, touched, m, params, opt_state)
+            _scatter(w, state, cmap, params, opt_state)
             if FACTORS:
-                factor_write(factors, fwork.updated, fwork.mask, n_frows, d, touched)
+                factor_write(factors, fwork, fbatch)
             total += batch_loss
             batch += 1
             b0 = b1
         return total, n, -1
 
     return sparse_train_loop
-
-
-@inlined
-def _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins):
-    """The pair term of the loops that take the model at run time: none (k = 0), a plain or a field-aware FM's."""
-    if factors.k > 0:
-        if factors.fields > 0:
-            ffm_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
-        else:
-            factor_margins_add(chunk, sparse, factors, t0, hi, fwork.sums, margins)
-
-
-def sparse_sum_loop_for() -> Any:
-    """The loop of ``loss_sum`` (every loss)."""
-    return specialised(("sparse_sum",), "loss and gradient sums (sparse)", _make_sparse_sum_loop)
-
-
-def _make_sparse_sum_loop():
-    @compiled
-    def sparse_sum_loop(chunk, sparse, start, stop, params, n_out, loss_kind, eps, work, factors, fwork):
-        """Weighted loss sum of rows [start, stop), adding their summed gradient into ``grad`` (full length)
-        unless it is empty; rows taken in tiles from ``start`` as the train loop takes one batch. ``chunk``:
-        ChunkArrays, ``sparse``: SparseArrays, ``work``: SumWork (no tile); an FM's ``factors`` (FactorArrays,
-        k = 0: none) add their pair term, and their gradient into ``fwork.block_grad`` unless it is empty."""
-        x, n, d = chunk.x, chunk.n, chunk.d
-        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
-        D = d + sparse.n_slots  # noqa: N806
-        tile_rows, margins, dloss, grad = work.tile_rows, work.margins, work.dloss, work.grad
-        zero = np.int64(0)
-        total = 0.0
-        t0 = start
-        while t0 < stop:
-            t1 = min(t0 + tile_rows, stop)
-            hi = t1 - t0
-            cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
-            _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
-            _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
-            total += rows_loss_dloss_of_kind(chunk, work, zero, hi, t0, n_out, loss_kind, eps, True)
-            if grad.shape[0] > 0:
-                cols_grad_add(x, n, t0, d, zero, hi, n_out, dloss, grad, D)
-                _sparse_grad_add(indptr, indices, values, t0, hi, D, d, n_out, dloss, grad)
-            if factors.k > 0 and fwork.block_grad.shape[0] > 0:
-                if factors.fields > 0:
-                    ffm_block_grad_add(chunk, sparse, factors, t0, hi, dloss, fwork)
-                else:
-                    factor_block_grad_add(chunk, sparse, factors, t0, hi, fwork.sums, dloss, fwork.block_grad)
-            t0 = t1
-        return total
-
-    return sparse_sum_loop
-
-
-def sparse_first_bad_row_loop_for() -> Any:
-    """The loop of ``first_bad_row`` (every loss)."""
-    return specialised(("sparse_bad_row",), None, _make_sparse_first_bad_row_loop)
-
-
-def _make_sparse_first_bad_row_loop():
-    @compiled
-    def sparse_first_bad_row_loop(chunk, sparse, start, stop, params, n_out, loss_kind, eps, work, factors, fwork):
-        """The first row of [start, stop) whose features, target, weight, margins, loss or dloss are not
-        finite, else ``start``. ``chunk``: ChunkArrays, ``sparse``: SparseArrays, ``work``: SumWork (one row);
-        ``factors`` and ``fwork`` as in the sum loop."""
-        x, n, d, y, sample_weight = chunk.x, chunk.n, chunk.d, chunk.y, chunk.sample_weight
-        indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
-        D = d + sparse.n_slots  # noqa: N806
-        margins, dloss = work.margins, work.dloss
-        weighted = sample_weight.shape[0] > 0
-        zero = np.int64(0)
-        one = np.int64(1)
-        for r in range(start, stop):
-            cols_margins(x, n, r, d, zero, one, params, n_out, margins, D)
-            _sparse_margins_add(indptr, indices, values, r, one, params, D, d, n_out, margins)
-            _factor_margins_add(chunk, sparse, factors, r, one, fwork, margins)
-            weight = sample_weight[r] if weighted else 1.0
-            probe = row_loss_dloss(margins, 0, n_out, loss_kind, y[r], weight, eps, dloss) * 0.0
-            probe += (y[r] + weight) * 0.0
-            for j in range(d):
-                probe += x[j * n + r] * 0.0
-            for e in range(indptr[r], indptr[r + 1]):
-                probe += values[e] * 0.0
-            for k in range(n_out):
-                probe += (margins[k, 0] + dloss[k, 0]) * 0.0
-            if probe != 0.0:
-                return r
-        return start
-
-    return sparse_first_bad_row_loop
-
-
-@compiled
-def _sparse_predict_loop(chunk, sparse, params, n_out, work, out, factors, fwork):
-    """out[r, k] = margin k of row r, for every row of ``chunk`` (ChunkArrays; its target unused) and its
-    ``sparse`` block (SparseArrays); ``work``: SumWork (its margins); an FM's ``factors`` add their pair term."""
-    x, n, d = chunk.x, chunk.n, chunk.d
-    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
-    D = d + sparse.n_slots  # noqa: N806
-    tile_rows, margins = work.tile_rows, work.margins
-    zero = np.int64(0)
-    for t0 in range(0, n, tile_rows):
-        hi = min(t0 + tile_rows, n) - t0
-        cols_margins(x, n, t0, d, zero, hi, params, n_out, margins, D)
-        _sparse_margins_add(indptr, indices, values, t0, hi, params, D, d, n_out, margins)
-        _factor_margins_add(chunk, sparse, factors, t0, hi, fwork, margins)
-        for b in range(hi):
-            for k in range(n_out):
-                out[t0 + b, k] = margins[k, b]
 
 
 # ---- the public functions for chunks with a sparse block (streamgd.kernels.api checks their arguments) ----------
@@ -400,9 +280,6 @@ def max_batch_entries(indptr: np.ndarray, batch_size: int) -> int:
         return 0
     starts = np.arange(0, n, batch_size)
     return int((indptr[np.minimum(starts + batch_size, n)] - indptr[starts]).max())
-
-
-NO_FACTORS = FactorArrays(np.empty((0, 0)), 0, 0, 0, np.empty(0, dtype=np.int32))
 
 
 def _factor_work(factors: FactorArrays, sparse: SparseArrays, d: int, tile_rows: int, rows: int = 0,
@@ -453,8 +330,8 @@ def train_chunk(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
     loop = sparse_train_loop_for(loss_kind, opt_kind, LINEAR if factors.k == 0 else FFM if factors.fields else FM)
     total, done, failed = loop(ChunkArrays(x, n, d, y, sample_weight), block,
                                ModelArrays(params, opt_state, hyper, int(n_out)),
-                               StepRates(lrs, int(step0), int(batch_size)), work, factors,
-                               _factor_work(factors, sparse, d, tile_rows, factor_rows))
+                               StepRates(lrs, int(step0), int(batch_size)), work,
+                               FactorModel(factors, _factor_work(factors, sparse, d, tile_rows, factor_rows)))
     if failed < 0:
         return total, done, 0
     bad = first_bad_row(X, sparse, y, sample_weight, failed, min(failed + batch_size, n), contiguous_params(params),
@@ -489,6 +366,13 @@ def _train_rows(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
     return total, done, -bad - 1
 
 
+def _sum_work(n_out: int, tile_rows: int, grad: np.ndarray) -> SumWork:
+    """Scratch of the read loops for a chunk with a sparse block: read in place, so no tile (its margins fill the
+    slot)."""
+    margins = np.empty((n_out, tile_rows))
+    return SumWork(tile_rows, margins, margins, np.empty_like(margins), grad)
+
+
 def loss_sum(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, start: int, stop: int,
              params: np.ndarray, n_out: int, loss_kind: int, eps: float, grad: np.ndarray,
              factors: FactorArrays = NO_FACTORS, factor_grad: np.ndarray | None = None) -> float:
@@ -496,11 +380,12 @@ def loss_sum(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: 
     FM's factor gradient into ``factor_grad`` (shaped as the factor block; None: not wanted)."""
     x, n, d = column_major_vector(X)
     tile_rows = _tile_rows(d)
-    margins = np.empty((n_out, tile_rows))
-    return sparse_sum_loop_for()(ChunkArrays(x, n, d, y, sample_weight), _block_args(sparse), int(start), int(stop),
-                                 params, int(n_out), int(loss_kind), float(eps),
-                                 SumWork(tile_rows, margins, margins, np.empty_like(margins), grad), factors,
-                                 _factor_work(factors, sparse, d, tile_rows, 0, factor_grad))
+    rows = RowRange(int(start), int(stop), max(int(stop) - int(start), 1))  # one batch: tiles from ``start``
+    return sum_loop_for(True, False, True)(ChunkArrays(x, n, d, y, sample_weight), _block_args(sparse), rows,
+                                           ScoredModel(params, int(n_out), int(loss_kind), float(eps)),
+                                           _sum_work(n_out, tile_rows, grad),
+                                           FactorModel(factors, _factor_work(factors, sparse, d, tile_rows, 0,
+                                                                             factor_grad)))
 
 
 def first_bad_row(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weight: np.ndarray, start: int,
@@ -508,11 +393,12 @@ def first_bad_row(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_wei
                   factors: FactorArrays = NO_FACTORS) -> int:
     """The first row of [start, stop) whose inputs, margins or loss are not finite, else ``start``."""
     x, n, d = column_major_vector(X)
-    one_row = np.empty((n_out, 1))
-    return sparse_first_bad_row_loop_for()(ChunkArrays(x, n, d, y, sample_weight), _block_args(sparse), int(start),
-                                           int(stop), params, int(n_out), int(loss_kind), float(eps),
-                                           SumWork(1, one_row, one_row, np.empty((n_out, 1)), np.empty(0)), factors,
-                                           _factor_work(factors, sparse, d, 1))
+    tile_rows = _tile_rows(d)
+    return first_bad_row_loop_for(True, True)(ChunkArrays(x, n, d, y, sample_weight), _block_args(sparse),
+                                              RowRange(int(start), int(stop), 1),
+                                              ScoredModel(params, int(n_out), int(loss_kind), float(eps)),
+                                              _sum_work(n_out, tile_rows, np.empty(0)),
+                                              FactorModel(factors, _factor_work(factors, sparse, d, tile_rows)))
 
 
 def predict_margins(X: np.ndarray, sparse: SparseArrays, params: np.ndarray, n_out: int, out: np.ndarray,
@@ -520,10 +406,10 @@ def predict_margins(X: np.ndarray, sparse: SparseArrays, params: np.ndarray, n_o
     """Write the margins of every row, shape (n_rows, n_out), into ``out``."""
     x, n, d = column_major_vector(X)
     tile_rows = _tile_rows(d)
-    margins = np.empty((n_out, tile_rows))
-    _sparse_predict_loop(ChunkArrays(x, n, d, np.empty(0), np.empty(0)), _block_args(sparse), params, int(n_out),
-                         SumWork(tile_rows, margins, margins, margins, np.empty(0)), out, factors,
-                         _factor_work(factors, sparse, d, tile_rows))
+    predict_loop_for(True, True)(ChunkArrays(x, n, d, np.empty(0), np.empty(0)), _block_args(sparse),
+                                 ScoredModel(params, int(n_out), 0, 0.0), _sum_work(n_out, tile_rows, np.empty(0)),
+                                 FactorModel(factors, _factor_work(factors, sparse, d, tile_rows)), out)
 
 
-__all__ = ["NO_FACTORS", "SparseArrays", "first_bad_row", "loss_sum", "max_batch_entries", "predict_margins", "train_chunk"]
+__all__ = ["NO_FACTORS", "SparseArrays", "first_bad_row", "loss_sum", "max_batch_entries", "predict_margins",
+           "train_chunk"]

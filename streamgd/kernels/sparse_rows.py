@@ -54,7 +54,7 @@ from .codes import (
     loss_label,
     optimizer_label,
 )
-from .arguments import ModelArrays
+from .arguments import Columns, LinearVector, ModelArrays
 from .jit import compiled, inlined
 from .pieces import apply_update, clip_by_global_norm, cols_grad_add, cols_margins, l1_prox, rows_loss_dloss
 from .update_rules import ftrl_coordinate
@@ -160,11 +160,11 @@ def _make_sparse_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                         w[p] *= math.exp(ledger - stamps[p])
             for i in range(n_par):
                 g[i] = 0.0
-            cols_margins(x, n, r, d, zero, one, w, 1, margins, stride)
+            cols_margins(Columns(x, n, r, d), zero, one, LinearVector(w, one, stride), margins)
             for e in range(e0, e1):
                 margins[0, 0] += values[e] * w[d + entry_pos[e - e0]]
             loss = rows_loss_dloss(chunk, work, zero, one, r, 1, LOSS, eps, True)
-            cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
+            cols_grad_add(Columns(x, n, r, d), zero, one, dloss, LinearVector(g, one, stride))
             for e in range(e0, e1):
                 g[d + entry_pos[e - e0]] += dloss[0, 0] * values[e]
             if not math.isfinite(loss):
@@ -282,11 +282,11 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             for j in range(d):
                 g[j] = 0.0
             g[stride] = 0.0
-            cols_margins(x, n, r, d, zero, one, params, 1, margins, D)
+            cols_margins(Columns(x, n, r, d), zero, one, LinearVector(params, one, D), margins)
             for e in range(e0, e1):
                 margins[0, 0] += values[e] * nw[d + entry_pos[e - e0]]
             loss = rows_loss_dloss(chunk, work, zero, one, r, 1, LOSS, eps, True)
-            cols_grad_add(x, n, r, d, zero, one, 1, dloss, g, stride)
+            cols_grad_add(Columns(x, n, r, d), zero, one, dloss, LinearVector(g, one, stride))
             slope = dloss[0, 0]
             if distinct:
                 for e in range(e0, e1):
