@@ -36,7 +36,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .codes import (
     H_ALPHA,
@@ -405,10 +405,23 @@ def zero_step_is_identity(opt_kind, lr, previous_lr, hyper):
     return opt_kind != OPT_ADAGRAD or hyper[H_EPS] > 0.0
 
 
-@intrinsic
-def prefetch_item(typingctx, array, index):  # pragma: no cover - compiled
+def prefetch_item(array: Any, index: int) -> None:
     """Ask the CPU to bring ``array[index]``'s cache line in (LLVM's ``llvm.prefetch``, for a write, into every
-    cache level); no bounds check, no effect on any value."""
+    cache level); no bounds check, no effect on any value. Run as Python (``NUMBA_DISABLE_JIT=1``, the Python
+    twins of the loops) it does nothing."""
+
+
+@overload(prefetch_item)
+def _prefetch_item_compiled(array, index):  # pragma: no cover - compiled
+    def prefetch(array, index):
+        _llvm_prefetch(array, index)
+
+    return prefetch
+
+
+@intrinsic
+def _llvm_prefetch(typingctx, array, index):  # pragma: no cover - compiled
+    """``prefetch_item``'s compiled body: the ``llvm.prefetch`` call on the item's address."""
 
     def codegen(context, builder, signature, args):
         array_type, index_type = signature.args
