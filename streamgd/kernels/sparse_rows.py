@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 from .codes import (
@@ -429,3 +429,9 @@ def prefetch_item(typingctx, array, index):  # pragma: no cover - compiled
         return context.get_dummy_value()
 
     return types.void(array, index), codegen
+
+
+if config.DISABLE_JIT:  # the kernels' Python twins (NUMBA_DISABLE_JIT=1): an intrinsic cannot run as Python
+
+    def prefetch_item(array, index):  # the twin of the intrinsic above
+        """A prefetch changes no value: nothing to do in Python."""
