@@ -258,8 +258,9 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
             for j in range(d):  # the scratch: the dense coefficients, the slots, the intercept and their state
                 nw[j] = params[j]
-                for s in range(RULE_ROWS):
-                    ns[s, j] = opt_state[s, j]
+                if not FTRL:  # FTRL reads a dense coordinate's state in its rule loop, only when it steps it
+                    for s in range(RULE_ROWS):
+                        ns[s, j] = opt_state[s, j]
                 if cumulative:
                     ns[l1_row, j] = opt_state[l1_row, j]
             for p in range(m):  # the slots' weights with the penalty of the steps they skipped
@@ -279,15 +280,14 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                 ns[s, stride] = opt_state[s, D]
             if cumulative:
                 ns[l1_row, stride] = opt_state[l1_row, D]
-            for j in range(d):
-                g[j] = 0.0
-            g[stride] = 0.0
             cols_margins(Columns(x, n, r, d), zero, one, LinearVector(params, one, D), margins)
             for e in range(e0, e1):
                 margins[0, 0] += values[e] * nw[d + entry_pos[e - e0]]
             loss = rows_loss_dloss(chunk, work, zero, one, r, 1, LOSS, eps, True)
-            cols_grad_add(Columns(x, n, r, d), zero, one, dloss, LinearVector(g, one, stride))
             slope = dloss[0, 0]
+            for j in range(d):
+                g[j] = 0.0 + x[j * n + r] * slope
+            g[stride] = 0.0 + slope
             if distinct:
                 for e in range(e0, e1):
                     g[d + e - e0] = slope * values[e]
@@ -311,25 +311,27 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                 # plain loop of ftrl_coordinate over the scratch rounded z and n differently in the last digit)
                 keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
                 previous_lr = lr
-                for i in range(n_par):
-                    if i < d:
-                        c = i
-                    elif i < stride:
-                        c = d + touched[i - d]
-                    else:
-                        c = D
-                    w = nw[i]
-                    gi = g[i]
-                    if i < d and keep_zeros and gi == 0.0:  # the rule would give w, z and n back unchanged
+                probe_slots = lr * 0.0  # a second chain: the dense and the slot loops do not wait on each other
+                for j in range(d):  # the dense coordinates: contiguous, no branch on where a coordinate lives
+                    gi = g[j]
+                    if keep_zeros and gi == 0.0:  # the rule would give w, z and n back unchanged
                         continue
+                    ns[0, j] = opt_state[0, j]
+                    ns[1, j] = opt_state[1, j]
+                    new = ftrl_coordinate(nw[j], gi, ns[0], ns[1], j, lr, beta, l1, l2)
+                    probe += (gi + ns[0, j] + ns[1, j] + new) * 0.0
+                    nw[j] = new
+                for i in range(d, n_par):  # the slots, then the intercept (no penalty)
+                    c = d + touched[i - d] if i < stride else D
+                    gi = g[i]
                     ns[0, i] = opt_state[0, c]
                     ns[1, i] = opt_state[1, c]
                     penalised = i < stride
-                    new = ftrl_coordinate(w, gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
+                    new = ftrl_coordinate(nw[i], gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
                                           l2 if penalised else 0.0)
-                    probe += (gi + ns[0, i] + ns[1, i]) * 0.0
-                    probe += new * 0.0
+                    probe_slots += (gi + ns[0, i] + ns[1, i] + new) * 0.0
                     nw[i] = new
+                probe += probe_slots
             elif ADAGRAD:
                 sum_squares = ns[0]
                 for i in range(n_par):
@@ -353,13 +355,16 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                 if not factor > 0.0:  # a step that would flip the coefficients' signs: a divergence
                     return total, r, r
                 ledger += math.log(factor)
-            for i in range(n_par):
-                if i < d:
-                    if keep_zeros and g[i] == 0.0:  # FTRL's coordinates left as they were
-                        continue
-                    c = i
-                else:
-                    c = d + touched[i - d] if i < stride else D
+            for j in range(d):  # the dense coordinates, contiguous
+                if keep_zeros and g[j] == 0.0:  # FTRL's coordinates left as they were
+                    continue
+                params[j] = nw[j]
+                for s in range(RULE_ROWS):
+                    opt_state[s, j] = ns[s, j]
+                if cumulative:
+                    opt_state[l1_row, j] = ns[l1_row, j]
+            for i in range(d, n_par):
+                c = d + touched[i - d] if i < stride else D
                 params[c] = nw[i]
                 for s in range(RULE_ROWS):
                     opt_state[s, c] = ns[s, i]
@@ -437,3 +442,4 @@ def _llvm_prefetch(typingctx, array, index):  # pragma: no cover - compiled
         return context.get_dummy_value()
 
     return types.void(array, index), codegen
+
