@@ -29,6 +29,7 @@ interactions the run names.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from ..data.dictionary_slots import (
 )
 from ..data.unit_reader import UnitTableReader
 from ..kernels.jit import njit
+from .pair_gain_kernels import PairModel, new_scratch, pair_gain
 from .stats import category_strings
 
 SAMPLE_ROWS = 200_000
@@ -223,146 +225,6 @@ def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: f
     return residual / (curvature + penalty)
 
 
-@njit(nogil=True)
-def _cell_probabilities(size_a, size_b, effects_a, effects_b, base_margins, out):
-    """out[fold, va * size_b + vb]: the additive model's probability of a row of cell (va, vb) in ``fold``, the
-    same expression (and so the same bits) ``_pair_gain`` evaluates per row."""
-    for fold in range(2):
-        for va in range(size_a):
-            for vb in range(size_b):
-                out[fold, va * size_b + vb] = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, va]
-                                                                     + effects_b[fold, vb])))
-
-
-@njit(nogil=True)
-def _pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table, probabilities):
-    """Held-out gain of crossing columns ``a`` and ``b`` and the mean of its squared terms, both folds at once: row
-    i fits fold i % 2 and is held out of the other. A first pass sums each cell's residual and curvature at the
-    additive model per fold; a second scores each row with the other fold's Newton offset of its cell, to second
-    order: ``delta (y - p) - delta^2 p (1 - p) / 2``. ``table``: a zeroed work table, (cells, 4) for each cell's
-    residual and curvature in fold 0 and fold 1 side by side (one cache line), zeroed again on return.
-    ``probabilities``: each exact cell's probability per fold (``_cell_probabilities``) when the pair has fewer
-    cells than the sample has rows, so a row looks its probability up instead of computing an ``exp``; else an
-    empty (2, 0) array."""
-    cached = probabilities.shape[1] > 0
-    n = y.shape[0]
-    slots = table.shape[0]
-    shift = np.uint64(64 - int(np.log2(slots)))
-    for i in range(n):  # the fit sums: each row in its own fold
-        cell = a[i] * size_b + b[i]
-        if hashed:
-            cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-        fold = i & 1
-        if cached:
-            p = probabilities[fold, a[i] * size_b + b[i]]
-        else:
-            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
-        table[cell, 2 * fold] += y[i] - p
-        table[cell, 2 * fold + 1] += p * (1.0 - p)
-    gain = 0.0
-    squares = 0.0
-    for i in range(n):  # each row held out of the other fold
-        cell = a[i] * size_b + b[i]
-        if hashed:
-            cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-        fold = 1 - (i & 1)
-        curvature = table[cell, 2 * fold + 1]
-        if curvature == 0.0:
-            continue
-        delta = table[cell, 2 * fold] / (curvature + penalty[fold])
-        if cached:
-            p = probabilities[fold, a[i] * size_b + b[i]]
-        else:
-            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
-        term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
-        gain += term
-        squares += term * term
-    table[:] = 0.0  # sequential: cheaper than revisiting the cells at random
-    return gain / n, squares / n
-
-
-# a hashed pair's rows are scored by partitions of 2^14 cells: 512 KiB of work table, which stays in a core's L2
-# cache (scripts/bench_startup.py; smaller partitions cost more in bucketing the rows than they save)
-PARTITION_BITS = 14
-
-
-@njit(nogil=True)
-def _partitioned_pair_gain(a, b, size_b, hashed, y, effects_a, effects_b, base_margins, penalty, table,
-                           probabilities, n_cells, records, terms):  # pragma: no cover - compiled
-    """``_pair_gain``'s result, bit for bit, for a pair whose work table is larger than a cache: the rows are
-    first bucketed by their cell's partition (``PARTITION_BITS`` high bits of the cell), each row as one record
-    (cell, row, residual and curvature in its fit fold, its probability in its held-out fold), in row order within
-    each partition; each partition is then summed and scored in a table of its own cells alone, which stays in
-    cache, where ``_pair_gain`` reads a table of up to ``CELL_BUCKETS`` cells at random for every row. A cell's
-    sums add its rows in row order as ``_pair_gain`` does, and the held-out terms (``terms``: one per row, NaN
-    where the cell is empty in the other fold) are added in row order too. ``records``: (rows, 6) scratch;
-    ``table``: at least (2^PARTITION_BITS, 4), zeroed, and zeroed again on return."""
-    cached = probabilities.shape[1] > 0
-    n = y.shape[0]
-    width = 1 << PARTITION_BITS
-    n_parts = (n_cells + width - 1) >> PARTITION_BITS
-    shift = np.uint64(64 - int(np.log2(n_cells))) if hashed else np.uint64(0)
-    starts = np.zeros(n_parts + 1, dtype=np.int64)
-    for i in range(n):  # the rows of each partition
-        cell = a[i] * size_b + b[i]
-        if hashed:
-            cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-        starts[(cell >> PARTITION_BITS) + 1] += 1
-    for k in range(n_parts):
-        starts[k + 1] += starts[k]
-    filled = starts[:-1].copy()
-    for i in range(n):  # each row's record, placed in its partition
-        exact = a[i] * size_b + b[i]
-        cell = exact
-        if hashed:
-            cell = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-        fold = i & 1
-        if cached:
-            p = probabilities[fold, exact]
-            q = probabilities[1 - fold, exact]
-        else:
-            p = 1.0 / (1.0 + np.exp(-(base_margins[fold] + effects_a[fold, a[i]] + effects_b[fold, b[i]])))
-            q = 1.0 / (1.0 + np.exp(-(base_margins[1 - fold] + effects_a[1 - fold, a[i]]
-                                      + effects_b[1 - fold, b[i]])))
-        part = cell >> PARTITION_BITS
-        k = filled[part]
-        filled[part] = k + 1
-        records[k, 0] = cell
-        records[k, 1] = i
-        records[k, 2] = y[i] - p
-        records[k, 3] = p * (1.0 - p)
-        records[k, 4] = q
-        records[k, 5] = y[i]
-    for part in range(n_parts):
-        first = part << PARTITION_BITS
-        for k in range(starts[part], starts[part + 1]):  # the fit sums, each row in its own fold
-            cell = np.int64(records[k, 0]) - first
-            fold = np.int64(records[k, 1]) & 1
-            table[cell, 2 * fold] += records[k, 2]
-            table[cell, 2 * fold + 1] += records[k, 3]
-        for k in range(starts[part], starts[part + 1]):  # each row held out of the other fold
-            cell = np.int64(records[k, 0]) - first
-            i = np.int64(records[k, 1])
-            fold = 1 - (i & 1)
-            curvature = table[cell, 2 * fold + 1]
-            if curvature == 0.0:
-                terms[i] = np.nan
-                continue
-            delta = table[cell, 2 * fold] / (curvature + penalty[fold])
-            p = records[k, 4]
-            terms[i] = delta * (records[k, 5] - p) - 0.5 * delta * delta * p * (1.0 - p)
-        table[: min(width, n_cells - first)] = 0.0
-    gain = 0.0
-    squares = 0.0
-    for i in range(n):
-        term = terms[i]
-        if np.isnan(term):
-            continue
-        gain += term
-        squares += term * term
-    return gain / n, squares / n
-
-
 def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = PRIOR_ROWS,
                threads: int = 2) -> list[PairGain]:
     """Every pair's held-out gain (module docstring, steps 2-3), the largest first."""
@@ -382,35 +244,30 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     cells = min(max(sizes[a] * sizes[b] for a, b in pairs), CELL_BUCKETS)
 
-    def gains_of(share: list[tuple[str, str]]) -> list[PairGain]:
-        table = np.zeros((cells, 4))  # each thread its own
-        cached = np.empty((2, min(cells, len(y) // 2)))  # cell probabilities, for pairs with fewer cells than rows
-        records = terms = None  # the partitioned kernel's scratch, made when a pair first needs it
+    model = PairModel(y, base_margins, penalty)
+    order = iter(sorted(range(len(pairs)), key=lambda k: -sizes[pairs[k][0]] * sizes[pairs[k][1]]))  # the largest
+    lock = threading.Lock()  # pairs first, each to the next free thread: the threads end level
+
+    def work() -> list[tuple[int, PairGain]]:
+        scratch = new_scratch(len(y), cells)  # each thread its own
         out = []
-        for a, b in share:
-            n_cells = sizes[a] * sizes[b]
-            hashed = n_cells > CELL_BUCKETS
-            probabilities = cached[:, :n_cells] if not hashed and 2 * n_cells <= len(y) else cached[:, :0]
-            if probabilities.shape[1]:
-                _cell_probabilities(sizes[a], sizes[b], effects[a], effects[b], base_margins, probabilities)
-            table_cells = CELL_BUCKETS if hashed else n_cells
-            if hashed and table_cells >= 1 << PARTITION_BITS:
-                if records is None:
-                    records, terms = np.empty((len(y), 6)), np.empty(len(y))
-                gain, squares = _partitioned_pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a],
-                                                       effects[b], base_margins, penalty, table, probabilities,
-                                                       table_cells, records, terms)
-            else:
-                gain, squares = _pair_gain(codes[a], codes[b], sizes[b], hashed, y, effects[a], effects[b],
-                                           base_margins, penalty, table[:table_cells], probabilities)
+        while True:
+            with lock:
+                k = next(order, None)
+            if k is None:
+                return out
+            a, b = pairs[k]
+            buckets = CELL_BUCKETS if sizes[a] * sizes[b] > CELL_BUCKETS else 0
+            gain, squares = pair_gain(codes[a], codes[b], sizes[b], buckets, model, effects[a], effects[b], scratch)
             error = np.sqrt(max(squares - gain * gain, 0.0) / len(y))  # the standard error of a mean over rows
-            out.append(PairGain(a, b, float(gain), float(gain) / baseline, float(gain / error) if error else 0.0))
-        return out
+            out.append((k, PairGain(a, b, float(gain), float(gain) / baseline,
+                                    float(gain / error) if error else 0.0)))
 
     workers = max(1, min(threads, len(pairs)))
     with ThreadPoolExecutor(workers) as pool:  # the kernel releases the GIL
-        found = [pair for share in pool.map(gains_of, [pairs[k::workers] for k in range(workers)]) for pair in share]
-    return sorted(found, key=lambda pair: -pair.gain)
+        done = [pool.submit(work) for _ in range(workers)]
+        found = dict(item for future in done for item in future.result())
+    return sorted((found[k] for k in range(len(pairs))), key=lambda pair: -pair.gain)  # ties in the pairs' order
 
 
 def search_interactions(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],

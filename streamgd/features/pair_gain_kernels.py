@@ -1,0 +1,129 @@
+"""The compiled kernel of the interaction search: one pair's held-out gain (``interaction_search`` module docstring,
+steps 2-3), from the two columns' value numbers and main effects.
+
+Most of a pair's rows need no probability at all: a row held out of fold ``f`` gains only where its cell has rows
+of fold ``f`` to fit on, and a cell's fit sums in fold ``f`` are read only by its rows of the other fold. So a
+first pass marks which folds each cell has; only the cells with rows in both folds get a place in a small dense
+table (numbered as they first appear), and the rows of every other cell are skipped in both later passes. The
+additive model's probability of a row depends on its exact cell alone, so each dense cell keeps the probability of
+the first exact cell it saw in each fold, and a row of that exact cell (every row, unless a hashed cell holds two
+exact cells) reads it there instead of computing an ``exp``. The sums, the skipped rows and the order of every
+addition are those of the plain two-pass kernel (a cell's rows in row order, the held-out terms in row order), so
+the gains are the same bit for bit: ``tests/test_pair_gain_kernel.py`` compares them with that kernel, and
+``scripts/bench_search.py`` times them against another source tree's search.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..kernels.jit import njit
+
+GOLDEN = 0x9E3779B97F4A7C15  # the multiply-shift hash of a pair's exact cell number into its buckets
+
+
+class PairScratch(NamedTuple):
+    """One thread's work arrays for ``pair_gain``, handed back as they were given (``new_scratch``)."""
+
+    marks: np.ndarray  # int per cell (at least the largest pair's cells), zeroed: its folds and a row, then its place
+    places: np.ndarray  # int32 per row: its cell's place in ``table`` (0: a cell not in both folds), COLLIDED set
+    table: np.ndarray  # float64 (rows // 2 + 2, 6) zeroed: per place, residual and curvature per fold, p per fold
+    exact: np.ndarray  # int64 per place: the exact cell whose probabilities the place keeps
+
+
+COLLIDED = 1 << 30  # in ``places``: the row's exact cell is not its place's (a hashed cell holding two)
+
+
+def new_scratch(rows: int, cells: int) -> PairScratch:
+    """Work arrays for pairs of at most ``cells`` cells (or hash buckets) on ``rows`` rows. A cell in both folds
+    has at least two rows, so ``rows // 2`` places are enough, after place 0 (every other cell's)."""
+    if rows >= 1 << 29:
+        raise ValueError(f"the interaction search takes a sample of fewer than 2^29 rows, not {rows:,}")
+    return PairScratch(np.zeros(cells, dtype=np.int32), np.empty(rows, dtype=np.int32),
+                       np.zeros((rows // 2 + 2, 6)), np.empty(rows // 2 + 2, dtype=np.int64))
+
+
+class PairModel(NamedTuple):
+    """The additive model a pair's cells are scored against, and the sample's labels."""
+
+    y: np.ndarray  # float64 0/1 per row; row i fits fold i % 2
+    base_margins: np.ndarray  # float64 (2,): each fold's base-rate logit
+    penalty: np.ndarray  # float64 (2,): each fold's L2 penalty of a cell's offset
+
+
+@njit(nogil=True)
+def probability(model, effects_a, effects_b, fold, va, vb):  # pragma: no cover - compiled
+    """The additive model's probability of a row of values (va, vb) in ``fold``: one expression, so one set of bits
+    wherever it is evaluated."""
+    return 1.0 / (1.0 + np.exp(-(model.base_margins[fold] + effects_a[fold, va] + effects_b[fold, vb])))
+
+
+@njit(nogil=True)
+def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # pragma: no cover - compiled
+    """(held-out gain, mean of its squared terms) of crossing columns ``a`` and ``b`` (value numbers), both folds
+    at once: row i fits fold i % 2 and is held out of the other. ``buckets``: 0 for exact cells
+    (``a * size_b + b``), else the power of two they are hashed into. A first pass sums each cell's residual and
+    curvature at the additive model per fold; a second scores each row with the other fold's Newton offset of its
+    cell, to second order: ``delta (y - p) - delta^2 p (1 - p) / 2``. ``scratch``: ``new_scratch``'s arrays."""
+    y = model.y
+    marks, places, table, exact = scratch.marks, scratch.places, scratch.table, scratch.exact
+    n = y.shape[0]
+    hashed = buckets > 0
+    shift = np.uint64(64 - int(np.log2(buckets))) if hashed else np.uint64(0)
+    n_cells = buckets if hashed else 0
+    for i in range(n):  # each row's cell; each cell's folds (bits 0-1) and its last row (+ 1, from bit 2)
+        cell = np.int64(a[i]) * size_b + b[i]
+        if hashed:
+            cell = np.int64((np.uint64(cell) * np.uint64(GOLDEN)) >> shift)
+        else:
+            n_cells = max(n_cells, cell + 1)
+        places[i] = cell
+        marks[cell] = ((i + 1) << 2) | (marks[cell] & 3) | (1 + (i & 1))
+    used = 1  # place 0 sums the rows of every cell not in both folds, and is never read
+    for cell in range(n_cells):  # a place for each cell in both folds, and its probabilities
+        mark = marks[cell]
+        if mark & 3 != 3:
+            marks[cell] = 0
+            continue
+        if hashed:
+            row = (mark >> 2) - 1
+            va, vb = np.int64(a[row]), np.int64(b[row])
+        else:
+            va, vb = cell // size_b, cell % size_b
+        exact[used] = va * size_b + vb
+        table[used, 4] = probability(model, effects_a, effects_b, 0, va, vb)
+        table[used, 5] = probability(model, effects_a, effects_b, 1, va, vb)
+        marks[cell] = used
+        used += 1
+    for i in range(n):  # the fit sums, each row in its own fold, in row order within each cell
+        place = marks[places[i]]
+        fold = i & 1
+        p = table[place, 4 + fold]
+        if hashed and place != 0 and np.int64(a[i]) * size_b + b[i] != exact[place]:
+            p = probability(model, effects_a, effects_b, fold, a[i], b[i])
+            places[i] = place | COLLIDED
+        else:
+            places[i] = place
+        table[place, 2 * fold] += y[i] - p
+        table[place, 2 * fold + 1] += p * (1.0 - p)
+    gain = 0.0
+    squares = 0.0
+    for i in range(n):  # each row held out of the other fold, in row order
+        place = places[i] & (COLLIDED - 1)
+        fold = 1 - (i & 1)
+        curvature = table[place, 2 * fold + 1]
+        delta = table[place, 2 * fold] / (curvature + model.penalty[fold])
+        p = table[place, 4 + fold]
+        if places[i] != place:
+            p = probability(model, effects_a, effects_b, fold, a[i], b[i])
+        term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
+        # a row whose cell has no fit in its held-out fold gains nothing (adding +0.0 leaves a sum's bits alone:
+        # a sum from +0.0 is never -0.0); a select, where a branch would be mispredicted on every third row
+        term = term if place != 0 and curvature != 0.0 else 0.0
+        gain += term
+        squares += term * term
+    marks[:n_cells] = 0
+    table[:used] = 0.0
+    return gain / n, squares / n
