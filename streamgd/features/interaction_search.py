@@ -244,7 +244,9 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     cells = min(max(sizes[a] * sizes[b] for a, b in pairs), CELL_BUCKETS)
 
-    model = PairModel(y, base_margins, penalty)
+    labels = y.astype(np.uint8)  # labels 0/1 read as 1 byte a row, the same values (else as they are)
+    model = PairModel(labels if np.array_equal(labels, y) else y, base_margins, penalty)
+    columns = {name: codes[name].astype(np.int32) if sizes[name] < 1 << 31 else codes[name] for name in names}
     order = iter(sorted(range(len(pairs)), key=lambda k: -sizes[pairs[k][0]] * sizes[pairs[k][1]]))  # the largest
     lock = threading.Lock()  # pairs first, each to the next free thread: the threads end level
 
@@ -258,7 +260,8 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
                 return out
             a, b = pairs[k]
             buckets = CELL_BUCKETS if sizes[a] * sizes[b] > CELL_BUCKETS else 0
-            gain, squares = pair_gain(codes[a], codes[b], sizes[b], buckets, model, effects[a], effects[b], scratch)
+            gain, squares = pair_gain(columns[a], columns[b], sizes[b], buckets, model, effects[a], effects[b],
+                                      scratch)
             error = np.sqrt(max(squares - gain * gain, 0.0) / len(y))  # the standard error of a mean over rows
             out.append((k, PairGain(a, b, float(gain), float(gain) / baseline,
                                     float(gain / error) if error else 0.0)))

@@ -25,12 +25,14 @@ GOLDEN = 0x9E3779B97F4A7C15  # the multiply-shift hash of a pair's exact cell nu
 
 
 class PairScratch(NamedTuple):
-    """One thread's work arrays for ``pair_gain``, handed back as they were given (``new_scratch``)."""
+    """One thread's work arrays for ``pair_gain`` (``new_scratch``), handed back as they were given."""
 
-    marks: np.ndarray  # int per cell (at least the largest pair's cells), zeroed: its folds and a row, then its place
-    places: np.ndarray  # int32 per row: its cell's place in ``table`` (0: a cell not in both folds), COLLIDED set
+    marks: np.ndarray  # int32 per cell (at least the largest pair's cells), zeroed: its folds and a row, then its place
+    places: np.ndarray  # int32 per row: its cell, then its cell's place in ``table`` (0: a cell not in both folds)
     table: np.ndarray  # float64 (rows // 2 + 2, 6) zeroed: per place, residual and curvature per fold, p per fold
     exact: np.ndarray  # int64 per place: the exact cell whose probabilities the place keeps
+    others: np.ndarray  # int32 per row + 1: the rows of a second exact cell in a hashed cell, in row order
+    other_p: np.ndarray  # float64 (rows + 1, 2): their probabilities in their fit fold and their held-out fold
 
 
 COLLIDED = 1 << 30  # in ``places``: the row's exact cell is not its place's (a hashed cell holding two)
@@ -42,7 +44,8 @@ def new_scratch(rows: int, cells: int) -> PairScratch:
     if rows >= 1 << 29:
         raise ValueError(f"the interaction search takes a sample of fewer than 2^29 rows, not {rows:,}")
     return PairScratch(np.zeros(cells, dtype=np.int32), np.empty(rows, dtype=np.int32),
-                       np.zeros((rows // 2 + 2, 6)), np.empty(rows // 2 + 2, dtype=np.int64))
+                       np.zeros((rows // 2 + 2, 6)), np.empty(rows // 2 + 2, dtype=np.int64),
+                       np.empty(rows + 1, dtype=np.int32), np.zeros((rows + 1, 2)))
 
 
 class PairModel(NamedTuple):
@@ -53,22 +56,28 @@ class PairModel(NamedTuple):
     penalty: np.ndarray  # float64 (2,): each fold's L2 penalty of a cell's offset
 
 
-@njit(nogil=True)
+@njit(nogil=True, inline="always")
 def probability(model, effects_a, effects_b, fold, va, vb):  # pragma: no cover - compiled
     """The additive model's probability of a row of values (va, vb) in ``fold``: one expression, so one set of bits
     wherever it is evaluated."""
     return 1.0 / (1.0 + np.exp(-(model.base_margins[fold] + effects_a[fold, va] + effects_b[fold, vb])))
 
 
-@njit(nogil=True)
+@njit(nogil=True, error_model="numpy")
 def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # pragma: no cover - compiled
     """(held-out gain, mean of its squared terms) of crossing columns ``a`` and ``b`` (value numbers), both folds
     at once: row i fits fold i % 2 and is held out of the other. ``buckets``: 0 for exact cells
     (``a * size_b + b``), else the power of two they are hashed into. A first pass sums each cell's residual and
     curvature at the additive model per fold; a second scores each row with the other fold's Newton offset of its
-    cell, to second order: ``delta (y - p) - delta^2 p (1 - p) / 2``. ``scratch``: ``new_scratch``'s arrays."""
+    cell, to second order: ``delta (y - p) - delta^2 p (1 - p) / 2``. ``scratch``: ``new_scratch``'s arrays.
+
+    The passes over the rows compute no ``exp`` (a loop that may call one runs markedly slower even where it never
+    does, ``scripts/bench_search.py``): the probabilities are each place's, and the few rows of a second exact cell
+    in a hashed cell get theirs in a list of their own, read in row order. A row that cannot gain divides by a
+    zero curvature and penalty at worst (error_model numpy) and its term is dropped."""
     y = model.y
     marks, places, table, exact = scratch.marks, scratch.places, scratch.table, scratch.exact
+    others, other_p = scratch.others, scratch.other_p
     n = y.shape[0]
     hashed = buckets > 0
     shift = np.uint64(64 - int(np.log2(buckets))) if hashed else np.uint64(0)
@@ -82,46 +91,56 @@ def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # p
         places[i] = cell
         marks[cell] = ((i + 1) << 2) | (marks[cell] & 3) | (1 + (i & 1))
     used = 1  # place 0 sums the rows of every cell not in both folds, and is never read
-    for cell in range(n_cells):  # a place for each cell in both folds, and its probabilities
+    for cell in range(n_cells):  # a place for each cell in both folds, and its exact cell's probabilities
         mark = marks[cell]
         if mark & 3 != 3:
             marks[cell] = 0
             continue
-        if hashed:
-            row = (mark >> 2) - 1
-            va, vb = np.int64(a[row]), np.int64(b[row])
-        else:
-            va, vb = cell // size_b, cell % size_b
-        exact[used] = va * size_b + vb
-        table[used, 4] = probability(model, effects_a, effects_b, 0, va, vb)
-        table[used, 5] = probability(model, effects_a, effects_b, 1, va, vb)
+        row = (mark >> 2) - 1
+        exact[used] = np.int64(a[row]) * size_b + b[row]
+        table[used, 4] = probability(model, effects_a, effects_b, 0, a[row], b[row])
+        table[used, 5] = probability(model, effects_a, effects_b, 1, a[row], b[row])
         marks[cell] = used
         used += 1
+    n_others = 0
+    if hashed:
+        for i in range(n):  # each row's place; the rows of another exact cell than their place's, listed
+            place = marks[places[i]]
+            other = (place != 0) & (np.int64(a[i]) * size_b + b[i] != exact[place])
+            places[i] = place | (COLLIDED if other else 0)
+            others[n_others] = i
+            n_others += np.int64(other)
+        for k in range(n_others):  # their probabilities in their fit fold and their held-out fold
+            i = others[k]
+            other_p[k, 0] = probability(model, effects_a, effects_b, i & 1, a[i], b[i])
+            other_p[k, 1] = probability(model, effects_a, effects_b, 1 - (i & 1), a[i], b[i])
+    else:
+        for i in range(n):
+            places[i] = marks[places[i]]
+    k = 0
     for i in range(n):  # the fit sums, each row in its own fold, in row order within each cell
-        place = marks[places[i]]
+        place = places[i] & (COLLIDED - 1)
+        other = places[i] != place
         fold = i & 1
-        p = table[place, 4 + fold]
-        if hashed and place != 0 and np.int64(a[i]) * size_b + b[i] != exact[place]:
-            p = probability(model, effects_a, effects_b, fold, a[i], b[i])
-            places[i] = place | COLLIDED
-        else:
-            places[i] = place
+        p = other_p[k, 0] if other else table[place, 4 + fold]
+        k += np.int64(other)
         table[place, 2 * fold] += y[i] - p
         table[place, 2 * fold + 1] += p * (1.0 - p)
     gain = 0.0
     squares = 0.0
+    k = 0
     for i in range(n):  # each row held out of the other fold, in row order
         place = places[i] & (COLLIDED - 1)
+        other = places[i] != place
         fold = 1 - (i & 1)
         curvature = table[place, 2 * fold + 1]
         delta = table[place, 2 * fold] / (curvature + model.penalty[fold])
-        p = table[place, 4 + fold]
-        if places[i] != place:
-            p = probability(model, effects_a, effects_b, fold, a[i], b[i])
+        p = other_p[k, 1] if other else table[place, 4 + fold]
+        k += np.int64(other)
         term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
         # a row whose cell has no fit in its held-out fold gains nothing (adding +0.0 leaves a sum's bits alone:
         # a sum from +0.0 is never -0.0); a select, where a branch would be mispredicted on every third row
-        term = term if place != 0 and curvature != 0.0 else 0.0
+        term = term if (place != 0) & (curvature != 0.0) else 0.0
         gain += term
         squares += term * term
     marks[:n_cells] = 0
