@@ -27,7 +27,8 @@ GOLDEN = 0x9E3779B97F4A7C15  # the multiply-shift hash of a pair's exact cell nu
 class PairScratch(NamedTuple):
     """One thread's work arrays for ``pair_gain`` (``new_scratch``), handed back as they were given."""
 
-    marks: np.ndarray  # int32 per cell (at least the largest pair's cells), zeroed: its folds and a row, then its place
+    folds: np.ndarray  # uint8 per cell (at least the largest pair's cells), zeroed: the folds it has rows in (bits)
+    marks: np.ndarray  # int32 per cell, zeroed: its place in ``table`` if it has rows in both folds
     places: np.ndarray  # int32 per row: its cell, then its cell's place in ``table`` (0: a cell not in both folds)
     table: np.ndarray  # float64 (rows // 2 + 2, 6) zeroed: per place, residual and curvature per fold, p per fold
     exact: np.ndarray  # int64 per place: the exact cell whose probabilities the place keeps
@@ -43,7 +44,7 @@ def new_scratch(rows: int, cells: int) -> PairScratch:
     has at least two rows, so ``rows // 2`` places are enough, after place 0 (every other cell's)."""
     if rows >= 1 << 29:
         raise ValueError(f"the interaction search takes a sample of fewer than 2^29 rows, not {rows:,}")
-    return PairScratch(np.zeros(cells, dtype=np.int32), np.empty(rows, dtype=np.int32),
+    return PairScratch(np.zeros(cells, dtype=np.uint8), np.zeros(cells, dtype=np.int32), np.empty(rows, dtype=np.int32),
                        np.zeros((rows // 2 + 2, 6)), np.empty(rows // 2 + 2, dtype=np.int64),
                        np.empty(rows + 1, dtype=np.int32), np.zeros((rows + 1, 2)))
 
@@ -76,41 +77,48 @@ def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # p
     in a hashed cell get theirs in a list of their own, read in row order. A row that cannot gain divides by a
     zero curvature and penalty at worst (error_model numpy) and its term is dropped."""
     y = model.y
-    marks, places, table, exact = scratch.marks, scratch.places, scratch.table, scratch.exact
+    folds, marks, places, table, exact = scratch.folds, scratch.marks, scratch.places, scratch.table, scratch.exact
     others, other_p = scratch.others, scratch.other_p
     n = y.shape[0]
     hashed = buckets > 0
     shift = np.uint64(64 - int(np.log2(buckets))) if hashed else np.uint64(0)
     n_cells = buckets if hashed else 0
-    for i in range(n):  # each row's cell; each cell's folds (bits 0-1) and its last row (+ 1, from bit 2)
+    for i in range(n):  # each row's cell, and the folds each cell has rows in
         cell = np.int64(a[i]) * size_b + b[i]
         if hashed:
             cell = np.int64((np.uint64(cell) * np.uint64(GOLDEN)) >> shift)
         else:
             n_cells = max(n_cells, cell + 1)
         places[i] = cell
-        marks[cell] = ((i + 1) << 2) | (marks[cell] & 3) | (1 + (i & 1))
+        folds[cell] |= 1 + (i & 1)
     used = 1  # place 0 sums the rows of every cell not in both folds, and is never read
-    for cell in range(n_cells):  # a place for each cell in both folds, and its exact cell's probabilities
-        mark = marks[cell]
-        if mark & 3 != 3:
-            marks[cell] = 0
-            continue
-        row = (mark >> 2) - 1
-        exact[used] = np.int64(a[row]) * size_b + b[row]
-        table[used, 4] = probability(model, effects_a, effects_b, 0, a[row], b[row])
-        table[used, 5] = probability(model, effects_a, effects_b, 1, a[row], b[row])
-        marks[cell] = used
-        used += 1
+    for cell in range(n_cells):  # a place for each cell in both folds (an exact cell's probabilities at once)
+        if folds[cell] == 3:
+            marks[cell] = used
+            exact[used] = -1 if hashed else cell
+            if not hashed:
+                table[used, 4] = probability(model, effects_a, effects_b, 0, cell // size_b, cell % size_b)
+                table[used, 5] = probability(model, effects_a, effects_b, 1, cell // size_b, cell % size_b)
+            used += 1
+    folds[:n_cells] = 0
     n_others = 0
     if hashed:
-        for i in range(n):  # each row's place; the rows of another exact cell than their place's, listed
+        exact[0] = 0
+        for i in range(n):  # each row's place, whose exact cell is its first row's; the rows of another listed
             place = marks[places[i]]
-            other = (place != 0) & (np.int64(a[i]) * size_b + b[i] != exact[place])
+            code = np.int64(a[i]) * size_b + b[i]
+            first = exact[place]
+            first = code if first < 0 else first
+            exact[place] = first
+            other = (place != 0) & (code != first)
             places[i] = place | (COLLIDED if other else 0)
             others[n_others] = i
             n_others += np.int64(other)
-        for k in range(n_others):  # their probabilities in their fit fold and their held-out fold
+        for place in range(1, used):  # each place's exact cell's probabilities
+            va = exact[place] // size_b
+            table[place, 4] = probability(model, effects_a, effects_b, 0, va, exact[place] - va * size_b)
+            table[place, 5] = probability(model, effects_a, effects_b, 1, va, exact[place] - va * size_b)
+        for k in range(n_others):  # and those of the rows listed, in their fit fold and their held-out fold
             i = others[k]
             other_p[k, 0] = probability(model, effects_a, effects_b, i & 1, a[i], b[i])
             other_p[k, 1] = probability(model, effects_a, effects_b, 1 - (i & 1), a[i], b[i])
