@@ -81,7 +81,7 @@ def test_the_kernel_equals_the_plain_kernel_bit_for_bit(buckets, pair):
     size_a, size_b, (ea, eb), base, penalty = _kernel_inputs(y, a, b)
     expected = reference_gain(a, b, size_b, buckets, y, ea, eb, base, penalty)
     scratch = new_scratch(len(y), buckets or size_a * size_b)
-    model = PairModel(y, base, penalty)
+    model = PairModel(y.astype(np.uint8), base, penalty)
     found = pair_gain(a, b, size_b, buckets, model, ea, eb, scratch)
     assert found == expected  # floats equal bit for bit, not approximately
     assert not scratch.marks.any() and not scratch.table.any()  # the work arrays are handed back zeroed

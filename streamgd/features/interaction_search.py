@@ -244,8 +244,10 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     cells = min(max(sizes[a] * sizes[b] for a, b in pairs), CELL_BUCKETS)
 
-    labels = y.astype(np.uint8)  # labels 0/1 read as 1 byte a row, the same values (else as they are)
-    model = PairModel(labels if np.array_equal(labels, y) else y, base_margins, penalty)
+    labels = y.astype(np.uint8)
+    if not np.array_equal(labels, y):
+        raise ValueError("the interaction search scores labels 0 and 1 alone")
+    model = PairModel(labels, base_margins, penalty)
     columns = {name: codes[name].astype(np.int32) if sizes[name] < 1 << 31 else codes[name] for name in names}
     order = iter(sorted(range(len(pairs)), key=lambda k: -sizes[pairs[k][0]] * sizes[pairs[k][1]]))  # the largest
     lock = threading.Lock()  # pairs first, each to the next free thread: the threads end level

@@ -32,6 +32,7 @@ class PairScratch(NamedTuple):
     places: np.ndarray  # int32 per row: its cell, then its cell's place in ``table`` (0: a cell not in both folds)
     table: np.ndarray  # float64 (rows // 2 + 2, 6) zeroed: per place, residual and curvature per fold, p per fold
     exact: np.ndarray  # int64 per place: the exact cell whose probabilities the place keeps
+    terms: np.ndarray  # float64 (places, 4) zeroed: per place, the held-out term of a row per fold and label
     others: np.ndarray  # int32 per row + 1: the rows of a second exact cell in a hashed cell, in row order
     other_p: np.ndarray  # float64 (rows + 1, 2): their probabilities in their fit fold and their held-out fold
 
@@ -45,14 +46,14 @@ def new_scratch(rows: int, cells: int) -> PairScratch:
     if rows >= 1 << 29:
         raise ValueError(f"the interaction search takes a sample of fewer than 2^29 rows, not {rows:,}")
     return PairScratch(np.zeros(cells, dtype=np.uint8), np.zeros(cells, dtype=np.int32), np.empty(rows, dtype=np.int32),
-                       np.zeros((rows // 2 + 2, 6)), np.empty(rows // 2 + 2, dtype=np.int64),
+                       np.zeros((rows // 2 + 2, 6)), np.empty(rows // 2 + 2, dtype=np.int64), np.zeros((rows // 2 + 2, 4)),
                        np.empty(rows + 1, dtype=np.int32), np.zeros((rows + 1, 2)))
 
 
 class PairModel(NamedTuple):
     """The additive model a pair's cells are scored against, and the sample's labels."""
 
-    y: np.ndarray  # float64 0/1 per row; row i fits fold i % 2
+    y: np.ndarray  # uint8 per row, its label 0 or 1; row i fits fold i % 2
     base_margins: np.ndarray  # float64 (2,): each fold's base-rate logit
     penalty: np.ndarray  # float64 (2,): each fold's L2 penalty of a cell's offset
 
@@ -78,6 +79,7 @@ def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # p
     zero curvature and penalty at worst (error_model numpy) and its term is dropped."""
     y = model.y
     folds, marks, places, table, exact = scratch.folds, scratch.marks, scratch.places, scratch.table, scratch.exact
+    terms = scratch.terms
     others, other_p = scratch.others, scratch.other_p
     n = y.shape[0]
     hashed = buckets > 0
@@ -134,21 +136,35 @@ def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # p
         k += np.int64(other)
         table[place, 2 * fold] += y[i] - p
         table[place, 2 * fold + 1] += p * (1.0 - p)
+    for place in range(1, used):  # each place's held-out term, per fold and label (its rows differ in y alone)
+        for fold in range(2):
+            curvature = table[place, 2 * fold + 1]
+            if curvature == 0.0:  # no fit in this fold: its rows gain nothing
+                terms[place, 2 * fold] = terms[place, 2 * fold + 1] = 0.0
+                continue
+            delta = table[place, 2 * fold] / (curvature + model.penalty[fold])
+            p = table[place, 4 + fold]
+            for label in range(2):
+                terms[place, 2 * fold + label] = delta * (label - p) - 0.5 * delta * delta * p * (1.0 - p)
+    for k in range(n_others):  # the rows of a second exact cell in a hashed cell: their own
+        i = others[k]
+        place = places[i] & (COLLIDED - 1)
+        fold = 1 - (i & 1)
+        curvature = table[place, 2 * fold + 1]
+        delta = table[place, 2 * fold] / (curvature + model.penalty[fold])
+        p = other_p[k, 1]
+        other_p[k, 0] = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p) if curvature != 0.0 else 0.0
     gain = 0.0
     squares = 0.0
     k = 0
     for i in range(n):  # each row held out of the other fold, in row order
         place = places[i] & (COLLIDED - 1)
         other = places[i] != place
-        fold = 1 - (i & 1)
-        curvature = table[place, 2 * fold + 1]
-        delta = table[place, 2 * fold] / (curvature + model.penalty[fold])
-        p = other_p[k, 1] if other else table[place, 4 + fold]
+        term = terms[place, 2 * (1 - (i & 1)) + y[i]]
+        term = other_p[k, 0] if other else term
         k += np.int64(other)
-        term = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)
-        # a row whose cell has no fit in its held-out fold gains nothing (adding +0.0 leaves a sum's bits alone:
-        # a sum from +0.0 is never -0.0); a select, where a branch would be mispredicted on every third row
-        term = term if (place != 0) & (curvature != 0.0) else 0.0
+        # a row of place 0 (its cell not in both folds) gains nothing: adding +0.0 leaves a sum's bits alone, as
+        # leaving the row out would (a sum from +0.0 is never -0.0)
         gain += term
         squares += term * term
     marks[:n_cells] = 0
