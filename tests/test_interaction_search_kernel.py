@@ -112,3 +112,9 @@ def test_the_search_crosses_what_the_plain_kernel_crosses(monkeypatch):
     assert [pair.label for pair in found] == sorted(expected, key=lambda label: -expected[label][0])
     assert found[0].label == "A:B" and found[0].z > search.MIN_Z
     assert search.pair_gains(y, codes, threads=1) == found == search.pair_gains(y, codes, threads=3)
+
+
+def test_the_search_scores_labels_zero_and_one_alone():
+    y, codes = _click_codes(2_000, 1)
+    with pytest.raises(ValueError, match="labels 0 and 1"):
+        search.pair_gains(np.where(y > 0, 0.7, 0.0), codes)

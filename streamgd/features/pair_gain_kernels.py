@@ -1,16 +1,19 @@
 """The compiled kernel of the interaction search: one pair's held-out gain (``interaction_search`` module docstring,
 steps 2-3), from the two columns' value numbers and main effects.
 
-Most of a pair's rows need no probability at all: a row held out of fold ``f`` gains only where its cell has rows
-of fold ``f`` to fit on, and a cell's fit sums in fold ``f`` are read only by its rows of the other fold. So a
-first pass marks which folds each cell has; only the cells with rows in both folds get a place in a small dense
-table (numbered as they first appear), and the rows of every other cell are skipped in both later passes. The
-additive model's probability of a row depends on its exact cell alone, so each dense cell keeps the probability of
-the first exact cell it saw in each fold, and a row of that exact cell (every row, unless a hashed cell holds two
-exact cells) reads it there instead of computing an ``exp``. The sums, the skipped rows and the order of every
-addition are those of the plain two-pass kernel (a cell's rows in row order, the held-out terms in row order), so
-the gains are the same bit for bit: ``tests/test_pair_gain_kernel.py`` compares them with that kernel, and
-``scripts/bench_search.py`` times them against another source tree's search.
+Most of a pair's rows cannot gain: a row held out of fold ``f`` gains only where its cell has rows of fold ``f``
+to fit on, and a cell's fit sums in fold ``f`` are read only by its rows of the other fold. So a first pass notes
+which folds each cell has rows in, and only the cells with rows in both get a place in a small table (place 0
+takes the rest, its sums never read). The additive model's probability of a row depends on its exact cell alone,
+so a place keeps its exact cell's probability in each fold (a hashed cell: its first row's exact cell; the few
+rows of another exact cell in the same bucket get theirs in a list of their own), and each row reads it there:
+an ``exp`` per place, not two per row. Within a place, a row's held-out term depends on its fold and label alone,
+so it is computed once per place, fold and label. The passes over the rows compute no ``exp`` (a loop that may
+call one ran markedly slower even where it never did). Every sum adds the same numbers in the same order as the
+plain two-pass kernel (a cell's rows in row order, the held-out terms in row order; a row that cannot gain adds
++0.0, which leaves a sum from +0.0 as it was), so the gains are the same bit for bit:
+``tests/test_interaction_search_kernel.py`` compares them with that kernel, and ``scripts/bench_search.py`` times
+them against another source tree's.
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ def new_scratch(rows: int, cells: int) -> PairScratch:
     has at least two rows, so ``rows // 2`` places are enough, after place 0 (every other cell's)."""
     if rows >= 1 << 29:
         raise ValueError(f"the interaction search takes a sample of fewer than 2^29 rows, not {rows:,}")
-    return PairScratch(np.zeros(cells, dtype=np.uint8), np.zeros(cells, dtype=np.int32), np.empty(rows, dtype=np.int32),
-                       np.zeros((rows // 2 + 2, 6)), np.empty(rows // 2 + 2, dtype=np.int64), np.zeros((rows // 2 + 2, 4)),
-                       np.empty(rows + 1, dtype=np.int32), np.zeros((rows + 1, 2)))
+    places = rows // 2 + 2
+    return PairScratch(np.zeros(cells, dtype=np.uint8), np.zeros(cells, dtype=np.int32),
+                       np.empty(rows, dtype=np.int32), np.zeros((places, 6)), np.empty(places, dtype=np.int64),
+                       np.zeros((places, 4)), np.empty(rows + 1, dtype=np.int32), np.zeros((rows + 1, 2)))
 
 
 class PairModel(NamedTuple):
@@ -65,18 +69,14 @@ def probability(model, effects_a, effects_b, fold, va, vb):  # pragma: no cover 
     return 1.0 / (1.0 + np.exp(-(model.base_margins[fold] + effects_a[fold, va] + effects_b[fold, vb])))
 
 
-@njit(nogil=True, error_model="numpy")
+@njit(nogil=True)
 def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # pragma: no cover - compiled
     """(held-out gain, mean of its squared terms) of crossing columns ``a`` and ``b`` (value numbers), both folds
     at once: row i fits fold i % 2 and is held out of the other. ``buckets``: 0 for exact cells
     (``a * size_b + b``), else the power of two they are hashed into. A first pass sums each cell's residual and
     curvature at the additive model per fold; a second scores each row with the other fold's Newton offset of its
-    cell, to second order: ``delta (y - p) - delta^2 p (1 - p) / 2``. ``scratch``: ``new_scratch``'s arrays.
-
-    The passes over the rows compute no ``exp`` (a loop that may call one runs markedly slower even where it never
-    does, ``scripts/bench_search.py``): the probabilities are each place's, and the few rows of a second exact cell
-    in a hashed cell get theirs in a list of their own, read in row order. A row that cannot gain divides by a
-    zero curvature and penalty at worst (error_model numpy) and its term is dropped."""
+    cell, to second order: ``delta (y - p) - delta^2 p (1 - p) / 2`` (the module docstring says how).
+    ``scratch``: ``new_scratch``'s arrays."""
     y = model.y
     folds, marks, places, table, exact = scratch.folds, scratch.marks, scratch.places, scratch.table, scratch.exact
     terms = scratch.terms
@@ -151,9 +151,12 @@ def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # p
         place = places[i] & (COLLIDED - 1)
         fold = 1 - (i & 1)
         curvature = table[place, 2 * fold + 1]
+        if curvature == 0.0:
+            other_p[k, 0] = 0.0
+            continue
         delta = table[place, 2 * fold] / (curvature + model.penalty[fold])
         p = other_p[k, 1]
-        other_p[k, 0] = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p) if curvature != 0.0 else 0.0
+        other_p[k, 0] = delta * (y[i] - p) - 0.5 * delta * delta * p * (1.0 - p)  # now its held-out term
     gain = 0.0
     squares = 0.0
     k = 0
