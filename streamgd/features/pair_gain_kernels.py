@@ -106,8 +106,10 @@ def pair_gain(a, b, size_b, buckets, model, effects_a, effects_b, scratch):  # p
     n_others = 0
     if hashed:
         exact[0] = 0
-        for i in range(n):  # each row's place, whose exact cell is its first row's; the rows of another listed
-            place = marks[places[i]]
+        for i in range(n):  # each row's place (a loop of its own: quicker than within the next)
+            places[i] = marks[places[i]]
+        for i in range(n):  # each place's exact cell is its first row's; the rows of another exact cell, listed
+            place = places[i]
             code = np.int64(a[i]) * size_b + b[i]
             first = exact[place]
             first = code if first < 0 else first
