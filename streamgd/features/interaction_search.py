@@ -227,11 +227,15 @@ def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: f
 
 def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = PRIOR_ROWS,
                threads: int = 2) -> list[PairGain]:
-    """Every pair's held-out gain (module docstring, steps 2-3), the largest first."""
+    """Every pair's held-out gain (module docstring, steps 2-3), the largest first (ties in the order of the pairs).
+    ``y``: labels 0 and 1 (anything else is refused); ``codes``: each column's value numbers, 0, 1, ..."""
     names = list(codes)
     if len(y) < 4 or len(names) < 2:
         return []
     y = np.ascontiguousarray(y, dtype=np.float64)
+    labels = y.astype(np.uint8)  # read by the kernel: a byte a row
+    if not np.array_equal(labels, y):
+        raise ValueError("the interaction search scores labels 0 and 1 alone")
     folds = [np.arange(0, len(y), 2), np.arange(1, len(y), 2)]
     rates = np.array([np.clip(y[rows].mean(), 1e-6, 1 - 1e-6) for rows in folds])
     penalty = prior_rows * rates * (1.0 - rates)
@@ -244,9 +248,6 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     cells = min(max(sizes[a] * sizes[b] for a, b in pairs), CELL_BUCKETS)
 
-    labels = y.astype(np.uint8)
-    if not np.array_equal(labels, y):
-        raise ValueError("the interaction search scores labels 0 and 1 alone")
     model = PairModel(labels, base_margins, penalty)
     columns = {name: codes[name].astype(np.int32) if sizes[name] < 1 << 31 else codes[name] for name in names}
     order = iter(sorted(range(len(pairs)), key=lambda k: -sizes[pairs[k][0]] * sizes[pairs[k][1]]))  # the largest
@@ -272,7 +273,7 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
     with ThreadPoolExecutor(workers) as pool:  # the kernel releases the GIL
         done = [pool.submit(work) for _ in range(workers)]
         found = dict(item for future in done for item in future.result())
-    return sorted((found[k] for k in range(len(pairs))), key=lambda pair: -pair.gain)  # ties in the pairs' order
+    return sorted((found[k] for k in range(len(pairs))), key=lambda pair: -pair.gain)
 
 
 def search_interactions(dataset: Dataset, columns: Sequence[str], labels: Callable[[pa.ChunkedArray], np.ndarray],
