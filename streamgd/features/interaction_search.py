@@ -22,9 +22,9 @@ Which pairs matter is a property of the data, so it is measured on a sample of i
    with few rows a pair's cells fit chance, and chance can gain on the other half too.
 
 Cells are numbered exactly when a pair has at most ``CELL_BUCKETS`` of them, else hashed into that many (a few
-collisions only blur a cell). The cost is a few compiled passes per pair over the sample (``pair_gain_kernels``); it does not
-grow with the data. Only binary targets are searched (the log loss is the criterion); other models keep the
-interactions the run names.
+collisions only blur a cell). The cost is a few compiled passes per pair over the sample (``pair_gain_kernels``);
+it does not grow with the data. Only binary targets are searched (the log loss is the criterion); other models
+keep the interactions the run names.
 """
 
 from __future__ import annotations
