@@ -10,7 +10,12 @@ import pytest
 from numba import njit
 
 from streamgd.features import interaction_search as search
-from streamgd.features.pair_gain_kernels import PairModel, new_scratch, pair_gain
+from streamgd.features.pair_gain_kernels import (
+    PairModel,
+    column_effects,
+    new_scratch,
+    pair_gain,
+)
 
 
 @njit
@@ -48,6 +53,15 @@ def reference_gain(a, b, size_b, buckets, y, effects_a, effects_b, base_margins,
     return gain / n, squares / n
 
 
+def newton_offsets(groups, n_groups, y, penalty):
+    """One Newton step, from the base rate, of each group's logit offset under an L2 penalty (the search's NumPy
+    form before ``column_effects``)."""
+    base = y.mean()
+    residual = np.bincount(groups, weights=y - base, minlength=n_groups)
+    curvature = np.bincount(groups, minlength=n_groups) * (base * (1.0 - base))
+    return residual / (curvature + penalty)
+
+
 def _click_codes(n: int, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Four columns, three of them wide (a pair of them has more cells than small work tables) with a few frequent
     values and many rare ones, as click logs have; a pair effect planted on the frequent values of A and B."""
@@ -67,7 +81,7 @@ def _kernel_inputs(y, a, b):
     rates = np.array([y[rows].mean() for rows in folds])
     penalty = search.PRIOR_ROWS * rates * (1 - rates)
     size_a, size_b = int(a.max()) + 1, int(b.max()) + 1
-    effects = [np.stack([search._newton_offsets(c[rows], size, y[rows], pen) for rows, pen in zip(folds, penalty)])
+    effects = [np.stack([newton_offsets(c[rows], size, y[rows], pen) for rows, pen in zip(folds, penalty)])
                for c, size in ((a, size_a), (b, size_b))]
     return size_a, size_b, effects, np.log(rates / (1 - rates)), penalty
 
@@ -118,3 +132,17 @@ def test_the_search_scores_labels_zero_and_one_alone():
     y, codes = _click_codes(2_000, 1)
     with pytest.raises(ValueError, match="labels 0 and 1"):
         search.pair_gains(np.where(y > 0, 0.7, 0.0), codes)
+
+
+def test_column_effects_are_the_numpy_newton_step_bit_for_bit():
+    y, codes = _click_codes(30_001, 3)
+    folds = [np.arange(0, len(y), 2), np.arange(1, len(y), 2)]
+    means = np.array([y[rows].mean() for rows in folds])
+    penalty = search.PRIOR_ROWS * means * (1 - means)
+    for name, values in codes.items():
+        size = int(values.max()) + 1
+        effects, narrow = np.empty((2, size)), np.empty(len(y), dtype=np.int32)
+        column_effects(values, y, means, penalty, effects, narrow)
+        expected = np.stack([newton_offsets(values[rows], size, y[rows], pen) for rows, pen in zip(folds, penalty)])
+        assert np.array_equal(effects, expected) and effects.tobytes() == expected.tobytes()
+        assert np.array_equal(narrow, values)

@@ -47,7 +47,7 @@ from ..data.dictionary_slots import (
 )
 from ..data.unit_reader import UnitTableReader
 from ..kernels.jit import njit
-from .pair_gain_kernels import PairModel, new_scratch, pair_gain
+from .pair_gain_kernels import PairModel, column_effects, new_scratch, pair_gain
 from .stats import category_strings
 
 SAMPLE_ROWS = 200_000
@@ -217,14 +217,6 @@ def _first_appearance_numbers(ids, n_ids):  # pragma: no cover - compiled
     return out
 
 
-def _newton_offsets(groups: np.ndarray, n_groups: int, y: np.ndarray, penalty: float) -> np.ndarray:
-    """One Newton step, from the base rate, of each group's logit offset under an L2 penalty."""
-    base = y.mean()
-    residual = np.bincount(groups, weights=y - base, minlength=n_groups)
-    curvature = np.bincount(groups, minlength=n_groups) * (base * (1.0 - base))
-    return residual / (curvature + penalty)
-
-
 def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = PRIOR_ROWS,
                threads: int = 2) -> list[PairGain]:
     """Every pair's held-out gain (module docstring, steps 2-3), the largest first (ties in the order of the pairs).
@@ -243,13 +235,15 @@ def pair_gains(y: np.ndarray, codes: dict[str, np.ndarray], prior_rows: float = 
     held_losses = [float(np.mean(np.logaddexp(0.0, m) - y[rows] * m)) for m, rows in zip(base_margins, folds[::-1])]
     baseline = sum(held_losses) / 2
     sizes = {name: int(codes[name].max()) + 1 for name in names}
-    effects = {name: np.stack([_newton_offsets(codes[name][rows], sizes[name], y[rows], pen)
-                               for rows, pen in zip(folds, penalty)]) for name in names}
+    means = np.array([y[rows].mean() for rows in folds])  # each fold's base rate (unclipped) for its effects
+    effects = {name: np.empty((2, sizes[name])) for name in names}
+    columns = {name: np.empty(len(y), dtype=np.int32 if sizes[name] < 1 << 31 else np.int64) for name in names}
+    for name in names:  # each column's effects per fold (step 2) and its numbers as int32
+        column_effects(codes[name], y, means, penalty, effects[name], columns[name])
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     cells = min(max(sizes[a] * sizes[b] for a, b in pairs), CELL_BUCKETS)
 
     model = PairModel(labels, base_margins, penalty)
-    columns = {name: codes[name].astype(np.int32) if sizes[name] < 1 << 31 else codes[name] for name in names}
     order = iter(sorted(range(len(pairs)), key=lambda k: -sizes[pairs[k][0]] * sizes[pairs[k][1]]))  # the largest
     lock = threading.Lock()  # pairs first, each to the next free thread: the threads end level
 
