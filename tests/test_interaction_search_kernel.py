@@ -139,7 +139,7 @@ def test_column_effects_are_the_numpy_newton_step_bit_for_bit():
     folds = [np.arange(0, len(y), 2), np.arange(1, len(y), 2)]
     means = np.array([y[rows].mean() for rows in folds])
     penalty = search.PRIOR_ROWS * means * (1 - means)
-    for name, values in codes.items():
+    for values in codes.values():
         size = int(values.max()) + 1
         effects, narrow = np.empty((2, size)), np.empty(len(y), dtype=np.int32)
         column_effects(values, y, means, penalty, effects, narrow)
