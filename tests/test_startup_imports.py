@@ -95,3 +95,42 @@ def test_from_numpy_shares_the_values():
     assert pa.array(["a", "b", "c", "d", "e"]).take(from_numpy(order)).to_pylist() == ["e", "a", "c"]
     with pytest.raises(TypeError):
         from_numpy(np.array(["a"]))
+
+
+FRESH = """
+import json, sys
+import numpy as np, pyarrow as pa
+from streamgd.data.arrow_numpy import from_numpy
+from streamgd.features.targets import LabelEncoder
+from streamgd.kernels.jit import warm_up
+labels = pa.chunked_array([from_numpy(np.array([1, 0, 0, 1], dtype=np.int8))])
+encoded = LabelEncoder([0, 1]).encode(labels).tolist()
+before = "numba.np.arraymath" in sys.modules
+warm_up().join()
+print(json.dumps({"encoded": encoded, "before": before, "after": "numba.np.arraymath" in sys.modules}))
+"""
+
+
+def test_labels_zero_to_k_need_no_compiler_and_warm_up_sets_numba_up():
+    """Integer labels 0..K-1 are encoded without a compiled call, so the set-up's label reads run beside
+    ``warm_up``, whose thread loads Numba's lowering registries (numba.np.arraymath among them)."""
+    done = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"encoded": [1.0, 0.0, 0.0, 1.0], "before": False,
+                                                                 "after": True}
+
+
+def test_own_index_labels_match_the_compiled_path():
+    from streamgd.errors import DataError
+    from streamgd.features.targets import LabelEncoder
+
+    rng = np.random.default_rng(5)
+    for classes, values in (([0, 1], rng.integers(0, 2, 500).astype(np.int8)),
+                            ([0, 1, 2], rng.integers(0, 3, 500).astype(np.uint16)),
+                            ([False, True], rng.random(500) < 0.4), ([1, 3], 1 + 2 * rng.integers(0, 2, 500))):
+        column = pa.chunked_array([pa.array(values[:200]), pa.array(values[200:])])
+        expected = np.searchsorted(np.array(classes, dtype=np.float64), values.astype(np.float64))
+        assert np.array_equal(LabelEncoder(classes).encode(column), expected.astype(np.float64)), classes
+    for bad, label in (([0, 1, 2, 0], 2), ([1, -1, 0], -1)):
+        with pytest.raises(DataError, match=f"the label {label}, which is not among the classes"):
+            LabelEncoder([0, 1]).encode(pa.chunked_array([pa.array(np.array(bad, dtype=np.int8))]))

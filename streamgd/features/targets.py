@@ -113,6 +113,8 @@ class LabelEncoder:
         self.classes = list(classes)
         numeric = all(isinstance(c, (bool, int, float, np.number, np.bool_)) for c in self.classes)
         self._numbers = np.array(self.classes, dtype=np.float64) if numeric else None
+        # classes 0..K-1 (and False, True): an integer label is its own index
+        self._own_indices = numeric and np.array_equal(self._numbers, np.arange(len(self.classes)))
         self._labels: pa.Array | None = None  # the classes as Arrow, built when a column needs them
 
     @property
@@ -144,12 +146,19 @@ class LabelEncoder:
         return np.asarray(numbers(pc.cast(index, pa.float64())), dtype=np.float64)
 
     def _encode_numbers(self, column: pa.ChunkedArray) -> np.ndarray:
-        """The compiled path for numeric labels (a linear scan of the K classes per row, K is small)."""
+        """Numeric labels: integers 0..K-1 by a range check and a cast; others by the compiled path (a linear scan
+        of the K classes per row, K is small). The first keeps the label reads of the run's set-up (the
+        interaction search's sample) off the compiler while ``streamgd.kernels.jit.warm_up`` sets it up."""
         values = numbers(column)
         if values.dtype == np.bool_:
             values = values.view(np.uint8)
-        out = np.empty(values.shape[0])
-        bad = _index_numbers(values, self._numbers, out)
+        if self._own_indices and values.dtype.kind in "iu":
+            outside = len(values) > 0 and (values.min() < 0 or values.max() >= len(self.classes))
+            bad = int(np.flatnonzero((values < 0) | (values >= len(self.classes)))[0]) if outside else -1
+            out = values.astype(np.float64)
+        else:
+            out = np.empty(values.shape[0])
+            bad = _index_numbers(values, self._numbers, out)
         if bad >= 0:
             raise DataError(f"the target holds the label {column[int(bad)].as_py()!r}, which is not among the "
                             f"classes {self.classes}")
