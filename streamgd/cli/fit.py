@@ -234,11 +234,12 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
     """Train a model on DATA (Parquet files, directories or globs; or s3://, gs://, abfs:// URIs) streamed from
     disk or an object store; --out, --checkpoint-dir and --history may name an object store too."""
     from ..kernels.jit import warm_up
+
+    if not (workers or dask_address):
+        warm_up()  # Numba's once-per-process set-up, beside the imports below, the footers and the first reads
     from ..training.progress import TrainingProgress
     from ..training.trainer import Trainer
 
-    if not (workers or dask_address):
-        warm_up()  # Numba's once-per-process set-up, beside the footers and the first reads
     source = list(data) if len(data) > 1 else data[0]
     options["class_weight"] = _parse_class_weight(options["class_weight"])
     options["categorical"] = split_columns(options["categorical"])
