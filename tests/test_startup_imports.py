@@ -87,6 +87,9 @@ def test_nulls_take_the_value_asked_for_and_validity_is_the_bitmap():
     for each in arrays():
         for chunk in each.chunks if isinstance(each, pa.ChunkedArray) else [each]:
             assert valid_rows(chunk).tolist() == chunk.is_valid().to_pylist()
+    text = pa.array(["a", None, "b", "a", None, "c"])
+    for array in (text, text.slice(1, 4), text.dictionary_encode().slice(1, 5), pa.nulls(3)):
+        assert valid_rows(array).tolist() == array.is_valid().to_pylist(), array.type
 
 
 def test_from_numpy_shares_the_values():

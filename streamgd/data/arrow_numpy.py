@@ -22,8 +22,8 @@ def valid_rows(array: pa.Array) -> np.ndarray:
     """One bool per row of ``array``: True where the row is not null (``array.is_valid().to_numpy()``)."""
     n = len(array)
     bitmap = array.buffers()[0]
-    if array.null_count == 0 or bitmap is None:
-        return np.ones(n, dtype=np.bool_)
+    if array.null_count == 0 or bitmap is None:  # no bitmap with nulls: a null-typed array, every row null
+        return np.full(n, array.null_count == 0, dtype=np.bool_)
     bits = np.frombuffer(bitmap, dtype=np.uint8)
     return np.unpackbits(bits, count=array.offset + n, bitorder="little")[array.offset:].view(np.bool_)
 
