@@ -233,6 +233,10 @@ def fit(data: tuple[str, ...], target: str, features: str | None, exclude: str |
         dask_address: str | None, round_chunks: int, storage_option: tuple[str, ...], **options: Any) -> None:
     """Train a model on DATA (Parquet files, directories or globs; or s3://, gs://, abfs:// URIs) streamed from
     disk or an object store; --out, --checkpoint-dir and --history may name an object store too."""
+    from ..kernels.jit import warm_up
+
+    if not (workers or dask_address):
+        warm_up()  # Numba's once-per-process set-up, beside the imports below, the footers and the first reads
     from ..training.progress import TrainingProgress
     from ..training.trainer import Trainer
 

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..kernels.jit import njit
+from .arrow_numpy import valid_rows
 
 PerEntry = Callable[[pa.ChunkedArray], np.ndarray]
 
@@ -81,7 +82,7 @@ def dictionary_indices(chunk: pa.DictionaryArray, with_validity: bool = True) ->
     slot is undefined (only read where ``valid`` says the row is not null), ``valid`` is empty when no row is
     null, or when ``with_validity`` is False (see ``validity_bits``)."""
     indices = chunk.indices
-    valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count and with_validity else _ALL_VALID
+    valid = valid_rows(chunk) if chunk.null_count and with_validity else _ALL_VALID
     width = np.dtype(indices.type.to_pandas_dtype())
     numbers = np.frombuffer(indices.buffers()[1], dtype=width)[indices.offset: indices.offset + len(indices)]
     if width != np.int32 and width != np.int64:

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from ..errors import ConfigError, DataError
 from ..io.storage import is_remote
 from ..kernels.jit import njit
+from .arrow_numpy import numbers
 from .chunk_buffers import CHUNK_BUFFERS
 from .dataset import Dataset, Unit
 from .dictionary_slots import dictionary_columns
@@ -170,10 +171,7 @@ def _column_to_numpy(column: pa.ChunkedArray, name: str) -> np.ndarray:
             column = pc.cast(column, pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise DataError(f"the column {name!r} of type {dtype} cannot be read as numbers ({exc})") from None
-        column = column.fill_null(np.nan) if column.null_count else column
-    if column.num_chunks == 1:
-        return column.chunk(0).to_numpy(zero_copy_only=False)
-    return column.to_numpy()
+    return numbers(column)  # nulls become NaN
 
 
 def default_target_encoder(column: pa.ChunkedArray) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ..data.arrow_numpy import valid_rows
 from ..data.dictionary_slots import gather_entries
 from ..kernels.jit import njit
 from .stats import category_strings
@@ -95,7 +96,7 @@ def value_hashes(strings: pa.ChunkedArray, name: str) -> np.ndarray:
     for chunk in strings.chunks:
         offsets, data = _string_buffers(chunk)
         out = np.empty(len(chunk), dtype=np.uint32)
-        valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else _EVERY_ROW
+        valid = valid_rows(chunk) if chunk.null_count else _EVERY_ROW
         _fnv1a_kernel(offsets, data, valid, seed, out)
         parts.append(out)
     return np.concatenate(parts) if parts else np.zeros(0, np.uint32)

@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..data.arrow_numpy import numbers
 from ..data.dataset import Dataset
 from ..data.dictionary_slots import (
     dictionary_columns,
@@ -166,10 +167,10 @@ def value_ids(chunks: Sequence[pa.Array]) -> tuple[np.ndarray, int]:
         strings = [category_strings(pa.chunked_array([chunk])).cast(pa.large_string()) for chunk in chunks]
         values = pa.chunked_array([piece for part in strings for piece in part.chunks], type=pa.large_string())
         encoded = pc.dictionary_encode(values).combine_chunks()
-        return encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
+        return numbers(encoded.indices, null=-1).astype(np.int64), len(encoded.dictionary)
     entries = pc.dictionary_encode(pa.chunked_array(  # every chunk's dictionary entries, numbered together
         [chunk.dictionary.cast(pa.large_string()) for chunk in chunks], type=pa.large_string())).combine_chunks()
-    entry_ids = entries.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    entry_ids = numbers(entries.indices, null=-1).astype(np.int64)
     ids = np.empty(sum(len(chunk) for chunk in chunks), dtype=np.int64)
     start = offset = 0
     for chunk in chunks:  # each row's id in the shared numbering of the entries, -1 for a null

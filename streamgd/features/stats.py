@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..data.arrow_numpy import from_numpy, numbers
 from ..data.dataset import Dataset, Unit
 from ..data.dictionary_slots import dictionary_columns, dictionary_indices, is_text
 from ..data.unit_reader import UnitTableReader
@@ -139,15 +140,13 @@ def numeric_values(column: pa.ChunkedArray) -> np.ndarray:
         # unchecked: an int64 of nanoseconds since 1970 exceeds float64's exact integers (2^53), and seconds
         # need no nanosecond precision
         ticks = pc.cast(pc.cast(column, pa.int64()), pa.float64(), safe=False)
-        values = np.asarray(ticks.to_numpy(zero_copy_only=False), dtype=np.float64)
+        values = np.asarray(numbers(ticks), dtype=np.float64)
         return values / scale
     try:
         column = pc.cast(column, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise DataError(f"the column of type {dtype} cannot be read as numbers ({exc})") from None
-    if column.null_count:
-        column = column.fill_null(np.nan)
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(numbers(column), dtype=np.float64)  # nulls become NaN
 
 
 def category_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -197,7 +196,7 @@ def _plain_numbers(column: pa.ChunkedArray) -> np.ndarray | None:
         return None
     if pa.types.is_float16(dtype):
         return None
-    return column.chunk(0).to_numpy(zero_copy_only=False)
+    return numbers(column)
 
 
 def column_stats(column: pa.ChunkedArray, categorical: bool, max_categories: int = DEFAULT_MAX_CATEGORIES,
@@ -256,7 +255,7 @@ def dictionary_value_counts(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarr
         return None
     indices, valid = dictionary_indices(chunk)
     counts, order = _entry_counts(indices, valid, len(dictionary))
-    return dictionary.take(pa.array(order)), counts[order]
+    return dictionary.take(from_numpy(order)), counts[order]
 
 
 def array_stats(values: np.ndarray) -> ColumnStats:
@@ -332,7 +331,7 @@ def units_stats(dataset: Dataset, units: Sequence[Unit], columns: Sequence[str],
     # the categorical text columns read as Parquet dictionaries: their values counted by index
     text = dictionary_columns(dataset.schema, [name for name in columns if name in categorical])
     tables = UnitTableReader(dataset, columns, read_ahead=units, dictionary_columns=text)
-    empty = SpaceSaving.empty(category_capacity(max_categories))
+    empty = SpaceSaving.empty(category_capacity(max_categories)) if categorical else None
     total = DatasetStats(0, {name: ColumnStats(categories=empty if name in categorical else None) for name in columns})
     try:
         for unit in units:

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..data.arrow_numpy import numbers
 from ..data.cache import CheckingEncoder
 from ..data.dataset import Dataset
 from ..data.unit_reader import UnitTableReader
@@ -37,7 +38,7 @@ def scan_classes(dataset: Dataset, max_classes: int = MAX_CLASSES) -> list:
             if pa.types.is_dictionary(column.type):
                 column = column.cast(column.type.value_type)
             if pa.types.is_floating(column.type):
-                values = column.to_numpy()
+                values = numbers(column)
                 if not np.isfinite(values[~np.isnan(values)]).all():
                     raise DataError(f"the target column {dataset.target!r} holds inf in "
                                     f"{dataset.describe_row(unit, 0).rsplit(',', 1)[0]}")
@@ -110,9 +111,19 @@ class LabelEncoder:
 
     def __init__(self, classes: list):
         self.classes = list(classes)
-        self._value_set = pa.array(self.classes)
         numeric = all(isinstance(c, (bool, int, float, np.number, np.bool_)) for c in self.classes)
         self._numbers = np.array(self.classes, dtype=np.float64) if numeric else None
+        # classes 0..K-1 (and False, True): an integer label is its own index
+        self._own_indices = numeric and np.array_equal(self._numbers, np.arange(len(self.classes)))
+        self._labels: pa.Array | None = None  # the classes as Arrow, built when a column needs them
+
+    @property
+    def _value_set(self) -> pa.Array:
+        """The classes as an Arrow array (``pa.array`` imports pandas: built only for the columns the compiled
+        path does not take)."""
+        if self._labels is None:
+            self._labels = pa.array(self.classes)
+        return self._labels
 
     def encode(self, column: pa.ChunkedArray) -> np.ndarray:
         """Indices of the labels; a null target becomes NaN, a label not among the classes is an error."""
@@ -132,15 +143,22 @@ class LabelEncoder:
         if unknown:
             bad = pc.filter(column, pc.and_(pc.is_null(index), pc.is_valid(column)))[0].as_py()
             raise DataError(f"the target holds the label {bad!r}, which is not among the classes {self.classes}")
-        return np.asarray(pc.cast(index, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        return np.asarray(numbers(pc.cast(index, pa.float64())), dtype=np.float64)
 
     def _encode_numbers(self, column: pa.ChunkedArray) -> np.ndarray:
-        """The compiled path for numeric labels (a linear scan of the K classes per row, K is small)."""
-        values = column.chunk(0).to_numpy(zero_copy_only=False) if column.num_chunks == 1 else column.to_numpy()
+        """Numeric labels: integers 0..K-1 by a range check and a cast; others by the compiled path (a linear scan
+        of the K classes per row, K is small). The first keeps the label reads of the run's set-up (the
+        interaction search's sample) off the compiler while ``streamgd.kernels.jit.warm_up`` sets it up."""
+        values = numbers(column)
         if values.dtype == np.bool_:
             values = values.view(np.uint8)
-        out = np.empty(values.shape[0])
-        bad = _index_numbers(values, self._numbers, out)
+        if self._own_indices and values.dtype.kind in "iu":
+            outside = len(values) > 0 and (values.min() < 0 or values.max() >= len(self.classes))
+            bad = int(np.flatnonzero((values < 0) | (values >= len(self.classes)))[0]) if outside else -1
+            out = values.astype(np.float64)
+        else:
+            out = np.empty(values.shape[0])
+            bad = _index_numbers(values, self._numbers, out)
         if bad >= 0:
             raise DataError(f"the target holds the label {column[int(bad)].as_py()!r}, which is not among the "
                             f"classes {self.classes}")

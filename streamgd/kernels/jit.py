@@ -36,6 +36,7 @@ import functools
 import hashlib
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -231,3 +232,27 @@ NO_RUNTIME = accepted_options({"_nrt": False})
 compiled = njit(nogil=True, fastmath=FASTMATH, error_model="numpy", **NO_RUNTIME)
 # Pieces inlined into the Numba IR of each specialised loop (see streamgd.kernels.pieces).
 inlined = njit(nogil=True, fastmath=FASTMATH, inline="always")
+
+
+# ---- the first call of a process ---------------------------------------------------------------------------------
+@compiled
+def _first_call(x):  # pragma: no cover - compiled
+    return x + 1
+
+
+def _call_once() -> None:
+    try:
+        _first_call(1)
+    except Exception:  # noqa: BLE001 - only a head start: the kernel that needs Numba meets any error itself
+        pass
+
+
+def warm_up() -> threading.Thread:
+    """Start Numba's once-per-process set-up on a daemon thread and return it: the first call of any compiled
+    function in a process, even one loaded from the cache, loads Numba's lowering registries (and with them scipy's
+    BLAS), and that lands in whichever kernel runs first. The command that calls this goes on with work that
+    releases the GIL (opening and reading Parquet); its first kernel waits for the set-up on Numba's compiler lock.
+    Nothing of Numba's is changed: a small cached function is called (``scripts/bench_startup.py --fit``)."""
+    thread = threading.Thread(target=_call_once, name="streamgd-numba-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -15,6 +15,7 @@ from uuid import uuid4
 
 import numpy as np
 
+from ..data.arrow_numpy import numbers
 from ..data.cache import CacheSession, CacheSettings, EpochCache, cache_context
 from ..data.dataset import Dataset
 from ..data.memory_plan import fetch_ahead_bytes
@@ -166,7 +167,7 @@ def chunk_weights(job: ChunkJob, chunk: Chunk) -> np.ndarray:
     name = job.sample_weight
     if name is not None:
         column = chunk.extra.column(name)
-        weights = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+        weights = np.asarray(numbers(column), dtype=np.float64)
         if chunk.row_order is not None:
             weights = weights[chunk.row_order]
         usable = np.isfinite(weights) & (weights >= 0)

@@ -1,0 +1,79 @@
+"""Arrow arrays to NumPy and back without pandas.
+
+pyarrow's ``to_numpy``, ``pa.array`` and ``pa.scalar`` import pandas whenever it is installed, even for an array
+of numbers; a ``streamgd fit`` of Parquet files then pays that import (and its resident memory) for nothing it
+uses (``scripts/bench_startup.py --fit``; ``tests/test_startup_imports.py`` keeps pandas out). The values of a
+primitive array are one buffer that NumPy reads as it is, and its validity is a bitmap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["from_numpy", "numbers", "valid_rows"]
+
+
+def _is_primitive(dtype: pa.DataType) -> bool:
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+
+
+def valid_rows(array: pa.Array) -> np.ndarray:
+    """One bool per row of ``array``: True where the row is not null (``array.is_valid().to_numpy()``)."""
+    n = len(array)
+    bitmap = array.buffers()[0]
+    if array.null_count == 0 or bitmap is None:  # no bitmap with nulls: a null-typed array, every row null
+        return np.full(n, array.null_count == 0, dtype=np.bool_)
+    bits = np.frombuffer(bitmap, dtype=np.uint8)
+    return np.unpackbits(bits, count=array.offset + n, bitorder="little")[array.offset:].view(np.bool_)
+
+
+def _chunk_values(array: pa.Array) -> np.ndarray:
+    """The values of one primitive array, a null row's slot undefined: a read-only view of its data buffer
+    (booleans: unpacked)."""
+    n, data = len(array), array.buffers()[1]
+    if pa.types.is_boolean(array.type):
+        if data is None:
+            return np.zeros(n, dtype=np.bool_)
+        bits = np.frombuffer(data, dtype=np.uint8)
+        return np.unpackbits(bits, count=array.offset + n, bitorder="little")[array.offset:].view(np.bool_)
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    if data is None:  # an empty array may have no buffer
+        return np.zeros(n, dtype=dtype)
+    values = np.frombuffer(data, dtype=dtype)[array.offset: array.offset + n]
+    values.flags.writeable = False  # Arrow data is immutable, as to_numpy's zero-copy views say
+    return values
+
+
+def numbers(column: pa.Array | pa.ChunkedArray, null: float = np.nan) -> np.ndarray:
+    """The values of a column of numbers or booleans as NumPy, what ``to_numpy(zero_copy_only=False)`` gives: a
+    read-only view of a single chunk without nulls, else a copy; with nulls, ``null`` in their place (NaN: floats,
+    float64 for integers and booleans; -1 keeps integers integers, as ``fill_null(-1)``). Other types go through
+    ``to_numpy``."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if not _is_primitive(column.type):
+        return column.to_numpy(zero_copy_only=False)
+    has_nulls = column.null_count > 0
+    parts = []
+    for chunk in chunks:
+        values = _chunk_values(chunk)
+        if has_nulls:
+            values = np.where(valid_rows(chunk), values, null)
+        parts.append(values)
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros(0, dtype=_empty_dtype(column.type))
+    return np.concatenate(parts)
+
+
+def _empty_dtype(dtype: pa.DataType) -> np.dtype:
+    return np.dtype(np.bool_) if pa.types.is_boolean(dtype) else np.dtype(dtype.to_pandas_dtype())
+
+
+def from_numpy(values: np.ndarray) -> pa.Array:
+    """A 1-D array of numbers as an Arrow array without nulls (``pa.array(values)``), sharing its memory."""
+    values = np.ascontiguousarray(values)
+    if values.ndim != 1 or values.dtype.kind not in "iuf":
+        raise TypeError(f"from_numpy takes a 1-D array of numbers, got {values.dtype} of shape {values.shape}")
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
