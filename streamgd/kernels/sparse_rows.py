@@ -321,16 +321,16 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     new = ftrl_coordinate(nw[j], gi, ns[0], ns[1], j, lr, beta, l1, l2)
                     probe += (gi + ns[0, j] + ns[1, j] + new) * 0.0
                     nw[j] = new
-                for i in range(d, n_par):  # the slots, then the intercept (no penalty)
-                    c = d + touched[i - d] if i < stride else D
-                    gi = g[i]
-                    ns[0, i] = opt_state[0, c]
-                    ns[1, i] = opt_state[1, c]
-                    penalised = i < stride
-                    new = ftrl_coordinate(nw[i], gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
+                # the slots, then the intercept (no penalty): a straight loop over the scratch (their state was
+                # copied in above), from 0 on views, so LLVM steps several coordinates a vector
+                slot_w, slot_g, slot_z, slot_n = nw[d:n_par], g[d:n_par], ns[0, d:n_par], ns[1, d:n_par]
+                for k in range(m + 1):
+                    gi = slot_g[k]
+                    penalised = k < m
+                    new = ftrl_coordinate(slot_w[k], gi, slot_z, slot_n, k, lr, beta, l1 if penalised else 0.0,
                                           l2 if penalised else 0.0)
-                    probe_slots += (gi + ns[0, i] + ns[1, i] + new) * 0.0
-                    nw[i] = new
+                    probe_slots += (gi + slot_z[k] + slot_n[k] + new) * 0.0
+                    slot_w[k] = new
                 probe += probe_slots
             elif ADAGRAD:
                 sum_squares = ns[0]
