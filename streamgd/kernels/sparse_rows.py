@@ -258,9 +258,8 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
             for j in range(d):  # the scratch: the dense coefficients, the slots, the intercept and their state
                 nw[j] = params[j]
-                if not FTRL:  # FTRL reads a dense coordinate's state in its rule loop, only when it steps it
-                    for s in range(RULE_ROWS):
-                        ns[s, j] = opt_state[s, j]
+                for s in range(RULE_ROWS):
+                    ns[s, j] = opt_state[s, j]
                 if cumulative:
                     ns[l1_row, j] = opt_state[l1_row, j]
             for p in range(m):  # the slots' weights with the penalty of the steps they skipped
@@ -307,31 +306,25 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             clip_by_global_norm(g[:n_par], hyper)
             probe = lr * 0.0  # the rule on the scratch (AdaGrad and SGD: plain loops over it)
             keep_zeros = False
-            if FTRL:  # in this loop's shape, which keeps the general loop's bits (with LLVM's contraction, a
-                # plain loop of ftrl_coordinate over the scratch rounded z and n differently in the last digit)
+            if FTRL:  # one straight loop over the scratch (from 0, on views): LLVM steps a vector of coordinates
+                # at a time, and each lane rounds as the general loop's scalar code does (IEEE square roots and
+                # divisions, the same contractions)
                 keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
                 previous_lr = lr
-                probe_slots = lr * 0.0  # a second chain: the dense and the slot loops do not wait on each other
-                for j in range(d):  # the dense coordinates: contiguous, no branch on where a coordinate lives
-                    gi = g[j]
-                    if keep_zeros and gi == 0.0:  # the rule would give w, z and n back unchanged
+                # the intercept's penalty: a zero LLVM cannot fold (with a constant 0.0 it turned the penalty's
+                # select into a masked add, which its multiply no longer contracts into, and the lanes rounded
+                # differently from the general loop)
+                no_penalty = l1 * 0.0
+                rule_w, rule_g, rule_z, rule_n = nw[:n_par], g[:n_par], ns[0, :n_par], ns[1, :n_par]
+                for i in range(n_par):  # the dense coordinates, the slots, then the intercept
+                    gi = rule_g[i]
+                    if keep_zeros and gi == 0.0 and i < d:  # the rule would give w, z and n back unchanged
                         continue
-                    ns[0, j] = opt_state[0, j]
-                    ns[1, j] = opt_state[1, j]
-                    new = ftrl_coordinate(nw[j], gi, ns[0], ns[1], j, lr, beta, l1, l2)
-                    probe += (gi + ns[0, j] + ns[1, j] + new) * 0.0
-                    nw[j] = new
-                # the slots, then the intercept (no penalty): a straight loop over the scratch (their state was
-                # copied in above), from 0 on views, so LLVM steps several coordinates a vector
-                slot_w, slot_g, slot_z, slot_n = nw[d:n_par], g[d:n_par], ns[0, d:n_par], ns[1, d:n_par]
-                for k in range(m + 1):
-                    gi = slot_g[k]
-                    penalised = k < m
-                    new = ftrl_coordinate(slot_w[k], gi, slot_z, slot_n, k, lr, beta, l1 if penalised else 0.0,
-                                          l2 if penalised else 0.0)
-                    probe_slots += (gi + slot_z[k] + slot_n[k] + new) * 0.0
-                    slot_w[k] = new
-                probe += probe_slots
+                    penalised = i < stride
+                    new = ftrl_coordinate(rule_w[i], gi, rule_z, rule_n, i, lr, beta,
+                                          l1 if penalised else no_penalty, l2 if penalised else no_penalty)
+                    probe += (gi + rule_z[i] + rule_n[i] + new) * 0.0
+                    rule_w[i] = new
             elif ADAGRAD:
                 sum_squares = ns[0]
                 for i in range(n_par):
