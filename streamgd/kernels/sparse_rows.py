@@ -239,6 +239,8 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         for h in range(seen.shape[0]):  # first_seen's stamps are negative, compact_positions' numbers are not
             seen[h] = 0
         previous_lr = math.nan  # FTRL's: the rate of the row before
+        # the per-coordinate block: a coordinate's state rows follow its weight in memory
+        side_by_side = rows > 0 and opt_state.strides[0] == params.itemsize and params.strides[0] > params.itemsize
         for r in range(n):
             e0 = indptr[r]
             e1 = indptr[r + 1]
@@ -246,8 +248,11 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                 for e in range(e1, indptr[r + 2]):
                     c = d + indices[e]
                     prefetch_item(params, c)
-                    for s in range(rows):
-                        prefetch_item(opt_state[s], c)
+                    if side_by_side:  # the weight's line, and the last state row's (the two lines it may span)
+                        prefetch_item(opt_state[rows - 1], c)
+                    else:
+                        for s in range(rows):
+                            prefetch_item(opt_state[s], c)
             m = first_seen(indices, e0, e1, seen, -1 - r, touched, entry_pos)
             if m < 0:  # a slot named twice, or maybe: number them
                 m = compact_positions(sparse, e0, e1, work)
@@ -263,7 +268,7 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                 if cumulative:
                     ns[l1_row, j] = opt_state[l1_row, j]
             for p in range(m):  # the slots' weights with the penalty of the steps they skipped
-                c = d + touched[p]
+                c = np.uint64(d + touched[p])
                 w = params[c]
                 if lazy_row >= 0:
                     stamp = opt_state[lazy_row, c]
@@ -356,15 +361,23 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     opt_state[s, j] = ns[s, j]
                 if cumulative:
                     opt_state[l1_row, j] = ns[l1_row, j]
-            for i in range(d, n_par):
-                c = d + touched[i - d] if i < stride else D
+            for p in range(m):  # the slots (an unsigned index: no negative-index wrap-around to compute)
+                c = np.uint64(d + touched[p])
+                i = d + p
                 params[c] = nw[i]
                 for s in range(RULE_ROWS):
                     opt_state[s, c] = ns[s, i]
-                if cumulative:  # and the penalty so far, kept in the intercept's entry
+                if cumulative:
                     opt_state[l1_row, c] = ns[l1_row, i]
-                if lazy_row >= 0 and i >= d:  # the slots' stamps and the ledger, kept in the intercept's entry
+                if lazy_row >= 0:  # the slots' stamps
                     opt_state[lazy_row, c] = ledger
+            params[D] = nw[stride]  # the intercept
+            for s in range(RULE_ROWS):
+                opt_state[s, D] = ns[s, stride]
+            if cumulative:  # and the penalty so far, kept in the intercept's entry
+                opt_state[l1_row, D] = ns[l1_row, stride]
+            if lazy_row >= 0:  # and the ledger
+                opt_state[lazy_row, D] = ledger
             total += loss
         return total, n, -1
 
