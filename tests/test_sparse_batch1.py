@@ -148,6 +148,23 @@ def test_batch1_loop_equals_general_loop_bit_for_bit_on_long_rows(name, decaying
         np.testing.assert_array_equal(params, reference)
         np.testing.assert_array_equal(opt_state, reference_state)
 
+
+def test_fused_ftrl_without_room_to_pad_steps_the_same(monkeypatch):
+    """A scratch too narrow to pad a row to whole vectors (the loop then takes its unpadded form, scalar
+    remainder and all) gives the same parameters and state bit for bit."""
+    results = []
+    for lanes in (sparse_kernels.LANES, 1):
+        monkeypatch.setattr(sparse_kernels, "LANES", lanes)
+        rng = np.random.default_rng(5)
+        optimizer, hyper, params, opt_state = set_up("ftrl", True, WIDE_DENSE, WIDE_SLOTS)
+        X, block, y = wide_rows(rng, 300)
+        _, done, status = sparse_kernels.train_chunk(X, block, y, np.empty(0), params, opt_state, hyper,
+                                                     np.full(300, 0.3), 1, 1, kernel_api.LOSS_LOG, optimizer.code, 0)
+        assert (done, status) == (300, 0)
+        results.append((np.array(params), np.array(opt_state)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
 def test_per_coordinate_block_holds_params_and_state_side_by_side():
     """The block's row i is coordinate i's weight and then its state; params and opt_state are views of it."""
     block, params, opt_state = coordinate_block(5, 2)
