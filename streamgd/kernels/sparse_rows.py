@@ -378,7 +378,6 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
     return fused_row_loop
 
 
-
 LANES = 8  # FTRL's rule loop: two vectors of 4 doubles a step (AVX2; LLVM's choice on this machine's AVX-512 too)
 
 
@@ -392,7 +391,7 @@ def ftrl_scratch(nw, g, ns, count, d, stride, keep_zeros, lr, beta, l1, l2):
     vector's lanes as in scalar code. The unpenalised coordinates (the intercept, the padding) take a zero that
     LLVM cannot fold: with a constant 0.0 it turned the penalty's select into a masked add that the multiply
     before it no longer contracts into, and the lanes rounded apart from the general loop
-    (``tests/test_sparse_batch1.py``, long rows)."""
+    (``tests/test_sparse_batch1.py``, long rows). It is 0.0 because ``l1`` is finite (a run's alpha is checked)."""
     no_penalty = l1 * 0.0
     rule_w, rule_g, rule_z, rule_n = nw[:count], g[:count], ns[0, :count], ns[1, :count]
     probe = lr * 0.0
@@ -406,6 +405,7 @@ def ftrl_scratch(nw, g, ns, count, d, stride, keep_zeros, lr, beta, l1, l2):
         probe += (gi + rule_z[i] + rule_n[i] + new) * 0.0
         rule_w[i] = new
     return probe
+
 
 @inlined
 def first_seen(indices, e0, e1, seen, stamp, touched, entry_pos):
