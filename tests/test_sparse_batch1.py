@@ -40,6 +40,7 @@ def click_rows(rng: np.random.Generator, n_rows: int = N_ROWS) -> tuple[np.ndarr
 CASES = {  # name: (optimizer, alpha, l1_ratio, clip_norm)
     "ftrl": ("ftrl", 1e-3, 0.5, 0.0),
     "ftrl-clipped": ("ftrl", 1e-3, 0.5, 0.5),
+    "ftrl-sparse": ("ftrl", 0.3, 1.0, 0.0),  # an L1 penalty that keeps some weights at 0
     "adagrad-lazy-l2": ("adagrad", 1e-3, 0.0, 0.0),
     "adagrad-elasticnet": ("adagrad", 1e-3, 0.5, 0.0),
     "sgd-l1-clipped": ("sgd", 1e-3, 1.0, 0.5),
@@ -48,11 +49,11 @@ CASES = {  # name: (optimizer, alpha, l1_ratio, clip_norm)
 }
 
 
-def set_up(name: str, per_coordinate: bool):
+def set_up(name: str, per_coordinate: bool, n_dense: int = N_DENSE, n_slots: int = N_SLOTS):
     optimizer = make_optimizer(CASES[name][0])
     alpha, l1_ratio, clip = CASES[name][1:]
     hyper = kernel_hyper(optimizer, alpha, l1_ratio, clip, 1.35)
-    params, opt_state = initial_state(optimizer, hyper, N_DENSE + N_SLOTS, 1, N_SLOTS, False)
+    params, opt_state = initial_state(optimizer, hyper, n_dense + n_slots, 1, n_slots, False)
     if not per_coordinate:
         params, opt_state = np.ascontiguousarray(params), np.ascontiguousarray(opt_state)
     return optimizer, hyper, params, opt_state
@@ -97,6 +98,72 @@ def test_batch1_loop_equals_general_loop_bit_for_bit(name, decaying):
         np.testing.assert_array_equal(opt_state, reference_state)
         assert totals == reference_totals
 
+
+
+WIDE_DENSE, WIDE_SLOTS = 24, 2048
+
+
+def wide_rows(rng: np.random.Generator, n_rows: int) -> tuple[np.ndarray, SparseBlock, np.ndarray]:
+    """Rows as long as a click log's: 24 dense columns (every other one an indicator, 0 in most rows) and 20 to 40
+    slots (the first named twice in every ninth row), so a row's rule loop runs in vector lanes and not only in
+    the scalar remainder that the short rows of ``click_rows`` reach."""
+    X = rng.standard_normal((n_rows, WIDE_DENSE))
+    X[:, ::2] = rng.random((n_rows, WIDE_DENSE // 2)) < 0.1
+    X = np.asfortranarray(X)
+    lengths = rng.integers(20, 41, n_rows)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    indices = rng.integers(0, WIDE_SLOTS, indptr[-1]).astype(np.int32)
+    indices[indptr[:-1:9] + 1] = indices[indptr[:-1:9]]
+    values = rng.uniform(0.5, 1.5, indptr[-1])
+    y = (rng.random(n_rows) < 0.3).astype(np.float64)
+    return X, SparseBlock(indptr, indices, values, WIDE_SLOTS), y
+
+
+@pytest.mark.parametrize("decaying", [False, True], ids=["constant", "decaying"])
+@pytest.mark.parametrize("name", ["ftrl", "ftrl-clipped", "ftrl-sparse", "adagrad-lazy-l2", "sgd-l1"])
+def test_batch1_loop_equals_general_loop_bit_for_bit_on_long_rows(name, decaying):
+    """Two chunks of 600 rows of 45 to 65 coordinates: the fused loop (split arrays and the block) gives the
+    general loop's parameters and state exactly, and so its vector lanes round as the general loop's scalar
+    code."""
+    results = []
+    for per_row, per_coordinate in ((False, False), (True, False), (True, True)):
+        rng = np.random.default_rng(11)
+        optimizer, hyper, params, opt_state = set_up(name, per_coordinate, WIDE_DENSE, WIDE_SLOTS)
+        for k in range(2):
+            X, block, y = wide_rows(rng, 600)
+            lrs = np.full(600, 0.3)
+            if decaying:
+                lrs /= np.sqrt(1.0 + (k * 600 + np.arange(600)) // 50)
+            _, done, status = sparse_kernels.train_chunk(X, block, y, np.empty(0), params, opt_state, hyper, lrs, 1,
+                                                         1, kernel_api.LOSS_LOG, optimizer.code, k * 600,
+                                                         per_row=per_row)
+            assert (done, status) == (600, 0)
+        results.append((np.array(params), np.array(opt_state)))
+    reference, reference_state = results[0]
+    slots = reference[WIDE_DENSE:-1]
+    assert np.count_nonzero(slots) > 500
+    if name == "ftrl-sparse":  # lanes on both sides of the L1 threshold
+        assert 100 < np.count_nonzero(slots == 0.0) < 1500
+    for params, opt_state in results[1:]:
+        np.testing.assert_array_equal(params, reference)
+        np.testing.assert_array_equal(opt_state, reference_state)
+
+
+def test_fused_ftrl_without_room_to_pad_steps_the_same(monkeypatch):
+    """A scratch too narrow to pad a row to whole vectors (the loop then takes its unpadded form, scalar
+    remainder and all) gives the same parameters and state bit for bit."""
+    results = []
+    for lanes in (sparse_kernels.LANES, 1):
+        monkeypatch.setattr(sparse_kernels, "LANES", lanes)
+        rng = np.random.default_rng(5)
+        optimizer, hyper, params, opt_state = set_up("ftrl", True, WIDE_DENSE, WIDE_SLOTS)
+        X, block, y = wide_rows(rng, 300)
+        _, done, status = sparse_kernels.train_chunk(X, block, y, np.empty(0), params, opt_state, hyper,
+                                                     np.full(300, 0.3), 1, 1, kernel_api.LOSS_LOG, optimizer.code, 0)
+        assert (done, status) == (300, 0)
+        results.append((np.array(params), np.array(opt_state)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
 
 def test_per_coordinate_block_holds_params_and_state_side_by_side():
     """The block's row i is coordinate i's weight and then its state; params and opt_state are views of it."""

@@ -84,7 +84,7 @@ from .pieces import (
     rows_loss_dloss,
 )
 from .scoring import first_bad_row_loop_for, predict_loop_for, sum_loop_for
-from .sparse_rows import ROW_TABLE_SIZE, compact_positions, sparse_row_loop_for
+from .sparse_rows import LANES, ROW_TABLE_SIZE, compact_positions, sparse_row_loop_for
 from .specialise import specialised
 
 
@@ -350,7 +350,7 @@ def _train_rows(X: np.ndarray, sparse: SparseArrays, y: np.ndarray, sample_weigh
     capacity = ROW_TABLE_SIZE  # the batch-1 loop's first_seen finds a row's slots distinct in a table this size
     while capacity < 2 * entries:
         capacity *= 2
-    width = d + min(entries, sparse.n_slots) + 1
+    width = d + min(entries, sparse.n_slots) + LANES  # the intercept, and room to pad to whole vectors
     margins = np.empty((1, 1))
     work = SparseWork(1, margins, np.empty_like(margins), np.full(capacity, -1, dtype=np.int64),
                       np.empty(capacity, dtype=np.int64), np.empty(entries, dtype=np.int64),

@@ -239,6 +239,8 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
         for h in range(seen.shape[0]):  # first_seen's stamps are negative, compact_positions' numbers are not
             seen[h] = 0
         previous_lr = math.nan  # FTRL's: the rate of the row before
+        # the per-coordinate block: a coordinate's state rows follow its weight in memory
+        side_by_side = rows > 0 and opt_state.strides[0] == params.itemsize and params.strides[0] > params.itemsize
         for r in range(n):
             e0 = indptr[r]
             e1 = indptr[r + 1]
@@ -246,8 +248,11 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                 for e in range(e1, indptr[r + 2]):
                     c = d + indices[e]
                     prefetch_item(params, c)
-                    for s in range(rows):
-                        prefetch_item(opt_state[s], c)
+                    if side_by_side:  # the weight's line, and the last state row's (the two lines it may span)
+                        prefetch_item(opt_state[rows - 1], c)
+                    else:
+                        for s in range(rows):
+                            prefetch_item(opt_state[s], c)
             m = first_seen(indices, e0, e1, seen, -1 - r, touched, entry_pos)
             if m < 0:  # a slot named twice, or maybe: number them
                 m = compact_positions(sparse, e0, e1, work)
@@ -258,13 +263,12 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             cumulative = l1_row >= 0  # the cumulative L1 record (never FTRL's)
             for j in range(d):  # the scratch: the dense coefficients, the slots, the intercept and their state
                 nw[j] = params[j]
-                if not FTRL:  # FTRL reads a dense coordinate's state in its rule loop, only when it steps it
-                    for s in range(RULE_ROWS):
-                        ns[s, j] = opt_state[s, j]
+                for s in range(RULE_ROWS):
+                    ns[s, j] = opt_state[s, j]
                 if cumulative:
                     ns[l1_row, j] = opt_state[l1_row, j]
             for p in range(m):  # the slots' weights with the penalty of the steps they skipped
-                c = d + touched[p]
+                c = np.uint64(d + touched[p])
                 w = params[c]
                 if lazy_row >= 0:
                     stamp = opt_state[lazy_row, c]
@@ -307,31 +311,19 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
             clip_by_global_norm(g[:n_par], hyper)
             probe = lr * 0.0  # the rule on the scratch (AdaGrad and SGD: plain loops over it)
             keep_zeros = False
-            if FTRL:  # in this loop's shape, which keeps the general loop's bits (with LLVM's contraction, a
-                # plain loop of ftrl_coordinate over the scratch rounded z and n differently in the last digit)
+            if FTRL:  # one straight loop over the scratch: LLVM steps a vector of coordinates at a time
                 keep_zeros = zero_step_is_identity(OPT, lr, previous_lr, hyper)
                 previous_lr = lr
-                probe_slots = lr * 0.0  # a second chain: the dense and the slot loops do not wait on each other
-                for j in range(d):  # the dense coordinates: contiguous, no branch on where a coordinate lives
-                    gi = g[j]
-                    if keep_zeros and gi == 0.0:  # the rule would give w, z and n back unchanged
-                        continue
-                    ns[0, j] = opt_state[0, j]
-                    ns[1, j] = opt_state[1, j]
-                    new = ftrl_coordinate(nw[j], gi, ns[0], ns[1], j, lr, beta, l1, l2)
-                    probe += (gi + ns[0, j] + ns[1, j] + new) * 0.0
-                    nw[j] = new
-                for i in range(d, n_par):  # the slots, then the intercept (no penalty)
-                    c = d + touched[i - d] if i < stride else D
-                    gi = g[i]
-                    ns[0, i] = opt_state[0, c]
-                    ns[1, i] = opt_state[1, c]
-                    penalised = i < stride
-                    new = ftrl_coordinate(nw[i], gi, ns[0], ns[1], i, lr, beta, l1 if penalised else 0.0,
-                                          l2 if penalised else 0.0)
-                    probe_slots += (gi + ns[0, i] + ns[1, i] + new) * 0.0
-                    nw[i] = new
-                probe += probe_slots
+                whole = (n_par + LANES - 1) & -LANES
+                if whole <= nw.shape[0]:  # the scratch padded to whole vectors: no scalar remainder
+                    for i in range(n_par, whole):
+                        nw[i] = 0.0
+                        g[i] = 0.0
+                        ns[0, i] = 0.0
+                        ns[1, i] = 0.0
+                    probe = ftrl_scratch(nw, g, ns, whole, d, stride, keep_zeros, lr, beta, l1, l2)
+                else:
+                    probe = ftrl_scratch(nw, g, ns, n_par, d, stride, keep_zeros, lr, beta, l1, l2)
             elif ADAGRAD:
                 sum_squares = ns[0]
                 for i in range(n_par):
@@ -363,19 +355,56 @@ def _make_fused_row_loop(LOSS, OPT):  # noqa: N803 - compile-time constants
                     opt_state[s, j] = ns[s, j]
                 if cumulative:
                     opt_state[l1_row, j] = ns[l1_row, j]
-            for i in range(d, n_par):
-                c = d + touched[i - d] if i < stride else D
+            for p in range(m):  # the slots (an unsigned index: no negative-index wrap-around to compute)
+                c = np.uint64(d + touched[p])
+                i = d + p
                 params[c] = nw[i]
                 for s in range(RULE_ROWS):
                     opt_state[s, c] = ns[s, i]
-                if cumulative:  # and the penalty so far, kept in the intercept's entry
+                if cumulative:
                     opt_state[l1_row, c] = ns[l1_row, i]
-                if lazy_row >= 0 and i >= d:  # the slots' stamps and the ledger, kept in the intercept's entry
+                if lazy_row >= 0:  # the slots' stamps
                     opt_state[lazy_row, c] = ledger
+            params[D] = nw[stride]  # the intercept
+            for s in range(RULE_ROWS):
+                opt_state[s, D] = ns[s, stride]
+            if cumulative:  # and the penalty so far, kept in the intercept's entry
+                opt_state[l1_row, D] = ns[l1_row, stride]
+            if lazy_row >= 0:  # and the ledger
+                opt_state[lazy_row, D] = ledger
             total += loss
         return total, n, -1
 
     return fused_row_loop
+
+
+LANES = 8  # FTRL's rule loop: two vectors of 4 doubles a step (AVX2; LLVM's choice on this machine's AVX-512 too)
+
+
+@inlined
+def ftrl_scratch(nw, g, ns, count, d, stride, keep_zeros, lr, beta, l1, l2):
+    """FTRL-Proximal on the first ``count`` coordinates of the fused loop's scratch (``nw`` weights, ``g``
+    gradients, ``ns[0]`` z, ``ns[1]`` n; dense coordinates, slots, the intercept at ``stride``, then zeros that
+    pad it to whole vectors and stay 0), in place; returns the finite probe (0.0, or NaN when a value is not
+    finite). A straight loop from 0 on views, with no call and no branch that LLVM cannot make a select or a
+    mask, so it steps a vector of coordinates at a time; IEEE square roots and divisions round the same in a
+    vector's lanes as in scalar code. The unpenalised coordinates (the intercept, the padding) take a zero that
+    LLVM cannot fold: with a constant 0.0 it turned the penalty's select into a masked add that the multiply
+    before it no longer contracts into, and the lanes rounded apart from the general loop
+    (``tests/test_sparse_batch1.py``, long rows). It is 0.0 because ``l1`` is finite (a run's alpha is checked)."""
+    no_penalty = l1 * 0.0
+    rule_w, rule_g, rule_z, rule_n = nw[:count], g[:count], ns[0, :count], ns[1, :count]
+    probe = lr * 0.0
+    for i in range(count):
+        gi = rule_g[i]
+        if keep_zeros and gi == 0.0 and i < d:  # the rule would give w, z and n back unchanged
+            continue
+        penalised = i < stride
+        new = ftrl_coordinate(rule_w[i], gi, rule_z, rule_n, i, lr, beta, l1 if penalised else no_penalty,
+                              l2 if penalised else no_penalty)
+        probe += (gi + rule_z[i] + rule_n[i] + new) * 0.0
+        rule_w[i] = new
+    return probe
 
 
 @inlined
