@@ -73,18 +73,20 @@ def test_a_click_log_fit_imports_no_pandas(click_log, tmp_path):
 
 
 def test_one_hot_fits_and_their_predictions_import_no_pandas(click_log, tmp_path):
-    """The default encoding (one-hot for C1..C4, whose first rows hold few values; C5 hashed), every column one-hot
-    (most frequent values kept), a numeric column as categorical; then predict and evaluate each model."""
-    fits = {"auto": (("--exclude", "w"), "4 text columns one-hot"),
+    """The default encoding (one-hot for C1..C4, whose first rows hold few values; C5 hashed), again with the
+    statistics stored by the first run (``--cache``), every column one-hot (most frequent values kept), a numeric
+    column as categorical; then predict and evaluate each model."""
+    cache = ("--exclude", "w", "--cache", str(tmp_path / "cache"))
+    fits = {"auto": (cache, "4 text columns one-hot"), "stored statistics": (cache, "4 text columns one-hot"),
             "onehot": (("--exclude", "w", "--encoding", "onehot", "--max-categories", "30"), "5 text columns one-hot"),
             "numeric": (("--exclude", "w", "--categorical", "I1"), "1 numeric column as categoricals one-hot")}
     imported = {}
     for name, (options, said) in fits.items():
-        model = str(tmp_path / f"{name}.safetensors")
+        model = str(tmp_path / f"{name.replace(' ', '-')}.safetensors")
         fitted, output = run_command_saying("fit", click_log, "--target", "label", "--missing", "impute", "--epochs",
                                             "1", *options, "--out", model)
         assert fitted["status"] == 0 and said in output, output
-        predicted = run_command("predict", model, click_log, "--out", str(tmp_path / f"{name}.parquet"))
+        predicted = run_command("predict", model, click_log, "--out", model + ".parquet")
         evaluated = run_command("evaluate", model, click_log)
         imported[name] = [fitted["pandas"], predicted["pandas"], evaluated["pandas"]]
     assert imported == {name: [False, False, False] for name in fits}
