@@ -119,4 +119,3 @@ def strings(values: Sequence[str], arrow_type: pa.DataType = LARGE_STRING, mask:
     np.cumsum([len(value) for value in encoded], out=offsets[1:])
     buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
     return pa.Array.from_buffers(arrow_type, len(encoded), buffers)
-
