@@ -8,10 +8,14 @@ primitive array are one buffer that NumPy reads as it is, and its validity is a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["from_numpy", "numbers", "valid_rows"]
+__all__ = ["from_numpy", "numbers", "strings", "valid_rows"]
+
+LARGE_STRING = pa.large_string()
 
 
 def _is_primitive(dtype: pa.DataType) -> bool:
@@ -71,9 +75,47 @@ def _empty_dtype(dtype: pa.DataType) -> np.dtype:
     return np.dtype(np.bool_) if pa.types.is_boolean(dtype) else np.dtype(dtype.to_pandas_dtype())
 
 
-def from_numpy(values: np.ndarray) -> pa.Array:
-    """A 1-D array of numbers as an Arrow array without nulls (``pa.array(values)``), sharing its memory."""
+def from_numpy(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """A 1-D array of numbers, booleans or str as an Arrow array (``pa.array(values, mask=mask)``): numbers share
+    its memory; ``mask``: True where the row is null."""
     values = np.ascontiguousarray(values)
-    if values.ndim != 1 or values.dtype.kind not in "iuf":
-        raise TypeError(f"from_numpy takes a 1-D array of numbers, got {values.dtype} of shape {values.shape}")
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+    if values.ndim != 1 or values.dtype.kind not in "iufbU":
+        raise TypeError(f"from_numpy takes a 1-D array of numbers, booleans or str, got {values.dtype} of shape "
+                        f"{values.shape}")
+    if values.dtype.kind == "U":
+        return strings(values.tolist(), pa.string(), mask)
+    validity = _validity(mask, len(values))
+    if values.dtype.kind == "b":
+        data = pa.py_buffer(np.packbits(values, bitorder="little"))
+        return pa.Array.from_buffers(pa.bool_(), len(values), [validity, data])
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [validity, pa.py_buffer(values)])
+
+
+def _validity(mask: np.ndarray | None, n: int) -> pa.Buffer | None:
+    """The validity bitmap of rows whose ``mask`` is False (None: no mask, or nothing masked)."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=np.bool_)
+    if mask.shape != (n,):
+        raise ValueError(f"the mask has shape {mask.shape}, the values ({n},)")
+    if not mask.any():
+        return None
+    return pa.py_buffer(np.packbits(~mask, bitorder="little"))
+
+
+def strings(values: Sequence[str], arrow_type: pa.DataType = LARGE_STRING, mask: np.ndarray | None = None
+            ) -> pa.Array:
+    """A sequence of Python strings as an Arrow string or large_string array (``pa.array(values,
+    arrow_type, mask=mask)``): their UTF-8 bytes joined, and the offsets of their ends; a masked row is null."""
+    if not (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)):
+        raise TypeError(f"strings makes string or large_string arrays, not {arrow_type}")
+    if not all(isinstance(value, str) for value in values):
+        raise TypeError("strings takes a sequence of str")
+    validity = _validity(mask, len(values))
+    if validity is not None:
+        values = ["" if masked else value for value, masked in zip(values, mask)]
+    encoded = [value.encode("utf-8") for value in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64 if pa.types.is_large_string(arrow_type) else np.int32)
+    np.cumsum([len(value) for value in encoded], out=offsets[1:])
+    buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(arrow_type, len(encoded), buffers)

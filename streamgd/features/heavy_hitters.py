@@ -28,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..data.arrow_numpy import from_numpy, numbers, strings, valid_rows
+
 VALUE_TYPE = pa.large_string()  # 64-bit offsets: a summary of a million long values still fits one array
 
 
@@ -98,7 +100,7 @@ class SpaceSaving:
         """A summary of no values."""
         if not isinstance(capacity, (int, np.integer)) or capacity < 1:
             raise ValueError(f"capacity={capacity!r} is not accepted; expected an integer >= 1")
-        return cls(int(capacity), pa.array([], VALUE_TYPE), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return cls(int(capacity), strings([], VALUE_TYPE), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     @classmethod
     def from_counts(cls, values: pa.Array, counts: np.ndarray, capacity: int) -> SpaceSaving:
@@ -114,7 +116,7 @@ class SpaceSaving:
     def from_array(cls, array: pa.Array | pa.ChunkedArray, capacity: int) -> SpaceSaving:
         """The summary of a chunk of strings (nulls are not counted), by one Arrow ``value_counts``."""
         counts = pc.value_counts(array.drop_null())
-        return cls.from_counts(counts.field("values"), counts.field("counts").to_numpy(), capacity)
+        return cls.from_counts(counts.field("values"), numbers(counts.field("counts")), capacity)
 
     def merge(self, other: SpaceSaving) -> SpaceSaving:
         """The summary of both summaries' values together (the bounds of the class docstring hold)."""
@@ -144,7 +146,7 @@ class SpaceSaving:
         n = len(self.values)
         encoded = pc.dictionary_encode(pa.concat_arrays([self.values] + [part[0] for part in self.pending]))
         values = encoded.dictionary
-        added = np.bincount(encoded.indices.to_numpy()[n:], np.concatenate([part[1] for part in self.pending]),
+        added = np.bincount(numbers(encoded.indices)[n:], np.concatenate([part[1] for part in self.pending]),
                             len(values)).astype(np.int64)
         counts = np.concatenate([self.counts + added[:n], added[n:] + self.floor])  # new: may have been dropped
         errors = np.concatenate([self.errors, np.full(len(values) - n, self.floor, dtype=np.int64)])
@@ -167,10 +169,10 @@ class SpaceSaving:
         and, among equal counts, increasing value (Arrow's order of strings: by UTF-8 bytes, as Python's)."""
         s = self.compacted()
         chosen = s._top_indices(k)
-        values, counts, errors = s.values.take(chosen), s.counts[chosen], s.errors[chosen]
-        order = pc.sort_indices(pa.table({"c": counts, "v": values}),
-                                sort_keys=[("c", "descending"), ("v", "ascending")]).to_numpy()
-        return values.take(order), counts[order], errors[order]
+        values, counts, errors = s.values.take(from_numpy(chosen)), s.counts[chosen], s.errors[chosen]
+        order = numbers(pc.sort_indices(pa.table({"c": from_numpy(counts), "v": values}),
+                                        sort_keys=[("c", "descending"), ("v", "ascending")]))
+        return values.take(from_numpy(order)), counts[order], errors[order]
 
     def top_is_exact(self, k: int) -> bool:
         """Whether ``top(k)`` are provably ``k`` most frequent values: each one's lower bound ``count - error``
@@ -187,7 +189,10 @@ class SpaceSaving:
 
     def _top_indices(self, k: int) -> np.ndarray:
         """Indices of the ``k`` largest counts of a compacted summary, ties broken by the smaller value."""
-        return _largest(self.counts, k, lambda tied: tied[pc.sort_indices(self.values.take(tied)).to_numpy()])[0]
+        def by_value(tied: np.ndarray) -> np.ndarray:
+            return tied[numbers(pc.sort_indices(self.values.take(from_numpy(tied))))]
+
+        return _largest(self.counts, k, by_value)[0]
 
     def as_dict(self) -> dict[str, int]:
         """Tracked value -> count, by decreasing count."""
@@ -199,14 +204,14 @@ def _combine(a: SpaceSaving, b: SpaceSaving) -> SpaceSaving:
     """The counters of ``a`` and ``b`` merged (pending counts aside): a value missing from one side counts as
     that side's floor, in its count and in its error; then the ``capacity`` largest counts are kept."""
     where = pc.index_in(b.values, value_set=a.values)  # b's values' positions in a (null: only in b)
-    found = where.is_valid().to_numpy(zero_copy_only=False)
-    at = where.drop_null().to_numpy().astype(np.intp, copy=False)
+    found = valid_rows(where)
+    at = numbers(where.drop_null()).astype(np.intp, copy=False)
     counts = a.counts + b.floor
     errors = a.errors + b.floor
     counts[at] += b.counts[found] - b.floor
     errors[at] += b.errors[found] - b.floor
     only_b = np.flatnonzero(~found)
-    values = pa.concat_arrays([a.values.cast(VALUE_TYPE), b.values.cast(VALUE_TYPE).take(only_b)])
+    values = pa.concat_arrays([a.values.cast(VALUE_TYPE), b.values.cast(VALUE_TYPE).take(from_numpy(only_b))])
     counts = np.concatenate([counts, b.counts[only_b] + a.floor])
     errors = np.concatenate([errors, b.errors[only_b] + a.floor])
     return _keep_largest(values, counts, errors, a.floor + b.floor, a.capacity)
@@ -218,7 +223,7 @@ def _keep_largest(values: pa.Array, counts: np.ndarray, errors: np.ndarray, floo
     with the floor raised to the largest count dropped."""
     chosen, dropped = _largest(counts, capacity, lambda tied: tied[np.argsort(errors[tied], kind="stable")])
     if len(chosen) < len(counts):
-        values, counts, errors = values.take(chosen), counts[chosen], errors[chosen]
+        values, counts, errors = values.take(from_numpy(chosen)), counts[chosen], errors[chosen]
         floor = max(floor, dropped)
     return SpaceSaving(capacity, values, counts, errors, floor)
 

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from ..data.arrow_numpy import strings as string_array
+from ..data.arrow_numpy import valid_rows
 from ..data.chunk_buffers import CHUNK_BUFFERS
 from ..data.dictionary_slots import gather_entries, validity_bits
 from ..data.sparse_block import ComputedNames, SparseBlock
@@ -392,7 +394,7 @@ class FeatureSpec:
         lookup = self._lookups.get(j)
         if lookup is None:  # sorted 64-bit hashes of the vocabulary, built once per spec
             vocabulary = self.categorical[j].vocabulary
-            keys = value_hashes64(pa.chunked_array([pa.array(vocabulary, type=pa.large_string())]))
+            keys = value_hashes64(pa.chunked_array([string_array(vocabulary)]))
             order = np.argsort(keys, kind="stable")
             lookup = self._lookups[j] = (keys[order], order.astype(np.int64))
         sorted_keys, ranks = lookup
@@ -537,4 +539,4 @@ def _float_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, int]:
 def _valid(strings: pa.ChunkedArray) -> np.ndarray:
     if strings.null_count == 0:
         return np.ones(len(strings), dtype=bool)
-    return strings.is_valid().to_numpy(zero_copy_only=False)
+    return np.concatenate([valid_rows(chunk) for chunk in strings.chunks])

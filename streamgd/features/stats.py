@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..data.arrow_numpy import from_numpy, numbers
+from ..data.arrow_numpy import from_numpy, numbers, strings
 from ..data.dataset import Dataset, Unit
 from ..data.dictionary_slots import dictionary_columns, dictionary_indices, is_text
 from ..data.unit_reader import UnitTableReader
@@ -311,7 +311,7 @@ class DatasetStats:
         for name, c in data["columns"].items():
             summary = c.get("categories")
             if summary is not None:
-                summary = SpaceSaving(int(summary["capacity"]), pa.array(summary["values"], VALUE_TYPE),
+                summary = SpaceSaving(int(summary["capacity"]), strings(summary["values"], VALUE_TYPE),
                                       np.array(summary["counts"], dtype=np.int64),
                                       np.array(summary["errors"], dtype=np.int64), int(summary["floor"]),
                                       int(summary["total"]))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..data.arrow_numpy import from_numpy, strings
 from ..errors import ModelFileError
 
 _LABEL_TYPES = (str, int, float, bool)
@@ -91,7 +92,8 @@ def check_spec_applies(spec: Any, n_features: int, path: str) -> None:
         return
     try:
         text = {c.name for c in spec.categorical}
-        table = pa.table({name: pa.array(["a"] if name in text else [0.0]) for name in spec.input_columns})
+        table = pa.table({name: strings(["a"], pa.string()) if name in text else from_numpy(np.zeros(1))
+                           for name in spec.input_columns})
         dense, sparse, _ = spec.to_blocks(table, None, np.float64)
         width = dense.shape[1] + (spec.n_slots if sparse is not None else 0)
     except Exception as exc:  # noqa: BLE001 - any failure of a damaged spec is the file's, said in one line

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..data.arrow_numpy import from_numpy
 from ..data.columns import unknown_column
 from ..data.dataset import Dataset, open_dataset
 from ..data.reader import ChunkStream
@@ -97,15 +98,24 @@ def prediction_table(model: LinearModel, X: np.ndarray, kept: pa.Table | None = 
         X = np.where(bad[:, None], 0.0, X)  # scored as zeros (no NaN warnings), then masked
     X = FeatureBlocks(X, sparse)
     labels = model.predict(X)
-    columns["prediction"] = pa.array(labels, mask=bad)
+    columns["prediction"] = arrow_column(labels, bad)
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         if proba.shape[1] == 2:
-            columns["proba"] = pa.array(proba[:, 1], mask=bad)
+            columns["proba"] = arrow_column(proba[:, 1], bad)
         else:
             for k, label in enumerate(model.classes_):
-                columns[f"proba_{label}"] = pa.array(proba[:, k], mask=bad)
+                columns[f"proba_{label}"] = arrow_column(proba[:, k], bad)
     return pa.table(columns)
+
+
+def arrow_column(values: np.ndarray, mask: np.ndarray | None) -> pa.Array:
+    """A column of predictions, null where ``mask``: from its buffers (numbers, booleans, str), so that predicting
+    imports no pandas (``streamgd.data.arrow_numpy``); other labels (Python objects) by ``pa.array``."""
+    try:
+        return from_numpy(values, mask)
+    except TypeError:
+        return pa.array(values, mask=mask)
 
 
 def write_tables(tables: Iterator[pa.Table], out: str | os.PathLike | Location,
