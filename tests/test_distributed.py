@@ -171,7 +171,7 @@ def test_bad_value_in_a_worker_shard_is_the_one_process_error(client, bad_row):
     with pytest.raises(DataError) as on_dask:
         fit_distributed(bad_row, target="y", client=client, **options)
     assert str(on_dask.value) == str(single.value)
-    assert "the feature column 'x1' holds nan at file " in str(on_dask.value)
+    assert "the feature column 'x1' is missing (null or NaN) at file " in str(on_dask.value)
     assert "row group 5, row 123;" in str(on_dask.value)
 
 
@@ -182,7 +182,7 @@ def test_bad_value_on_dask_is_one_line_and_exit_2_at_the_cli(client, bad_row, ca
                      "--dask", client.scheduler.address])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2
-    assert len(err) == 1 and err[0].startswith("error: the feature column 'x1' holds nan at file ")
+    assert len(err) == 1 and err[0].startswith("error: the feature column 'x1' is missing (null or NaN) at file ")
 
 
 def test_bad_value_with_workers_2_is_one_line_and_exit_2_from_the_console_script(bad_row, tmp_path):
@@ -194,7 +194,8 @@ def test_bad_value_with_workers_2_is_one_line_and_exit_2_from_the_console_script
                           cwd=tmp_path)
     assert done.returncode == 2
     assert reported_lines(done.stderr) == [
-        f"error: the feature column 'x1' holds nan at file {bad_row}, row group 5, row 123; clean the data, or "
+        f"error: the feature column 'x1' is missing (null or NaN) at file {bad_row}, row group 5, row 123; "
+        "clean the data, or "
         "train with --missing drop-rows or --missing impute"]
 
 

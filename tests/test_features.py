@@ -85,7 +85,8 @@ def with_gaps(tmp_path):
 
 
 def test_missing_error_names_the_column_and_row_group(with_gaps):
-    with pytest.raises(DataError, match=r"the feature column 'a' holds nan at file .*g.parquet, row group 0, "
+    with pytest.raises(DataError, match=r"the feature column 'a' is missing \(null or NaN\) at file .*g.parquet, "
+                                        r"row group 0, "
                                         r"row 5; clean the data, or train with --missing drop-rows"):
         streamgd.fit(with_gaps[0], target="y", shuffle="none")
 

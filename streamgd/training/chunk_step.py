@@ -243,7 +243,8 @@ def check_status(job: ChunkJob, status: int, chunk: Chunk, state: TrainState) ->
         nan = np.isnan(values[bad[0]])  # inf: neither --missing policy helps
         fix = "train with --missing drop-rows or --missing impute" if nan else \
             f"clip the column (--transform clip:{name}:LOW:HIGH)"
-        raise DataError(f"the feature column {name!r} holds {values[bad[0]]} at {where}; clean the data, or {fix}")
+        what = "is missing (null or NaN)" if nan else f"holds {values[bad[0]]}"  # a null reaches the kernel as NaN
+        raise DataError(f"the feature column {name!r} {what} at {where}; clean the data, or {fix}")
     if chunk.y is not None and not np.isfinite(chunk.y[row]):
         raise DataError(f"the target column {job.dataset.target!r} is missing (null or NaN) at {where}; "
                         "--missing drop-rows or --missing impute skip unlabelled rows")
