@@ -103,6 +103,18 @@ class Chunk:
     step: Step
     row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
     sparse: SparseBlock | None = None
+    # a step's rows can come in two chunks, a head and the rest (``ChunkStream``'s ``head_rows``): the head does
+    # not end its step, and the rest counts the rows the head delivered
+    ends_step: bool = True
+    rows_before: int = 0  # the step's rows delivered in the chunks before this one
+
+    @property
+    def rows_left_out(self) -> int:
+        """Rows of the step's units the reader did not deliver (a missing target, or a missing feature under
+        drop-rows), counted once, by the chunk that ends the step."""
+        if not self.ends_step:
+            return 0
+        return sum(unit.n_rows for unit in self.step.units) - self.rows_before - self.n_rows
 
     @property
     def n_rows(self) -> int:
@@ -216,7 +228,7 @@ class ChunkStream:
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
                  defer_conversion: bool = False, all_rows: bool = False, cache: Any = None,
-                 fetch_bytes: int | None = None, dictionary_reads: bool | None = None):
+                 fetch_bytes: int | None = None, dictionary_reads: bool | None = None, head_rows: int = 0):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
@@ -251,25 +263,57 @@ class ChunkStream:
         # rest): moved a column at a time towards whichever thread waits less, so the two share the work
         self._cache_split = 1 << 30
         self.dictionary_reads = DICTIONARY_READS if dictionary_reads is None else dictionary_reads
+        # the first step's first ``head_rows`` rows converted and delivered as a chunk of their own, then the rest
+        # of the step (0: whole steps): the consumer starts after a part of the step is featurised, not all of it
+        # (the pipeline's fill). The caller picks a multiple of its mini-batch, so that no mini-batch spans the two
+        # chunks. Not with an epoch cache to write (it stores whole steps) nor with a deferred conversion.
+        if head_rows < 0:
+            raise ConfigError(f"head rows must be 0 or more, got {head_rows}")
+        self.head_rows = head_rows
         self.timings = StreamTimings()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
 
-    def _build(self, tables: UnitTableReader, step: Step) -> Chunk | _Decoded:
-        """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred."""
+    def _build(self, tables: UnitTableReader, step: Step, first: bool = False
+               ) -> Iterator[Chunk | _Decoded | _Gathering]:
+        """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred. One
+        item, or two for the stream's ``first`` step when it is delivered head first (each yielded as soon as it
+        is built)."""
         if self.cache is not None:
             chunk = self._from_cache(step)
             if chunk is not None:
-                return chunk
+                yield chunk
+                return
         parts = [tables.read(unit) for unit in step.units]
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         del parts
-        return _Decoded(table, step) if self.defer_conversion else self._convert(table, step)
-
-    def _convert(self, table: pa.Table, step: Step) -> Chunk:
-        """The step's table as a chunk: features and target in the step's row order, then the transform."""
+        if self.defer_conversion:
+            yield _Decoded(table, step)
+            return
         order = step.row_order()
+        head = self._head_size(step) if first else 0
+        if not head:
+            yield self._convert(table, step, order)
+            return
+        rows = np.arange(table.num_rows, dtype=np.int64) if order is None else order
+        chunk = self._convert(table, step, rows[:head], ends_step=False)
+        delivered = chunk.n_rows
+        yield chunk
+        del chunk
+        yield self._convert(table, step, rows[head:], rows_before=delivered)
+
+    def _head_size(self, step: Step) -> int:
+        """The rows of ``step`` delivered ahead of the rest (0: the step whole)."""
+        if self.head_rows == 0 or self.cache is not None or self.defer_conversion:
+            return 0
+        return self.head_rows if self.head_rows < step.n_rows else 0
+
+    def _convert(self, table: pa.Table, step: Step, order: np.ndarray | None, ends_step: bool = True,
+                 rows_before: int = 0) -> Chunk:
+        """The step's table as a chunk: features and target of the rows in ``order`` (None: the table's order),
+        then the transform. A head part (``ends_step`` False) or the rest of a step (``rows_before`` rows
+        delivered before it) takes part of the step's order."""
         sparse = None
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
@@ -280,7 +324,7 @@ class ChunkStream:
             X, sparse, y, order = self._featurize(table, order)
         if self.transform is not None:
             X = self.transform(X)
-        chunk = Chunk(X, y, step, order, sparse)
+        chunk = Chunk(X, y, step, order, sparse, ends_step, rows_before)
         if self.extra_columns:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
         if self.cache is not None:
@@ -322,7 +366,7 @@ class ChunkStream:
         """The consumer's side: a deferred conversion or a gather from the cache finished, the shuffle-quality
         figures taken (in plan order)."""
         if isinstance(item, _Decoded):
-            chunk = self._convert(item.table, item.step)
+            chunk = self._convert(item.table, item.step, item.step.row_order())
         elif isinstance(item, _Gathering):
             chunk = item.finish()
         else:
@@ -376,16 +420,19 @@ class ChunkStream:
                                      fetch_bytes=self.fetch_bytes, dictionary_columns=self.dictionary_read_columns())
             timings = self.timings
             try:
-                for step in self.steps:
+                for index, step in enumerate(self.steps):
                     started = time.perf_counter()
-                    chunk = self._deliver(self._build(tables, step))
-                    handed = time.perf_counter()
-                    timings.reader_seconds += handed - started
-                    timings.chunks += 1
-                    timings.rows += chunk.n_rows
-                    yield chunk
-                    del chunk
-                    timings.consumer_seconds += time.perf_counter() - handed
+                    for item in self._build(tables, step, index == 0):
+                        chunk = self._deliver(item)
+                        del item
+                        handed = time.perf_counter()
+                        timings.reader_seconds += handed - started
+                        timings.chunks += 1
+                        timings.rows += chunk.n_rows
+                        yield chunk
+                        del chunk
+                        started = time.perf_counter()
+                        timings.consumer_seconds += started - handed
             finally:
                 tables.close()
             return
@@ -427,19 +474,20 @@ class ChunkStream:
             return
         timings = self.timings
         try:
-            for step in self.steps:
+            for index, step in enumerate(self.steps):
                 if self._stop.is_set():
                     return
                 started = time.perf_counter()
-                chunk = self._build(tables, step)
-                built = time.perf_counter()
-                timings.reader_seconds += built - started
-                if isinstance(chunk, _Gathering) and self._queue.full():  # the consumer is behind
-                    self._cache_split += 1
-                if not self._put(chunk):
-                    return
-                timings.put_wait_seconds += time.perf_counter() - built
-                del chunk
+                for chunk in self._build(tables, step, index == 0):
+                    built = time.perf_counter()
+                    timings.reader_seconds += built - started
+                    if isinstance(chunk, _Gathering) and self._queue.full():  # the consumer is behind
+                        self._cache_split += 1
+                    if not self._put(chunk):
+                        return
+                    del chunk
+                    started = time.perf_counter()
+                    timings.put_wait_seconds += started - built
             self._put(None)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
