@@ -216,6 +216,27 @@ def table_to_chunk_arrays(table: pa.Table, feature_names: list[str], target: str
     return X, y
 
 
+def sample_rows(schema: pa.Schema, columns: list[str], nulls: dict[str, bool],
+                dictionaries: set[str]) -> pa.Table:
+    """Two rows of ``columns`` at their ``schema`` types (``dictionaries``: dictionary-encoded, as a reader with
+    ``read_dictionary`` gives them): a zero (text "0", false) and then, where ``nulls`` says so (a column not in
+    it: yes), a null."""
+    arrays = []
+    for name in columns:
+        kind = schema.field(name).type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            value: Any = "0"
+        elif pa.types.is_boolean(kind):
+            value = False
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+            value = 0
+        else:
+            value = None
+        array = pa.array([value, None if nulls.get(name, True) else value], type=kind)
+        arrays.append(array.dictionary_encode() if name in dictionaries else array)
+    return pa.table(arrays, names=columns)
+
+
 class ChunkStream:
     """Iterate the chunks of a plan, prefetched ``prefetch_depth`` ahead on a thread (0: read inline).
 
@@ -439,6 +460,7 @@ class ChunkStream:
         self._queue = queue.Queue(maxsize=self.prefetch_depth)
         self._thread = threading.Thread(target=self._produce, name="streamgd-prefetch", daemon=True)
         self._thread.start()
+        self._load_featurizing_code()
         timings = self.timings
         try:
             while True:
@@ -493,6 +515,37 @@ class ChunkStream:
             self._put(exc)
         finally:
             tables.close()
+
+    def _load_featurizing_code(self) -> None:
+        """On the consuming thread, while the prefetch thread decodes the first step: featurise (and transform) two
+        rows of the first unit's column types, so that the compiled loops the FeatureSpec runs are loaded from
+        Numba's cache (a process's first call of each) here, beside the decoding, not after it on the prefetch
+        thread (issue 29's fill: ``scripts/bench_ctr.py``, benchmarks/README.md). A row is null in a column where
+        the unit's footer counts nulls: a null-free column's arrays have other types, and so other loops. Only a
+        head start: if the rows cannot be made or featurised, the prefetch thread loads the loops itself."""
+        if self.features is None or not self.steps or self.dataset.table is not None \
+                or self.dataset.dask_frame is not None:
+            return
+        unit = self.steps[0].units[0]
+        if self.cache is not None and self.cache.holds(unit):
+            return
+        footer = self.dataset.footers.get(unit.source)
+        if footer is None:
+            return
+        try:
+            group = footer.row_group(unit.row_group)
+            nulls = {}
+            for i in range(group.num_columns):
+                stats = group.column(i).statistics
+                nulls[group.column(i).path_in_schema] = stats is None or not stats.has_null_count \
+                    or stats.null_count > 0
+            sample = sample_rows(self.dataset.schema, self.features.input_columns, nulls,
+                                 set(self.dictionary_read_columns()))
+            X = self.features.to_blocks(sample, None, self.dtype)[0]
+            if self.transform is not None:
+                self.transform(X)
+        except Exception:  # noqa: BLE001 - a head start only (see above): the reader's own call reports any error
+            return
 
     def _units_to_read(self) -> list[Unit] | None:
         """The units this stream will read from the files, in order (remote files are fetched ahead of the
