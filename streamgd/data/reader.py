@@ -287,7 +287,8 @@ class ChunkStream:
         # the first step's first ``head_rows`` rows converted and delivered as a chunk of their own, then the rest
         # of the step (0: whole steps): the consumer starts after a part of the step is featurised, not all of it
         # (the pipeline's fill). The caller picks a multiple of its mini-batch, so that no mini-batch spans the two
-        # chunks. Not with an epoch cache to write (it stores whole steps) nor with a deferred conversion.
+        # chunks; if the head's rows are not all delivered (a missing target, drop-rows), the step goes whole. Not
+        # with an epoch cache to write (it stores whole steps) nor with a deferred conversion.
         if head_rows < 0:
             raise ConfigError(f"head rows must be 0 or more, got {head_rows}")
         self.head_rows = head_rows
@@ -319,10 +320,13 @@ class ChunkStream:
             return
         rows = np.arange(table.num_rows, dtype=np.int64) if order is None else order
         chunk = self._convert(table, step, rows[:head], ends_step=False)
-        delivered = chunk.n_rows
+        if chunk.n_rows < head:  # rows left out: the head is no longer whole mini-batches, so the step goes whole
+            del chunk
+            yield self._convert(table, step, order)
+            return
         yield chunk
         del chunk
-        yield self._convert(table, step, rows[head:], rows_before=delivered)
+        yield self._convert(table, step, rows[head:], rows_before=head)
 
     def _head_size(self, step: Step) -> int:
         """The rows of ``step`` delivered ahead of the rest (0: the step whole)."""

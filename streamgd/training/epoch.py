@@ -124,7 +124,10 @@ class LocalEpochs:
                 return
             progress.chunk_done(chunk.n_rows)
 
-        stream = open_stream(job, plan, state.next_chunk, progress.quality, head_rows(job.batch_size))
+        # the head first at the epoch's start only: a run resumed mid-epoch then adds up its loss as the run it
+        # resumes did, chunk by chunk
+        head = head_rows(job.batch_size) if state.next_chunk == 0 else 0
+        stream = open_stream(job, plan, state.next_chunk, progress.quality, head)
         train_stream(job, state, stream, run.schedule, each)
         progress.reads.add(ReadFigures.of_stream(stream))
         return {}
