@@ -84,6 +84,7 @@ class StreamTimings:
     reader_seconds: float = 0.0  # the prefetch thread reading and converting steps
     put_wait_seconds: float = 0.0  # the prefetch thread waiting for room in the queue (the consumer is behind)
     wait_seconds: float = 0.0  # the consumer waiting for the prefetch thread (the reader is behind)
+    fill_seconds: float = 0.0  # the part of it before the first chunk: the pipeline's fill
     deliver_seconds: float = 0.0  # the consumer finishing a chunk (a deferred conversion, a cache gather)
     consumer_seconds: float = 0.0  # the consumer holding a chunk: training on it, between two chunks
     chunks: int = 0
@@ -474,6 +475,8 @@ class ChunkStream:
                 item = self._queue.get()
                 got = time.perf_counter()
                 timings.wait_seconds += got - asked
+                if timings.chunks == 0:
+                    timings.fill_seconds = got - asked
                 if item is None:
                     return
                 if isinstance(item, BaseException):
