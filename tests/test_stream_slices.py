@@ -1,6 +1,6 @@
-"""The epoch's first step delivered head first (issue 29, item 3: the pipeline's fill): the two chunks hold exactly
-the rows, features, weights and targets of the whole step, in its order; a fit trained on them is bit for bit the
-fit trained on whole steps, at batch 1 and in mini-batches; checkpoints count whole steps and a resume is exact."""
+"""The epoch's first step delivered in parts (issue 29, item 3: the pipeline's fill): the parts hold exactly the
+rows, features, weights and targets of the whole step, in its order; a fit trained on them is bit for bit the fit
+trained on whole steps, at batch 1 and in mini-batches; checkpoints count whole steps and a resume is exact."""
 
 from __future__ import annotations
 
@@ -49,6 +49,17 @@ def clicks(tmp_path_factory) -> str:
     return path
 
 
+@pytest.fixture(scope="module")
+def unlabelled(clicks, tmp_path_factory) -> str:
+    """The click log with a few rows of every row group unlabelled."""
+    table = pq.read_table(clicks)
+    labels = table.column("y").to_numpy().copy()
+    labels[::97] = np.nan
+    path = str(tmp_path_factory.mktemp("unlabelled") / "clicks.parquet")
+    pq.write_table(table.set_column(4, "y", pa.array(labels, mask=np.isnan(labels))), path, row_group_size=GROUP_ROWS)
+    return path
+
+
 def _spec(missing: str) -> FeatureSpec:
     impute = 0.0 if missing == "impute" else None
     return FeatureSpec([NumericInput("n", impute, missing == "impute")], [CategoricalInput("a"), CategoricalInput("b")],
@@ -87,33 +98,39 @@ def _assert_same_chunks(chunks, reference) -> None:
 
 @pytest.mark.parametrize("shuffle", ["none", "buffer:2"])
 @pytest.mark.parametrize("depth", [0, 2])
-def test_a_step_delivered_head_first_holds_the_whole_steps_rows(clicks, shuffle, depth):
+def test_a_step_delivered_in_parts_holds_the_whole_steps_rows(clicks, shuffle, depth):
     whole = _chunks(clicks, "impute", shuffle, depth, 0)
     split = _chunks(clicks, "impute", shuffle, depth, HEAD)
-    head, rest = split[0], split[1]
-    assert (head.ends_step, rest.ends_step, rest.rows_before, head.n) == (False, True, HEAD, HEAD)
-    assert head.step is rest.step and head.step == whole[0].step and head.left_out == 0
-    # features, targets, weights, the rows' order and where each came from: the whole step's, cut in two
+    n_parts = len(split) - len(whole) + 1
+    parts, later = split[:n_parts], split[n_parts:]
+    sizes = [HEAD, 2 * HEAD, 4 * HEAD, 8 * HEAD][:n_parts - 1]
+    assert [p.n for p in parts] == sizes + [whole[0].n - sum(sizes)] and n_parts >= 3
+    assert [p.ends_step for p in parts] == [False] * (n_parts - 1) + [True]
+    assert [p.rows_before for p in parts] == list(np.cumsum([0] + sizes))
+    assert all(p.step is parts[0].step for p in parts) and parts[0].step == whole[0].step
+    # features, targets, weights, the rows' order and where each came from: the whole step's, cut in parts
     for key in KEYS:
-        joined = np.concatenate([getattr(head, key), getattr(rest, key)])
+        joined = np.concatenate([getattr(p, key) for p in parts])
         np.testing.assert_array_equal(joined, getattr(whole[0], key), err_msg=key)
-    assert rest.left_out == whole[0].left_out
-    _assert_same_chunks(split[2:], whole[1:])
+    assert [p.left_out for p in parts] == [0] * n_parts
+    _assert_same_chunks(later, whole[1:])
 
 
 @pytest.mark.parametrize("shuffle", ["none", "buffer:2"])
 @pytest.mark.parametrize("depth", [0, 2])
-def test_a_head_with_rows_left_out_goes_whole(clicks, shuffle, depth):
-    """drop-rows leaves rows of the head out: it is then no longer whole mini-batches, so the step goes whole."""
-    whole = _chunks(clicks, "drop-rows", shuffle, depth, 0)
-    assert whole[0].left_out > 0
-    _assert_same_chunks(_chunks(clicks, "drop-rows", shuffle, depth, HEAD), whole)
+def test_a_step_with_rows_left_out_goes_whole(clicks, unlabelled, shuffle, depth):
+    """Rows left out (drop-rows and a missing feature, or a missing target) would leave parts that are no longer
+    whole mini-batches: such a step goes whole."""
+    for path, missing in ((clicks, "drop-rows"), (unlabelled, "impute")):
+        whole = _chunks(path, missing, shuffle, depth, 0)
+        assert whole[0].left_out > 0
+        _assert_same_chunks(_chunks(path, missing, shuffle, depth, HEAD), whole)
 
 
 def test_only_the_first_step_is_split_and_only_when_it_is_longer(clicks):
     assert len(_chunks(clicks, "impute", "row-groups", 2, GROUP_ROWS)) == GROUPS  # a head of the whole step
-    chunks = _chunks(clicks, "impute", "row-groups", 2, 1)
-    assert [c.n for c in chunks] == [1, GROUP_ROWS - 1] + [GROUP_ROWS] * (GROUPS - 1)
+    chunks = _chunks(clicks, "impute", "row-groups", 2, 100)
+    assert [c.n for c in chunks] == [100, 200, 400, 300] + [GROUP_ROWS] * (GROUPS - 1)
 
 
 FIT = dict(target="y", model="logistic", categorical=["a", "b"], hash_bits=10, missing="impute",

@@ -104,8 +104,8 @@ class Chunk:
     step: Step
     row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
     sparse: SparseBlock | None = None
-    # a step's rows can come in two chunks, a head and the rest (``ChunkStream``'s ``head_rows``): the head does
-    # not end its step, and the rest counts the rows the head delivered
+    # a step's rows can come in several chunks (``ChunkStream``'s ``head_rows``): only the last ends its step, and
+    # each counts the rows delivered before it
     ends_step: bool = True
     rows_before: int = 0  # the step's rows delivered in the chunks before this one
 
@@ -285,11 +285,12 @@ class ChunkStream:
         # rest): moved a column at a time towards whichever thread waits less, so the two share the work
         self._cache_split = 1 << 30
         self.dictionary_reads = DICTIONARY_READS if dictionary_reads is None else dictionary_reads
-        # the first step's first ``head_rows`` rows converted and delivered as a chunk of their own, then the rest
-        # of the step (0: whole steps): the consumer starts after a part of the step is featurised, not all of it
-        # (the pipeline's fill). The caller picks a multiple of its mini-batch, so that no mini-batch spans the two
-        # chunks; if the head's rows are not all delivered (a missing target, drop-rows), the step goes whole. Not
-        # with an epoch cache to write (it stores whole steps) nor with a deferred conversion.
+        # the first step converted and delivered in parts of ``head_rows`` rows, twice that, four times, ..., the
+        # rest (0: whole steps): the consumer starts after a part of the step is featurised, not all of it (the
+        # pipeline's fill), and each part is featurised while the one before it is trained. The caller picks a
+        # multiple of its mini-batch, so that no mini-batch spans two parts; a step with rows to leave out (a
+        # missing target, drop-rows) goes whole. Not with an epoch cache to write (it stores whole steps) nor with
+        # a deferred conversion.
         if head_rows < 0:
             raise ConfigError(f"head rows must be 0 or more, got {head_rows}")
         self.head_rows = head_rows
@@ -301,8 +302,7 @@ class ChunkStream:
     def _build(self, tables: UnitTableReader, step: Step, first: bool = False
                ) -> Iterator[Chunk | _Decoded | _Gathering]:
         """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred. One
-        item, or two for the stream's ``first`` step when it is delivered head first (each yielded as soon as it
-        is built)."""
+        item, or the parts of the stream's ``first`` step (``head_rows``), each yielded as soon as it is built."""
         if self.cache is not None:
             chunk = self._from_cache(step)
             if chunk is not None:
@@ -315,31 +315,36 @@ class ChunkStream:
             yield _Decoded(table, step)
             return
         order = step.row_order()
-        head = self._head_size(step) if first else 0
+        head = self._head_size(step, table) if first else 0
         if not head:
             yield self._convert(table, step, order)
             return
         rows = np.arange(table.num_rows, dtype=np.int64) if order is None else order
-        chunk = self._convert(table, step, rows[:head], ends_step=False)
-        if chunk.n_rows < head:  # rows left out: the head is no longer whole mini-batches, so the step goes whole
-            del chunk
-            yield self._convert(table, step, order)
-            return
-        yield chunk
-        del chunk
-        yield self._convert(table, step, rows[head:], rows_before=head)
+        start = 0
+        while start < len(rows):  # parts of head_rows, twice that, four times, ...: each trained while the next
+            end = min(start + head, len(rows))  # is featurised
+            yield self._convert(table, step, rows[start:end], ends_step=end == len(rows), rows_before=start)
+            start, head = end, 2 * head
 
-    def _head_size(self, step: Step) -> int:
-        """The rows of ``step`` delivered ahead of the rest (0: the step whole)."""
-        if self.head_rows == 0 or self.cache is not None or self.defer_conversion:
+    def _head_size(self, step: Step, table: pa.Table) -> int:
+        """The rows of ``step`` delivered first (0: the step whole): only where every row of the step is
+        delivered, so that each part is the whole mini-batches it was cut as."""
+        if self.head_rows == 0 or self.cache is not None or self.defer_conversion or self.head_rows >= step.n_rows:
             return 0
-        return self.head_rows if self.head_rows < step.n_rows else 0
+        if self.features is not None and not self.all_rows:
+            if self.features.missing == "drop-rows":
+                return 0
+            if self.target is not None and self.features.missing != "error":  # unlabelled rows are left out
+                labels = np.asarray(self.target_encoder(table.column(self.target)), dtype=np.float64)
+                if np.isnan(labels).any():
+                    return 0
+        return self.head_rows
 
     def _convert(self, table: pa.Table, step: Step, order: np.ndarray | None, ends_step: bool = True,
                  rows_before: int = 0) -> Chunk:
         """The step's table as a chunk: features and target of the rows in ``order`` (None: the table's order),
-        then the transform. A head part (``ends_step`` False) or the rest of a step (``rows_before`` rows
-        delivered before it) takes part of the step's order."""
+        then the transform. A part of a step (``rows_before`` rows delivered before it; the last ``ends_step``)
+        takes part of the step's order."""
         sparse = None
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,

@@ -203,7 +203,7 @@ def train_on_chunk(job: ChunkJob, state: TrainState, chunk: Chunk, lr_at: Learni
     state.epoch_rows_skipped += chunk.rows_left_out
     state.epoch_y_sum += float(chunk.y.sum())
     state.epoch_y_sq_sum += float(np.einsum("i,i->", chunk.y, chunk.y))  # no BLAS: see quality.py
-    if chunk.ends_step:  # the cursor counts whole steps (a head part's step goes on in the next chunk)
+    if chunk.ends_step:  # the cursor counts whole steps (a step's parts but its last: it goes on)
         state.next_chunk += 1
         state.chunks_done += 1
 
