@@ -470,13 +470,13 @@ class ChunkStream:
         self._queue = queue.Queue(maxsize=self.prefetch_depth)
         self._thread = threading.Thread(target=self._produce, name="streamgd-prefetch", daemon=True)
         self._thread.start()
-        self._load_featurizing_code()
         timings = self.timings
         try:
+            asked = time.perf_counter()  # the fill counts from here: the consumer loads code while it waits
+            self._load_featurizing_code()
             while True:
                 if self._queue.empty():  # the prefetch thread is behind: gather more of the cache's columns here
                     self._cache_split = max(0, self._cache_split - 1)
-                asked = time.perf_counter()
                 item = self._queue.get()
                 got = time.perf_counter()
                 timings.wait_seconds += got - asked
@@ -494,7 +494,8 @@ class ChunkStream:
                 timings.rows += chunk.n_rows
                 yield chunk
                 del chunk
-                timings.consumer_seconds += time.perf_counter() - handed
+                asked = time.perf_counter()
+                timings.consumer_seconds += asked - handed
         finally:
             self.close()
 
