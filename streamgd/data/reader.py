@@ -104,8 +104,8 @@ class Chunk:
     step: Step
     row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
     sparse: SparseBlock | None = None
-    # a step's rows can come in several chunks (``ChunkStream``'s ``head_rows``): only the last ends its step, and
-    # each counts the rows delivered before it
+    # a step's rows can come in two chunks (``ChunkStream``'s ``head_rows``): only the second ends its step, and
+    # it counts the rows delivered before it
     ends_step: bool = True
     rows_before: int = 0  # the step's rows delivered in the chunks before this one
 
@@ -285,12 +285,11 @@ class ChunkStream:
         # rest): moved a column at a time towards whichever thread waits less, so the two share the work
         self._cache_split = 1 << 30
         self.dictionary_reads = DICTIONARY_READS if dictionary_reads is None else dictionary_reads
-        # the first step converted and delivered in parts of ``head_rows`` rows, twice that, four times, ..., the
-        # rest (0: whole steps): the consumer starts after a part of the step is featurised, not all of it (the
-        # pipeline's fill), and each part is featurised while the one before it is trained. The caller picks a
-        # multiple of its mini-batch, so that no mini-batch spans two parts; a step with rows to leave out (a
-        # missing target, drop-rows) goes whole. Not with an epoch cache to write (it stores whole steps) nor with
-        # a deferred conversion.
+        # the first step converted and delivered in two parts, its first ``head_rows`` rows and the rest (0: whole
+        # steps): the consumer starts after a part of the step is featurised, not all of it (the pipeline's fill),
+        # and the rest is featurised while the head is trained. The caller picks a multiple of its mini-batch, so
+        # that no mini-batch spans the two parts; a step with rows to leave out (a missing target, drop-rows) goes
+        # whole. Not with an epoch cache to write (it stores whole steps) nor with a deferred conversion.
         if head_rows < 0:
             raise ConfigError(f"head rows must be 0 or more, got {head_rows}")
         self.head_rows = head_rows
@@ -302,7 +301,8 @@ class ChunkStream:
     def _build(self, tables: UnitTableReader, step: Step, first: bool = False
                ) -> Iterator[Chunk | _Decoded | _Gathering]:
         """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred. One
-        item, or the parts of the stream's ``first`` step (``head_rows``), each yielded as soon as it is built."""
+        item, or the two parts of the stream's ``first`` step (``head_rows``), each yielded as soon as it is
+        built."""
         if self.cache is not None:
             chunk = self._from_cache(step)
             if chunk is not None:
@@ -320,11 +320,10 @@ class ChunkStream:
             yield self._convert(table, step, order)
             return
         rows = np.arange(table.num_rows, dtype=np.int64) if order is None else order
-        start = 0
-        while start < len(rows):  # parts of head_rows, twice that, four times, ...: each trained while the next
-            end = min(start + head, len(rows))  # is featurised
-            yield self._convert(table, step, rows[start:end], ends_step=end == len(rows), rows_before=start)
-            start, head = end, 2 * head
+        # two parts, not more: each part hashes the step's dictionaries again (benchmarks/README.md, "The
+        # pipeline's fill")
+        yield self._convert(table, step, rows[:head], ends_step=False)
+        yield self._convert(table, step, rows[head:], rows_before=head)
 
     def _head_size(self, step: Step, table: pa.Table) -> int:
         """The rows of ``step`` delivered first (0: the step whole): only where every row of the step is
@@ -343,8 +342,8 @@ class ChunkStream:
     def _convert(self, table: pa.Table, step: Step, order: np.ndarray | None, ends_step: bool = True,
                  rows_before: int = 0) -> Chunk:
         """The step's table as a chunk: features and target of the rows in ``order`` (None: the table's order),
-        then the transform. A part of a step (``rows_before`` rows delivered before it; the last ``ends_step``)
-        takes part of the step's order."""
+        then the transform. A head (``ends_step`` False) or the rest of a step (``rows_before`` rows delivered
+        before it) takes part of the step's order."""
         sparse = None
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
