@@ -581,7 +581,7 @@ def markdown(report: dict) -> str:
         if result["status"] == "ok" and result.get("threads") and not math.isnan(result["epoch_over_slower"]):
             runs = result["threads"]
 
-            def each(value) -> str:
+            def each(value, runs=runs) -> str:
                 return ", ".join(f"{value(t):.3f}" for t in runs)
 
             lines.append(f"\n{name}, run by run: epoch / slower {each(lambda t: t['epoch_over_slower'])}; the fill "

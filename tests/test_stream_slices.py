@@ -131,8 +131,8 @@ def test_only_the_first_step_is_split_and_only_when_it_is_longer(clicks):
     assert [c.n for c in chunks] == [100, GROUP_ROWS - 100] + [GROUP_ROWS] * (GROUPS - 1)
 
 
-FIT = dict(target="y", model="logistic", categorical=["a", "b"], hash_bits=10, missing="impute",
-           interactions=[("a", "b")], sample_weight="w", shuffle="buffer:2", seed=4, epochs=2)
+FIT = {"target": "y", "model": "logistic", "categorical": ["a", "b"], "hash_bits": 10, "missing": "impute",
+       "interactions": [("a", "b")], "sample_weight": "w", "shuffle": "buffer:2", "seed": 4, "epochs": 2}
 
 
 def _fit(path: str, monkeypatch, head, **options):
@@ -146,8 +146,8 @@ def _same_model(a, b) -> None:
     np.testing.assert_array_equal(a.intercept_, b.intercept_)
 
 
-@pytest.mark.parametrize("options", [dict(batch_size=1, optimizer="ftrl"), dict(batch_size=64, optimizer="adagrad"),
-                                     dict(batch_size=64, optimizer="sgd", missing="drop-rows")])
+@pytest.mark.parametrize("options", [{"batch_size": 1, "optimizer": "ftrl"}, {"batch_size": 64, "optimizer": "adagrad"},
+                                     {"batch_size": 64, "optimizer": "sgd", "missing": "drop-rows"}])
 def test_a_fit_on_head_first_steps_is_bit_for_bit_the_fit_on_whole_steps(clicks, monkeypatch, options):
     whole = _fit(clicks, monkeypatch, lambda batch_size: 0, **options)
     split = _fit(clicks, monkeypatch, lambda batch_size: max(1, 300 // int(batch_size)) * int(batch_size),
@@ -175,8 +175,11 @@ def test_the_head_is_whole_mini_batches_and_none_for_full_batch():
 
 
 def test_checkpoints_count_whole_steps_and_a_resume_mid_epoch_is_exact(clicks, monkeypatch, tmp_path):
-    options = dict(batch_size=1, optimizer="ftrl", epochs=3)
-    head = lambda batch_size: 300  # noqa: E731
+    options = {"batch_size": 1, "optimizer": "ftrl", "epochs": 3}
+
+    def head(batch_size):
+        return 300
+
     uninterrupted = _fit(clicks, monkeypatch, head, **options)
     checkpoints = tmp_path / "ck"
     _fit(clicks, monkeypatch, head, checkpoint_dir=str(checkpoints), checkpoint_every=1, keep_checkpoints=100,

@@ -124,8 +124,8 @@ class LocalEpochs:
                 return
             progress.chunk_done(chunk.n_rows)
 
-        # the first step in two parts at the epoch's start only: a run resumed mid-epoch then adds up its loss as the run it
-        # resumes did, chunk by chunk
+        # the first step in two parts at the epoch's start only: a run resumed mid-epoch then adds up its loss as
+        # the run it resumes did, chunk by chunk
         head = head_rows(job.batch_size) if state.next_chunk == 0 else 0
         stream = open_stream(job, plan, state.next_chunk, progress.quality, head)
         train_stream(job, state, stream, run.schedule, each)
