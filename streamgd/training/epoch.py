@@ -35,7 +35,7 @@ _READ_MAXIMA = ("prefetch_depth", "max_prefetch_depth")
 # the epoch's first step is delivered in two parts, about this many rows and the rest: the training thread waits
 # for the reader to featurise these rows, not the whole step, before it starts (issue 29, the pipeline's fill;
 # scripts/bench_ctr.py's epoch / slower)
-HEAD_ROWS = 8192
+HEAD_ROWS = 16384
 
 
 @dataclass
