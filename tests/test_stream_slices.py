@@ -96,22 +96,35 @@ def _assert_same_chunks(chunks, reference) -> None:
         assert (chunk.ends_step, chunk.rows_before, chunk.left_out) == (True, 0, expected.left_out)
 
 
+def _steps(chunks: list) -> list[list]:
+    """The chunks grouped by step: a step's parts, the last of which ends it."""
+    steps, parts = [], []
+    for chunk in chunks:
+        parts.append(chunk)
+        if chunk.ends_step:
+            steps.append(parts)
+            parts = []
+    assert not parts
+    return steps
+
+
 @pytest.mark.parametrize("shuffle", ["none", "buffer:2"])
 @pytest.mark.parametrize("depth", [0, 2])
-def test_a_step_delivered_in_two_parts_holds_the_whole_steps_rows(clicks, shuffle, depth):
+def test_the_first_and_last_steps_delivered_in_two_parts_hold_the_whole_steps_rows(clicks, shuffle, depth):
     whole = _chunks(clicks, "impute", shuffle, depth, 0)
-    split = _chunks(clicks, "impute", shuffle, depth, HEAD)
-    assert len(split) == len(whole) + 1
-    parts, later = split[:2], split[2:]
-    assert [p.n for p in parts] == [HEAD, whole[0].n - HEAD]
-    assert [(p.ends_step, p.rows_before) for p in parts] == [(False, 0), (True, HEAD)]
-    assert all(p.step is parts[0].step for p in parts) and parts[0].step == whole[0].step
-    # features, targets, weights, the rows' order and where each came from: the whole step's, cut in parts
-    for key in KEYS:
-        joined = np.concatenate([getattr(p, key) for p in parts])
-        np.testing.assert_array_equal(joined, getattr(whole[0], key), err_msg=key)
-    assert [p.left_out for p in parts] == [0, 0]
-    _assert_same_chunks(later, whole[1:])
+    split = _steps(_chunks(clicks, "impute", shuffle, depth, HEAD))
+    assert len(split) == len(whole) and len(split[0]) == len(split[-1]) == 2
+    last = whole[-1].n - HEAD - (whole[-1].n - HEAD) % HEAD  # the tail: at least HEAD rows, the cut whole HEADs
+    assert [p.n for p in split[0]] == [HEAD, whole[0].n - HEAD] and [p.n for p in split[-1]] == [last, whole[-1].n - last]
+    for parts, reference in zip(split, whole):
+        assert [(p.ends_step, p.rows_before) for p in parts] == [(False, 0), (True, parts[0].n)][-len(parts):] \
+            if len(parts) == 2 else [(True, 0)]
+        assert all(p.step is parts[0].step for p in parts) and parts[0].step == reference.step
+        # features, targets, weights, the rows' order and where each came from: the whole step's, cut in two
+        for key in KEYS:
+            joined = np.concatenate([getattr(p, key) for p in parts])
+            np.testing.assert_array_equal(joined, getattr(reference, key), err_msg=key)
+        assert sum(p.left_out for p in parts) == reference.left_out == 0
 
 
 @pytest.mark.parametrize("shuffle", ["none", "buffer:2"])
@@ -125,10 +138,20 @@ def test_a_step_with_rows_left_out_goes_whole(clicks, unlabelled, shuffle, depth
         _assert_same_chunks(_chunks(path, missing, shuffle, depth, HEAD), whole)
 
 
-def test_only_the_first_step_is_split_and_only_when_it_is_longer(clicks):
+def test_only_the_first_and_last_steps_are_split_and_only_when_they_are_longer(clicks):
     assert len(_chunks(clicks, "impute", "row-groups", 2, GROUP_ROWS)) == GROUPS  # a head of the whole step
+    assert len(_chunks(clicks, "impute", "row-groups", 2, 501)) == GROUPS + 1  # no tail: 1000 < 2 x 501
     chunks = _chunks(clicks, "impute", "row-groups", 2, 100)
-    assert [c.n for c in chunks] == [100, GROUP_ROWS - 100] + [GROUP_ROWS] * (GROUPS - 1)
+    assert [c.n for c in chunks] == [100, 900] + [GROUP_ROWS] * (GROUPS - 2) + [900, 100]
+
+
+def test_a_stream_from_a_later_step_splits_only_the_last(clicks):
+    """A resumed run's stream starts at a later step of the plan: its first step is not the plan's, and goes whole
+    (the loss is then added up as the run it resumes did)."""
+    data = open_dataset(clicks, target="y")
+    plan = make_plan(data.units, "row-groups", seed=7, epoch=1)
+    with ChunkStream(data, plan, features=_spec("impute"), start_step=1, head_rows=100) as stream:
+        assert [c.n_rows for c in stream] == [GROUP_ROWS] * (GROUPS - 2) + [900, 100]
 
 
 FIT = {"target": "y", "model": "logistic", "categorical": ["a", "b"], "hash_bits": 10, "missing": "impute",

@@ -255,6 +255,7 @@ class ChunkStream:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
         self.steps = plan.steps[start_step:]
+        self.start_step = start_step
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -285,11 +286,13 @@ class ChunkStream:
         # rest): moved a column at a time towards whichever thread waits less, so the two share the work
         self._cache_split = 1 << 30
         self.dictionary_reads = DICTIONARY_READS if dictionary_reads is None else dictionary_reads
-        # the first step converted and delivered in two parts, its first ``head_rows`` rows and the rest (0: whole
-        # steps): the consumer starts after a part of the step is featurised, not all of it (the pipeline's fill),
-        # and the rest is featurised while the head is trained. The caller picks a multiple of its mini-batch, so
-        # that no mini-batch spans the two parts; a step with rows to leave out (a missing target, drop-rows) goes
-        # whole. Not with an epoch cache to write (it stores whole steps) nor with a deferred conversion.
+        # the plan's first step converted and delivered in two parts, its first ``head_rows`` rows and the rest,
+        # and its last step with its last ``head_rows`` rows or so apart (0: whole steps): the consumer starts after
+        # a part of the first step is featurised, not all of it (the pipeline's fill), and ends training a part of
+        # the last step after the reader is done, not all of it (the drain). The caller picks a multiple of its
+        # mini-batch, so that no mini-batch spans two parts; a step with rows to leave out (a missing target,
+        # drop-rows) goes whole. Not with an epoch cache to write (it stores whole steps) nor with a deferred
+        # conversion.
         if head_rows < 0:
             raise ConfigError(f"head rows must be 0 or more, got {head_rows}")
         self.head_rows = head_rows
@@ -298,10 +301,10 @@ class ChunkStream:
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
 
-    def _build(self, tables: UnitTableReader, step: Step, first: bool = False
+    def _build(self, tables: UnitTableReader, step: Step, index: int = -1
                ) -> Iterator[Chunk | _Decoded | _Gathering]:
         """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred. One
-        item, or the two parts of the stream's ``first`` step (``head_rows``), each yielded as soon as it is
+        item, or the parts of the plan's first and last steps (``head_rows``), each yielded as soon as it is
         built."""
         if self.cache is not None:
             chunk = self._from_cache(step)
@@ -315,15 +318,24 @@ class ChunkStream:
             yield _Decoded(table, step)
             return
         order = step.row_order()
-        head = self._head_size(step, table) if first else 0
-        if not head:
+        cut = self._cut(step, table, index)
+        if not cut:
             yield self._convert(table, step, order)
             return
         rows = np.arange(table.num_rows, dtype=np.int64) if order is None else order
         # two parts, not more: each part hashes the step's dictionaries again (benchmarks/README.md, "The
         # pipeline's fill")
-        yield self._convert(table, step, rows[:head], ends_step=False)
-        yield self._convert(table, step, rows[head:], rows_before=head)
+        yield self._convert(table, step, rows[:cut], ends_step=False)
+        yield self._convert(table, step, rows[cut:], rows_before=cut)
+
+    def _cut(self, step: Step, table: pa.Table, index: int) -> int:
+        """Where the stream's step ``index`` is cut in two (0: not): after ``head_rows`` rows in the plan's first
+        step, at the last multiple of ``head_rows`` that leaves at least ``head_rows`` rows in its last step."""
+        first, last = index == 0 and self.start_step == 0, index == len(self.steps) - 1
+        head = self._head_size(step, table) if first or last else 0
+        if not head:
+            return 0
+        return head if first else (step.n_rows - head) // head * head
 
     def _head_size(self, step: Step, table: pa.Table) -> int:
         """The rows of ``step`` delivered first (0: the step whole): only where every row of the step is
@@ -452,7 +464,7 @@ class ChunkStream:
             try:
                 for index, step in enumerate(self.steps):
                     started = time.perf_counter()
-                    for item in self._build(tables, step, index == 0):
+                    for item in self._build(tables, step, index):
                         chunk = self._deliver(item)
                         del item
                         handed = time.perf_counter()
@@ -512,7 +524,7 @@ class ChunkStream:
                 if self._stop.is_set():
                     return
                 started = time.perf_counter()
-                for chunk in self._build(tables, step, index == 0):
+                for chunk in self._build(tables, step, index):
                     built = time.perf_counter()
                     timings.reader_seconds += built - started
                     if isinstance(chunk, _Gathering) and self._queue.full():  # the consumer is behind

@@ -32,9 +32,10 @@ __all__ = ["EpochProgress", "EpochSource", "LocalEpochs", "ReadFigures", "end_ep
 # ReadStats' counters, summed over streams; its depths are maxima (a worker's pass ends at its own depth)
 _READ_SUMS = ("requests", "footer_requests", "files_opened", "row_groups", "bytes_read", "request_seconds")
 _READ_MAXIMA = ("prefetch_depth", "max_prefetch_depth")
-# the epoch's first step is delivered in two parts, about this many rows and the rest: the training thread waits
-# for the reader to featurise these rows, not the whole step, before it starts (issue 29, the pipeline's fill;
-# scripts/bench_ctr.py's epoch / slower)
+# the epoch's first step is delivered in two parts, about this many rows and the rest, and its last step with about
+# this many rows apart: the training thread waits for the reader to featurise these rows, not the whole step, before
+# it starts, and after the reader is done it trains these rows, not a whole step (issue 29, the pipeline's fill and
+# drain; scripts/bench_ctr.py's epoch / slower)
 HEAD_ROWS = 16384
 
 
@@ -124,19 +125,16 @@ class LocalEpochs:
                 return
             progress.chunk_done(chunk.n_rows)
 
-        # the first step in two parts at the epoch's start only: a run resumed mid-epoch then adds up its loss as
-        # the run it resumes did, chunk by chunk
-        head = head_rows(job.batch_size) if state.next_chunk == 0 else 0
-        stream = open_stream(job, plan, state.next_chunk, progress.quality, head)
+        stream = open_stream(job, plan, state.next_chunk, progress.quality, head_rows(job.batch_size))
         train_stream(job, state, stream, run.schedule, each)
         progress.reads.add(ReadFigures.of_stream(stream))
         return {}
 
 
 def head_rows(batch_size: int | str) -> int:
-    """The rows of the head of an epoch's first step (``ChunkStream``'s ``head_rows``): about ``HEAD_ROWS``,
-    a whole number of mini-batches, so the model is the one whole steps give; 0 for full batch, whose gradient sum
-    would be added up in another order."""
+    """The rows of the head of an epoch's first step and about those of the tail of its last (``ChunkStream``'s
+    ``head_rows``): about ``HEAD_ROWS``, a whole number of mini-batches, so the model is the one whole steps give;
+    0 for full batch, whose gradient sum would be added up in another order."""
     if batch_size == "full":
         return 0
     return max(1, HEAD_ROWS // int(batch_size)) * int(batch_size)
