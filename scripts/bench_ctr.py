@@ -40,7 +40,9 @@ Beside each streamgd contender's rate: the epochs' own rate (training rows over 
 ``streamgd fit --json``: no start-up, no statistics pass), the reader thread's (rows over the seconds it spent
 building chunks) and the training thread's (rows over the seconds it held a chunk), from the chunk stream's own
 per-chunk counters (``streamgd.data.reader.StreamTimings``, recorded by the fit child), and the epoch's rate over
-the slower thread's: near 1 when the two threads overlap fully (issue 29 asks for 0.85 or more). Needs ``pip install
+the slower thread's: near 1 when the two threads overlap fully (issue 29 asks for 0.85 or more). Below the table,
+run by run: that ratio, the pipeline's fill (the training thread's wait for its first chunk) and its waits after
+the fill. Needs ``pip install
 vowpalwabbit scikit-learn`` (the ``bench`` extra).
 """
 
@@ -529,8 +531,9 @@ def thread_rates(fit_report: dict, timings_path: str) -> dict:
     thread's (1: the pass runs at the slower thread's speed; issue 29 asks for 0.85 or more)."""
     with open(timings_path) as stream:
         streams = json.load(stream)
-    total = {key: sum(s[key] for s in streams) for key in ("rows", "reader_seconds", "consumer_seconds",
-                                                           "wait_seconds", "put_wait_seconds", "deliver_seconds")}
+    total = {key: sum(s.get(key, 0.0) for s in streams) for key in (
+        "rows", "reader_seconds", "consumer_seconds", "wait_seconds", "fill_seconds", "put_wait_seconds",
+        "deliver_seconds")}
     epochs = fit_report["epochs"]
     epoch_rate = sum(e["rows"] for e in epochs) / sum(e["seconds"] for e in epochs)
     reader = total["rows"] / total["reader_seconds"] if total["reader_seconds"] else float("inf")
@@ -574,6 +577,17 @@ def markdown(report: dict) -> str:
     lines.append(f"| constant (train click rate {ref['train_click_rate']:.3f}) | | | | | | | | "
                  f"{ref['constant_log_loss']:.4f} |")
     results = report["results"]
+    for name, result in results.items():  # where the epoch's time beyond the slower thread's went, run by run
+        if result["status"] == "ok" and result.get("threads") and not math.isnan(result["epoch_over_slower"]):
+            runs = result["threads"]
+
+            def each(value, runs=runs) -> str:
+                return ", ".join(f"{value(t):.3f}" for t in runs)
+
+            lines.append(f"\n{name}, run by run: epoch / slower {each(lambda t: t['epoch_over_slower'])}; the fill "
+                         f"(the training thread's wait for its first chunk) {each(lambda t: t['fill_seconds'])} s, "
+                         f"its waits after it {each(lambda t: t['wait_seconds'] - t['fill_seconds'])} s, of epochs "
+                         f"of {each(lambda t: t['rows'] / t['epoch_rows_per_s'])} s")
     if all(results.get(name, {}).get("status") == "ok" for name in ("streamgd-defaults", "streamgd-tuned", "vw")):
         mine, tuned, vw_loss = (results[n]["holdout_log_loss"] for n in ("streamgd-defaults", "streamgd-tuned", "vw"))
         lines.append(f"\nstreamgd-defaults / streamgd-tuned = {mine / tuned:.4f} (target <= 1.01); "

@@ -85,6 +85,7 @@ class StreamTimings:
     reader_seconds: float = 0.0  # the prefetch thread reading and converting steps
     put_wait_seconds: float = 0.0  # the prefetch thread waiting for room in the queue (the consumer is behind)
     wait_seconds: float = 0.0  # the consumer waiting for the prefetch thread (the reader is behind)
+    fill_seconds: float = 0.0  # the part of it before the first chunk: the pipeline's fill
     deliver_seconds: float = 0.0  # the consumer finishing a chunk (a deferred conversion, a cache gather)
     consumer_seconds: float = 0.0  # the consumer holding a chunk: training on it, between two chunks
     chunks: int = 0
@@ -104,6 +105,18 @@ class Chunk:
     step: Step
     row_order: np.ndarray | None  # delivered row i is row row_order[i] of the step's concatenated units
     sparse: SparseBlock | None = None
+    # a step's rows can come in two chunks (``ChunkStream``'s ``head_rows``): only the second ends its step, and
+    # it counts the rows delivered before it
+    ends_step: bool = True
+    rows_before: int = 0  # the step's rows delivered in the chunks before this one
+
+    @property
+    def rows_left_out(self) -> int:
+        """Rows of the step's units the reader did not deliver (a missing target, or a missing feature under
+        drop-rows), counted once, by the chunk that ends the step."""
+        if not self.ends_step:
+            return 0
+        return sum(unit.n_rows for unit in self.step.units) - self.rows_before - self.n_rows
 
     @property
     def n_rows(self) -> int:
@@ -202,6 +215,27 @@ def table_to_chunk_arrays(table: pa.Table, feature_names: list[str], target: str
     return X, y
 
 
+def sample_rows(schema: pa.Schema, columns: list[str], nulls: dict[str, bool],
+                dictionaries: set[str]) -> pa.Table:
+    """Two rows of ``columns`` at their ``schema`` types (``dictionaries``: dictionary-encoded, as a reader with
+    ``read_dictionary`` gives them): a zero (text "0", false) and then, where ``nulls`` says so (a column not in
+    it: yes), a null."""
+    arrays = []
+    for name in columns:
+        kind = schema.field(name).type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            value: Any = "0"
+        elif pa.types.is_boolean(kind):
+            value = False
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+            value = 0
+        else:
+            value = None
+        array = pa.array([value, None if nulls.get(name, True) else value], type=kind)
+        arrays.append(array.dictionary_encode() if name in dictionaries else array)
+    return pa.table(arrays, names=columns)
+
+
 class ChunkStream:
     """Iterate the chunks of a plan, prefetched ``prefetch_depth`` ahead on a thread (0: read inline).
 
@@ -214,11 +248,12 @@ class ChunkStream:
                  quality: ShuffleQualityMeter | None = None, extra_columns: list[str] | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, features: Any = None,
                  defer_conversion: bool = False, all_rows: bool = False, cache: Any = None,
-                 fetch_bytes: int | None = None, dictionary_reads: bool | None = None):
+                 fetch_bytes: int | None = None, dictionary_reads: bool | None = None, head_rows: int = 0):
         if prefetch_depth < 0:
             raise ConfigError(f"prefetch depth must be 0 or more, got {prefetch_depth}")
         self.dataset = dataset
         self.steps = plan.steps[start_step:]
+        self.start_step = start_step
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -249,25 +284,76 @@ class ChunkStream:
         # rest): moved a column at a time towards whichever thread waits less, so the two share the work
         self._cache_split = 1 << 30
         self.dictionary_reads = DICTIONARY_READS if dictionary_reads is None else dictionary_reads
+        # the plan's first step converted and delivered in two parts, its first ``head_rows`` rows and the rest,
+        # and its last step with its last ``head_rows`` rows or so apart (0: whole steps): the consumer starts after
+        # a part of the first step is featurised, not all of it (the pipeline's fill), and ends training a part of
+        # the last step after the reader is done, not all of it (the drain). The caller picks a multiple of its
+        # mini-batch, so that no mini-batch spans two parts; a step with rows to leave out (a missing target,
+        # drop-rows) goes whole. Not with an epoch cache to write (it stores whole steps) nor with a deferred
+        # conversion.
+        if head_rows < 0:
+            raise ConfigError(f"head rows must be 0 or more, got {head_rows}")
+        self.head_rows = head_rows
         self.timings = StreamTimings()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue | None = None
 
-    def _build(self, tables: UnitTableReader, step: Step) -> Chunk | _Decoded:
-        """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred."""
+    def _build(self, tables: UnitTableReader, step: Step, index: int = -1
+               ) -> Iterator[Chunk | _Decoded | _Gathering]:
+        """The prefetch thread's side: read the step's units; convert them too unless conversion is deferred. One
+        item, or the parts of the plan's first and last steps (``head_rows``), each yielded as soon as it is
+        built."""
         if self.cache is not None:
             chunk = self._from_cache(step)
             if chunk is not None:
-                return chunk
+                yield chunk
+                return
         parts = [tables.read(unit) for unit in step.units]
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         del parts
-        return _Decoded(table, step) if self.defer_conversion else self._convert(table, step)
-
-    def _convert(self, table: pa.Table, step: Step) -> Chunk:
-        """The step's table as a chunk: features and target in the step's row order, then the transform."""
+        if self.defer_conversion:
+            yield _Decoded(table, step)
+            return
         order = step.row_order()
+        cut = self._cut(step, table, index)
+        if not cut:
+            yield self._convert(table, step, order)
+            return
+        rows = np.arange(table.num_rows, dtype=np.int64) if order is None else order
+        # two parts, not more: each part hashes the step's dictionaries again (benchmarks/README.md, "The
+        # pipeline's fill")
+        yield self._convert(table, step, rows[:cut], ends_step=False)
+        yield self._convert(table, step, rows[cut:], rows_before=cut)
+
+    def _cut(self, step: Step, table: pa.Table, index: int) -> int:
+        """Where the stream's step ``index`` is cut in two (0: not): after ``head_rows`` rows in the plan's first
+        step, at the last multiple of ``head_rows`` that leaves at least ``head_rows`` rows in its last step."""
+        first, last = index == 0 and self.start_step == 0, index == len(self.steps) - 1
+        head = self._head_size(step, table) if first or last else 0
+        if not head:
+            return 0
+        return head if first else (step.n_rows - head) // head * head
+
+    def _head_size(self, step: Step, table: pa.Table) -> int:
+        """The rows of ``step`` delivered first (0: the step whole): only where every row of the step is
+        delivered, so that each part is the whole mini-batches it was cut as."""
+        if self.head_rows == 0 or self.cache is not None or self.defer_conversion or self.head_rows >= step.n_rows:
+            return 0
+        if self.features is not None and not self.all_rows:
+            if self.features.missing == "drop-rows":
+                return 0
+            if self.target is not None and self.features.missing != "error":  # unlabelled rows are left out
+                labels = np.asarray(self.target_encoder(table.column(self.target)), dtype=np.float64)
+                if np.isnan(labels).any():
+                    return 0
+        return self.head_rows
+
+    def _convert(self, table: pa.Table, step: Step, order: np.ndarray | None, ends_step: bool = True,
+                 rows_before: int = 0) -> Chunk:
+        """The step's table as a chunk: features and target of the rows in ``order`` (None: the table's order),
+        then the transform. A head (``ends_step`` False) or the rest of a step (``rows_before`` rows delivered
+        before it) takes part of the step's order."""
         sparse = None
         if self.features is None:
             X, y = table_to_chunk_arrays(table, self.dataset.feature_names, self.target, order, self.dtype,
@@ -278,7 +364,7 @@ class ChunkStream:
             X, sparse, y, order = self._featurize(table, order)
         if self.transform is not None:
             X = self.transform(X)
-        chunk = Chunk(X, y, step, order, sparse)
+        chunk = Chunk(X, y, step, order, sparse, ends_step, rows_before)
         if self.extra_columns:
             chunk.extra = table.select(self.extra_columns)  # type: ignore[attr-defined]
         if self.cache is not None:
@@ -320,7 +406,7 @@ class ChunkStream:
         """The consumer's side: a deferred conversion or a gather from the cache finished, the shuffle-quality
         figures taken (in plan order)."""
         if isinstance(item, _Decoded):
-            chunk = self._convert(item.table, item.step)
+            chunk = self._convert(item.table, item.step, item.step.row_order())
         elif isinstance(item, _Gathering):
             chunk = item.finish()
         else:
@@ -374,16 +460,19 @@ class ChunkStream:
                                      fetch_bytes=self.fetch_bytes, dictionary_columns=self.dictionary_read_columns())
             timings = self.timings
             try:
-                for step in self.steps:
+                for index, step in enumerate(self.steps):
                     started = time.perf_counter()
-                    chunk = self._deliver(self._build(tables, step))
-                    handed = time.perf_counter()
-                    timings.reader_seconds += handed - started
-                    timings.chunks += 1
-                    timings.rows += chunk.n_rows
-                    yield chunk
-                    del chunk
-                    timings.consumer_seconds += time.perf_counter() - handed
+                    for item in self._build(tables, step, index):
+                        chunk = self._deliver(item)
+                        del item
+                        handed = time.perf_counter()
+                        timings.reader_seconds += handed - started
+                        timings.chunks += 1
+                        timings.rows += chunk.n_rows
+                        yield chunk
+                        del chunk
+                        started = time.perf_counter()
+                        timings.consumer_seconds += started - handed
             finally:
                 tables.close()
             return
@@ -392,13 +481,16 @@ class ChunkStream:
         self._thread.start()
         timings = self.timings
         try:
+            asked = time.perf_counter()  # the fill counts from here: the consumer loads code while it waits
+            self._load_featurizing_code()
             while True:
                 if self._queue.empty():  # the prefetch thread is behind: gather more of the cache's columns here
                     self._cache_split = max(0, self._cache_split - 1)
-                asked = time.perf_counter()
                 item = self._queue.get()
                 got = time.perf_counter()
                 timings.wait_seconds += got - asked
+                if timings.chunks == 0:
+                    timings.fill_seconds = got - asked
                 if item is None:
                     return
                 if isinstance(item, BaseException):
@@ -411,7 +503,8 @@ class ChunkStream:
                 timings.rows += chunk.n_rows
                 yield chunk
                 del chunk
-                timings.consumer_seconds += time.perf_counter() - handed
+                asked = time.perf_counter()
+                timings.consumer_seconds += asked - handed
         finally:
             self.close()
 
@@ -425,24 +518,56 @@ class ChunkStream:
             return
         timings = self.timings
         try:
-            for step in self.steps:
+            for index, step in enumerate(self.steps):
                 if self._stop.is_set():
                     return
                 started = time.perf_counter()
-                chunk = self._build(tables, step)
-                built = time.perf_counter()
-                timings.reader_seconds += built - started
-                if isinstance(chunk, _Gathering) and self._queue.full():  # the consumer is behind
-                    self._cache_split += 1
-                if not self._put(chunk):
-                    return
-                timings.put_wait_seconds += time.perf_counter() - built
-                del chunk
+                for chunk in self._build(tables, step, index):
+                    built = time.perf_counter()
+                    timings.reader_seconds += built - started
+                    if isinstance(chunk, _Gathering) and self._queue.full():  # the consumer is behind
+                        self._cache_split += 1
+                    if not self._put(chunk):
+                        return
+                    del chunk
+                    started = time.perf_counter()
+                    timings.put_wait_seconds += started - built
             self._put(None)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
         finally:
             tables.close()
+
+    def _load_featurizing_code(self) -> None:
+        """On the consuming thread, while the prefetch thread decodes the first step: featurise (and transform) two
+        rows of the first unit's column types, so that the compiled loops the FeatureSpec runs are loaded from
+        Numba's cache (a process's first call of each) here, beside the decoding, not after it on the prefetch
+        thread (issue 29's fill: ``scripts/bench_ctr.py``, benchmarks/README.md). A row is null in a column where
+        the unit's footer counts nulls: a null-free column's arrays have other types, and so other loops. Only a
+        head start: if the rows cannot be made or featurised, the prefetch thread loads the loops itself."""
+        if self.features is None or not self.steps or self.dataset.table is not None \
+                or self.dataset.dask_frame is not None:
+            return
+        unit = self.steps[0].units[0]
+        if self.cache is not None and self.cache.holds(unit):
+            return
+        footer = self.dataset.footers.get(unit.source)
+        if footer is None:
+            return
+        try:
+            group = footer.row_group(unit.row_group)
+            nulls = {}
+            for i in range(group.num_columns):
+                stats = group.column(i).statistics
+                nulls[group.column(i).path_in_schema] = stats is None or not stats.has_null_count \
+                    or stats.null_count > 0
+            sample = sample_rows(self.dataset.schema, self.features.input_columns, nulls,
+                                 set(self.dictionary_read_columns()))
+            X = self.features.to_blocks(sample, None, self.dtype)[0]
+            if self.transform is not None:
+                self.transform(X)
+        except Exception:  # noqa: BLE001 - a head start only (see above): the reader's own call reports any error
+            return
 
     def _units_to_read(self) -> list[Unit] | None:
         """The units this stream will read from the files, in order (remote files are fetched ahead of the

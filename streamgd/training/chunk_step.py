@@ -125,15 +125,16 @@ class LearningRates:
 
 
 # ---- a stream of chunks -----------------------------------------------------------------------------------------
-def open_stream(job: ChunkJob, plan: Plan, start: int = 0, quality: ShuffleQualityMeter | None = None
-                ) -> ChunkStream:
-    """The chunks of ``plan`` from step ``start``, as training reads them (weights, features, standardized)."""
+def open_stream(job: ChunkJob, plan: Plan, start: int = 0, quality: ShuffleQualityMeter | None = None,
+                head_rows: int = 0) -> ChunkStream:
+    """The chunks of ``plan`` from step ``start``, as training reads them (weights, features, standardized); the
+    first step's first ``head_rows`` rows as a chunk of their own (``ChunkStream``)."""
     extra = [job.sample_weight] if job.sample_weight else []
     return ChunkStream(job.dataset, plan, dtype=job.dtype, prefetch_depth=job.prefetch_depth,
                        target_encoder=job.encoder, quality=quality, start_step=start,
                        extra_columns=extra or None, features=job.spec,
                        transform=job.standardizer.apply if job.standardizer is not None else None,
-                       defer_conversion=job.defer_conversion, fetch_bytes=job.fetch_bytes,
+                       defer_conversion=job.defer_conversion, fetch_bytes=job.fetch_bytes, head_rows=head_rows,
                        cache=cache_session(job.cache, job.dataset, job.dtype, job.encoder, job.spec,
                                            job.standardizer, extra))
 
@@ -200,11 +201,12 @@ def train_on_chunk(job: ChunkJob, state: TrainState, chunk: Chunk, lr_at: Learni
         state.step += n_batches
     state.epoch_loss_sum += chunk_loss
     state.epoch_rows += chunk.n_rows
-    state.epoch_rows_skipped += _rows_left_out(chunk)
+    state.epoch_rows_skipped += chunk.rows_left_out
     state.epoch_y_sum += float(chunk.y.sum())
     state.epoch_y_sq_sum += float(np.einsum("i,i->", chunk.y, chunk.y))  # no BLAS: see quality.py
-    state.next_chunk += 1
-    state.chunks_done += 1
+    if chunk.ends_step:  # the cursor counts whole steps (a step's parts but its last: it goes on)
+        state.next_chunk += 1
+        state.chunks_done += 1
 
 
 def train_stream(job: ChunkJob, state: TrainState, stream: ChunkStream, lr_at: LearningRate,
@@ -254,9 +256,3 @@ def check_status(job: ChunkJob, status: int, chunk: Chunk, state: TrainState) ->
 def divergence_message(job: ChunkJob, state: TrainState) -> str:
     return (f"training diverged at epoch {state.epoch + 1}, step {state.step}: the loss or a parameter became "
             f"NaN or inf; lower the learning rate (now {job.learning_rate}) or standardize the features")
-
-
-def _rows_left_out(chunk: Chunk) -> int:
-    """Rows of the chunk's units the reader did not deliver (a missing target, or a missing feature under
-    drop-rows)."""
-    return sum(unit.n_rows for unit in chunk.step.units) - chunk.n_rows

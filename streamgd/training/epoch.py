@@ -27,11 +27,16 @@ from .model_of_run import final_params
 from .state import Run, TrainState
 
 __all__ = ["EpochProgress", "EpochSource", "LocalEpochs", "ReadFigures", "end_epoch", "epoch_record",
-           "run_epoch", "steps_per_epoch", "train_epochs", "update_best"]
+           "head_rows", "run_epoch", "steps_per_epoch", "train_epochs", "update_best"]
 
 # ReadStats' counters, summed over streams; its depths are maxima (a worker's pass ends at its own depth)
 _READ_SUMS = ("requests", "footer_requests", "files_opened", "row_groups", "bytes_read", "request_seconds")
 _READ_MAXIMA = ("prefetch_depth", "max_prefetch_depth")
+# the epoch's first step is delivered in two parts, about this many rows and the rest, and its last step with about
+# this many rows apart: the training thread waits for the reader to featurise these rows, not the whole step, before
+# it starts, and after the reader is done it trains these rows, not a whole step (issue 29, the pipeline's fill and
+# drain; scripts/bench_ctr.py's epoch / slower)
+HEAD_ROWS = 16384
 
 
 @dataclass
@@ -115,12 +120,24 @@ class LocalEpochs:
 
         def each(chunk: Any) -> None:
             self.chunks_trained += 1
+            if not chunk.ends_step:  # a step's first parts: the hooks (checkpoints, Ctrl-C) wait for its end
+                progress.meter.add(chunk.n_rows)
+                return
             progress.chunk_done(chunk.n_rows)
 
-        stream = open_stream(job, plan, state.next_chunk, progress.quality)
+        stream = open_stream(job, plan, state.next_chunk, progress.quality, head_rows(job.batch_size))
         train_stream(job, state, stream, run.schedule, each)
         progress.reads.add(ReadFigures.of_stream(stream))
         return {}
+
+
+def head_rows(batch_size: int | str) -> int:
+    """The rows of the head of an epoch's first step and about those of the tail of its last (``ChunkStream``'s
+    ``head_rows``): about ``HEAD_ROWS``, a whole number of mini-batches, so the model is the one whole steps give;
+    0 for full batch, whose gradient sum would be added up in another order."""
+    if batch_size == "full":
+        return 0
+    return max(1, HEAD_ROWS // int(batch_size)) * int(batch_size)
 
 
 LOCAL = LocalEpochs()  # for callers that keep no count of their chunk calls
