@@ -235,3 +235,21 @@ def test_sample_rows_have_the_types_a_dictionary_reader_gives(clicks):
     assert table.schema.field("a").type.index_type == pa.int32() and table.schema.field("n").type == pa.float32()
     read = pq.ParquetFile(clicks, read_dictionary=["a", "b"]).read_row_group(0)
     assert read.schema.field("a").type == table.schema.field("a").type
+
+
+@pytest.mark.parametrize("with_nulls", [True, False])
+def test_sample_rows_are_the_zeros_and_nulls_pa_array_gives(with_nulls):
+    """Built from buffers (no pandas import), the sample rows equal ``pa.array([zero, null or zero])`` for every
+    type a feature column may have, a decimal of no integer digits included."""
+    kinds = {"s": pa.string(), "ls": pa.large_string(), "b": pa.bool_(), "i8": pa.int8(), "u32": pa.uint32(),
+             "h": pa.float16(), "f32": pa.float32(), "f": pa.float64(), "d": pa.decimal128(10, 2),
+             "d0": pa.decimal128(2, 2), "d256": pa.decimal256(40, 5), "t": pa.timestamp("ms")}
+    schema = pa.schema([pa.field(name, kind) for name, kind in kinds.items()])
+    table = sample_rows(schema, list(kinds), {name: with_nulls for name in kinds}, {"s", "ls"})
+    zeros = {"s": "0", "ls": "0", "b": False, "h": np.float16(0), "t": None}
+    for name, kind in kinds.items():
+        zero = zeros.get(name, 0)
+        expected = pa.array([zero, None if with_nulls else zero], type=kind)
+        if name in ("s", "ls"):
+            expected = expected.dictionary_encode()
+        assert table.column(name).chunk(0).equals(expected), name

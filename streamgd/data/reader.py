@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from ..errors import ConfigError, DataError
 from ..io.storage import is_remote
 from ..kernels.jit import njit
-from .arrow_numpy import numbers
+from .arrow_numpy import from_numpy, numbers, strings
 from .chunk_buffers import CHUNK_BUFFERS
 from .dataset import Dataset, Unit
 from .dictionary_slots import dictionary_columns
@@ -221,17 +221,19 @@ def sample_rows(schema: pa.Schema, columns: list[str], nulls: dict[str, bool],
     ``read_dictionary`` gives them): a zero (text "0", false) and then, where ``nulls`` says so (a column not in
     it: yes), a null."""
     arrays = []
-    for name in columns:
+    for name in columns:  # built from buffers: pa.array of Python values imports pandas (tests/test_startup_imports.py)
         kind = schema.field(name).type
+        missing = np.array([False, nulls.get(name, True)])
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            value: Any = "0"
+            array = strings(["0", "0"], kind, missing)
         elif pa.types.is_boolean(kind):
-            value = False
-        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-            value = 0
+            array = from_numpy(np.zeros(2, dtype=np.bool_), missing)
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            array = from_numpy(np.zeros(2, dtype=np.int8), missing).cast(kind)
+        elif pa.types.is_decimal(kind):  # a float's cast checks the value against the precision, an int's its type
+            array = from_numpy(np.zeros(2), missing).cast(kind)
         else:
-            value = None
-        array = pa.array([value, None if nulls.get(name, True) else value], type=kind)
+            array = pa.nulls(2, kind)
         arrays.append(array.dictionary_encode() if name in dictionaries else array)
     return pa.table(arrays, names=columns)
 
