@@ -14,8 +14,9 @@ import pytest
 
 import streamgd
 from streamgd.data.dataset import open_dataset
-from streamgd.data.reader import ChunkStream, sample_rows
+from streamgd.data.reader import ChunkStream
 from streamgd.data.shuffle import make_plan
+from streamgd.data.warm_up_rows import sample_rows
 from streamgd.features.spec import CategoricalInput, FeatureSpec, NumericInput
 from streamgd.training import epoch as epoch_module
 from streamgd.training.checkpoint import list_checkpoints, read_checkpoint

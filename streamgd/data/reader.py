@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from ..errors import ConfigError, DataError
 from ..io.storage import is_remote
 from ..kernels.jit import njit
-from .arrow_numpy import from_numpy, numbers, strings
+from .arrow_numpy import numbers
 from .chunk_buffers import CHUNK_BUFFERS
 from .dataset import Dataset, Unit
 from .dictionary_slots import dictionary_columns
@@ -36,6 +36,7 @@ from .shuffle import Plan, ShuffleQualityMeter, Step
 from .sparse_block import SparseBlock
 from .unit_arrays import StepGather, concat_extra, split_chunk
 from .unit_reader import UnitTableReader
+from .warm_up_rows import load_featurizing_code
 
 DEFAULT_PREFETCH_DEPTH = 2
 # categorical text columns read as dictionaries (``streamgd.data.dictionary_slots``); False: as strings, row by row
@@ -213,29 +214,6 @@ def table_to_chunk_arrays(table: pa.Table, feature_names: list[str], target: str
         y = values if order is None else values[order]
         y = np.ascontiguousarray(y, dtype=np.float64)
     return X, y
-
-
-def sample_rows(schema: pa.Schema, columns: list[str], nulls: dict[str, bool],
-                dictionaries: set[str]) -> pa.Table:
-    """Two rows of ``columns`` at their ``schema`` types (``dictionaries``: dictionary-encoded, as a reader with
-    ``read_dictionary`` gives them): a zero (text "0", false) and then, where ``nulls`` says so (a column not in
-    it: yes), a null."""
-    arrays = []
-    for name in columns:  # built from buffers: pa.array of Python values imports pandas (tests/test_startup_imports.py)
-        kind = schema.field(name).type
-        missing = np.array([False, nulls.get(name, True)])
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            array = strings(["0", "0"], kind, missing)
-        elif pa.types.is_boolean(kind):
-            array = from_numpy(np.zeros(2, dtype=np.bool_), missing)
-        elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            array = from_numpy(np.zeros(2, dtype=np.int8), missing).cast(kind)
-        elif pa.types.is_decimal(kind):  # a float's cast checks the value against the precision, an int's its type
-            array = from_numpy(np.zeros(2), missing).cast(kind)
-        else:
-            array = pa.nulls(2, kind)
-        arrays.append(array.dictionary_encode() if name in dictionaries else array)
-    return pa.table(arrays, names=columns)
 
 
 class ChunkStream:
@@ -541,35 +519,16 @@ class ChunkStream:
             tables.close()
 
     def _load_featurizing_code(self) -> None:
-        """On the consuming thread, while the prefetch thread decodes the first step: featurise (and transform) two
-        rows of the first unit's column types, so that the compiled loops the FeatureSpec runs are loaded from
-        Numba's cache (a process's first call of each) here, beside the decoding, not after it on the prefetch
-        thread (issue 29's fill: ``scripts/bench_ctr.py``, benchmarks/README.md). A row is null in a column where
-        the unit's footer counts nulls: a null-free column's arrays have other types, and so other loops. Only a
-        head start: if the rows cannot be made or featurised, the prefetch thread loads the loops itself."""
+        """On the consuming thread, while the prefetch thread decodes the first step: load the FeatureSpec's
+        compiled loops (``warm_up_rows.load_featurizing_code``)."""
         if self.features is None or not self.steps or self.dataset.table is not None \
                 or self.dataset.dask_frame is not None:
             return
         unit = self.steps[0].units[0]
         if self.cache is not None and self.cache.holds(unit):
             return
-        footer = self.dataset.footers.get(unit.source)
-        if footer is None:
-            return
-        try:
-            group = footer.row_group(unit.row_group)
-            nulls = {}
-            for i in range(group.num_columns):
-                stats = group.column(i).statistics
-                nulls[group.column(i).path_in_schema] = stats is None or not stats.has_null_count \
-                    or stats.null_count > 0
-            sample = sample_rows(self.dataset.schema, self.features.input_columns, nulls,
-                                 set(self.dictionary_read_columns()))
-            X = self.features.to_blocks(sample, None, self.dtype)[0]
-            if self.transform is not None:
-                self.transform(X)
-        except Exception:  # noqa: BLE001 - a head start only (see above): the reader's own call reports any error
-            return
+        load_featurizing_code(self.dataset, unit, self.features, set(self.dictionary_read_columns()), self.dtype,
+                              self.transform)
 
     def _units_to_read(self) -> list[Unit] | None:
         """The units this stream will read from the files, in order (remote files are fetched ahead of the
