@@ -28,8 +28,13 @@ def valid_rows(array: pa.Array) -> np.ndarray:
     bitmap = array.buffers()[0]
     if array.null_count == 0 or bitmap is None:  # no bitmap with nulls: a null-typed array, every row null
         return np.full(n, array.null_count == 0, dtype=np.bool_)
+    return _unpacked(bitmap, array.offset, n)
+
+
+def _unpacked(bitmap: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """Bits ``offset .. offset + n`` of an Arrow bitmap (least significant bit first) as bools."""
     bits = np.frombuffer(bitmap, dtype=np.uint8)
-    return np.unpackbits(bits, count=array.offset + n, bitorder="little")[array.offset:].view(np.bool_)
+    return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].view(np.bool_)
 
 
 def _chunk_values(array: pa.Array) -> np.ndarray:
@@ -39,8 +44,7 @@ def _chunk_values(array: pa.Array) -> np.ndarray:
     if pa.types.is_boolean(array.type):
         if data is None:
             return np.zeros(n, dtype=np.bool_)
-        bits = np.frombuffer(data, dtype=np.uint8)
-        return np.unpackbits(bits, count=array.offset + n, bitorder="little")[array.offset:].view(np.bool_)
+        return _unpacked(data, array.offset, n)
     dtype = np.dtype(array.type.to_pandas_dtype())
     if data is None:  # an empty array may have no buffer
         return np.zeros(n, dtype=dtype)
